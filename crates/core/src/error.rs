@@ -1,0 +1,46 @@
+//! The domain error: what went wrong, without HTTP types. The HTTP layer converts it once per
+//! surface; internal causes (`Storage`, `Db`) are logged there and never sent to clients.
+
+use oci::ErrorCode;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A distribution-protocol error with its spec code (BLOB_UNKNOWN, MANIFEST_INVALID, ...).
+    #[error("{1}")]
+    Registry(ErrorCode, String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Denied(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("too many failed sign-ins; retry in {retry_after} s")]
+    RateLimited { retry_after: u64 },
+    #[error("storage error: {0}")]
+    Storage(String),
+    #[error("database error: {0}")]
+    Db(String),
+}
+
+impl Error {
+    pub fn registry(code: ErrorCode, msg: impl Into<String>) -> Self {
+        Error::Registry(code, msg.into())
+    }
+
+    /// True for errors whose cause is internal and must not be shown to clients.
+    pub fn is_internal(&self) -> bool {
+        matches!(self, Error::Storage(_) | Error::Db(_))
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Storage(e.to_string())
+    }
+}

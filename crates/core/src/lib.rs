@@ -1,0 +1,23 @@
+//! Services of the registry — push and pull, identity, tokens, organizations — and the ports
+//! they need (`MetaStore`, `BlobStore`). Adapters in `portcullis-store` implement the ports;
+//! the HTTP layer calls the services. Layer rule: handlers call services, services never call
+//! handlers, and nothing here knows about HTTP.
+
+pub mod authz;
+pub mod error;
+pub mod identity;
+pub mod model;
+pub mod orgs;
+pub mod ports;
+pub mod registry;
+pub mod tokens;
+
+pub use error::{Error, Result};
+
+/// Seconds since the Unix epoch; the one clock of the services.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

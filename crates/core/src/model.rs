@@ -1,0 +1,180 @@
+//! Domain records shared by services and stores.
+
+use serde::{Deserialize, Serialize};
+
+/// A person or robot account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    #[serde(skip)]
+    pub password_hash: String,
+    pub is_admin: bool,
+    pub created_at: i64,
+}
+
+/// What an access token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TokenScope {
+    #[serde(rename = "read")]
+    Read,
+    #[serde(rename = "read-write")]
+    ReadWrite,
+}
+
+impl TokenScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenScope::Read => "read",
+            TokenScope::ReadWrite => "read-write",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TokenScope> {
+        match s {
+            "read" => Some(TokenScope::Read),
+            "read-write" => Some(TokenScope::ReadWrite),
+            _ => None,
+        }
+    }
+}
+
+/// Personal access token (`kind = "pat"`) or refresh token (`kind = "refresh"`), stored hashed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccessToken {
+    pub id: i64,
+    #[serde(skip)]
+    pub user_id: i64,
+    pub label: String,
+    pub kind: String,
+    pub scope: TokenScope,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Org {
+    pub id: i64,
+    pub name: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Team {
+    pub id: i64,
+    #[serde(skip)]
+    pub org_id: i64,
+    pub name: String,
+}
+
+/// The name of the team whose members own an organization.
+pub const OWNERS_TEAM: &str = "owners";
+
+/// A team's permission on an organization repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Permission {
+    Read,
+    Write,
+    Admin,
+}
+
+impl Permission {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::Read => "read",
+            Permission::Write => "write",
+            Permission::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Permission> {
+        match s {
+            "read" => Some(Permission::Read),
+            "write" => Some(Permission::Write),
+            "admin" => Some(Permission::Admin),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    Public,
+    Private,
+}
+
+impl Visibility {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Public => "public",
+            Visibility::Private => "private",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Visibility> {
+        match s {
+            "public" => Some(Visibility::Public),
+            "private" => Some(Visibility::Private),
+            _ => None,
+        }
+    }
+}
+
+/// A hosted repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Repo {
+    pub id: i64,
+    pub name: String,
+    pub visibility: Visibility,
+    pub created_at: i64,
+}
+
+/// A stored manifest of a repository; `content` is the exact bytes pushed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestRow {
+    pub digest: String,
+    pub media_type: String,
+    pub content: Vec<u8>,
+    pub artifact_type: Option<String>,
+    pub subject: Option<String>,
+    pub annotations: Option<String>,
+}
+
+/// One entry of a referrers listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referrer {
+    pub digest: String,
+    pub media_type: String,
+    pub size: i64,
+    pub artifact_type: Option<String>,
+    pub annotations: Option<String>,
+}
+
+/// An unfinished blob upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    pub id: String,
+    pub repo: String,
+    pub size: u64,
+    pub started_at: i64,
+}
+
+/// Everything authorization needs, loaded at once into the in-memory directory.
+#[derive(Debug, Clone, Default)]
+pub struct DirectoryRows {
+    /// (id, username, is_admin)
+    pub users: Vec<(i64, String, bool)>,
+    /// (id, name)
+    pub orgs: Vec<(i64, String)>,
+    /// (team id, org id, team name)
+    pub teams: Vec<(i64, i64, String)>,
+    /// (team id, user id)
+    pub members: Vec<(i64, i64)>,
+    /// (team id, repository path inside the org, permission)
+    pub permissions: Vec<(i64, String, Permission)>,
+    /// (repo id, full name, visibility)
+    pub repos: Vec<(i64, String, Visibility)>,
+}

@@ -1,0 +1,204 @@
+//! Organizations, teams, members, team repository permissions and repository settings, with
+//! their rules: only owners (or the instance administrator) change an organization, any member
+//! may look, the last owner cannot leave, and a repository's admins set its visibility.
+
+use std::sync::Arc;
+
+use oci::RepoName;
+use serde::Serialize;
+
+use crate::authz::Principal;
+use crate::error::{Error, Result};
+use crate::identity::{Identity, check_account_name};
+use crate::model::{OWNERS_TEAM, Org, Permission, Repo, Team, User, Visibility};
+use crate::now;
+use crate::ports::MetaStore;
+
+/// A member of an organization and the teams they are in.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Member {
+    pub username: String,
+    pub teams: Vec<String>,
+    pub owner: bool,
+}
+
+pub struct Orgs {
+    meta: Arc<dyn MetaStore>,
+    identity: Arc<Identity>,
+    admins_only_create: bool,
+}
+
+fn not_found(org: &str) -> Error {
+    Error::NotFound(format!("no organization {org}"))
+}
+
+impl Orgs {
+    /// `admins_only_create` limits organization creation to instance administrators.
+    pub fn new(meta: Arc<dyn MetaStore>, identity: Arc<Identity>, admins_only_create: bool) -> Orgs {
+        Orgs { meta, identity, admins_only_create }
+    }
+
+    /// The org, when `who` may see it (a member or the administrator); else `NotFound`.
+    pub async fn visible(&self, who: &Principal, name: &str) -> Result<Org> {
+        let org = self.meta.org_by_name(name).await?.ok_or_else(|| not_found(name))?;
+        let snap = self.identity.directory().snapshot();
+        if who.is_admin || snap.is_member(name, who.id) { Ok(org) } else { Err(not_found(name)) }
+    }
+
+    /// The org, when `who` owns it (or is the administrator); members get `Denied`.
+    pub async fn owned(&self, who: &Principal, name: &str) -> Result<Org> {
+        let org = self.visible(who, name).await?;
+        let snap = self.identity.directory().snapshot();
+        if who.is_admin || snap.is_owner(name, who.id) {
+            Ok(org)
+        } else {
+            Err(Error::Denied(format!("only owners of {name} can change it")))
+        }
+    }
+
+    pub async fn create(&self, who: &Principal, name: &str) -> Result<Org> {
+        if self.admins_only_create && !who.is_admin {
+            return Err(Error::Denied("only the instance administrator may create organizations here".into()));
+        }
+        check_account_name(name)?;
+        let org = self.meta.create_org(name, who.id, now()).await?;
+        self.identity.refresh_directory().await?;
+        Ok(org)
+    }
+
+    /// Organizations `who` belongs to (all of them for the administrator).
+    pub async fn list(&self, who: &Principal) -> Result<Vec<Org>> {
+        let snap = self.identity.directory().snapshot();
+        Ok(self.meta.list_orgs().await?.into_iter().filter(|o| who.is_admin || snap.is_member(&o.name, who.id)).collect())
+    }
+
+    pub async fn members(&self, who: &Principal, org: &str) -> Result<Vec<Member>> {
+        let o = self.visible(who, org).await?;
+        let mut out: Vec<Member> = Vec::new();
+        for team in self.meta.list_teams(o.id).await? {
+            for u in self.meta.team_members(team.id).await? {
+                match out.iter_mut().find(|m| m.username == u.username) {
+                    Some(m) => m.teams.push(team.name.clone()),
+                    None => out.push(Member { username: u.username, teams: vec![team.name.clone()], owner: false }),
+                }
+            }
+        }
+        for m in &mut out {
+            m.owner = m.teams.iter().any(|t| t == OWNERS_TEAM);
+            m.teams.sort();
+        }
+        out.sort_by(|a, b| a.username.cmp(&b.username));
+        Ok(out)
+    }
+
+    pub async fn teams(&self, who: &Principal, org: &str) -> Result<Vec<Team>> {
+        let o = self.visible(who, org).await?;
+        self.meta.list_teams(o.id).await
+    }
+
+    pub async fn create_team(&self, who: &Principal, org: &str, team: &str) -> Result<Team> {
+        let o = self.owned(who, org).await?;
+        check_account_name(team).map_err(|_| Error::Invalid(format!("invalid team name {team:?}")))?;
+        self.meta.create_team(o.id, team).await
+    }
+
+    async fn team_of(&self, org: &Org, team: &str) -> Result<Team> {
+        self.meta.team(org.id, team).await?.ok_or_else(|| Error::NotFound(format!("no team {team} in {}", org.name)))
+    }
+
+    pub async fn delete_team(&self, who: &Principal, org: &str, team: &str) -> Result<()> {
+        let o = self.owned(who, org).await?;
+        if team == OWNERS_TEAM {
+            return Err(Error::Conflict("the owners team cannot be deleted".into()));
+        }
+        let t = self.team_of(&o, team).await?;
+        self.meta.delete_team(t.id).await?;
+        self.identity.refresh_directory().await
+    }
+
+    pub async fn team_members(&self, who: &Principal, org: &str, team: &str) -> Result<Vec<User>> {
+        let o = self.visible(who, org).await?;
+        let t = self.team_of(&o, team).await?;
+        self.meta.team_members(t.id).await
+    }
+
+    async fn user(&self, username: &str) -> Result<User> {
+        self.meta.user_by_name(username).await?.ok_or_else(|| Error::NotFound(format!("no user {username}")))
+    }
+
+    /// Adds a user to a team; true when newly added.
+    pub async fn add_member(&self, who: &Principal, org: &str, team: &str, username: &str) -> Result<bool> {
+        let o = self.owned(who, org).await?;
+        let t = self.team_of(&o, team).await?;
+        let u = self.user(username).await?;
+        let added = self.meta.add_member(t.id, u.id).await?;
+        self.identity.refresh_directory().await?;
+        Ok(added)
+    }
+
+    pub async fn remove_member(&self, who: &Principal, org: &str, team: &str, username: &str) -> Result<()> {
+        let o = self.owned(who, org).await?;
+        let t = self.team_of(&o, team).await?;
+        let u = self.user(username).await?;
+        if !self.meta.remove_member(t.id, u.id).await? {
+            return Err(Error::NotFound(format!("{username} is not in {org}/{team}")));
+        }
+        self.identity.refresh_directory().await
+    }
+
+    /// Grants (or with `None` revokes) a team's permission on `repo_path` inside the org.
+    pub async fn set_permission(&self, who: &Principal, org: &str, team: &str, repo_path: &str, p: Option<Permission>) -> Result<()> {
+        let o = self.owned(who, org).await?;
+        format!("{org}/{repo_path}")
+            .parse::<RepoName>()
+            .map_err(|_| Error::Invalid(format!("invalid repository name {repo_path:?}")))?;
+        let t = self.team_of(&o, team).await?;
+        self.meta.set_permission(t.id, repo_path, p).await?;
+        self.identity.refresh_directory().await
+    }
+
+    pub async fn team_permissions(&self, who: &Principal, org: &str, team: &str) -> Result<Vec<(String, Permission)>> {
+        let o = self.visible(who, org).await?;
+        let t = self.team_of(&o, team).await?;
+        self.meta.team_permissions(t.id).await
+    }
+
+    /// Repositories `who` may pull, optionally only those of one namespace.
+    pub async fn repositories(&self, who: &Principal, namespace: Option<&str>) -> Result<Vec<Repo>> {
+        let snap = self.identity.directory().snapshot();
+        let subject = crate::authz::Subject::User(who.clone());
+        Ok(self
+            .meta
+            .list_repos()
+            .await?
+            .into_iter()
+            .filter(|r| namespace.is_none_or(|ns| r.name.split('/').next() == Some(ns)))
+            .filter(|r| r.name.parse::<RepoName>().is_ok_and(|n| snap.permitted(&subject, &n).pull))
+            .collect())
+    }
+
+    async fn admin_of_repo(&self, who: &Principal, repo: &str) -> Result<RepoName> {
+        let name: RepoName = repo.parse().map_err(|_| Error::Invalid(format!("invalid repository name {repo:?}")))?;
+        let snap = self.identity.directory().snapshot();
+        let acts = snap.permitted(&crate::authz::Subject::User(who.clone()), &name);
+        if snap.repo(repo).is_none() || !acts.pull {
+            return Err(Error::NotFound(format!("no repository {repo}")));
+        }
+        if !acts.delete {
+            return Err(Error::Denied(format!("admin permission on {repo} is required")));
+        }
+        Ok(name)
+    }
+
+    pub async fn set_visibility(&self, who: &Principal, repo: &str, v: Visibility) -> Result<()> {
+        self.admin_of_repo(who, repo).await?;
+        self.meta.set_visibility(repo, v).await?;
+        self.identity.refresh_directory().await
+    }
+
+    pub async fn delete_repository(&self, who: &Principal, repo: &str) -> Result<()> {
+        self.admin_of_repo(who, repo).await?;
+        self.meta.delete_repo(repo).await?;
+        self.identity.refresh_directory().await
+    }
+}

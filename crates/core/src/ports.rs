@@ -1,0 +1,132 @@
+//! The ports services need: metadata (`MetaStore`) and content (`BlobStore`). Adapters live in
+//! `portcullis-store`; every adapter passes the same test suite there.
+
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::Stream;
+
+use crate::error::Result;
+use crate::model::*;
+
+/// A stream of blob bytes.
+pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// Metadata: identity, organizations, repositories, manifests, tags, blob links, uploads.
+#[async_trait]
+pub trait MetaStore: Send + Sync + 'static {
+    // --- users and tokens
+    /// Creates a user; `Conflict` when the name is taken by a user or an organization.
+    async fn create_user(&self, username: &str, password_hash: &str, is_admin: bool, now: i64) -> Result<User>;
+    async fn user_by_name(&self, username: &str) -> Result<Option<User>>;
+    async fn list_users(&self) -> Result<Vec<User>>;
+    async fn set_password(&self, user_id: i64, password_hash: &str) -> Result<()>;
+    async fn count_users(&self) -> Result<i64>;
+    #[allow(clippy::too_many_arguments)]
+    async fn create_token(
+        &self,
+        user_id: i64,
+        label: &str,
+        kind: &str,
+        token_hash: &str,
+        scope: TokenScope,
+        expires_at: Option<i64>,
+        now: i64,
+    ) -> Result<AccessToken>;
+    /// The token with this hash and its owner.
+    async fn token_by_hash(&self, token_hash: &str) -> Result<Option<(AccessToken, User)>>;
+    async fn list_tokens(&self, user_id: i64) -> Result<Vec<AccessToken>>;
+    /// Deletes a user's token; false when there was none.
+    async fn delete_token(&self, user_id: i64, token_id: i64) -> Result<bool>;
+    async fn touch_token(&self, token_id: i64, now: i64) -> Result<()>;
+
+    // --- organizations and teams
+    /// Creates an org with its `owners` team holding `creator`; `Conflict` when the name is taken.
+    async fn create_org(&self, name: &str, creator: i64, now: i64) -> Result<Org>;
+    async fn org_by_name(&self, name: &str) -> Result<Option<Org>>;
+    async fn list_orgs(&self) -> Result<Vec<Org>>;
+    async fn create_team(&self, org_id: i64, name: &str) -> Result<Team>;
+    async fn team(&self, org_id: i64, name: &str) -> Result<Option<Team>>;
+    async fn list_teams(&self, org_id: i64) -> Result<Vec<Team>>;
+    async fn delete_team(&self, team_id: i64) -> Result<()>;
+    /// Adds a member; true when added, false when already a member.
+    async fn add_member(&self, team_id: i64, user_id: i64) -> Result<bool>;
+    /// Removes a member. Refuses (`Conflict`) to remove the last member of `owners`.
+    async fn remove_member(&self, team_id: i64, user_id: i64) -> Result<bool>;
+    async fn team_members(&self, team_id: i64) -> Result<Vec<User>>;
+    async fn set_permission(&self, team_id: i64, repo_path: &str, permission: Option<Permission>) -> Result<()>;
+    async fn team_permissions(&self, team_id: i64) -> Result<Vec<(String, Permission)>>;
+    /// Everything authorization needs, for the in-memory directory.
+    async fn load_directory(&self) -> Result<DirectoryRows>;
+
+    // --- repositories
+    /// Returns the repository, creating it with `visibility` when it does not exist.
+    async fn ensure_repo(&self, name: &str, visibility: Visibility, now: i64) -> Result<Repo>;
+    async fn repo(&self, name: &str) -> Result<Option<Repo>>;
+    async fn list_repos(&self) -> Result<Vec<Repo>>;
+    async fn set_visibility(&self, name: &str, visibility: Visibility) -> Result<bool>;
+    async fn delete_repo(&self, name: &str) -> Result<bool>;
+
+    // --- blobs
+    /// Records a committed blob of `size` bytes (idempotent).
+    async fn put_blob(&self, digest: &str, size: u64, now: i64) -> Result<()>;
+    async fn blob_size(&self, digest: &str) -> Result<Option<u64>>;
+    async fn link_blob(&self, repo_id: i64, digest: &str) -> Result<()>;
+    /// The size of a blob when it is linked to the repository.
+    async fn linked_blob(&self, repo_id: i64, digest: &str) -> Result<Option<u64>>;
+    async fn unlink_blob(&self, repo_id: i64, digest: &str) -> Result<bool>;
+    /// All blob digests with their sizes (for fsck).
+    async fn list_blobs(&self) -> Result<Vec<(String, u64)>>;
+    /// Forgets a blob and all its links (fsck quarantine).
+    async fn forget_blob(&self, digest: &str) -> Result<()>;
+
+    // --- manifests and tags
+    /// Stores a manifest, its references (blobs and child manifests) and optionally a tag,
+    /// in one transaction.
+    async fn put_manifest(&self, repo_id: i64, m: &ManifestRow, blob_refs: &[String], tag: Option<&str>, now: i64) -> Result<()>;
+    async fn manifest(&self, repo_id: i64, digest: &str) -> Result<Option<ManifestRow>>;
+    async fn tag_digest(&self, repo_id: i64, tag: &str) -> Result<Option<String>>;
+    /// The manifest a tag points to, in one query.
+    async fn manifest_by_tag(&self, repo_id: i64, tag: &str) -> Result<Option<ManifestRow>>;
+    /// Which of `digests` are manifests of the repository.
+    async fn manifests_present(&self, repo_id: i64, digests: &[String]) -> Result<Vec<String>>;
+    /// Deletes a manifest and the tags pointing to it.
+    async fn delete_manifest(&self, repo_id: i64, digest: &str) -> Result<bool>;
+    async fn delete_tag(&self, repo_id: i64, tag: &str) -> Result<bool>;
+    /// Tags in lexical order after `last`, at most `n`.
+    async fn list_tags(&self, repo_id: i64, last: Option<&str>, n: Option<usize>) -> Result<Vec<String>>;
+    async fn referrers(&self, repo_id: i64, subject: &str) -> Result<Vec<Referrer>>;
+
+    // --- uploads
+    async fn create_upload(&self, id: &str, repo: &str, now: i64) -> Result<()>;
+    async fn upload(&self, id: &str) -> Result<Option<Upload>>;
+    async fn set_upload_size(&self, id: &str, size: u64) -> Result<()>;
+    async fn delete_upload(&self, id: &str) -> Result<()>;
+
+    /// Cheap reachability check for `/readyz`.
+    async fn ping(&self) -> Result<()>;
+}
+
+/// Content-addressed blob bytes and in-progress uploads.
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// Starts an empty upload.
+    async fn upload_create(&self, id: &str) -> Result<()>;
+    /// Appends bytes at the end of an upload.
+    async fn upload_append(&self, id: &str, data: Bytes) -> Result<()>;
+    /// Reads an upload back (only to rebuild hash state lost in a restart).
+    async fn upload_read(&self, id: &str) -> Result<ByteStream>;
+    /// Makes the upload the blob `digest`, atomically: the blob is visible only when whole.
+    async fn upload_commit(&self, id: &str, digest: &str) -> Result<()>;
+    async fn upload_delete(&self, id: &str) -> Result<()>;
+    /// Size of a stored blob, if present.
+    async fn stat(&self, digest: &str) -> Result<Option<u64>>;
+    /// Streams `len` bytes of a blob from `offset`.
+    async fn read(&self, digest: &str, offset: u64, len: u64) -> Result<ByteStream>;
+    async fn delete(&self, digest: &str) -> Result<()>;
+    /// Moves a blob aside so that it is no longer served (fsck).
+    async fn quarantine(&self, digest: &str) -> Result<()>;
+    /// Cheap reachability check for `/readyz`.
+    async fn ping(&self) -> Result<()>;
+}

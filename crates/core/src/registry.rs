@@ -1,0 +1,440 @@
+//! The registry service: hosted repositories' blobs, uploads, manifests, tags, referrers and
+//! the catalog. Authorization has already happened when these run (the HTTP layer decides from
+//! the parsed endpoint); this service enforces content rules: digests, references, links.
+//!
+//! Uploads hash while the body streams in. The running hash lives in memory per upload, so
+//! committing a chunked upload is O(1) in its size; after a restart, or when the final digest
+//! uses another algorithm than the one hashed, the upload is read back once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use oci::endpoint::{Mount, Page};
+use oci::manifest::{MAX_MANIFEST_BYTES, ManifestKind};
+use oci::range::ByteRange;
+use oci::{Algorithm, Digest, ErrorCode, Manifest, Reference, RepoName};
+use sha2::{Digest as _, Sha256, Sha512};
+
+use crate::authz::{Namespace, Subject};
+use crate::error::{Error, Result};
+use crate::identity::Identity;
+use crate::model::{ManifestRow, Referrer, Visibility};
+use crate::now;
+use crate::ports::{BlobStore, ByteStream, MetaStore};
+
+/// Bytes gathered before one write + hash step.
+const WRITE_CHUNK: usize = 1 << 20;
+
+/// A running digest computation.
+#[derive(Clone)]
+pub enum Hasher {
+    Sha256(Sha256),
+    Sha512(Sha512),
+}
+
+impl Hasher {
+    pub fn new(a: Algorithm) -> Hasher {
+        match a {
+            Algorithm::Sha256 => Hasher::Sha256(Sha256::new()),
+            Algorithm::Sha512 => Hasher::Sha512(Sha512::new()),
+        }
+    }
+
+    pub fn algorithm(&self) -> Algorithm {
+        match self {
+            Hasher::Sha256(_) => Algorithm::Sha256,
+            Hasher::Sha512(_) => Algorithm::Sha512,
+        }
+    }
+
+    pub fn update(&mut self, b: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => h.update(b),
+            Hasher::Sha512(h) => h.update(b),
+        }
+    }
+
+    pub fn finish(self) -> Digest {
+        match self {
+            Hasher::Sha256(h) => Digest::from_bytes(Algorithm::Sha256, &h.finalize()),
+            Hasher::Sha512(h) => Digest::from_bytes(Algorithm::Sha512, &h.finalize()),
+        }
+    }
+
+    /// Digest of a byte slice.
+    pub fn digest(a: Algorithm, b: &[u8]) -> Digest {
+        let mut h = Hasher::new(a);
+        h.update(b);
+        h.finish()
+    }
+}
+
+struct UploadState {
+    hasher: Hasher,
+    size: u64,
+}
+
+type SharedUpload = Arc<tokio::sync::Mutex<Option<UploadState>>>;
+
+/// The result of starting an upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadStart {
+    /// The blob is in the repository (monolithic POST or mount).
+    Created(Digest),
+    /// An upload session to continue with PATCH/PUT.
+    Session { id: String, size: u64 },
+}
+
+/// A manifest as served.
+#[derive(Debug, Clone)]
+pub struct ServedManifest {
+    pub digest: String,
+    pub media_type: String,
+    pub content: Bytes,
+}
+
+/// The result of a manifest push.
+#[derive(Debug, Clone)]
+pub struct PushedManifest {
+    pub digest: Digest,
+    pub subject: Option<Digest>,
+}
+
+pub struct Registry {
+    meta: Arc<dyn MetaStore>,
+    blobs: Arc<dyn BlobStore>,
+    identity: Arc<Identity>,
+    uploads: Mutex<HashMap<String, SharedUpload>>,
+}
+
+fn blob_unknown(d: &Digest) -> Error {
+    Error::registry(ErrorCode::BlobUnknown, format!("blob {d} is not in this repository"))
+}
+
+fn upload_unknown() -> Error {
+    Error::registry(ErrorCode::BlobUploadUnknown, "upload unknown (finished, cancelled or never started)")
+}
+
+fn name_unknown(name: &RepoName) -> Error {
+    Error::registry(ErrorCode::NameUnknown, format!("repository {name} is not known to this registry"))
+}
+
+impl Registry {
+    pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>, identity: Arc<Identity>) -> Registry {
+        Registry { meta, blobs, identity, uploads: Mutex::default() }
+    }
+
+    fn repo_id(&self, name: &RepoName) -> Option<i64> {
+        self.identity.directory().snapshot().repo(name.as_str()).map(|r| r.0)
+    }
+
+    async fn ensure_repo(&self, name: &RepoName) -> Result<i64> {
+        if let Some(id) = self.repo_id(name) {
+            return Ok(id);
+        }
+        let snap = self.identity.directory().snapshot();
+        let vis = match snap.namespace(name.namespace()) {
+            Some(Namespace::User(_)) => Visibility::Public,
+            _ => Visibility::Private,
+        };
+        let repo = self.meta.ensure_repo(name.as_str(), vis, now()).await?;
+        self.identity.refresh_directory().await?;
+        Ok(repo.id)
+    }
+
+    // ---------------------------------------------------------------- blobs
+
+    /// Size of a blob reachable through `name`.
+    pub async fn blob(&self, name: &RepoName, digest: &Digest) -> Result<u64> {
+        let repo = self.repo_id(name).ok_or_else(|| blob_unknown(digest))?;
+        self.meta.linked_blob(repo, &digest.to_string()).await?.ok_or_else(|| blob_unknown(digest))
+    }
+
+    /// Streams part of a blob; call [`Registry::blob`] first to authorize the link.
+    pub async fn read_blob(&self, digest: &Digest, range: ByteRange) -> Result<ByteStream> {
+        self.blobs.read(&digest.to_string(), range.start, range.len()).await
+    }
+
+    pub async fn delete_blob(&self, name: &RepoName, digest: &Digest) -> Result<()> {
+        let repo = self.repo_id(name).ok_or_else(|| blob_unknown(digest))?;
+        if self.meta.unlink_blob(repo, &digest.to_string()).await? { Ok(()) } else { Err(blob_unknown(digest)) }
+    }
+
+    // ---------------------------------------------------------------- uploads
+
+    /// POST `/blobs/uploads/`: mount, monolithic upload (`digest` + body) or a new session.
+    pub async fn start_upload(
+        &self,
+        name: &RepoName,
+        digest: Option<&Digest>,
+        mount: Option<&Mount>,
+        body: ByteStream,
+    ) -> Result<UploadStart> {
+        if let Some(Mount { digest: d, from: Some(from) }) = mount {
+            if let Some(src) = self.repo_id(from) {
+                if self.meta.linked_blob(src, &d.to_string()).await?.is_some() {
+                    let repo = self.ensure_repo(name).await?;
+                    self.meta.link_blob(repo, &d.to_string()).await?;
+                    return Ok(UploadStart::Created(d.clone()));
+                }
+            }
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        self.meta.create_upload(&id, name.as_str(), now()).await?;
+        self.blobs.upload_create(&id).await?;
+        let algo = digest.map(|d| d.algorithm()).unwrap_or(Algorithm::Sha256);
+        let shared: SharedUpload = Arc::new(tokio::sync::Mutex::new(Some(UploadState { hasher: Hasher::new(algo), size: 0 })));
+        self.uploads.lock().map_err(|_| Error::Storage("upload table poisoned".into()))?.insert(id.clone(), shared);
+        match digest {
+            Some(d) => self.finish_upload(name, &id, d, body).await.map(UploadStart::Created),
+            None => Ok(UploadStart::Session { id, size: 0 }),
+        }
+    }
+
+    async fn session(&self, name: &RepoName, id: &str) -> Result<SharedUpload> {
+        let up = self.meta.upload(id).await?.ok_or_else(upload_unknown)?;
+        if up.repo != name.as_str() {
+            return Err(upload_unknown());
+        }
+        let shared = {
+            let mut map = self.uploads.lock().map_err(|_| Error::Storage("upload table poisoned".into()))?;
+            map.entry(id.to_owned()).or_insert_with(|| Arc::new(tokio::sync::Mutex::new(None))).clone()
+        };
+        Ok(shared)
+    }
+
+    /// Rebuilds lost hash state by reading the upload back (after a restart).
+    async fn rebuild(&self, id: &str, algo: Algorithm) -> Result<UploadState> {
+        let mut stream = self.blobs.upload_read(id).await?;
+        let mut hasher = Hasher::new(algo);
+        let mut size = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            size += chunk.len() as u64;
+            hasher.update(&chunk);
+        }
+        Ok(UploadState { hasher, size })
+    }
+
+    /// Status of an upload: bytes received so far.
+    pub async fn upload_status(&self, name: &RepoName, id: &str) -> Result<u64> {
+        let shared = self.session(name, id).await?;
+        let mut guard = shared.lock().await;
+        if guard.is_none() {
+            *guard = Some(self.rebuild(id, Algorithm::Sha256).await?);
+        }
+        Ok(guard.as_ref().map(|s| s.size).unwrap_or(0))
+    }
+
+    /// PATCH: appends a chunk. With `Content-Range`, the chunk must start where the upload ends.
+    pub async fn append_upload(&self, name: &RepoName, id: &str, range: Option<ByteRange>, body: ByteStream) -> Result<u64> {
+        let shared = self.session(name, id).await?;
+        let mut guard = shared.lock().await;
+        let mut state = match guard.take() {
+            Some(s) => s,
+            None => self.rebuild(id, Algorithm::Sha256).await?,
+        };
+        if let Some(r) = range {
+            if r.start != state.size {
+                let size = state.size;
+                *guard = Some(state);
+                return Err(Error::registry(
+                    ErrorCode::RangeInvalid,
+                    format!("chunk starts at {} but the upload has {size} bytes", r.start),
+                ));
+            }
+        }
+        let result = self.stream_into(id, &mut state, body).await;
+        let size = state.size;
+        *guard = Some(state);
+        result.map(|_| size)
+    }
+
+    /// PUT: optional last chunk, then commit as `digest`.
+    pub async fn finish_upload(&self, name: &RepoName, id: &str, digest: &Digest, body: ByteStream) -> Result<Digest> {
+        let shared = self.session(name, id).await?;
+        let mut guard = shared.lock().await;
+        let mut state = match guard.take() {
+            Some(s) => s,
+            None => self.rebuild(id, digest.algorithm()).await?,
+        };
+        let streamed = self.stream_into(id, &mut state, body).await;
+        if let Err(e) = streamed {
+            *guard = Some(state);
+            return Err(e);
+        }
+        let computed = if state.hasher.algorithm() == digest.algorithm() {
+            state.hasher.finish()
+        } else {
+            self.rebuild(id, digest.algorithm()).await?.hasher.finish()
+        };
+        let result = if &computed != digest {
+            Err(Error::registry(ErrorCode::DigestInvalid, format!("upload has digest {computed}, not {digest}")))
+        } else {
+            self.commit(name, id, digest, state.size).await
+        };
+        self.forget_upload(id).await;
+        result.map(|_| digest.clone())
+    }
+
+    async fn commit(&self, name: &RepoName, id: &str, digest: &Digest, size: u64) -> Result<()> {
+        let d = digest.to_string();
+        self.blobs.upload_commit(id, &d).await?;
+        self.meta.put_blob(&d, size, now()).await?;
+        let repo = self.ensure_repo(name).await?;
+        self.meta.link_blob(repo, &d).await
+    }
+
+    async fn forget_upload(&self, id: &str) {
+        if let Ok(mut m) = self.uploads.lock() {
+            m.remove(id);
+        }
+        let _ = self.blobs.upload_delete(id).await;
+        let _ = self.meta.delete_upload(id).await;
+    }
+
+    /// DELETE of an upload session.
+    pub async fn cancel_upload(&self, name: &RepoName, id: &str) -> Result<()> {
+        let shared = self.session(name, id).await?;
+        let _guard = shared.lock().await;
+        self.forget_upload(id).await;
+        Ok(())
+    }
+
+    /// Streams a request body into an upload, hashing and writing in parallel in ~1 MiB steps.
+    async fn stream_into(&self, id: &str, state: &mut UploadState, mut body: ByteStream) -> Result<()> {
+        let mut buf = BytesMut::new();
+        loop {
+            let next = body.next().await;
+            let done = next.is_none();
+            if let Some(chunk) = next {
+                let chunk = chunk.map_err(|e| Error::registry(ErrorCode::BlobUploadInvalid, format!("upload body interrupted: {e}")))?;
+                buf.extend_from_slice(&chunk);
+            }
+            if buf.len() >= WRITE_CHUNK || (done && !buf.is_empty()) {
+                let data = buf.split().freeze();
+                self.write_chunk(id, state, data).await?;
+            }
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn write_chunk(&self, id: &str, state: &mut UploadState, data: Bytes) -> Result<()> {
+        let len = data.len() as u64;
+        let mut hasher = state.hasher.clone();
+        let for_hash = data.clone();
+        let hashing = tokio::task::spawn_blocking(move || {
+            hasher.update(&for_hash);
+            hasher
+        });
+        let written = self.blobs.upload_append(id, data).await;
+        state.hasher = hashing.await.map_err(|e| Error::Storage(e.to_string()))?;
+        written?;
+        state.size += len;
+        self.meta.set_upload_size(id, state.size).await
+    }
+
+    // ---------------------------------------------------------------- manifests
+
+    /// PUT of a manifest by tag or digest.
+    pub async fn put_manifest(&self, name: &RepoName, reference: &Reference, content_type: Option<&str>, body: Bytes) -> Result<PushedManifest> {
+        if body.len() > MAX_MANIFEST_BYTES {
+            return Err(Error::registry(ErrorCode::ManifestInvalid, format!("manifest is larger than {MAX_MANIFEST_BYTES} bytes")));
+        }
+        let algo = match reference {
+            Reference::Digest(d) => d.algorithm(),
+            Reference::Tag(_) => Algorithm::Sha256,
+        };
+        let digest = Hasher::digest(algo, &body);
+        if let Reference::Digest(d) = reference {
+            if d != &digest {
+                return Err(Error::registry(ErrorCode::DigestInvalid, format!("manifest has digest {digest}, not {d}")));
+            }
+        }
+        let m = Manifest::parse(&body, content_type).map_err(|e| Error::registry(ErrorCode::ManifestInvalid, e))?;
+        let repo = self.ensure_repo(name).await?;
+        let blob_refs: Vec<String> = m.blob_references().map(|d| d.digest.to_string()).collect();
+        for b in &blob_refs {
+            if self.meta.linked_blob(repo, b).await?.is_none() {
+                return Err(Error::registry(ErrorCode::ManifestBlobUnknown, format!("blob {b} is not in {name}")));
+            }
+        }
+        if m.kind == ManifestKind::Index && !m.manifests.is_empty() {
+            let wanted: Vec<String> = m.manifests.iter().map(|d| d.digest.to_string()).collect();
+            let present = self.meta.manifests_present(repo, &wanted).await?;
+            if let Some(missing) = wanted.iter().find(|w| !present.contains(w)) {
+                return Err(Error::registry(ErrorCode::ManifestBlobUnknown, format!("manifest {missing} is not in {name}")));
+            }
+        }
+        let row = ManifestRow {
+            digest: digest.to_string(),
+            media_type: m.media_type.clone(),
+            content: body.to_vec(),
+            artifact_type: m.artifact_type.clone(),
+            subject: m.subject.as_ref().map(|s| s.digest.to_string()),
+            annotations: m.annotations.as_ref().map(|a| serde_json::Value::Object(a.clone()).to_string()),
+        };
+        let tag = match reference {
+            Reference::Tag(t) => Some(t.as_str()),
+            Reference::Digest(_) => None,
+        };
+        self.meta.put_manifest(repo, &row, &blob_refs, tag, now()).await?;
+        Ok(PushedManifest { digest, subject: m.subject.map(|s| s.digest) })
+    }
+
+    pub async fn manifest(&self, name: &RepoName, reference: &Reference) -> Result<ServedManifest> {
+        let unknown = || Error::registry(ErrorCode::ManifestUnknown, format!("manifest {reference} is not in {name}"));
+        let repo = self.repo_id(name).ok_or_else(|| name_unknown(name))?;
+        let row = match reference {
+            Reference::Digest(d) => self.meta.manifest(repo, &d.to_string()).await?,
+            Reference::Tag(t) => self.meta.manifest_by_tag(repo, t.as_str()).await?,
+        }
+        .ok_or_else(unknown)?;
+        Ok(ServedManifest { digest: row.digest, media_type: row.media_type, content: Bytes::from(row.content) })
+    }
+
+    pub async fn delete_manifest(&self, name: &RepoName, reference: &Reference) -> Result<()> {
+        let repo = self.repo_id(name).ok_or_else(|| name_unknown(name))?;
+        let found = match reference {
+            Reference::Digest(d) => self.meta.delete_manifest(repo, &d.to_string()).await?,
+            Reference::Tag(t) => self.meta.delete_tag(repo, t.as_str()).await?,
+        };
+        if found { Ok(()) } else { Err(Error::registry(ErrorCode::ManifestUnknown, format!("manifest {reference} is not in {name}"))) }
+    }
+
+    /// Tags after `page.last`, at most `page.n`; the flag says whether more follow.
+    pub async fn tags(&self, name: &RepoName, page: &Page) -> Result<(Vec<String>, bool)> {
+        let repo = self.repo_id(name).ok_or_else(|| name_unknown(name))?;
+        let want = page.n.map(|n| n + 1);
+        let mut tags = self.meta.list_tags(repo, page.last.as_deref(), want).await?;
+        let more = page.n.is_some_and(|n| tags.len() > n);
+        if let Some(n) = page.n {
+            tags.truncate(n);
+        }
+        Ok((tags, more))
+    }
+
+    /// Repositories `subject` may pull, sorted, paginated.
+    pub fn catalog(&self, subject: &Subject, page: &Page) -> (Vec<String>, bool) {
+        let snap = self.identity.directory().snapshot();
+        let mut names: Vec<&String> = snap
+            .repo_names()
+            .filter(|n| page.last.as_ref().is_none_or(|l| n.as_str() > l.as_str()))
+            .filter(|n| n.parse::<RepoName>().is_ok_and(|r| snap.permitted(subject, &r).pull))
+            .collect();
+        names.sort();
+        let n = page.n.unwrap_or(usize::MAX);
+        let more = names.len() > n;
+        (names.into_iter().take(n).cloned().collect(), more)
+    }
+
+    pub async fn referrers(&self, name: &RepoName, digest: &Digest, artifact_type: Option<&str>) -> Result<Vec<Referrer>> {
+        let Some(repo) = self.repo_id(name) else { return Ok(vec![]) };
+        let all = self.meta.referrers(repo, &digest.to_string()).await?;
+        Ok(all.into_iter().filter(|r| artifact_type.is_none_or(|t| r.artifact_type.as_deref() == Some(t))).collect())
+    }
+}
