@@ -1,0 +1,5 @@
+//! Forward-only schema migrations, embedded in the binary and applied at start. Each backend
+//! has its own directory with the same numbering.
+
+/// (version, name, SQL) of every SQLite migration, in order.
+pub const SQLITE: &[(i64, &str, &str)] = &[(1, "init", include_str!("../../../migrations/sqlite/0001_init.sql"))];

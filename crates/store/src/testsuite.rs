@@ -1,0 +1,161 @@
+//! The shared storage suites: every `MetaStore` must pass `meta_suite`, every `BlobStore`
+//! must pass `blob_suite`. They start from an empty store.
+
+use bytes::Bytes;
+use pcore::error::Error;
+use pcore::model::*;
+use pcore::ports::{BlobStore, MetaStore};
+use futures_util::StreamExt;
+
+const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+fn row(digest: &str, subject: Option<&str>) -> ManifestRow {
+    ManifestRow {
+        digest: digest.into(),
+        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        content: format!("{{\"m\":\"{digest}\"}}").into_bytes(),
+        artifact_type: Some("application/x-test".into()),
+        subject: subject.map(str::to_owned),
+        annotations: None,
+    }
+}
+
+pub async fn meta_suite(s: &dyn MetaStore) {
+    // users and the shared namespace of users and orgs
+    let alice = s.create_user("alice", "h1", false, 10).await.unwrap();
+    let bob = s.create_user("bob", "h2", false, 10).await.unwrap();
+    assert!(matches!(s.create_user("alice", "h", false, 10).await, Err(Error::Conflict(_))));
+    assert_eq!(s.user_by_name("alice").await.unwrap().unwrap().password_hash, "h1");
+    s.set_password(alice.id, "h3").await.unwrap();
+    assert_eq!(s.user_by_name("alice").await.unwrap().unwrap().password_hash, "h3");
+    assert_eq!(s.count_users().await.unwrap(), 2);
+    assert!(s.user_by_name("nobody").await.unwrap().is_none());
+
+    // tokens
+    let t = s.create_token(alice.id, "ci", "pat", "hash-1", TokenScope::Read, Some(99), 10).await.unwrap();
+    let (found, owner) = s.token_by_hash("hash-1").await.unwrap().unwrap();
+    assert_eq!((found.id, found.scope, owner.id), (t.id, TokenScope::Read, alice.id));
+    s.touch_token(t.id, 50).await.unwrap();
+    assert_eq!(s.list_tokens(alice.id).await.unwrap()[0].last_used_at, Some(50));
+    assert!(!s.delete_token(bob.id, t.id).await.unwrap(), "only the owner deletes");
+    assert!(s.delete_token(alice.id, t.id).await.unwrap());
+    assert!(s.token_by_hash("hash-1").await.unwrap().is_none());
+
+    // orgs, teams, members
+    let acme = s.create_org("acme", alice.id, 10).await.unwrap();
+    assert!(matches!(s.create_org("bob", alice.id, 10).await, Err(Error::Conflict(_))), "names are shared");
+    assert!(matches!(s.create_user("acme", "h", false, 10).await, Err(Error::Conflict(_))));
+    let owners = s.team(acme.id, OWNERS_TEAM).await.unwrap().unwrap();
+    assert_eq!(s.team_members(owners.id).await.unwrap()[0].username, "alice");
+    let dev = s.create_team(acme.id, "dev").await.unwrap();
+    assert!(matches!(s.create_team(acme.id, "dev").await, Err(Error::Conflict(_))));
+    assert!(s.add_member(dev.id, bob.id).await.unwrap());
+    assert!(!s.add_member(dev.id, bob.id).await.unwrap());
+    assert!(matches!(s.remove_member(owners.id, alice.id).await, Err(Error::Conflict(_))), "last owner stays");
+    s.add_member(owners.id, bob.id).await.unwrap();
+    assert!(s.remove_member(owners.id, alice.id).await.unwrap());
+    assert!(!s.remove_member(owners.id, alice.id).await.unwrap());
+    s.set_permission(dev.id, "app", Some(Permission::Write)).await.unwrap();
+    s.set_permission(dev.id, "app", Some(Permission::Admin)).await.unwrap();
+    s.set_permission(dev.id, "other", Some(Permission::Read)).await.unwrap();
+    s.set_permission(dev.id, "other", None).await.unwrap();
+    assert_eq!(s.team_permissions(dev.id).await.unwrap(), vec![("app".to_string(), Permission::Admin)]);
+    assert_eq!(s.list_teams(acme.id).await.unwrap().len(), 2);
+
+    // repositories
+    let r = s.ensure_repo("acme/app", Visibility::Private, 10).await.unwrap();
+    assert_eq!(s.ensure_repo("acme/app", Visibility::Public, 11).await.unwrap(), r, "ensure is idempotent");
+    assert!(s.set_visibility("acme/app", Visibility::Public).await.unwrap());
+    assert_eq!(s.repo("acme/app").await.unwrap().unwrap().visibility, Visibility::Public);
+    let dir = s.load_directory().await.unwrap();
+    assert_eq!((dir.users.len(), dir.orgs.len(), dir.teams.len(), dir.repos.len()), (2, 1, 2, 1));
+    assert!(dir.permissions.contains(&(dev.id, "app".into(), Permission::Admin)));
+
+    // blobs and links
+    s.put_blob(D1, 3, 10).await.unwrap();
+    s.put_blob(D1, 3, 10).await.unwrap();
+    assert_eq!(s.blob_size(D1).await.unwrap(), Some(3));
+    assert_eq!(s.linked_blob(r.id, D1).await.unwrap(), None, "a blob is reachable only through a link");
+    s.link_blob(r.id, D1).await.unwrap();
+    assert_eq!(s.linked_blob(r.id, D1).await.unwrap(), Some(3));
+
+    // manifests, tags, referrers
+    s.put_manifest(r.id, &row(D2, None), &[D1.into()], Some("v1"), 10).await.unwrap();
+    s.put_manifest(r.id, &row(D2, None), &[D1.into()], Some("latest"), 10).await.unwrap();
+    let referrer = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
+    s.put_manifest(r.id, &row(referrer, Some(D2)), &[], None, 10).await.unwrap();
+    assert_eq!(s.manifest(r.id, D2).await.unwrap().unwrap(), row(D2, None));
+    assert_eq!(s.manifest_by_tag(r.id, "v1").await.unwrap().unwrap().digest, D2);
+    assert_eq!(s.tag_digest(r.id, "latest").await.unwrap().as_deref(), Some(D2));
+    assert_eq!(s.list_tags(r.id, None, None).await.unwrap(), vec!["latest", "v1"]);
+    assert_eq!(s.list_tags(r.id, Some("latest"), Some(5)).await.unwrap(), vec!["v1"]);
+    assert_eq!(s.list_tags(r.id, None, Some(1)).await.unwrap(), vec!["latest"]);
+    assert_eq!(s.manifests_present(r.id, &[D2.into(), D1.into()]).await.unwrap(), vec![D2.to_string()]);
+    let refs = s.referrers(r.id, D2).await.unwrap();
+    assert_eq!(refs.len(), 1);
+    assert_eq!(refs[0].digest, referrer);
+    assert!(s.delete_tag(r.id, "v1").await.unwrap());
+    assert!(!s.delete_tag(r.id, "v1").await.unwrap());
+    assert!(s.delete_manifest(r.id, D2).await.unwrap());
+    assert!(s.manifest_by_tag(r.id, "latest").await.unwrap().is_none(), "tags go with their manifest");
+    assert!(s.unlink_blob(r.id, D1).await.unwrap());
+    assert_eq!(s.list_blobs().await.unwrap(), vec![(D1.to_string(), 3)]);
+    s.forget_blob(D1).await.unwrap();
+    assert!(s.blob_size(D1).await.unwrap().is_none());
+
+    // uploads
+    s.create_upload("u-1", "acme/app", 10).await.unwrap();
+    s.set_upload_size("u-1", 42).await.unwrap();
+    let u = s.upload("u-1").await.unwrap().unwrap();
+    assert_eq!((u.repo.as_str(), u.size), ("acme/app", 42));
+    s.delete_upload("u-1").await.unwrap();
+    assert!(s.upload("u-1").await.unwrap().is_none());
+
+    assert!(s.delete_repo("acme/app").await.unwrap());
+    assert!(s.repo("acme/app").await.unwrap().is_none());
+    s.ping().await.unwrap();
+}
+
+async fn collect(mut st: pcore::ports::ByteStream) -> Vec<u8> {
+    let mut v = Vec::new();
+    while let Some(c) = st.next().await {
+        v.extend_from_slice(&c.unwrap());
+    }
+    v
+}
+
+pub async fn blob_suite(s: &dyn BlobStore) {
+    let digest = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"; // "test"
+    s.upload_create("0a-1").await.unwrap();
+    s.upload_append("0a-1", Bytes::from_static(b"te")).await.unwrap();
+    s.upload_append("0a-1", Bytes::from_static(b"st")).await.unwrap();
+    assert_eq!(collect(s.upload_read("0a-1").await.unwrap()).await, b"test");
+    assert_eq!(s.stat(digest).await.unwrap(), None, "not visible before commit");
+    s.upload_commit("0a-1", digest).await.unwrap();
+    assert_eq!(s.stat(digest).await.unwrap(), Some(4));
+    assert_eq!(collect(s.read(digest, 0, 4).await.unwrap()).await, b"test");
+    assert_eq!(collect(s.read(digest, 1, 2).await.unwrap()).await, b"es");
+    // committing the same content again is harmless
+    s.upload_create("0a-2").await.unwrap();
+    s.upload_append("0a-2", Bytes::from_static(b"test")).await.unwrap();
+    s.upload_commit("0a-2", digest).await.unwrap();
+    assert_eq!(s.stat(digest).await.unwrap(), Some(4));
+    // large content crosses chunk boundaries
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let big_digest = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    s.upload_create("0a-3").await.unwrap();
+    s.upload_append("0a-3", Bytes::from(big.clone())).await.unwrap();
+    s.upload_commit("0a-3", big_digest).await.unwrap();
+    assert_eq!(collect(s.read(big_digest, 0, big.len() as u64).await.unwrap()).await, big);
+    assert_eq!(collect(s.read(big_digest, 1_000_000, 10).await.unwrap()).await, &big[1_000_000..1_000_010]);
+    s.delete(big_digest).await.unwrap();
+    assert_eq!(s.stat(big_digest).await.unwrap(), None);
+    s.delete(big_digest).await.unwrap();
+    // cancelled uploads vanish; bad ids are refused
+    s.upload_create("0a-4").await.unwrap();
+    s.upload_delete("0a-4").await.unwrap();
+    s.upload_delete("0a-4").await.unwrap();
+    assert!(s.upload_create("../etc").await.is_err());
+    s.ping().await.unwrap();
+}
