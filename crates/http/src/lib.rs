@@ -1,1 +1,50 @@
-//! placeholder
+//! HTTP surfaces of portcullis: the OCI distribution API (`/v2`), Docker token auth
+//! (`/token`), the admin REST API (`/api/v1`) and ops endpoints (`/healthz`, `/readyz`).
+//!
+//! Handlers are short: extract, call one service, map the result. Access to `/v2` is decided
+//! once, from the parsed [`oci::Endpoint`], before any handler runs (see `v2.rs`). Domain
+//! errors become wire errors in `error.rs`, one conversion per surface.
+
+use std::sync::Arc;
+
+use axum::Router;
+use pcore::identity::Identity;
+use pcore::orgs::Orgs;
+use pcore::ports::{BlobStore, MetaStore};
+use pcore::registry::Registry;
+use pcore::tokens::TokenIssuer;
+
+mod api;
+mod auth;
+mod error;
+mod ops;
+mod token;
+mod v2;
+
+/// Everything the handlers need, shared by all requests.
+pub struct AppState {
+    pub registry: Registry,
+    pub identity: Arc<Identity>,
+    pub orgs: Orgs,
+    pub tokens: TokenIssuer,
+    pub meta: Arc<dyn MetaStore>,
+    pub blobs: Arc<dyn BlobStore>,
+    /// Base URL clients reach us at (for the token realm); derived from `Host` when unset.
+    pub public_url: Option<String>,
+    /// Whether we serve TLS (for the realm URL when `public_url` is unset).
+    pub tls: bool,
+}
+
+/// The whole application router.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .merge(v2::routes())
+        .merge(token::routes())
+        .merge(api::routes())
+        .merge(ops::routes())
+        .layer(axum::middleware::from_fn(ops::request_id_and_log))
+        .with_state(state)
+}
+
+/// The OpenAPI document of `/api/v1`.
+pub const OPENAPI: &str = include_str!("openapi.json");

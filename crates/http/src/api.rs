@@ -1,0 +1,263 @@
+//! The admin REST API under `/api/v1` (JSON). Every handler authenticates with [`ApiUser`],
+//! calls one service and maps the result; rules live in the services.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, put};
+use pcore::Error;
+use pcore::model::{Permission, TokenScope, Visibility};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::AppState;
+use crate::auth::ApiUser;
+use crate::error::ApiError;
+
+type St = State<Arc<AppState>>;
+type ApiResult = Result<Response, ApiError>;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/me", get(me))
+        .route("/api/v1/users", get(list_users).post(create_user))
+        .route("/api/v1/users/{name}/password", put(set_password))
+        .route("/api/v1/access-tokens", get(list_tokens).post(create_token))
+        .route("/api/v1/access-tokens/{id}", delete(delete_token))
+        .route("/api/v1/orgs", get(list_orgs).post(create_org))
+        .route("/api/v1/orgs/{org}", get(get_org))
+        .route("/api/v1/orgs/{org}/members", get(members))
+        .route("/api/v1/orgs/{org}/teams", get(teams).post(create_team))
+        .route("/api/v1/orgs/{org}/teams/{team}", delete(delete_team))
+        .route("/api/v1/orgs/{org}/teams/{team}/members", get(team_members).post(add_member))
+        .route("/api/v1/orgs/{org}/teams/{team}/members/{user}", delete(remove_member))
+        .route("/api/v1/orgs/{org}/teams/{team}/permissions", get(team_permissions))
+        .route("/api/v1/orgs/{org}/teams/{team}/permissions/{*repo}", put(set_permission).delete(revoke_permission))
+        .route("/api/v1/repositories", get(repositories))
+        .route("/api/v1/repositories/{*name}", axum::routing::patch(patch_repository).delete(delete_repository))
+}
+
+/// Parses a JSON body, turning every failure into a 400 with the reason.
+fn body<T: DeserializeOwned>(b: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(b).map_err(|e| ApiError(Error::Invalid(format!("invalid JSON body: {e}"))))
+}
+
+fn ok(v: serde_json::Value) -> ApiResult {
+    Ok(axum::Json(v).into_response())
+}
+
+fn created(v: serde_json::Value) -> ApiResult {
+    Ok((StatusCode::CREATED, axum::Json(v)).into_response())
+}
+
+fn no_content() -> ApiResult {
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn admin_only(u: &ApiUser) -> Result<(), ApiError> {
+    if u.0.is_admin { Ok(()) } else { Err(ApiError(Error::Denied("only the instance administrator may do this".into()))) }
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], crate::OPENAPI).into_response()
+}
+
+async fn me(u: ApiUser) -> ApiResult {
+    ok(json!({ "username": u.0.username, "admin": u.0.is_admin, "scope": u.0.scope.map(|s| s.as_str()) }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    username: String,
+    password: String,
+    #[serde(default)]
+    admin: bool,
+}
+
+async fn create_user(State(st): St, u: ApiUser, b: Bytes) -> ApiResult {
+    admin_only(&u)?;
+    let n: NewUser = body(&b)?;
+    let user = st.identity.create_user(&n.username, &n.password, n.admin).await?;
+    created(json!(user))
+}
+
+async fn list_users(State(st): St, u: ApiUser) -> ApiResult {
+    admin_only(&u)?;
+    ok(json!(st.identity.list_users().await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewPassword {
+    password: String,
+}
+
+async fn set_password(State(st): St, u: ApiUser, Path(name): Path<String>, b: Bytes) -> ApiResult {
+    if u.0.username != name && !u.0.is_admin {
+        return Err(ApiError(Error::Denied("you may only change your own password".into())));
+    }
+    if u.0.scope.is_some() {
+        return Err(ApiError(Error::Denied("sign in with a password, not an access token, to change a password".into())));
+    }
+    let p: NewPassword = body(&b)?;
+    st.identity.set_password(&name, &p.password).await?;
+    no_content()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    label: String,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    expires_at: Option<i64>,
+}
+
+async fn create_token(State(st): St, u: ApiUser, b: Bytes) -> ApiResult {
+    let n: NewToken = body(&b)?;
+    let scope = match n.scopes.as_slice() {
+        [] => TokenScope::ReadWrite,
+        [s] => TokenScope::parse(s).ok_or_else(|| ApiError(Error::Invalid(format!("unknown scope {s:?}; use read or read-write"))))?,
+        _ => return Err(ApiError(Error::Invalid("give exactly one scope: read or read-write".into()))),
+    };
+    let (t, secret) = st.identity.create_token(&u.0, &n.label, "pat", scope, n.expires_at).await?;
+    let mut v = json!(t);
+    v["token"] = secret.into();
+    created(v)
+}
+
+async fn list_tokens(State(st): St, u: ApiUser) -> ApiResult {
+    ok(json!(st.identity.list_tokens(&u.0).await?))
+}
+
+async fn delete_token(State(st): St, u: ApiUser, Path(id): Path<i64>) -> ApiResult {
+    st.identity.delete_token(&u.0, id).await?;
+    no_content()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Named {
+    name: String,
+}
+
+async fn create_org(State(st): St, u: ApiUser, b: Bytes) -> ApiResult {
+    let n: Named = body(&b)?;
+    created(json!(st.orgs.create(&u.0, &n.name).await?))
+}
+
+async fn list_orgs(State(st): St, u: ApiUser) -> ApiResult {
+    ok(json!(st.orgs.list(&u.0).await?))
+}
+
+async fn get_org(State(st): St, u: ApiUser, Path(org): Path<String>) -> ApiResult {
+    let o = st.orgs.visible(&u.0, &org).await?;
+    let teams = st.orgs.teams(&u.0, &org).await?;
+    ok(json!({ "id": o.id, "name": o.name, "created_at": o.created_at, "teams": teams }))
+}
+
+async fn members(State(st): St, u: ApiUser, Path(org): Path<String>) -> ApiResult {
+    ok(json!(st.orgs.members(&u.0, &org).await?))
+}
+
+async fn teams(State(st): St, u: ApiUser, Path(org): Path<String>) -> ApiResult {
+    ok(json!(st.orgs.teams(&u.0, &org).await?))
+}
+
+async fn create_team(State(st): St, u: ApiUser, Path(org): Path<String>, b: Bytes) -> ApiResult {
+    let n: Named = body(&b)?;
+    created(json!(st.orgs.create_team(&u.0, &org, &n.name).await?))
+}
+
+async fn delete_team(State(st): St, u: ApiUser, Path((org, team)): Path<(String, String)>) -> ApiResult {
+    st.orgs.delete_team(&u.0, &org, &team).await?;
+    no_content()
+}
+
+async fn team_members(State(st): St, u: ApiUser, Path((org, team)): Path<(String, String)>) -> ApiResult {
+    ok(json!(st.orgs.team_members(&u.0, &org, &team).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewMember {
+    username: String,
+}
+
+async fn add_member(State(st): St, u: ApiUser, Path((org, team)): Path<(String, String)>, b: Bytes) -> ApiResult {
+    let n: NewMember = body(&b)?;
+    let added = st.orgs.add_member(&u.0, &org, &team, &n.username).await?;
+    let v = json!({ "username": n.username, "team": team });
+    if added { created(v) } else { ok(v) }
+}
+
+async fn remove_member(State(st): St, u: ApiUser, Path((org, team, user)): Path<(String, String, String)>) -> ApiResult {
+    st.orgs.remove_member(&u.0, &org, &team, &user).await?;
+    no_content()
+}
+
+async fn team_permissions(State(st): St, u: ApiUser, Path((org, team)): Path<(String, String)>) -> ApiResult {
+    let perms: Vec<_> = st
+        .orgs
+        .team_permissions(&u.0, &org, &team)
+        .await?
+        .into_iter()
+        .map(|(repo, p)| json!({ "repository": repo, "permission": p }))
+        .collect();
+    ok(json!(perms))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewPermission {
+    permission: String,
+}
+
+async fn set_permission(State(st): St, u: ApiUser, Path((org, team, repo)): Path<(String, String, String)>, b: Bytes) -> ApiResult {
+    let n: NewPermission = body(&b)?;
+    let p = Permission::parse(&n.permission)
+        .ok_or_else(|| ApiError(Error::Invalid(format!("unknown permission {:?}; use read, write or admin", n.permission))))?;
+    st.orgs.set_permission(&u.0, &org, &team, &repo, Some(p)).await?;
+    ok(json!({ "repository": repo, "team": team, "permission": p }))
+}
+
+async fn revoke_permission(State(st): St, u: ApiUser, Path((org, team, repo)): Path<(String, String, String)>) -> ApiResult {
+    st.orgs.set_permission(&u.0, &org, &team, &repo, None).await?;
+    no_content()
+}
+
+#[derive(Deserialize)]
+struct RepoQuery {
+    namespace: Option<String>,
+}
+
+async fn repositories(State(st): St, u: ApiUser, Query(q): Query<RepoQuery>) -> ApiResult {
+    ok(json!(st.orgs.repositories(&u.0, q.namespace.as_deref()).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RepoPatch {
+    visibility: String,
+}
+
+async fn patch_repository(State(st): St, u: ApiUser, Path(name): Path<String>, b: Bytes) -> ApiResult {
+    let p: RepoPatch = body(&b)?;
+    let v = Visibility::parse(&p.visibility)
+        .ok_or_else(|| ApiError(Error::Invalid(format!("unknown visibility {:?}; use public or private", p.visibility))))?;
+    st.orgs.set_visibility(&u.0, &name, v).await?;
+    ok(json!({ "name": name, "visibility": v }))
+}
+
+async fn delete_repository(State(st): St, u: ApiUser, Path(name): Path<String>) -> ApiResult {
+    st.orgs.delete_repository(&u.0, &name).await?;
+    no_content()
+}

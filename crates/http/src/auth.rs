@@ -1,0 +1,113 @@
+//! Credentials from requests: `Authorization` parsing, the caller's address, the Bearer
+//! challenge, and the `ApiUser` extractor of the admin API (Basic with a password or access
+//! token, or `Bearer <access token>`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+use base64::Engine;
+use pcore::Error;
+use pcore::authz::Principal;
+
+use crate::AppState;
+use crate::error::{ApiError, Challenge};
+
+/// What the `Authorization` header carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credentials {
+    None,
+    Basic(String, String),
+    Bearer(String),
+}
+
+/// Parses `Authorization`; a header that is present but malformed is an error.
+pub fn credentials(headers: &HeaderMap) -> Result<Credentials, Error> {
+    let Some(v) = headers.get(axum::http::header::AUTHORIZATION) else { return Ok(Credentials::None) };
+    let bad = || Error::Unauthenticated("malformed Authorization header".into());
+    let v = v.to_str().map_err(|_| bad())?.trim();
+    let (scheme, rest) = v.split_once(' ').ok_or_else(bad)?;
+    match scheme.to_ascii_lowercase().as_str() {
+        "basic" => {
+            let raw = base64::engine::general_purpose::STANDARD.decode(rest.trim()).map_err(|_| bad())?;
+            let s = String::from_utf8(raw).map_err(|_| bad())?;
+            let (u, p) = s.split_once(':').ok_or_else(bad)?;
+            Ok(Credentials::Basic(u.to_owned(), p.to_owned()))
+        }
+        "bearer" => Ok(Credentials::Bearer(rest.trim().to_owned())),
+        _ => Err(bad()),
+    }
+}
+
+/// The caller's address as a string, for throttling and logs.
+pub fn client_addr(parts: &Parts) -> String {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The base URL of this server as clients see it.
+pub fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(u) = &state.public_url {
+        return u.trim_end_matches('/').to_owned();
+    }
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)))
+        .unwrap_or("localhost");
+    format!("{}://{host}", if state.tls { "https" } else { "http" })
+}
+
+/// `Bearer realm="<base>/token",service="<service>"[,scope="..."][,error="..."]`.
+pub fn challenge(state: &AppState, headers: &HeaderMap, scope: Option<&str>, error: Option<&str>) -> Challenge {
+    let mut c = format!("Bearer realm=\"{}/token\",service=\"{}\"", base_url(state, headers), state.tokens.service());
+    if let Some(s) = scope {
+        c.push_str(&format!(",scope=\"{s}\""));
+    }
+    if let Some(e) = error {
+        c.push_str(&format!(",error=\"{e}\""));
+    }
+    Challenge(c)
+}
+
+/// A signed-in caller of the admin API.
+pub struct ApiUser(pub Principal);
+
+impl FromRequestParts<Arc<AppState>> for ApiUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        let client = client_addr(parts);
+        match credentials(&parts.headers)? {
+            Credentials::Basic(u, p) => Ok(ApiUser(state.identity.authenticate(&u, &p, &client).await?)),
+            Credentials::Bearer(t) => Ok(ApiUser(state.identity.authenticate_token(&t, &client).await?)),
+            Credentials::None => Err(ApiError(Error::Unauthenticated("sign in with Basic credentials or a Bearer access token".into()))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(v: &str) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        m.insert(axum::http::header::AUTHORIZATION, v.parse().unwrap());
+        m
+    }
+
+    #[test]
+    fn parses_authorization() {
+        assert_eq!(credentials(&HeaderMap::new()).unwrap(), Credentials::None);
+        assert_eq!(credentials(&h("Basic YWxpY2U6cHc6eA==")).unwrap(), Credentials::Basic("alice".into(), "pw:x".into()));
+        assert_eq!(credentials(&h("Bearer abc")).unwrap(), Credentials::Bearer("abc".into()));
+        assert!(credentials(&h("Basic !!!")).is_err());
+        assert!(credentials(&h("Digest x")).is_err());
+        assert!(credentials(&h("Basic")).is_err());
+    }
+}

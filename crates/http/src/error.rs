@@ -1,0 +1,118 @@
+//! Domain errors to wire errors, once per surface: `V2Error` for the distribution API (spec
+//! JSON, Bearer challenge on 401), `ApiError` for `/api/v1` (`{"error","message"}`). Internal
+//! causes are logged here with the request's id and replaced by a generic message.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use oci::{ErrorCode, WireError};
+use pcore::Error;
+
+/// The challenge to send with a 401 on `/v2` (empty for other surfaces).
+#[derive(Debug, Clone, Default)]
+pub struct Challenge(pub String);
+
+/// An error on the distribution API.
+#[derive(Debug)]
+pub struct V2Error {
+    pub wire: WireError,
+    pub challenge: Option<Challenge>,
+    pub retry_after: Option<u64>,
+}
+
+impl V2Error {
+    pub fn new(code: ErrorCode, msg: impl Into<String>) -> V2Error {
+        V2Error { wire: WireError::new(code, msg), challenge: None, retry_after: None }
+    }
+
+    pub fn with_challenge(mut self, c: Challenge) -> V2Error {
+        self.challenge = Some(c);
+        self
+    }
+}
+
+impl From<WireError> for V2Error {
+    fn from(wire: WireError) -> Self {
+        V2Error { wire, challenge: None, retry_after: None }
+    }
+}
+
+impl From<Error> for V2Error {
+    fn from(e: Error) -> Self {
+        let (code, msg) = match &e {
+            Error::Registry(code, msg) => (*code, msg.clone()),
+            Error::NotFound(m) => (ErrorCode::NameUnknown, m.clone()),
+            Error::Unauthenticated(m) => (ErrorCode::Unauthorized, m.clone()),
+            Error::Denied(m) => (ErrorCode::Denied, m.clone()),
+            Error::Invalid(m) | Error::Conflict(m) => (ErrorCode::Unsupported, m.clone()),
+            Error::RateLimited { .. } => (ErrorCode::Toomanyrequests, e.to_string()),
+            Error::Storage(_) | Error::Db(_) => {
+                tracing::error!(error = %e, "internal error on the distribution API");
+                (ErrorCode::Unavailable, "internal error; the administrator can find it in the logs".to_owned())
+            }
+        };
+        let retry_after = match e {
+            Error::RateLimited { retry_after } => Some(retry_after),
+            _ => None,
+        };
+        V2Error { wire: WireError::new(code, msg), challenge: None, retry_after }
+    }
+}
+
+impl IntoResponse for V2Error {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.wire.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut r = (status, [(header::CONTENT_TYPE, "application/json")], self.wire.to_json()).into_response();
+        if let Some(Challenge(c)) = self.challenge {
+            if let Ok(v) = HeaderValue::from_str(&c) {
+                r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
+        }
+        if let Some(s) = self.retry_after {
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        r
+    }
+}
+
+/// An error on the admin API.
+#[derive(Debug)]
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        let (status, kind) = match &e {
+            Error::Registry(code, _) => (StatusCode::from_u16(code.status()).unwrap_or(StatusCode::BAD_REQUEST), code.as_str()),
+            Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Error::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            Error::Denied(_) => (StatusCode::FORBIDDEN, "denied"),
+            Error::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
+            Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Error::Storage(_) | Error::Db(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        let message = if e.is_internal() {
+            tracing::error!(error = %e, "internal error on the admin API");
+            "internal error; the administrator can find it in the logs".to_owned()
+        } else {
+            e.to_string()
+        };
+        let mut r = (status, axum::Json(serde_json::json!({ "error": kind, "message": message }))).into_response();
+        match e {
+            Error::Unauthenticated(_) => {
+                r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"portcullis\""));
+            }
+            Error::RateLimited { retry_after } => {
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            _ => {}
+        }
+        r
+    }
+}

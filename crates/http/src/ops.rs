@@ -1,0 +1,48 @@
+//! Operations endpoints (`/healthz`, `/readyz`) and the request middleware that gives every
+//! request an id (`x-request-id`, kept when the client sent a sane one) and logs one line per
+//! request without headers or credentials.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::AppState;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new().route("/healthz", get(|| async { "ok" })).route("/readyz", get(readyz))
+}
+
+async fn readyz(State(st): State<Arc<AppState>>) -> Response {
+    let meta = st.meta.ping().await;
+    let blobs = st.blobs.ping().await;
+    let body = serde_json::json!({ "database": meta.is_ok(), "blob_store": blobs.is_ok() });
+    let status = if meta.is_ok() && blobs.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(body)).into_response()
+}
+
+pub async fn request_id_and_log(mut req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        req.headers_mut().insert("x-request-id", v);
+    }
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let start = Instant::now();
+    let mut resp = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    tracing::info!(target: "access", request_id = %id, %method, path, status = resp.status().as_u16(), micros = start.elapsed().as_micros() as u64);
+    resp
+}

@@ -1,0 +1,309 @@
+//! The OCI distribution API. One route, `/v2/{*rest}`, parsed once into an [`Endpoint`];
+//! access is decided from the endpoint before dispatch, from the *current* directory and the
+//! caller's token: the token must grant each required action and the caller must still be
+//! permitted it now. Anonymous callers are challenged (401), signed-in callers without
+//! permission are refused (403 `DENIED`).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use futures_util::TryStreamExt;
+use http_body_util::BodyExt;
+use oci::endpoint::{Method, Page, parse};
+use oci::manifest::{MAX_MANIFEST_BYTES, OCI_INDEX};
+use oci::range::{ByteRange, RangeRequest, parse_content_range, parse_range};
+use oci::{Action, Endpoint, ErrorCode, RepoName};
+use pcore::authz::{Principal, Subject};
+use pcore::ports::ByteStream;
+use pcore::registry::UploadStart;
+use pcore::tokens::Claims;
+
+use crate::AppState;
+use crate::auth::{Credentials, challenge, credentials};
+use crate::error::V2Error;
+
+type St = State<Arc<AppState>>;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new().route("/v2", any(handle)).route("/v2/", any(handle)).route("/v2/{*rest}", any(handle))
+}
+
+const API_VERSION: (&str, &str) = ("docker-distribution-api-version", "registry/2.0");
+
+async fn handle(State(st): St, req: Request) -> Response {
+    let mut r = match dispatch(&st, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    r.headers_mut().insert(API_VERSION.0, HeaderValue::from_static(API_VERSION.1));
+    r
+}
+
+fn scope_of(ep: &Endpoint) -> Option<String> {
+    let acc = ep.required_access();
+    let (name, _) = acc.first()?;
+    let actions: Vec<&str> = acc.iter().filter(|(n, _)| n == name).map(|(_, a)| a.as_str()).collect();
+    Some(format!("repository:{name}:{}", actions.join(",")))
+}
+
+/// Who is calling, from a verified bearer token.
+fn caller(st: &AppState, headers: &HeaderMap, ep: &Endpoint) -> Result<Option<(Subject, Arc<Claims>)>, V2Error> {
+    let scope = scope_of(ep);
+    let challenge_err = |msg: &str, error: Option<&str>| {
+        V2Error::new(ErrorCode::Unauthorized, msg).with_challenge(challenge(st, headers, scope.as_deref(), error))
+    };
+    let token = match credentials(headers) {
+        Ok(Credentials::Bearer(t)) => t,
+        Ok(_) | Err(_) => return Ok(None),
+    };
+    let claims = st
+        .tokens
+        .verify(&token, pcore::now())
+        .map_err(|e| challenge_err(&e.to_string(), Some("invalid_token")))?;
+    if claims.sub.is_empty() {
+        return Ok(Some((Subject::Anonymous, claims)));
+    }
+    let snap = st.identity.directory().snapshot();
+    let (id, is_admin) = snap.user(&claims.sub).ok_or_else(|| challenge_err("the token's account no longer exists", Some("invalid_token")))?;
+    let p = Principal { id, username: claims.sub.clone(), is_admin, scope: None };
+    Ok(Some((Subject::User(p), claims)))
+}
+
+/// Decides access for a parsed request. Returns the subject on success.
+fn authorize(st: &AppState, headers: &HeaderMap, ep: &mut Endpoint) -> Result<Subject, V2Error> {
+    let who = caller(st, headers, ep)?;
+    let scope = scope_of(ep);
+    let unauthorized = |msg: &str, error: Option<&str>| {
+        V2Error::new(ErrorCode::Unauthorized, msg).with_challenge(challenge(st, headers, scope.as_deref(), error))
+    };
+    let Some((subject, claims)) = who else {
+        return Err(unauthorized("authentication required", None));
+    };
+    let snap = st.identity.directory().snapshot();
+    // A mount from a repository the caller may not pull silently becomes a plain upload.
+    if let Endpoint::UploadStart { mount: Some(m), .. } = ep {
+        if let Some(from) = &m.from {
+            let ok = snap.permitted(&subject, from).pull && claims.grants(from.as_str(), "pull");
+            if !ok {
+                if let Endpoint::UploadStart { mount, .. } = ep {
+                    *mount = None;
+                }
+            }
+        }
+    }
+    for (name, action) in ep.required_access() {
+        if !snap.permitted(&subject, name).allows(action) {
+            return Err(match subject {
+                Subject::Anonymous => unauthorized(&format!("sign in to {} {name}", action.as_str()), None),
+                Subject::User(ref p) => V2Error::new(
+                    ErrorCode::Denied,
+                    format!("{} may not {} {name}: {}", p.username, action.as_str(), why_denied(&subject, name, action)),
+                ),
+            });
+        }
+        if !claims.grants(name.as_str(), action.as_str()) {
+            return Err(unauthorized("the token does not grant this action; request a token with this scope", Some("insufficient_scope")));
+        }
+    }
+    Ok(subject)
+}
+
+fn why_denied(_subject: &Subject, name: &RepoName, action: Action) -> String {
+    match action {
+        Action::Pull => format!("the repository does not exist or is private to {}", name.namespace()),
+        Action::Push => format!("no write permission in namespace {}", name.namespace()),
+        Action::Delete => format!("no admin permission on {name}"),
+    }
+}
+
+fn body_stream(req: Request) -> ByteStream {
+    Box::pin(TryStreamExt::map_err(req.into_body().into_data_stream(), std::io::Error::other))
+}
+
+fn range_header(size: u64) -> String {
+    if size == 0 { "0-0".into() } else { format!("0-{}", size - 1) }
+}
+
+fn upload_response(status: StatusCode, name: &RepoName, id: &str, size: u64) -> Response {
+    Response::builder()
+        .status(status)
+        .header(header::LOCATION, format!("/v2/{name}/blobs/uploads/{id}"))
+        .header(header::RANGE, range_header(size))
+        .header("docker-upload-uuid", id)
+        .header(header::CONTENT_LENGTH, "0")
+        .body(Body::empty())
+        .unwrap_or_default()
+}
+
+fn blob_created(name: &RepoName, digest: &oci::Digest) -> Response {
+    Response::builder()
+        .status(StatusCode::CREATED)
+        .header(header::LOCATION, format!("/v2/{name}/blobs/{digest}"))
+        .header("docker-content-digest", digest.to_string())
+        .header(header::CONTENT_LENGTH, "0")
+        .body(Body::empty())
+        .unwrap_or_default()
+}
+
+fn json(status: StatusCode, v: serde_json::Value, content_type: &str) -> Response {
+    (status, [(header::CONTENT_TYPE, content_type.to_owned())], v.to_string()).into_response()
+}
+
+fn with_link(mut r: Response, path: &str, page: &Page, last: Option<&String>, more: bool) -> Response {
+    if let (true, Some(last), Some(n)) = (more, last, page.n) {
+        if let Ok(v) = HeaderValue::from_str(&format!("<{path}?n={n}&last={last}>; rel=\"next\"")) {
+            r.headers_mut().insert(header::LINK, v);
+        }
+    }
+    r
+}
+
+async fn dispatch(st: &AppState, req: Request) -> Result<Response, V2Error> {
+    let method = Method::parse(req.method().as_str());
+    let path = req.uri().path().to_owned();
+    let mut ep = parse(method, &path, req.uri().query().unwrap_or(""))?;
+    let subject = authorize(st, req.headers(), &mut ep)?;
+    let reg = &st.registry;
+    match ep {
+        Endpoint::Base => Ok(json(StatusCode::OK, serde_json::json!({}), "application/json")),
+        Endpoint::Catalog { page } => {
+            let (repos, more) = reg.catalog(&subject, &page);
+            let r = json(StatusCode::OK, serde_json::json!({ "repositories": repos }), "application/json");
+            Ok(with_link(r, "/v2/_catalog", &page, repos.last(), more))
+        }
+        Endpoint::Tags { name, page } => {
+            let (tags, more) = reg.tags(&name, &page).await?;
+            let r = json(StatusCode::OK, serde_json::json!({ "name": name.as_str(), "tags": tags }), "application/json");
+            Ok(with_link(r, &format!("/v2/{name}/tags/list"), &page, tags.last(), more))
+        }
+        Endpoint::Manifest { method: Method::Put, name, reference } => {
+            let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let body = http_body_util::Limited::new(req.into_body(), MAX_MANIFEST_BYTES)
+                .collect()
+                .await
+                .map_err(|_| V2Error::new(ErrorCode::ManifestInvalid, format!("manifest body unreadable or larger than {MAX_MANIFEST_BYTES} bytes")))?
+                .to_bytes();
+            let pushed = reg.put_manifest(&name, &reference, ct.as_deref(), body).await?;
+            let mut b = Response::builder()
+                .status(StatusCode::CREATED)
+                .header(header::LOCATION, format!("/v2/{name}/manifests/{}", pushed.digest))
+                .header("docker-content-digest", pushed.digest.to_string())
+                .header(header::CONTENT_LENGTH, "0");
+            if let Some(s) = pushed.subject {
+                b = b.header("oci-subject", s.to_string());
+            }
+            Ok(b.body(Body::empty()).unwrap_or_default())
+        }
+        Endpoint::Manifest { method: Method::Delete, name, reference } => {
+            reg.delete_manifest(&name, &reference).await?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        Endpoint::Manifest { method, name, reference } => {
+            let m = reg.manifest(&name, &reference).await?;
+            let b = Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, m.media_type)
+                .header(header::CONTENT_LENGTH, m.content.len())
+                .header("docker-content-digest", &m.digest)
+                .header(header::ETAG, format!("\"{}\"", m.digest));
+            let body = if method == Method::Head { Body::empty() } else { Body::from(m.content) };
+            Ok(b.body(body).unwrap_or_default())
+        }
+        Endpoint::Blob { method: Method::Delete, name, digest } => {
+            reg.delete_blob(&name, &digest).await?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        Endpoint::Blob { method, name, digest } => {
+            let size = reg.blob(&name, &digest).await?;
+            let range_hdr = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok());
+            let (status, range) = match parse_range(range_hdr, size) {
+                RangeRequest::Full => (StatusCode::OK, ByteRange { start: 0, end: size.saturating_sub(1) }),
+                RangeRequest::Part(r) => (StatusCode::PARTIAL_CONTENT, r),
+                RangeRequest::Unsatisfiable => {
+                    let mut r = V2Error::new(ErrorCode::RangeInvalid, format!("range not satisfiable for a blob of {size} bytes")).into_response();
+                    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                        r.headers_mut().insert(header::CONTENT_RANGE, v);
+                    }
+                    return Ok(r);
+                }
+            };
+            let len = if size == 0 { 0 } else { range.len() };
+            let mut b = Response::builder()
+                .status(status)
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .header(header::CONTENT_LENGTH, len)
+                .header(header::ACCEPT_RANGES, "bytes")
+                .header("docker-content-digest", digest.to_string())
+                .header(header::ETAG, format!("\"{digest}\""));
+            if status == StatusCode::PARTIAL_CONTENT {
+                b = b.header(header::CONTENT_RANGE, format!("bytes {}-{}/{size}", range.start, range.end));
+            }
+            let body = if method == Method::Head || len == 0 {
+                Body::empty()
+            } else {
+                Body::from_stream(reg.read_blob(&digest, range).await?)
+            };
+            Ok(b.body(body).unwrap_or_default())
+        }
+        Endpoint::UploadStart { name, digest, mount } => {
+            let started = reg.start_upload(&name, digest.as_ref(), mount.as_ref(), body_stream(req)).await?;
+            Ok(match started {
+                UploadStart::Created(d) => blob_created(&name, &d),
+                UploadStart::Session { id, size } => upload_response(StatusCode::ACCEPTED, &name, &id, size),
+            })
+        }
+        Endpoint::Upload { method: Method::Get, name, id, .. } => {
+            let size = reg.upload_status(&name, &id).await?;
+            Ok(upload_response(StatusCode::NO_CONTENT, &name, &id, size))
+        }
+        Endpoint::Upload { method: Method::Patch, name, id, .. } => {
+            let range = match req.headers().get(header::CONTENT_RANGE) {
+                None => None,
+                Some(v) => Some(
+                    v.to_str()
+                        .ok()
+                        .and_then(parse_content_range)
+                        .ok_or_else(|| V2Error::new(ErrorCode::RangeInvalid, "malformed Content-Range"))?,
+                ),
+            };
+            let size = reg.append_upload(&name, &id, range, body_stream(req)).await?;
+            Ok(upload_response(StatusCode::ACCEPTED, &name, &id, size))
+        }
+        Endpoint::Upload { method: Method::Put, name, id, digest } => {
+            let digest = digest.ok_or_else(|| V2Error::new(ErrorCode::DigestInvalid, "the digest query parameter is required"))?;
+            let d = reg.finish_upload(&name, &id, &digest, body_stream(req)).await?;
+            Ok(blob_created(&name, &d))
+        }
+        Endpoint::Upload { name, id, .. } => {
+            reg.cancel_upload(&name, &id).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        Endpoint::Referrers { name, digest, artifact_type } => {
+            let refs = reg.referrers(&name, &digest, artifact_type.as_deref()).await?;
+            let manifests: Vec<serde_json::Value> = refs
+                .into_iter()
+                .map(|r| {
+                    let mut d = serde_json::json!({ "mediaType": r.media_type, "digest": r.digest, "size": r.size });
+                    if let Some(t) = r.artifact_type {
+                        d["artifactType"] = t.into();
+                    }
+                    if let Some(a) = r.annotations.and_then(|a| serde_json::from_str::<serde_json::Value>(&a).ok()) {
+                        d["annotations"] = a;
+                    }
+                    d
+                })
+                .collect();
+            let body = serde_json::json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests });
+            let mut r = json(StatusCode::OK, body, OCI_INDEX);
+            if artifact_type.is_some() {
+                r.headers_mut().insert("oci-filters-applied", HeaderValue::from_static("artifactType"));
+            }
+            Ok(r)
+        }
+    }
+}
