@@ -1,0 +1,130 @@
+//! Wiring: open the stores in the data directory, build the services, bootstrap the first
+//! administrator, and serve HTTP (or HTTPS with rustls) until SIGINT/SIGTERM, then drain.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use pcore::authz::Directory;
+use pcore::identity::Identity;
+use pcore::orgs::Orgs;
+use pcore::ports::{BlobStore, MetaStore};
+use pcore::registry::Registry;
+use pcore::tokens::{TokenIssuer, generate_signing_key};
+use phttp::AppState;
+use store::{FsBlobs, SqliteMeta};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::Config;
+
+/// The stores of a data directory.
+pub struct Stores {
+    pub meta: Arc<SqliteMeta>,
+    pub blobs: Arc<FsBlobs>,
+}
+
+pub async fn open_stores(data_dir: &Path) -> anyhow::Result<Stores> {
+    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let meta = SqliteMeta::open(&data_dir.join("meta.db")).await.context("cannot open the database")?;
+    let blobs = FsBlobs::open(data_dir).context("cannot open the blob store")?;
+    Ok(Stores { meta: Arc::new(meta), blobs: Arc::new(blobs) })
+}
+
+/// Loads the token signing key, creating it (mode 0600) on first start.
+fn signing_key(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    let dir = data_dir.join("keys");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    let path = dir.join("token-signing-ed25519.pk8");
+    if let Ok(k) = std::fs::read(&path) {
+        return Ok(k);
+    }
+    let key = generate_signing_key()?;
+    let tmp = dir.join("token-signing-ed25519.pk8.tmp");
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.write_all(&key)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path)?;
+    Ok(key)
+}
+
+fn init_logging(config: &Config) {
+    let filter = EnvFilter::try_new(&config.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if config.log.format == "json" { b.json().try_init() } else { b.try_init() };
+}
+
+/// Builds the application state from a configuration.
+pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
+    let stores = open_stores(&config.data_dir).await?;
+    let meta: Arc<dyn MetaStore> = stores.meta;
+    let blobs: Arc<dyn BlobStore> = stores.blobs;
+    let identity = Arc::new(Identity::new(meta.clone(), Directory::default()));
+    identity.refresh_directory().await?;
+    if let Some(generated) = identity.bootstrap_admin(config.admin_password()?.as_deref()).await? {
+        eprintln!("portcullis: created the instance administrator `admin` with password {generated} (shown once)");
+    }
+    let key = signing_key(&config.data_dir)?;
+    let tokens = TokenIssuer::new(&key, "portcullis", &config.auth.service, config.auth.token_ttl_secs)?;
+    Ok(Arc::new(AppState {
+        registry: Registry::new(meta.clone(), blobs.clone(), identity.clone()),
+        orgs: Orgs::new(meta.clone(), identity.clone(), config.auth.org_creation == "admins"),
+        identity,
+        tokens,
+        meta,
+        blobs,
+        public_url: config.public_url.clone(),
+        tls: config.tls.cert.is_some(),
+    }))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: draining requests");
+}
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    init_logging(&config);
+    let state = build(&config).await?;
+    let app = phttp::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let addr: SocketAddr = config.listen.parse()?;
+    if let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await.context("cannot load the TLS certificate or key")?;
+        let handle = axum_server::Handle::new();
+        let h = handle.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            h.graceful_shutdown(Some(Duration::from_secs(30)));
+        });
+        let mut server = axum_server::bind_rustls(addr, tls).handle(handle);
+        server.http_builder().http1().keep_alive(true);
+        eprintln!("portcullis: listening on https://{addr}");
+        server.serve(app).await?;
+    } else {
+        use axum::serve::ListenerExt;
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        eprintln!("portcullis: listening on http://{addr}");
+        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    }
+    Ok(())
+}

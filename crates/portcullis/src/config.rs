@@ -1,0 +1,184 @@
+//! Configuration: defaults < TOML file (`--config`) < `PORTCULLIS_*` environment variables
+//! (`__` separates sections: `PORTCULLIS_AUTH__TOKEN_TTL_SECS`) < command-line flags. Unknown
+//! keys are errors. Secrets print as `***`. Built once in `main` and passed down.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// A secret value: deserializes normally, serializes (and so prints) as `***`.
+#[derive(Clone, Deserialize, Default, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: String,
+    /// Directory holding the SQLite database, blobs and the token signing key.
+    pub data_dir: PathBuf,
+    /// Base URL clients use to reach this server (token realm); derived from `Host` if unset.
+    pub public_url: Option<String>,
+    /// Password of the `admin` user created on first start (else one is generated and printed).
+    pub admin_password: Option<Secret>,
+    /// File holding that password.
+    pub admin_password_file: Option<PathBuf>,
+    pub tls: Tls,
+    pub auth: Auth,
+    pub log: Log,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    /// PEM certificate chain; TLS is on when both `cert` and `key` are set.
+    pub cert: Option<PathBuf>,
+    /// PEM private key.
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    /// The token service name (`aud` of tokens, `service` of challenges).
+    pub service: String,
+    /// Lifetime of registry bearer tokens, in seconds.
+    pub token_ttl_secs: i64,
+    /// Who may create organizations: `everyone` (signed-in users) or `admins`.
+    pub org_creation: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter such as `info` or `warn,access=info`.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:5000".into(),
+            data_dir: PathBuf::from("./portcullis-data"),
+            public_url: None,
+            admin_password: None,
+            admin_password_file: None,
+            tls: Tls::default(),
+            auth: Auth::default(),
+            log: Log::default(),
+        }
+    }
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth { service: "portcullis".into(), token_ttl_secs: 300, org_creation: "everyone".into() }
+    }
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log { format: "text".into(), level: "info".into() }
+    }
+}
+
+/// Values given as command-line flags (highest precedence).
+#[derive(Debug, Default, Serialize)]
+pub struct Flags {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Loads and validates the configuration.
+    pub fn load(file: Option<&Path>, flags: &Flags) -> anyhow::Result<Config> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(f) = file {
+            if !f.exists() {
+                bail!("config file {} does not exist", f.display());
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        let fig = fig.merge(Env::prefixed("PORTCULLIS_").split("__")).merge(Serialized::globals(flags));
+        let cfg: Config = fig.extract().context("invalid configuration")?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        self.listen.parse::<std::net::SocketAddr>().with_context(|| format!("listen = {:?} is not an address:port", self.listen))?;
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            bail!("log.format must be text or json, not {:?}", self.log.format);
+        }
+        if !matches!(self.auth.org_creation.as_str(), "everyone" | "admins") {
+            bail!("auth.org_creation must be everyone or admins, not {:?}", self.auth.org_creation);
+        }
+        if !(30..=86_400).contains(&self.auth.token_ttl_secs) {
+            bail!("auth.token_ttl_secs must be between 30 and 86400");
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            bail!("tls.cert and tls.key must be set together");
+        }
+        if let Some(u) = &self.public_url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                bail!("public_url must start with http:// or https://");
+            }
+        }
+        Ok(())
+    }
+
+    /// The bootstrap administrator password, from the value or the file.
+    pub fn admin_password(&self) -> anyhow::Result<Option<String>> {
+        if let Some(f) = &self.admin_password_file {
+            let s = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+            return Ok(Some(s.trim_end_matches(['\n', '\r']).to_owned()));
+        }
+        Ok(self.admin_password.as_ref().map(|s| s.0.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_and_unknown_keys() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "listen = \"127.0.0.1:6000\"\n[auth]\ntoken_ttl_secs = 600\n")?;
+            jail.set_env("PORTCULLIS_AUTH__TOKEN_TTL_SECS", "900");
+            jail.set_env("PORTCULLIS_ADMIN_PASSWORD", "s3cret-pass");
+            let flags = Flags { data_dir: Some("/tmp/x".into()), ..Flags::default() };
+            let c = Config::load(Some(Path::new("c.toml")), &flags).map_err(|e| e.to_string())?;
+            assert_eq!(c.listen, "127.0.0.1:6000");
+            assert_eq!(c.auth.token_ttl_secs, 900, "env beats file");
+            assert_eq!(c.data_dir, PathBuf::from("/tmp/x"), "flag beats all");
+            let shown = toml::to_string(&c).unwrap();
+            assert!(shown.contains("***") && !shown.contains("s3cret"), "{shown}");
+            jail.create_file("bad.toml", "lisen = \"x\"\n")?;
+            assert!(Config::load(Some(Path::new("bad.toml")), &Flags::default()).is_err());
+            jail.set_env("PORTCULLIS_NOPE", "1");
+            assert!(Config::load(None, &Flags::default()).is_err(), "unknown env key");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,73 @@
+//! Offline maintenance on a data directory: `fsck` (scrub blobs against their digests) and
+//! `admin reset-password`.
+
+use std::io::{BufRead, IsTerminal};
+
+use anyhow::{Context, bail};
+use pcore::authz::Directory;
+use pcore::identity::Identity;
+use pcore::ports::{BlobStore, MetaStore};
+use pcore::registry::Hasher;
+
+use crate::app::open_stores;
+use crate::config::Config;
+
+/// Verifies every recorded blob. Exit status is non-zero when a bad or missing blob is found.
+pub async fn fsck(config: &Config, quarantine: bool) -> anyhow::Result<()> {
+    let stores = open_stores(&config.data_dir).await?;
+    let recorded = stores.meta.list_blobs().await?;
+    let total = recorded.len();
+    let (mut bad, mut missing) = (0usize, 0usize);
+    for (i, (digest, size)) in recorded.iter().enumerate() {
+        let d: oci::Digest = digest.parse().map_err(|_| anyhow::anyhow!("invalid digest {digest} in the database"))?;
+        let blobs = stores.blobs.clone();
+        let dg = digest.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut h = Hasher::new(d.algorithm());
+            blobs.scan(&dg, |b| h.update(b)).map(|n| (n, h.finish()))
+        })
+        .await?;
+        let problem = match result {
+            Ok((n, got)) if n == *size && got.to_string() == *digest => None,
+            Ok((n, got)) => Some(format!("content is {n} bytes with digest {got}")),
+            Err(_) => {
+                missing += 1;
+                Some("content is missing".to_owned())
+            }
+        };
+        if let Some(p) = problem {
+            bad += 1;
+            println!("BAD {digest}: {p}");
+            if quarantine {
+                let _ = stores.blobs.quarantine(digest).await;
+                stores.meta.forget_blob(digest).await?;
+                println!("    quarantined and forgotten");
+            }
+        }
+        if (i + 1) % 100 == 0 || i + 1 == total {
+            eprintln!("fsck: {}/{total} blobs checked", i + 1);
+        }
+    }
+    let on_disk = stores.blobs.list()?;
+    let unrecorded = on_disk.iter().filter(|d| !recorded.iter().any(|(r, _)| r == *d)).count();
+    println!("fsck: {total} blobs checked, {bad} bad ({missing} missing), {unrecorded} stored but unreferenced");
+    if bad > 0 && !quarantine {
+        bail!("{bad} bad blobs; run `portcullis fsck --quarantine` to stop serving them");
+    }
+    Ok(())
+}
+
+/// Sets a password without a running server.
+pub async fn reset_password(config: &Config, username: &str) -> anyhow::Result<()> {
+    if std::io::stdin().is_terminal() {
+        eprintln!("new password for {username}:");
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).context("cannot read the password")?;
+    let password = line.trim_end_matches(['\n', '\r']).to_owned();
+    let stores = open_stores(&config.data_dir).await?;
+    let identity = Identity::new(stores.meta.clone(), Directory::default());
+    identity.set_password(username, &password).await?;
+    println!("password of {username} changed");
+    Ok(())
+}
