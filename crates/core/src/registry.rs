@@ -356,20 +356,32 @@ impl Registry {
             }
         }
         let m = Manifest::parse(&body, content_type).map_err(|e| Error::registry(ErrorCode::ManifestInvalid, e))?;
-        let repo = self.ensure_repo(name).await?;
+        // References are checked before anything is created: a rejected push stores nothing.
+        let existing = self.repo_id(name);
         let blob_refs: Vec<String> = m.blob_references().map(|d| d.digest.to_string()).collect();
         for b in &blob_refs {
-            if self.meta.linked_blob(repo, b).await?.is_none() {
+            let linked = match existing {
+                Some(repo) => self.meta.linked_blob(repo, b).await?.is_some(),
+                None => false,
+            };
+            if !linked {
                 return Err(Error::registry(ErrorCode::ManifestBlobUnknown, format!("blob {b} is not in {name}")));
             }
         }
         if m.kind == ManifestKind::Index && !m.manifests.is_empty() {
             let wanted: Vec<String> = m.manifests.iter().map(|d| d.digest.to_string()).collect();
-            let present = self.meta.manifests_present(repo, &wanted).await?;
+            let present = match existing {
+                Some(repo) => self.meta.manifests_present(repo, &wanted).await?,
+                None => vec![],
+            };
             if let Some(missing) = wanted.iter().find(|w| !present.contains(w)) {
                 return Err(Error::registry(ErrorCode::ManifestBlobUnknown, format!("manifest {missing} is not in {name}")));
             }
         }
+        let repo = match existing {
+            Some(id) => id,
+            None => self.ensure_repo(name).await?,
+        };
         let row = ManifestRow {
             digest: digest.to_string(),
             media_type: m.media_type.clone(),

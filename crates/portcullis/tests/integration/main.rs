@@ -1,1 +1,10 @@
+//! The one integration test binary: every test runs the real `portcullis` binary on a free
+//! loopback port with its own data directory, and talks to it over HTTP or through real
+//! clients (skopeo, ctr, podman, buildah). Test images are made by `images.rs`.
 
+mod api;
+mod clients;
+mod crash;
+mod images;
+mod support;
+mod v2;

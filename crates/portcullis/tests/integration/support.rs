@@ -1,0 +1,156 @@
+//! Test harness: `Server` starts the binary and stops it on drop; helpers for tokens, users,
+//! organizations and raw registry calls.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub const ADMIN_PW: &str = "admin-password-1";
+
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A command running the binary with a clean environment (no stray `PORTCULLIS_*`).
+pub fn portcullis(data_dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PORTCULLIS_") {
+            c.env_remove(k);
+        }
+    }
+    c.arg("--data-dir").arg(data_dir);
+    c
+}
+
+impl Server {
+    pub async fn start() -> Server {
+        Server::start_in(tempfile::tempdir().unwrap()).await
+    }
+
+    /// Starts (or restarts) a server on an existing data directory.
+    pub async fn start_in(dir: tempfile::TempDir) -> Server {
+        let port = free_port();
+        let child = portcullis(dir.path())
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("PORTCULLIS_ADMIN_PASSWORD", ADMIN_PW)
+            .env("PORTCULLIS_LOG__LEVEL", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn portcullis");
+        let s = Server { child, port, dir, http: reqwest::Client::new() };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = s.http.get(s.url("/healthz")).send().await {
+                if r.status() == 200 {
+                    return s;
+                }
+            }
+            assert!(Instant::now() < deadline, "portcullis did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Kills the process hard (SIGKILL) and returns the data directory.
+    pub fn kill(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    /// Admin API call as `user:password`.
+    pub async fn api(&self, method: &str, path: &str, creds: (&str, &str), body: Option<Value>) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut rb = self.http.request(m, self.url(path)).basic_auth(creds.0, Some(creds.1));
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let r = rb.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.api(method, path, ("admin", ADMIN_PW), body).await
+    }
+
+    pub async fn create_user(&self, name: &str) {
+        let (s, b) = self.admin("POST", "/api/v1/users", Some(json!({"username": name, "password": pw(name)}))).await;
+        assert_eq!(s, 201, "{b}");
+    }
+
+    /// Creates `org` owned by `owner` (who must exist).
+    pub async fn create_org(&self, org: &str, owner: &str) {
+        let (s, b) = self.api("POST", "/api/v1/orgs", (owner, &pw(owner)), Some(json!({"name": org}))).await;
+        assert_eq!(s, 201, "{b}");
+    }
+
+    /// A registry token for `creds` (None = anonymous) and scopes.
+    pub async fn token(&self, creds: Option<(&str, &str)>, scopes: &[&str]) -> String {
+        let q: Vec<(&str, &str)> = std::iter::once(("service", "portcullis")).chain(scopes.iter().map(|s| ("scope", *s))).collect();
+        let mut rb = self.http.get(self.url("/token")).query(&q);
+        if let Some((u, p)) = creds {
+            rb = rb.basic_auth(u, Some(p));
+        }
+        let r = rb.send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
+    }
+
+    /// A raw request with an optional bearer token.
+    pub async fn req(&self, method: &str, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let rb = self.http.request(m, self.url(path));
+        match token {
+            Some(t) => rb.bearer_auth(t),
+            None => rb,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The password the harness gives user `name`.
+pub fn pw(name: &str) -> String {
+    format!("{name}-password-1")
+}
+
+/// Runs a command, returning (success, stdout + stderr).
+pub fn run(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (is it installed? .ci/run installs it)"));
+    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+    s.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), s)
+}
+
+/// sha256 digest string of bytes.
+pub fn sha256(b: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(b)))
+}
