@@ -243,7 +243,12 @@ mod tests {
 
     fn snap() -> Snapshot {
         Snapshot::build(DirectoryRows {
-            users: vec![(1, "alice".into(), false), (2, "bob".into(), false), (3, "root".into(), true), (4, "carol".into(), false)],
+            users: vec![
+                (1, "alice".into(), false),
+                (2, "bob".into(), false),
+                (3, "root".into(), true),
+                (4, "carol".into(), false),
+            ],
             orgs: vec![(10, "acme".into())],
             teams: vec![(100, 10, "owners".into()), (101, 10, "dev".into())],
             members: vec![(100, 1), (101, 2), (101, 4)],

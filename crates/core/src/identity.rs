@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use rand::RngCore;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::Semaphore;
@@ -71,7 +71,8 @@ pub fn check_password_strength(p: &str) -> Result<()> {
 }
 
 /// Names no user or organization may take: Docker Hub's official namespace and our routes.
-pub const RESERVED_NAMES: &[&str] = &["library", "v2", "api", "token", "healthz", "readyz", "metrics", "static", "login", "logout"];
+pub const RESERVED_NAMES: &[&str] =
+    &["library", "v2", "api", "token", "healthz", "readyz", "metrics", "static", "login", "logout"];
 
 /// Checks a user or organization name: a single lower-case path component of 2 to 64
 /// characters without `.` (a dotted first component would be read as a registry host).
@@ -173,7 +174,11 @@ impl Identity {
         self.throttle.check(username, client, now)?;
         let result = if secret.starts_with(PAT_PREFIX) {
             self.check_token(secret, now).await.and_then(|p| {
-                if p.username == username { Ok(p) } else { Err(Error::Unauthenticated("invalid username or token".into())) }
+                if p.username == username {
+                    Ok(p)
+                } else {
+                    Err(Error::Unauthenticated("invalid username or token".into()))
+                }
             })
         } else {
             self.check_password(username, secret, now).await
@@ -261,7 +266,8 @@ impl Identity {
 
     pub async fn set_password(&self, username: &str, password: &str) -> Result<()> {
         check_password_strength(password)?;
-        let user = self.meta.user_by_name(username).await?.ok_or_else(|| Error::NotFound(format!("no user {username}")))?;
+        let user =
+            self.meta.user_by_name(username).await?.ok_or_else(|| Error::NotFound(format!("no user {username}")))?;
         self.meta.set_password(user.id, &hash_password(password)?).await
     }
 

@@ -69,7 +69,13 @@ impl Orgs {
     /// Organizations `who` belongs to (all of them for the administrator).
     pub async fn list(&self, who: &Principal) -> Result<Vec<Org>> {
         let snap = self.identity.directory().snapshot();
-        Ok(self.meta.list_orgs().await?.into_iter().filter(|o| who.is_admin || snap.is_member(&o.name, who.id)).collect())
+        Ok(self
+            .meta
+            .list_orgs()
+            .await?
+            .into_iter()
+            .filter(|o| who.is_admin || snap.is_member(&o.name, who.id))
+            .collect())
     }
 
     pub async fn members(&self, who: &Principal, org: &str) -> Result<Vec<Member>> {
@@ -147,7 +153,14 @@ impl Orgs {
     }
 
     /// Grants (or with `None` revokes) a team's permission on `repo_path` inside the org.
-    pub async fn set_permission(&self, who: &Principal, org: &str, team: &str, repo_path: &str, p: Option<Permission>) -> Result<()> {
+    pub async fn set_permission(
+        &self,
+        who: &Principal,
+        org: &str,
+        team: &str,
+        repo_path: &str,
+        p: Option<Permission>,
+    ) -> Result<()> {
         let o = self.owned(who, org).await?;
         format!("{org}/{repo_path}")
             .parse::<RepoName>()

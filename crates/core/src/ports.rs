@@ -84,7 +84,14 @@ pub trait MetaStore: Send + Sync + 'static {
     // --- manifests and tags
     /// Stores a manifest, its references (blobs and child manifests) and optionally a tag,
     /// in one transaction.
-    async fn put_manifest(&self, repo_id: i64, m: &ManifestRow, blob_refs: &[String], tag: Option<&str>, now: i64) -> Result<()>;
+    async fn put_manifest(
+        &self,
+        repo_id: i64,
+        m: &ManifestRow,
+        blob_refs: &[String],
+        tag: Option<&str>,
+        now: i64,
+    ) -> Result<()>;
     async fn manifest(&self, repo_id: i64, digest: &str) -> Result<Option<ManifestRow>>;
     async fn tag_digest(&self, repo_id: i64, tag: &str) -> Result<Option<String>>;
     /// The manifest a tag points to, in one query.

@@ -172,20 +172,20 @@ impl Registry {
         mount: Option<&Mount>,
         body: ByteStream,
     ) -> Result<UploadStart> {
-        if let Some(Mount { digest: d, from: Some(from) }) = mount {
-            if let Some(src) = self.repo_id(from) {
-                if self.meta.linked_blob(src, &d.to_string()).await?.is_some() {
-                    let repo = self.ensure_repo(name).await?;
-                    self.meta.link_blob(repo, &d.to_string()).await?;
-                    return Ok(UploadStart::Created(d.clone()));
-                }
-            }
+        if let Some(Mount { digest: d, from: Some(from) }) = mount
+            && let Some(src) = self.repo_id(from)
+            && self.meta.linked_blob(src, &d.to_string()).await?.is_some()
+        {
+            let repo = self.ensure_repo(name).await?;
+            self.meta.link_blob(repo, &d.to_string()).await?;
+            return Ok(UploadStart::Created(d.clone()));
         }
         let id = uuid::Uuid::new_v4().to_string();
         self.meta.create_upload(&id, name.as_str(), now()).await?;
         self.blobs.upload_create(&id).await?;
         let algo = digest.map(|d| d.algorithm()).unwrap_or(Algorithm::Sha256);
-        let shared: SharedUpload = Arc::new(tokio::sync::Mutex::new(Some(UploadState { hasher: Hasher::new(algo), size: 0 })));
+        let shared: SharedUpload =
+            Arc::new(tokio::sync::Mutex::new(Some(UploadState { hasher: Hasher::new(algo), size: 0 })));
         self.uploads.lock().map_err(|_| Error::Storage("upload table poisoned".into()))?.insert(id.clone(), shared);
         match digest {
             Some(d) => self.finish_upload(name, &id, d, body).await.map(UploadStart::Created),
@@ -229,22 +229,28 @@ impl Registry {
     }
 
     /// PATCH: appends a chunk. With `Content-Range`, the chunk must start where the upload ends.
-    pub async fn append_upload(&self, name: &RepoName, id: &str, range: Option<ByteRange>, body: ByteStream) -> Result<u64> {
+    pub async fn append_upload(
+        &self,
+        name: &RepoName,
+        id: &str,
+        range: Option<ByteRange>,
+        body: ByteStream,
+    ) -> Result<u64> {
         let shared = self.session(name, id).await?;
         let mut guard = shared.lock().await;
         let mut state = match guard.take() {
             Some(s) => s,
             None => self.rebuild(id, Algorithm::Sha256).await?,
         };
-        if let Some(r) = range {
-            if r.start != state.size {
-                let size = state.size;
-                *guard = Some(state);
-                return Err(Error::registry(
-                    ErrorCode::RangeInvalid,
-                    format!("chunk starts at {} but the upload has {size} bytes", r.start),
-                ));
-            }
+        if let Some(r) = range
+            && r.start != state.size
+        {
+            let size = state.size;
+            *guard = Some(state);
+            return Err(Error::registry(
+                ErrorCode::RangeInvalid,
+                format!("chunk starts at {} but the upload has {size} bytes", r.start),
+            ));
         }
         let result = self.stream_into(id, &mut state, body).await;
         let size = state.size;
@@ -310,7 +316,9 @@ impl Registry {
             let next = body.next().await;
             let done = next.is_none();
             if let Some(chunk) = next {
-                let chunk = chunk.map_err(|e| Error::registry(ErrorCode::BlobUploadInvalid, format!("upload body interrupted: {e}")))?;
+                let chunk = chunk.map_err(|e| {
+                    Error::registry(ErrorCode::BlobUploadInvalid, format!("upload body interrupted: {e}"))
+                })?;
                 buf.extend_from_slice(&chunk);
             }
             if buf.len() >= WRITE_CHUNK || (done && !buf.is_empty()) {
@@ -341,19 +349,28 @@ impl Registry {
     // ---------------------------------------------------------------- manifests
 
     /// PUT of a manifest by tag or digest.
-    pub async fn put_manifest(&self, name: &RepoName, reference: &Reference, content_type: Option<&str>, body: Bytes) -> Result<PushedManifest> {
+    pub async fn put_manifest(
+        &self,
+        name: &RepoName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<PushedManifest> {
         if body.len() > MAX_MANIFEST_BYTES {
-            return Err(Error::registry(ErrorCode::ManifestInvalid, format!("manifest is larger than {MAX_MANIFEST_BYTES} bytes")));
+            return Err(Error::registry(
+                ErrorCode::ManifestInvalid,
+                format!("manifest is larger than {MAX_MANIFEST_BYTES} bytes"),
+            ));
         }
         let algo = match reference {
             Reference::Digest(d) => d.algorithm(),
             Reference::Tag(_) => Algorithm::Sha256,
         };
         let digest = Hasher::digest(algo, &body);
-        if let Reference::Digest(d) = reference {
-            if d != &digest {
-                return Err(Error::registry(ErrorCode::DigestInvalid, format!("manifest has digest {digest}, not {d}")));
-            }
+        if let Reference::Digest(d) = reference
+            && d != &digest
+        {
+            return Err(Error::registry(ErrorCode::DigestInvalid, format!("manifest has digest {digest}, not {d}")));
         }
         let m = Manifest::parse(&body, content_type).map_err(|e| Error::registry(ErrorCode::ManifestInvalid, e))?;
         // References are checked before anything is created: a rejected push stores nothing.
@@ -375,7 +392,10 @@ impl Registry {
                 None => vec![],
             };
             if let Some(missing) = wanted.iter().find(|w| !present.contains(w)) {
-                return Err(Error::registry(ErrorCode::ManifestBlobUnknown, format!("manifest {missing} is not in {name}")));
+                return Err(Error::registry(
+                    ErrorCode::ManifestBlobUnknown,
+                    format!("manifest {missing} is not in {name}"),
+                ));
             }
         }
         let repo = match existing {
@@ -415,7 +435,11 @@ impl Registry {
             Reference::Digest(d) => self.meta.delete_manifest(repo, &d.to_string()).await?,
             Reference::Tag(t) => self.meta.delete_tag(repo, t.as_str()).await?,
         };
-        if found { Ok(()) } else { Err(Error::registry(ErrorCode::ManifestUnknown, format!("manifest {reference} is not in {name}"))) }
+        if found {
+            Ok(())
+        } else {
+            Err(Error::registry(ErrorCode::ManifestUnknown, format!("manifest {reference} is not in {name}")))
+        }
     }
 
     /// Tags after `page.last`, at most `page.n`; the flag says whether more follow.
@@ -444,7 +468,12 @@ impl Registry {
         (names.into_iter().take(n).cloned().collect(), more)
     }
 
-    pub async fn referrers(&self, name: &RepoName, digest: &Digest, artifact_type: Option<&str>) -> Result<Vec<Referrer>> {
+    pub async fn referrers(
+        &self,
+        name: &RepoName,
+        digest: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>> {
         let Some(repo) = self.repo_id(name) else { return Ok(vec![]) };
         let all = self.meta.referrers(repo, &digest.to_string()).await?;
         Ok(all.into_iter().filter(|r| artifact_type.is_none_or(|t| r.artifact_type.as_deref() == Some(t))).collect())

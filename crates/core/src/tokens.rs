@@ -91,7 +91,8 @@ impl TokenIssuer {
     /// `pkcs8` is an Ed25519 private key; `service` is the token audience and the challenge's
     /// `service`; tokens live `ttl_secs`.
     pub fn new(pkcs8: &[u8], issuer: &str, service: &str, ttl_secs: i64) -> Result<TokenIssuer> {
-        let pair = Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|e| Error::Storage(format!("invalid signing key: {e}")))?;
+        let pair =
+            Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|e| Error::Storage(format!("invalid signing key: {e}")))?;
         let public = pair.public_key().as_ref().to_vec();
         let kid = hex::encode(&Sha256::digest(&public)[..12]);
         Ok(TokenIssuer {
@@ -127,7 +128,8 @@ impl TokenIssuer {
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, &claims, &self.encoding).map_err(|e| Error::Storage(format!("cannot sign token: {e}")))
+        jsonwebtoken::encode(&header, &claims, &self.encoding)
+            .map_err(|e| Error::Storage(format!("cannot sign token: {e}")))
     }
 
     /// Verifies signature, key id, algorithm, issuer, audience and time; caches good tokens.
@@ -171,7 +173,11 @@ mod tests {
     }
 
     fn acc(name: &str, a: &[&str]) -> Vec<ResourceAccess> {
-        vec![ResourceAccess { kind: "repository".into(), name: name.into(), actions: a.iter().map(|s| s.to_string()).collect() }]
+        vec![ResourceAccess {
+            kind: "repository".into(),
+            name: name.into(),
+            actions: a.iter().map(|s| s.to_string()).collect(),
+        }]
     }
 
     #[test]
@@ -213,7 +219,11 @@ mod tests {
     fn scopes() {
         assert_eq!(
             parse_scope("repository:acme/app:pull,push"),
-            Some(ScopeRequest { kind: "repository".into(), name: "acme/app".into(), actions: vec!["pull".into(), "push".into()] })
+            Some(ScopeRequest {
+                kind: "repository".into(),
+                name: "acme/app".into(),
+                actions: vec!["pull".into(), "push".into()]
+            })
         );
         assert_eq!(parse_scope("repository:localhost:5000/x:pull").unwrap().name, "localhost:5000/x");
         assert_eq!(parse_scope("registry:catalog:*").unwrap().kind, "registry");

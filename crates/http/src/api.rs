@@ -61,7 +61,11 @@ fn no_content() -> ApiResult {
 }
 
 fn admin_only(u: &ApiUser) -> Result<(), ApiError> {
-    if u.0.is_admin { Ok(()) } else { Err(ApiError(Error::Denied("only the instance administrator may do this".into()))) }
+    if u.0.is_admin {
+        Ok(())
+    } else {
+        Err(ApiError(Error::Denied("only the instance administrator may do this".into())))
+    }
 }
 
 async fn openapi() -> Response {
@@ -104,7 +108,9 @@ async fn set_password(State(st): St, u: ApiUser, Path(name): Path<String>, b: By
         return Err(ApiError(Error::Denied("you may only change your own password".into())));
     }
     if u.0.scope.is_some() {
-        return Err(ApiError(Error::Denied("sign in with a password, not an access token, to change a password".into())));
+        return Err(ApiError(Error::Denied(
+            "sign in with a password, not an access token, to change a password".into(),
+        )));
     }
     let p: NewPassword = body(&b)?;
     st.identity.set_password(&name, &p.password).await?;
@@ -125,7 +131,8 @@ async fn create_token(State(st): St, u: ApiUser, b: Bytes) -> ApiResult {
     let n: NewToken = body(&b)?;
     let scope = match n.scopes.as_slice() {
         [] => TokenScope::ReadWrite,
-        [s] => TokenScope::parse(s).ok_or_else(|| ApiError(Error::Invalid(format!("unknown scope {s:?}; use read or read-write"))))?,
+        [s] => TokenScope::parse(s)
+            .ok_or_else(|| ApiError(Error::Invalid(format!("unknown scope {s:?}; use read or read-write"))))?,
         _ => return Err(ApiError(Error::Invalid("give exactly one scope: read or read-write".into()))),
     };
     let (t, secret) = st.identity.create_token(&u.0, &n.label, "pat", scope, n.expires_at).await?;
@@ -199,7 +206,11 @@ async fn add_member(State(st): St, u: ApiUser, Path((org, team)): Path<(String, 
     if added { created(v) } else { ok(v) }
 }
 
-async fn remove_member(State(st): St, u: ApiUser, Path((org, team, user)): Path<(String, String, String)>) -> ApiResult {
+async fn remove_member(
+    State(st): St,
+    u: ApiUser,
+    Path((org, team, user)): Path<(String, String, String)>,
+) -> ApiResult {
     st.orgs.remove_member(&u.0, &org, &team, &user).await?;
     no_content()
 }
@@ -221,15 +232,25 @@ struct NewPermission {
     permission: String,
 }
 
-async fn set_permission(State(st): St, u: ApiUser, Path((org, team, repo)): Path<(String, String, String)>, b: Bytes) -> ApiResult {
+async fn set_permission(
+    State(st): St,
+    u: ApiUser,
+    Path((org, team, repo)): Path<(String, String, String)>,
+    b: Bytes,
+) -> ApiResult {
     let n: NewPermission = body(&b)?;
-    let p = Permission::parse(&n.permission)
-        .ok_or_else(|| ApiError(Error::Invalid(format!("unknown permission {:?}; use read, write or admin", n.permission))))?;
+    let p = Permission::parse(&n.permission).ok_or_else(|| {
+        ApiError(Error::Invalid(format!("unknown permission {:?}; use read, write or admin", n.permission)))
+    })?;
     st.orgs.set_permission(&u.0, &org, &team, &repo, Some(p)).await?;
     ok(json!({ "repository": repo, "team": team, "permission": p }))
 }
 
-async fn revoke_permission(State(st): St, u: ApiUser, Path((org, team, repo)): Path<(String, String, String)>) -> ApiResult {
+async fn revoke_permission(
+    State(st): St,
+    u: ApiUser,
+    Path((org, team, repo)): Path<(String, String, String)>,
+) -> ApiResult {
     st.orgs.set_permission(&u.0, &org, &team, &repo, None).await?;
     no_content()
 }
@@ -251,8 +272,9 @@ struct RepoPatch {
 
 async fn patch_repository(State(st): St, u: ApiUser, Path(name): Path<String>, b: Bytes) -> ApiResult {
     let p: RepoPatch = body(&b)?;
-    let v = Visibility::parse(&p.visibility)
-        .ok_or_else(|| ApiError(Error::Invalid(format!("unknown visibility {:?}; use public or private", p.visibility))))?;
+    let v = Visibility::parse(&p.visibility).ok_or_else(|| {
+        ApiError(Error::Invalid(format!("unknown visibility {:?}; use public or private", p.visibility)))
+    })?;
     st.orgs.set_visibility(&u.0, &name, v).await?;
     ok(json!({ "name": name, "visibility": v }))
 }

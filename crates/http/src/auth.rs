@@ -43,11 +43,7 @@ pub fn credentials(headers: &HeaderMap) -> Result<Credentials, Error> {
 
 /// The caller's address as a string, for throttling and logs.
 pub fn client_addr(parts: &Parts) -> String {
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".into())
+    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()).unwrap_or_else(|| "unknown".into())
 }
 
 /// The base URL of this server as clients see it.
@@ -86,7 +82,9 @@ impl FromRequestParts<Arc<AppState>> for ApiUser {
         match credentials(&parts.headers)? {
             Credentials::Basic(u, p) => Ok(ApiUser(state.identity.authenticate(&u, &p, &client).await?)),
             Credentials::Bearer(t) => Ok(ApiUser(state.identity.authenticate_token(&t, &client).await?)),
-            Credentials::None => Err(ApiError(Error::Unauthenticated("sign in with Basic credentials or a Bearer access token".into()))),
+            Credentials::None => {
+                Err(ApiError(Error::Unauthenticated("sign in with Basic credentials or a Bearer access token".into())))
+            }
         }
     }
 }
@@ -104,7 +102,10 @@ mod tests {
     #[test]
     fn parses_authorization() {
         assert_eq!(credentials(&HeaderMap::new()).unwrap(), Credentials::None);
-        assert_eq!(credentials(&h("Basic YWxpY2U6cHc6eA==")).unwrap(), Credentials::Basic("alice".into(), "pw:x".into()));
+        assert_eq!(
+            credentials(&h("Basic YWxpY2U6cHc6eA==")).unwrap(),
+            Credentials::Basic("alice".into(), "pw:x".into())
+        );
         assert_eq!(credentials(&h("Bearer abc")).unwrap(), Credentials::Bearer("abc".into()));
         assert!(credentials(&h("Basic !!!")).is_err());
         assert!(credentials(&h("Digest x")).is_err());

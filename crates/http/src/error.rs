@@ -62,10 +62,10 @@ impl IntoResponse for V2Error {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.wire.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut r = (status, [(header::CONTENT_TYPE, "application/json")], self.wire.to_json()).into_response();
-        if let Some(Challenge(c)) = self.challenge {
-            if let Ok(v) = HeaderValue::from_str(&c) {
-                r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-            }
+        if let Some(Challenge(c)) = self.challenge
+            && let Ok(v) = HeaderValue::from_str(&c)
+        {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
         }
         if let Some(s) = self.retry_after {
             r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
@@ -88,7 +88,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let e = self.0;
         let (status, kind) = match &e {
-            Error::Registry(code, _) => (StatusCode::from_u16(code.status()).unwrap_or(StatusCode::BAD_REQUEST), code.as_str()),
+            Error::Registry(code, _) => {
+                (StatusCode::from_u16(code.status()).unwrap_or(StatusCode::BAD_REQUEST), code.as_str())
+            }
             Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Error::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             Error::Denied(_) => (StatusCode::FORBIDDEN, "denied"),
@@ -106,7 +108,8 @@ impl IntoResponse for ApiError {
         let mut r = (status, axum::Json(serde_json::json!({ "error": kind, "message": message }))).into_response();
         match e {
             Error::Unauthenticated(_) => {
-                r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"portcullis\""));
+                r.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"portcullis\""));
             }
             Error::RateLimited { retry_after } => {
                 r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));

@@ -74,8 +74,16 @@ fn grant(st: &AppState, subject: &Subject, scopes: &[String]) -> Vec<ResourceAcc
                     .actions
                     .iter()
                     .filter_map(|a| {
-                        let wanted: Vec<Action> = if a == "*" { vec![Action::Pull, Action::Push, Action::Delete] } else { Action::parse(a).into_iter().collect() };
-                        let ok: Vec<String> = wanted.into_iter().filter(|w| permitted.allows(*w)).map(|w| w.as_str().to_owned()).collect();
+                        let wanted: Vec<Action> = if a == "*" {
+                            vec![Action::Pull, Action::Push, Action::Delete]
+                        } else {
+                            Action::parse(a).into_iter().collect()
+                        };
+                        let ok: Vec<String> = wanted
+                            .into_iter()
+                            .filter(|w| permitted.allows(*w))
+                            .map(|w| w.as_str().to_owned())
+                            .collect();
                         (!ok.is_empty()).then_some(ok)
                     })
                     .flatten()
@@ -116,7 +124,12 @@ fn rfc3339(ts: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
-async fn issue(st: &AppState, principal: Option<&Principal>, scopes: &[String], offline: bool) -> Result<serde_json::Value, Error> {
+async fn issue(
+    st: &AppState,
+    principal: Option<&Principal>,
+    scopes: &[String],
+    offline: bool,
+) -> Result<serde_json::Value, Error> {
     let subject = principal.map(|p| Subject::User(p.clone())).unwrap_or(Subject::Anonymous);
     let access = grant(st, &subject, scopes);
     let now = pcore::now();
@@ -131,7 +144,8 @@ async fn issue(st: &AppState, principal: Option<&Principal>, scopes: &[String], 
     if let (true, Some(p)) = (offline, principal) {
         let scope = p.scope.unwrap_or(TokenScope::ReadWrite);
         let expires = Some(now + pcore::identity::REFRESH_TTL_SECS);
-        let (_, secret) = st.identity.create_token(p, "refresh token (registry login)", "refresh", scope, expires).await?;
+        let (_, secret) =
+            st.identity.create_token(p, "refresh token (registry login)", "refresh", scope, expires).await?;
         body["refresh_token"] = secret.into();
     }
     Ok(body)

@@ -61,15 +61,15 @@ fn caller(st: &AppState, headers: &HeaderMap, ep: &Endpoint) -> Result<Option<(S
         Ok(Credentials::Bearer(t)) => t,
         Ok(_) | Err(_) => return Ok(None),
     };
-    let claims = st
-        .tokens
-        .verify(&token, pcore::now())
-        .map_err(|e| challenge_err(&e.to_string(), Some("invalid_token")))?;
+    let claims =
+        st.tokens.verify(&token, pcore::now()).map_err(|e| challenge_err(&e.to_string(), Some("invalid_token")))?;
     if claims.sub.is_empty() {
         return Ok(Some((Subject::Anonymous, claims)));
     }
     let snap = st.identity.directory().snapshot();
-    let (id, is_admin) = snap.user(&claims.sub).ok_or_else(|| challenge_err("the token's account no longer exists", Some("invalid_token")))?;
+    let (id, is_admin) = snap
+        .user(&claims.sub)
+        .ok_or_else(|| challenge_err("the token's account no longer exists", Some("invalid_token")))?;
     let p = Principal { id, username: claims.sub.clone(), is_admin, scope: None };
     Ok(Some((Subject::User(p), claims)))
 }
@@ -86,15 +86,11 @@ fn authorize(st: &AppState, headers: &HeaderMap, ep: &mut Endpoint) -> Result<Su
     };
     let snap = st.identity.directory().snapshot();
     // A mount from a repository the caller may not pull silently becomes a plain upload.
-    if let Endpoint::UploadStart { mount: Some(m), .. } = ep {
-        if let Some(from) = &m.from {
-            let ok = snap.permitted(&subject, from).pull && claims.grants(from.as_str(), "pull");
-            if !ok {
-                if let Endpoint::UploadStart { mount, .. } = ep {
-                    *mount = None;
-                }
-            }
-        }
+    if let Endpoint::UploadStart { mount, .. } = ep
+        && let Some(from) = mount.as_ref().and_then(|m| m.from.as_ref())
+        && !(snap.permitted(&subject, from).pull && claims.grants(from.as_str(), "pull"))
+    {
+        *mount = None;
     }
     for (name, action) in ep.required_access() {
         if !snap.permitted(&subject, name).allows(action) {
@@ -102,12 +98,20 @@ fn authorize(st: &AppState, headers: &HeaderMap, ep: &mut Endpoint) -> Result<Su
                 Subject::Anonymous => unauthorized(&format!("sign in to {} {name}", action.as_str()), None),
                 Subject::User(ref p) => V2Error::new(
                     ErrorCode::Denied,
-                    format!("{} may not {} {name}: {}", p.username, action.as_str(), why_denied(&subject, name, action)),
+                    format!(
+                        "{} may not {} {name}: {}",
+                        p.username,
+                        action.as_str(),
+                        why_denied(&subject, name, action)
+                    ),
                 ),
             });
         }
         if !claims.grants(name.as_str(), action.as_str()) {
-            return Err(unauthorized("the token does not grant this action; request a token with this scope", Some("insufficient_scope")));
+            return Err(unauthorized(
+                "the token does not grant this action; request a token with this scope",
+                Some("insufficient_scope"),
+            ));
         }
     }
     Ok(subject)
@@ -155,10 +159,10 @@ fn json(status: StatusCode, v: serde_json::Value, content_type: &str) -> Respons
 }
 
 fn with_link(mut r: Response, path: &str, page: &Page, last: Option<&String>, more: bool) -> Response {
-    if let (true, Some(last), Some(n)) = (more, last, page.n) {
-        if let Ok(v) = HeaderValue::from_str(&format!("<{path}?n={n}&last={last}>; rel=\"next\"")) {
-            r.headers_mut().insert(header::LINK, v);
-        }
+    if let (true, Some(last), Some(n)) = (more, last, page.n)
+        && let Ok(v) = HeaderValue::from_str(&format!("<{path}?n={n}&last={last}>; rel=\"next\""))
+    {
+        r.headers_mut().insert(header::LINK, v);
     }
     r
 }
@@ -178,7 +182,8 @@ async fn dispatch(st: &AppState, req: Request) -> Result<Response, V2Error> {
         }
         Endpoint::Tags { name, page } => {
             let (tags, more) = reg.tags(&name, &page).await?;
-            let r = json(StatusCode::OK, serde_json::json!({ "name": name.as_str(), "tags": tags }), "application/json");
+            let r =
+                json(StatusCode::OK, serde_json::json!({ "name": name.as_str(), "tags": tags }), "application/json");
             Ok(with_link(r, &format!("/v2/{name}/tags/list"), &page, tags.last(), more))
         }
         Endpoint::Manifest { method: Method::Put, name, reference } => {
@@ -186,7 +191,12 @@ async fn dispatch(st: &AppState, req: Request) -> Result<Response, V2Error> {
             let body = http_body_util::Limited::new(req.into_body(), MAX_MANIFEST_BYTES)
                 .collect()
                 .await
-                .map_err(|_| V2Error::new(ErrorCode::ManifestInvalid, format!("manifest body unreadable or larger than {MAX_MANIFEST_BYTES} bytes")))?
+                .map_err(|_| {
+                    V2Error::new(
+                        ErrorCode::ManifestInvalid,
+                        format!("manifest body unreadable or larger than {MAX_MANIFEST_BYTES} bytes"),
+                    )
+                })?
                 .to_bytes();
             let pushed = reg.put_manifest(&name, &reference, ct.as_deref(), body).await?;
             let mut b = Response::builder()
@@ -225,7 +235,11 @@ async fn dispatch(st: &AppState, req: Request) -> Result<Response, V2Error> {
                 RangeRequest::Full => (StatusCode::OK, ByteRange { start: 0, end: size.saturating_sub(1) }),
                 RangeRequest::Part(r) => (StatusCode::PARTIAL_CONTENT, r),
                 RangeRequest::Unsatisfiable => {
-                    let mut r = V2Error::new(ErrorCode::RangeInvalid, format!("range not satisfiable for a blob of {size} bytes")).into_response();
+                    let mut r = V2Error::new(
+                        ErrorCode::RangeInvalid,
+                        format!("range not satisfiable for a blob of {size} bytes"),
+                    )
+                    .into_response();
                     if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
                         r.headers_mut().insert(header::CONTENT_RANGE, v);
                     }
@@ -275,7 +289,8 @@ async fn dispatch(st: &AppState, req: Request) -> Result<Response, V2Error> {
             Ok(upload_response(StatusCode::ACCEPTED, &name, &id, size))
         }
         Endpoint::Upload { method: Method::Put, name, id, digest } => {
-            let digest = digest.ok_or_else(|| V2Error::new(ErrorCode::DigestInvalid, "the digest query parameter is required"))?;
+            let digest = digest
+                .ok_or_else(|| V2Error::new(ErrorCode::DigestInvalid, "the digest query parameter is required"))?;
             let d = reg.finish_upload(&name, &id, &digest, body_stream(req)).await?;
             Ok(blob_created(&name, &d))
         }

@@ -137,10 +137,7 @@ fn no_route() -> WireError {
 }
 
 fn name(parts: &[&str]) -> Result<RepoName, WireError> {
-    parts
-        .join("/")
-        .parse()
-        .map_err(|_| WireError::new(ErrorCode::NameInvalid, "invalid repository name"))
+    parts.join("/").parse().map_err(|_| WireError::new(ErrorCode::NameInvalid, "invalid repository name"))
 }
 
 fn digest(s: &str) -> Result<Digest, WireError> {
@@ -155,18 +152,16 @@ pub fn percent_decode(s: &str) -> String {
     while i < b.len() {
         let hex = |c: u8| (c as char).to_digit(16);
         match b[i] {
-            b'%' if i + 2 < b.len() => {
-                match (hex(b[i + 1]), hex(b[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 3;
-                    }
-                    _ => {
-                        out.push(b'%');
-                        i += 1;
-                    }
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
                 }
-            }
+                _ => {
+                    out.push(b'%');
+                    i += 1;
+                }
+            },
             b'+' => {
                 out.push(b' ');
                 i += 1;
@@ -199,9 +194,10 @@ fn query_get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
 fn page(pairs: &[(String, String)]) -> Result<Page, WireError> {
     let n = match query_get(pairs, "n") {
         None | Some("") => None,
-        Some(v) => Some(v.parse::<usize>().map_err(|_| {
-            WireError::new(ErrorCode::PaginationNumberInvalid, format!("invalid page size {v:?}"))
-        })?),
+        Some(v) => Some(
+            v.parse::<usize>()
+                .map_err(|_| WireError::new(ErrorCode::PaginationNumberInvalid, format!("invalid page size {v:?}")))?,
+        ),
     };
     Ok(Page { n, last: query_get(pairs, "last").map(str::to_owned) })
 }
@@ -240,10 +236,14 @@ pub fn parse(method: Method, path: &str, query: &str) -> Result<Endpoint, WireEr
         let reference = if r.contains(':') {
             Reference::Digest(digest(r)?)
         } else {
-            Reference::Tag(r.parse::<Tag>().map_err(|_| WireError::new(ErrorCode::TagInvalid, format!("invalid tag {r:?}")))?)
+            Reference::Tag(
+                r.parse::<Tag>().map_err(|_| WireError::new(ErrorCode::TagInvalid, format!("invalid tag {r:?}")))?,
+            )
         };
         return match method {
-            Method::Get | Method::Head | Method::Put | Method::Delete => Ok(Endpoint::Manifest { method, name, reference }),
+            Method::Get | Method::Head | Method::Put | Method::Delete => {
+                Ok(Endpoint::Manifest { method, name, reference })
+            }
             m => Err(unsupported(m)),
         };
     }
@@ -291,7 +291,9 @@ fn upload_start(method: Method, name: RepoName, q: &[(String, String)]) -> Resul
     let mount = match query_get(q, "mount") {
         Some(m) => {
             let from = match query_get(q, "from") {
-                Some(f) => Some(f.parse().map_err(|_| WireError::new(ErrorCode::NameInvalid, "invalid mount source repository"))?),
+                Some(f) => Some(
+                    f.parse().map_err(|_| WireError::new(ErrorCode::NameInvalid, "invalid mount source repository"))?,
+                ),
                 None => None,
             };
             Some(Mount { digest: digest(m)?, from })
@@ -317,18 +319,36 @@ mod tests {
     fn routes() {
         assert_eq!(p("GET", "/v2/", ""), Ok(Endpoint::Base));
         assert_eq!(p("GET", "/v2", ""), Ok(Endpoint::Base));
-        assert!(matches!(p("GET", "/v2/_catalog", "n=10&last=a"), Ok(Endpoint::Catalog { page }) if page.n == Some(10)));
-        assert!(matches!(p("GET", "/v2/acme/app/tags/list", ""), Ok(Endpoint::Tags { name, .. }) if name.as_str() == "acme/app"));
+        assert!(
+            matches!(p("GET", "/v2/_catalog", "n=10&last=a"), Ok(Endpoint::Catalog { page }) if page.n == Some(10))
+        );
+        assert!(
+            matches!(p("GET", "/v2/acme/app/tags/list", ""), Ok(Endpoint::Tags { name, .. }) if name.as_str() == "acme/app")
+        );
         assert!(matches!(p("GET", "/v2/a/manifests/b/manifests/latest", ""),
             Ok(Endpoint::Manifest { name, reference: Reference::Tag(t), .. }) if name.as_str() == "a/manifests/b" && t.as_str() == "latest"));
-        assert!(matches!(p("HEAD", &format!("/v2/a/manifests/{D}"), ""), Ok(Endpoint::Manifest { reference: Reference::Digest(_), .. })));
+        assert!(matches!(
+            p("HEAD", &format!("/v2/a/manifests/{D}"), ""),
+            Ok(Endpoint::Manifest { reference: Reference::Digest(_), .. })
+        ));
         assert!(matches!(p("GET", &format!("/v2/a/blobs/{D}"), ""), Ok(Endpoint::Blob { .. })));
-        assert!(matches!(p("POST", "/v2/a/b/blobs/uploads/", ""), Ok(Endpoint::UploadStart { digest: None, mount: None, .. })));
-        assert!(matches!(p("POST", "/v2/a/blobs/uploads", &format!("digest={D}")), Ok(Endpoint::UploadStart { digest: Some(_), .. })));
+        assert!(matches!(
+            p("POST", "/v2/a/b/blobs/uploads/", ""),
+            Ok(Endpoint::UploadStart { digest: None, mount: None, .. })
+        ));
+        assert!(matches!(
+            p("POST", "/v2/a/blobs/uploads", &format!("digest={D}")),
+            Ok(Endpoint::UploadStart { digest: Some(_), .. })
+        ));
         assert!(matches!(p("POST", "/v2/a/blobs/uploads/", &format!("mount={D}&from=b/c")),
             Ok(Endpoint::UploadStart { mount: Some(Mount { from: Some(f), .. }), .. }) if f.as_str() == "b/c"));
-        assert!(matches!(p("PATCH", "/v2/a/blobs/uploads/abc-123", ""), Ok(Endpoint::Upload { id, .. }) if id == "abc-123"));
-        assert!(matches!(p("PUT", "/v2/a/blobs/uploads/x", &format!("digest={}", D.replace(':', "%3A"))), Ok(Endpoint::Upload { digest: Some(_), .. })));
+        assert!(
+            matches!(p("PATCH", "/v2/a/blobs/uploads/abc-123", ""), Ok(Endpoint::Upload { id, .. }) if id == "abc-123")
+        );
+        assert!(matches!(
+            p("PUT", "/v2/a/blobs/uploads/x", &format!("digest={}", D.replace(':', "%3A"))),
+            Ok(Endpoint::Upload { digest: Some(_), .. })
+        ));
         assert!(matches!(p("GET", &format!("/v2/a/referrers/{D}"), "artifactType=application%2Fvnd.x"),
             Ok(Endpoint::Referrers { artifact_type: Some(t), .. }) if t == "application/vnd.x"));
     }

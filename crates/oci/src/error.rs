@@ -59,7 +59,9 @@ impl ErrorCode {
             BlobUploadInvalid => (400, "BLOB_UPLOAD_INVALID", "blob upload invalid"),
             BlobUploadUnknown => (404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry"),
             DigestInvalid => (400, "DIGEST_INVALID", "provided digest did not match uploaded content"),
-            ManifestBlobUnknown => (404, "MANIFEST_BLOB_UNKNOWN", "manifest references a manifest or blob unknown to registry"),
+            ManifestBlobUnknown => {
+                (404, "MANIFEST_BLOB_UNKNOWN", "manifest references a manifest or blob unknown to registry")
+            }
             ManifestInvalid => (400, "MANIFEST_INVALID", "manifest invalid"),
             ManifestUnknown => (404, "MANIFEST_UNKNOWN", "manifest unknown to registry"),
             NameInvalid => (400, "NAME_INVALID", "invalid repository name"),

@@ -122,9 +122,7 @@ impl Manifest {
 
     /// Blobs that must exist in the repository (config and distributable layers).
     pub fn blob_references(&self) -> impl Iterator<Item = &Descriptor> {
-        self.config
-            .iter()
-            .chain(self.layers.iter().filter(|l| l.urls.as_ref().is_none_or(|u| u.is_empty())))
+        self.config.iter().chain(self.layers.iter().filter(|l| l.urls.as_ref().is_none_or(|u| u.is_empty())))
     }
 }
 
@@ -147,7 +145,8 @@ mod tests {
         assert_eq!(m.kind, ManifestKind::Image);
         assert_eq!(m.blob_references().count(), 2);
         assert_eq!(m.artifact_type.as_deref(), Some("application/vnd.oci.image.config.v1+json"));
-        let idx = format!(r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{D1}","size":5}}]}}"#);
+        let idx =
+            format!(r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{D1}","size":5}}]}}"#);
         let m = Manifest::parse(idx.as_bytes(), Some(OCI_INDEX)).unwrap();
         assert_eq!(m.kind, ManifestKind::Index);
         assert_eq!(m.manifests.len(), 1);

@@ -146,15 +146,7 @@ mod tests {
 
     #[test]
     fn name_table() {
-        let good = [
-            "a",
-            "alpine",
-            "library/alpine",
-            "acme/team/app",
-            "a.b_c__d---e",
-            "0/1/2",
-            "docker.io",
-        ];
+        let good = ["a", "alpine", "library/alpine", "acme/team/app", "a.b_c__d---e", "0/1/2", "docker.io"];
         for n in good {
             assert!(n.parse::<RepoName>().is_ok(), "{n} should be valid");
         }

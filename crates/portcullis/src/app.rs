@@ -107,7 +107,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let addr: SocketAddr = config.listen.parse()?;
     if let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await.context("cannot load the TLS certificate or key")?;
+        let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+            .await
+            .context("cannot load the TLS certificate or key")?;
         let handle = axum_server::Handle::new();
         let h = handle.clone();
         tokio::spawn(async move {
@@ -120,9 +122,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         server.serve(app).await?;
     } else {
         use axum::serve::ListenerExt;
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?
+            .tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
         eprintln!("portcullis: listening on http://{addr}");
         axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
     }

@@ -91,7 +91,9 @@ fn main() -> std::process::ExitCode {
                 Ok(())
             }
             Command::Fsck { quarantine } => tasks::fsck(&config, quarantine).await,
-            Command::Admin { command: AdminCommand::ResetPassword { username } } => tasks::reset_password(&config, &username).await,
+            Command::Admin { command: AdminCommand::ResetPassword { username } } => {
+                tasks::reset_password(&config, &username).await
+            }
         }
     });
     match result {

@@ -20,10 +20,8 @@ pub struct FsBlobs {
     root: PathBuf,
 }
 
-fn blocking<T: Send + 'static>(f: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> impl Future<Output = Result<T>> {
-    async move {
-        tokio::task::spawn_blocking(f).await.map_err(|e| Error::Storage(e.to_string()))?.map_err(Error::from)
-    }
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Storage(e.to_string()))?.map_err(Error::from)
 }
 
 /// Validates an upload id (a UUID from us) before it becomes a path.
@@ -93,7 +91,10 @@ fn stream_file(file: File, mut offset: u64, mut remaining: u64) -> ByteStream {
             let mut buf = BytesMut::zeroed(want);
             match file.read_at(&mut buf, offset) {
                 Ok(0) => {
-                    let _ = tx.blocking_send(Err(std::io::Error::new(ErrorKind::UnexpectedEof, "blob shorter than recorded")));
+                    let _ = tx.blocking_send(Err(std::io::Error::new(
+                        ErrorKind::UnexpectedEof,
+                        "blob shorter than recorded",
+                    )));
                     return;
                 }
                 Ok(n) => {

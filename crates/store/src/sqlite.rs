@@ -21,10 +21,10 @@ pub struct SqliteMeta {
 }
 
 fn db(e: sqlx::Error) -> Error {
-    if let sqlx::Error::Database(d) = &e {
-        if d.is_unique_violation() {
-            return Error::Conflict("already exists".into());
-        }
+    if let sqlx::Error::Database(d) = &e
+        && d.is_unique_violation()
+    {
+        return Error::Conflict("already exists".into());
     }
     Error::Db(e.to_string())
 }
@@ -59,9 +59,21 @@ fn manifest(r: ManifestTuple) -> ManifestRow {
     ManifestRow { digest: r.0, media_type: r.1, content: r.2, artifact_type: r.3, subject: r.4, annotations: r.5 }
 }
 
-macro_rules! user_cols { () => { "id, username, password_hash, is_admin, created_at" } }
-macro_rules! token_cols { () => { "id, user_id, label, kind, scope, created_at, expires_at, last_used_at" } }
-macro_rules! manifest_cols { () => { "digest, media_type, content, artifact_type, subject, annotations" } }
+macro_rules! user_cols {
+    () => {
+        "id, username, password_hash, is_admin, created_at"
+    };
+}
+macro_rules! token_cols {
+    () => {
+        "id, user_id, label, kind, scope, created_at, expires_at, last_used_at"
+    };
+}
+macro_rules! manifest_cols {
+    () => {
+        "digest, media_type, content, artifact_type, subject, annotations"
+    };
+}
 
 impl SqliteMeta {
     /// Opens (creating if needed) the database file and applies pending migrations.
@@ -128,7 +140,10 @@ impl MetaStore for SqliteMeta {
         if Self::name_taken(&mut tx, username).await? {
             return Err(Error::Conflict(format!("the name {username} is taken")));
         }
-        let r: UserRow = sqlx::query_as(concat!("INSERT INTO users (username, password_hash, is_admin, created_at) VALUES ($1, $2, $3, $4) RETURNING ", user_cols!()))
+        let r: UserRow = sqlx::query_as(concat!(
+            "INSERT INTO users (username, password_hash, is_admin, created_at) VALUES ($1, $2, $3, $4) RETURNING ",
+            user_cols!()
+        ))
         .bind(username)
         .bind(password_hash)
         .bind(is_admin)
@@ -182,8 +197,11 @@ impl MetaStore for SqliteMeta {
         expires_at: Option<i64>,
         now: i64,
     ) -> Result<AccessToken> {
-        let r: TokenRow = sqlx::query_as(concat!("INSERT INTO access_tokens (user_id, label, kind, token_hash, scope, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ", token_cols!()))
+        let r: TokenRow = sqlx::query_as(concat!(
+            "INSERT INTO access_tokens (user_id, label, kind, token_hash, scope, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ",
+            token_cols!()
+        ))
         .bind(user_id)
         .bind(label)
         .bind(kind)
@@ -198,11 +216,12 @@ impl MetaStore for SqliteMeta {
     }
 
     async fn token_by_hash(&self, token_hash: &str) -> Result<Option<(AccessToken, User)>> {
-        let r: Option<TokenRow> = sqlx::query_as(concat!("SELECT ", token_cols!(), " FROM access_tokens WHERE token_hash = $1"))
-            .bind(token_hash)
-            .fetch_optional(&self.read)
-            .await
-            .map_err(db)?;
+        let r: Option<TokenRow> =
+            sqlx::query_as(concat!("SELECT ", token_cols!(), " FROM access_tokens WHERE token_hash = $1"))
+                .bind(token_hash)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(db)?;
         let Some(t) = r.map(token) else { return Ok(None) };
         let u: Option<UserRow> = sqlx::query_as(concat!("SELECT ", user_cols!(), " FROM users WHERE id = $1"))
             .bind(t.user_id)
@@ -213,11 +232,12 @@ impl MetaStore for SqliteMeta {
     }
 
     async fn list_tokens(&self, user_id: i64) -> Result<Vec<AccessToken>> {
-        let r: Vec<TokenRow> = sqlx::query_as(concat!("SELECT ", token_cols!(), " FROM access_tokens WHERE user_id = $1 ORDER BY id"))
-            .bind(user_id)
-            .fetch_all(&self.read)
-            .await
-            .map_err(db)?;
+        let r: Vec<TokenRow> =
+            sqlx::query_as(concat!("SELECT ", token_cols!(), " FROM access_tokens WHERE user_id = $1 ORDER BY id"))
+                .bind(user_id)
+                .fetch_all(&self.read)
+                .await
+                .map_err(db)?;
         Ok(r.into_iter().map(token).collect())
     }
 
@@ -385,18 +405,21 @@ impl MetaStore for SqliteMeta {
             .bind(team_id)
             .bind(repo_path)
             .bind(p.as_str()),
-            None => sqlx::query("DELETE FROM team_permissions WHERE team_id = $1 AND repo_path = $2").bind(team_id).bind(repo_path),
+            None => sqlx::query("DELETE FROM team_permissions WHERE team_id = $1 AND repo_path = $2")
+                .bind(team_id)
+                .bind(repo_path),
         };
         q.execute(&self.write).await.map_err(db)?;
         Ok(())
     }
 
     async fn team_permissions(&self, team_id: i64) -> Result<Vec<(String, Permission)>> {
-        let r: Vec<(String, String)> = sqlx::query_as("SELECT repo_path, permission FROM team_permissions WHERE team_id = $1 ORDER BY repo_path")
-            .bind(team_id)
-            .fetch_all(&self.read)
-            .await
-            .map_err(db)?;
+        let r: Vec<(String, String)> =
+            sqlx::query_as("SELECT repo_path, permission FROM team_permissions WHERE team_id = $1 ORDER BY repo_path")
+                .bind(team_id)
+                .fetch_all(&self.read)
+                .await
+                .map_err(db)?;
         Ok(r.into_iter().filter_map(|(r, p)| Permission::parse(&p).map(|p| (r, p))).collect())
     }
 
@@ -405,9 +428,13 @@ impl MetaStore for SqliteMeta {
         let users = sqlx::query_as("SELECT id, username, is_admin FROM users").fetch_all(&mut *c).await.map_err(db)?;
         let orgs = sqlx::query_as("SELECT id, name FROM orgs").fetch_all(&mut *c).await.map_err(db)?;
         let teams = sqlx::query_as("SELECT id, org_id, name FROM teams").fetch_all(&mut *c).await.map_err(db)?;
-        let members = sqlx::query_as("SELECT team_id, user_id FROM team_members").fetch_all(&mut *c).await.map_err(db)?;
+        let members =
+            sqlx::query_as("SELECT team_id, user_id FROM team_members").fetch_all(&mut *c).await.map_err(db)?;
         let perms: Vec<(i64, String, String)> =
-            sqlx::query_as("SELECT team_id, repo_path, permission FROM team_permissions").fetch_all(&mut *c).await.map_err(db)?;
+            sqlx::query_as("SELECT team_id, repo_path, permission FROM team_permissions")
+                .fetch_all(&mut *c)
+                .await
+                .map_err(db)?;
         let repos: Vec<(i64, String, String)> =
             sqlx::query_as("SELECT id, name, visibility FROM repositories").fetch_all(&mut *c).await.map_err(db)?;
         Ok(DirectoryRows {
@@ -416,23 +443,29 @@ impl MetaStore for SqliteMeta {
             teams,
             members,
             permissions: perms.into_iter().filter_map(|(t, r, p)| Permission::parse(&p).map(|p| (t, r, p))).collect(),
-            repos: repos.into_iter().map(|(i, n, v)| (i, n, Visibility::parse(&v).unwrap_or(Visibility::Private))).collect(),
+            repos: repos
+                .into_iter()
+                .map(|(i, n, v)| (i, n, Visibility::parse(&v).unwrap_or(Visibility::Private)))
+                .collect(),
         })
     }
 
     async fn ensure_repo(&self, name: &str, visibility: Visibility, now: i64) -> Result<Repo> {
-        sqlx::query("INSERT INTO repositories (name, visibility, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
-            .bind(name)
-            .bind(visibility.as_str())
-            .bind(now)
-            .execute(&self.write)
-            .await
-            .map_err(db)?;
-        let r: (i64, String, String, i64) = sqlx::query_as("SELECT id, name, visibility, created_at FROM repositories WHERE name = $1")
-            .bind(name)
-            .fetch_one(&self.write)
-            .await
-            .map_err(db)?;
+        sqlx::query(
+            "INSERT INTO repositories (name, visibility, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(visibility.as_str())
+        .bind(now)
+        .execute(&self.write)
+        .await
+        .map_err(db)?;
+        let r: (i64, String, String, i64) =
+            sqlx::query_as("SELECT id, name, visibility, created_at FROM repositories WHERE name = $1")
+                .bind(name)
+                .fetch_one(&self.write)
+                .await
+                .map_err(db)?;
         Ok(repo(r))
     }
 
@@ -447,10 +480,11 @@ impl MetaStore for SqliteMeta {
     }
 
     async fn list_repos(&self) -> Result<Vec<Repo>> {
-        let r: Vec<(i64, String, String, i64)> = sqlx::query_as("SELECT id, name, visibility, created_at FROM repositories ORDER BY name")
-            .fetch_all(&self.read)
-            .await
-            .map_err(db)?;
+        let r: Vec<(i64, String, String, i64)> =
+            sqlx::query_as("SELECT id, name, visibility, created_at FROM repositories ORDER BY name")
+                .fetch_all(&self.read)
+                .await
+                .map_err(db)?;
         Ok(r.into_iter().map(repo).collect())
     }
 
@@ -466,7 +500,11 @@ impl MetaStore for SqliteMeta {
 
     async fn delete_repo(&self, name: &str) -> Result<bool> {
         let mut tx = self.write.begin().await.map_err(db)?;
-        let id: Option<(i64,)> = sqlx::query_as("SELECT id FROM repositories WHERE name = $1").bind(name).fetch_optional(&mut *tx).await.map_err(db)?;
+        let id: Option<(i64,)> = sqlx::query_as("SELECT id FROM repositories WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
         let Some((id,)) = id else { return Ok(false) };
         for sql in [
             "DELETE FROM tags WHERE repo_id = $1",
@@ -493,7 +531,11 @@ impl MetaStore for SqliteMeta {
     }
 
     async fn blob_size(&self, digest: &str) -> Result<Option<u64>> {
-        let r: Option<(i64,)> = sqlx::query_as("SELECT size FROM blobs WHERE digest = $1").bind(digest).fetch_optional(&self.read).await.map_err(db)?;
+        let r: Option<(i64,)> = sqlx::query_as("SELECT size FROM blobs WHERE digest = $1")
+            .bind(digest)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db)?;
         Ok(r.map(|(s,)| s as u64))
     }
 
@@ -530,7 +572,8 @@ impl MetaStore for SqliteMeta {
     }
 
     async fn list_blobs(&self) -> Result<Vec<(String, u64)>> {
-        let r: Vec<(String, i64)> = sqlx::query_as("SELECT digest, size FROM blobs ORDER BY digest").fetch_all(&self.read).await.map_err(db)?;
+        let r: Vec<(String, i64)> =
+            sqlx::query_as("SELECT digest, size FROM blobs ORDER BY digest").fetch_all(&self.read).await.map_err(db)?;
         Ok(r.into_iter().map(|(d, s)| (d, s as u64)).collect())
     }
 
@@ -539,7 +582,14 @@ impl MetaStore for SqliteMeta {
         Ok(())
     }
 
-    async fn put_manifest(&self, repo_id: i64, m: &ManifestRow, blob_refs: &[String], tag: Option<&str>, now: i64) -> Result<()> {
+    async fn put_manifest(
+        &self,
+        repo_id: i64,
+        m: &ManifestRow,
+        blob_refs: &[String],
+        tag: Option<&str>,
+        now: i64,
+    ) -> Result<()> {
         let mut tx = self.write.begin().await.map_err(db)?;
         sqlx::query(
             "INSERT INTO manifests (repo_id, digest, media_type, content, size, artifact_type, subject, annotations, created_at) \
@@ -583,12 +633,13 @@ impl MetaStore for SqliteMeta {
     }
 
     async fn manifest(&self, repo_id: i64, digest: &str) -> Result<Option<ManifestRow>> {
-        let r: Option<ManifestTuple> = sqlx::query_as(concat!("SELECT ", manifest_cols!(), " FROM manifests WHERE repo_id = $1 AND digest = $2"))
-            .bind(repo_id)
-            .bind(digest)
-            .fetch_optional(&self.read)
-            .await
-            .map_err(db)?;
+        let r: Option<ManifestTuple> =
+            sqlx::query_as(concat!("SELECT ", manifest_cols!(), " FROM manifests WHERE repo_id = $1 AND digest = $2"))
+                .bind(repo_id)
+                .bind(digest)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(db)?;
         Ok(r.map(manifest))
     }
 
@@ -634,7 +685,12 @@ impl MetaStore for SqliteMeta {
 
     async fn delete_manifest(&self, repo_id: i64, digest: &str) -> Result<bool> {
         let mut tx = self.write.begin().await.map_err(db)?;
-        sqlx::query("DELETE FROM tags WHERE repo_id = $1 AND digest = $2").bind(repo_id).bind(digest).execute(&mut *tx).await.map_err(db)?;
+        sqlx::query("DELETE FROM tags WHERE repo_id = $1 AND digest = $2")
+            .bind(repo_id)
+            .bind(digest)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         sqlx::query("DELETE FROM manifest_blobs WHERE repo_id = $1 AND manifest_digest = $2")
             .bind(repo_id)
             .bind(digest)
@@ -652,19 +708,25 @@ impl MetaStore for SqliteMeta {
     }
 
     async fn delete_tag(&self, repo_id: i64, tag: &str) -> Result<bool> {
-        let r = sqlx::query("DELETE FROM tags WHERE repo_id = $1 AND name = $2").bind(repo_id).bind(tag).execute(&self.write).await.map_err(db)?;
+        let r = sqlx::query("DELETE FROM tags WHERE repo_id = $1 AND name = $2")
+            .bind(repo_id)
+            .bind(tag)
+            .execute(&self.write)
+            .await
+            .map_err(db)?;
         Ok(r.rows_affected() > 0)
     }
 
     async fn list_tags(&self, repo_id: i64, last: Option<&str>, n: Option<usize>) -> Result<Vec<String>> {
         let limit = n.map(|n| n.min(i64::MAX as usize) as i64).unwrap_or(-1);
-        let r: Vec<(String,)> = sqlx::query_as("SELECT name FROM tags WHERE repo_id = $1 AND name > $2 ORDER BY name LIMIT $3")
-            .bind(repo_id)
-            .bind(last.unwrap_or(""))
-            .bind(limit)
-            .fetch_all(&self.read)
-            .await
-            .map_err(db)?;
+        let r: Vec<(String,)> =
+            sqlx::query_as("SELECT name FROM tags WHERE repo_id = $1 AND name > $2 ORDER BY name LIMIT $3")
+                .bind(repo_id)
+                .bind(last.unwrap_or(""))
+                .bind(limit)
+                .fetch_all(&self.read)
+                .await
+                .map_err(db)?;
         Ok(r.into_iter().map(|(t,)| t).collect())
     }
 
@@ -678,7 +740,13 @@ impl MetaStore for SqliteMeta {
         .await
         .map_err(db)?;
         Ok(r.into_iter()
-            .map(|(digest, media_type, size, artifact_type, annotations)| Referrer { digest, media_type, size, artifact_type, annotations })
+            .map(|(digest, media_type, size, artifact_type, annotations)| Referrer {
+                digest,
+                media_type,
+                size,
+                artifact_type,
+                annotations,
+            })
             .collect())
     }
 
@@ -703,7 +771,12 @@ impl MetaStore for SqliteMeta {
     }
 
     async fn set_upload_size(&self, id: &str, size: u64) -> Result<()> {
-        sqlx::query("UPDATE uploads SET size = $1 WHERE id = $2").bind(size as i64).bind(id).execute(&self.write).await.map_err(db)?;
+        sqlx::query("UPDATE uploads SET size = $1 WHERE id = $2")
+            .bind(size as i64)
+            .bind(id)
+            .execute(&self.write)
+            .await
+            .map_err(db)?;
         Ok(())
     }
 

@@ -2,10 +2,10 @@
 //! must pass `blob_suite`. They start from an empty store.
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use pcore::error::Error;
 use pcore::model::*;
 use pcore::ports::{BlobStore, MetaStore};
-use futures_util::StreamExt;
 
 const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
 const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";

@@ -11,12 +11,27 @@ async fn users_tokens_and_rate_limits() {
     let a = ("alice", pw("alice"));
     let alice = (a.0, a.1.as_str());
     // only the administrator creates users; names and passwords are checked
-    assert_eq!(s.api("POST", "/api/v1/users", alice, Some(json!({"username": "eve", "password": "longenough"}))).await.0, 403);
-    assert_eq!(s.admin("POST", "/api/v1/users", Some(json!({"username": "Eve", "password": "longenough"}))).await.0, 400);
+    assert_eq!(
+        s.api("POST", "/api/v1/users", alice, Some(json!({"username": "eve", "password": "longenough"}))).await.0,
+        403
+    );
+    assert_eq!(
+        s.admin("POST", "/api/v1/users", Some(json!({"username": "Eve", "password": "longenough"}))).await.0,
+        400
+    );
     assert_eq!(s.admin("POST", "/api/v1/users", Some(json!({"username": "eve", "password": "short"}))).await.0, 400);
-    assert_eq!(s.admin("POST", "/api/v1/users", Some(json!({"username": "library", "password": "longenough"}))).await.0, 409);
-    assert_eq!(s.admin("POST", "/api/v1/users", Some(json!({"username": "alice", "password": "longenough"}))).await.0, 409);
-    assert_eq!(s.admin("POST", "/api/v1/users", Some(json!({"username": "x1", "password": "longenough", "extra": 1}))).await.0, 400);
+    assert_eq!(
+        s.admin("POST", "/api/v1/users", Some(json!({"username": "library", "password": "longenough"}))).await.0,
+        409
+    );
+    assert_eq!(
+        s.admin("POST", "/api/v1/users", Some(json!({"username": "alice", "password": "longenough"}))).await.0,
+        409
+    );
+    assert_eq!(
+        s.admin("POST", "/api/v1/users", Some(json!({"username": "x1", "password": "longenough", "extra": 1}))).await.0,
+        400
+    );
     assert_eq!(s.admin("POST", "/api/v1/users", None).await.0, 400);
     let (st, users) = s.admin("GET", "/api/v1/users", None).await;
     assert_eq!(st, 200);
@@ -40,9 +55,16 @@ async fn users_tokens_and_rate_limits() {
     let r = s.req("POST", "/v2/alice/app/blobs/uploads/", Some(&rt)).await.send().await.unwrap();
     assert_eq!(r.status(), 401, "push was not granted to a read-only token");
     // a read-only token cannot mint a read-write one, nor change the password
-    let (_, t2) = s.api("POST", "/api/v1/access-tokens", ("alice", &secret), Some(json!({"label": "x", "scopes": ["read-write"]}))).await;
+    let (_, t2) = s
+        .api("POST", "/api/v1/access-tokens", ("alice", &secret), Some(json!({"label": "x", "scopes": ["read-write"]})))
+        .await;
     assert_eq!(t2["scope"], "read");
-    assert_eq!(s.api("PUT", "/api/v1/users/alice/password", ("alice", &secret), Some(json!({"password": "new-password-9"}))).await.0, 403);
+    assert_eq!(
+        s.api("PUT", "/api/v1/users/alice/password", ("alice", &secret), Some(json!({"password": "new-password-9"})))
+            .await
+            .0,
+        403
+    );
     let id = t["id"].as_i64().unwrap();
     assert_eq!(s.api("DELETE", &format!("/api/v1/access-tokens/{id}"), alice, None).await.0, 204);
     assert_eq!(s.api("GET", "/api/v1/me", ("alice", &secret), None).await.0, 401, "revoked");
@@ -50,7 +72,10 @@ async fn users_tokens_and_rate_limits() {
     let (st, _) = s.api("POST", "/api/v1/access-tokens", alice, Some(json!({"label": "old", "expires_at": 1}))).await;
     assert_eq!(st, 400);
     // password change, then the old password fails
-    assert_eq!(s.api("PUT", "/api/v1/users/alice/password", alice, Some(json!({"password": "new-password-9"}))).await.0, 204);
+    assert_eq!(
+        s.api("PUT", "/api/v1/users/alice/password", alice, Some(json!({"password": "new-password-9"}))).await.0,
+        204
+    );
     assert_eq!(s.api("GET", "/api/v1/me", alice, None).await.0, 401);
 
     // failed sign-ins are rate limited per user
@@ -75,7 +100,11 @@ async fn orgs_teams_members_permissions_repositories() {
     let (alice, bob, carol) = (("alice", ap.as_str()), ("bob", bp.as_str()), ("carol", cp.as_str()));
     assert_eq!(s.api("POST", "/api/v1/orgs", alice, Some(json!({"name": "acme"}))).await.0, 201);
     assert_eq!(s.api("POST", "/api/v1/orgs", bob, Some(json!({"name": "acme"}))).await.0, 409);
-    assert_eq!(s.api("POST", "/api/v1/orgs", bob, Some(json!({"name": "alice"}))).await.0, 409, "users and orgs share names");
+    assert_eq!(
+        s.api("POST", "/api/v1/orgs", bob, Some(json!({"name": "alice"}))).await.0,
+        409,
+        "users and orgs share names"
+    );
     assert_eq!(s.api("POST", "/api/v1/orgs", bob, Some(json!({"name": "library"}))).await.0, 409, "reserved");
     let (_, members) = s.api("GET", "/api/v1/orgs/acme/members", alice, None).await;
     assert_eq!(members, json!([{"username": "alice", "teams": ["owners"], "owner": true}]));
@@ -83,40 +112,89 @@ async fn orgs_teams_members_permissions_repositories() {
     assert_eq!(s.api("GET", "/api/v1/orgs/acme", bob, None).await.0, 404);
     assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams", alice, Some(json!({"name": "dev"}))).await.0, 201);
     assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams", alice, Some(json!({"name": "dev"}))).await.0, 409);
-    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams/dev/members", alice, Some(json!({"username": "bob"}))).await.0, 201);
-    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams/dev/members", alice, Some(json!({"username": "ghost"}))).await.0, 404);
+    assert_eq!(
+        s.api("POST", "/api/v1/orgs/acme/teams/dev/members", alice, Some(json!({"username": "bob"}))).await.0,
+        201
+    );
+    assert_eq!(
+        s.api("POST", "/api/v1/orgs/acme/teams/dev/members", alice, Some(json!({"username": "ghost"}))).await.0,
+        404
+    );
     // members read, but cannot change
     assert_eq!(s.api("GET", "/api/v1/orgs/acme/members", bob, None).await.0, 200);
     assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams", bob, Some(json!({"name": "x"}))).await.0, 403);
-    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams/dev/members", bob, Some(json!({"username": "carol"}))).await.0, 403);
+    assert_eq!(
+        s.api("POST", "/api/v1/orgs/acme/teams/dev/members", bob, Some(json!({"username": "carol"}))).await.0,
+        403
+    );
     // team repository permissions
-    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/teams/dev/permissions/app", alice, Some(json!({"permission": "write"}))).await.0, 200);
-    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/teams/dev/permissions/app", alice, Some(json!({"permission": "owner"}))).await.0, 400);
-    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/teams/dev/permissions/Bad..", alice, Some(json!({"permission": "read"}))).await.0, 400);
+    assert_eq!(
+        s.api("PUT", "/api/v1/orgs/acme/teams/dev/permissions/app", alice, Some(json!({"permission": "write"})))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        s.api("PUT", "/api/v1/orgs/acme/teams/dev/permissions/app", alice, Some(json!({"permission": "owner"})))
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        s.api("PUT", "/api/v1/orgs/acme/teams/dev/permissions/Bad..", alice, Some(json!({"permission": "read"})))
+            .await
+            .0,
+        400
+    );
     let (_, perms) = s.api("GET", "/api/v1/orgs/acme/teams/dev/permissions", bob, None).await;
     assert_eq!(perms, json!([{"repository": "app", "permission": "write"}]));
     // bob can now push acme/app: the repository is created private
     let bt = s.token(Some(bob), &["repository:acme/app:pull,push"]).await;
     let d = crate::support::sha256(b"x");
-    assert_eq!(s.req("POST", &format!("/v2/acme/app/blobs/uploads/?digest={d}"), Some(&bt)).await.body("x").send().await.unwrap().status(), 201);
+    assert_eq!(
+        s.req("POST", &format!("/v2/acme/app/blobs/uploads/?digest={d}"), Some(&bt))
+            .await
+            .body("x")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
     let (_, repos) = s.api("GET", "/api/v1/repositories?namespace=acme", bob, None).await;
     assert_eq!(repos[0]["name"], "acme/app");
     assert_eq!(repos[0]["visibility"], "private");
     assert_eq!(s.api("GET", "/api/v1/repositories", carol, None).await.1, json!([]));
     // write is not admin: bob cannot change visibility or delete; alice (owner) can
-    assert_eq!(s.api("PATCH", "/api/v1/repositories/acme/app", bob, Some(json!({"visibility": "public"}))).await.0, 403);
-    assert_eq!(s.api("PATCH", "/api/v1/repositories/acme/app", carol, Some(json!({"visibility": "public"}))).await.0, 404);
-    assert_eq!(s.api("PATCH", "/api/v1/repositories/acme/app", alice, Some(json!({"visibility": "public"}))).await.0, 200);
+    assert_eq!(
+        s.api("PATCH", "/api/v1/repositories/acme/app", bob, Some(json!({"visibility": "public"}))).await.0,
+        403
+    );
+    assert_eq!(
+        s.api("PATCH", "/api/v1/repositories/acme/app", carol, Some(json!({"visibility": "public"}))).await.0,
+        404
+    );
+    assert_eq!(
+        s.api("PATCH", "/api/v1/repositories/acme/app", alice, Some(json!({"visibility": "public"}))).await.0,
+        200
+    );
     assert_eq!(s.api("GET", "/api/v1/repositories", carol, None).await.1[0]["name"], "acme/app", "public is visible");
     // owners: the last owner stays; a second owner lets the first leave
     assert_eq!(s.api("DELETE", "/api/v1/orgs/acme/teams/owners/members/alice", alice, None).await.0, 409);
-    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams/owners/members", alice, Some(json!({"username": "carol"}))).await.0, 201);
+    assert_eq!(
+        s.api("POST", "/api/v1/orgs/acme/teams/owners/members", alice, Some(json!({"username": "carol"}))).await.0,
+        201
+    );
     assert_eq!(s.api("DELETE", "/api/v1/orgs/acme/teams/owners/members/alice", alice, None).await.0, 204);
     assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams", alice, Some(json!({"name": "y"}))).await.0, 404, "alice left");
     assert_eq!(s.api("DELETE", "/api/v1/orgs/acme/teams/owners", carol, None).await.0, 409);
     assert_eq!(s.api("DELETE", "/api/v1/orgs/acme/teams/dev", carol, None).await.0, 204);
     assert_eq!(s.api("DELETE", "/api/v1/repositories/acme/app", carol, None).await.0, 204);
-    assert_eq!(s.admin("GET", "/api/v1/orgs", None).await.1.as_array().unwrap().len(), 1, "the administrator sees every org");
+    assert_eq!(
+        s.admin("GET", "/api/v1/orgs", None).await.1.as_array().unwrap().len(),
+        1,
+        "the administrator sees every org"
+    );
 }
 
 #[tokio::test]

@@ -41,11 +41,38 @@ fn push_fixtures(s: &Server, layout: &images::Layout) {
     let l = layout.dir.display().to_string();
     let a = creds("alice");
     let reg = s.addr();
-    let (ok, out) = skopeo(&["copy", "-q", "--dest-tls-verify=false", "--dest-creds", &a, &format!("oci:{l}:tiny"), &format!("docker://{reg}/acme/tiny:1")]);
+    let (ok, out) = skopeo(&[
+        "copy",
+        "-q",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &a,
+        &format!("oci:{l}:tiny"),
+        &format!("docker://{reg}/acme/tiny:1"),
+    ]);
     assert!(ok, "skopeo push: {out}");
-    let (ok, out) = skopeo(&["copy", "-q", "--format", "v2s2", "--dest-tls-verify=false", "--dest-creds", &a, &format!("oci:{l}:tiny"), &format!("docker://{reg}/acme/tiny:v2s2")]);
+    let (ok, out) = skopeo(&[
+        "copy",
+        "-q",
+        "--format",
+        "v2s2",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &a,
+        &format!("oci:{l}:tiny"),
+        &format!("docker://{reg}/acme/tiny:v2s2"),
+    ]);
     assert!(ok, "skopeo push v2s2: {out}");
-    let (ok, out) = skopeo(&["copy", "-q", "--all", "--dest-tls-verify=false", "--dest-creds", &a, &format!("oci:{l}:multi"), &format!("docker://{reg}/acme/multi:1")]);
+    let (ok, out) = skopeo(&[
+        "copy",
+        "-q",
+        "--all",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &a,
+        &format!("oci:{l}:multi"),
+        &format!("docker://{reg}/acme/multi:1"),
+    ]);
     assert!(ok, "skopeo push index: {out}");
 }
 
@@ -58,27 +85,61 @@ async fn skopeo_push_pull_and_denials() {
     let reg = s.addr();
     let b = creds("bob");
     // inspect the index, list tags, copy by tag and by digest as bob (read)
-    let (ok, out) = skopeo(&["inspect", "--raw", "--tls-verify=false", "--creds", &b, &format!("docker://{reg}/acme/multi:1")]);
+    let (ok, out) =
+        skopeo(&["inspect", "--raw", "--tls-verify=false", "--creds", &b, &format!("docker://{reg}/acme/multi:1")]);
     assert!(ok && out.contains("arm64") && out.contains("amd64"), "{out}");
-    let (ok, out) = skopeo(&["inspect", "--raw", "--tls-verify=false", "--creds", &b, &format!("docker://{reg}/acme/multi@{}", layout.multi)]);
+    let (ok, out) = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        "--creds",
+        &b,
+        &format!("docker://{reg}/acme/multi@{}", layout.multi),
+    ]);
     assert!(ok && out.contains("application/vnd.oci.image.index.v1+json"), "{out}");
     let (ok, out) = skopeo(&["list-tags", "--tls-verify=false", "--creds", &b, &format!("docker://{reg}/acme/tiny")]);
     assert!(ok && out.contains("\"1\"") && out.contains("v2s2"), "{out}");
     let dst = work.path().join("pulled");
-    let (ok, out) = skopeo(&["copy", "-q", "--src-tls-verify=false", "--src-creds", &b, &format!("docker://{reg}/acme/tiny@{}", layout.tiny), &format!("dir:{}", dst.display())]);
+    let (ok, out) = skopeo(&[
+        "copy",
+        "-q",
+        "--src-tls-verify=false",
+        "--src-creds",
+        &b,
+        &format!("docker://{reg}/acme/tiny@{}", layout.tiny),
+        &format!("dir:{}", dst.display()),
+    ]);
     assert!(ok, "{out}");
     let layer_file = dst.join(&layout.tiny_layer[7..]);
-    assert_eq!(std::fs::read(&layer_file).unwrap(), std::fs::read(layout.dir.join("blobs/sha256").join(&layout.tiny_layer[7..])).unwrap());
-    let (ok, out) = skopeo(&["inspect", "--tls-verify=false", "--creds", &b, &format!("docker://{reg}/acme/tiny:v2s2")]);
+    assert_eq!(
+        std::fs::read(&layer_file).unwrap(),
+        std::fs::read(layout.dir.join("blobs/sha256").join(&layout.tiny_layer[7..])).unwrap()
+    );
+    let (ok, out) =
+        skopeo(&["inspect", "--tls-verify=false", "--creds", &b, &format!("docker://{reg}/acme/tiny:v2s2")]);
     assert!(ok && out.contains("amd64"), "{out}");
     // bob may not push to a read-only repository: skopeo prints the registry's denial
-    let (ok, out) = skopeo(&["copy", "-q", "--dest-tls-verify=false", "--dest-creds", &b, &format!("oci:{}:tiny", layout.dir.display()), &format!("docker://{reg}/acme/tiny:bob")]);
+    let (ok, out) = skopeo(&[
+        "copy",
+        "-q",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &b,
+        &format!("oci:{}:tiny", layout.dir.display()),
+        &format!("docker://{reg}/acme/tiny:bob"),
+    ]);
     assert!(!ok && out.contains("denied"), "{out}");
     // anonymous may not read a private repository
     let (ok, out) = skopeo(&["inspect", "--tls-verify=false", "--no-creds", &format!("docker://{reg}/acme/tiny:1")]);
     assert!(!ok && (out.contains("authentication required") || out.contains("unauthorized")), "{out}");
     // wrong password
-    let (ok, out) = skopeo(&["inspect", "--tls-verify=false", "--creds", "bob:wrong-password", &format!("docker://{reg}/acme/tiny:1")]);
+    let (ok, out) = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--creds",
+        "bob:wrong-password",
+        &format!("docker://{reg}/acme/tiny:1"),
+    ]);
     assert!(!ok && out.contains("invalid username/password"), "{out}");
 }
 
@@ -100,16 +161,19 @@ async fn ctr_pulls_with_user_and_pushes() {
     let b = creds("bob");
     let (ok, out) = ctr(&["images", "pull", "--plain-http", "--user", &b, &format!("{reg}/acme/tiny:1")]);
     assert!(ok, "ctr pull: {out}");
-    let (ok, out) = ctr(&["images", "pull", "--plain-http", "--all-platforms", "--user", &b, &format!("{reg}/acme/multi:1")]);
+    let (ok, out) =
+        ctr(&["images", "pull", "--plain-http", "--all-platforms", "--user", &b, &format!("{reg}/acme/multi:1")]);
     assert!(ok, "ctr pull index: {out}");
     let (ok, out) = ctr(&["content", "fetch", "--plain-http", "--user", &b, &format!("{reg}/acme/tiny:v2s2")]);
     assert!(ok, "ctr fetch: {out}");
-    let (ok, out) = ctr(&["images", "tag", "--force", &format!("{reg}/acme/tiny:1"), &format!("{reg}/acme/pushed:ctr")]);
+    let (ok, out) =
+        ctr(&["images", "tag", "--force", &format!("{reg}/acme/tiny:1"), &format!("{reg}/acme/pushed:ctr")]);
     assert!(ok, "{out}");
     let (ok, out) = ctr(&["images", "push", "--plain-http", "--user", &b, &format!("{reg}/acme/pushed:ctr")]);
     assert!(ok, "ctr push: {out}");
     // a wrong password fails at the token endpoint
-    let (ok, out) = ctr(&["images", "pull", "--plain-http", "--user", "bob:wrong-password", &format!("{reg}/acme/tiny:1")]);
+    let (ok, out) =
+        ctr(&["images", "pull", "--plain-http", "--user", "bob:wrong-password", &format!("{reg}/acme/tiny:1")]);
     assert!(!ok && out.contains("401"), "{out}");
     for img in ["acme/tiny:1", "acme/multi:1", "acme/pushed:ctr"] {
         let _ = ctr(&["images", "rm", &format!("{reg}/{img}")]);
@@ -126,25 +190,48 @@ async fn podman_and_buildah_pull_and_push() {
     let st = work.path().display().to_string();
     let podman = |args: &[&str]| {
         run(Command::new("podman")
-            .args(["--root", &format!("{st}/p/root"), "--runroot", &format!("{st}/p/runroot"), "--storage-driver", "vfs"])
+            .args([
+                "--root",
+                &format!("{st}/p/root"),
+                "--runroot",
+                &format!("{st}/p/runroot"),
+                "--storage-driver",
+                "vfs",
+            ])
             .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file", "--tmpdir", &format!("{st}/p/tmp")])
             .args(args))
     };
     let b = creds("bob");
     let (ok, out) = podman(&["pull", "-q", "--tls-verify=false", "--creds", &b, &format!("{reg}/acme/tiny:1")]);
     assert!(ok, "podman pull: {out}");
-    let (ok, out) = podman(&["pull", "-q", "--tls-verify=false", "--arch", "arm64", "--creds", &b, &format!("{reg}/acme/multi:1")]);
+    let (ok, out) =
+        podman(&["pull", "-q", "--tls-verify=false", "--arch", "arm64", "--creds", &b, &format!("{reg}/acme/multi:1")]);
     assert!(ok, "podman pull arm64: {out}");
     let (ok, out) = podman(&["tag", &format!("{reg}/acme/tiny:1"), &format!("{reg}/acme/pushed:podman")]);
     assert!(ok, "{out}");
     let (ok, out) = podman(&["push", "-q", "--tls-verify=false", "--creds", &b, &format!("{reg}/acme/pushed:podman")]);
     assert!(ok, "podman push: {out}");
-    let (ok, out) = podman(&["push", "-q", "--tls-verify=false", "--creds", &b, &format!("{reg}/acme/pushed:podman"), &format!("{reg}/acme/tiny:podman")]);
+    let (ok, out) = podman(&[
+        "push",
+        "-q",
+        "--tls-verify=false",
+        "--creds",
+        &b,
+        &format!("{reg}/acme/pushed:podman"),
+        &format!("{reg}/acme/tiny:podman"),
+    ]);
     assert!(!ok && out.contains("denied"), "podman push to a read-only repository: {out}");
 
     let buildah = |args: &[&str]| {
         run(Command::new("buildah")
-            .args(["--root", &format!("{st}/b/root"), "--runroot", &format!("{st}/b/runroot"), "--storage-driver", "vfs"])
+            .args([
+                "--root",
+                &format!("{st}/b/root"),
+                "--runroot",
+                &format!("{st}/b/runroot"),
+                "--storage-driver",
+                "vfs",
+            ])
             .env("TMPDIR", &st)
             .args(args))
     };
@@ -152,8 +239,64 @@ async fn podman_and_buildah_pull_and_push() {
     assert!(ok, "buildah pull: {out}");
     let (ok, out) = buildah(&["tag", &format!("{reg}/acme/pushed:podman"), &format!("{reg}/acme/pushed:buildah")]);
     assert!(ok, "{out}");
-    let (ok, out) = buildah(&["push", "-q", "--tls-verify=false", "--creds", &b, &format!("{reg}/acme/pushed:buildah")]);
+    let (ok, out) =
+        buildah(&["push", "-q", "--tls-verify=false", "--creds", &b, &format!("{reg}/acme/pushed:buildah")]);
     assert!(ok, "buildah push: {out}");
     let (ok, out) = skopeo(&["list-tags", "--tls-verify=false", "--creds", &b, &format!("docker://{reg}/acme/pushed")]);
     assert!(ok && out.contains("podman") && out.contains("buildah"), "{out}");
+}
+
+#[tokio::test]
+async fn docker_login_pull_push() {
+    let s = setup().await;
+    let work = tempfile::tempdir().unwrap();
+    let layout = images::make(&work.path().join("layout"));
+    push_fixtures(&s, &layout);
+    let reg = s.addr();
+    let sock = std::env::var("DOCKER_SOCK").unwrap_or_else(|_| "/tmp/pcl-test/docker/docker.sock".into());
+    assert!(Path::new(&sock).exists(), "dockerd is not running at {sock}; scripts/daemons.sh starts it");
+    let cfg = work.path().join("docker-config");
+    std::fs::create_dir_all(&cfg).unwrap();
+    let docker = |args: &[&str], stdin: Option<&str>| {
+        let mut c = Command::new("docker");
+        c.env("DOCKER_CONFIG", &cfg).args(["-H", &format!("unix://{sock}")]).args(args);
+        match stdin {
+            None => run(&mut c),
+            Some(input) => {
+                use std::io::Write;
+                let mut child = c
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+                let out = child.wait_with_output().unwrap();
+                (
+                    out.status.success(),
+                    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+                )
+            }
+        }
+    };
+    let (ok, out) = docker(&["login", "-u", "bob", "--password-stdin", &reg], Some("wrong-password\n"));
+    assert!(!ok, "{out}");
+    let (ok, out) = docker(&["login", "-u", "bob", "--password-stdin", &reg], Some(&format!("{}\n", pw("bob"))));
+    assert!(ok && out.contains("Login Succeeded"), "{out}");
+    let tiny = format!("{reg}/acme/tiny:1");
+    let (ok, out) = docker(&["pull", "-q", &tiny], None);
+    assert!(ok, "docker pull: {out}");
+    let (ok, out) = docker(&["pull", "-q", "--platform", "linux/arm64", &format!("{reg}/acme/multi:1")], None);
+    assert!(ok, "docker pull arm64: {out}");
+    let pushed = format!("{reg}/acme/pushed:docker");
+    assert!(docker(&["tag", &tiny, &pushed], None).0);
+    let (ok, out) = docker(&["push", "-q", &pushed], None);
+    assert!(ok, "docker push: {out}");
+    let denied = format!("{reg}/acme/tiny:docker");
+    assert!(docker(&["tag", &tiny, &denied], None).0);
+    let (ok, out) = docker(&["push", "-q", &denied], None);
+    assert!(!ok && out.contains("denied"), "docker push to a read-only repository: {out}");
+    for img in [&tiny, &pushed, &denied, &format!("{reg}/acme/multi:1")] {
+        let _ = docker(&["rmi", "-f", img], None);
+    }
 }

@@ -13,12 +13,23 @@ async fn sigkill_mid_push_leaves_nothing_visible() {
     let t = s.token(Some(("alice", &pw("alice"))), &["repository:alice/app:pull,push"]).await;
     // a committed blob, then an upload cut by SIGKILL halfway
     let kept = sha256(b"kept");
-    assert_eq!(s.req("POST", &format!("/v2/alice/app/blobs/uploads/?digest={kept}"), Some(&t)).await.body("kept").send().await.unwrap().status(), 201);
+    assert_eq!(
+        s.req("POST", &format!("/v2/alice/app/blobs/uploads/?digest={kept}"), Some(&t))
+            .await
+            .body("kept")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
     let r = s.req("POST", "/v2/alice/app/blobs/uploads/", Some(&t)).await.send().await.unwrap();
     let loc = r.headers()["location"].to_str().unwrap().to_owned();
     let big = vec![7u8; 8 << 20];
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
-    let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) }));
+    let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|x| (x, rx))
+    }));
     let req = s.req("PATCH", &loc, Some(&t)).await.body(body).send();
     let pending = tokio::spawn(req);
     tx.send(Ok(big[..4 << 20].to_vec())).await.unwrap();
@@ -29,13 +40,26 @@ async fn sigkill_mid_push_leaves_nothing_visible() {
     let s = Server::start_in(dir).await;
     let t = s.token(Some(("alice", &pw("alice"))), &["repository:alice/app:pull,push"]).await;
     let whole = sha256(&big);
-    assert_eq!(s.req("HEAD", &format!("/v2/alice/app/blobs/{whole}"), Some(&t)).await.send().await.unwrap().status(), 404);
-    assert_eq!(s.req("HEAD", &format!("/v2/alice/app/blobs/{kept}"), Some(&t)).await.send().await.unwrap().status(), 200);
+    assert_eq!(
+        s.req("HEAD", &format!("/v2/alice/app/blobs/{whole}"), Some(&t)).await.send().await.unwrap().status(),
+        404
+    );
+    assert_eq!(
+        s.req("HEAD", &format!("/v2/alice/app/blobs/{kept}"), Some(&t)).await.send().await.unwrap().status(),
+        200
+    );
     // the interrupted upload can be finished after the restart (hash state rebuilt)
     let st = s.req("GET", &loc, Some(&t)).await.send().await.unwrap();
     if st.status() == 204 {
-        let have: usize = st.headers()["range"].to_str().unwrap().split('-').nth(1).unwrap().parse::<usize>().unwrap() + 1;
-        let r = s.req("PUT", &format!("{loc}?digest={whole}"), Some(&t)).await.body(big[have..].to_vec()).send().await.unwrap();
+        let have: usize =
+            st.headers()["range"].to_str().unwrap().split('-').nth(1).unwrap().parse::<usize>().unwrap() + 1;
+        let r = s
+            .req("PUT", &format!("{loc}?digest={whole}"), Some(&t))
+            .await
+            .body(big[have..].to_vec())
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 201);
     }
     let dir = s.kill();
@@ -50,7 +74,16 @@ async fn fsck_finds_and_quarantines_corruption() {
     s.create_user("alice").await;
     let t = s.token(Some(("alice", &pw("alice"))), &["repository:alice/app:pull,push"]).await;
     let d = sha256(b"precious");
-    assert_eq!(s.req("POST", &format!("/v2/alice/app/blobs/uploads/?digest={d}"), Some(&t)).await.body("precious").send().await.unwrap().status(), 201);
+    assert_eq!(
+        s.req("POST", &format!("/v2/alice/app/blobs/uploads/?digest={d}"), Some(&t))
+            .await
+            .body("precious")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
     let dir = s.kill();
     let data = dir.path();
     let hex = &d[7..];
@@ -69,13 +102,19 @@ async fn offline_admin_tools() {
     s.create_user("alice").await;
     let dir = s.kill();
     let data = dir.path().to_owned();
-    let mut child = portcullis(&data).args(["admin", "reset-password", "alice"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = portcullis(&data)
+        .args(["admin", "reset-password", "alice"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     child.stdin.take().unwrap().write_all(b"brand-new-password\n").unwrap();
     assert!(child.wait().unwrap().success());
     let (ok, out) = run(portcullis(&data).args(["admin", "reset-password", "nobody"]).stdin(Stdio::null()));
     assert!(!ok, "{out}");
     // config check masks secrets and rejects unknown keys
-    let (ok, out) = run(portcullis(&data).args(["config", "check"]).env("PORTCULLIS_ADMIN_PASSWORD", "topsecret-value"));
+    let (ok, out) =
+        run(portcullis(&data).args(["config", "check"]).env("PORTCULLIS_ADMIN_PASSWORD", "topsecret-value"));
     assert!(ok && out.contains("admin_password = \"***\"") && !out.contains("topsecret"), "{out}");
     let (ok, out) = run(portcullis(&data).args(["config", "check"]).env("PORTCULLIS_LISTN", "x"));
     assert!(!ok && out.contains("listn"), "{out}");

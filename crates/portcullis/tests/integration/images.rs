@@ -12,7 +12,9 @@ use crate::support::sha256;
 fn tar_one(name: &str, content: &[u8]) -> Vec<u8> {
     let mut h = [0u8; 512];
     h[..name.len()].copy_from_slice(name.as_bytes());
-    let field = |h: &mut [u8; 512], off: usize, len: usize, v: &str| h[off..off + v.len().min(len)].copy_from_slice(&v.as_bytes()[..v.len().min(len)]);
+    let field = |h: &mut [u8; 512], off: usize, len: usize, v: &str| {
+        h[off..off + v.len().min(len)].copy_from_slice(&v.as_bytes()[..v.len().min(len)])
+    };
     field(&mut h, 100, 8, "0000644\0");
     field(&mut h, 108, 8, "0000000\0");
     field(&mut h, 116, 8, "0000000\0");

@@ -52,10 +52,10 @@ impl Server {
         let s = Server { child, port, dir, http: reqwest::Client::new() };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(r) = s.http.get(s.url("/healthz")).send().await {
-                if r.status() == 200 {
-                    return s;
-                }
+            if let Ok(r) = s.http.get(s.url("/healthz")).send().await
+                && r.status() == 200
+            {
+                return s;
             }
             assert!(Instant::now() < deadline, "portcullis did not start");
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -108,7 +108,8 @@ impl Server {
 
     /// A registry token for `creds` (None = anonymous) and scopes.
     pub async fn token(&self, creds: Option<(&str, &str)>, scopes: &[&str]) -> String {
-        let q: Vec<(&str, &str)> = std::iter::once(("service", "portcullis")).chain(scopes.iter().map(|s| ("scope", *s))).collect();
+        let q: Vec<(&str, &str)> =
+            std::iter::once(("service", "portcullis")).chain(scopes.iter().map(|s| ("scope", *s))).collect();
         let mut rb = self.http.get(self.url("/token")).query(&q);
         if let Some((u, p)) = creds {
             rb = rb.basic_auth(u, Some(p));

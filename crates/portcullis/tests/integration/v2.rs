@@ -20,7 +20,10 @@ async fn setup() -> Server {
     let a = (alice.0, alice.1.as_str());
     assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams", a, Some(json!({"name": "dev"}))).await.0, 201);
     assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams/dev/members", a, Some(json!({"username": "bob"}))).await.0, 201);
-    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/teams/dev/permissions/app", a, Some(json!({"permission": "read"}))).await.0, 200);
+    assert_eq!(
+        s.api("PUT", "/api/v1/orgs/acme/teams/dev/permissions/app", a, Some(json!({"permission": "read"}))).await.0,
+        200
+    );
     s
 }
 
@@ -37,7 +40,13 @@ async fn code(r: reqwest::Response) -> (u16, String, Value) {
 /// Monolithic blob push; returns the digest.
 async fn push_blob(s: &Server, t: &str, repo: &str, data: &[u8]) -> String {
     let d = sha256(data);
-    let r = s.req("POST", &format!("/v2/{repo}/blobs/uploads/?digest={d}"), Some(t)).await.body(data.to_vec()).send().await.unwrap();
+    let r = s
+        .req("POST", &format!("/v2/{repo}/blobs/uploads/?digest={d}"), Some(t))
+        .await
+        .body(data.to_vec())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
     d
 }
@@ -88,12 +97,24 @@ async fn challenges_and_tokens() {
     let r = s.http.get(s.url("/token")).basic_auth("alice", Some("nope")).send().await.unwrap();
     assert_eq!(r.status(), 401);
     // POST /token password and refresh grants
-    let form = [("grant_type", "password"), ("username", "alice"), ("password", &pw("alice")), ("service", "portcullis"),
-        ("scope", "repository:acme/app:pull"), ("access_type", "offline"), ("client_id", "test")];
+    let form = [
+        ("grant_type", "password"),
+        ("username", "alice"),
+        ("password", &pw("alice")),
+        ("service", "portcullis"),
+        ("scope", "repository:acme/app:pull"),
+        ("access_type", "offline"),
+        ("client_id", "test"),
+    ];
     let r: Value = s.http.post(s.url("/token")).form(&form).send().await.unwrap().json().await.unwrap();
     assert!(r["access_token"].as_str().is_some());
     let refresh = r["refresh_token"].as_str().unwrap().to_owned();
-    let form = [("grant_type", "refresh_token"), ("refresh_token", refresh.as_str()), ("service", "portcullis"), ("client_id", "test")];
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh.as_str()),
+        ("service", "portcullis"),
+        ("client_id", "test"),
+    ];
     let r = s.http.post(s.url("/token")).form(&form).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let form = [("grant_type", "refresh_token"), ("refresh_token", "pcr_bogus"), ("client_id", "test")];
@@ -101,7 +122,16 @@ async fn challenges_and_tokens() {
     let form = [("grant_type", "client_credentials")];
     assert_eq!(s.http.post(s.url("/token")).form(&form).send().await.unwrap().status(), 400);
     // offline_token on GET gives a refresh token too
-    let r: Value = s.http.get(s.url("/token?service=portcullis&offline_token=true")).basic_auth("bob", Some(pw("bob"))).send().await.unwrap().json().await.unwrap();
+    let r: Value = s
+        .http
+        .get(s.url("/token?service=portcullis&offline_token=true"))
+        .basic_auth("bob", Some(pw("bob")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(r["refresh_token"].as_str().unwrap().starts_with("pcr_"));
 }
 
@@ -125,11 +155,23 @@ async fn push_pull_conformance() {
     // blob GET, HEAD and Range
     let r = s.req("GET", &format!("/v2/acme/app/blobs/{layer}"), Some(&t)).await.send().await.unwrap();
     assert_eq!(r.bytes().await.unwrap().as_ref(), b"layer-bytes-0123456789");
-    let r = s.req("GET", &format!("/v2/acme/app/blobs/{layer}"), Some(&t)).await.header(header::RANGE, "bytes=6-10").send().await.unwrap();
+    let r = s
+        .req("GET", &format!("/v2/acme/app/blobs/{layer}"), Some(&t))
+        .await
+        .header(header::RANGE, "bytes=6-10")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 206);
     assert_eq!(r.headers()[header::CONTENT_RANGE], "bytes 6-10/22");
     assert_eq!(r.bytes().await.unwrap().as_ref(), b"bytes");
-    let r = s.req("GET", &format!("/v2/acme/app/blobs/{layer}"), Some(&t)).await.header(header::RANGE, "bytes=50-").send().await.unwrap();
+    let r = s
+        .req("GET", &format!("/v2/acme/app/blobs/{layer}"), Some(&t))
+        .await
+        .header(header::RANGE, "bytes=50-")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 416);
     assert_eq!(r.headers()[header::CONTENT_RANGE], "bytes */22");
     let r = s.req("HEAD", &format!("/v2/acme/app/blobs/{layer}"), Some(&t)).await.send().await.unwrap();
@@ -139,9 +181,11 @@ async fn push_pull_conformance() {
     let r = s.req("POST", "/v2/acme/app/blobs/uploads/", Some(&t)).await.send().await.unwrap();
     assert_eq!(r.status(), 202);
     let loc = r.headers()[header::LOCATION].to_str().unwrap().to_owned();
-    let r = s.req("PATCH", &loc, Some(&t)).await.header(header::CONTENT_RANGE, "0-4").body("hello").send().await.unwrap();
+    let r =
+        s.req("PATCH", &loc, Some(&t)).await.header(header::CONTENT_RANGE, "0-4").body("hello").send().await.unwrap();
     assert_eq!((r.status().as_u16(), r.headers()[header::RANGE].to_str().unwrap()), (202, "0-4"));
-    let r = s.req("PATCH", &loc, Some(&t)).await.header(header::CONTENT_RANGE, "9-12").body("xxxx").send().await.unwrap();
+    let r =
+        s.req("PATCH", &loc, Some(&t)).await.header(header::CONTENT_RANGE, "9-12").body("xxxx").send().await.unwrap();
     assert_eq!(code(r).await.0, 416);
     let r = s.req("PATCH", &loc, Some(&t)).await.body(" world").send().await.unwrap();
     assert_eq!(r.headers()[header::RANGE], "0-10");
@@ -156,76 +200,137 @@ async fn push_pull_conformance() {
     let r = s.req("POST", "/v2/acme/app/blobs/uploads/", Some(&t)).await.send().await.unwrap();
     let loc = r.headers()[header::LOCATION].to_str().unwrap().to_owned();
     assert_eq!(s.req("DELETE", &loc, Some(&t)).await.send().await.unwrap().status(), 204);
-    assert_eq!(code(s.req("PATCH", &loc, Some(&t)).await.body("x").send().await.unwrap()).await.1, "BLOB_UPLOAD_UNKNOWN");
+    assert_eq!(
+        code(s.req("PATCH", &loc, Some(&t)).await.body("x").send().await.unwrap()).await.1,
+        "BLOB_UPLOAD_UNKNOWN"
+    );
     // POST then PUT with the whole body
     let r = s.req("POST", "/v2/acme/app/blobs/uploads/", Some(&t)).await.send().await.unwrap();
     let loc = r.headers()[header::LOCATION].to_str().unwrap().to_owned();
     let d = sha256(b"whole");
-    assert_eq!(s.req("PUT", &format!("{loc}?digest={d}"), Some(&t)).await.body("whole").send().await.unwrap().status(), 201);
+    assert_eq!(
+        s.req("PUT", &format!("{loc}?digest={d}"), Some(&t)).await.body("whole").send().await.unwrap().status(),
+        201
+    );
 
     // sha512 blobs
     let d512 = {
         use sha2::Digest;
         format!("sha512:{}", hex::encode(sha2::Sha512::digest(b"sha512 content")))
     };
-    let r = s.req("POST", &format!("/v2/acme/app/blobs/uploads/?digest={d512}"), Some(&t)).await.body("sha512 content").send().await.unwrap();
+    let r = s
+        .req("POST", &format!("/v2/acme/app/blobs/uploads/?digest={d512}"), Some(&t))
+        .await
+        .body("sha512 content")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     let r = s.req("GET", &format!("/v2/acme/app/blobs/{d512}"), Some(&t)).await.send().await.unwrap();
     assert_eq!(r.bytes().await.unwrap().as_ref(), b"sha512 content");
 
     // tags list with pagination
     for tag in ["v2", "v3"] {
-        let r = s.req("PUT", &format!("/v2/acme/app/manifests/{tag}"), Some(&t)).await.header(header::CONTENT_TYPE, OCI_MANIFEST).body(mbytes.clone()).send().await.unwrap();
+        let r = s
+            .req("PUT", &format!("/v2/acme/app/manifests/{tag}"), Some(&t))
+            .await
+            .header(header::CONTENT_TYPE, OCI_MANIFEST)
+            .body(mbytes.clone())
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 201);
     }
     let r = s.req("GET", "/v2/acme/app/tags/list?n=2", Some(&t)).await.send().await.unwrap();
     assert_eq!(r.headers()[header::LINK], "</v2/acme/app/tags/list?n=2&last=v2>; rel=\"next\"");
     assert_eq!(r.json::<Value>().await.unwrap(), json!({"name": "acme/app", "tags": ["v1", "v2"]}));
-    let r: Value = s.req("GET", "/v2/acme/app/tags/list?n=2&last=v2", Some(&t)).await.send().await.unwrap().json().await.unwrap();
+    let r: Value =
+        s.req("GET", "/v2/acme/app/tags/list?n=2&last=v2", Some(&t)).await.send().await.unwrap().json().await.unwrap();
     assert_eq!(r["tags"], json!(["v3"]));
 
     // referrers with artifactType filter and OCI-Subject
     let cfg = push_blob(&s, &t, "acme/app", b"{}").await;
     let sig = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/vnd.example.sig",
         "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": cfg, "size": 2}, "layers": [],
-        "subject": {"mediaType": OCI_MANIFEST, "digest": digest, "size": mbytes.len()}}).to_string();
+        "subject": {"mediaType": OCI_MANIFEST, "digest": digest, "size": mbytes.len()}})
+    .to_string();
     let sd = sha256(sig.as_bytes());
-    let r = s.req("PUT", &format!("/v2/acme/app/manifests/{sd}"), Some(&t)).await.header(header::CONTENT_TYPE, OCI_MANIFEST).body(sig).send().await.unwrap();
+    let r = s
+        .req("PUT", &format!("/v2/acme/app/manifests/{sd}"), Some(&t))
+        .await
+        .header(header::CONTENT_TYPE, OCI_MANIFEST)
+        .body(sig)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     assert_eq!(r.headers()["oci-subject"], digest.as_str());
     let r = s.req("GET", &format!("/v2/acme/app/referrers/{digest}"), Some(&t)).await.send().await.unwrap();
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["manifests"][0]["digest"], sd.as_str());
     assert_eq!(v["manifests"][0]["artifactType"], "application/vnd.example.sig");
-    let r = s.req("GET", &format!("/v2/acme/app/referrers/{digest}?artifactType=application/other"), Some(&t)).await.send().await.unwrap();
+    let r = s
+        .req("GET", &format!("/v2/acme/app/referrers/{digest}?artifactType=application/other"), Some(&t))
+        .await
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["oci-filters-applied"], "artifactType");
     assert_eq!(r.json::<Value>().await.unwrap()["manifests"], json!([]));
 
     // delete by tag, then by digest; blob delete
     assert_eq!(s.req("DELETE", "/v2/acme/app/manifests/v3", Some(&t)).await.send().await.unwrap().status(), 202);
     assert_eq!(s.req("GET", "/v2/acme/app/manifests/v3", Some(&t)).await.send().await.unwrap().status(), 404);
-    assert_eq!(s.req("DELETE", &format!("/v2/acme/app/manifests/{digest}"), Some(&t)).await.send().await.unwrap().status(), 202);
-    assert_eq!(code(s.req("GET", "/v2/acme/app/manifests/v1", Some(&t)).await.send().await.unwrap()).await.1, "MANIFEST_UNKNOWN");
-    assert_eq!(s.req("DELETE", &format!("/v2/acme/app/blobs/{layer}"), Some(&t)).await.send().await.unwrap().status(), 202);
-    assert_eq!(code(s.req("GET", &format!("/v2/acme/app/blobs/{layer}"), Some(&t)).await.send().await.unwrap()).await.1, "BLOB_UNKNOWN");
+    assert_eq!(
+        s.req("DELETE", &format!("/v2/acme/app/manifests/{digest}"), Some(&t)).await.send().await.unwrap().status(),
+        202
+    );
+    assert_eq!(
+        code(s.req("GET", "/v2/acme/app/manifests/v1", Some(&t)).await.send().await.unwrap()).await.1,
+        "MANIFEST_UNKNOWN"
+    );
+    assert_eq!(
+        s.req("DELETE", &format!("/v2/acme/app/blobs/{layer}"), Some(&t)).await.send().await.unwrap().status(),
+        202
+    );
+    assert_eq!(
+        code(s.req("GET", &format!("/v2/acme/app/blobs/{layer}"), Some(&t)).await.send().await.unwrap()).await.1,
+        "BLOB_UNKNOWN"
+    );
 }
 
 #[tokio::test]
 async fn blobs_are_served_only_through_linked_repositories_and_mounts_need_pull() {
     let s = setup().await;
-    let t = s.token(Some(("alice", &pw("alice"))), &["repository:acme/app:pull,push", "repository:acme/other:pull,push"]).await;
+    let t = s
+        .token(Some(("alice", &pw("alice"))), &["repository:acme/app:pull,push", "repository:acme/other:pull,push"])
+        .await;
     let d = push_blob(&s, &t, "acme/app", b"secret layer").await;
     let r = s.req("GET", &format!("/v2/acme/other/blobs/{d}"), Some(&t)).await.send().await.unwrap();
     assert_eq!(code(r).await.1, "BLOB_UNKNOWN", "same digest, other repository");
     // alice may pull acme/app: mount works
-    let r = s.req("POST", &format!("/v2/acme/other/blobs/uploads/?mount={d}&from=acme/app"), Some(&t)).await.send().await.unwrap();
+    let r = s
+        .req("POST", &format!("/v2/acme/other/blobs/uploads/?mount={d}&from=acme/app"), Some(&t))
+        .await
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     assert_eq!(s.req("GET", &format!("/v2/acme/other/blobs/{d}"), Some(&t)).await.send().await.unwrap().status(), 200);
     // carol may push to her namespace but cannot pull acme/app: the mount becomes an upload
-    let ct = s.token(Some(("carol", &pw("carol"))), &["repository:carol/x:pull,push", "repository:acme/app:pull"]).await;
-    let r = s.req("POST", &format!("/v2/carol/x/blobs/uploads/?mount={d}&from=acme/app"), Some(&ct)).await.send().await.unwrap();
+    let ct =
+        s.token(Some(("carol", &pw("carol"))), &["repository:carol/x:pull,push", "repository:acme/app:pull"]).await;
+    let r = s
+        .req("POST", &format!("/v2/carol/x/blobs/uploads/?mount={d}&from=acme/app"), Some(&ct))
+        .await
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202);
-    assert_eq!(code(s.req("GET", &format!("/v2/carol/x/blobs/{d}"), Some(&ct)).await.send().await.unwrap()).await.1, "BLOB_UNKNOWN");
+    assert_eq!(
+        code(s.req("GET", &format!("/v2/carol/x/blobs/{d}"), Some(&ct)).await.send().await.unwrap()).await.1,
+        "BLOB_UNKNOWN"
+    );
 }
 
 #[tokio::test]
@@ -245,14 +350,27 @@ async fn permissions_on_every_request() {
     assert_eq!((st, c.as_str()), (403, "DENIED"));
     // carol (no org): denied
     let ct = s.token(Some(("carol", &pw("carol"))), &["repository:acme/app:pull"]).await;
-    assert_eq!(code(s.req("GET", "/v2/acme/app/manifests/v1", Some(&ct)).await.send().await.unwrap()).await.1, "DENIED");
+    assert_eq!(
+        code(s.req("GET", "/v2/acme/app/manifests/v1", Some(&ct)).await.send().await.unwrap()).await.1,
+        "DENIED"
+    );
     // the registry re-checks now: revoking bob's permission applies to his existing token
     let a = ("alice", pw("alice"));
     assert_eq!(s.api("DELETE", "/api/v1/orgs/acme/teams/dev/permissions/app", (a.0, &a.1), None).await.0, 204);
-    assert_eq!(code(s.req("GET", "/v2/acme/app/manifests/v1", Some(&bt)).await.send().await.unwrap()).await.1, "DENIED");
+    assert_eq!(
+        code(s.req("GET", "/v2/acme/app/manifests/v1", Some(&bt)).await.send().await.unwrap()).await.1,
+        "DENIED"
+    );
     // making the repository public lets anonymous pull
-    assert_eq!(s.api("PATCH", "/api/v1/repositories/acme/app", (a.0, &a.1), Some(json!({"visibility": "public"}))).await.0, 200);
-    assert_eq!(s.req("GET", "/v2/acme/app/manifests/v1", Some(&anon)).await.send().await.unwrap().status(), 401, "old token lacks the grant");
+    assert_eq!(
+        s.api("PATCH", "/api/v1/repositories/acme/app", (a.0, &a.1), Some(json!({"visibility": "public"}))).await.0,
+        200
+    );
+    assert_eq!(
+        s.req("GET", "/v2/acme/app/manifests/v1", Some(&anon)).await.send().await.unwrap().status(),
+        401,
+        "old token lacks the grant"
+    );
     let anon = s.token(None, &["repository:acme/app:pull"]).await;
     assert_eq!(s.req("GET", "/v2/acme/app/manifests/v1", Some(&anon)).await.send().await.unwrap().status(), 200);
     // a pull-only token cannot be used to push even by the owner: insufficient scope
@@ -266,7 +384,10 @@ async fn permissions_on_every_request() {
     assert_eq!(v["repositories"], json!(["acme/app"]), "public now");
     // nobody pushes outside a namespace they hold, not even the administrator
     let admin = s.token(Some(("admin", crate::support::ADMIN_PW)), &["repository:library/alpine:push,pull"]).await;
-    assert_eq!(code(s.req("POST", "/v2/library/alpine/blobs/uploads/", Some(&admin)).await.send().await.unwrap()).await.1, "DENIED");
+    assert_eq!(
+        code(s.req("POST", "/v2/library/alpine/blobs/uploads/", Some(&admin)).await.send().await.unwrap()).await.1,
+        "DENIED"
+    );
 }
 
 #[tokio::test]
@@ -296,26 +417,60 @@ async fn bad_input_gets_spec_errors_and_stores_nothing() {
     }
     // digest mismatch on a monolithic push
     let wrong = sha256(b"other");
-    let r = s.req("POST", &format!("/v2/acme/app/blobs/uploads/?digest={wrong}"), Some(&t)).await.body("content").send().await.unwrap();
+    let r = s
+        .req("POST", &format!("/v2/acme/app/blobs/uploads/?digest={wrong}"), Some(&t))
+        .await
+        .body("content")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(code(r).await.1, "DIGEST_INVALID");
-    assert_eq!(s.req("HEAD", &format!("/v2/acme/app/blobs/{}", sha256(b"content")), Some(&t)).await.send().await.unwrap().status(), 404);
+    assert_eq!(
+        s.req("HEAD", &format!("/v2/acme/app/blobs/{}", sha256(b"content")), Some(&t))
+            .await
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
     // manifests: bad JSON, unknown blobs, digest mismatch, media type mismatch, too large
     let bad = |body: Vec<u8>, ct: &'static str, reference: String| {
         let s = &s;
         let t = t.clone();
-        async move { code(s.req("PUT", &format!("/v2/acme/app/manifests/{reference}"), Some(&t)).await.header(header::CONTENT_TYPE, ct).body(body).send().await.unwrap()).await }
+        async move {
+            code(
+                s.req("PUT", &format!("/v2/acme/app/manifests/{reference}"), Some(&t))
+                    .await
+                    .header(header::CONTENT_TYPE, ct)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
     };
     assert_eq!(bad(b"{not json".to_vec(), OCI_MANIFEST, "v1".into()).await.1, "MANIFEST_INVALID");
     let missing = manifest(&sha256(b"a"), 1, &sha256(b"b"), 1);
     assert_eq!(bad(missing.clone(), OCI_MANIFEST, "v1".into()).await.1, "MANIFEST_BLOB_UNKNOWN");
     assert_eq!(bad(missing.clone(), OCI_MANIFEST, sha256(b"x")).await.1, "DIGEST_INVALID");
-    assert_eq!(bad(missing, "application/vnd.docker.distribution.manifest.v2+json", "v1".into()).await.1, "MANIFEST_INVALID");
+    assert_eq!(
+        bad(missing, "application/vnd.docker.distribution.manifest.v2+json", "v1".into()).await.1,
+        "MANIFEST_INVALID"
+    );
     let huge = vec![b' '; 4 * 1024 * 1024 + 10];
     assert_eq!(bad(huge, OCI_MANIFEST, "v1".into()).await.1, "MANIFEST_INVALID");
     let index = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [{"mediaType": OCI_MANIFEST, "digest": sha256(b"nope"), "size": 4}]}).to_string().into_bytes();
+        "manifests": [{"mediaType": OCI_MANIFEST, "digest": sha256(b"nope"), "size": 4}]})
+    .to_string()
+    .into_bytes();
     assert_eq!(bad(index, "application/vnd.oci.image.index.v1+json", "v1".into()).await.1, "MANIFEST_BLOB_UNKNOWN");
-    assert_eq!(code(s.req("GET", "/v2/acme/app/tags/list", Some(&t)).await.send().await.unwrap()).await.1, "NAME_UNKNOWN", "nothing stored");
+    assert_eq!(
+        code(s.req("GET", "/v2/acme/app/tags/list", Some(&t)).await.send().await.unwrap()).await.1,
+        "NAME_UNKNOWN",
+        "nothing stored"
+    );
     // forged and foreign tokens
     let other = Server::start().await;
     other.create_user("alice").await;
@@ -337,7 +492,10 @@ async fn bad_input_gets_spec_errors_and_stores_nothing() {
 async fn raw_get(s: &Server, path: &str, token: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut c = tokio::net::TcpStream::connect(s.addr()).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n", s.addr());
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n",
+        s.addr()
+    );
     c.write_all(req.as_bytes()).await.unwrap();
     let mut out = Vec::new();
     c.read_to_end(&mut out).await.unwrap();

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# daemons.sh start|stop|env: private containerd and dockerd for the client tests, all state under
+# $PCL_STATE (default /tmp/pcl-test; keep it short: unix socket paths must stay under 108 bytes).
+# `env` prints the variables the tests read (CONTAINERD_SOCK, DOCKER_SOCK).
+set -euo pipefail
+S=${PCL_STATE:-/tmp/pcl-test}
+CSOCK=$S/containerd/containerd.sock
+DSOCK=$S/docker/docker.sock
+alive() { [ -f "$S/$1.pid" ] && kill -0 "$(cat "$S/$1.pid")" 2>/dev/null; }
+wait_for() { for _ in $(seq 1 300); do "$@" && return 0; sleep 0.1; done; return 1; }
+start() {
+  mkdir -p "$S/containerd" "$S/docker" "$S/logs"
+  if ! alive containerd; then
+    cat > "$S/containerd.toml" <<TOML
+version = 2
+root = "$S/containerd/root"
+state = "$S/containerd/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$CSOCK"
+[ttrpc]
+  address = "$CSOCK.ttrpc"
+TOML
+    containerd --config "$S/containerd.toml" >"$S/logs/containerd.log" 2>&1 &
+    echo $! > "$S/containerd.pid"
+    wait_for test -S "$CSOCK" || { tail -20 "$S/logs/containerd.log" >&2; echo "containerd did not start" >&2; exit 1; }
+  fi
+  if ! alive dockerd; then
+    dockerd --data-root "$S/docker/root" --exec-root "$S/docker/exec" --pidfile "$S/docker/docker.pid" \
+      -H "unix://$DSOCK" --iptables=false --ip6tables=false --bridge=none --storage-driver vfs \
+      --containerd "$CSOCK" >"$S/logs/dockerd.log" 2>&1 &
+    echo $! > "$S/dockerd.pid"
+    wait_for docker -H "unix://$DSOCK" version >/dev/null 2>&1 || { tail -20 "$S/logs/dockerd.log" >&2; echo "dockerd did not start" >&2; exit 1; }
+  fi
+  echo "daemons: containerd and dockerd running under $S"
+}
+stop() {
+  for n in dockerd containerd; do
+    if alive "$n"; then
+      pid=$(cat "$S/$n.pid"); kill "$pid"
+      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$S/$n.pid"
+  done
+}
+case ${1:-} in
+  start) start ;;
+  stop) stop ;;
+  env) echo "CONTAINERD_SOCK=$CSOCK DOCKER_SOCK=$DSOCK" ;;
+  *) echo "usage: daemons.sh start|stop|env" >&2; exit 2 ;;
+esac

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# install-deps.sh: the Debian packages the tests and benchmarks use. Idempotent: runs
+# `apt-get update` + `apt-get install` only when a package is missing.
+set -euo pipefail
+PKGS=(skopeo containerd podman buildah docker.io docker-registry umoci wrk apache2-utils jq curl openssl
+      nginx-light busybox-static hyperfine python3-cryptography)
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+missing=(); for p in "${PKGS[@]}"; do installed "$p" || missing+=("$p"); done
+if [ ${#missing[@]} -eq 0 ]; then echo "install-deps: all packages present"; exit 0; fi
+SUDO=(); [ "$(id -u)" = 0 ] || SUDO=(sudo)
+echo "install-deps: installing ${missing[*]}"
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+for p in "${PKGS[@]}"; do installed "$p" || { echo "install-deps: $p is still missing" >&2; exit 1; }; done

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# test.sh: everything the tests need, then every test. Installs the Debian packages, starts a
+# private containerd and dockerd for the client tests, checks formatting and lints, runs the
+# whole workspace's tests (real skopeo, ctr, podman, buildah and docker against the binary).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+export PCL_STATE=${PCL_STATE:-/tmp/pcl-test}
+scripts/daemons.sh start
+trap 'scripts/daemons.sh stop' EXIT
+eval "export $(scripts/daemons.sh env)"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
