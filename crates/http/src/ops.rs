@@ -1,13 +1,13 @@
 //! Operations endpoints (`/healthz`, `/readyz`) and the request middleware that gives every
-//! request an id (`x-request-id`, kept when the client sent a sane one) and logs one line per
-//! request without headers or credentials.
+//! request an id (`x-request-id`, kept when the client sent a sane one), fills `Host` from the
+//! HTTP/2 `:authority`, and logs one line per request without headers or credentials.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -36,6 +36,12 @@ pub async fn request_id_and_log(mut req: Request, next: Next) -> Response {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     if let Ok(v) = HeaderValue::from_str(&id) {
         req.headers_mut().insert("x-request-id", v);
+    }
+    // HTTP/2 carries the host in `:authority`; give every handler a `Host` header.
+    if !req.headers().contains_key(header::HOST)
+        && let Some(v) = req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        req.headers_mut().insert(header::HOST, v);
     }
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     let start = Instant::now();

@@ -84,6 +84,38 @@ async fn skopeo_push_pull_and_denials() {
     push_fixtures(&s, &layout);
     let reg = s.addr();
     let b = creds("bob");
+    // a Docker manifest list (schema 2) pushed by converting the OCI index
+    let a = creds("alice");
+    let l = layout.dir.display().to_string();
+    let (ok, out) = skopeo(&[
+        "copy",
+        "-q",
+        "--all",
+        "--format",
+        "v2s2",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &a,
+        &format!("oci:{l}:multi"),
+        &format!("docker://{reg}/acme/multi:v2s2"),
+    ]);
+    assert!(ok, "skopeo push manifest list: {out}");
+    let (ok, out) =
+        skopeo(&["inspect", "--raw", "--tls-verify=false", "--creds", &b, &format!("docker://{reg}/acme/multi:v2s2")]);
+    assert!(ok && out.contains("application/vnd.docker.distribution.manifest.list.v2+json"), "{out}");
+    let arm = work.path().join("arm").display().to_string();
+    let (ok, out) = skopeo(&[
+        "copy",
+        "-q",
+        "--override-arch",
+        "arm64",
+        "--src-tls-verify=false",
+        "--src-creds",
+        &b,
+        &format!("docker://{reg}/acme/multi:v2s2"),
+        &format!("dir:{arm}"),
+    ]);
+    assert!(ok, "{out}");
     // inspect the index, list tags, copy by tag and by digest as bob (read)
     let (ok, out) =
         skopeo(&["inspect", "--raw", "--tls-verify=false", "--creds", &b, &format!("docker://{reg}/acme/multi:1")]);

@@ -6,5 +6,6 @@ mod api;
 mod clients;
 mod crash;
 mod images;
+mod ops;
 mod support;
 mod v2;

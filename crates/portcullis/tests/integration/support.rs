@@ -40,21 +40,32 @@ impl Server {
 
     /// Starts (or restarts) a server on an existing data directory.
     pub async fn start_in(dir: tempfile::TempDir) -> Server {
+        Server::launch(dir, &[("PORTCULLIS_ADMIN_PASSWORD", ADMIN_PW)], None, "http").await
+    }
+
+    /// Starts a server with extra environment, stderr captured to a file if given, and the
+    /// scheme its health check uses (`https` is checked with curl and the test CA).
+    pub async fn launch(dir: tempfile::TempDir, env: &[(&str, &str)], stderr: Option<&Path>, scheme: &str) -> Server {
         let port = free_port();
-        let child = portcullis(dir.path())
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .env("PORTCULLIS_ADMIN_PASSWORD", ADMIN_PW)
-            .env("PORTCULLIS_LOG__LEVEL", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn portcullis");
+        let mut cmd = portcullis(dir.path());
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")]).env("PORTCULLIS_LOG__LEVEL", "warn");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let err = match stderr {
+            Some(p) => Stdio::from(std::fs::File::create(p).unwrap()),
+            None => Stdio::inherit(),
+        };
+        let child = cmd.stdout(Stdio::null()).stderr(err).spawn().expect("spawn portcullis");
         let s = Server { child, port, dir, http: reqwest::Client::new() };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(r) = s.http.get(s.url("/healthz")).send().await
-                && r.status() == 200
-            {
+            let up = if scheme == "http" {
+                matches!(s.http.get(s.url("/healthz")).send().await, Ok(r) if r.status() == 200)
+            } else {
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            };
+            if up {
                 return s;
             }
             assert!(Instant::now() < deadline, "portcullis did not start");

@@ -1,0 +1,167 @@
+//! Operations: TLS, graceful shutdown, first-start bootstrap, JSON logs without secrets,
+//! sign-in throttling per client address, organization creation limited to administrators.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::{ADMIN_PW, Server, pw, run, sha256};
+
+#[tokio::test]
+async fn serves_tls_with_rustls() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    let (ok, out) = run(Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert));
+    assert!(ok, "{out}");
+    let env = [
+        ("PORTCULLIS_ADMIN_PASSWORD", ADMIN_PW),
+        ("PORTCULLIS_TLS__CERT", cert.to_str().unwrap()),
+        ("PORTCULLIS_TLS__KEY", key.to_str().unwrap()),
+    ];
+    let s = Server::launch(tempfile::tempdir().unwrap(), &env, None, "https").await;
+    let url = format!("https://127.0.0.1:{}/v2/", s.port);
+    let (ok, out) = run(Command::new("curl").args(["-s", "-i", "--cacert", cert.to_str().unwrap(), &url]));
+    assert!(ok && out.starts_with("HTTP/") && out.contains(" 401"), "{out}");
+    assert!(out.contains(&format!("realm=\"https://127.0.0.1:{}/token\"", s.port)), "{out}");
+    // skopeo through TLS with the test CA
+    let ca_dir = certs.path().join("ca");
+    std::fs::create_dir_all(&ca_dir).unwrap();
+    std::fs::copy(&cert, ca_dir.join("ca.crt")).unwrap();
+    let layout = crate::images::make(&certs.path().join("layout"));
+    let creds = format!("admin:{ADMIN_PW}");
+    let dest = format!("docker://127.0.0.1:{}/admin/tiny:1", s.port);
+    let src = format!("oci:{}:tiny", layout.dir.display());
+    let (ok, out) = run(Command::new("skopeo").args([
+        "copy",
+        "-q",
+        "--dest-cert-dir",
+        ca_dir.to_str().unwrap(),
+        "--dest-creds",
+        &creds,
+        &src,
+        &dest,
+    ]));
+    assert!(ok, "skopeo push over TLS: {out}");
+    let repo = format!("docker://127.0.0.1:{}/admin/tiny", s.port);
+    let (ok, out) = run(Command::new("skopeo").args([
+        "list-tags",
+        "--cert-dir",
+        ca_dir.to_str().unwrap(),
+        "--creds",
+        &creds,
+        &repo,
+    ]));
+    assert!(ok && out.contains("\"1\""), "{out}");
+    let (ok, _) = run(Command::new("curl").args(["-s", &url]));
+    assert!(!ok, "an untrusted certificate is refused by the client");
+}
+
+#[tokio::test]
+async fn sigterm_drains_running_downloads() {
+    let s = Server::start().await;
+    s.create_user("alice").await;
+    let t = s.token(Some(("alice", &pw("alice"))), &["repository:alice/big:pull,push"]).await;
+    let big: Vec<u8> = (0..32u32 << 20).map(|i| (i * 7 % 251) as u8).collect();
+    let d = sha256(&big);
+    let r = s
+        .req("POST", &format!("/v2/alice/big/blobs/uploads/?digest={d}"), Some(&t))
+        .await
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let mut resp = s.req("GET", &format!("/v2/alice/big/blobs/{d}"), Some(&t)).await.send().await.unwrap();
+    let mut got = resp.chunk().await.unwrap().unwrap().to_vec();
+    let (ok, out) = run(Command::new("kill").args(["-TERM", &s.child.id().to_string()]));
+    assert!(ok, "{out}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // new connections are refused while the running download completes
+    assert!(reqwest::Client::new().get(s.url("/healthz")).send().await.is_err());
+    while let Some(c) = resp.chunk().await.unwrap() {
+        got.extend_from_slice(&c);
+    }
+    assert_eq!(sha256(&got), d, "the whole blob arrived after SIGTERM");
+    let mut s = s;
+    let status = s.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn first_start_prints_a_generated_password_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = log_dir.path().join("stderr");
+    let s = Server::launch(dir, &[], Some(&log), "http").await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line = text.lines().find(|l| l.contains("instance administrator")).expect(&text);
+    let password = line.split("password ").nth(1).unwrap().split(' ').next().unwrap().to_owned();
+    assert!(password.len() >= 16);
+    assert_eq!(s.api("GET", "/api/v1/me", ("admin", &password), None).await.1["admin"], true);
+    let dir = s.kill();
+    let log2 = log_dir.path().join("stderr2");
+    let _s = Server::launch(dir, &[], Some(&log2), "http").await;
+    assert!(!std::fs::read_to_string(&log2).unwrap().contains("instance administrator"), "only on the first start");
+}
+
+#[tokio::test]
+async fn json_logs_carry_request_ids_and_no_secrets() {
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = log_dir.path().join("stderr");
+    let env = [
+        ("PORTCULLIS_ADMIN_PASSWORD", ADMIN_PW),
+        ("PORTCULLIS_LOG__FORMAT", "json"),
+        ("PORTCULLIS_LOG__LEVEL", "info"),
+    ];
+    let s = Server::launch(tempfile::tempdir().unwrap(), &env, Some(&log), "http").await;
+    s.create_user("alice").await;
+    let t = s.token(Some(("alice", &pw("alice"))), &["repository:alice/x:pull"]).await;
+    let r =
+        s.req("GET", "/v2/alice/x/tags/list", Some(&t)).await.header("x-request-id", "trace-42").send().await.unwrap();
+    assert_eq!(r.headers()["x-request-id"], "trace-42");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> =
+        text.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines.iter().any(|l| l["fields"]["request_id"] == "trace-42" && l["fields"]["status"] == 404), "{text}");
+    for secret in [ADMIN_PW, &pw("alice"), &t] {
+        assert!(!text.contains(secret), "a secret reached the log");
+    }
+}
+
+#[tokio::test]
+async fn throttles_per_client_address_and_limits_org_creation() {
+    let env = [("PORTCULLIS_ADMIN_PASSWORD", ADMIN_PW), ("PORTCULLIS_AUTH__ORG_CREATION", "admins")];
+    let s = Server::launch(tempfile::tempdir().unwrap(), &env, None, "http").await;
+    s.create_user("alice").await;
+    let (st, b) = s.api("POST", "/api/v1/orgs", ("alice", &pw("alice")), Some(json!({"name": "acme"}))).await;
+    assert_eq!(st, 403, "{b}");
+    assert_eq!(s.admin("POST", "/api/v1/orgs", Some(json!({"name": "acme"}))).await.0, 201);
+    // 30 failures with different user names from one address lock the address
+    for i in 0..30 {
+        let r = s.http.get(s.url("/token")).basic_auth(format!("guess{i}"), Some("x")).send().await.unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let r = s.http.get(s.url("/token")).basic_auth("alice", Some(pw("alice"))).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+}

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# bench.sh: portcullis side by side with CNCF distribution 2.8 (the peer) on this machine, in one
+# run, interleaved. Uses the peer kit (../shared/tools/peer or $PEER_KIT) for the peer registries,
+# the test images and the common measurements, and adds the ones the kit lacks:
+#   token_rps        GET /token with an access token as Basic password (wrk)
+#   push_MBps        monolithic push (POST + PUT with the whole 512 MiB body), median of RUNS
+#   rss16_*          RSS idle and peak while 16 clients download the 512 MiB blob at once
+# Prints "RESULT <target> <key> <value>" lines; also written to $OUT.
+# Env: ROUNDS (2) RUNS (3) WRK_ARGS ("-t2 -c32 -d5s") PORT (7000) BIG_SIZES_MIB ("1 64 512")
+set -euo pipefail
+cd "$(dirname "$0")/.."
+KIT=${PEER_KIT:-$(cd .. && pwd)/shared/tools/peer}
+export PEER_STATE=${PEER_STATE:-/tmp/portcullis-peer}
+export RUNS=${RUNS:-3} WRK_ARGS=${WRK_ARGS:-"-t2 -c32 -d5s"}
+ROUNDS=${ROUNDS:-2}; PORT=${PORT:-7000}
+OUT=${OUT:-$PEER_STATE/results/portcullis-bench.txt}
+PCL=127.0.0.1:$PORT; PEER=127.0.0.1:5000; TOKENREG=127.0.0.1:5003
+ADMIN_PW=bench-admin-password
+"$KIT/install-deps.sh" >/dev/null; scripts/install-deps.sh >/dev/null
+cargo build --release -q -p portcullis
+BIN=${CARGO_TARGET_DIR:-target}/release/portcullis
+I=$PEER_STATE/images/oci
+[ -f "$I/index.json" ] && grep -q '"big"' "$I/index.json" || BIG_SIZES_MIB=${BIG_SIZES_MIB:-"1 64 512"} "$KIT/make-images.sh" >/dev/null
+BENCH=1 "$KIT/peers.sh" start reg nginx tokenreg >/dev/null
+PEER_PID=$(cat "$PEER_STATE/run/reg.pid"); TOKENREG_PID=$(cat "$PEER_STATE/run/tokenreg.pid")
+mkdir -p "$(dirname "$OUT")"; : >"$OUT"
+say() { echo "RESULT $*" | tee -a "$OUT"; }
+median() { sort -g | awk '{a[NR]=$1} END{ if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2 }'; }
+
+# --- portcullis on its own data directory, access log off like the peer's BENCH=1
+DATA=$PEER_STATE/pcl-bench; rm -rf "$DATA"
+PORTCULLIS_ADMIN_PASSWORD=$ADMIN_PW PORTCULLIS_LOG__LEVEL=warn "$BIN" serve --data-dir "$DATA" --listen "$PCL" 2>"$PEER_STATE/logs/portcullis.log" &
+PID=$!; trap 'kill $PID 2>/dev/null || true' EXIT
+for _ in $(seq 100); do curl -sf "http://$PCL/healthz" >/dev/null && break; sleep 0.1; done
+curl -sf -u "admin:$ADMIN_PW" -X POST "http://$PCL/api/v1/orgs" -d '{"name":"acme"}' >/dev/null
+PAT=$(curl -sf -u "admin:$ADMIN_PW" -X POST "http://$PCL/api/v1/access-tokens" -d '{"label":"bench","scopes":["read"]}' | jq -r .token)
+
+# --- the same images everywhere
+sk() { skopeo copy -q --dest-tls-verify=false "$@"; }
+sk "oci:$I:big" "docker://$PEER/library/big:1"; sk "oci:$I:tiny" "docker://$PEER/library/alpine-test:1"
+sk --dest-creds admin:admin "oci:$I:big" "docker://$TOKENREG/library/big:1"
+sk --dest-creds admin:admin "oci:$I:tiny" "docker://$TOKENREG/library/alpine-test:1"
+sk --dest-creds "admin:$ADMIN_PW" "oci:$I:big" "docker://$PCL/acme/big:1"
+sk --dest-creds "admin:$ADMIN_PW" "oci:$I:tiny" "docker://$PCL/acme/alpine-test:1"
+
+kit() { # label, env..., sections...: the kit's bench.sh, RESULT lines relabelled
+  local label=$1; shift
+  env "$@" "$KIT/bench.sh" $SECTIONS 2>/dev/null | sed -n "s/^RESULT /RESULT $label /p" | tee -a "$OUT"
+}
+for r in $(seq "$ROUNDS"); do
+  SECTIONS="blob wrk skopeo" kit distribution REG=$PEER TARGET_PID=$PEER_PID
+  SECTIONS="wrk" kit distribution-token REG=$TOKENREG TARGET_PID=$TOKENREG_PID CREDS=reader:reader
+  SECTIONS="blob wrk skopeo" kit portcullis REG=$PCL TARGET_PID=$PID CREDS="admin:$ADMIN_PW" REPO=acme/big SMALL_REPO=acme/alpine-test
+done
+
+# --- /token with an access token
+B64=$(printf 'admin:%s' "$PAT" | base64 -w0)
+wrk -t2 -c16 -d5s -H "Authorization: Basic $B64" "http://$PCL/token?service=portcullis&scope=repository:acme/alpine-test:pull" >"$PEER_STATE/results/wrk-token.txt"
+say portcullis token_rps "$(awk '/Requests\/sec/{print $2}' "$PEER_STATE/results/wrk-token.txt") ($(awk '/Non-2xx/{print "NON-2XX " $NF}' "$PEER_STATE/results/wrk-token.txt"))"
+
+# --- monolithic push of the 512 MiB layer: POST, then PUT ?digest= with the whole body
+read -r BD BSZ < <(jq -r '.layers | max_by(.size) | "\(.digest) \(.size)"' "$I/blobs/sha256/$(jq -r '.manifests[] | select(.annotations."org.opencontainers.image.ref.name"=="big") | .digest' "$I/index.json" | cut -d: -f2)")
+BF=$I/blobs/sha256/${BD#sha256:}
+push() { # registry, repo, auth header...
+  local reg=$1 repo=$2; shift 2
+  local loc; loc=$(curl -sf -o /dev/null -D - "$@" -X POST "http://$reg/v2/$repo/blobs/uploads/" | tr -d '\r' | awk -F': ' 'tolower($1)=="location"{print $2}')
+  case $loc in http*) ;; *) loc=http://$reg$loc ;; esac
+  case $loc in *\?*) loc="$loc&digest=$BD" ;; *) loc="$loc?digest=$BD" ;; esac
+  curl -sf -o /dev/null "$@" -X PUT -H 'Content-Type: application/octet-stream' --data-binary "@$BF" -w '%{speed_upload}\n' "$loc"
+}
+PUSH_TOKEN=$(curl -sf -u "admin:$ADMIN_PW" "http://$PCL/token?service=portcullis&scope=repository:acme/pushbench:pull,push" | jq -r .token)
+for i in $(seq "$RUNS"); do
+  push "$PEER" library/pushbench >>"$PEER_STATE/results/push-peer.txt"
+  push "$PCL" acme/pushbench -H "Authorization: Bearer $PUSH_TOKEN" >>"$PEER_STATE/results/push-pcl.txt"
+done
+say distribution push_MBps "$(tail -n "$RUNS" "$PEER_STATE/results/push-peer.txt" | median | awk '{printf "%.0f", $1/1e6}')"
+say portcullis push_MBps "$(tail -n "$RUNS" "$PEER_STATE/results/push-pcl.txt" | median | awk '{printf "%.0f", $1/1e6}')"
+
+# --- RSS with 16 parallel downloads of the 512 MiB blob
+rss16() { # label pid url auth...
+  local label=$1 pid=$2 url=$3; shift 3
+  local idle; idle=$(awk '/VmRSS/{print $2}' "/proc/$pid/status")
+  ( while kill -0 "$pid" 2>/dev/null; do awk '/VmRSS/{print $2}' "/proc/$pid/status"; sleep 0.05; done ) >"$PEER_STATE/results/rss16-$label.txt" &
+  local sampler=$!
+  for _ in $(seq 16); do curl -sf -o /dev/null "$@" "$url" & done
+  wait $(jobs -p | grep -v "^$sampler$" | grep -v "^$PID$") 2>/dev/null || true
+  kill "$sampler"; wait "$sampler" 2>/dev/null || true
+  say "$label" rss16_idle_MiB "$(awk -v k="$idle" 'BEGIN{printf "%.1f", k/1024}')"
+  say "$label" rss16_peak_MiB "$(sort -n "$PEER_STATE/results/rss16-$label.txt" | tail -1 | awk '{printf "%.1f", $1/1024}')"
+}
+PULL_TOKEN=$(curl -sf -u "admin:$ADMIN_PW" "http://$PCL/token?service=portcullis&scope=repository:acme/big:pull" | jq -r .token)
+rss16 distribution "$PEER_PID" "http://$PEER/v2/library/big/blobs/$BD"
+rss16 portcullis "$PID" "http://$PCL/v2/acme/big/blobs/$BD" -H "Authorization: Bearer $PULL_TOKEN"
+echo "bench: results in $OUT"
