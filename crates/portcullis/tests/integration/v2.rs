@@ -229,6 +229,24 @@ async fn push_pull_conformance() {
     let r = s.req("GET", &format!("/v2/acme/app/blobs/{d512}"), Some(&t)).await.send().await.unwrap();
     assert_eq!(r.bytes().await.unwrap().as_ref(), b"sha512 content");
 
+    // a manifest addressed by a sha512 digest
+    let m512 = {
+        use sha2::Digest;
+        format!("sha512:{}", hex::encode(sha2::Sha512::digest(&mbytes)))
+    };
+    let r = s
+        .req("PUT", &format!("/v2/acme/app/manifests/{m512}"), Some(&t))
+        .await
+        .header(header::CONTENT_TYPE, OCI_MANIFEST)
+        .body(mbytes.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["docker-content-digest"], m512.as_str());
+    let r = s.req("GET", &format!("/v2/acme/app/manifests/{m512}"), Some(&t)).await.send().await.unwrap();
+    assert_eq!(r.bytes().await.unwrap().to_vec(), mbytes);
+
     // tags list with pagination
     for tag in ["v2", "v3"] {
         let r = s
