@@ -22,6 +22,12 @@ pub enum Error {
     Conflict(String),
     #[error("too many failed sign-ins; retry in {retry_after} s")]
     RateLimited { retry_after: u64 },
+    /// An upstream registry asked us to slow down; passed on to the client.
+    #[error("upstream registry is rate limiting: {message}")]
+    Throttled { retry_after: Option<u64>, message: String },
+    /// An upstream registry is unreachable or failing.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("storage error: {0}")]
     Storage(String),
     #[error("database error: {0}")]

@@ -72,7 +72,7 @@ pub fn check_password_strength(p: &str) -> Result<()> {
 
 /// Names no user or organization may take: Docker Hub's official namespace and our routes.
 pub const RESERVED_NAMES: &[&str] =
-    &["library", "v2", "api", "token", "healthz", "readyz", "metrics", "static", "login", "logout"];
+    &["library", "v2", "api", "token", "healthz", "readyz", "metrics", "static", "login", "logout", "localhost"];
 
 /// Checks a user or organization name: a single lower-case path component of 2 to 64
 /// characters without `.` (a dotted first component would be read as a registry host).

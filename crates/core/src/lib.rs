@@ -6,9 +6,11 @@
 pub mod authz;
 pub mod error;
 pub mod identity;
+pub mod metrics;
 pub mod model;
 pub mod orgs;
 pub mod ports;
+pub mod proxy;
 pub mod registry;
 pub mod tokens;
 

@@ -111,8 +111,57 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn set_upload_size(&self, id: &str, size: u64) -> Result<()>;
     async fn delete_upload(&self, id: &str) -> Result<()>;
 
+    // --- pull-through cache
+    /// The digest a tag points to and when it was last confirmed.
+    async fn tag_entry(&self, repo_id: i64, tag: &str) -> Result<Option<(String, i64)>>;
+    async fn touch_tag(&self, repo_id: i64, tag: &str, now: i64) -> Result<()>;
+    /// True when a manifest of the repository references the blob.
+    async fn blob_referenced(&self, repo_id: i64, digest: &str) -> Result<bool>;
+    /// Records a blob fetched from an upstream (evictable), or refreshes its last use.
+    async fn put_cached_blob(&self, digest: &str, size: u64, now: i64) -> Result<()>;
+    async fn touch_blob(&self, digest: &str, now: i64) -> Result<()>;
+    /// Total bytes of evictable cached blobs.
+    async fn cached_bytes(&self) -> Result<u64>;
+    /// Evictable cached blobs, least recently used first.
+    async fn cached_lru(&self, limit: usize) -> Result<Vec<(String, u64)>>;
+    /// Blobs no repository links and no manifest references.
+    async fn unreferenced_blobs(&self) -> Result<Vec<String>>;
+
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> Result<()>;
+}
+
+/// Random-access reads of an upload that may still be growing (stream-through of fills).
+pub trait GrowingReader: Send + Sync {
+    /// Reads at `offset`; blocking, call from a blocking thread.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize>;
+}
+
+/// A manifest fetched from an upstream registry.
+#[derive(Debug, Clone)]
+pub struct FetchedManifest {
+    /// `Docker-Content-Digest`, when the upstream sent one (verified, never trusted).
+    pub digest: Option<String>,
+    pub media_type: String,
+    pub content: Bytes,
+}
+
+/// A blob body being fetched from an upstream registry.
+pub struct FetchedBlob {
+    pub size: u64,
+    pub body: ByteStream,
+}
+
+/// Another registry (Docker Hub, ghcr.io, ...). Errors: `Registry(MANIFEST_UNKNOWN|BLOB_UNKNOWN)`
+/// for 404, `Denied` when the upstream refuses, `Throttled` for 429, `Unavailable` otherwise.
+#[async_trait]
+pub trait UpstreamRegistry: Send + Sync + 'static {
+    /// Whether requests for this canonical registry may be proxied.
+    fn knows(&self, registry: &str) -> bool;
+    async fn manifest(&self, repo: &oci::source::UpstreamRepo, reference: &str) -> Result<FetchedManifest>;
+    /// The digest a reference resolves to (HEAD), for revalidating cached tags.
+    async fn manifest_digest(&self, repo: &oci::source::UpstreamRepo, reference: &str) -> Result<Option<String>>;
+    async fn blob(&self, repo: &oci::source::UpstreamRepo, digest: &str) -> Result<FetchedBlob>;
 }
 
 /// Content-addressed blob bytes and in-progress uploads.
@@ -124,6 +173,8 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn upload_append(&self, id: &str, data: Bytes) -> Result<()>;
     /// Reads an upload back (only to rebuild hash state lost in a restart).
     async fn upload_read(&self, id: &str) -> Result<ByteStream>;
+    /// Opens an upload for random-access reads while it grows; stays valid after commit.
+    async fn upload_open(&self, id: &str) -> Result<std::sync::Arc<dyn GrowingReader>>;
     /// Makes the upload the blob `digest`, atomically: the blob is visible only when whole.
     async fn upload_commit(&self, id: &str, digest: &str) -> Result<()>;
     async fn upload_delete(&self, id: &str) -> Result<()>;

@@ -44,7 +44,8 @@ impl From<Error> for V2Error {
             Error::Unauthenticated(m) => (ErrorCode::Unauthorized, m.clone()),
             Error::Denied(m) => (ErrorCode::Denied, m.clone()),
             Error::Invalid(m) | Error::Conflict(m) => (ErrorCode::Unsupported, m.clone()),
-            Error::RateLimited { .. } => (ErrorCode::Toomanyrequests, e.to_string()),
+            Error::RateLimited { .. } | Error::Throttled { .. } => (ErrorCode::Toomanyrequests, e.to_string()),
+            Error::Unavailable(m) => (ErrorCode::Unavailable, m.clone()),
             Error::Storage(_) | Error::Db(_) => {
                 tracing::error!(error = %e, "internal error on the distribution API");
                 (ErrorCode::Unavailable, "internal error; the administrator can find it in the logs".to_owned())
@@ -52,6 +53,7 @@ impl From<Error> for V2Error {
         };
         let retry_after = match e {
             Error::RateLimited { retry_after } => Some(retry_after),
+            Error::Throttled { retry_after, .. } => retry_after,
             _ => None,
         };
         V2Error { wire: WireError::new(code, msg), challenge: None, retry_after }
@@ -61,6 +63,9 @@ impl From<Error> for V2Error {
 impl IntoResponse for V2Error {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.wire.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            tracing::warn!(code = self.wire.code.as_str(), message = %self.wire.message, "request failed");
+        }
         let mut r = (status, [(header::CONTENT_TYPE, "application/json")], self.wire.to_json()).into_response();
         if let Some(Challenge(c)) = self.challenge
             && let Ok(v) = HeaderValue::from_str(&c)
@@ -96,7 +101,8 @@ impl IntoResponse for ApiError {
             Error::Denied(_) => (StatusCode::FORBIDDEN, "denied"),
             Error::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
             Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Error::RateLimited { .. } | Error::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Error::Storage(_) | Error::Db(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         let message = if e.is_internal() {

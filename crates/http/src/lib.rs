@@ -9,11 +9,14 @@ use std::sync::Arc;
 
 use axum::Router;
 use pcore::identity::Identity;
+use pcore::metrics::Metrics;
 use pcore::orgs::Orgs;
 use pcore::ports::{BlobStore, MetaStore};
+use pcore::proxy::Proxy;
 use pcore::registry::Registry;
 use pcore::tokens::TokenIssuer;
 
+mod access;
 mod api;
 mod auth;
 mod error;
@@ -24,6 +27,10 @@ mod v2;
 /// Everything the handlers need, shared by all requests.
 pub struct AppState {
     pub registry: Registry,
+    pub proxy: Proxy,
+    pub metrics: Arc<Metrics>,
+    /// Whether anonymous callers may pull through the proxy.
+    pub proxy_anonymous: bool,
     pub identity: Arc<Identity>,
     pub orgs: Orgs,
     pub tokens: TokenIssuer,

@@ -15,7 +15,10 @@ use axum::routing::get;
 use crate::AppState;
 
 pub fn routes() -> Router<Arc<AppState>> {
-    Router::new().route("/healthz", get(|| async { "ok" })).route("/readyz", get(readyz))
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
 }
 
 async fn readyz(State(st): State<Arc<AppState>>) -> Response {
@@ -24,6 +27,10 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
     let body = serde_json::json!({ "database": meta.is_ok(), "blob_store": blobs.is_ok() });
     let status = if meta.is_ok() && blobs.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(body)).into_response()
+}
+
+async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.render()).into_response()
 }
 
 pub async fn request_id_and_log(mut req: Request, next: Next) -> Response {

@@ -69,7 +69,7 @@ fn grant(st: &AppState, subject: &Subject, scopes: &[String]) -> Vec<ResourceAcc
         match req.kind.as_str() {
             "repository" => {
                 let Ok(name) = req.name.parse::<RepoName>() else { continue };
-                let permitted = snap.permitted(subject, &name);
+                let Ok((_, permitted)) = crate::access::decide(st, &snap, subject, &name, None, None) else { continue };
                 let mut actions: Vec<String> = req
                     .actions
                     .iter()

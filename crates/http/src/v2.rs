@@ -17,6 +17,7 @@ use http_body_util::BodyExt;
 use oci::endpoint::{Method, Page, parse};
 use oci::manifest::{MAX_MANIFEST_BYTES, OCI_INDEX};
 use oci::range::{ByteRange, RangeRequest, parse_content_range, parse_range};
+use oci::source::{Source, UpstreamRepo};
 use oci::{Action, Endpoint, ErrorCode, RepoName};
 use pcore::authz::{Principal, Subject};
 use pcore::ports::ByteStream;
@@ -24,6 +25,7 @@ use pcore::registry::UploadStart;
 use pcore::tokens::Claims;
 
 use crate::AppState;
+use crate::access;
 use crate::auth::{Credentials, challenge, credentials};
 use crate::error::V2Error;
 
@@ -74,8 +76,13 @@ fn caller(st: &AppState, headers: &HeaderMap, ep: &Endpoint) -> Result<Option<(S
     Ok(Some((Subject::User(p), claims)))
 }
 
-/// Decides access for a parsed request. Returns the subject on success.
-fn authorize(st: &AppState, headers: &HeaderMap, ep: &mut Endpoint) -> Result<Subject, V2Error> {
+/// Decides access for a parsed request. Returns the subject and where the repository lives.
+fn authorize(
+    st: &AppState,
+    headers: &HeaderMap,
+    ep: &mut Endpoint,
+    ns: Option<&str>,
+) -> Result<(Subject, Option<Source>), V2Error> {
     let who = caller(st, headers, ep)?;
     let scope = scope_of(ep);
     let unauthorized = |msg: &str, error: Option<&str>| {
@@ -85,15 +92,30 @@ fn authorize(st: &AppState, headers: &HeaderMap, ep: &mut Endpoint) -> Result<Su
         return Err(unauthorized("authentication required", None));
     };
     let snap = st.identity.directory().snapshot();
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     // A mount from a repository the caller may not pull silently becomes a plain upload.
     if let Endpoint::UploadStart { mount, .. } = ep
         && let Some(from) = mount.as_ref().and_then(|m| m.from.as_ref())
-        && !(snap.permitted(&subject, from).pull && claims.grants(from.as_str(), "pull"))
     {
-        *mount = None;
+        let pull = access::decide(st, &snap, &subject, from, None, host)
+            .is_ok_and(|(src, a)| a.pull && matches!(src, Source::Hosted(_)));
+        if !(pull && claims.grants(from.as_str(), "pull")) {
+            *mount = None;
+        }
     }
+    let mut source = None;
     for (name, action) in ep.required_access() {
-        if !snap.permitted(&subject, name).allows(action) {
+        let (src, actions) = access::decide(st, &snap, &subject, name, ns, host)?;
+        if !actions.allows(action) {
+            if let (Source::Upstream(u), Action::Push | Action::Delete) = (&src, action) {
+                return Err(V2Error::new(
+                    ErrorCode::Unsupported,
+                    format!(
+                        "{} is a pull-through cache of {}: push and delete are not supported there",
+                        name, u.registry
+                    ),
+                ));
+            }
             return Err(match subject {
                 Subject::Anonymous => unauthorized(&format!("sign in to {} {name}", action.as_str()), None),
                 Subject::User(ref p) => V2Error::new(
@@ -113,8 +135,11 @@ fn authorize(st: &AppState, headers: &HeaderMap, ep: &mut Endpoint) -> Result<Su
                 Some("insufficient_scope"),
             ));
         }
+        if Some(name) == ep.repository() {
+            source = Some(src);
+        }
     }
-    Ok(subject)
+    Ok((subject, source))
 }
 
 fn why_denied(_subject: &Subject, name: &RepoName, action: Action) -> String {
@@ -170,8 +195,13 @@ fn with_link(mut r: Response, path: &str, page: &Page, last: Option<&String>, mo
 async fn dispatch(st: &AppState, req: Request) -> Result<Response, V2Error> {
     let method = Method::parse(req.method().as_str());
     let path = req.uri().path().to_owned();
-    let mut ep = parse(method, &path, req.uri().query().unwrap_or(""))?;
-    let subject = authorize(st, req.headers(), &mut ep)?;
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let mut ep = parse(method, &path, &query)?;
+    let ns = oci::endpoint::query_pairs(&query).into_iter().find(|(k, _)| k == "ns").map(|(_, v)| v);
+    let (subject, source) = authorize(st, req.headers(), &mut ep, ns.as_deref())?;
+    if let Some(Source::Upstream(up)) = source {
+        return proxied(st, req, ep, up).await;
+    }
     let reg = &st.registry;
     match ep {
         Endpoint::Base => Ok(json(StatusCode::OK, serde_json::json!({}), "application/json")),
@@ -214,15 +244,7 @@ async fn dispatch(st: &AppState, req: Request) -> Result<Response, V2Error> {
             Ok(StatusCode::ACCEPTED.into_response())
         }
         Endpoint::Manifest { method, name, reference } => {
-            let m = reg.manifest(&name, &reference).await?;
-            let b = Response::builder()
-                .status(StatusCode::OK)
-                .header(header::CONTENT_TYPE, m.media_type)
-                .header(header::CONTENT_LENGTH, m.content.len())
-                .header("docker-content-digest", &m.digest)
-                .header(header::ETAG, format!("\"{}\"", m.digest));
-            let body = if method == Method::Head { Body::empty() } else { Body::from(m.content) };
-            Ok(b.body(body).unwrap_or_default())
+            Ok(manifest_response(method, reg.manifest(&name, &reference).await?))
         }
         Endpoint::Blob { method: Method::Delete, name, digest } => {
             reg.delete_blob(&name, &digest).await?;
@@ -230,39 +252,8 @@ async fn dispatch(st: &AppState, req: Request) -> Result<Response, V2Error> {
         }
         Endpoint::Blob { method, name, digest } => {
             let size = reg.blob(&name, &digest).await?;
-            let range_hdr = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok());
-            let (status, range) = match parse_range(range_hdr, size) {
-                RangeRequest::Full => (StatusCode::OK, ByteRange { start: 0, end: size.saturating_sub(1) }),
-                RangeRequest::Part(r) => (StatusCode::PARTIAL_CONTENT, r),
-                RangeRequest::Unsatisfiable => {
-                    let mut r = V2Error::new(
-                        ErrorCode::RangeInvalid,
-                        format!("range not satisfiable for a blob of {size} bytes"),
-                    )
-                    .into_response();
-                    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
-                        r.headers_mut().insert(header::CONTENT_RANGE, v);
-                    }
-                    return Ok(r);
-                }
-            };
-            let len = if size == 0 { 0 } else { range.len() };
-            let mut b = Response::builder()
-                .status(status)
-                .header(header::CONTENT_TYPE, "application/octet-stream")
-                .header(header::CONTENT_LENGTH, len)
-                .header(header::ACCEPT_RANGES, "bytes")
-                .header("docker-content-digest", digest.to_string())
-                .header(header::ETAG, format!("\"{digest}\""));
-            if status == StatusCode::PARTIAL_CONTENT {
-                b = b.header(header::CONTENT_RANGE, format!("bytes {}-{}/{size}", range.start, range.end));
-            }
-            let body = if method == Method::Head || len == 0 {
-                Body::empty()
-            } else {
-                Body::from_stream(reg.read_blob(&digest, range).await?)
-            };
-            Ok(b.body(body).unwrap_or_default())
+            let range = range_of(&req);
+            blob_response(range.as_deref(), method, &digest, size, |r| reg.read_blob(&digest, r)).await
         }
         Endpoint::UploadStart { name, digest, mount } => {
             let started = reg.start_upload(&name, digest.as_ref(), mount.as_ref(), body_stream(req)).await?;
@@ -320,5 +311,98 @@ async fn dispatch(st: &AppState, req: Request) -> Result<Response, V2Error> {
             }
             Ok(r)
         }
+    }
+}
+
+fn range_of(req: &Request) -> Option<String> {
+    req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+/// A blob GET/HEAD response (200, 206 or 416) whose body `open` streams.
+async fn blob_response<F, Fut>(
+    range_hdr: Option<&str>,
+    method: Method,
+    digest: &oci::Digest,
+    size: u64,
+    open: F,
+) -> Result<Response, V2Error>
+where
+    F: FnOnce(ByteRange) -> Fut,
+    Fut: Future<Output = pcore::Result<ByteStream>>,
+{
+    let (status, range) = match parse_range(range_hdr, size) {
+        RangeRequest::Full => (StatusCode::OK, ByteRange { start: 0, end: size.saturating_sub(1) }),
+        RangeRequest::Part(r) => (StatusCode::PARTIAL_CONTENT, r),
+        RangeRequest::Unsatisfiable => {
+            let mut r =
+                V2Error::new(ErrorCode::RangeInvalid, format!("range not satisfiable for a blob of {size} bytes"))
+                    .into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return Ok(r);
+        }
+    };
+    let len = if size == 0 { 0 } else { range.len() };
+    let mut b = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::CONTENT_LENGTH, len)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header("docker-content-digest", digest.to_string())
+        .header(header::ETAG, format!("\"{digest}\""));
+    if status == StatusCode::PARTIAL_CONTENT {
+        b = b.header(header::CONTENT_RANGE, format!("bytes {}-{}/{size}", range.start, range.end));
+    }
+    let body = if method == Method::Head || len == 0 { Body::empty() } else { Body::from_stream(open(range).await?) };
+    Ok(b.body(body).unwrap_or_default())
+}
+
+fn manifest_response(method: Method, m: pcore::registry::ServedManifest) -> Response {
+    let b = Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, m.media_type)
+        .header(header::CONTENT_LENGTH, m.content.len())
+        .header("docker-content-digest", &m.digest)
+        .header(header::ETAG, format!("\"{}\"", m.digest));
+    let body = if method == Method::Head { Body::empty() } else { Body::from(m.content) };
+    b.body(body).unwrap_or_default()
+}
+
+/// Requests for images of other registries, served through the pull-through cache.
+async fn proxied(st: &AppState, req: Request, ep: Endpoint, up: UpstreamRepo) -> Result<Response, V2Error> {
+    match ep {
+        Endpoint::Manifest { method: method @ (Method::Get | Method::Head), reference, .. } => {
+            let (m, stale) = st.proxy.manifest(&up, &reference).await?;
+            let mut r = manifest_response(method, m);
+            if stale {
+                r.headers_mut().insert(
+                    header::WARNING,
+                    HeaderValue::from_static("110 - \"Response is stale: the upstream registry is unavailable\""),
+                );
+            }
+            Ok(r)
+        }
+        Endpoint::Blob { method: method @ (Method::Get | Method::Head), digest, .. } => {
+            let source = st.proxy.blob(&up, &digest).await?;
+            let size = source.size;
+            let range = range_of(&req);
+            blob_response(range.as_deref(), method, &digest, size, |r| st.proxy.read(source, &digest, r)).await
+        }
+        Endpoint::Tags { .. } | Endpoint::Referrers { .. } => Err(V2Error::new(
+            ErrorCode::Unsupported,
+            format!(
+                "listing {} is not supported through the pull-through cache; pull by tag or digest",
+                up.canonical()
+            ),
+        )),
+        _ => Err(V2Error::new(
+            ErrorCode::Unsupported,
+            format!(
+                "{} is a pull-through cache of {}: push and delete are not supported there",
+                up.canonical(),
+                up.registry
+            ),
+        )),
     }
 }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod manifest;
 pub mod name;
 pub mod range;
+pub mod source;
 
 pub use digest::{Algorithm, Digest};
 pub use endpoint::{Action, Endpoint, Method};

@@ -76,11 +76,38 @@ pub fn is_valid_component(c: &str) -> bool {
     true
 }
 
+/// True when `c` is a registry host: lower-case domain labels with an optional `:port`
+/// (`docker.io`, `localhost:5000`, `127.0.0.1:5001`).
+pub fn is_valid_host(c: &str) -> bool {
+    let (host, port) = match c.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (c, None),
+    };
+    let label = |l: &str| {
+        let b = l.as_bytes();
+        !b.is_empty()
+            && b.len() <= 63
+            && b.iter().all(|x| x.is_ascii_lowercase() || x.is_ascii_digit() || *x == b'-')
+            && b[0] != b'-'
+            && b[b.len() - 1] != b'-'
+    };
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    !host.is_empty() && host.len() <= 253 && host.split('.').all(label) && port_ok
+}
+
 impl FromStr for RepoName {
     type Err = InvalidName;
 
+    /// The first component may be a registry host with a port (`localhost:5000/app`); every
+    /// other component follows the path grammar.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.is_empty() || s.len() > MAX_NAME_LEN || !s.split('/').all(is_valid_component) {
+        if s.is_empty() || s.len() > MAX_NAME_LEN {
+            return Err(InvalidName);
+        }
+        let mut parts = s.split('/');
+        let first = parts.next().unwrap_or_default();
+        let first_ok = is_valid_component(first) || (s.contains('/') && is_valid_host(first));
+        if !first_ok || !parts.all(is_valid_component) {
             return Err(InvalidName);
         }
         Ok(RepoName(s.to_owned()))
@@ -168,6 +195,10 @@ mod tests {
             "a._b",
             "a b",
             "a:1",
+            "localhost:5000",
+            "host:/x",
+            "host:99999999/x",
+            "Host.io/x",
             "é",
             long.as_str(),
         ];

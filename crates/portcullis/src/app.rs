@@ -70,10 +70,34 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
     if let Some(generated) = identity.bootstrap_admin(config.admin_password()?.as_deref()).await? {
         eprintln!("portcullis: created the instance administrator `admin` with password {generated} (shown once)");
     }
+    let metrics = Arc::new(pcore::metrics::Metrics::default());
+    let p = &config.proxy;
+    let settings = upstream::Settings {
+        open: config.upstreams_open,
+        concurrency: p.concurrency,
+        connect_timeout: Duration::from_secs(p.connect_timeout_secs),
+        header_timeout: Duration::from_secs(p.read_timeout_secs),
+        read_timeout: Duration::from_secs(p.read_timeout_secs),
+        retries: p.retries,
+    };
+    let upstreams: Arc<dyn pcore::ports::UpstreamRegistry> =
+        Arc::new(upstream::Client::new(config.upstreams()?, settings)?);
+    let proxy_config = pcore::proxy::ProxyConfig { tag_ttl_secs: p.tag_ttl_secs, cache_max_bytes: p.cache_max_bytes };
+    let proxy = pcore::proxy::Proxy::new(
+        meta.clone(),
+        blobs.clone(),
+        upstreams,
+        identity.clone(),
+        metrics.clone(),
+        proxy_config,
+    );
     let key = signing_key(&config.data_dir)?;
     let tokens = TokenIssuer::new(&key, "portcullis", &config.auth.service, config.auth.token_ttl_secs)?;
     Ok(Arc::new(AppState {
         registry: Registry::new(meta.clone(), blobs.clone(), identity.clone()),
+        proxy,
+        metrics,
+        proxy_anonymous: config.proxy.allow_anonymous,
         orgs: Orgs::new(meta.clone(), identity.clone(), config.auth.org_creation == "admins"),
         identity,
         tokens,

@@ -42,6 +42,58 @@ pub struct Config {
     pub tls: Tls,
     pub auth: Auth,
     pub log: Log,
+    /// Proxy registries that are not listed in `upstreams` (as `https://<host>`).
+    pub upstreams_open: bool,
+    /// Registries to pull through; Docker Hub is always configured and may be overridden.
+    pub upstreams: Vec<UpstreamEntry>,
+    pub proxy: ProxySettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamEntry {
+    /// The name clients and policy use (`docker.io`, `ghcr.io`).
+    pub registry: String,
+    /// Where it is really fetched from; plain `http://` only when written so.
+    pub url: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<Secret>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxySettings {
+    /// How long a cached tag is served before it is revalidated upstream.
+    pub tag_ttl_secs: i64,
+    /// Budget for cached upstream blobs in bytes (least recently used evicted first); 0 = none.
+    pub cache_max_bytes: u64,
+    /// Let anonymous callers pull through the proxy.
+    pub allow_anonymous: bool,
+    /// Concurrent requests per upstream.
+    pub concurrency: usize,
+    /// Retries of idempotent upstream requests that fail before their first byte.
+    pub retries: u32,
+    pub connect_timeout_secs: u64,
+    /// Longest wait for response headers, and longest silence inside a body.
+    pub read_timeout_secs: u64,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        ProxySettings {
+            tag_ttl_secs: 300,
+            cache_max_bytes: 0,
+            allow_anonymous: false,
+            concurrency: 32,
+            retries: 2,
+            connect_timeout_secs: 10,
+            read_timeout_secs: 30,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -84,6 +136,9 @@ impl Default for Config {
             tls: Tls::default(),
             auth: Auth::default(),
             log: Log::default(),
+            upstreams_open: false,
+            upstreams: Vec::new(),
+            proxy: ProxySettings::default(),
         }
     }
 }
@@ -146,7 +201,45 @@ impl Config {
         {
             bail!("public_url must start with http:// or https://");
         }
+        for u in &self.upstreams {
+            let host = oci::source::canonical_registry(&u.registry);
+            if !oci::name::is_valid_host(&host) {
+                bail!("upstreams: {:?} is not a registry host name", u.registry);
+            }
+            if !(u.url.starts_with("http://") || u.url.starts_with("https://")) {
+                bail!("upstreams: url {:?} of {} must start with http:// or https://", u.url, u.registry);
+            }
+            if u.password.is_some() && u.password_file.is_some() {
+                bail!("upstreams: give password or password_file for {}, not both", u.registry);
+            }
+        }
         Ok(())
+    }
+
+    /// The upstream list: Docker Hub by default, each entry overriding or adding by registry.
+    pub fn upstreams(&self) -> anyhow::Result<Vec<upstream::UpstreamConfig>> {
+        let mut list = upstream::default_upstreams();
+        for u in &self.upstreams {
+            let registry = oci::source::canonical_registry(&u.registry);
+            let password = match (&u.password, &u.password_file) {
+                (Some(p), _) => Some(p.0.clone()),
+                (None, Some(f)) => Some(
+                    std::fs::read_to_string(f)
+                        .with_context(|| format!("cannot read {}", f.display()))?
+                        .trim_end_matches(['\n', '\r'])
+                        .to_owned(),
+                ),
+                (None, None) => None,
+            };
+            list.retain(|c| c.registry != registry);
+            list.push(upstream::UpstreamConfig {
+                registry,
+                url: u.url.clone(),
+                username: u.username.clone(),
+                password,
+            });
+        }
+        Ok(list)
     }
 
     /// The bootstrap administrator password, from the value or the file.
@@ -179,6 +272,22 @@ mod tests {
             assert!(shown.contains("***") && !shown.contains("s3cret"), "{shown}");
             jail.create_file("bad.toml", "lisen = \"x\"\n")?;
             assert!(Config::load(Some(Path::new("bad.toml")), &Flags::default()).is_err());
+            jail.create_file(
+                "up.toml",
+                "upstreams_open = false\n[[upstreams]]\nregistry = \"index.docker.io\"\nurl = \"http://127.0.0.1:5000\"\n\
+                 [[upstreams]]\nregistry = \"ghcr.io\"\nurl = \"http://127.0.0.1:5001\"\npassword = \"hunter2-secret\"\n",
+            )?;
+            let c = Config::load(Some(Path::new("up.toml")), &Flags::default()).map_err(|e| e.to_string())?;
+            let ups = c.upstreams().map_err(|e| e.to_string())?;
+            assert_eq!(ups.len(), 2, "docker.io overridden, ghcr.io added");
+            assert!(ups.iter().any(|u| u.registry == "docker.io" && u.url == "http://127.0.0.1:5000"));
+            assert!(!toml::to_string(&c).unwrap().contains("hunter2"));
+            jail.set_env("PORTCULLIS_UPSTREAMS", "[{registry=\"quay.io\",url=\"http://127.0.0.1:5009\"}]");
+            let c = Config::load(None, &Flags::default()).map_err(|e| e.to_string())?;
+            assert_eq!(c.upstreams[0].registry, "quay.io", "upstreams from the environment");
+            jail.set_env("PORTCULLIS_UPSTREAMS", "[{registry=\"x\",url=\"ftp://x\"}]");
+            assert!(Config::load(None, &Flags::default()).is_err());
+            jail.set_env("PORTCULLIS_UPSTREAMS", "[]");
             jail.set_env("PORTCULLIS_NOPE", "1");
             assert!(Config::load(None, &Flags::default()).is_err(), "unknown env key");
             Ok(())

@@ -43,6 +43,12 @@ enum Command {
         #[arg(long)]
         quarantine: bool,
     },
+    /// Delete unreferenced blobs and evict cached upstream blobs beyond the budget.
+    Gc {
+        /// Cache budget in bytes (default: proxy.cache_max_bytes).
+        #[arg(long)]
+        max_bytes: Option<u64>,
+    },
     /// Administration that works offline on the data directory.
     Admin {
         #[command(subcommand)]
@@ -91,6 +97,7 @@ fn main() -> std::process::ExitCode {
                 Ok(())
             }
             Command::Fsck { quarantine } => tasks::fsck(&config, quarantine).await,
+            Command::Gc { max_bytes } => tasks::gc(&config, max_bytes).await,
             Command::Admin { command: AdminCommand::ResetPassword { username } } => {
                 tasks::reset_password(&config, &username).await
             }

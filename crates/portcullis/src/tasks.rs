@@ -71,3 +71,34 @@ pub async fn reset_password(config: &Config, username: &str) -> anyhow::Result<(
     println!("password of {username} changed");
     Ok(())
 }
+
+/// Garbage collection: evicts cached upstream blobs beyond the budget, then deletes blobs no
+/// repository links and no manifest references, and stored files the database does not know.
+pub async fn gc(config: &Config, max_bytes: Option<u64>) -> anyhow::Result<()> {
+    let stores = open_stores(&config.data_dir).await?;
+    let budget = max_bytes.unwrap_or(config.proxy.cache_max_bytes);
+    if budget > 0 {
+        let n = pcore::proxy::evict(stores.meta.as_ref(), stores.blobs.as_ref(), budget, |_| false).await?;
+        println!("gc: evicted {n} cached blobs to fit {budget} bytes");
+    }
+    let unreferenced = stores.meta.unreferenced_blobs().await?;
+    let total = unreferenced.len();
+    for (i, d) in unreferenced.iter().enumerate() {
+        stores.meta.forget_blob(d).await?;
+        stores.blobs.delete(d).await?;
+        if (i + 1) % 100 == 0 || i + 1 == total {
+            eprintln!("gc: {}/{total} unreferenced blobs deleted", i + 1);
+        }
+    }
+    let known: std::collections::HashSet<String> =
+        stores.meta.list_blobs().await?.into_iter().map(|(d, _)| d).collect();
+    let mut orphans = 0;
+    for d in stores.blobs.list()? {
+        if !known.contains(&d) {
+            stores.blobs.delete(&d).await?;
+            orphans += 1;
+        }
+    }
+    println!("gc: {total} unreferenced blobs and {orphans} unrecorded files deleted");
+    Ok(())
+}

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use pcore::error::{Error, Result};
-use pcore::ports::{BlobStore, ByteStream};
+use pcore::ports::{BlobStore, ByteStream, GrowingReader};
 use tokio::sync::mpsc;
 
 const READ_CHUNK: usize = 256 * 1024;
@@ -83,6 +83,15 @@ impl FsBlobs {
     }
 }
 
+/// An open file read at offsets; valid after the file is renamed.
+struct OpenFile(File);
+
+impl GrowingReader for OpenFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        self.0.read_at(buf, offset)
+    }
+}
+
 fn stream_file(file: File, mut offset: u64, mut remaining: u64) -> ByteStream {
     let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(2);
     tokio::task::spawn_blocking(move || {
@@ -137,6 +146,12 @@ impl BlobStore for FsBlobs {
         let file = blocking(move || File::open(p)).await?;
         let len = file.metadata()?.len();
         Ok(stream_file(file, 0, len))
+    }
+
+    async fn upload_open(&self, id: &str) -> Result<std::sync::Arc<dyn GrowingReader>> {
+        let p = self.upload_path(id)?;
+        let file = blocking(move || File::open(p)).await?;
+        Ok(std::sync::Arc::new(OpenFile(file)))
     }
 
     async fn upload_commit(&self, id: &str, digest: &str) -> Result<()> {

@@ -2,4 +2,7 @@
 //! has its own directory with the same numbering.
 
 /// (version, name, SQL) of every SQLite migration, in order.
-pub const SQLITE: &[(i64, &str, &str)] = &[(1, "init", include_str!("../../../migrations/sqlite/0001_init.sql"))];
+pub const SQLITE: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../../../migrations/sqlite/0001_init.sql")),
+    (2, "pull_through_cache", include_str!("../../../migrations/sqlite/0002_pull_through_cache.sql")),
+];

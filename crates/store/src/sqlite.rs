@@ -520,7 +520,7 @@ impl MetaStore for SqliteMeta {
     }
 
     async fn put_blob(&self, digest: &str, size: u64, now: i64) -> Result<()> {
-        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING")
+        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO UPDATE SET cached = 0")
             .bind(digest)
             .bind(size as i64)
             .bind(now)
@@ -783,6 +783,90 @@ impl MetaStore for SqliteMeta {
     async fn delete_upload(&self, id: &str) -> Result<()> {
         sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id).execute(&self.write).await.map_err(db)?;
         Ok(())
+    }
+
+    async fn tag_entry(&self, repo_id: i64, tag: &str) -> Result<Option<(String, i64)>> {
+        sqlx::query_as("SELECT digest, updated_at FROM tags WHERE repo_id = $1 AND name = $2")
+            .bind(repo_id)
+            .bind(tag)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db)
+    }
+
+    async fn touch_tag(&self, repo_id: i64, tag: &str, now: i64) -> Result<()> {
+        sqlx::query("UPDATE tags SET updated_at = $3 WHERE repo_id = $1 AND name = $2")
+            .bind(repo_id)
+            .bind(tag)
+            .bind(now)
+            .execute(&self.write)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn blob_referenced(&self, repo_id: i64, digest: &str) -> Result<bool> {
+        let r = sqlx::query("SELECT 1 FROM manifest_blobs WHERE blob_digest = $1 AND repo_id = $2 LIMIT 1")
+            .bind(digest)
+            .bind(repo_id)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db)?;
+        Ok(r.is_some())
+    }
+
+    async fn put_cached_blob(&self, digest: &str, size: u64, now: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO blobs (digest, size, created_at, cached, last_used_at) VALUES ($1, $2, $3, 1, $3) \
+             ON CONFLICT (digest) DO UPDATE SET last_used_at = excluded.last_used_at",
+        )
+        .bind(digest)
+        .bind(size as i64)
+        .bind(now)
+        .execute(&self.write)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn touch_blob(&self, digest: &str, now: i64) -> Result<()> {
+        // At most one write a minute per blob: LRU order needs no finer clock.
+        sqlx::query("UPDATE blobs SET last_used_at = $2 WHERE digest = $1 AND cached = 1 AND (last_used_at IS NULL OR last_used_at < $2 - 60)")
+            .bind(digest)
+            .bind(now)
+            .execute(&self.write)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn cached_bytes(&self) -> Result<u64> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COALESCE(SUM(size), 0) FROM blobs WHERE cached = 1")
+            .fetch_one(&self.read)
+            .await
+            .map_err(db)?;
+        Ok(n as u64)
+    }
+
+    async fn cached_lru(&self, limit: usize) -> Result<Vec<(String, u64)>> {
+        let r: Vec<(String, i64)> =
+            sqlx::query_as("SELECT digest, size FROM blobs WHERE cached = 1 ORDER BY last_used_at, digest LIMIT $1")
+                .bind(limit as i64)
+                .fetch_all(&self.read)
+                .await
+                .map_err(db)?;
+        Ok(r.into_iter().map(|(d, s)| (d, s as u64)).collect())
+    }
+
+    async fn unreferenced_blobs(&self) -> Result<Vec<String>> {
+        let r: Vec<(String,)> = sqlx::query_as(
+            "SELECT b.digest FROM blobs b WHERE NOT EXISTS (SELECT 1 FROM repo_blobs l WHERE l.digest = b.digest) \
+             AND NOT EXISTS (SELECT 1 FROM manifest_blobs m WHERE m.blob_digest = b.digest) ORDER BY b.digest",
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(db)?;
+        Ok(r.into_iter().map(|(d,)| d).collect())
     }
 
     async fn ping(&self) -> Result<()> {

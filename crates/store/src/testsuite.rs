@@ -95,6 +95,28 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     let refs = s.referrers(r.id, D2).await.unwrap();
     assert_eq!(refs.len(), 1);
     assert_eq!(refs[0].digest, referrer);
+    // pull-through cache bookkeeping
+    assert!(s.blob_referenced(r.id, D1).await.unwrap(), "the manifest references D1");
+    assert!(!s.blob_referenced(r.id, D2).await.unwrap());
+    let (digest, checked) = s.tag_entry(r.id, "latest").await.unwrap().unwrap();
+    assert_eq!((digest.as_str(), checked), (D2, 10));
+    s.touch_tag(r.id, "latest", 99).await.unwrap();
+    assert_eq!(s.tag_entry(r.id, "latest").await.unwrap().unwrap().1, 99);
+    let c1 = "sha256:4444444444444444444444444444444444444444444444444444444444444444";
+    let c2 = "sha256:5555555555555555555555555555555555555555555555555555555555555555";
+    s.put_cached_blob(c1, 100, 20).await.unwrap();
+    s.put_cached_blob(c2, 50, 10).await.unwrap();
+    assert_eq!(s.cached_bytes().await.unwrap(), 150);
+    assert_eq!(s.cached_lru(10).await.unwrap(), vec![(c2.to_string(), 50), (c1.to_string(), 100)]);
+    s.touch_blob(c2, 500).await.unwrap();
+    assert_eq!(s.cached_lru(1).await.unwrap()[0].0, c1, "touched blobs move to the back");
+    s.put_blob(c1, 100, 30).await.unwrap();
+    assert_eq!(s.cached_bytes().await.unwrap(), 50, "a pushed blob is no longer evictable");
+    assert!(s.unreferenced_blobs().await.unwrap().contains(&c2.to_string()));
+    assert!(!s.unreferenced_blobs().await.unwrap().contains(&D1.to_string()));
+    s.forget_blob(c1).await.unwrap();
+    s.forget_blob(c2).await.unwrap();
+
     assert!(s.delete_tag(r.id, "v1").await.unwrap());
     assert!(!s.delete_tag(r.id, "v1").await.unwrap());
     assert!(s.delete_manifest(r.id, D2).await.unwrap());
@@ -132,8 +154,12 @@ pub async fn blob_suite(s: &dyn BlobStore) {
     s.upload_append("0a-1", Bytes::from_static(b"st")).await.unwrap();
     assert_eq!(collect(s.upload_read("0a-1").await.unwrap()).await, b"test");
     assert_eq!(s.stat(digest).await.unwrap(), None, "not visible before commit");
+    let growing = s.upload_open("0a-1").await.unwrap();
     s.upload_commit("0a-1", digest).await.unwrap();
     assert_eq!(s.stat(digest).await.unwrap(), Some(4));
+    let mut buf = [0u8; 3];
+    assert_eq!(growing.read_at(&mut buf, 1).unwrap(), 3, "an open upload stays readable after commit");
+    assert_eq!(&buf, b"est");
     assert_eq!(collect(s.read(digest, 0, 4).await.unwrap()).await, b"test");
     assert_eq!(collect(s.read(digest, 1, 2).await.unwrap()).await, b"es");
     // committing the same content again is harmless

@@ -7,5 +7,7 @@ mod clients;
 mod crash;
 mod images;
 mod ops;
+mod proxy;
 mod support;
+mod upstreams;
 mod v2;

@@ -1,0 +1,482 @@
+//! The pull-through cache: manifests and blobs of other registries, fetched on demand,
+//! verified against their digests before anything is served whole or stored, and cached.
+//!
+//! Tags are cached for `tag_ttl_secs`, then revalidated with a HEAD; when the upstream fails,
+//! the cached tag is served and marked stale. Manifests by digest are cached for good. An
+//! uncached blob is fetched once however many clients ask (single flight): the fill writes an
+//! upload file and every client follows the growing file; the last byte is released only once
+//! the digest has been verified, so a lying or truncated upstream ends every transfer as failed
+//! and leaves nothing cached. The fill runs on its own task and outlives its first client.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use oci::manifest::MAX_MANIFEST_BYTES;
+use oci::range::ByteRange;
+use oci::source::UpstreamRepo;
+use oci::{Digest, ErrorCode, Manifest, Reference};
+use tokio::sync::watch;
+
+use crate::error::{Error, Result};
+use crate::identity::Identity;
+use crate::metrics::Metrics;
+use crate::model::{ManifestRow, Visibility};
+use crate::now;
+use crate::ports::{BlobStore, ByteStream, GrowingReader, MetaStore, UpstreamRegistry};
+use crate::registry::{Hasher, ServedManifest};
+
+const FILL_CHUNK: usize = 256 * 1024;
+const READ_CHUNK: u64 = 256 * 1024;
+
+/// Settings of the cache.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub tag_ttl_secs: i64,
+    /// Budget for cached upstream blobs; 0 = unlimited.
+    pub cache_max_bytes: u64,
+}
+
+/// The state of one blob fill, watched by the clients following it.
+#[derive(Clone)]
+enum Fill {
+    Starting,
+    Running { written: u64, size: u64, reader: Arc<dyn GrowingReader> },
+    Done { size: u64, reader: Arc<dyn GrowingReader> },
+    Failed(FillError),
+}
+
+#[derive(Clone)]
+enum FillError {
+    NotFound(String),
+    Denied(String),
+    Throttled(Option<u64>, String),
+    Unavailable(String),
+}
+
+impl FillError {
+    fn from_error(e: &Error) -> FillError {
+        match e {
+            Error::Registry(ErrorCode::BlobUnknown, m) | Error::NotFound(m) => FillError::NotFound(m.clone()),
+            Error::Denied(m) => FillError::Denied(m.clone()),
+            Error::Throttled { retry_after, message } => FillError::Throttled(*retry_after, message.clone()),
+            other => FillError::Unavailable(other.to_string()),
+        }
+    }
+
+    fn to_error(&self) -> Error {
+        match self.clone() {
+            FillError::NotFound(m) => Error::Registry(ErrorCode::BlobUnknown, m),
+            FillError::Denied(m) => Error::Denied(m),
+            FillError::Throttled(retry_after, message) => Error::Throttled { retry_after, message },
+            FillError::Unavailable(m) => Error::Unavailable(m),
+        }
+    }
+}
+
+/// How a blob will be served: from the cache, or by following a fill.
+pub struct BlobSource {
+    pub size: u64,
+    following: Option<watch::Receiver<Fill>>,
+}
+
+struct Shared {
+    meta: Arc<dyn MetaStore>,
+    blobs: Arc<dyn BlobStore>,
+    upstream: Arc<dyn UpstreamRegistry>,
+    metrics: Arc<Metrics>,
+    config: ProxyConfig,
+    fills: Mutex<HashMap<String, watch::Receiver<Fill>>>,
+}
+
+pub struct Proxy {
+    shared: Arc<Shared>,
+    identity: Arc<Identity>,
+}
+
+fn unsupported_registry(registry: &str) -> Error {
+    Error::Registry(
+        ErrorCode::NameUnknown,
+        format!("registry {registry} is not configured as an upstream here; ask the administrator to add it"),
+    )
+}
+
+impl Proxy {
+    pub fn new(
+        meta: Arc<dyn MetaStore>,
+        blobs: Arc<dyn BlobStore>,
+        upstream: Arc<dyn UpstreamRegistry>,
+        identity: Arc<Identity>,
+        metrics: Arc<Metrics>,
+        config: ProxyConfig,
+    ) -> Proxy {
+        Proxy { shared: Arc::new(Shared { meta, blobs, upstream, metrics, config, fills: Mutex::default() }), identity }
+    }
+
+    pub fn knows(&self, registry: &str) -> bool {
+        self.shared.upstream.knows(registry)
+    }
+
+    async fn repo_id(&self, up: &UpstreamRepo) -> Result<i64> {
+        if !self.knows(&up.registry) {
+            return Err(unsupported_registry(&up.registry));
+        }
+        let name = up.canonical();
+        if let Some((id, _)) = self.identity.directory().snapshot().repo(&name) {
+            return Ok(id);
+        }
+        let r = self.shared.meta.ensure_repo(&name, Visibility::Private, now()).await?;
+        self.identity.refresh_directory().await?;
+        Ok(r.id)
+    }
+
+    /// A manifest by tag or digest; the flag says it was served stale (upstream failing).
+    pub async fn manifest(&self, up: &UpstreamRepo, reference: &Reference) -> Result<(ServedManifest, bool)> {
+        let s = &self.shared;
+        let repo = self.repo_id(up).await?;
+        let served = |row: ManifestRow| ServedManifest {
+            digest: row.digest,
+            media_type: row.media_type,
+            content: Bytes::from(row.content),
+        };
+        match reference {
+            Reference::Digest(d) => {
+                if let Some(row) = s.meta.manifest(repo, &d.to_string()).await? {
+                    Metrics::inc(&s.metrics.manifest_hits);
+                    return Ok((served(row), false));
+                }
+                Metrics::inc(&s.metrics.manifest_misses);
+                let row = self.fetch_manifest(up, repo, &d.to_string(), Some(d), None).await?;
+                Ok((served(row), false))
+            }
+            Reference::Tag(t) => {
+                let now = now();
+                let cached = s.meta.tag_entry(repo, t.as_str()).await?;
+                if let Some((digest, checked)) = &cached
+                    && now - checked < s.config.tag_ttl_secs
+                    && let Some(row) = s.meta.manifest(repo, digest).await?
+                {
+                    Metrics::inc(&s.metrics.manifest_hits);
+                    return Ok((served(row), false));
+                }
+                Metrics::inc(&s.metrics.manifest_misses);
+                let fresh = match &cached {
+                    Some((digest, _)) => match s.upstream.manifest_digest(up, t.as_str()).await {
+                        Ok(Some(d)) if &d == digest => {
+                            s.meta.touch_tag(repo, t.as_str(), now).await?;
+                            s.meta
+                                .manifest(repo, digest)
+                                .await?
+                                .map(served)
+                                .ok_or_else(|| Error::Unavailable("cached manifest vanished".into()))
+                        }
+                        Ok(_) => self.fetch_manifest(up, repo, t.as_str(), None, Some(t.as_str())).await.map(served),
+                        Err(e) => Err(e),
+                    },
+                    None => self.fetch_manifest(up, repo, t.as_str(), None, Some(t.as_str())).await.map(served),
+                };
+                match (fresh, cached) {
+                    (Ok(m), _) => Ok((m, false)),
+                    (Err(e @ (Error::Unavailable(_) | Error::Throttled { .. })), Some((digest, _))) => {
+                        match s.meta.manifest(repo, &digest).await? {
+                            Some(row) => {
+                                tracing::warn!(image = %up.canonical(), error = %e, "upstream failing; serving the cached tag");
+                                Metrics::inc(&s.metrics.stale_served);
+                                Ok((served(row), true))
+                            }
+                            None => Err(e),
+                        }
+                    }
+                    (Err(e), _) => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Fetches, verifies and stores a manifest (and the tag when given).
+    async fn fetch_manifest(
+        &self,
+        up: &UpstreamRepo,
+        repo: i64,
+        reference: &str,
+        want: Option<&Digest>,
+        tag: Option<&str>,
+    ) -> Result<ManifestRow> {
+        let s = &self.shared;
+        let fetched =
+            s.upstream.manifest(up, reference).await.inspect_err(|_| Metrics::inc(&s.metrics.upstream_errors))?;
+        if fetched.content.len() > MAX_MANIFEST_BYTES {
+            return Err(Error::Unavailable(format!(
+                "upstream manifest of {} is larger than {MAX_MANIFEST_BYTES} bytes",
+                up.canonical()
+            )));
+        }
+        let algo = want.map(|d| d.algorithm()).unwrap_or(oci::Algorithm::Sha256);
+        let digest = Hasher::digest(algo, &fetched.content);
+        let claimed = want.cloned().or_else(|| {
+            fetched.digest.as_deref().and_then(|d| d.parse().ok()).filter(|d: &Digest| d.algorithm() == algo)
+        });
+        if let Some(c) = claimed
+            && c != digest
+        {
+            Metrics::inc(&s.metrics.upstream_errors);
+            return Err(Error::Unavailable(format!(
+                "upstream sent a manifest for {} whose digest is {digest}, not {c}",
+                up.canonical()
+            )));
+        }
+        let m = Manifest::parse(&fetched.content, Some(&fetched.media_type)).map_err(|e| {
+            Error::Unavailable(format!("upstream sent an invalid manifest for {}: {e}", up.canonical()))
+        })?;
+        let row = ManifestRow {
+            digest: digest.to_string(),
+            media_type: m.media_type.clone(),
+            content: fetched.content.to_vec(),
+            artifact_type: m.artifact_type.clone(),
+            subject: m.subject.as_ref().map(|d| d.digest.to_string()),
+            annotations: None,
+        };
+        let refs: Vec<String> = m.blob_references().map(|d| d.digest.to_string()).collect();
+        s.meta.put_manifest(repo, &row, &refs, tag, now()).await?;
+        Ok(row)
+    }
+
+    /// Prepares to serve a blob: from the cache, or by starting or joining its fill.
+    pub async fn blob(&self, up: &UpstreamRepo, digest: &Digest) -> Result<BlobSource> {
+        let s = &self.shared;
+        let repo = self.repo_id(up).await?;
+        let d = digest.to_string();
+        if !s.meta.blob_referenced(repo, &d).await? {
+            return Err(Error::Registry(
+                ErrorCode::BlobUnknown,
+                format!(
+                    "blob {d} is not referenced by a manifest of {} fetched here; pull the manifest first",
+                    up.canonical()
+                ),
+            ));
+        }
+        if let Some(size) = s.meta.blob_size(&d).await? {
+            Metrics::inc(&s.metrics.blob_hits);
+            s.meta.touch_blob(&d, now()).await?;
+            return Ok(BlobSource { size, following: None });
+        }
+        let mut watch = {
+            let mut fills = s.fills.lock().map_err(|_| Error::Storage("fill table poisoned".into()))?;
+            match fills.get(&d) {
+                Some(w) => {
+                    Metrics::inc(&s.metrics.singleflight_waits);
+                    w.clone()
+                }
+                None => {
+                    Metrics::inc(&s.metrics.blob_misses);
+                    let (tx, rx) = watch::channel(Fill::Starting);
+                    fills.insert(d.clone(), rx.clone());
+                    tokio::spawn(run_fill(s.clone(), up.clone(), digest.clone(), tx));
+                    rx
+                }
+            }
+        };
+        loop {
+            let state = watch.borrow_and_update().clone();
+            match state {
+                Fill::Starting => {}
+                Fill::Running { size, .. } | Fill::Done { size, .. } => {
+                    return Ok(BlobSource { size, following: Some(watch) });
+                }
+                Fill::Failed(e) => return Err(e.to_error()),
+            }
+            if watch.changed().await.is_err() {
+                // The fill ended between two looks: it is cached now, or it failed.
+                return match s.meta.blob_size(&d).await? {
+                    Some(size) => Ok(BlobSource { size, following: None }),
+                    None => Err(Error::Unavailable(format!("fetching {d} from {} failed", up.registry))),
+                };
+            }
+        }
+    }
+
+    /// Streams `range` of a blob prepared by [`Proxy::blob`].
+    pub async fn read(&self, source: BlobSource, digest: &Digest, range: ByteRange) -> Result<ByteStream> {
+        match source.following {
+            None => self.shared.blobs.read(&digest.to_string(), range.start, range.len()).await,
+            Some(watch) => Ok(follow(watch, range.start, range.end + 1)),
+        }
+    }
+}
+
+/// A stream of `[start, end)` of a fill, reading the growing file as bytes arrive.
+fn follow(watch: watch::Receiver<Fill>, start: u64, end: u64) -> ByteStream {
+    Box::pin(futures_util::stream::unfold((watch, start, false), move |(mut w, off, closed)| async move {
+        if off >= end {
+            return None;
+        }
+        let mut closed = closed;
+        loop {
+            let state = w.borrow_and_update().clone();
+            let (available, reader) = match state {
+                Fill::Starting => (0, None),
+                // Hold back the last byte until the digest is verified.
+                Fill::Running { written, size, reader } => (written.min(size.saturating_sub(1)), Some(reader)),
+                Fill::Done { size, reader } => (size, Some(reader)),
+                Fill::Failed(e) => {
+                    let err = std::io::Error::other(e.to_error().to_string());
+                    return Some((Err(err), (w, end, true)));
+                }
+            };
+            if let Some(reader) = reader
+                && off < available
+            {
+                let n = (available - off).min(end - off).min(READ_CHUNK) as usize;
+                let read = tokio::task::spawn_blocking(move || {
+                    let mut buf = BytesMut::zeroed(n);
+                    let got = reader.read_at(&mut buf, off)?;
+                    buf.truncate(got);
+                    Ok::<_, std::io::Error>(buf.freeze())
+                })
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|r| r);
+                return match read {
+                    Ok(b) if !b.is_empty() => {
+                        let next = off + b.len() as u64;
+                        Some((Ok(b), (w, next, closed)))
+                    }
+                    Ok(_) => {
+                        Some((Err(std::io::Error::other("cached blob is shorter than announced")), (w, end, true)))
+                    }
+                    Err(e) => Some((Err(e), (w, end, true))),
+                };
+            }
+            if closed {
+                return Some((Err(std::io::Error::other("blob fill ended unexpectedly")), (w, end, true)));
+            }
+            if w.changed().await.is_err() {
+                closed = true;
+            }
+        }
+    }))
+}
+
+async fn run_fill(s: Arc<Shared>, up: UpstreamRepo, digest: Digest, tx: watch::Sender<Fill>) {
+    let d = digest.to_string();
+    let id = uuid::Uuid::new_v4().to_string();
+    let result = fill(&s, &up, &digest, &id, &tx).await;
+    match result {
+        Ok(size) => {
+            // The open upload file stays readable after its rename into the blob store.
+            let last = tx.borrow().clone();
+            if let Fill::Running { reader, .. } = last {
+                let _ = tx.send(Fill::Done { size, reader });
+            }
+        }
+        Err(e) => {
+            Metrics::inc(&s.metrics.upstream_errors);
+            tracing::warn!(image = %up.canonical(), digest = %d, error = %e, "blob fill failed; nothing cached");
+            let _ = s.blobs.upload_delete(&id).await;
+            let _ = tx.send(Fill::Failed(FillError::from_error(&e)));
+        }
+    }
+    if let Ok(mut fills) = s.fills.lock() {
+        fills.remove(&d);
+    }
+    drop(tx);
+    if s.config.cache_max_bytes > 0
+        && let Err(e) = enforce_budget(&s).await
+    {
+        tracing::error!(error = %e, "cache eviction failed");
+    }
+}
+
+async fn fill(s: &Shared, up: &UpstreamRepo, digest: &Digest, id: &str, tx: &watch::Sender<Fill>) -> Result<u64> {
+    let fetched = s.upstream.blob(up, &digest.to_string()).await?;
+    let size = fetched.size;
+    s.blobs.upload_create(id).await?;
+    let reader = s.blobs.upload_open(id).await?;
+    let _ = tx.send(Fill::Running { written: 0, size, reader: reader.clone() });
+    let mut body = fetched.body;
+    let mut hasher = Hasher::new(digest.algorithm());
+    let mut written = 0u64;
+    let mut buf = BytesMut::new();
+    loop {
+        let next = body.next().await;
+        let done = next.is_none();
+        if let Some(chunk) = next {
+            let chunk = chunk.map_err(|e| Error::Unavailable(format!("upstream body of {digest} broke off: {e}")))?;
+            if written + (buf.len() + chunk.len()) as u64 > size {
+                return Err(Error::Unavailable(format!(
+                    "upstream sent more than the announced {size} bytes of {digest}"
+                )));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        if buf.len() >= FILL_CHUNK || (done && !buf.is_empty()) {
+            let data = buf.split().freeze();
+            let n = data.len() as u64;
+            let for_hash = data.clone();
+            let hashing = tokio::task::spawn_blocking(move || {
+                hasher.update(&for_hash);
+                hasher
+            });
+            let wrote = s.blobs.upload_append(id, data).await;
+            hasher = hashing.await.map_err(|e| Error::Storage(e.to_string()))?;
+            wrote?;
+            written += n;
+            s.metrics.upstream_bytes.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            let _ = tx.send(Fill::Running { written, size, reader: reader.clone() });
+        }
+        if done {
+            break;
+        }
+    }
+    if written != size {
+        return Err(Error::Unavailable(format!("upstream sent {written} of {size} bytes of {digest}")));
+    }
+    let got = hasher.finish();
+    if &got != digest {
+        return Err(Error::Unavailable(format!("upstream sent content with digest {got} for {digest}")));
+    }
+    s.blobs.upload_commit(id, &digest.to_string()).await?;
+    s.meta.put_cached_blob(&digest.to_string(), size, now()).await?;
+    Ok(size)
+}
+
+async fn enforce_budget(s: &Shared) -> Result<()> {
+    let busy = |d: &str| s.fills.lock().map(|f| f.contains_key(d)).unwrap_or(true);
+    let n = evict(s.meta.as_ref(), s.blobs.as_ref(), s.config.cache_max_bytes, busy).await?;
+    s.metrics.evictions.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
+/// Evicts least recently used cached blobs (skipping `busy` ones) until the cache holds at
+/// most `max_bytes`. Returns how many were evicted. Used after fills and by `portcullis gc`.
+pub async fn evict(
+    meta: &dyn MetaStore,
+    blobs: &dyn BlobStore,
+    max_bytes: u64,
+    busy: impl Fn(&str) -> bool,
+) -> Result<u64> {
+    let mut evicted = 0;
+    let mut total = meta.cached_bytes().await?;
+    while total > max_bytes {
+        let victims = meta.cached_lru(64).await?;
+        let mut progressed = false;
+        for (d, size) in victims {
+            if busy(&d) {
+                continue;
+            }
+            meta.forget_blob(&d).await?;
+            blobs.delete(&d).await?;
+            evicted += 1;
+            progressed = true;
+            total = total.saturating_sub(size);
+            if total <= max_bytes {
+                break;
+            }
+        }
+        if !progressed {
+            break;
+        }
+    }
+    Ok(evicted)
+}

@@ -1,0 +1,404 @@
+//! Pull-through: two real registries stand in for Docker Hub and ghcr.io (Docker Hub's behind
+//! a fault-injecting, request-counting proxy); real clients pull through the gateway.
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::images::{self, Layout};
+use crate::support::{ADMIN_PW, Server, pw, run, sha256};
+use crate::upstreams::{Fault, FaultProxy, Registry};
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+struct Env {
+    s: Server,
+    hub: Registry,
+    _ghcr: Registry,
+    fp: FaultProxy,
+    layout: Layout,
+    work: tempfile::TempDir,
+}
+
+async fn setup(extra: &[(&str, &str)]) -> Env {
+    let work = tempfile::tempdir().unwrap();
+    let layout = images::make(&work.path().join("layout"));
+    let hub = Registry::start().await;
+    let ghcr = Registry::start().await;
+    hub.push(&layout.dir, "tiny", "library/tiny:1");
+    hub.push(&layout.dir, "multi", "library/multi:1");
+    hub.push(&layout.dir, "tiny", "someone/app:1");
+    ghcr.push(&layout.dir, "tiny", "owner/tool:1");
+    let fp = FaultProxy::start(&hub).await;
+    let ups = format!(
+        "[{{registry=\"docker.io\",url=\"http://{}\"}},{{registry=\"ghcr.io\",url=\"http://{}\"}}]",
+        fp.addr(),
+        ghcr.addr()
+    );
+    let mut env = vec![
+        ("PORTCULLIS_ADMIN_PASSWORD", ADMIN_PW),
+        ("PORTCULLIS_UPSTREAMS", ups.as_str()),
+        ("PORTCULLIS_PROXY__READ_TIMEOUT_SECS", "1"),
+        ("PORTCULLIS_PROXY__RETRIES", "1"),
+    ];
+    env.extend_from_slice(extra);
+    let s = Server::launch(tempfile::tempdir().unwrap(), &env, None, "http").await;
+    s.create_user("alice").await;
+    Env { s, hub, _ghcr: ghcr, fp, layout, work }
+}
+
+fn skopeo(args: &[&str]) -> (bool, String) {
+    run(Command::new("skopeo").args(args))
+}
+
+/// Pushes a one-layer image with `layer` to `repo:tag` at the upstream; returns the layer digest.
+async fn upstream_image(r: &Registry, repo: &str, tag: &str, layer: &[u8]) -> String {
+    let cfg = br#"{"architecture":"amd64","os":"linux"}"#;
+    let c = r.push_blob(repo, cfg).await;
+    let l = r.push_blob(repo, layer).await;
+    let m = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c, "size": cfg.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": l, "size": layer.len()}]});
+    let resp = reqwest::Client::new()
+        .put(format!("http://{}/v2/{repo}/manifests/{tag}", r.addr()))
+        .header("content-type", OCI_MANIFEST)
+        .body(m.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    l
+}
+
+fn random_bytes(n: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+fn blob_file(s: &Server, digest: &str) -> std::path::PathBuf {
+    s.dir.path().join("blobs/sha256").join(&digest[7..9]).join(&digest[7..])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skopeo_pulls_official_namespaced_and_other_registries() {
+    let e = setup(&[]).await;
+    let gw = e.s.addr();
+    let a = format!("alice:{}", pw("alice"));
+    let l = e.layout.dir.display().to_string();
+    let expected = std::fs::read(e.layout.dir.join("blobs/sha256").join(&e.layout.tiny_layer[7..])).unwrap();
+    for (i, name) in [
+        "library/tiny:1",
+        "tiny:1",
+        "docker.io/someone/app:1",
+        "ghcr.io/owner/tool:1",
+        &format!("library/tiny@{}", e.layout.tiny),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let dst = e.work.path().join(format!("pulled-{i}"));
+        let (ok, out) = skopeo(&[
+            "copy",
+            "-q",
+            "--src-tls-verify=false",
+            "--src-creds",
+            &a,
+            &format!("docker://{gw}/{name}"),
+            &format!("dir:{}", dst.display()),
+        ]);
+        assert!(ok, "{name}: {out}");
+        assert_eq!(std::fs::read(dst.join(&e.layout.tiny_layer[7..])).unwrap(), expected, "{name}: layer bytes");
+    }
+    // a multi-arch index, all platforms
+    let (ok, out) = skopeo(&[
+        "copy",
+        "-q",
+        "--all",
+        "--src-tls-verify=false",
+        "--src-creds",
+        &a,
+        &format!("docker://{gw}/library/multi:1"),
+        &format!("oci:{}/multi:x", e.work.path().display()),
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        "--creds",
+        &a,
+        &format!("docker://{gw}/library/multi@{}", e.layout.multi),
+    ]);
+    assert!(ok && out.contains("arm64"), "{out}");
+    // the second pull of an image is served from the cache
+    let before = e.fp.count("GET", "/blobs/");
+    let (ok, out) = skopeo(&[
+        "copy",
+        "-q",
+        "--src-tls-verify=false",
+        "--src-creds",
+        &a,
+        &format!("docker://{gw}/library/tiny:1"),
+        &format!("dir:{}/again", e.work.path().display()),
+    ]);
+    assert!(ok, "{out}");
+    assert_eq!(e.fp.count("GET", "/blobs/"), before, "no blob fetched twice");
+    // anonymous callers are challenged; pushes to upstream names are refused; unknown registries too
+    let (ok, out) = skopeo(&["inspect", "--tls-verify=false", "--no-creds", &format!("docker://{gw}/library/tiny:1")]);
+    assert!(!ok && (out.contains("authentication required") || out.contains("unauthorized")), "{out}");
+    let (ok, out) = skopeo(&[
+        "copy",
+        "-q",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &a,
+        &format!("oci:{l}:tiny"),
+        &format!("docker://{gw}/library/tiny:2"),
+    ]);
+    assert!(!ok && out.contains("pull-through cache"), "{out}");
+    let (ok, out) = skopeo(&["inspect", "--tls-verify=false", "--creds", &a, &format!("docker://{gw}/quay.io/x/y:1")]);
+    assert!(!ok && out.contains("not configured"), "{out}");
+    // a blob is served only through a repository whose manifest references it
+    let other = e.hub.push_blob("other/x", b"not referenced by someone/app").await;
+    let t = e.s.token(Some(("alice", &pw("alice"))), &["repository:someone/app:pull"]).await;
+    let r = e.s.req("GET", &format!("/v2/someone/app/blobs/{other}"), Some(&t)).await.send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    // metrics count hits and misses
+    let m = reqwest::get(e.s.url("/metrics")).await.unwrap().text().await.unwrap();
+    assert!(
+        m.contains("portcullis_proxy_cache_hits_total{kind=\"blob\"}")
+            && !m.contains("cache_misses_total{kind=\"blob\"} 0\n"),
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_concurrent_cold_gets_make_one_upstream_fetch() {
+    let e = setup(&[]).await;
+    let layer = random_bytes(16 << 20, 7);
+    let d = upstream_image(&e.hub, "library/big", "1", &layer).await;
+    let t = e.s.token(Some(("alice", &pw("alice"))), &["repository:library/big:pull"]).await;
+    assert_eq!(e.s.req("GET", "/v2/library/big/manifests/1", Some(&t)).await.send().await.unwrap().status(), 200);
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let req = e.s.req("GET", &format!("/v2/library/big/blobs/{d}"), Some(&t)).await;
+        tasks.push(tokio::spawn(async move { req.send().await.unwrap().bytes().await.unwrap() }));
+    }
+    // a ranged read while the fill may still run
+    let part =
+        e.s.req("GET", &format!("/v2/library/big/blobs/{d}"), Some(&t))
+            .await
+            .header("range", "bytes=1000-1999")
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.bytes().await.unwrap().as_ref(), &layer[1000..2000]);
+    for task in tasks {
+        assert_eq!(sha256(&task.await.unwrap()), d);
+    }
+    assert_eq!(e.fp.count("GET", &format!("/blobs/{d}")), 1, "exactly one upstream GET");
+    assert!(blob_file(&e.s, &d).exists(), "cached");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_faults_fail_cleanly_and_cache_nothing() {
+    let e = setup(&[]).await;
+    let t = e.s.token(Some(("alice", &pw("alice"))), &["repository:library/faulty:pull"]).await;
+    for (i, fault) in [Fault::Truncate, Fault::WrongBytes, Fault::Reset, Fault::SlowDrip].into_iter().enumerate() {
+        let layer = random_bytes(if fault == Fault::SlowDrip { 4096 } else { 1 << 20 }, i as u32 + 1);
+        let tag = format!("f{i}");
+        let d = upstream_image(&e.hub, "library/faulty", &tag, &layer).await;
+        assert_eq!(
+            e.s.req("GET", &format!("/v2/library/faulty/manifests/{tag}"), Some(&t))
+                .await
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        e.fp.set(fault);
+        let r = e.s.req("GET", &format!("/v2/library/faulty/blobs/{d}"), Some(&t)).await.send().await.unwrap();
+        let failed = if r.status() != 200 {
+            true
+        } else {
+            match r.bytes().await {
+                Err(_) => true,
+                Ok(b) => sha256(&b) != d,
+            }
+        };
+        assert!(failed, "{fault:?}: the client's transfer must fail");
+        e.fp.set(Fault::None);
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!blob_file(&e.s, &d).exists(), "{fault:?}: nothing cached");
+        let again = e.s.req("GET", &format!("/v2/library/faulty/blobs/{d}"), Some(&t)).await.send().await.unwrap();
+        assert_eq!(sha256(&again.bytes().await.unwrap()), d, "{fault:?}: a later pull works");
+    }
+    // 5xx after retries: 503 UNAVAILABLE; 429 passed on with Retry-After
+    let layer = random_bytes(1000, 99);
+    let d = upstream_image(&e.hub, "library/faulty", "s", &layer).await;
+    assert_eq!(e.s.req("GET", "/v2/library/faulty/manifests/s", Some(&t)).await.send().await.unwrap().status(), 200);
+    e.fp.set(Fault::Status(500));
+    let r = e.s.req("GET", &format!("/v2/library/faulty/blobs/{d}"), Some(&t)).await.send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["errors"][0]["code"], "UNAVAILABLE");
+    e.fp.set(Fault::Status(429));
+    let r = e.s.req("GET", &format!("/v2/library/faulty/blobs/{d}"), Some(&t)).await.send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "7");
+    e.fp.set(Fault::None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_images_are_served_while_the_upstream_is_down() {
+    let e = setup(&[("PORTCULLIS_PROXY__TAG_TTL_SECS", "0")]).await;
+    let gw = e.s.addr();
+    let a = format!("alice:{}", pw("alice"));
+    let (ok, out) = skopeo(&[
+        "copy",
+        "-q",
+        "--src-tls-verify=false",
+        "--src-creds",
+        &a,
+        &format!("docker://{gw}/library/tiny:1"),
+        &format!("dir:{}/one", e.work.path().display()),
+    ]);
+    assert!(ok, "{out}");
+    e.fp.set(Fault::Status(503));
+    let t = e.s.token(Some(("alice", &pw("alice"))), &["repository:library/tiny:pull"]).await;
+    let r = e.s.req("GET", "/v2/library/tiny/manifests/1", Some(&t)).await.send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["warning"].to_str().unwrap().starts_with("110"), "stale responses are marked");
+    let (ok, out) = skopeo(&[
+        "copy",
+        "-q",
+        "--src-tls-verify=false",
+        "--src-creds",
+        &a,
+        &format!("docker://{gw}/library/tiny:1"),
+        &format!("dir:{}/two", e.work.path().display()),
+    ]);
+    assert!(ok, "pull while the upstream is down: {out}");
+    // an image never cached cannot be served
+    let (ok, out) = skopeo(&["inspect", "--tls-verify=false", "--creds", &a, &format!("docker://{gw}/someone/app:1")]);
+    assert!(!ok && out.to_lowercase().contains("unavailable"), "{out}");
+    e.fp.set(Fault::None);
+    // with the upstream back, a changed tag is picked up on revalidation
+    e.hub.push(&e.layout.dir, "multi", "library/tiny:1");
+    let r = e.s.req("GET", "/v2/library/tiny/manifests/1", Some(&t)).await.send().await.unwrap();
+    assert_eq!(r.headers()["docker-content-digest"], e.layout.multi.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_budget_evicts_least_recently_used_and_gc_cleans() {
+    let e = setup(&[("PORTCULLIS_PROXY__CACHE_MAX_BYTES", "12000000")]).await;
+    let t =
+        e.s.token(Some(("alice", &pw("alice"))), &["repository:library/b1:pull", "repository:library/b2:pull"]).await;
+    let d1 = upstream_image(&e.hub, "library/b1", "1", &random_bytes(8 << 20, 11)).await;
+    let d2 = upstream_image(&e.hub, "library/b2", "1", &random_bytes(8 << 20, 12)).await;
+    for (repo, d) in [("b1", &d1), ("b2", &d2)] {
+        assert_eq!(
+            e.s.req("GET", &format!("/v2/library/{repo}/manifests/1"), Some(&t)).await.send().await.unwrap().status(),
+            200
+        );
+        let b =
+            e.s.req("GET", &format!("/v2/library/{repo}/blobs/{d}"), Some(&t))
+                .await
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+        assert_eq!(&sha256(&b), d);
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    assert!(!blob_file(&e.s, &d1).exists(), "the least recently used blob was evicted");
+    assert!(blob_file(&e.s, &d2).exists());
+    let b =
+        e.s.req("GET", &format!("/v2/library/b1/blobs/{d1}"), Some(&t))
+            .await
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+    assert_eq!(sha256(&b), d1, "evicted blobs are fetched again");
+    assert_eq!(e.fp.count("GET", &format!("/blobs/{d1}")), 2);
+    let m = reqwest::get(e.s.url("/metrics")).await.unwrap().text().await.unwrap();
+    assert!(!m.contains("portcullis_proxy_evictions_total 0\n"), "{m}");
+    // offline gc brings the cache within a smaller budget
+    let dir = e.s.kill();
+    let (ok, out) = run(crate::support::portcullis(dir.path()).args(["gc", "--max-bytes", "1"]));
+    assert!(ok && out.contains("evicted"), "{out}");
+    assert!(!dir.path().join("blobs/sha256").join(&d1[7..9]).join(&d1[7..]).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctr_and_podman_pull_through_mirror_configurations() {
+    let e = setup(&[]).await;
+    let gw = e.s.addr();
+    let a = format!("alice:{}", pw("alice"));
+    // containerd: hosts.toml with the gateway as server (no fallback); the gateway gets ?ns=
+    let hosts = e.work.path().join("certs.d");
+    for (reg, prefix) in [("docker.io", ""), ("ghcr.io", "")] {
+        std::fs::create_dir_all(hosts.join(reg)).unwrap();
+        let toml = format!(
+            "server = \"http://{gw}{prefix}\"\n\n[host.\"http://{gw}{prefix}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+        );
+        std::fs::write(hosts.join(reg).join("hosts.toml"), toml).unwrap();
+    }
+    let sock = std::env::var("CONTAINERD_SOCK").unwrap_or_else(|_| "/tmp/pcl-test/containerd/containerd.sock".into());
+    let ns = format!("pcl-proxy-{}", e.s.port);
+    let ctr = |args: &[&str]| run(Command::new("ctr").args(["--address", &sock, "--namespace", &ns]).args(args));
+    for image in ["docker.io/library/tiny:1", "ghcr.io/owner/tool:1", "docker.io/library/multi:1"] {
+        let (ok, out) = ctr(&["images", "pull", "--hosts-dir", hosts.to_str().unwrap(), "--user", &a, image]);
+        assert!(ok, "ctr pull {image}: {out}");
+        let _ = ctr(&["images", "rm", image]);
+    }
+    // ghcr.io's image was found although the path alone (`owner/tool`) means Docker Hub: the
+    // gateway followed containerd's `?ns=ghcr.io`, and never asked Docker Hub for it.
+    assert_eq!(e.fp.count("GET", "owner/tool") + e.fp.count("HEAD", "owner/tool"), 0);
+    assert!(e.fp.count("GET", "library/tiny") > 0);
+    // podman: registries.conf mirrors (a path prefix names other registries). The primary
+    // locations point at a refused loopback port, so a fallback could never leave the machine.
+    let conf = e.work.path().join("registries.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[registry]]\nprefix = \"docker.io\"\nlocation = \"127.0.0.1:1\"\n[[registry.mirror]]\nlocation = \"{gw}\"\ninsecure = true\n\n\
+             [[registry]]\nprefix = \"ghcr.io\"\nlocation = \"127.0.0.1:1\"\n[[registry.mirror]]\nlocation = \"{gw}/ghcr.io\"\ninsecure = true\n"
+        ),
+    )
+    .unwrap();
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode(&a);
+    let authfile = e.work.path().join("auth.json");
+    std::fs::write(&authfile, json!({"auths": {gw.clone(): {"auth": auth}}}).to_string()).unwrap();
+    let st = e.work.path().display().to_string();
+    for image in ["docker.io/library/tiny:1", "ghcr.io/owner/tool:1"] {
+        let (ok, out) = run(Command::new("podman")
+            .env("CONTAINERS_REGISTRIES_CONF", &conf)
+            .args([
+                "--root",
+                &format!("{st}/p/root"),
+                "--runroot",
+                &format!("{st}/p/runroot"),
+                "--storage-driver",
+                "vfs",
+            ])
+            .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file", "--tmpdir", &format!("{st}/p/tmp")])
+            .args(["pull", "-q", "--authfile", authfile.to_str().unwrap(), image]));
+        assert!(ok, "podman pull {image}: {out}");
+    }
+}
