@@ -6,7 +6,11 @@
 #   push_MBps        monolithic push (POST + PUT with the whole 512 MiB body), median of RUNS
 #   rss16_*          RSS idle and peak while 16 clients download the 512 MiB blob at once
 # Prints "RESULT <target> <key> <value>" lines; also written to $OUT.
+#   proxy_*          pull-through of the peer registry: cold and warm blob GET and skopeo copy,
+#                    time to first byte, RSS while filling blobs of different sizes, next to
+#                    distribution's own proxy (the kit's `proxy` section) and a direct GET upstream
 # Env: ROUNDS (2) RUNS (3) WRK_ARGS ("-t2 -c32 -d5s") PORT (7000) BIG_SIZES_MIB ("1 64 512")
+#      PARTS ("registry extra proxy": which groups to run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KIT=${PEER_KIT:-$(cd .. && pwd)/shared/tools/peer}
@@ -47,12 +51,15 @@ kit() { # label, env..., sections...: the kit's bench.sh, RESULT lines relabelle
   local label=$1; shift
   env "$@" "$KIT/bench.sh" $SECTIONS 2>/dev/null | sed -n "s/^RESULT /RESULT $label /p" | tee -a "$OUT"
 }
-for r in $(seq "$ROUNDS"); do
+PARTS=${PARTS:-"registry extra proxy"}
+has() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
+if has registry; then for r in $(seq "$ROUNDS"); do
   SECTIONS="blob wrk skopeo" kit distribution REG=$PEER TARGET_PID=$PEER_PID
   SECTIONS="wrk" kit distribution-token REG=$TOKENREG TARGET_PID=$TOKENREG_PID CREDS=reader:reader
   SECTIONS="blob wrk skopeo" kit portcullis REG=$PCL TARGET_PID=$PID CREDS="admin:$ADMIN_PW" REPO=acme/big SMALL_REPO=acme/alpine-test
-done
+done; fi
 
+if has extra; then
 # --- /token with an access token
 B64=$(printf 'admin:%s' "$PAT" | base64 -w0)
 wrk -t2 -c16 -d5s -H "Authorization: Basic $B64" "http://$PCL/token?service=portcullis&scope=repository:acme/alpine-test:pull" >"$PEER_STATE/results/wrk-token.txt"
@@ -91,4 +98,59 @@ rss16() { # label pid url auth...
 PULL_TOKEN=$(curl -sf -u "admin:$ADMIN_PW" "http://$PCL/token?service=portcullis&scope=repository:acme/big:pull" | jq -r .token)
 rss16 distribution "$PEER_PID" "http://$PEER/v2/library/big/blobs/$BD"
 rss16 portcullis "$PID" "http://$PCL/v2/acme/big/blobs/$BD" -H "Authorization: Bearer $PULL_TOKEN"
+fi
+
+if has proxy; then
+# --- pull-through: distribution's proxy (the kit) vs portcullis proxying the same peer registry
+BENCH=1 "$KIT/peers.sh" start proxy >/dev/null
+SECTIONS="proxy" kit distribution REG=$PEER TARGET_PID=$PEER_PID
+GW=127.0.0.1:$((PORT + 1)); GWDATA=$PEER_STATE/pcl-gw; GWPID=
+gw_start() { # a fresh, empty gateway whose docker.io is the peer registry
+  [ -n "$GWPID" ] && { kill "$GWPID" 2>/dev/null; wait "$GWPID" 2>/dev/null || true; }
+  rm -rf "$GWDATA"
+  PORTCULLIS_ADMIN_PASSWORD=$ADMIN_PW PORTCULLIS_LOG__LEVEL=warn PORTCULLIS_UPSTREAMS="[{registry=\"docker.io\",url=\"http://$PEER\"}]" \
+    "$BIN" serve --data-dir "$GWDATA" --listen "$GW" 2>>"$PEER_STATE/logs/portcullis-gw.log" &
+  GWPID=$!
+  for _ in $(seq 100); do curl -sf "http://$GW/healthz" >/dev/null && break; sleep 0.1; done
+  GWTOKEN=$(curl -sf -u "admin:$ADMIN_PW" "http://$GW/token?service=portcullis&scope=repository:library/big:pull" | jq -r .token)
+}
+ACC='application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json'
+gw_get() { curl -sf -o /dev/null -H "Authorization: Bearer $GWTOKEN" -H "Accept: $ACC" -w "$2" "http://$GW/v2/library/big/$1"; }
+MANIFEST=$(curl -sf -H "Accept: $ACC" "http://$PEER/v2/library/big/manifests/1")
+read -r D512 SZ512 < <(jq -r '.layers | max_by(.size) | "\(.digest) \(.size)"' <<<"$MANIFEST")
+read -r D64 _ < <(jq -r '[.layers[] | select(.size > 30000000 and .size < 100000000)][0] | "\(.digest) \(.size)"' <<<"$MANIFEST")
+: >"$PEER_STATE/results/gw-cold.txt"; : >"$PEER_STATE/results/gw-ttfb.txt"
+for i in $(seq "$RUNS"); do
+  gw_start; gw_get manifests/1 '' >/dev/null
+  gw_get "blobs/$D512" '%{speed_download} %{time_starttransfer}\n' | tee -a "$PEER_STATE/results/gw-cold.txt" | awk '{print $2}' >>"$PEER_STATE/results/gw-ttfb.txt"
+done
+curl -s -o /dev/null "http://$PEER/v2/library/big/blobs/$D512"
+for i in $(seq "$RUNS"); do curl -s -o /dev/null -w '%{speed_download} %{time_starttransfer}\n' "http://$PEER/v2/library/big/blobs/$D512"; done >"$PEER_STATE/results/direct.txt"
+for i in $(seq "$RUNS"); do gw_get "blobs/$D512" '%{speed_download}\n'; done >"$PEER_STATE/results/gw-warm.txt"
+say portcullis proxy_blob_GET_MBps.cold_median "$(awk '{print $1}' "$PEER_STATE/results/gw-cold.txt" | median | awk '{printf "%.0f", $1/1e6}')"
+say portcullis proxy_blob_GET_MBps.warm_median "$(median <"$PEER_STATE/results/gw-warm.txt" | awk '{printf "%.0f", $1/1e6}')"
+say upstream direct_blob_GET_MBps.median "$(awk '{print $1}' "$PEER_STATE/results/direct.txt" | median | awk '{printf "%.0f", $1/1e6}')"
+say portcullis proxy_ttfb_ms.cold_median "$(median <"$PEER_STATE/results/gw-ttfb.txt" | awk '{printf "%.1f", $1*1000}')"
+say upstream direct_ttfb_ms.median "$(awk '{print $2}' "$PEER_STATE/results/direct.txt" | median | awk '{printf "%.1f", $1*1000}')"
+# skopeo copy of the whole image through the gateway, cold and warm
+gw_start
+hyperfine --runs 1 --export-json "$PEER_STATE/results/gw-skopeo-cold.json" \
+  "skopeo copy -q --src-tls-verify=false --src-creds admin:$ADMIN_PW docker://$GW/library/big:1 dir:$PEER_STATE/run/gw-dst" >/dev/null 2>&1
+say portcullis proxy_skopeo_copy_s.cold "$(jq -r '.results[0].median*1000|floor/1000' "$PEER_STATE/results/gw-skopeo-cold.json")"
+hyperfine --warmup 1 --runs "$RUNS" --prepare "rm -rf $PEER_STATE/run/gw-dst" --export-json "$PEER_STATE/results/gw-skopeo-warm.json" \
+  "skopeo copy -q --src-tls-verify=false --src-creds admin:$ADMIN_PW docker://$GW/library/big:1 dir:$PEER_STATE/run/gw-dst" >/dev/null 2>&1
+say portcullis proxy_skopeo_copy_s.warm_median "$(jq -r '.results[0].median*1000|floor/1000' "$PEER_STATE/results/gw-skopeo-warm.json")"
+rm -rf "$PEER_STATE/run/gw-dst"
+# RSS while filling a 64 MiB and a 512 MiB blob cold: should not grow with the blob
+for pair in "64 $D64" "512 $D512"; do
+  set -- $pair
+  gw_start; gw_get manifests/1 '' >/dev/null
+  ( while kill -0 "$GWPID" 2>/dev/null; do awk '/VmRSS/{print $2}' "/proc/$GWPID/status"; sleep 0.05; done ) >"$PEER_STATE/results/gw-rss-$1.txt" &
+  sampler=$!
+  gw_get "blobs/$2" '' >/dev/null
+  kill "$sampler"; wait "$sampler" 2>/dev/null || true
+  say portcullis "proxy_cold_fill_rss_peak_MiB.${1}MiB_blob" "$(sort -n "$PEER_STATE/results/gw-rss-$1.txt" | tail -1 | awk '{printf "%.1f", $1/1024}')"
+done
+kill "$GWPID" 2>/dev/null || true
+fi
 echo "bench: results in $OUT"

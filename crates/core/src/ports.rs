@@ -173,6 +173,8 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn upload_append(&self, id: &str, data: Bytes) -> Result<()>;
     /// Reads an upload back (only to rebuild hash state lost in a restart).
     async fn upload_read(&self, id: &str) -> Result<ByteStream>;
+    /// A blocking writer appending to an upload (for a dedicated writer thread).
+    async fn upload_writer(&self, id: &str) -> Result<Box<dyn std::io::Write + Send>>;
     /// Opens an upload for random-access reads while it grows; stays valid after commit.
     async fn upload_open(&self, id: &str) -> Result<std::sync::Arc<dyn GrowingReader>>;
     /// Makes the upload the blob `digest`, atomically: the blob is visible only when whole.

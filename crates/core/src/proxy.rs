@@ -26,6 +26,7 @@ use crate::model::{ManifestRow, Visibility};
 use crate::now;
 use crate::ports::{BlobStore, ByteStream, GrowingReader, MetaStore, UpstreamRegistry};
 use crate::registry::{Hasher, ServedManifest};
+use std::io::Write as _;
 
 const FILL_CHUNK: usize = 256 * 1024;
 const READ_CHUNK: u64 = 256 * 1024;
@@ -359,6 +360,7 @@ fn follow(watch: watch::Receiver<Fill>, start: u64, end: u64) -> ByteStream {
 }
 
 async fn run_fill(s: Arc<Shared>, up: UpstreamRepo, digest: Digest, tx: watch::Sender<Fill>) {
+    let tx = Arc::new(tx);
     let d = digest.to_string();
     let id = uuid::Uuid::new_v4().to_string();
     let result = fill(&s, &up, &digest, &id, &tx).await;
@@ -388,47 +390,35 @@ async fn run_fill(s: Arc<Shared>, up: UpstreamRepo, digest: Digest, tx: watch::S
     }
 }
 
-async fn fill(s: &Shared, up: &UpstreamRepo, digest: &Digest, id: &str, tx: &watch::Sender<Fill>) -> Result<u64> {
+/// Fetches one blob: the network loop feeds a bounded channel (a few MiB per fill at most) and
+/// one blocking thread hashes, writes and publishes progress, so receiving, hashing and writing
+/// overlap.
+async fn fill(s: &Shared, up: &UpstreamRepo, digest: &Digest, id: &str, tx: &Arc<watch::Sender<Fill>>) -> Result<u64> {
     let fetched = s.upstream.blob(up, &digest.to_string()).await?;
     let size = fetched.size;
     s.blobs.upload_create(id).await?;
     let reader = s.blobs.upload_open(id).await?;
+    let mut out = s.blobs.upload_writer(id).await?;
     let _ = tx.send(Fill::Running { written: 0, size, reader: reader.clone() });
-    let mut body = fetched.body;
-    let mut hasher = Hasher::new(digest.algorithm());
-    let mut written = 0u64;
-    let mut buf = BytesMut::new();
-    loop {
-        let next = body.next().await;
-        let done = next.is_none();
-        if let Some(chunk) = next {
-            let chunk = chunk.map_err(|e| Error::Unavailable(format!("upstream body of {digest} broke off: {e}")))?;
-            if written + (buf.len() + chunk.len()) as u64 > size {
-                return Err(Error::Unavailable(format!(
-                    "upstream sent more than the announced {size} bytes of {digest}"
-                )));
-            }
-            buf.extend_from_slice(&chunk);
+    let (chunks, mut incoming) = tokio::sync::mpsc::channel::<Bytes>(8);
+    let (progress, algo, metrics) = (tx.clone(), digest.algorithm(), s.metrics.clone());
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<(Hasher, u64)> {
+        let mut hasher = Hasher::new(algo);
+        let mut written = 0u64;
+        while let Some(data) = incoming.blocking_recv() {
+            hasher.update(&data);
+            out.write_all(&data)?;
+            written += data.len() as u64;
+            metrics.upstream_bytes.fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            progress.send_replace(Fill::Running { written, size, reader: reader.clone() });
         }
-        if buf.len() >= FILL_CHUNK || (done && !buf.is_empty()) {
-            let data = buf.split().freeze();
-            let n = data.len() as u64;
-            let for_hash = data.clone();
-            let hashing = tokio::task::spawn_blocking(move || {
-                hasher.update(&for_hash);
-                hasher
-            });
-            let wrote = s.blobs.upload_append(id, data).await;
-            hasher = hashing.await.map_err(|e| Error::Storage(e.to_string()))?;
-            wrote?;
-            written += n;
-            s.metrics.upstream_bytes.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-            let _ = tx.send(Fill::Running { written, size, reader: reader.clone() });
-        }
-        if done {
-            break;
-        }
-    }
+        out.flush()?;
+        Ok((hasher, written))
+    });
+    let received = receive(fetched.body, size, digest, &chunks).await;
+    drop(chunks);
+    let (hasher, written) = writer.await.map_err(|e| Error::Storage(e.to_string()))??;
+    received?;
     if written != size {
         return Err(Error::Unavailable(format!("upstream sent {written} of {size} bytes of {digest}")));
     }
@@ -439,6 +429,37 @@ async fn fill(s: &Shared, up: &UpstreamRepo, digest: &Digest, id: &str, tx: &wat
     s.blobs.upload_commit(id, &digest.to_string()).await?;
     s.meta.put_cached_blob(&digest.to_string(), size, now()).await?;
     Ok(size)
+}
+
+/// Moves the upstream body into the writer's channel in chunks of about 256 KiB.
+async fn receive(
+    mut body: ByteStream,
+    size: u64,
+    digest: &Digest,
+    chunks: &tokio::sync::mpsc::Sender<Bytes>,
+) -> Result<()> {
+    let mut buf = BytesMut::new();
+    let mut total = 0u64;
+    loop {
+        let next = body.next().await;
+        let done = next.is_none();
+        if let Some(chunk) = next {
+            let chunk = chunk.map_err(|e| Error::Unavailable(format!("upstream body of {digest} broke off: {e}")))?;
+            total += chunk.len() as u64;
+            if total > size {
+                return Err(Error::Unavailable(format!(
+                    "upstream sent more than the announced {size} bytes of {digest}"
+                )));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        if buf.len() >= FILL_CHUNK || (done && !buf.is_empty()) {
+            chunks.send(buf.split().freeze()).await.map_err(|_| Error::Storage("blob writer stopped".into()))?;
+        }
+        if done {
+            return Ok(());
+        }
+    }
 }
 
 async fn enforce_budget(s: &Shared) -> Result<()> {

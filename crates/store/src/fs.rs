@@ -148,6 +148,12 @@ impl BlobStore for FsBlobs {
         Ok(stream_file(file, 0, len))
     }
 
+    async fn upload_writer(&self, id: &str) -> Result<Box<dyn Write + Send>> {
+        let p = self.upload_path(id)?;
+        let file = blocking(move || OpenOptions::new().append(true).open(p)).await?;
+        Ok(Box::new(file))
+    }
+
     async fn upload_open(&self, id: &str) -> Result<std::sync::Arc<dyn GrowingReader>> {
         let p = self.upload_path(id)?;
         let file = blocking(move || File::open(p)).await?;

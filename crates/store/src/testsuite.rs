@@ -6,6 +6,7 @@ use futures_util::StreamExt;
 use pcore::error::Error;
 use pcore::model::*;
 use pcore::ports::{BlobStore, MetaStore};
+use std::io::Write;
 
 const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
 const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
@@ -151,7 +152,8 @@ pub async fn blob_suite(s: &dyn BlobStore) {
     let digest = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"; // "test"
     s.upload_create("0a-1").await.unwrap();
     s.upload_append("0a-1", Bytes::from_static(b"te")).await.unwrap();
-    s.upload_append("0a-1", Bytes::from_static(b"st")).await.unwrap();
+    let mut w = s.upload_writer("0a-1").await.unwrap();
+    tokio::task::spawn_blocking(move || w.write_all(b"st")).await.unwrap().unwrap();
     assert_eq!(collect(s.upload_read("0a-1").await.unwrap()).await, b"test");
     assert_eq!(s.stat(digest).await.unwrap(), None, "not visible before commit");
     let growing = s.upload_open("0a-1").await.unwrap();

@@ -402,3 +402,23 @@ async fn ctr_and_podman_pull_through_mirror_configurations() {
         assert!(ok, "podman pull {image}: {out}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_pulls_through_the_gateway() {
+    let e = setup(&[]).await;
+    let gw = e.s.addr();
+    let sock = std::env::var("DOCKER_SOCK").unwrap_or_else(|_| "/tmp/pcl-test/docker/docker.sock".into());
+    let cfg = e.work.path().join("docker-config");
+    std::fs::create_dir_all(&cfg).unwrap();
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("alice:{}", pw("alice")));
+    std::fs::write(cfg.join("config.json"), json!({"auths": {gw.clone(): {"auth": auth}}}).to_string()).unwrap();
+    let docker = |args: &[&str]| {
+        run(Command::new("docker").env("DOCKER_CONFIG", &cfg).args(["-H", &format!("unix://{sock}")]).args(args))
+    };
+    for image in [format!("{gw}/library/tiny:1"), format!("{gw}/ghcr.io/owner/tool:1")] {
+        let (ok, out) = docker(&["pull", "-q", &image]);
+        assert!(ok, "docker pull {image}: {out}");
+        let _ = docker(&["rmi", "-f", &image]);
+    }
+}
