@@ -28,8 +28,8 @@ use crate::ports::{BlobStore, ByteStream, GrowingReader, MetaStore, UpstreamRegi
 use crate::registry::{Hasher, ServedManifest};
 use std::io::Write as _;
 
-const FILL_CHUNK: usize = 256 * 1024;
-const READ_CHUNK: u64 = 256 * 1024;
+const FILL_CHUNK: usize = 1024 * 1024;
+const READ_CHUNK: u64 = 512 * 1024;
 
 /// Settings of the cache.
 #[derive(Debug, Clone)]
@@ -329,15 +329,13 @@ fn follow(watch: watch::Receiver<Fill>, start: u64, end: u64) -> ByteStream {
                 && off < available
             {
                 let n = (available - off).min(end - off).min(READ_CHUNK) as usize;
-                let read = tokio::task::spawn_blocking(move || {
-                    let mut buf = BytesMut::zeroed(n);
-                    let got = reader.read_at(&mut buf, off)?;
+                // The bytes were written a moment ago and sit in the page cache: read them on
+                // this task rather than paying a blocking-pool handoff per chunk.
+                let mut buf = BytesMut::zeroed(n);
+                let read = reader.read_at(&mut buf, off).map(|got| {
                     buf.truncate(got);
-                    Ok::<_, std::io::Error>(buf.freeze())
-                })
-                .await
-                .map_err(std::io::Error::other)
-                .and_then(|r| r);
+                    buf.freeze()
+                });
                 return match read {
                     Ok(b) if !b.is_empty() => {
                         let next = off + b.len() as u64;
@@ -400,7 +398,7 @@ async fn fill(s: &Shared, up: &UpstreamRepo, digest: &Digest, id: &str, tx: &Arc
     let reader = s.blobs.upload_open(id).await?;
     let mut out = s.blobs.upload_writer(id).await?;
     let _ = tx.send(Fill::Running { written: 0, size, reader: reader.clone() });
-    let (chunks, mut incoming) = tokio::sync::mpsc::channel::<Bytes>(8);
+    let (chunks, mut incoming) = tokio::sync::mpsc::channel::<Bytes>(4);
     let (progress, algo, metrics) = (tx.clone(), digest.algorithm(), s.metrics.clone());
     let writer = tokio::task::spawn_blocking(move || -> std::io::Result<(Hasher, u64)> {
         let mut hasher = Hasher::new(algo);

@@ -220,19 +220,8 @@ async fn podman_and_buildah_pull_and_push() {
     push_fixtures(&s, &layout);
     let reg = s.addr();
     let st = work.path().display().to_string();
-    let podman = |args: &[&str]| {
-        run(Command::new("podman")
-            .args([
-                "--root",
-                &format!("{st}/p/root"),
-                "--runroot",
-                &format!("{st}/p/runroot"),
-                "--storage-driver",
-                "vfs",
-            ])
-            .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file", "--tmpdir", &format!("{st}/p/tmp")])
-            .args(args))
-    };
+    let pdir = work.path().join("p");
+    let podman = |args: &[&str]| run(crate::support::podman(&pdir).args(args));
     let b = creds("bob");
     let (ok, out) = podman(&["pull", "-q", "--tls-verify=false", "--creds", &b, &format!("{reg}/acme/tiny:1")]);
     assert!(ok, "podman pull: {out}");

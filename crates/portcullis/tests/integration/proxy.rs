@@ -139,15 +139,7 @@ async fn skopeo_pulls_official_namespaced_and_other_registries() {
     assert!(ok && out.contains("arm64"), "{out}");
     // the second pull of an image is served from the cache
     let before = e.fp.count("GET", "/blobs/");
-    let (ok, out) = skopeo(&[
-        "copy",
-        "-q",
-        "--src-tls-verify=false",
-        "--src-creds",
-        &a,
-        &format!("docker://{gw}/library/tiny:1"),
-        &format!("dir:{}/again", e.work.path().display()),
-    ]);
+    let (ok, out) = crate::support::skopeo_pull(&gw, &a, "library/tiny:1", &e.work.path().join("again"));
     assert!(ok, "{out}");
     assert_eq!(e.fp.count("GET", "/blobs/"), before, "no blob fetched twice");
     // anonymous callers are challenged; pushes to upstream names are refused; unknown registries too
@@ -263,30 +255,14 @@ async fn cached_images_are_served_while_the_upstream_is_down() {
     let e = setup(&[("PORTCULLIS_PROXY__TAG_TTL_SECS", "0")]).await;
     let gw = e.s.addr();
     let a = format!("alice:{}", pw("alice"));
-    let (ok, out) = skopeo(&[
-        "copy",
-        "-q",
-        "--src-tls-verify=false",
-        "--src-creds",
-        &a,
-        &format!("docker://{gw}/library/tiny:1"),
-        &format!("dir:{}/one", e.work.path().display()),
-    ]);
+    let (ok, out) = crate::support::skopeo_pull(&gw, &a, "library/tiny:1", &e.work.path().join("one"));
     assert!(ok, "{out}");
     e.fp.set(Fault::Status(503));
     let t = e.s.token(Some(("alice", &pw("alice"))), &["repository:library/tiny:pull"]).await;
     let r = e.s.req("GET", "/v2/library/tiny/manifests/1", Some(&t)).await.send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.headers()["warning"].to_str().unwrap().starts_with("110"), "stale responses are marked");
-    let (ok, out) = skopeo(&[
-        "copy",
-        "-q",
-        "--src-tls-verify=false",
-        "--src-creds",
-        &a,
-        &format!("docker://{gw}/library/tiny:1"),
-        &format!("dir:{}/two", e.work.path().display()),
-    ]);
+    let (ok, out) = crate::support::skopeo_pull(&gw, &a, "library/tiny:1", &e.work.path().join("two"));
     assert!(ok, "pull while the upstream is down: {out}");
     // an image never cached cannot be served
     let (ok, out) = skopeo(&["inspect", "--tls-verify=false", "--creds", &a, &format!("docker://{gw}/someone/app:1")]);
@@ -385,19 +361,9 @@ async fn ctr_and_podman_pull_through_mirror_configurations() {
     let auth = base64::engine::general_purpose::STANDARD.encode(&a);
     let authfile = e.work.path().join("auth.json");
     std::fs::write(&authfile, json!({"auths": {gw.clone(): {"auth": auth}}}).to_string()).unwrap();
-    let st = e.work.path().display().to_string();
     for image in ["docker.io/library/tiny:1", "ghcr.io/owner/tool:1"] {
-        let (ok, out) = run(Command::new("podman")
+        let (ok, out) = run(crate::support::podman(&e.work.path().join("p"))
             .env("CONTAINERS_REGISTRIES_CONF", &conf)
-            .args([
-                "--root",
-                &format!("{st}/p/root"),
-                "--runroot",
-                &format!("{st}/p/runroot"),
-                "--storage-driver",
-                "vfs",
-            ])
-            .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file", "--tmpdir", &format!("{st}/p/tmp")])
             .args(["pull", "-q", "--authfile", authfile.to_str().unwrap(), image]));
         assert!(ok, "podman pull {image}: {out}");
     }
@@ -421,4 +387,50 @@ async fn docker_pulls_through_the_gateway() {
         assert!(ok, "docker pull {image}: {out}");
         let _ = docker(&["rmi", "-f", &image]);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lying_manifests_missing_images_and_abandoned_fills() {
+    let e = setup(&[]).await;
+    let t =
+        e.s.token(
+            Some(("alice", &pw("alice"))),
+            &["repository:library/tiny:pull", "repository:library/big:pull", "repository:library/nope:pull"],
+        )
+        .await;
+    // a manifest whose bytes do not match the upstream's digest is refused and not cached
+    e.fp.set(Fault::LyingManifest);
+    let r = e.s.req("GET", "/v2/library/tiny/manifests/1", Some(&t)).await.send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.text().await.unwrap().contains("digest"));
+    e.fp.set(Fault::None);
+    let r = e.s.req("GET", "/v2/library/tiny/manifests/1", Some(&t)).await.send().await.unwrap();
+    assert_eq!(r.headers()["docker-content-digest"], e.layout.tiny.as_str());
+    // upstream 404: the spec's MANIFEST_UNKNOWN
+    let r = e.s.req("GET", "/v2/library/nope/manifests/1", Some(&t)).await.send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.json::<Value>().await.unwrap()["errors"][0]["code"], "MANIFEST_UNKNOWN");
+    // the first client goes away after one chunk: the fill completes and the blob is cached
+    let layer = random_bytes(32 << 20, 5);
+    let d = upstream_image(&e.hub, "library/big", "2", &layer).await;
+    assert_eq!(e.s.req("GET", "/v2/library/big/manifests/2", Some(&t)).await.send().await.unwrap().status(), 200);
+    let mut r = e.s.req("GET", &format!("/v2/library/big/blobs/{d}"), Some(&t)).await.send().await.unwrap();
+    let _ = r.chunk().await.unwrap();
+    drop(r);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !blob_file(&e.s, &d).exists() {
+        assert!(std::time::Instant::now() < deadline, "the abandoned fill did not complete");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let b =
+        e.s.req("GET", &format!("/v2/library/big/blobs/{d}"), Some(&t))
+            .await
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+    assert_eq!(sha256(&b), d);
+    assert_eq!(e.fp.count("GET", &format!("/blobs/{d}")), 1);
 }

@@ -166,3 +166,31 @@ pub fn sha256(b: &[u8]) -> String {
     use sha2::Digest;
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(b)))
 }
+
+/// `podman` with all its state (vfs storage) under `dir`, as root without systemd.
+pub fn podman(dir: &Path) -> Command {
+    let d = dir.display();
+    let mut c = Command::new("podman");
+    c.args(["--root", &format!("{d}/root"), "--runroot", &format!("{d}/runroot"), "--storage-driver", "vfs"]).args([
+        "--cgroup-manager",
+        "cgroupfs",
+        "--events-backend",
+        "file",
+        "--tmpdir",
+        &format!("{d}/tmp"),
+    ]);
+    c
+}
+
+/// `skopeo copy` of `docker://{registry}/{name}` into a `dir:` destination, with credentials.
+pub fn skopeo_pull(registry: &str, creds: &str, name: &str, dst: &Path) -> (bool, String) {
+    run(Command::new("skopeo").args([
+        "copy",
+        "-q",
+        "--src-tls-verify=false",
+        "--src-creds",
+        creds,
+        &format!("docker://{registry}/{name}"),
+        &format!("dir:{}", dst.display()),
+    ]))
+}

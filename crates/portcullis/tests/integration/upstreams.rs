@@ -102,6 +102,8 @@ pub enum Fault {
     SlowDrip,
     /// Answers every request (manifests too) with this status.
     Status(u16),
+    /// Adds a byte to manifest bodies, keeping the upstream's `Docker-Content-Digest`.
+    LyingManifest,
 }
 
 #[derive(Clone)]
@@ -185,6 +187,17 @@ async fn forward(State(st): State<ProxyState>, req: Request) -> Response {
             b = b.header(k, v);
         }
     }
+    if fault == Fault::LyingManifest && method == "GET" && pq.contains("/manifests/") && status == 200 {
+        let mut lie = Response::builder().status(status);
+        for (k, v) in resp.headers() {
+            if k != "transfer-encoding" && k != "content-length" {
+                lie = lie.header(k, v);
+            }
+        }
+        let mut v = resp.bytes().await.unwrap().to_vec();
+        v.push(b' ');
+        return lie.body(Body::from(v)).unwrap();
+    }
     let is_blob_get = method == "GET" && pq.contains("/blobs/sha") && status == 200;
     if !is_blob_get || fault == Fault::None {
         return b.body(Body::from_stream(resp.bytes_stream())).unwrap();
@@ -213,6 +226,6 @@ async fn forward(State(st): State<ProxyState>, req: Request) -> Response {
             });
             b.body(Body::from_stream(s)).unwrap()
         }
-        Fault::None | Fault::Status(_) => unreachable!("handled above"),
+        Fault::None | Fault::Status(_) | Fault::LyingManifest => b.body(Body::from(bytes)).unwrap(),
     }
 }
