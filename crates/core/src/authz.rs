@@ -99,6 +99,8 @@ pub enum Namespace {
 #[derive(Debug, Default)]
 pub struct Snapshot {
     users: HashMap<String, (i64, bool)>,
+    /// user id → (org, team) pairs
+    teams_of: HashMap<i64, Vec<(String, String)>>,
     orgs: HashMap<String, (i64, OrgEntry)>,
     repos: HashMap<String, (i64, Visibility)>,
 }
@@ -115,9 +117,11 @@ impl Snapshot {
             s.orgs.insert(name, (id, OrgEntry::default()));
         }
         let mut team_org = HashMap::new();
+        let mut team_names = HashMap::new();
         let mut owner_teams = HashSet::new();
         for (tid, oid, name) in rows.teams {
             team_org.insert(tid, oid);
+            team_names.insert(tid, name.clone());
             if name == OWNERS_TEAM {
                 owner_teams.insert(tid);
             }
@@ -125,6 +129,9 @@ impl Snapshot {
         let mut team_members: HashMap<i64, Vec<i64>> = HashMap::new();
         for (tid, uid) in rows.members {
             team_members.entry(tid).or_default().push(uid);
+            if let (Some(org), Some(team)) = (team_org.get(&tid).and_then(|o| org_names.get(o)), team_names.get(&tid)) {
+                s.teams_of.entry(uid).or_default().push((org.clone(), team.clone()));
+            }
             let Some(org) = team_org.get(&tid).and_then(|o| org_names.get(o)).and_then(|n| s.orgs.get_mut(n)) else {
                 continue;
             };
@@ -165,6 +172,21 @@ impl Snapshot {
 
     pub fn repo_names(&self) -> impl Iterator<Item = &String> {
         self.repos.keys()
+    }
+
+    /// The user's organizations, whether they own each, and their teams there.
+    pub fn memberships(&self, user: i64) -> Vec<policy::Membership> {
+        let mut out: Vec<policy::Membership> = Vec::new();
+        for (org, team) in self.teams_of.get(&user).into_iter().flatten() {
+            match out.iter_mut().find(|m| &m.org == org) {
+                Some(m) => m.teams.push(team.clone()),
+                None => out.push(policy::Membership { org: org.clone(), owner: false, teams: vec![team.clone()] }),
+            }
+        }
+        for m in &mut out {
+            m.owner = m.teams.iter().any(|t| t == OWNERS_TEAM);
+        }
+        out
     }
 
     /// True when `user` is in any team of `org`.
@@ -293,5 +315,9 @@ mod tests {
         let ghost = user(99, "alice", false, None);
         assert_eq!(s.permitted(&ghost, &r("acme/app")), Actions::NONE, "id must match the live account");
         assert!(s.is_member("acme", 4) && !s.is_owner("acme", 4) && s.is_owner("acme", 1));
+        let m = s.memberships(1);
+        assert_eq!((m.len(), m[0].owner), (1, true));
+        assert_eq!(s.memberships(2)[0].teams, vec!["dev".to_string()]);
+        assert!(s.memberships(3).is_empty());
     }
 }

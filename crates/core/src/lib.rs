@@ -5,6 +5,7 @@
 
 pub mod authz;
 pub mod error;
+pub mod iam;
 pub mod identity;
 pub mod metrics;
 pub mod model;

@@ -178,3 +178,10 @@ pub struct DirectoryRows {
     /// (repo id, full name, visibility)
     pub repos: Vec<(i64, String, Visibility)>,
 }
+
+/// A stored exception (policy::Exception with its org).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExceptionRow {
+    pub org: String,
+    pub exception: policy::Exception,
+}

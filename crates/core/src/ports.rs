@@ -127,6 +127,15 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Blobs no repository links and no manifest references.
     async fn unreferenced_blobs(&self) -> Result<Vec<String>>;
 
+    // --- Image Access Management
+    /// Settings JSON of every org that has some, by org name.
+    async fn all_org_settings(&self) -> Result<Vec<(String, String)>>;
+    async fn put_org_settings(&self, org_id: i64, settings_json: &str, now: i64) -> Result<()>;
+    async fn all_exceptions(&self) -> Result<Vec<ExceptionRow>>;
+    /// Stores an exception (its `id` is ignored) and returns the new id.
+    async fn create_exception(&self, org_id: i64, e: &policy::Exception) -> Result<i64>;
+    async fn delete_exception(&self, org_id: i64, id: i64) -> Result<bool>;
+
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> Result<()>;
 }

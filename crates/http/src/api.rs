@@ -39,6 +39,9 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/orgs/{org}/teams/{team}/members/{user}", delete(remove_member))
         .route("/api/v1/orgs/{org}/teams/{team}/permissions", get(team_permissions))
         .route("/api/v1/orgs/{org}/teams/{team}/permissions/{*repo}", put(set_permission).delete(revoke_permission))
+        .route("/api/v1/orgs/{org}/settings", get(get_settings).put(put_settings))
+        .route("/api/v1/orgs/{org}/exceptions", get(list_exceptions).post(add_exception))
+        .route("/api/v1/orgs/{org}/exceptions/{id}", delete(delete_exception))
         .route("/api/v1/repositories", get(repositories))
         .route("/api/v1/repositories/{*name}", axum::routing::patch(patch_repository).delete(delete_repository))
 }
@@ -281,5 +284,28 @@ async fn patch_repository(State(st): St, u: ApiUser, Path(name): Path<String>, b
 
 async fn delete_repository(State(st): St, u: ApiUser, Path(name): Path<String>) -> ApiResult {
     st.orgs.delete_repository(&u.0, &name).await?;
+    no_content()
+}
+
+async fn get_settings(State(st): St, u: ApiUser, Path(org): Path<String>) -> ApiResult {
+    ok(json!(st.iam.settings(&u.0, &org).await?))
+}
+
+async fn put_settings(State(st): St, u: ApiUser, Path(org): Path<String>, b: Bytes) -> ApiResult {
+    let s: policy::Settings = body(&b)?;
+    ok(json!(st.iam.set_settings(&u.0, &org, s).await?))
+}
+
+async fn list_exceptions(State(st): St, u: ApiUser, Path(org): Path<String>) -> ApiResult {
+    ok(json!(st.iam.exceptions(&u.0, &org).await?))
+}
+
+async fn add_exception(State(st): St, u: ApiUser, Path(org): Path<String>, b: Bytes) -> ApiResult {
+    let n: pcore::iam::NewException = body(&b)?;
+    created(json!(st.iam.add_exception(&u.0, &org, n).await?))
+}
+
+async fn delete_exception(State(st): St, u: ApiUser, Path((org, id)): Path<(String, i64)>) -> ApiResult {
+    st.iam.delete_exception(&u.0, &org, id).await?;
     no_content()
 }

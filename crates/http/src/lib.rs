@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use axum::Router;
+use pcore::iam::Iam;
 use pcore::identity::Identity;
 use pcore::metrics::Metrics;
 use pcore::orgs::Orgs;
@@ -32,7 +33,8 @@ pub struct AppState {
     /// Whether anonymous callers may pull through the proxy.
     pub proxy_anonymous: bool,
     pub identity: Arc<Identity>,
-    pub orgs: Orgs,
+    pub orgs: Arc<Orgs>,
+    pub iam: Iam,
     pub tokens: TokenIssuer,
     pub meta: Arc<dyn MetaStore>,
     pub blobs: Arc<dyn BlobStore>,

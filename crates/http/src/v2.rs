@@ -199,14 +199,61 @@ async fn dispatch(st: &AppState, req: Request) -> Result<Response, V2Error> {
     let mut ep = parse(method, &path, &query)?;
     let ns = oci::endpoint::query_pairs(&query).into_iter().find(|(k, _)| k == "ns").map(|(_, v)| v);
     let (subject, source) = authorize(st, req.headers(), &mut ep, ns.as_deref())?;
-    if let Some(Source::Upstream(up)) = source {
-        return proxied(st, req, ep, up).await;
+    let warning = match (&source, pull_image(&ep, source.as_ref())) {
+        (_, Some(image)) => enforce(st, &subject, &image)?,
+        _ => None,
+    };
+    let mut response = match source {
+        Some(Source::Upstream(up)) => proxied(st, req, ep, up).await?,
+        _ => hosted(st, req, ep, &subject).await?,
+    };
+    if let Some(w) = warning {
+        response.headers_mut().insert(header::WARNING, w);
     }
+    Ok(response)
+}
+
+/// The image a pull (manifest or blob GET/HEAD) is about, for Image Access Management.
+fn pull_image(ep: &Endpoint, source: Option<&Source>) -> Option<policy::Image> {
+    let digest = match ep {
+        Endpoint::Manifest { method: Method::Get | Method::Head, reference, .. } => match reference {
+            oci::Reference::Digest(d) => Some(d.to_string()),
+            oci::Reference::Tag(_) => None,
+        },
+        Endpoint::Blob { method: Method::Get | Method::Head, .. } => None,
+        _ => return None,
+    };
+    Some(match source? {
+        Source::Hosted(n) => policy::Image { registry: None, path: n.to_string(), digest },
+        Source::Upstream(u) => policy::Image { registry: Some(u.registry.clone()), path: u.path.to_string(), digest },
+    })
+}
+
+/// Decides a pull on the current settings: 403 `DENIED` with the decision's message, or in
+/// dry-run mode the `Warning: 299` to send with the image.
+fn enforce(st: &AppState, subject: &Subject, image: &policy::Image) -> Result<Option<HeaderValue>, V2Error> {
+    let d = st.iam.decide(subject, image);
+    match d.effect {
+        policy::Effect::Allow => Ok(None),
+        policy::Effect::Deny => {
+            tracing::info!(user = subject.name(), image = %image.canonical(), org = ?d.org, rule = %d.rule, "pull denied");
+            Err(V2Error::new(ErrorCode::Denied, d.message))
+        }
+        policy::Effect::WouldDeny => {
+            tracing::info!(user = subject.name(), image = %image.canonical(), org = ?d.org, rule = %d.rule, "pull would be denied (dry run)");
+            let text = format!("299 portcullis \"dry run, would be denied: {}\"", d.message.replace('"', "'"));
+            Ok(HeaderValue::from_str(&text).ok())
+        }
+    }
+}
+
+/// Requests for repositories hosted here.
+async fn hosted(st: &AppState, req: Request, ep: Endpoint, subject: &Subject) -> Result<Response, V2Error> {
     let reg = &st.registry;
     match ep {
         Endpoint::Base => Ok(json(StatusCode::OK, serde_json::json!({}), "application/json")),
         Endpoint::Catalog { page } => {
-            let (repos, more) = reg.catalog(&subject, &page);
+            let (repos, more) = reg.catalog(subject, &page);
             let r = json(StatusCode::OK, serde_json::json!({ "repositories": repos }), "application/json");
             Ok(with_link(r, "/v2/_catalog", &page, repos.last(), more))
         }

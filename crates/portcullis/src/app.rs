@@ -91,6 +91,9 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
         metrics.clone(),
         proxy_config,
     );
+    let orgs = Arc::new(Orgs::new(meta.clone(), identity.clone(), config.auth.org_creation == "admins"));
+    let iam = pcore::iam::Iam::new(meta.clone(), identity.clone(), orgs.clone(), pcore::iam::builtin_catalog());
+    iam.refresh().await?;
     let key = signing_key(&config.data_dir)?;
     let tokens = TokenIssuer::new(&key, "portcullis", &config.auth.service, config.auth.token_ttl_secs)?;
     Ok(Arc::new(AppState {
@@ -98,7 +101,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
         proxy,
         metrics,
         proxy_anonymous: config.proxy.allow_anonymous,
-        orgs: Orgs::new(meta.clone(), identity.clone(), config.auth.org_creation == "admins"),
+        orgs,
+        iam,
         identity,
         tokens,
         meta,

@@ -869,6 +869,74 @@ impl MetaStore for SqliteMeta {
         Ok(r.into_iter().map(|(d,)| d).collect())
     }
 
+    async fn all_org_settings(&self) -> Result<Vec<(String, String)>> {
+        sqlx::query_as("SELECT o.name, s.settings FROM org_settings s JOIN orgs o ON o.id = s.org_id ORDER BY o.name")
+            .fetch_all(&self.read)
+            .await
+            .map_err(db)
+    }
+
+    async fn put_org_settings(&self, org_id: i64, settings_json: &str, now: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO org_settings (org_id, settings, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (org_id) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at",
+        )
+        .bind(org_id)
+        .bind(settings_json)
+        .bind(now)
+        .execute(&self.write)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn all_exceptions(&self) -> Result<Vec<ExceptionRow>> {
+        type Row = (String, i64, String, Option<String>, Option<String>, Option<i64>, String, String, i64);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT o.name, e.id, e.pattern, e.digest, e.team, e.expires_at, e.reason, e.created_by, e.created_at \
+             FROM exceptions e JOIN orgs o ON o.id = e.org_id ORDER BY e.id",
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .into_iter()
+            .map(|(org, id, pattern, digest, team, expires_at, reason, created_by, created_at)| ExceptionRow {
+                org,
+                exception: policy::Exception { id, pattern, digest, team, expires_at, reason, created_by, created_at },
+            })
+            .collect())
+    }
+
+    async fn create_exception(&self, org_id: i64, e: &policy::Exception) -> Result<i64> {
+        let (id,): (i64,) = sqlx::query_as(
+            "INSERT INTO exceptions (org_id, pattern, digest, team, expires_at, reason, created_by, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(org_id)
+        .bind(&e.pattern)
+        .bind(&e.digest)
+        .bind(&e.team)
+        .bind(e.expires_at)
+        .bind(&e.reason)
+        .bind(&e.created_by)
+        .bind(e.created_at)
+        .fetch_one(&self.write)
+        .await
+        .map_err(db)?;
+        Ok(id)
+    }
+
+    async fn delete_exception(&self, org_id: i64, id: i64) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM exceptions WHERE org_id = $1 AND id = $2")
+            .bind(org_id)
+            .bind(id)
+            .execute(&self.write)
+            .await
+            .map_err(db)?;
+        Ok(r.rows_affected() > 0)
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.read).await.map_err(db)?;
         Ok(())

@@ -135,6 +135,28 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     s.delete_upload("u-1").await.unwrap();
     assert!(s.upload("u-1").await.unwrap().is_none());
 
+    // Image Access Management settings and exceptions
+    s.put_org_settings(acme.id, r#"{"a":1}"#, 10).await.unwrap();
+    s.put_org_settings(acme.id, r#"{"a":2}"#, 11).await.unwrap();
+    assert_eq!(s.all_org_settings().await.unwrap(), vec![("acme".to_string(), r#"{"a":2}"#.to_string())]);
+    let e = policy::Exception {
+        id: 0,
+        pattern: "docker.io/x/*".into(),
+        digest: None,
+        team: Some("dev".into()),
+        expires_at: Some(99),
+        reason: "why".into(),
+        created_by: "alice".into(),
+        created_at: 5,
+    };
+    let id = s.create_exception(acme.id, &e).await.unwrap();
+    let all = s.all_exceptions().await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].org, "acme");
+    assert_eq!(all[0].exception, policy::Exception { id, ..e });
+    assert!(!s.delete_exception(acme.id + 1, id).await.unwrap(), "only through its org");
+    assert!(s.delete_exception(acme.id, id).await.unwrap());
+
     assert!(s.delete_repo("acme/app").await.unwrap());
     assert!(s.repo("acme/app").await.unwrap().is_none());
     s.ping().await.unwrap();

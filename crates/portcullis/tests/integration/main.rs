@@ -5,6 +5,7 @@
 mod api;
 mod clients;
 mod crash;
+mod iam;
 mod images;
 mod ops;
 mod proxy;

@@ -11,16 +11,16 @@ use crate::upstreams::{Fault, FaultProxy, Registry};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
-struct Env {
-    s: Server,
-    hub: Registry,
+pub struct Env {
+    pub s: Server,
+    pub hub: Registry,
     _ghcr: Registry,
-    fp: FaultProxy,
-    layout: Layout,
-    work: tempfile::TempDir,
+    pub fp: FaultProxy,
+    pub layout: Layout,
+    pub work: tempfile::TempDir,
 }
 
-async fn setup(extra: &[(&str, &str)]) -> Env {
+pub async fn setup(extra: &[(&str, &str)]) -> Env {
     let work = tempfile::tempdir().unwrap();
     let layout = images::make(&work.path().join("layout"));
     let hub = Registry::start().await;

@@ -1,0 +1,237 @@
+//! Image Access Management as a service: keeps the policy snapshot (every org's settings and
+//! exceptions, the publisher catalog) in memory, swapped whole after each change so that the
+//! very next request is decided on the current settings; decides pulls; and manages settings
+//! and exceptions with their rules (members read, owners change).
+
+use std::sync::{Arc, RwLock};
+
+use oci::source::{canonical_registry, looks_like_host};
+use policy::{Badge, Catalog, Decision, Exception, Image, Settings};
+use serde::Deserialize;
+
+use crate::authz::{Principal, Subject};
+use crate::error::{Error, Result};
+use crate::identity::Identity;
+use crate::now;
+use crate::orgs::Orgs;
+use crate::ports::MetaStore;
+
+/// The publisher seed shipped in `data/publishers.json`.
+pub fn builtin_catalog() -> Catalog {
+    #[derive(Deserialize)]
+    struct Seed {
+        verified_publisher: Vec<String>,
+        open_source: Vec<String>,
+    }
+    let mut c = Catalog::default();
+    if let Ok(seed) = serde_json::from_str::<Seed>(include_str!("../../../data/publishers.json")) {
+        c.badges.extend(seed.verified_publisher.into_iter().map(|n| (n, Badge::VerifiedPublisher)));
+        c.badges.extend(seed.open_source.into_iter().map(|n| (n, Badge::OpenSource)));
+    }
+    c
+}
+
+/// A new exception as given by an owner.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewException {
+    pub pattern: String,
+    #[serde(default)]
+    pub digest: Option<String>,
+    #[serde(default)]
+    pub team: Option<String>,
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+    pub reason: String,
+}
+
+pub struct Iam {
+    meta: Arc<dyn MetaStore>,
+    identity: Arc<Identity>,
+    orgs: Arc<Orgs>,
+    catalog: Catalog,
+    snapshot: RwLock<Arc<policy::Snapshot>>,
+}
+
+/// Canonical form of an exception pattern: registry aliases folded, `library/` added to
+/// one-part Docker Hub names, hosted namespaces kept; `/*` allowed only at the end.
+fn canonical_pattern(p: &str) -> Result<String> {
+    let bad = || {
+        Error::Invalid(format!(
+            "invalid repository pattern {p:?}: use docker.io/owner/app, docker.io/owner/* or ghcr.io/owner/app"
+        ))
+    };
+    let (body, star) = match p.strip_suffix("/*") {
+        Some(b) => (b, true),
+        None => (p, false),
+    };
+    if body.is_empty() || body.contains('*') {
+        return Err(bad());
+    }
+    let (first, rest) = body.split_once('/').unwrap_or((body, ""));
+    let canonical = if looks_like_host(first) {
+        let host = canonical_registry(first);
+        if rest.is_empty() {
+            return Err(bad());
+        }
+        let rest = if host == oci::source::DOCKER_HUB && !rest.contains('/') && !star {
+            format!("library/{rest}")
+        } else {
+            rest.to_owned()
+        };
+        format!("{host}/{rest}")
+    } else {
+        body.to_owned()
+    };
+    canonical.parse::<oci::RepoName>().map_err(|_| bad())?;
+    Ok(if star { format!("{canonical}/*") } else { canonical })
+}
+
+impl Iam {
+    pub fn new(meta: Arc<dyn MetaStore>, identity: Arc<Identity>, orgs: Arc<Orgs>, catalog: Catalog) -> Iam {
+        Iam { meta, identity, orgs, catalog, snapshot: RwLock::default() }
+    }
+
+    /// Reloads settings and exceptions of every org.
+    pub async fn refresh(&self) -> Result<()> {
+        let mut snap = policy::Snapshot { catalog: self.catalog.clone(), ..Default::default() };
+        for (org, json) in self.meta.all_org_settings().await? {
+            let settings = serde_json::from_str::<Settings>(&json).unwrap_or_else(|e| {
+                // Fail closed: unreadable settings restrict everything but the org's own images.
+                tracing::error!(org, error = %e, "unreadable Image Access Management settings; restricting");
+                Settings {
+                    restricted_images: policy::RestrictedImages {
+                        enabled: true,
+                        allow_official_images: false,
+                        allow_verified_publishers: false,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                }
+            });
+            snap.orgs.entry(org).or_default().settings = settings;
+        }
+        for row in self.meta.all_exceptions().await? {
+            snap.orgs.entry(row.org).or_default().exceptions.push(row.exception);
+        }
+        if let Ok(mut g) = self.snapshot.write() {
+            *g = Arc::new(snap);
+        }
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<policy::Snapshot> {
+        self.snapshot.read().map(|g| g.clone()).unwrap_or_default()
+    }
+
+    /// Decides a pull by `subject` of `image` on the current settings.
+    pub fn decide(&self, subject: &Subject, image: &Image) -> Decision {
+        let memberships = match subject {
+            Subject::User(p) => self.identity.directory().snapshot().memberships(p.id),
+            Subject::Anonymous => vec![],
+        };
+        policy::decide(&memberships, image, &self.current(), now())
+    }
+
+    /// The org's settings (any member may read them).
+    pub async fn settings(&self, who: &Principal, org: &str) -> Result<Settings> {
+        self.orgs.visible(who, org).await?;
+        Ok(self.current().orgs.get(org).map(|p| p.settings.clone()).unwrap_or_default())
+    }
+
+    /// Replaces the org's settings (owners only); applies to the next request.
+    pub async fn set_settings(&self, who: &Principal, org: &str, mut s: Settings) -> Result<Settings> {
+        let o = self.orgs.owned(who, org).await?;
+        let ra = &mut s.registry_access;
+        if ra.allowed_registries.len() > policy::MAX_ALLOWED_REGISTRIES {
+            return Err(Error::Invalid(format!("at most {} allowed registries", policy::MAX_ALLOWED_REGISTRIES)));
+        }
+        for r in ra.allowed_registries.iter_mut() {
+            *r = canonical_registry(r.trim());
+            if !oci::name::is_valid_host(r) {
+                return Err(Error::Invalid(format!("{r:?} is not a registry host")));
+            }
+        }
+        ra.allowed_registries.sort();
+        ra.allowed_registries.dedup();
+        for n in &s.docker_hub_namespaces {
+            if n.contains('.') || !oci::name::is_valid_component(n) {
+                return Err(Error::Invalid(format!("{n:?} is not a Docker Hub namespace")));
+            }
+        }
+        let json = serde_json::to_string(&s).map_err(|e| Error::Storage(e.to_string()))?;
+        self.meta.put_org_settings(o.id, &json, now()).await?;
+        self.refresh().await?;
+        Ok(s)
+    }
+
+    pub async fn exceptions(&self, who: &Principal, org: &str) -> Result<Vec<Exception>> {
+        self.orgs.visible(who, org).await?;
+        Ok(self.current().orgs.get(org).map(|p| p.exceptions.clone()).unwrap_or_default())
+    }
+
+    pub async fn add_exception(&self, who: &Principal, org: &str, n: NewException) -> Result<Exception> {
+        let o = self.orgs.owned(who, org).await?;
+        let pattern = canonical_pattern(n.pattern.trim())?;
+        if let Some(d) = &n.digest {
+            d.parse::<oci::Digest>().map_err(|_| Error::Invalid(format!("invalid digest {d:?}")))?;
+        }
+        if let Some(t) = &n.team
+            && self.meta.team(o.id, t).await?.is_none()
+        {
+            return Err(Error::Invalid(format!("no team {t} in {org}")));
+        }
+        let now = now();
+        if n.expires_at.is_some_and(|e| e <= now) {
+            return Err(Error::Invalid("expires_at must be in the future".into()));
+        }
+        if n.reason.trim().is_empty() {
+            return Err(Error::Invalid("give a reason for the exception".into()));
+        }
+        let mut e = Exception {
+            id: 0,
+            pattern,
+            digest: n.digest,
+            team: n.team,
+            expires_at: n.expires_at,
+            reason: n.reason.trim().to_owned(),
+            created_by: who.username.clone(),
+            created_at: now,
+        };
+        e.id = self.meta.create_exception(o.id, &e).await?;
+        self.refresh().await?;
+        Ok(e)
+    }
+
+    pub async fn delete_exception(&self, who: &Principal, org: &str, id: i64) -> Result<()> {
+        let o = self.orgs.owned(who, org).await?;
+        if !self.meta.delete_exception(o.id, id).await? {
+            return Err(Error::NotFound(format!("no exception {id} in {org}")));
+        }
+        self.refresh().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_are_canonical() {
+        assert_eq!(canonical_pattern("docker.io/someone/app").unwrap(), "docker.io/someone/app");
+        assert_eq!(canonical_pattern("index.docker.io/someone/*").unwrap(), "docker.io/someone/*");
+        assert_eq!(canonical_pattern("docker.io/alpine").unwrap(), "docker.io/library/alpine");
+        assert_eq!(canonical_pattern("ghcr.io/o/a").unwrap(), "ghcr.io/o/a");
+        assert_eq!(canonical_pattern("acme/app").unwrap(), "acme/app");
+        for bad in ["", "*", "docker.io/*/x", "docker.io", "Docker.io/A", "docker.io/a b", "x/**"] {
+            assert!(canonical_pattern(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn seed_catalog_loads() {
+        let c = builtin_catalog();
+        assert_eq!(c.badges.get("bitnami"), Some(&Badge::VerifiedPublisher));
+        assert!(c.badges.len() > 10);
+    }
+}

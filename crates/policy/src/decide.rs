@@ -1,0 +1,294 @@
+//! Classification and the decision.
+
+use serde::Serialize;
+
+use crate::model::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Effect {
+    Allow,
+    Deny,
+    /// Dry-run: served, but the org's settings would deny it.
+    WouldDeny,
+}
+
+/// The outcome, with what decided it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    pub effect: Effect,
+    /// The org whose settings decided (for denials).
+    pub org: Option<String>,
+    /// `no_restrictions`, `owner`, `category`, `exception`, `registry_access`.
+    pub rule: String,
+    pub category: Option<Category>,
+    pub message: String,
+}
+
+/// The category of `image` for organization `org`.
+pub fn categorize(org: &str, settings: &Settings, image: &Image, catalog: &Catalog) -> Category {
+    let ns = image.namespace();
+    match image.registry.as_deref() {
+        None if ns == org => Category::Organization(org.to_owned()),
+        // Hosted in another org's or a user's namespace: community for everybody else.
+        None => Category::Community,
+        Some(DOCKER_HUB) if ns == "library" => Category::Official,
+        Some(DOCKER_HUB) if settings.docker_hub_namespaces.iter().any(|n| n == ns) => {
+            Category::Organization(org.to_owned())
+        }
+        Some(DOCKER_HUB) => match catalog.badges.get(ns) {
+            Some(Badge::VerifiedPublisher) => Category::VerifiedPublisher,
+            Some(Badge::OpenSource) => Category::SponsoredOss,
+            None => Category::Community,
+        },
+        Some(host) => Category::OtherRegistry(host.to_owned()),
+    }
+}
+
+fn allowed_by_category(r: &RestrictedImages, c: &Category) -> bool {
+    match c {
+        Category::Organization(_) | Category::OtherRegistry(_) => true,
+        Category::Official => r.allow_official_images,
+        Category::VerifiedPublisher => r.allow_verified_publishers,
+        Category::SponsoredOss => r.allow_sponsored_oss,
+        Category::Community => r.allow_community,
+    }
+}
+
+/// Why one org refuses the image, if it does.
+fn refusal(
+    m: &Membership,
+    p: &OrgPolicy,
+    image: &Image,
+    catalog: &Catalog,
+    now: i64,
+) -> Option<(String, Category, String)> {
+    let s = &p.settings;
+    let category = categorize(&m.org, s, image, catalog);
+    let excepted = || p.exceptions.iter().any(|e| e.matches(image, &m.teams, now));
+    let registry = image.registry.as_deref();
+    if s.registry_access.enabled
+        && let Some(host) = registry
+        && !s.registry_access.allowed_registries.iter().any(|a| a == host)
+        && !excepted()
+    {
+        let msg = format!(
+            "Registry Access Management: registry {host} is not allowed for members of {}. Ask an owner of {} to allow it or to add an exception for {}.",
+            m.org,
+            m.org,
+            image.canonical()
+        );
+        return Some(("registry_access".into(), category, msg));
+    }
+    if s.restricted_images.enabled && !m.owner && !allowed_by_category(&s.restricted_images, &category) && !excepted() {
+        let msg = format!(
+            "Image Access Management: {} {} is not allowed for members of {}. Ask an owner of {} for an exception.",
+            category.label(),
+            image.canonical(),
+            m.org,
+            m.org
+        );
+        return Some(("category".into(), category, msg));
+    }
+    None
+}
+
+/// Decides whether the subject (its memberships) may pull `image`.
+pub fn decide(memberships: &[Membership], image: &Image, snap: &Snapshot, now: i64) -> Decision {
+    let mut would: Option<Decision> = None;
+    for m in memberships {
+        let Some(p) = snap.orgs.get(&m.org) else { continue };
+        // Owners bypass their own org's image restrictions; Registry Access Management binds all.
+        let Some((rule, category, message)) = refusal(m, p, image, &snap.catalog, now) else { continue };
+        let d = Decision { effect: Effect::Deny, org: Some(m.org.clone()), rule, category: Some(category), message };
+        if p.settings.restricted_images.mode == Mode::Enforce {
+            return d;
+        }
+        would.get_or_insert(Decision { effect: Effect::WouldDeny, ..d });
+    }
+    would.unwrap_or(Decision {
+        effect: Effect::Allow,
+        org: None,
+        rule: "allowed".into(),
+        category: None,
+        message: format!("{} is allowed", image.canonical()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn hub(path: &str) -> Image {
+        Image { registry: Some(DOCKER_HUB.into()), path: path.into(), digest: None }
+    }
+
+    fn snap(settings: Settings, exceptions: Vec<Exception>) -> Snapshot {
+        let mut s = Snapshot::default();
+        s.catalog.badges.insert("bitnami".into(), Badge::VerifiedPublisher);
+        s.catalog.badges.insert("grafana".into(), Badge::OpenSource);
+        s.orgs.insert("acme".into(), OrgPolicy { settings, exceptions });
+        s
+    }
+
+    fn on() -> Settings {
+        Settings { restricted_images: RestrictedImages { enabled: true, ..Default::default() }, ..Default::default() }
+    }
+
+    fn member(owner: bool) -> Vec<Membership> {
+        vec![Membership { org: "acme".into(), owner, teams: vec!["dev".into()] }]
+    }
+
+    fn exception(pattern: &str) -> Exception {
+        Exception {
+            id: 1,
+            pattern: pattern.into(),
+            digest: None,
+            team: None,
+            expires_at: None,
+            reason: "r".into(),
+            created_by: "o".into(),
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn categories() {
+        let s = Settings { docker_hub_namespaces: vec!["acmecorp".into()], ..Default::default() };
+        let c = |i: &Image| categorize("acme", &s, i, &snap(on(), vec![]).catalog);
+        assert_eq!(c(&hub("library/alpine")), Category::Official);
+        assert_eq!(c(&hub("bitnami/redis")), Category::VerifiedPublisher);
+        assert_eq!(c(&hub("grafana/grafana")), Category::SponsoredOss);
+        assert_eq!(c(&hub("someone/app")), Category::Community);
+        assert_eq!(c(&hub("acmecorp/tool")), Category::Organization("acme".into()));
+        assert_eq!(c(&hub("bitnamievil/redis")), Category::Community, "anchored");
+        assert_eq!(
+            c(&Image { registry: None, path: "acme/app".into(), digest: None }),
+            Category::Organization("acme".into())
+        );
+        assert_eq!(c(&Image { registry: None, path: "acmeevil/app".into(), digest: None }), Category::Community);
+        assert_eq!(
+            c(&Image { registry: Some("ghcr.io".into()), path: "o/a".into(), digest: None }),
+            Category::OtherRegistry("ghcr.io".into())
+        );
+    }
+
+    #[test]
+    fn decision_table() {
+        let s = snap(on(), vec![]);
+        let d = decide(&member(false), &hub("someone/app"), &s, 0);
+        assert_eq!(d.effect, Effect::Deny);
+        assert_eq!(
+            d.message,
+            "Image Access Management: community image docker.io/someone/app is not allowed for members of acme. Ask an owner of acme for an exception."
+        );
+        assert_eq!(decide(&member(false), &hub("library/alpine"), &s, 0).effect, Effect::Allow);
+        assert_eq!(decide(&member(true), &hub("someone/app"), &s, 0).effect, Effect::Allow, "owners bypass");
+        assert_eq!(decide(&[], &hub("someone/app"), &s, 0).effect, Effect::Allow, "non-members are not bound");
+        // dry run
+        let mut dry = on();
+        dry.restricted_images.mode = Mode::DryRun;
+        assert_eq!(decide(&member(false), &hub("someone/app"), &snap(dry, vec![]), 0).effect, Effect::WouldDeny);
+        // exceptions: pattern, team, expiry, digest
+        let mut e = exception("docker.io/someone/*");
+        assert_eq!(decide(&member(false), &hub("someone/app"), &snap(on(), vec![e.clone()]), 0).effect, Effect::Allow);
+        assert_eq!(
+            decide(&member(false), &hub("someoneelse/app"), &snap(on(), vec![e.clone()]), 0).effect,
+            Effect::Deny
+        );
+        e.expires_at = Some(10);
+        assert_eq!(
+            decide(&member(false), &hub("someone/app"), &snap(on(), vec![e.clone()]), 10).effect,
+            Effect::Deny,
+            "expired"
+        );
+        e.expires_at = None;
+        e.team = Some("ops".into());
+        assert_eq!(
+            decide(&member(false), &hub("someone/app"), &snap(on(), vec![e.clone()]), 0).effect,
+            Effect::Deny,
+            "other team"
+        );
+        let mut pinned = exception("docker.io/someone/app");
+        pinned.digest = Some("sha256:aa".into());
+        let mut img = hub("someone/app");
+        assert_eq!(
+            decide(&member(false), &img, &snap(on(), vec![pinned.clone()]), 0).effect,
+            Effect::Deny,
+            "tag is not the pin"
+        );
+        img.digest = Some("sha256:aa".into());
+        assert_eq!(decide(&member(false), &img, &snap(on(), vec![pinned]), 0).effect, Effect::Allow);
+        // registry access management binds owners too
+        let ram = Settings {
+            registry_access: RegistryAccess { enabled: true, allowed_registries: vec!["docker.io".into()] },
+            ..Default::default()
+        };
+        let ghcr = Image { registry: Some("ghcr.io".into()), path: "o/a".into(), digest: None };
+        let d = decide(&member(true), &ghcr, &snap(ram, vec![]), 0);
+        assert_eq!((d.effect, d.rule.as_str()), (Effect::Deny, "registry_access"));
+    }
+
+    #[test]
+    fn docker_hub_json_shape() {
+        let s: Settings = serde_json::from_str(
+            r#"{"restricted_images":{"enabled":true,"allow_official_images":true,"allow_verified_publishers":false}}"#,
+        )
+        .unwrap();
+        assert!(
+            s.restricted_images.enabled
+                && !s.restricted_images.allow_verified_publishers
+                && !s.restricted_images.allow_community
+        );
+        assert!(serde_json::from_str::<Settings>(r#"{"restricted_images":{"enabld":true}}"#).is_err());
+        let d = Settings::default();
+        assert!(!d.restricted_images.enabled && !d.registry_access.enabled);
+    }
+
+    fn any_category() -> impl Strategy<Value = Image> {
+        (
+            prop_oneof![Just(Some("docker.io".to_string())), Just(Some("ghcr.io".to_string())), Just(None)],
+            prop_oneof!["library", "bitnami", "acme", "someone", "grafana"],
+            "[a-z]{1,5}",
+        )
+            .prop_map(|(registry, ns, name)| Image { registry, path: format!("{ns}/{name}"), digest: None })
+    }
+
+    fn any_settings() -> impl Strategy<Value = Settings> {
+        (any::<[bool; 6]>(), any::<bool>()).prop_map(|(b, dry)| Settings {
+            restricted_images: RestrictedImages {
+                enabled: b[0],
+                allow_official_images: b[1],
+                allow_verified_publishers: b[2],
+                allow_sponsored_oss: b[3],
+                allow_community: b[4],
+                mode: if dry { Mode::DryRun } else { Mode::Enforce },
+            },
+            registry_access: RegistryAccess { enabled: b[5], allowed_registries: vec!["docker.io".into()] },
+            docker_hub_namespaces: vec![],
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn owners_are_never_denied_by_image_restrictions(img in any_category(), mut s in any_settings()) {
+            s.registry_access.enabled = false;
+            prop_assert_eq!(decide(&member(true), &img, &snap(s, vec![]), 0).effect, Effect::Allow);
+        }
+
+        #[test]
+        fn turning_restrictions_off_never_denies(img in any_category(), mut s in any_settings()) {
+            s.restricted_images.enabled = false;
+            s.registry_access.enabled = false;
+            prop_assert_eq!(decide(&member(false), &img, &snap(s, vec![]), 0).effect, Effect::Allow);
+        }
+
+        #[test]
+        fn adding_an_exception_never_turns_allow_into_deny(img in any_category(), s in any_settings(), pat in "(docker.io|ghcr.io)/[a-z]{1,6}(/\\*)?") {
+            let before = decide(&member(false), &img, &snap(s.clone(), vec![]), 0).effect;
+            let after = decide(&member(false), &img, &snap(s, vec![exception(&pat)]), 0).effect;
+            if before == Effect::Allow { prop_assert_eq!(after, Effect::Allow); }
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! Image Access Management, pure: which category an image is for an organization, the
+//! organization's settings (Docker Hub's `restricted_images` shape plus our fields, Registry
+//! Access Management), exceptions, and the one decision function
+//! [`decide`]`(subject, image, snapshot, now)`. No IO, no async, no clock.
+//!
+//! Rule: for every org the subject belongs to whose restrictions are on and whose `owners`
+//! team the subject is not in, the image must be allowed by that org; any such org denying
+//! denies (in dry-run mode it would deny: the image is served with a warning).
+
+mod decide;
+mod model;
+
+pub use decide::{Decision, Effect, categorize, decide};
+pub use model::*;

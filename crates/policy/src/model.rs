@@ -1,0 +1,202 @@
+//! The vocabulary of the policy: images, categories, badges, settings, exceptions, subjects.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+pub const DOCKER_HUB: &str = "docker.io";
+
+/// A canonical image: `registry` is `None` for images hosted here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    pub registry: Option<String>,
+    /// Repository path (`library/alpine`, `acme/app`).
+    pub path: String,
+    pub digest: Option<String>,
+}
+
+impl Image {
+    pub fn namespace(&self) -> &str {
+        self.path.split('/').next().unwrap_or(&self.path)
+    }
+
+    /// `docker.io/library/alpine`, or `acme/app` for hosted images.
+    pub fn canonical(&self) -> String {
+        match &self.registry {
+            Some(r) => format!("{r}/{}", self.path),
+            None => self.path.clone(),
+        }
+    }
+}
+
+/// The one category of an image, as seen by one organization.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "category", content = "of")]
+pub enum Category {
+    Organization(String),
+    Official,
+    VerifiedPublisher,
+    SponsoredOss,
+    Community,
+    OtherRegistry(String),
+}
+
+impl Category {
+    pub fn label(&self) -> String {
+        match self {
+            Category::Organization(o) => format!("organization image of {o}"),
+            Category::Official => "Docker Official Image".into(),
+            Category::VerifiedPublisher => "Verified Publisher image".into(),
+            Category::SponsoredOss => "Sponsored OSS image".into(),
+            Category::Community => "community image".into(),
+            Category::OtherRegistry(h) => format!("image from registry {h}"),
+        }
+    }
+
+    pub fn key(&self) -> &'static str {
+        match self {
+            Category::Organization(_) => "organization",
+            Category::Official => "official",
+            Category::VerifiedPublisher => "verified_publisher",
+            Category::SponsoredOss => "sponsored_oss",
+            Category::Community => "community",
+            Category::OtherRegistry(_) => "other_registry",
+        }
+    }
+}
+
+/// A Docker Hub publisher badge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Badge {
+    VerifiedPublisher,
+    OpenSource,
+}
+
+/// Docker Hub namespace → badge. Unknown namespaces have none (community).
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    pub badges: HashMap<String, Badge>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    #[default]
+    Enforce,
+    DryRun,
+}
+
+/// Docker Hub's `restricted_images` object, extended with our fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RestrictedImages {
+    pub enabled: bool,
+    pub allow_official_images: bool,
+    pub allow_verified_publishers: bool,
+    pub allow_sponsored_oss: bool,
+    pub allow_community: bool,
+    pub mode: Mode,
+}
+
+impl Default for RestrictedImages {
+    /// Off, as on Docker Hub; when turned on, official and verified images stay allowed unless
+    /// the owner says otherwise (Docker Hub's defaults).
+    fn default() -> Self {
+        RestrictedImages {
+            enabled: false,
+            allow_official_images: true,
+            allow_verified_publishers: true,
+            allow_sponsored_oss: false,
+            allow_community: false,
+            mode: Mode::Enforce,
+        }
+    }
+}
+
+/// Registry Access Management.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryAccess {
+    pub enabled: bool,
+    pub allowed_registries: Vec<String>,
+}
+
+impl Default for RegistryAccess {
+    fn default() -> Self {
+        RegistryAccess { enabled: false, allowed_registries: vec![DOCKER_HUB.into()] }
+    }
+}
+
+/// Maximum entries of the registry allowlist.
+pub const MAX_ALLOWED_REGISTRIES: usize = 100;
+
+/// An organization's settings (`/api/v1/orgs/{org}/settings`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub restricted_images: RestrictedImages,
+    pub registry_access: RegistryAccess,
+    /// Docker Hub namespaces the organization declares as its own (category Organization).
+    pub docker_hub_namespaces: Vec<String>,
+}
+
+/// A repository allowlist entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exception {
+    pub id: i64,
+    /// Canonical repository (`docker.io/someone/app`) or prefix pattern (`docker.io/someone/*`).
+    pub pattern: String,
+    pub digest: Option<String>,
+    pub team: Option<String>,
+    pub expires_at: Option<i64>,
+    pub reason: String,
+    pub created_by: String,
+    pub created_at: i64,
+}
+
+impl Exception {
+    /// Anchored match on the canonical name; `*` only as the whole last component.
+    pub fn matches(&self, image: &Image, teams: &[String], now: i64) -> bool {
+        if self.expires_at.is_some_and(|e| e <= now) {
+            return false;
+        }
+        if let Some(t) = &self.team
+            && !teams.contains(t)
+        {
+            return false;
+        }
+        if let Some(d) = &self.digest
+            && image.digest.as_ref() != Some(d)
+        {
+            return false;
+        }
+        let name = image.canonical();
+        match self.pattern.strip_suffix("/*") {
+            Some(prefix) => name.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/') && rest.len() > 1),
+            None => name == self.pattern,
+        }
+    }
+}
+
+/// One organization's policy inputs.
+#[derive(Debug, Clone, Default)]
+pub struct OrgPolicy {
+    pub settings: Settings,
+    pub exceptions: Vec<Exception>,
+}
+
+/// The subject's relation to one organization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub org: String,
+    pub owner: bool,
+    pub teams: Vec<String>,
+}
+
+/// Everything a decision reads.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub orgs: HashMap<String, OrgPolicy>,
+    pub catalog: Catalog,
+}

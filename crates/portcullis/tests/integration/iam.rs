@@ -1,0 +1,156 @@
+//! Image Access Management end to end: settings through the API, real skopeo pulls through the
+//! gateway from a local registry standing in for Docker Hub, the denial as the client prints it.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::proxy::setup;
+use crate::support::{pw, run, skopeo_pull};
+
+const DENIAL: &str = "Image Access Management: community image docker.io/someone/app is not allowed for members of acme. Ask an owner of acme for an exception.";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restrictions_bind_members_on_every_request() {
+    let e = setup(&[]).await;
+    let s = &e.s;
+    let gw = s.addr();
+    for u in ["bob", "carol"] {
+        s.create_user(u).await;
+    }
+    s.create_org("acme", "alice").await;
+    let (ap, bp) = (pw("alice"), pw("bob"));
+    let (alice, bob) = (("alice", ap.as_str()), ("bob", bp.as_str()));
+    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams", alice, Some(json!({"name": "dev"}))).await.0, 201);
+    assert_eq!(
+        s.api("POST", "/api/v1/orgs/acme/teams/dev/members", alice, Some(json!({"username": "bob"}))).await.0,
+        201
+    );
+    let creds = |u: &str| format!("{u}:{}", pw(u));
+    let dst = |n: &str| e.work.path().join(n);
+    // off by default: everything pulls
+    let (_, settings) = s.api("GET", "/api/v1/orgs/acme/settings", bob, None).await;
+    assert_eq!(settings["restricted_images"]["enabled"], false);
+    assert!(skopeo_pull(&gw, &creds("bob"), "someone/app:1", &dst("b0")).0);
+    // Docker Hub's exact object turns it on; members only read
+    let hub_json = json!({"restricted_images": {"enabled": true, "allow_official_images": true, "allow_verified_publishers": true}});
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", bob, Some(hub_json.clone())).await.0, 403);
+    assert_eq!(
+        s.api("PUT", "/api/v1/orgs/acme/settings", ("carol", &pw("carol")), Some(hub_json.clone())).await.0,
+        404
+    );
+    assert_eq!(
+        s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(json!({"restricted_images": {"enabeld": true}})))
+            .await
+            .0,
+        400
+    );
+    let (st, v) = s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(hub_json)).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["restricted_images"]["allow_community"], false);
+    // the member: official allowed, community denied with the message skopeo prints
+    assert!(skopeo_pull(&gw, &creds("bob"), "library/tiny:1", &dst("b1")).0);
+    let (ok, out) = skopeo_pull(&gw, &creds("bob"), "someone/app:1", &dst("b2"));
+    assert!(!ok && out.contains(DENIAL), "skopeo says: {out}");
+    // owners bypass their own org's restrictions; non-members are not bound
+    assert!(skopeo_pull(&gw, &creds("alice"), "someone/app:1", &dst("a1")).0);
+    assert!(skopeo_pull(&gw, &creds("carol"), "someone/app:1", &dst("c1")).0);
+    // by digest and direct blob GETs are denied too, with the same token as before
+    let t = s.token(Some(bob), &["repository:someone/app:pull"]).await;
+    let r = s.req("GET", &format!("/v2/someone/app/manifests/{}", e.layout.tiny), Some(&t)).await.send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.json::<Value>().await.unwrap()["errors"][0], json!({"code": "DENIED", "message": DENIAL}));
+    let r =
+        s.req("GET", &format!("/v2/someone/app/blobs/{}", e.layout.tiny_layer), Some(&t)).await.send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    // a flip applies to the very next request, whatever tokens were issued
+    let mut on = json!({"restricted_images": {"enabled": true, "allow_community": true}});
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(on.clone())).await.0, 200);
+    assert_eq!(s.req("GET", "/v2/someone/app/manifests/1", Some(&t)).await.send().await.unwrap().status(), 200);
+    on["restricted_images"]["allow_community"] = json!(false);
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(on.clone())).await.0, 200);
+    assert_eq!(s.req("GET", "/v2/someone/app/manifests/1", Some(&t)).await.send().await.unwrap().status(), 403);
+    // dry run: served, with a warning
+    on["restricted_images"]["mode"] = json!("dry_run");
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(on.clone())).await.0, 200);
+    let r = s.req("GET", "/v2/someone/app/manifests/1", Some(&t)).await.send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let w = r.headers()["warning"].to_str().unwrap().to_owned();
+    assert!(w.starts_with("299 ") && w.contains("would be denied"), "{w}");
+    on["restricted_images"]["mode"] = json!("enforce");
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(on)).await.0, 200);
+    // exceptions: a namespace pattern, then one that expires
+    let (st, ex) = s
+        .api(
+            "POST",
+            "/api/v1/orgs/acme/exceptions",
+            alice,
+            Some(json!({"pattern": "index.docker.io/someone/*", "reason": "vetted"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{ex}");
+    assert_eq!(ex["pattern"], "docker.io/someone/*");
+    assert_eq!(
+        s.api("POST", "/api/v1/orgs/acme/exceptions", bob, Some(json!({"pattern": "docker.io/x/y", "reason": "r"})))
+            .await
+            .0,
+        403
+    );
+    assert!(skopeo_pull(&gw, &creds("bob"), "someone/app:1", &dst("b3")).0);
+    let id = ex["id"].as_i64().unwrap();
+    assert_eq!(s.api("DELETE", &format!("/api/v1/orgs/acme/exceptions/{id}"), alice, None).await.0, 204);
+    let soon = pcore_now() + 2;
+    let (st, _) = s
+        .api(
+            "POST",
+            "/api/v1/orgs/acme/exceptions",
+            alice,
+            Some(json!({"pattern": "docker.io/someone/app", "reason": "briefly", "expires_at": soon})),
+        )
+        .await;
+    assert_eq!(st, 201);
+    assert_eq!(s.req("GET", "/v2/someone/app/manifests/1", Some(&t)).await.send().await.unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        s.req("GET", "/v2/someone/app/manifests/1", Some(&t)).await.send().await.unwrap().status(),
+        403,
+        "expired"
+    );
+    // images hosted here in another namespace are community images for acme's members
+    let l = format!("oci:{}:tiny", e.layout.dir.display());
+    let (ok, out) = run(std::process::Command::new("skopeo").args([
+        "copy",
+        "-q",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds("carol"),
+        &l,
+        &format!("docker://{gw}/carol/tool:1"),
+    ]));
+    assert!(ok, "{out}");
+    let (ok, out) = skopeo_pull(&gw, &creds("bob"), "carol/tool:1", &dst("b4"));
+    assert!(!ok && out.contains("community image carol/tool"), "{out}");
+    // Registry Access Management binds owners too
+    let ram = json!({"registry_access": {"enabled": true, "allowed_registries": ["docker.io"]}});
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(ram)).await.0, 200);
+    let (ok, out) = skopeo_pull(&gw, &creds("alice"), "ghcr.io/owner/tool:1", &dst("a2"));
+    assert!(
+        !ok && out.contains("Registry Access Management: registry ghcr.io is not allowed for members of acme"),
+        "{out}"
+    );
+    assert!(skopeo_pull(&gw, &creds("carol"), "ghcr.io/owner/tool:1", &dst("c2")).0);
+    let too_many: Vec<String> = (0..101).map(|i| format!("r{i}.example.com")).collect();
+    let (st, _) = s
+        .api(
+            "PUT",
+            "/api/v1/orgs/acme/settings",
+            alice,
+            Some(json!({"registry_access": {"enabled": true, "allowed_registries": too_many}})),
+        )
+        .await;
+    assert_eq!(st, 400);
+}
+
+fn pcore_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
