@@ -42,6 +42,8 @@ pub struct AppState {
     pub public_url: Option<String>,
     /// Whether we serve TLS (for the realm URL when `public_url` is unset).
     pub tls: bool,
+    /// Enforced sign-in: only members of these orgs may use `/v2` (empty: not enforced).
+    pub allowed_orgs: Vec<String>,
 }
 
 /// The whole application router.

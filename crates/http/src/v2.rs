@@ -92,6 +92,24 @@ fn authorize(
         return Err(unauthorized("authentication required", None));
     };
     let snap = st.identity.directory().snapshot();
+    if !st.allowed_orgs.is_empty() {
+        let orgs = st.allowed_orgs.join(", ");
+        match &subject {
+            Subject::Anonymous => {
+                return Err(unauthorized(
+                    &format!("sign-in required: sign in with an account that is a member of {orgs}"),
+                    None,
+                ));
+            }
+            Subject::User(p) if !p.is_admin && !st.allowed_orgs.iter().any(|o| snap.is_member(o, p.id)) => {
+                return Err(V2Error::new(
+                    ErrorCode::Denied,
+                    format!("{} is not a member of {orgs}: only members of {orgs} may use this registry", p.username),
+                ));
+            }
+            Subject::User(_) => {}
+        }
+    }
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     // A mount from a repository the caller may not pull silently becomes a plain upload.
     if let Endpoint::UploadStart { mount, .. } = ep

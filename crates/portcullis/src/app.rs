@@ -109,6 +109,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
         blobs,
         public_url: config.public_url.clone(),
         tls: config.tls.cert.is_some(),
+        allowed_orgs: config.auth.allowed_orgs.clone(),
     }))
 }
 

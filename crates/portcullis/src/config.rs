@@ -114,6 +114,9 @@ pub struct Auth {
     pub token_ttl_secs: i64,
     /// Who may create organizations: `everyone` (signed-in users) or `admins`.
     pub org_creation: String,
+    /// Enforce sign-in (the server-side `registry.json`): when not empty, only members of these
+    /// organizations (and the instance administrator) may use the registry.
+    pub allowed_orgs: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -145,7 +148,12 @@ impl Default for Config {
 
 impl Default for Auth {
     fn default() -> Self {
-        Auth { service: "portcullis".into(), token_ttl_secs: 300, org_creation: "everyone".into() }
+        Auth {
+            service: "portcullis".into(),
+            token_ttl_secs: 300,
+            org_creation: "everyone".into(),
+            allowed_orgs: Vec::new(),
+        }
     }
 }
 

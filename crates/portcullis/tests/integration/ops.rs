@@ -165,3 +165,33 @@ async fn throttles_per_client_address_and_limits_org_creation() {
     let r = s.http.get(s.url("/token")).basic_auth("alice", Some(pw("alice"))).send().await.unwrap();
     assert_eq!(r.status(), 429);
 }
+
+#[tokio::test]
+async fn enforced_sign_in_admits_only_members_of_allowed_orgs() {
+    let env = [("PORTCULLIS_ADMIN_PASSWORD", ADMIN_PW), ("PORTCULLIS_AUTH__ALLOWED_ORGS", "[\"acme\"]")];
+    let s = Server::launch(tempfile::tempdir().unwrap(), &env, None, "http").await;
+    for u in ["alice", "carol"] {
+        s.create_user(u).await;
+    }
+    s.create_org("acme", "alice").await;
+    let anon = s.token(None, &[]).await;
+    let r = s.req("GET", "/v2/", Some(&anon)).await.send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("member of acme"));
+    let carol = s.token(Some(("carol", &pw("carol"))), &[]).await;
+    let r = s.req("GET", "/v2/", Some(&carol)).await.send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["errors"][0]["code"], "DENIED");
+    assert!(v["errors"][0]["message"].as_str().unwrap().contains("only members of acme"));
+    let alice = s.token(Some(("alice", &pw("alice"))), &[]).await;
+    assert_eq!(s.req("GET", "/v2/", Some(&alice)).await.send().await.unwrap().status(), 200);
+    let (ok, out) = run(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        "--creds",
+        &format!("carol:{}", pw("carol")),
+        &format!("docker://{}/carol/x:1", s.addr()),
+    ]));
+    assert!(!ok && out.contains("only members of acme"), "skopeo says: {out}");
+}
