@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::authz::{Principal, Subject};
 use crate::error::{Error, Result};
 use crate::identity::Identity;
+use crate::model::AuditEntry;
 use crate::now;
 use crate::orgs::Orgs;
 use crate::ports::MetaStore;
@@ -46,6 +47,7 @@ pub struct NewException {
 }
 
 pub struct Iam {
+    audit: Arc<crate::audit::Audit>,
     meta: Arc<dyn MetaStore>,
     identity: Arc<Identity>,
     orgs: Arc<Orgs>,
@@ -88,8 +90,82 @@ fn canonical_pattern(p: &str) -> Result<String> {
 }
 
 impl Iam {
-    pub fn new(meta: Arc<dyn MetaStore>, identity: Arc<Identity>, orgs: Arc<Orgs>, catalog: Catalog) -> Iam {
-        Iam { meta, identity, orgs, catalog, snapshot: RwLock::default() }
+    pub fn new(
+        meta: Arc<dyn MetaStore>,
+        identity: Arc<Identity>,
+        orgs: Arc<Orgs>,
+        audit: Arc<crate::audit::Audit>,
+        catalog: Catalog,
+    ) -> Iam {
+        Iam { audit, meta, identity, orgs, catalog, snapshot: RwLock::default() }
+    }
+
+    async fn record_change(&self, who: &Principal, org: &str, action: &str, detail: serde_json::Value) {
+        self.audit
+            .record(AuditEntry {
+                org: Some(org.to_owned()),
+                actor: who.username.clone(),
+                action: action.to_owned(),
+                detail: Some(detail.to_string()),
+                ..Default::default()
+            })
+            .await;
+    }
+
+    /// Audit entries for a manifest pull: the deciding org for denials, else one per org the
+    /// subject belongs to (so each org's owners see their members' pulls), else one without org.
+    pub fn pull_entries(
+        &self,
+        subject: &Subject,
+        image: &Image,
+        d: &Decision,
+        client: &str,
+        user_agent: &str,
+    ) -> Vec<AuditEntry> {
+        let decision = match d.effect {
+            policy::Effect::Allow => "allowed",
+            policy::Effect::Deny => "denied",
+            policy::Effect::WouldDeny => "would_deny",
+        };
+        let base = AuditEntry {
+            actor: subject.name().to_owned(),
+            action: "pull".into(),
+            image: Some(image.canonical()),
+            digest: image.digest.clone(),
+            decision: Some(decision.into()),
+            client: Some(client.to_owned()),
+            user_agent: Some(user_agent.chars().take(200).collect()),
+            ..Default::default()
+        };
+        if let Some(org) = &d.org {
+            return vec![AuditEntry {
+                org: Some(org.clone()),
+                category: d.category.as_ref().map(|c| c.key().to_owned()),
+                rule: Some(d.rule.clone()),
+                ..base
+            }];
+        }
+        let snap = self.current();
+        let orgs = match subject {
+            Subject::User(p) => self.identity.directory().snapshot().memberships(p.id),
+            Subject::Anonymous => vec![],
+        };
+        if orgs.is_empty() {
+            return vec![AuditEntry { rule: Some(d.rule.clone()), ..base }];
+        }
+        orgs.into_iter()
+            .map(|m| {
+                let settings = snap.orgs.get(&m.org).map(|p| p.settings.clone()).unwrap_or_default();
+                let category = policy::categorize(&m.org, &settings, image, &snap.catalog);
+                let rule = if m.owner && settings.restricted_images.enabled { "owner" } else { "allowed" };
+                AuditEntry {
+                    org: Some(m.org),
+                    category: Some(category.key().to_owned()),
+                    rule: Some(rule.into()),
+                    ..base.clone()
+                }
+            })
+            .collect()
     }
 
     /// Reloads settings and exceptions of every org.
@@ -159,9 +235,11 @@ impl Iam {
                 return Err(Error::Invalid(format!("{n:?} is not a Docker Hub namespace")));
             }
         }
+        let before = self.current().orgs.get(org).map(|p| p.settings.clone()).unwrap_or_default();
         let json = serde_json::to_string(&s).map_err(|e| Error::Storage(e.to_string()))?;
         self.meta.put_org_settings(o.id, &json, now()).await?;
         self.refresh().await?;
+        self.record_change(who, org, "settings.update", serde_json::json!({ "before": before, "after": s })).await;
         Ok(s)
     }
 
@@ -200,6 +278,7 @@ impl Iam {
         };
         e.id = self.meta.create_exception(o.id, &e).await?;
         self.refresh().await?;
+        self.record_change(who, org, "exception.create", serde_json::json!(e)).await;
         Ok(e)
     }
 
@@ -208,7 +287,9 @@ impl Iam {
         if !self.meta.delete_exception(o.id, id).await? {
             return Err(Error::NotFound(format!("no exception {id} in {org}")));
         }
-        self.refresh().await
+        self.refresh().await?;
+        self.record_change(who, org, "exception.delete", serde_json::json!({ "id": id })).await;
+        Ok(())
     }
 }
 

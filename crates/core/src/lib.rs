@@ -3,6 +3,7 @@
 //! the HTTP layer calls the services. Layer rule: handlers call services, services never call
 //! handlers, and nothing here knows about HTTP.
 
+pub mod audit;
 pub mod authz;
 pub mod error;
 pub mod iam;

@@ -185,3 +185,38 @@ pub struct ExceptionRow {
     pub org: String,
     pub exception: policy::Exception,
 }
+
+/// One audit log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: i64,
+    pub org: Option<String>,
+    /// Who acted (user name; empty for anonymous).
+    pub actor: String,
+    /// `pull`, `settings.update`, `exception.create`, `exception.delete`, ...
+    pub action: String,
+    pub image: Option<String>,
+    pub digest: Option<String>,
+    pub category: Option<String>,
+    pub rule: Option<String>,
+    /// `allowed`, `denied`, `would_deny` for pulls.
+    pub decision: Option<String>,
+    pub client: Option<String>,
+    pub user_agent: Option<String>,
+    /// JSON with details (settings before/after, ...).
+    pub detail: Option<String>,
+}
+
+/// Filters of an audit query; results are newest first, `before` is the paging cursor (an id).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AuditQuery {
+    pub actor: Option<String>,
+    pub image: Option<String>,
+    pub decision: Option<String>,
+    pub action: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub before: Option<i64>,
+    pub limit: Option<i64>,
+}

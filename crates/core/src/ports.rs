@@ -136,6 +136,14 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn create_exception(&self, org_id: i64, e: &policy::Exception) -> Result<i64>;
     async fn delete_exception(&self, org_id: i64, id: i64) -> Result<bool>;
 
+    // --- audit
+    /// Appends entries in one transaction.
+    async fn append_audit(&self, entries: &[AuditEntry]) -> Result<()>;
+    /// Entries of an org (or all with `None`), newest first.
+    async fn query_audit(&self, org: Option<&str>, q: &AuditQuery) -> Result<Vec<AuditEntry>>;
+    /// Deletes entries older than `before`; returns how many.
+    async fn prune_audit(&self, before: i64) -> Result<u64>;
+
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> Result<()>;
 }

@@ -42,6 +42,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/orgs/{org}/settings", get(get_settings).put(put_settings))
         .route("/api/v1/orgs/{org}/exceptions", get(list_exceptions).post(add_exception))
         .route("/api/v1/orgs/{org}/exceptions/{id}", delete(delete_exception))
+        .route("/api/v1/orgs/{org}/audit", get(audit))
         .route("/api/v1/repositories", get(repositories))
         .route("/api/v1/repositories/{*name}", axum::routing::patch(patch_repository).delete(delete_repository))
 }
@@ -308,4 +309,13 @@ async fn add_exception(State(st): St, u: ApiUser, Path(org): Path<String>, b: By
 async fn delete_exception(State(st): St, u: ApiUser, Path((org, id)): Path<(String, i64)>) -> ApiResult {
     st.iam.delete_exception(&u.0, &org, id).await?;
     no_content()
+}
+
+async fn audit(
+    State(st): St,
+    u: ApiUser,
+    Path(org): Path<String>,
+    Query(q): Query<pcore::model::AuditQuery>,
+) -> ApiResult {
+    ok(json!(st.audit.query(&u.0, &org, &q).await?))
 }

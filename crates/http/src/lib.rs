@@ -35,6 +35,7 @@ pub struct AppState {
     pub identity: Arc<Identity>,
     pub orgs: Arc<Orgs>,
     pub iam: Iam,
+    pub audit: Arc<pcore::audit::Audit>,
     pub tokens: TokenIssuer,
     pub meta: Arc<dyn MetaStore>,
     pub blobs: Arc<dyn BlobStore>,

@@ -217,16 +217,46 @@ async fn dispatch(st: &AppState, req: Request) -> Result<Response, V2Error> {
     let mut ep = parse(method, &path, &query)?;
     let ns = oci::endpoint::query_pairs(&query).into_iter().find(|(k, _)| k == "ns").map(|(_, v)| v);
     let (subject, source) = authorize(st, req.headers(), &mut ep, ns.as_deref())?;
-    let warning = match (&source, pull_image(&ep, source.as_ref())) {
-        (_, Some(image)) => enforce(st, &subject, &image)?,
-        _ => None,
+    let Some(mut image) = pull_image(&ep, source.as_ref()) else {
+        return match source {
+            Some(Source::Upstream(up)) => proxied(st, req, ep, up).await,
+            _ => hosted(st, req, ep, &subject).await,
+        };
     };
-    let mut response = match source {
-        Some(Source::Upstream(up)) => proxied(st, req, ep, up).await?,
-        _ => hosted(st, req, ep, &subject).await?,
+    let is_manifest = matches!(ep, Endpoint::Manifest { .. });
+    let client = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_default();
+    let agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let decision = st.iam.decide(&subject, &image);
+    let outcome = match decision.effect {
+        policy::Effect::Deny => {
+            tracing::info!(user = subject.name(), image = %image.canonical(), org = ?decision.org, rule = %decision.rule, "pull denied");
+            Err(V2Error::new(ErrorCode::Denied, decision.message.clone()))
+        }
+        _ => match source {
+            Some(Source::Upstream(up)) => proxied(st, req, ep, up).await,
+            _ => hosted(st, req, ep, &subject).await,
+        },
     };
-    if let Some(w) = warning {
-        response.headers_mut().insert(header::WARNING, w);
+    if is_manifest {
+        if let Ok(r) = &outcome {
+            image.digest = r.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        }
+        if outcome.is_ok() || decision.effect == policy::Effect::Deny {
+            for e in st.iam.pull_entries(&subject, &image, &decision, &client, &agent) {
+                st.audit.record(e).await;
+            }
+        }
+    }
+    let mut response = outcome?;
+    if decision.effect == policy::Effect::WouldDeny {
+        let text = format!("299 portcullis \"dry run, would be denied: {}\"", decision.message.replace('"', "'"));
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            response.headers_mut().insert(header::WARNING, v);
+        }
     }
     Ok(response)
 }
@@ -245,24 +275,6 @@ fn pull_image(ep: &Endpoint, source: Option<&Source>) -> Option<policy::Image> {
         Source::Hosted(n) => policy::Image { registry: None, path: n.to_string(), digest },
         Source::Upstream(u) => policy::Image { registry: Some(u.registry.clone()), path: u.path.to_string(), digest },
     })
-}
-
-/// Decides a pull on the current settings: 403 `DENIED` with the decision's message, or in
-/// dry-run mode the `Warning: 299` to send with the image.
-fn enforce(st: &AppState, subject: &Subject, image: &policy::Image) -> Result<Option<HeaderValue>, V2Error> {
-    let d = st.iam.decide(subject, image);
-    match d.effect {
-        policy::Effect::Allow => Ok(None),
-        policy::Effect::Deny => {
-            tracing::info!(user = subject.name(), image = %image.canonical(), org = ?d.org, rule = %d.rule, "pull denied");
-            Err(V2Error::new(ErrorCode::Denied, d.message))
-        }
-        policy::Effect::WouldDeny => {
-            tracing::info!(user = subject.name(), image = %image.canonical(), org = ?d.org, rule = %d.rule, "pull would be denied (dry run)");
-            let text = format!("299 portcullis \"dry run, would be denied: {}\"", d.message.replace('"', "'"));
-            Ok(HeaderValue::from_str(&text).ok())
-        }
-    }
 }
 
 /// Requests for repositories hosted here.

@@ -92,7 +92,14 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
         proxy_config,
     );
     let orgs = Arc::new(Orgs::new(meta.clone(), identity.clone(), config.auth.org_creation == "admins"));
-    let iam = pcore::iam::Iam::new(meta.clone(), identity.clone(), orgs.clone(), pcore::iam::builtin_catalog());
+    let audit = Arc::new(pcore::audit::Audit::start(meta.clone(), orgs.clone(), config.audit.retention_days));
+    let iam = pcore::iam::Iam::new(
+        meta.clone(),
+        identity.clone(),
+        orgs.clone(),
+        audit.clone(),
+        pcore::iam::builtin_catalog(),
+    );
     iam.refresh().await?;
     let key = signing_key(&config.data_dir)?;
     let tokens = TokenIssuer::new(&key, "portcullis", &config.auth.service, config.auth.token_ttl_secs)?;
@@ -103,6 +110,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
         proxy_anonymous: config.proxy.allow_anonymous,
         orgs,
         iam,
+        audit,
         identity,
         tokens,
         meta,

@@ -47,6 +47,20 @@ pub struct Config {
     /// Registries to pull through; Docker Hub is always configured and may be overridden.
     pub upstreams: Vec<UpstreamEntry>,
     pub proxy: ProxySettings,
+    pub audit: AuditSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// Days audit entries are kept (0 = forever).
+    pub retention_days: i64,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings { retention_days: 90 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -142,6 +156,7 @@ impl Default for Config {
             upstreams_open: false,
             upstreams: Vec::new(),
             proxy: ProxySettings::default(),
+            audit: AuditSettings::default(),
         }
     }
 }

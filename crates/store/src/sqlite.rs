@@ -937,6 +937,77 @@ impl MetaStore for SqliteMeta {
         Ok(r.rows_affected() > 0)
     }
 
+    async fn append_audit(&self, entries: &[AuditEntry]) -> Result<()> {
+        let mut tx = self.write.begin().await.map_err(db)?;
+        for e in entries {
+            sqlx::query(
+                "INSERT INTO audit_log (at, org, actor, action, image, digest, category, rule, decision, client, user_agent, detail) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(e.at)
+            .bind(&e.org)
+            .bind(&e.actor)
+            .bind(&e.action)
+            .bind(&e.image)
+            .bind(&e.digest)
+            .bind(&e.category)
+            .bind(&e.rule)
+            .bind(&e.decision)
+            .bind(&e.client)
+            .bind(&e.user_agent)
+            .bind(&e.detail)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn query_audit(&self, org: Option<&str>, q: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        let rows = sqlx::query(
+            "SELECT id, at, org, actor, action, image, digest, category, rule, decision, client, user_agent, detail FROM audit_log \
+             WHERE ($1 IS NULL OR org = $1) AND ($2 IS NULL OR actor = $2) AND ($3 IS NULL OR image = $3) \
+             AND ($4 IS NULL OR decision = $4) AND ($5 IS NULL OR action = $5) AND ($6 IS NULL OR at >= $6) \
+             AND ($7 IS NULL OR at <= $7) AND ($8 IS NULL OR id < $8) ORDER BY id DESC LIMIT $9",
+        )
+        .bind(org)
+        .bind(&q.actor)
+        .bind(&q.image)
+        .bind(&q.decision)
+        .bind(&q.action)
+        .bind(q.since)
+        .bind(q.until)
+        .bind(q.before)
+        .bind(q.limit.unwrap_or(100).clamp(1, 1000))
+        .fetch_all(&self.read)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| AuditEntry {
+                id: r.get(0),
+                at: r.get(1),
+                org: r.get(2),
+                actor: r.get(3),
+                action: r.get(4),
+                image: r.get(5),
+                digest: r.get(6),
+                category: r.get(7),
+                rule: r.get(8),
+                decision: r.get(9),
+                client: r.get(10),
+                user_agent: r.get(11),
+                detail: r.get(12),
+            })
+            .collect())
+    }
+
+    async fn prune_audit(&self, before: i64) -> Result<u64> {
+        let r =
+            sqlx::query("DELETE FROM audit_log WHERE at < $1").bind(before).execute(&self.write).await.map_err(db)?;
+        Ok(r.rows_affected())
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.read).await.map_err(db)?;
         Ok(())

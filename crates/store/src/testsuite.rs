@@ -157,6 +157,33 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     assert!(!s.delete_exception(acme.id + 1, id).await.unwrap(), "only through its org");
     assert!(s.delete_exception(acme.id, id).await.unwrap());
 
+    // audit
+    let pull = |at: i64, org: &str, decision: &str| AuditEntry {
+        at,
+        org: Some(org.into()),
+        actor: "bob".into(),
+        action: "pull".into(),
+        image: Some("docker.io/someone/app".into()),
+        decision: Some(decision.into()),
+        ..Default::default()
+    };
+    s.append_audit(&[pull(100, "acme", "allowed"), pull(200, "acme", "denied"), pull(300, "other", "denied")])
+        .await
+        .unwrap();
+    let all = s.query_audit(Some("acme"), &AuditQuery::default()).await.unwrap();
+    assert_eq!(all.iter().map(|e| e.at).collect::<Vec<_>>(), vec![200, 100], "newest first, one org");
+    let denied = s
+        .query_audit(Some("acme"), &AuditQuery { decision: Some("denied".into()), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(denied.len(), 1);
+    let page = s
+        .query_audit(None, &AuditQuery { limit: Some(1), before: Some(all[0].id), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(page[0].at, 100, "cursor paging");
+    assert_eq!(s.prune_audit(150).await.unwrap(), 1);
+
     assert!(s.delete_repo("acme/app").await.unwrap());
     assert!(s.repo("acme/app").await.unwrap().is_none());
     s.ping().await.unwrap();

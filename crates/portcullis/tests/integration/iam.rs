@@ -139,6 +139,38 @@ async fn restrictions_bind_members_on_every_request() {
         "{out}"
     );
     assert!(skopeo_pull(&gw, &creds("carol"), "ghcr.io/owner/tool:1", &dst("c2")).0);
+    // the audit log: every manifest pull decision and every change, for owners
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(s.api("GET", "/api/v1/orgs/acme/audit", bob, None).await.0, 403);
+    let (st, denied) = s
+        .api("GET", "/api/v1/orgs/acme/audit?decision=denied&actor=bob&image=docker.io/someone/app", alice, None)
+        .await;
+    assert_eq!(st, 200, "{denied}");
+    let d = &denied[0];
+    assert_eq!(
+        (d["action"].as_str(), d["category"].as_str(), d["rule"].as_str()),
+        (Some("pull"), Some("community"), Some("category"))
+    );
+    assert!(denied.as_array().unwrap().iter().any(|e| e["user_agent"].as_str().unwrap_or("").contains("skopeo")));
+    assert!(denied.as_array().unwrap().iter().all(|e| e["client"] == "127.0.0.1"), "the client address is recorded");
+    let (_, allowed) = s.api("GET", "/api/v1/orgs/acme/audit?decision=allowed&actor=bob&limit=500", alice, None).await;
+    let official = allowed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["image"] == "docker.io/library/tiny")
+        .expect("allowed pulls are logged");
+    assert_eq!(official["category"], "official");
+    assert!(official["digest"].as_str().unwrap().starts_with("sha256:"), "the digest served is recorded");
+    let (_, would) = s.api("GET", "/api/v1/orgs/acme/audit?decision=would_deny", alice, None).await;
+    assert!(!would.as_array().unwrap().is_empty(), "dry-run pulls are logged as would_deny");
+    let (_, changes) = s.api("GET", "/api/v1/orgs/acme/audit?action=settings.update&limit=1", alice, None).await;
+    let detail: Value = serde_json::from_str(changes[0]["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(changes[0]["actor"], "alice");
+    assert!(detail["before"].is_object() && detail["after"]["registry_access"]["enabled"] == true, "{detail}");
+    let (_, page) =
+        s.api("GET", &format!("/api/v1/orgs/acme/audit?limit=2&before={}", changes[0]["id"]), alice, None).await;
+    assert!(page.as_array().unwrap().iter().all(|e| e["id"].as_i64() < changes[0]["id"].as_i64()), "cursor paging");
     let too_many: Vec<String> = (0..101).map(|i| format!("r{i}.example.com")).collect();
     let (st, _) = s
         .api(

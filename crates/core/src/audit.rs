@@ -1,0 +1,77 @@
+//! The audit log: entries go through a bounded channel to one background writer that appends
+//! them in batches (a pull never waits for the single SQLite writer, and a burst of pulls is one
+//! transaction), and prunes entries past the retention once an hour.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::authz::Principal;
+use crate::error::Result;
+use crate::model::{AuditEntry, AuditQuery};
+use crate::now;
+use crate::orgs::Orgs;
+use crate::ports::MetaStore;
+
+const BATCH: usize = 512;
+
+pub struct Audit {
+    tx: mpsc::Sender<AuditEntry>,
+    meta: Arc<dyn MetaStore>,
+    orgs: Arc<Orgs>,
+}
+
+impl Audit {
+    /// Starts the writer; entries older than `retention_days` are pruned.
+    pub fn start(meta: Arc<dyn MetaStore>, orgs: Arc<Orgs>, retention_days: i64) -> Audit {
+        let (tx, rx) = mpsc::channel(16_384);
+        tokio::spawn(writer(meta.clone(), rx, retention_days));
+        Audit { tx, meta, orgs }
+    }
+
+    /// Records an entry (waits only when the writer is far behind).
+    pub async fn record(&self, mut e: AuditEntry) {
+        if e.at == 0 {
+            e.at = now();
+        }
+        if self.tx.send(e).await.is_err() {
+            tracing::error!("audit writer stopped; entry lost");
+        }
+    }
+
+    /// An org's entries, for its owners and the instance administrator.
+    pub async fn query(&self, who: &Principal, org: &str, q: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        self.orgs.owned(who, org).await?;
+        self.meta.query_audit(Some(org), q).await
+    }
+}
+
+async fn writer(meta: Arc<dyn MetaStore>, mut rx: mpsc::Receiver<AuditEntry>, retention_days: i64) {
+    let mut next_prune = 0i64;
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        let Some(first) = rx.recv().await else { return };
+        batch.push(first);
+        // Gather what else is queued, briefly, into the same transaction.
+        let deadline = tokio::time::sleep(Duration::from_millis(20));
+        tokio::pin!(deadline);
+        while batch.len() < BATCH {
+            tokio::select! {
+                e = rx.recv() => match e { Some(e) => batch.push(e), None => break },
+                _ = &mut deadline => break,
+            }
+        }
+        if let Err(e) = meta.append_audit(&batch).await {
+            tracing::error!(error = %e, lost = batch.len(), "cannot write audit entries");
+        }
+        batch.clear();
+        let t = now();
+        if retention_days > 0 && t >= next_prune {
+            next_prune = t + 3600;
+            if let Err(e) = meta.prune_audit(t - retention_days * 86_400).await {
+                tracing::error!(error = %e, "cannot prune the audit log");
+            }
+        }
+    }
+}
