@@ -209,6 +209,83 @@ impl Iam {
         policy::decide(&memberships, image, &self.current(), now())
     }
 
+    /// Resolves an image as a client would name it (`alpine`, `docker.io/someone/app:1`,
+    /// `ghcr.io/o/a@sha256:...`, `acme/app`) into the policy's canonical image.
+    pub fn image_of(&self, name: &str) -> Result<Image> {
+        let (name, digest) = match name.split_once('@') {
+            Some((n, d)) => (
+                n,
+                Some(
+                    d.parse::<oci::Digest>().map_err(|_| Error::Invalid(format!("invalid digest {d:?}")))?.to_string(),
+                ),
+            ),
+            None => (name, None),
+        };
+        // Strip a tag (a `:` after the last `/`).
+        let name = match name.rsplit_once(':') {
+            Some((n, t)) if !t.contains('/') => n,
+            _ => name,
+        };
+        let repo: oci::RepoName = name.parse().map_err(|_| Error::Invalid(format!("invalid image name {name:?}")))?;
+        let dir = self.identity.directory().snapshot();
+        let source = oci::source::resolve(&repo, None, None, |n| dir.namespace(n).is_some())
+            .map_err(|e| Error::Invalid(e.message))?;
+        Ok(match source {
+            oci::source::Source::Hosted(n) => Image { registry: None, path: n.to_string(), digest },
+            oci::source::Source::Upstream(u) => Image { registry: Some(u.registry), path: u.path.to_string(), digest },
+        })
+    }
+
+    /// Can `user` pull `image`? The decision with its trace. Owners (and the administrator)
+    /// may check anyone; members only themselves.
+    pub async fn check(&self, who: &Principal, org: &str, user: &str, image: &str) -> Result<serde_json::Value> {
+        self.orgs.visible(who, org).await?;
+        let dir = self.identity.directory().snapshot();
+        if user != who.username && !(who.is_admin || dir.is_owner(org, who.id)) {
+            return Err(Error::Denied(format!("only owners of {org} may check other users")));
+        }
+        let (uid, _) = dir.user(user).ok_or_else(|| Error::NotFound(format!("no user {user}")))?;
+        let img = self.image_of(image)?;
+        let (decision, trace) = policy::explain(&dir.memberships(uid), &img, &self.current(), now());
+        Ok(
+            serde_json::json!({ "user": user, "image": img.canonical(), "digest": img.digest, "decision": decision, "trace": trace }),
+        )
+    }
+
+    /// Which recent pulls (from the audit log of `org`) the proposed settings would deny, by
+    /// image and user, for the owner deciding whether to save them.
+    pub async fn preview(&self, who: &Principal, org: &str, proposed: Settings) -> Result<serde_json::Value> {
+        self.orgs.owned(who, org).await?;
+        let q = crate::model::AuditQuery {
+            action: Some("pull".into()),
+            since: Some(now() - 30 * 86_400),
+            limit: Some(1000),
+            ..Default::default()
+        };
+        let pulls = self.meta.query_audit(Some(org), &q).await?;
+        let mut snap = (*self.current()).clone();
+        snap.orgs.entry(org.to_owned()).or_default().settings = proposed;
+        let dir = self.identity.directory().snapshot();
+        let mut hits: std::collections::BTreeMap<(String, String), (u64, String)> = Default::default();
+        for p in &pulls {
+            let (Some(name), Some((uid, _))) = (p.image.as_deref(), dir.user(&p.actor)) else { continue };
+            let img = self.image_of(name).map(|mut i| {
+                i.digest = p.digest.clone();
+                i
+            })?;
+            let d = policy::decide(&dir.memberships(uid), &img, &snap, now());
+            if d.effect != policy::Effect::Allow && d.org.as_deref() == Some(org) {
+                let e = hits.entry((img.canonical(), p.actor.clone())).or_insert((0, d.message.clone()));
+                e.0 += 1;
+            }
+        }
+        let denied: Vec<serde_json::Value> = hits
+            .into_iter()
+            .map(|((image, user), (pulls, message))| serde_json::json!({ "image": image, "user": user, "pulls": pulls, "message": message }))
+            .collect();
+        Ok(serde_json::json!({ "pulls_considered": pulls.len(), "would_deny": denied }))
+    }
+
     /// The org's settings (any member may read them).
     pub async fn settings(&self, who: &Principal, org: &str) -> Result<Settings> {
         self.orgs.visible(who, org).await?;

@@ -43,6 +43,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/orgs/{org}/exceptions", get(list_exceptions).post(add_exception))
         .route("/api/v1/orgs/{org}/exceptions/{id}", delete(delete_exception))
         .route("/api/v1/orgs/{org}/audit", get(audit))
+        .route("/api/v1/orgs/{org}/check", get(check))
+        .route("/api/v1/orgs/{org}/settings/preview", axum::routing::post(preview))
         .route("/api/v1/repositories", get(repositories))
         .route("/api/v1/repositories/{*name}", axum::routing::patch(patch_repository).delete(delete_repository))
 }
@@ -318,4 +320,19 @@ async fn audit(
     Query(q): Query<pcore::model::AuditQuery>,
 ) -> ApiResult {
     ok(json!(st.audit.query(&u.0, &org, &q).await?))
+}
+
+#[derive(Deserialize)]
+struct CheckQuery {
+    user: String,
+    image: String,
+}
+
+async fn check(State(st): St, u: ApiUser, Path(org): Path<String>, Query(q): Query<CheckQuery>) -> ApiResult {
+    ok(st.iam.check(&u.0, &org, &q.user, &q.image).await?)
+}
+
+async fn preview(State(st): St, u: ApiUser, Path(org): Path<String>, b: Bytes) -> ApiResult {
+    let s: policy::Settings = body(&b)?;
+    ok(st.iam.preview(&u.0, &org, s).await?)
 }

@@ -93,6 +93,52 @@ fn refusal(
     None
 }
 
+/// One org's part in a decision, for `check` and the impact preview.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TraceStep {
+    pub org: String,
+    pub owner: bool,
+    pub restrictions_enabled: bool,
+    pub mode: Mode,
+    pub category: Category,
+    pub allowed_by_category: bool,
+    pub registry_access_enabled: bool,
+    /// The id of the exception that allows the image, if one does.
+    pub exception: Option<i64>,
+    /// `allow`, `deny` or `would_deny`, with the rule.
+    pub outcome: String,
+}
+
+/// The decision with every org's step, in the order they were considered.
+pub fn explain(memberships: &[Membership], image: &Image, snap: &Snapshot, now: i64) -> (Decision, Vec<TraceStep>) {
+    let steps = memberships
+        .iter()
+        .filter_map(|m| snap.orgs.get(&m.org).map(|p| (m, p)))
+        .map(|(m, p)| {
+            let s = &p.settings;
+            let category = categorize(&m.org, s, image, &snap.catalog);
+            let outcome = match refusal(m, p, image, &snap.catalog, now) {
+                None if s.restricted_images.enabled && m.owner => "allow (owner bypass)".to_owned(),
+                None => "allow".to_owned(),
+                Some((rule, _, _)) if s.restricted_images.mode == Mode::DryRun => format!("would_deny ({rule})"),
+                Some((rule, _, _)) => format!("deny ({rule})"),
+            };
+            TraceStep {
+                org: m.org.clone(),
+                owner: m.owner,
+                restrictions_enabled: s.restricted_images.enabled,
+                mode: s.restricted_images.mode,
+                allowed_by_category: allowed_by_category(&s.restricted_images, &category),
+                registry_access_enabled: s.registry_access.enabled,
+                exception: p.exceptions.iter().find(|e| e.matches(image, &m.teams, now)).map(|e| e.id),
+                category,
+                outcome,
+            }
+        })
+        .collect();
+    (decide(memberships, image, snap, now), steps)
+}
+
 /// Decides whether the subject (its memberships) may pull `image`.
 pub fn decide(memberships: &[Membership], image: &Image, snap: &Snapshot, now: i64) -> Decision {
     let mut would: Option<Decision> = None;
@@ -228,6 +274,16 @@ mod tests {
         let ghcr = Image { registry: Some("ghcr.io".into()), path: "o/a".into(), digest: None };
         let d = decide(&member(true), &ghcr, &snap(ram, vec![]), 0);
         assert_eq!((d.effect, d.rule.as_str()), (Effect::Deny, "registry_access"));
+    }
+
+    #[test]
+    fn explain_traces_each_org() {
+        let (d, steps) = explain(&member(false), &hub("someone/app"), &snap(on(), vec![]), 0);
+        assert_eq!(d.effect, Effect::Deny);
+        assert_eq!(steps.len(), 1);
+        assert_eq!((steps[0].category.clone(), steps[0].outcome.as_str()), (Category::Community, "deny (category)"));
+        let (_, steps) = explain(&member(true), &hub("someone/app"), &snap(on(), vec![]), 0);
+        assert_eq!(steps[0].outcome, "allow (owner bypass)");
     }
 
     #[test]

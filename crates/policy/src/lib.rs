@@ -10,5 +10,5 @@
 mod decide;
 mod model;
 
-pub use decide::{Decision, Effect, categorize, decide};
+pub use decide::{Decision, Effect, TraceStep, categorize, decide, explain};
 pub use model::*;

@@ -186,3 +186,53 @@ async fn restrictions_bind_members_on_every_request() {
 fn pcore_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_explains_and_preview_lists_the_pulls_a_change_would_deny() {
+    let e = setup(&[]).await;
+    let s = &e.s;
+    let gw = s.addr();
+    s.create_user("bob").await;
+    s.create_org("acme", "alice").await;
+    let (ap, bp) = (pw("alice"), pw("bob"));
+    let (alice, bob) = (("alice", ap.as_str()), ("bob", bp.as_str()));
+    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams", alice, Some(json!({"name": "dev"}))).await.0, 201);
+    assert_eq!(
+        s.api("POST", "/api/v1/orgs/acme/teams/dev/members", alice, Some(json!({"username": "bob"}))).await.0,
+        201
+    );
+    // history: bob pulls an official and a community image while nothing is restricted
+    let creds = format!("bob:{bp}");
+    assert!(skopeo_pull(&gw, &creds, "library/tiny:1", &e.work.path().join("1")).0);
+    assert!(skopeo_pull(&gw, &creds, "someone/app:1", &e.work.path().join("2")).0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let proposed = json!({"restricted_images": {"enabled": true}});
+    let (st, p) = s.api("POST", "/api/v1/orgs/acme/settings/preview", alice, Some(proposed.clone())).await;
+    assert_eq!(st, 200, "{p}");
+    assert_eq!(
+        p["would_deny"],
+        json!([{"image": "docker.io/someone/app", "user": "bob", "pulls": 1, "message": DENIAL}])
+    );
+    assert_eq!(s.api("POST", "/api/v1/orgs/acme/settings/preview", bob, Some(proposed.clone())).await.0, 403);
+    // nothing changed by the preview; then the change, and check explains it
+    let (_, c) = s.api("GET", "/api/v1/orgs/acme/check?user=bob&image=someone/app:1", alice, None).await;
+    assert_eq!(c["decision"]["effect"], "allow");
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(proposed)).await.0, 200);
+    let (st, c) = s.api("GET", "/api/v1/orgs/acme/check?user=bob&image=someone/app:1", alice, None).await;
+    assert_eq!(st, 200, "{c}");
+    assert_eq!((c["image"].as_str(), c["decision"]["effect"].as_str()), (Some("docker.io/someone/app"), Some("deny")));
+    assert_eq!(c["trace"][0]["category"]["category"], "community");
+    assert_eq!(c["trace"][0]["outcome"], "deny (category)");
+    let (_, c) = s.api("GET", "/api/v1/orgs/acme/check?user=alice&image=someone/app", alice, None).await;
+    assert_eq!(c["trace"][0]["outcome"], "allow (owner bypass)");
+    assert_eq!(
+        s.api("GET", "/api/v1/orgs/acme/check?user=alice&image=alpine", bob, None).await.0,
+        403,
+        "members check only themselves"
+    );
+    let (_, c) = s.api("GET", "/api/v1/orgs/acme/check?user=bob&image=alpine", bob, None).await;
+    assert_eq!(
+        (c["image"].as_str(), c["decision"]["effect"].as_str()),
+        (Some("docker.io/library/alpine"), Some("allow"))
+    );
+}
