@@ -187,6 +187,13 @@ impl Iam {
             });
             snap.orgs.entry(org).or_default().settings = settings;
         }
+        for (ns, badge) in self.meta.publisher_overrides().await? {
+            match badge.as_str() {
+                "verified_publisher" => snap.catalog.badges.insert(ns, Badge::VerifiedPublisher),
+                "open_source" => snap.catalog.badges.insert(ns, Badge::OpenSource),
+                _ => snap.catalog.badges.remove(&ns),
+            };
+        }
         for row in self.meta.all_exceptions().await? {
             snap.orgs.entry(row.org).or_default().exceptions.push(row.exception);
         }
@@ -284,6 +291,34 @@ impl Iam {
             .map(|((image, user), (pulls, message))| serde_json::json!({ "image": image, "user": user, "pulls": pulls, "message": message }))
             .collect();
         Ok(serde_json::json!({ "pulls_considered": pulls.len(), "would_deny": denied }))
+    }
+
+    /// The effective publisher catalog (seed plus overrides).
+    pub fn publishers(&self) -> Vec<(String, Badge)> {
+        let mut v: Vec<(String, Badge)> = self.current().catalog.badges.iter().map(|(k, b)| (k.clone(), *b)).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Overrides a Docker Hub namespace's badge (`verified_publisher`, `open_source`, `none`),
+    /// or with `None` returns it to the seed. Instance administrator only.
+    pub async fn set_publisher(&self, who: &Principal, namespace: &str, badge: Option<&str>) -> Result<()> {
+        if !who.is_admin {
+            return Err(Error::Denied("only the instance administrator may change the publisher catalog".into()));
+        }
+        if namespace.contains('.') || !oci::name::is_valid_component(namespace) {
+            return Err(Error::Invalid(format!("{namespace:?} is not a Docker Hub namespace")));
+        }
+        if let Some(b) = badge
+            && !matches!(b, "verified_publisher" | "open_source" | "none")
+        {
+            return Err(Error::Invalid(format!("unknown badge {b:?}; use verified_publisher, open_source or none")));
+        }
+        let changed = self.meta.set_publisher_override(namespace, badge, &who.username, now()).await?;
+        if badge.is_none() && !changed {
+            return Err(Error::NotFound(format!("no override for {namespace}")));
+        }
+        self.refresh().await
     }
 
     /// The org's settings (any member may read them).

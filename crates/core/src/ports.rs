@@ -136,6 +136,10 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn create_exception(&self, org_id: i64, e: &policy::Exception) -> Result<i64>;
     async fn delete_exception(&self, org_id: i64, id: i64) -> Result<bool>;
 
+    /// Publisher overrides: (namespace, badge or "none").
+    async fn publisher_overrides(&self) -> Result<Vec<(String, String)>>;
+    async fn set_publisher_override(&self, namespace: &str, badge: Option<&str>, by: &str, now: i64) -> Result<bool>;
+
     // --- audit
     /// Appends entries in one transaction.
     async fn append_audit(&self, entries: &[AuditEntry]) -> Result<()>;

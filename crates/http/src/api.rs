@@ -45,6 +45,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/orgs/{org}/audit", get(audit))
         .route("/api/v1/orgs/{org}/check", get(check))
         .route("/api/v1/orgs/{org}/settings/preview", axum::routing::post(preview))
+        .route("/api/v1/publishers", get(publishers))
+        .route("/api/v1/publishers/{namespace}", put(set_publisher).delete(delete_publisher))
         .route("/api/v1/repositories", get(repositories))
         .route("/api/v1/repositories/{*name}", axum::routing::patch(patch_repository).delete(delete_repository))
 }
@@ -335,4 +337,26 @@ async fn check(State(st): St, u: ApiUser, Path(org): Path<String>, Query(q): Que
 async fn preview(State(st): St, u: ApiUser, Path(org): Path<String>, b: Bytes) -> ApiResult {
     let s: policy::Settings = body(&b)?;
     ok(st.iam.preview(&u.0, &org, s).await?)
+}
+
+async fn publishers(State(st): St, _u: ApiUser) -> ApiResult {
+    let list: Vec<_> = st.iam.publishers().into_iter().map(|(ns, b)| json!({ "namespace": ns, "badge": b })).collect();
+    ok(json!(list))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewBadge {
+    badge: String,
+}
+
+async fn set_publisher(State(st): St, u: ApiUser, Path(ns): Path<String>, b: Bytes) -> ApiResult {
+    let n: NewBadge = body(&b)?;
+    st.iam.set_publisher(&u.0, &ns, Some(&n.badge)).await?;
+    ok(json!({ "namespace": ns, "badge": n.badge }))
+}
+
+async fn delete_publisher(State(st): St, u: ApiUser, Path(ns): Path<String>) -> ApiResult {
+    st.iam.set_publisher(&u.0, &ns, None).await?;
+    no_content()
 }

@@ -7,4 +7,5 @@ pub const SQLITE: &[(i64, &str, &str)] = &[
     (2, "pull_through_cache", include_str!("../../../migrations/sqlite/0002_pull_through_cache.sql")),
     (3, "image_access_management", include_str!("../../../migrations/sqlite/0003_image_access_management.sql")),
     (4, "audit_log", include_str!("../../../migrations/sqlite/0004_audit_log.sql")),
+    (5, "publisher_overrides", include_str!("../../../migrations/sqlite/0005_publisher_overrides.sql")),
 ];

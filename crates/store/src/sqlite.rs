@@ -937,6 +937,31 @@ impl MetaStore for SqliteMeta {
         Ok(r.rows_affected() > 0)
     }
 
+    async fn publisher_overrides(&self) -> Result<Vec<(String, String)>> {
+        sqlx::query_as("SELECT namespace, badge FROM publisher_overrides ORDER BY namespace")
+            .fetch_all(&self.read)
+            .await
+            .map_err(db)
+    }
+
+    async fn set_publisher_override(&self, namespace: &str, badge: Option<&str>, by: &str, now: i64) -> Result<bool> {
+        let r = match badge {
+            Some(b) => sqlx::query(
+                "INSERT INTO publisher_overrides (namespace, badge, updated_by, updated_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (namespace) DO UPDATE SET badge = excluded.badge, updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+            )
+            .bind(namespace)
+            .bind(b)
+            .bind(by)
+            .bind(now)
+            .execute(&self.write)
+            .await,
+            None => sqlx::query("DELETE FROM publisher_overrides WHERE namespace = $1").bind(namespace).execute(&self.write).await,
+        }
+        .map_err(db)?;
+        Ok(r.rows_affected() > 0)
+    }
+
     async fn append_audit(&self, entries: &[AuditEntry]) -> Result<()> {
         let mut tx = self.write.begin().await.map_err(db)?;
         for e in entries {

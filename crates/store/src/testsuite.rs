@@ -157,6 +157,13 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     assert!(!s.delete_exception(acme.id + 1, id).await.unwrap(), "only through its org");
     assert!(s.delete_exception(acme.id, id).await.unwrap());
 
+    // publisher overrides
+    assert!(s.set_publisher_override("someone", Some("verified_publisher"), "admin", 1).await.unwrap());
+    assert!(s.set_publisher_override("someone", Some("none"), "admin", 2).await.unwrap());
+    assert_eq!(s.publisher_overrides().await.unwrap(), vec![("someone".to_string(), "none".to_string())]);
+    assert!(s.set_publisher_override("someone", None, "admin", 3).await.unwrap());
+    assert!(!s.set_publisher_override("someone", None, "admin", 3).await.unwrap());
+
     // audit
     let pull = |at: i64, org: &str, decision: &str| AuditEntry {
         at,
