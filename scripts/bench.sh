@@ -10,7 +10,9 @@
 #                    time to first byte, RSS while filling blobs of different sizes, next to
 #                    distribution's own proxy (the kit's `proxy` section) and a direct GET upstream
 # Env: ROUNDS (2) RUNS (3) WRK_ARGS ("-t2 -c32 -d5s") PORT (7000) BIG_SIZES_MIB ("1 64 512")
-#      PARTS ("registry extra proxy": which groups to run)
+#   iam_*            manifest GET latency of a restricted member with Image Access Management off and on
+#   policy decide_*  decision latency with 1 000 exceptions (crates/policy/examples/decide_bench.rs)
+#      PARTS ("registry extra proxy policy": which groups to run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KIT=${PEER_KIT:-$(cd .. && pwd)/shared/tools/peer}
@@ -51,7 +53,7 @@ kit() { # label, env..., sections...: the kit's bench.sh, RESULT lines relabelle
   local label=$1; shift
   env "$@" "$KIT/bench.sh" $SECTIONS 2>/dev/null | sed -n "s/^RESULT /RESULT $label /p" | tee -a "$OUT"
 }
-PARTS=${PARTS:-"registry extra proxy"}
+PARTS=${PARTS:-"registry extra proxy policy"}
 has() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
 if has registry; then for r in $(seq "$ROUNDS"); do
   SECTIONS="blob wrk skopeo" kit distribution REG=$PEER TARGET_PID=$PEER_PID
@@ -98,6 +100,25 @@ rss16() { # label pid url auth...
 PULL_TOKEN=$(curl -sf -u "admin:$ADMIN_PW" "http://$PCL/token?service=portcullis&scope=repository:acme/big:pull" | jq -r .token)
 rss16 distribution "$PEER_PID" "http://$PEER/v2/library/big/blobs/$BD"
 rss16 portcullis "$PID" "http://$PCL/v2/acme/big/blobs/$BD" -H "Authorization: Bearer $PULL_TOKEN"
+
+# --- Image Access Management off vs on: manifest GET of a restricted member (wrk p50)
+A=(-u "admin:$ADMIN_PW")
+curl -sf "${A[@]}" -X POST "http://$PCL/api/v1/users" -d '{"username":"member","password":"member-password"}' >/dev/null
+curl -sf "${A[@]}" -X POST "http://$PCL/api/v1/orgs/acme/teams" -d '{"name":"dev"}' >/dev/null
+curl -sf "${A[@]}" -X POST "http://$PCL/api/v1/orgs/acme/teams/dev/members" -d '{"username":"member"}' >/dev/null
+curl -sf "${A[@]}" -X PUT "http://$PCL/api/v1/orgs/acme/teams/dev/permissions/alpine-test" -d '{"permission":"read"}' >/dev/null
+MT=$(curl -sf -u member:member-password "http://$PCL/token?service=portcullis&scope=repository:acme/alpine-test:pull" | jq -r .token)
+for state in off on; do
+  [ "$state" = on ] && curl -sf "${A[@]}" -X PUT "http://$PCL/api/v1/orgs/acme/settings" \
+    -d '{"restricted_images":{"enabled":true},"registry_access":{"enabled":true,"allowed_registries":["docker.io"]}}' >/dev/null
+  wrk -t2 -c16 -d5s --latency -H "Authorization: Bearer $MT" -H "Accept: application/vnd.oci.image.manifest.v1+json" \
+    "http://$PCL/v2/acme/alpine-test/manifests/1" >"$PEER_STATE/results/wrk-iam-$state.txt"
+  say portcullis "iam_manifest_GET_p50.$state" "$(awk '$1=="50%"{print $2}' "$PEER_STATE/results/wrk-iam-$state.txt") ($(awk '/Requests\/sec/{print $2}' "$PEER_STATE/results/wrk-iam-$state.txt") req/s$(awk '/Non-2xx/{print ", NON-2XX " $NF}' "$PEER_STATE/results/wrk-iam-$state.txt"))"
+done
+fi
+
+if has policy; then
+  cargo run -q --release -p portcullis-policy --example decide_bench | tee -a "$OUT"
 fi
 
 if has proxy; then

@@ -197,6 +197,9 @@ impl Iam {
         for row in self.meta.all_exceptions().await? {
             snap.orgs.entry(row.org).or_default().exceptions.push(row.exception);
         }
+        for p in snap.orgs.values_mut() {
+            p.reindex();
+        }
         if let Ok(mut g) = self.snapshot.write() {
             *g = Arc::new(snap);
         }

@@ -65,7 +65,8 @@ fn refusal(
 ) -> Option<(String, Category, String)> {
     let s = &p.settings;
     let category = categorize(&m.org, s, image, catalog);
-    let excepted = || p.exceptions.iter().any(|e| e.matches(image, &m.teams, now));
+    let name = image.canonical();
+    let excepted = || p.exception_for(&name, image.digest.as_deref(), &m.teams, now).is_some();
     let registry = image.registry.as_deref();
     if s.registry_access.enabled
         && let Some(host) = registry
@@ -130,7 +131,7 @@ pub fn explain(memberships: &[Membership], image: &Image, snap: &Snapshot, now: 
                 mode: s.restricted_images.mode,
                 allowed_by_category: allowed_by_category(&s.restricted_images, &category),
                 registry_access_enabled: s.registry_access.enabled,
-                exception: p.exceptions.iter().find(|e| e.matches(image, &m.teams, now)).map(|e| e.id),
+                exception: p.exception_for(&image.canonical(), image.digest.as_deref(), &m.teams, now).map(|e| e.id),
                 category,
                 outcome,
             }
@@ -174,7 +175,7 @@ mod tests {
         let mut s = Snapshot::default();
         s.catalog.badges.insert("bitnami".into(), Badge::VerifiedPublisher);
         s.catalog.badges.insert("grafana".into(), Badge::OpenSource);
-        s.orgs.insert("acme".into(), OrgPolicy { settings, exceptions });
+        s.orgs.insert("acme".into(), OrgPolicy::new(settings, exceptions));
         s
     }
 

@@ -158,6 +158,11 @@ pub struct Exception {
 impl Exception {
     /// Anchored match on the canonical name; `*` only as the whole last component.
     pub fn matches(&self, image: &Image, teams: &[String], now: i64) -> bool {
+        self.matches_name(&image.canonical(), image.digest.as_deref(), teams, now)
+    }
+
+    /// [`Exception::matches`] with the canonical name computed once by the caller.
+    pub fn matches_name(&self, name: &str, digest: Option<&str>, teams: &[String], now: i64) -> bool {
         if self.expires_at.is_some_and(|e| e <= now) {
             return false;
         }
@@ -167,11 +172,10 @@ impl Exception {
             return false;
         }
         if let Some(d) = &self.digest
-            && image.digest.as_ref() != Some(d)
+            && digest != Some(d.as_str())
         {
             return false;
         }
-        let name = image.canonical();
         match self.pattern.strip_suffix("/*") {
             Some(prefix) => name.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/') && rest.len() > 1),
             None => name == self.pattern,
@@ -179,11 +183,37 @@ impl Exception {
     }
 }
 
-/// One organization's policy inputs.
+/// One organization's policy inputs, with its exceptions indexed by pattern so that a decision
+/// looks up the image's name and its `prefix/*` forms instead of scanning every exception.
 #[derive(Debug, Clone, Default)]
 pub struct OrgPolicy {
     pub settings: Settings,
     pub exceptions: Vec<Exception>,
+    by_pattern: HashMap<String, Vec<usize>>,
+}
+
+impl OrgPolicy {
+    pub fn new(settings: Settings, exceptions: Vec<Exception>) -> OrgPolicy {
+        let mut p = OrgPolicy { settings, exceptions, by_pattern: HashMap::new() };
+        p.reindex();
+        p
+    }
+
+    /// Rebuilds the index after `exceptions` changed.
+    pub fn reindex(&mut self) {
+        self.by_pattern.clear();
+        for (i, e) in self.exceptions.iter().enumerate() {
+            self.by_pattern.entry(e.pattern.clone()).or_default().push(i);
+        }
+    }
+
+    /// The exception allowing `name` (canonical) for a member of `teams`, if any.
+    pub fn exception_for(&self, name: &str, digest: Option<&str>, teams: &[String], now: i64) -> Option<&Exception> {
+        let exact = self.by_pattern.get(name).into_iter().flatten();
+        let prefixes =
+            name.match_indices('/').filter_map(|(i, _)| self.by_pattern.get(&format!("{}/*", &name[..i]))).flatten();
+        exact.chain(prefixes).map(|i| &self.exceptions[*i]).find(|e| e.matches_name(name, digest, teams, now))
+    }
 }
 
 /// The subject's relation to one organization.
