@@ -2,6 +2,7 @@
 //! and the HTTP server. Nothing here decides anything about images or access.
 
 mod app;
+mod client_config;
 mod config;
 mod tasks;
 
@@ -48,6 +49,22 @@ enum Command {
         /// Cache budget in bytes (default: proxy.cache_max_bytes).
         #[arg(long)]
         max_bytes: Option<u64>,
+    },
+    /// Write client configuration that sends pulls through the gateway (docker, containerd,
+    /// podman, k3s, Docker Desktop registry.json).
+    ClientConfig {
+        /// The gateway's URL, e.g. https://gw.example.com.
+        #[arg(long)]
+        gateway: String,
+        /// Organizations Docker Desktop requires sign-in to (allowedOrgs).
+        #[arg(long = "org")]
+        orgs: Vec<String>,
+        /// Registries to route through the gateway besides Docker Hub.
+        #[arg(long = "registry")]
+        registries: Vec<String>,
+        /// Output directory.
+        #[arg(long, default_value = "portcullis-client-config")]
+        out: PathBuf,
     },
     /// Administration that works offline on the data directory.
     Admin {
@@ -98,6 +115,10 @@ fn main() -> std::process::ExitCode {
             }
             Command::Fsck { quarantine } => tasks::fsck(&config, quarantine).await,
             Command::Gc { max_bytes } => tasks::gc(&config, max_bytes).await,
+            Command::ClientConfig { gateway, orgs, registries, out } => client_config::generate(
+                &client_config::Options { gateway: &gateway, orgs: &orgs, registries: &registries },
+                &out,
+            ),
             Command::Admin { command: AdminCommand::ResetPassword { username } } => {
                 tasks::reset_password(&config, &username).await
             }

@@ -346,6 +346,46 @@ async fn ctr_and_podman_pull_through_mirror_configurations() {
     // gateway followed containerd's `?ns=ghcr.io`, and never asked Docker Hub for it.
     assert_eq!(e.fp.count("GET", "owner/tool") + e.fp.count("HEAD", "owner/tool"), 0);
     assert!(e.fp.count("GET", "library/tiny") > 0);
+    // the same through the files `portcullis client-config` writes
+    let generated = e.work.path().join("generated");
+    let (ok, out) = run(crate::support::portcullis(e.work.path())
+        .args([
+            "client-config",
+            "--gateway",
+            &format!("http://{gw}"),
+            "--org",
+            "acme",
+            "--registry",
+            "ghcr.io",
+            "--out",
+        ])
+        .arg(&generated));
+    assert!(ok, "{out}");
+    let registry_json: Value =
+        serde_json::from_str(&std::fs::read_to_string(generated.join("docker-desktop/registry.json")).unwrap())
+            .unwrap();
+    assert_eq!(registry_json, json!({"allowedOrgs": ["acme"]}));
+    let daemon: Value =
+        serde_json::from_str(&std::fs::read_to_string(generated.join("docker/daemon.json")).unwrap()).unwrap();
+    assert_eq!(daemon["registry-mirrors"][0], format!("http://{gw}"));
+    let gen_hosts = generated.join("containerd/certs.d");
+    for image in ["docker.io/library/tiny:1", "ghcr.io/owner/tool:1"] {
+        let (ok, out) = ctr(&["images", "pull", "--hosts-dir", gen_hosts.to_str().unwrap(), "--user", &a, image]);
+        assert!(ok, "ctr pull {image} with generated hosts.toml: {out}");
+        let _ = ctr(&["images", "rm", image]);
+    }
+    let gen_auth = e.work.path().join("gen-auth.json");
+    {
+        use base64::Engine;
+        let auth = base64::engine::general_purpose::STANDARD.encode(&a);
+        std::fs::write(&gen_auth, json!({"auths": {gw.clone(): {"auth": auth}}}).to_string()).unwrap();
+    }
+    for image in ["docker.io/library/tiny:1", "ghcr.io/owner/tool:1"] {
+        let (ok, out) = run(crate::support::podman(&e.work.path().join("pg"))
+            .env("CONTAINERS_REGISTRIES_CONF", generated.join("podman/registries.conf"))
+            .args(["pull", "-q", "--authfile", gen_auth.to_str().unwrap(), image]));
+        assert!(ok, "podman pull {image} with generated registries.conf: {out}");
+    }
     // podman: registries.conf mirrors (a path prefix names other registries). The primary
     // locations point at a refused loopback port, so a fallback could never leave the machine.
     let conf = e.work.path().join("registries.conf");
