@@ -11,7 +11,6 @@ use crate::authz::Principal;
 use crate::error::Result;
 use crate::model::{AuditEntry, AuditQuery};
 use crate::now;
-use crate::orgs::Orgs;
 use crate::ports::MetaStore;
 
 const BATCH: usize = 512;
@@ -19,15 +18,26 @@ const BATCH: usize = 512;
 pub struct Audit {
     tx: mpsc::Sender<AuditEntry>,
     meta: Arc<dyn MetaStore>,
-    orgs: Arc<Orgs>,
 }
 
 impl Audit {
     /// Starts the writer; entries older than `retention_days` are pruned.
-    pub fn start(meta: Arc<dyn MetaStore>, orgs: Arc<Orgs>, retention_days: i64) -> Audit {
+    pub fn start(meta: Arc<dyn MetaStore>, retention_days: i64) -> Audit {
         let (tx, rx) = mpsc::channel(16_384);
         tokio::spawn(writer(meta.clone(), rx, retention_days));
-        Audit { tx, meta, orgs }
+        Audit { tx, meta }
+    }
+
+    /// A change by `who` to `org` (or to no org), with details.
+    pub async fn change(&self, who: &Principal, org: Option<&str>, action: &str, detail: serde_json::Value) {
+        self.record(AuditEntry {
+            org: org.map(str::to_owned),
+            actor: who.username.clone(),
+            action: action.to_owned(),
+            detail: Some(detail.to_string()),
+            ..Default::default()
+        })
+        .await;
     }
 
     /// Records an entry (waits only when the writer is far behind).
@@ -40,9 +50,16 @@ impl Audit {
         }
     }
 
-    /// An org's entries, for its owners and the instance administrator.
-    pub async fn query(&self, who: &Principal, org: &str, q: &AuditQuery) -> Result<Vec<AuditEntry>> {
-        self.orgs.owned(who, org).await?;
+    /// Every entry, including those tied to no org (instance administrator only).
+    pub async fn query_all(&self, who: &Principal, q: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        if !who.is_admin {
+            return Err(crate::Error::Denied("only the instance administrator may read the whole audit log".into()));
+        }
+        self.meta.query_audit(None, q).await
+    }
+
+    /// An org's entries; the caller has checked that the reader owns the org.
+    pub async fn query(&self, org: &str, q: &AuditQuery) -> Result<Vec<AuditEntry>> {
         self.meta.query_audit(Some(org), q).await
     }
 }

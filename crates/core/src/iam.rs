@@ -101,15 +101,7 @@ impl Iam {
     }
 
     async fn record_change(&self, who: &Principal, org: &str, action: &str, detail: serde_json::Value) {
-        self.audit
-            .record(AuditEntry {
-                org: Some(org.to_owned()),
-                actor: who.username.clone(),
-                action: action.to_owned(),
-                detail: Some(detail.to_string()),
-                ..Default::default()
-            })
-            .await;
+        self.audit.change(who, Some(org), action, detail).await;
     }
 
     /// Audit entries for a manifest pull: the deciding org for denials, else one per org the

@@ -25,6 +25,7 @@ pub struct Member {
 pub struct Orgs {
     meta: Arc<dyn MetaStore>,
     identity: Arc<Identity>,
+    audit: Arc<crate::audit::Audit>,
     admins_only_create: bool,
 }
 
@@ -34,8 +35,17 @@ fn not_found(org: &str) -> Error {
 
 impl Orgs {
     /// `admins_only_create` limits organization creation to instance administrators.
-    pub fn new(meta: Arc<dyn MetaStore>, identity: Arc<Identity>, admins_only_create: bool) -> Orgs {
-        Orgs { meta, identity, admins_only_create }
+    pub fn new(
+        meta: Arc<dyn MetaStore>,
+        identity: Arc<Identity>,
+        audit: Arc<crate::audit::Audit>,
+        admins_only_create: bool,
+    ) -> Orgs {
+        Orgs { meta, identity, audit, admins_only_create }
+    }
+
+    async fn changed(&self, who: &Principal, org: &str, action: &str, detail: serde_json::Value) {
+        self.audit.change(who, Some(org), action, detail).await;
     }
 
     /// The org, when `who` may see it (a member or the administrator); else `NotFound`.
@@ -63,6 +73,7 @@ impl Orgs {
         check_account_name(name)?;
         let org = self.meta.create_org(name, who.id, now()).await?;
         self.identity.refresh_directory().await?;
+        self.changed(who, name, "org.create", serde_json::json!({ "name": name })).await;
         Ok(org)
     }
 
@@ -105,7 +116,9 @@ impl Orgs {
     pub async fn create_team(&self, who: &Principal, org: &str, team: &str) -> Result<Team> {
         let o = self.owned(who, org).await?;
         check_account_name(team).map_err(|_| Error::Invalid(format!("invalid team name {team:?}")))?;
-        self.meta.create_team(o.id, team).await
+        let t = self.meta.create_team(o.id, team).await?;
+        self.changed(who, org, "team.create", serde_json::json!({ "team": team })).await;
+        Ok(t)
     }
 
     async fn team_of(&self, org: &Org, team: &str) -> Result<Team> {
@@ -119,7 +132,9 @@ impl Orgs {
         }
         let t = self.team_of(&o, team).await?;
         self.meta.delete_team(t.id).await?;
-        self.identity.refresh_directory().await
+        self.identity.refresh_directory().await?;
+        self.changed(who, org, "team.delete", serde_json::json!({ "team": team })).await;
+        Ok(())
     }
 
     pub async fn team_members(&self, who: &Principal, org: &str, team: &str) -> Result<Vec<User>> {
@@ -139,6 +154,9 @@ impl Orgs {
         let u = self.user(username).await?;
         let added = self.meta.add_member(t.id, u.id).await?;
         self.identity.refresh_directory().await?;
+        if added {
+            self.changed(who, org, "member.add", serde_json::json!({ "team": team, "username": username })).await;
+        }
         Ok(added)
     }
 
@@ -149,7 +167,9 @@ impl Orgs {
         if !self.meta.remove_member(t.id, u.id).await? {
             return Err(Error::NotFound(format!("{username} is not in {org}/{team}")));
         }
-        self.identity.refresh_directory().await
+        self.identity.refresh_directory().await?;
+        self.changed(who, org, "member.remove", serde_json::json!({ "team": team, "username": username })).await;
+        Ok(())
     }
 
     /// Grants (or with `None` revokes) a team's permission on `repo_path` inside the org.
@@ -167,7 +187,10 @@ impl Orgs {
             .map_err(|_| Error::Invalid(format!("invalid repository name {repo_path:?}")))?;
         let t = self.team_of(&o, team).await?;
         self.meta.set_permission(t.id, repo_path, p).await?;
-        self.identity.refresh_directory().await
+        self.identity.refresh_directory().await?;
+        let detail = serde_json::json!({ "team": team, "repository": repo_path, "permission": p });
+        self.changed(who, org, "permission.set", detail).await;
+        Ok(())
     }
 
     pub async fn team_permissions(&self, who: &Principal, org: &str, team: &str) -> Result<Vec<(String, Permission)>> {

@@ -43,6 +43,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/orgs/{org}/exceptions", get(list_exceptions).post(add_exception))
         .route("/api/v1/orgs/{org}/exceptions/{id}", delete(delete_exception))
         .route("/api/v1/orgs/{org}/audit", get(audit))
+        .route("/api/v1/audit", get(audit_all))
         .route("/api/v1/orgs/{org}/check", get(check))
         .route("/api/v1/orgs/{org}/settings/preview", axum::routing::post(preview))
         .route("/api/v1/publishers", get(publishers))
@@ -144,6 +145,7 @@ async fn create_token(State(st): St, u: ApiUser, b: Bytes) -> ApiResult {
         _ => return Err(ApiError(Error::Invalid("give exactly one scope: read or read-write".into()))),
     };
     let (t, secret) = st.identity.create_token(&u.0, &n.label, "pat", scope, n.expires_at).await?;
+    st.audit.change(&u.0, None, "token.create", json!({ "id": t.id, "label": t.label, "scope": t.scope })).await;
     let mut v = json!(t);
     v["token"] = secret.into();
     created(v)
@@ -155,6 +157,7 @@ async fn list_tokens(State(st): St, u: ApiUser) -> ApiResult {
 
 async fn delete_token(State(st): St, u: ApiUser, Path(id): Path<i64>) -> ApiResult {
     st.identity.delete_token(&u.0, id).await?;
+    st.audit.change(&u.0, None, "token.delete", json!({ "id": id })).await;
     no_content()
 }
 
@@ -321,7 +324,8 @@ async fn audit(
     Path(org): Path<String>,
     Query(q): Query<pcore::model::AuditQuery>,
 ) -> ApiResult {
-    ok(json!(st.audit.query(&u.0, &org, &q).await?))
+    st.orgs.owned(&u.0, &org).await?;
+    ok(json!(st.audit.query(&org, &q).await?))
 }
 
 #[derive(Deserialize)]
@@ -359,4 +363,8 @@ async fn set_publisher(State(st): St, u: ApiUser, Path(ns): Path<String>, b: Byt
 async fn delete_publisher(State(st): St, u: ApiUser, Path(ns): Path<String>) -> ApiResult {
     st.iam.set_publisher(&u.0, &ns, None).await?;
     no_content()
+}
+
+async fn audit_all(State(st): St, u: ApiUser, Query(q): Query<pcore::model::AuditQuery>) -> ApiResult {
+    ok(json!(st.audit.query_all(&u.0, &q).await?))
 }

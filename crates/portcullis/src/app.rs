@@ -91,8 +91,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
         metrics.clone(),
         proxy_config,
     );
-    let orgs = Arc::new(Orgs::new(meta.clone(), identity.clone(), config.auth.org_creation == "admins"));
-    let audit = Arc::new(pcore::audit::Audit::start(meta.clone(), orgs.clone(), config.audit.retention_days));
+    let audit = Arc::new(pcore::audit::Audit::start(meta.clone(), config.audit.retention_days));
+    let orgs = Arc::new(Orgs::new(meta.clone(), identity.clone(), audit.clone(), config.auth.org_creation == "admins"));
     let iam = pcore::iam::Iam::new(
         meta.clone(),
         identity.clone(),

@@ -67,6 +67,12 @@ async fn users_tokens_and_rate_limits() {
     );
     let id = t["id"].as_i64().unwrap();
     assert_eq!(s.api("DELETE", &format!("/api/v1/access-tokens/{id}"), alice, None).await.0, 204);
+    // token changes are audited (instance-wide log, administrator only)
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(s.api("GET", "/api/v1/audit", alice, None).await.0, 403);
+    let (_, log) = s.admin("GET", "/api/v1/audit?actor=alice", None).await;
+    let actions: Vec<&str> = log.as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
+    assert!(actions.contains(&"token.create") && actions.contains(&"token.delete"), "{log}");
     assert_eq!(s.api("GET", "/api/v1/me", ("alice", &secret), None).await.0, 401, "revoked");
     // expired tokens do not work
     let (st, _) = s.api("POST", "/api/v1/access-tokens", alice, Some(json!({"label": "old", "expires_at": 1}))).await;

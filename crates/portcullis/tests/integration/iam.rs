@@ -171,6 +171,10 @@ async fn restrictions_bind_members_on_every_request() {
     let (_, page) =
         s.api("GET", &format!("/api/v1/orgs/acme/audit?limit=2&before={}", changes[0]["id"]), alice, None).await;
     assert!(page.as_array().unwrap().iter().all(|e| e["id"].as_i64() < changes[0]["id"].as_i64()), "cursor paging");
+    let (_, members) = s.api("GET", "/api/v1/orgs/acme/audit?action=member.add", alice, None).await;
+    assert_eq!(members[0]["detail"].as_str().map(|d| d.contains("\"bob\"")), Some(true), "{members}");
+    let (_, teams) = s.api("GET", "/api/v1/orgs/acme/audit?action=team.create", alice, None).await;
+    assert_eq!(teams.as_array().unwrap().len(), 1);
     let too_many: Vec<String> = (0..101).map(|i| format!("r{i}.example.com")).collect();
     let (st, _) = s
         .api(
