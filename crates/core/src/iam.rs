@@ -104,6 +104,27 @@ impl Iam {
         self.audit.change(who, Some(org), action, detail).await;
     }
 
+    /// Digests pinned by exceptions that would apply to `subject` pulling `image` (any org).
+    pub fn pinned_digests(&self, subject: &Subject, image: &Image) -> Vec<String> {
+        let Subject::User(p) = subject else { return vec![] };
+        let snap = self.current();
+        let name = image.canonical();
+        let t = now();
+        let mut out = Vec::new();
+        for m in self.identity.directory().snapshot().memberships(p.id) {
+            let Some(org) = snap.orgs.get(&m.org) else { continue };
+            for e in &org.exceptions {
+                if let Some(d) = &e.digest
+                    && e.matches_name(&name, Some(d), &m.teams, t)
+                    && !out.contains(d)
+                {
+                    out.push(d.clone());
+                }
+            }
+        }
+        out
+    }
+
     /// Audit entries for a manifest pull: the deciding org for denials, else one per org the
     /// subject belongs to (so each org's owners see their members' pulls), else one without org.
     pub fn pull_entries(

@@ -218,10 +218,7 @@ async fn dispatch(st: &AppState, req: Request) -> Result<Response, V2Error> {
     let ns = oci::endpoint::query_pairs(&query).into_iter().find(|(k, _)| k == "ns").map(|(_, v)| v);
     let (subject, source) = authorize(st, req.headers(), &mut ep, ns.as_deref())?;
     let Some(mut image) = pull_image(&ep, source.as_ref()) else {
-        return match source {
-            Some(Source::Upstream(up)) => proxied(st, req, ep, up).await,
-            _ => hosted(st, req, ep, &subject).await,
-        };
+        return dispatch_source(st, req, ep, source, &subject).await;
     };
     let is_manifest = matches!(ep, Endpoint::Manifest { .. });
     let client = req
@@ -230,16 +227,31 @@ async fn dispatch(st: &AppState, req: Request) -> Result<Response, V2Error> {
         .map(|c| c.0.ip().to_string())
         .unwrap_or_default();
     let agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    let decision = st.iam.decide(&subject, &image);
+    let mut decision = st.iam.decide(&subject, &image);
     let outcome = match decision.effect {
-        policy::Effect::Deny => {
-            tracing::info!(user = subject.name(), image = %image.canonical(), org = ?decision.org, rule = %decision.rule, "pull denied");
-            Err(V2Error::new(ErrorCode::Denied, decision.message.clone()))
-        }
-        _ => match source {
-            Some(Source::Upstream(up)) => proxied(st, req, ep, up).await,
-            _ => hosted(st, req, ep, &subject).await,
+        policy::Effect::Deny => match pinned(st, &subject, &image, &ep, source.as_ref()).await {
+            // A manifest by tag: serve it only if the digest it resolves to is allowed.
+            Pinned::ByTag => {
+                let r = dispatch_source(st, req, ep, source, &subject).await?;
+                let digest = r.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).map(str::to_owned);
+                let d = st.iam.decide(&subject, &policy::Image { digest, ..image.clone() });
+                if d.effect == policy::Effect::Deny {
+                    Err(V2Error::new(ErrorCode::Denied, d.message))
+                } else {
+                    decision = d;
+                    Ok(r)
+                }
+            }
+            Pinned::Part(d) => {
+                decision = d;
+                dispatch_source(st, req, ep, source, &subject).await
+            }
+            Pinned::No => {
+                tracing::info!(user = subject.name(), image = %image.canonical(), org = ?decision.org, rule = %decision.rule, "pull denied");
+                Err(V2Error::new(ErrorCode::Denied, decision.message.clone()))
+            }
         },
+        _ => dispatch_source(st, req, ep, source, &subject).await,
     };
     if is_manifest {
         if let Ok(r) = &outcome {
@@ -259,6 +271,88 @@ async fn dispatch(st: &AppState, req: Request) -> Result<Response, V2Error> {
         }
     }
     Ok(response)
+}
+
+/// Serves a request from where its repository lives.
+async fn dispatch_source(
+    st: &AppState,
+    req: Request,
+    ep: Endpoint,
+    source: Option<Source>,
+    subject: &Subject,
+) -> Result<Response, V2Error> {
+    match source {
+        Some(Source::Upstream(up)) => proxied(st, req, ep, up).await,
+        _ => hosted(st, req, ep, subject).await,
+    }
+}
+
+/// How a denied pull may still be allowed by a digest-pinned exception.
+enum Pinned {
+    No,
+    /// A manifest by tag: decide again with the digest it resolves to.
+    ByTag,
+    /// A child manifest or blob of a pinned manifest that is allowed: this decision.
+    Part(policy::Decision),
+}
+
+/// Looks for a pinned manifest, allowed with its own digest, that contains what is asked for.
+async fn pinned(
+    st: &AppState,
+    subject: &Subject,
+    image: &policy::Image,
+    ep: &Endpoint,
+    source: Option<&Source>,
+) -> Pinned {
+    let pins = st.iam.pinned_digests(subject, image);
+    if pins.is_empty() {
+        return Pinned::No;
+    }
+    let wanted = match ep {
+        Endpoint::Manifest { reference: oci::Reference::Tag(_), .. } => return Pinned::ByTag,
+        Endpoint::Manifest { reference: oci::Reference::Digest(d), .. } | Endpoint::Blob { digest: d, .. } => {
+            d.to_string()
+        }
+        _ => return Pinned::No,
+    };
+    let Some(source) = source else { return Pinned::No };
+    for pin in pins {
+        let d = st.iam.decide(subject, &policy::Image { digest: Some(pin.clone()), ..image.clone() });
+        if d.effect == policy::Effect::Deny {
+            continue;
+        }
+        if contains(st, source, &pin, &wanted, 2).await {
+            return Pinned::Part(d);
+        }
+    }
+    Pinned::No
+}
+
+/// True when manifest `root` (of the source's repository) is `wanted` or references it, through
+/// at most `depth` levels of index.
+async fn contains(st: &AppState, source: &Source, root: &str, wanted: &str, depth: u8) -> bool {
+    if root == wanted {
+        return true;
+    }
+    let Ok(digest) = root.parse::<oci::Digest>() else { return false };
+    let reference = oci::Reference::Digest(digest);
+    let served = match source {
+        Source::Hosted(n) => st.registry.manifest(n, &reference).await.ok(),
+        Source::Upstream(u) => st.proxy.manifest(u, &reference).await.ok().map(|(m, _)| m),
+    };
+    let Some(m) = served.and_then(|m| oci::Manifest::parse(&m.content, Some(&m.media_type)).ok()) else { return false };
+    if m.blob_references().any(|d| d.digest.to_string() == wanted) {
+        return true;
+    }
+    if depth == 0 {
+        return false;
+    }
+    for child in &m.manifests {
+        if Box::pin(contains(st, source, &child.digest.to_string(), wanted, depth - 1)).await {
+            return true;
+        }
+    }
+    false
 }
 
 /// The image a pull (manifest or blob GET/HEAD) is about, for Image Access Management.

@@ -240,3 +240,53 @@ async fn check_explains_and_preview_lists_the_pulls_a_change_would_deny() {
         (Some("docker.io/library/alpine"), Some("allow"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digest_pinned_exceptions_allow_exactly_the_pinned_image() {
+    let e = setup(&[]).await;
+    let s = &e.s;
+    let gw = s.addr();
+    s.create_user("bob").await;
+    s.create_org("acme", "alice").await;
+    let (ap, bp) = (pw("alice"), pw("bob"));
+    let alice = ("alice", ap.as_str());
+    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams", alice, Some(json!({"name": "dev"}))).await.0, 201);
+    assert_eq!(
+        s.api("POST", "/api/v1/orgs/acme/teams/dev/members", alice, Some(json!({"username": "bob"}))).await.0,
+        201
+    );
+    assert_eq!(
+        s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(json!({"restricted_images": {"enabled": true}})))
+            .await
+            .0,
+        200
+    );
+    e.hub.push(&e.layout.dir, "multi", "someone/app:multi");
+    let creds = format!("bob:{bp}");
+    let pin = |digest: &str| json!({"pattern": "docker.io/someone/app", "digest": digest, "reason": "pinned release"});
+    // pinned to the single-arch image: its tag pulls (manifest and blobs), another tag does not
+    assert_eq!(s.api("POST", "/api/v1/orgs/acme/exceptions", alice, Some(pin(&e.layout.tiny))).await.0, 201);
+    let (ok, out) = skopeo_pull(&gw, &creds, "someone/app:1", &e.work.path().join("p1"));
+    assert!(ok, "pinned image by tag: {out}");
+    let (ok, out) = skopeo_pull(&gw, &creds, "someone/app:multi", &e.work.path().join("p2"));
+    assert!(!ok && out.contains("community image docker.io/someone/app"), "{out}");
+    // pinned to the index: all platforms, through the child manifests to their blobs
+    assert_eq!(s.api("POST", "/api/v1/orgs/acme/exceptions", alice, Some(pin(&e.layout.multi))).await.0, 201);
+    let dst = format!("oci:{}/p3:x", e.work.path().display());
+    let (ok, out) = run(std::process::Command::new("skopeo").args([
+        "copy",
+        "-q",
+        "--all",
+        "--src-tls-verify=false",
+        "--src-creds",
+        &creds,
+        &format!("docker://{gw}/someone/app:multi"),
+        &dst,
+    ]));
+    assert!(ok, "pinned index: {out}");
+    // a blob that no pinned manifest references stays denied
+    let other = e.hub.push_blob("someone/app", b"unrelated layer").await;
+    let t = s.token(Some(("bob", &bp)), &["repository:someone/app:pull"]).await;
+    let r = s.req("GET", &format!("/v2/someone/app/blobs/{other}"), Some(&t)).await.send().await.unwrap();
+    assert_eq!(r.status(), 403);
+}
