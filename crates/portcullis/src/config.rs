@@ -48,6 +48,23 @@ pub struct Config {
     pub upstreams: Vec<UpstreamEntry>,
     pub proxy: ProxySettings,
     pub audit: AuditSettings,
+    /// Where the CLI's API commands (`org`, `check`, `publishers`) connect.
+    pub client: ClientSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientSettings {
+    pub server: String,
+    pub username: String,
+    /// Password or access token.
+    pub password: Option<Secret>,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        ClientSettings { server: "http://127.0.0.1:5000".into(), username: "admin".into(), password: None }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -157,6 +174,7 @@ impl Default for Config {
             upstreams: Vec::new(),
             proxy: ProxySettings::default(),
             audit: AuditSettings::default(),
+            client: ClientSettings::default(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! and the HTTP server. Nothing here decides anything about images or access.
 
 mod app;
+mod cli_api;
 mod client_config;
 mod config;
 mod tasks;
@@ -66,10 +67,102 @@ enum Command {
         #[arg(long, default_value = "portcullis-client-config")]
         out: PathBuf,
     },
+    /// Organization settings, exceptions and audit log, through the API of a running server.
+    Org {
+        #[command(subcommand)]
+        command: OrgCommand,
+    },
+    /// Can USER pull IMAGE? The decision and its trace, from a running server.
+    Check { org: String, user: String, image: String },
+    /// The publisher catalog of a running server.
+    Publishers {
+        #[command(subcommand)]
+        command: PublishersCommand,
+    },
     /// Administration that works offline on the data directory.
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OrgCommand {
+    /// Image Access Management settings.
+    Settings {
+        #[command(subcommand)]
+        command: SettingsCommand,
+    },
+    /// Exceptions (repository allowlist).
+    Exceptions {
+        #[command(subcommand)]
+        command: ExceptionsCommand,
+    },
+    /// The org's audit log, newest first.
+    Audit {
+        org: String,
+        #[arg(long)]
+        decision: Option<String>,
+        #[arg(long)]
+        actor: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum SettingsCommand {
+    Get {
+        org: String,
+    },
+    /// Replace the settings with a JSON document (Docker Hub's shape plus ours).
+    Set {
+        org: String,
+        json: String,
+    },
+    /// Which recent pulls the JSON settings would deny.
+    Preview {
+        org: String,
+        json: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExceptionsCommand {
+    List {
+        org: String,
+    },
+    Add {
+        org: String,
+        /// docker.io/owner/app or docker.io/owner/*
+        pattern: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        digest: Option<String>,
+        #[arg(long)]
+        team: Option<String>,
+        /// Unix seconds.
+        #[arg(long)]
+        expires_at: Option<i64>,
+    },
+    Delete {
+        org: String,
+        id: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum PublishersCommand {
+    List,
+    /// Set a Docker Hub namespace's badge: verified_publisher, open_source or none.
+    Set {
+        namespace: String,
+        badge: String,
+    },
+    /// Remove an override.
+    Unset {
+        namespace: String,
     },
 }
 
@@ -122,6 +215,30 @@ fn main() -> std::process::ExitCode {
             Command::Admin { command: AdminCommand::ResetPassword { username } } => {
                 tasks::reset_password(&config, &username).await
             }
+            Command::Org { command } => org_command(&cli_api::Api::new(&config.client)?, command).await,
+            Command::Check { org, user, image } => {
+                let path =
+                    format!("/api/v1/orgs/{org}/check?user={}&image={}", cli_api::enc(&user), cli_api::enc(&image));
+                let v = cli_api::Api::new(&config.client)?.call("GET", &path, None).await?;
+                if v["decision"]["effect"] == "deny" {
+                    anyhow::bail!("denied: {}", v["decision"]["message"].as_str().unwrap_or_default());
+                }
+                Ok(())
+            }
+            Command::Publishers { command } => {
+                let api = cli_api::Api::new(&config.client)?;
+                match command {
+                    PublishersCommand::List => api.call("GET", "/api/v1/publishers", None).await,
+                    PublishersCommand::Set { namespace, badge } => {
+                        let body = serde_json::json!({ "badge": badge });
+                        api.call("PUT", &format!("/api/v1/publishers/{namespace}"), Some(body)).await
+                    }
+                    PublishersCommand::Unset { namespace } => {
+                        api.call("DELETE", &format!("/api/v1/publishers/{namespace}"), None).await
+                    }
+                }
+                .map(|_| ())
+            }
         }
     });
     match result {
@@ -131,4 +248,38 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+async fn org_command(api: &cli_api::Api, command: OrgCommand) -> anyhow::Result<()> {
+    let json = |s: &str| serde_json::from_str::<serde_json::Value>(s).map_err(|e| anyhow::anyhow!("invalid JSON: {e}"));
+    match command {
+        OrgCommand::Settings { command: SettingsCommand::Get { org } } => api.call("GET", &format!("/api/v1/orgs/{org}/settings"), None).await,
+        OrgCommand::Settings { command: SettingsCommand::Set { org, json: j } } => {
+            api.call("PUT", &format!("/api/v1/orgs/{org}/settings"), Some(json(&j)?)).await
+        }
+        OrgCommand::Settings { command: SettingsCommand::Preview { org, json: j } } => {
+            api.call("POST", &format!("/api/v1/orgs/{org}/settings/preview"), Some(json(&j)?)).await
+        }
+        OrgCommand::Exceptions { command: ExceptionsCommand::List { org } } => {
+            api.call("GET", &format!("/api/v1/orgs/{org}/exceptions"), None).await
+        }
+        OrgCommand::Exceptions { command: ExceptionsCommand::Add { org, pattern, reason, digest, team, expires_at } } => {
+            let body = serde_json::json!({ "pattern": pattern, "reason": reason, "digest": digest, "team": team, "expires_at": expires_at });
+            api.call("POST", &format!("/api/v1/orgs/{org}/exceptions"), Some(body)).await
+        }
+        OrgCommand::Exceptions { command: ExceptionsCommand::Delete { org, id } } => {
+            api.call("DELETE", &format!("/api/v1/orgs/{org}/exceptions/{id}"), None).await
+        }
+        OrgCommand::Audit { org, decision, actor, limit } => {
+            let mut q = format!("limit={limit}");
+            if let Some(d) = decision {
+                q.push_str(&format!("&decision={}", cli_api::enc(&d)));
+            }
+            if let Some(a) = actor {
+                q.push_str(&format!("&actor={}", cli_api::enc(&a)));
+            }
+            api.call("GET", &format!("/api/v1/orgs/{org}/audit?{q}"), None).await
+        }
+    }
+    .map(|_| ())
 }

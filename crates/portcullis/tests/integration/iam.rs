@@ -290,3 +290,59 @@ async fn digest_pinned_exceptions_allow_exactly_the_pinned_image() {
     let r = s.req("GET", &format!("/v2/someone/app/blobs/{other}"), Some(&t)).await.send().await.unwrap();
     assert_eq!(r.status(), 403);
 }
+
+#[tokio::test]
+async fn the_cli_drives_the_policy_api() {
+    let s = crate::support::Server::start().await;
+    s.create_user("bob").await;
+    s.create_user("alice").await;
+    s.create_org("acme", "alice").await;
+    let ap = pw("alice");
+    assert_eq!(
+        s.api("POST", "/api/v1/orgs/acme/teams/owners/members", ("alice", &ap), Some(json!({"username": "alice"})))
+            .await
+            .0,
+        200
+    );
+    let cli = |user: &str, password: &str, args: &[&str]| {
+        let dir = tempfile::tempdir().unwrap();
+        run(crate::support::portcullis(dir.path())
+            .env("PORTCULLIS_CLIENT__SERVER", s.url(""))
+            .env("PORTCULLIS_CLIENT__USERNAME", user)
+            .env("PORTCULLIS_CLIENT__PASSWORD", password)
+            .args(args))
+    };
+    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams", ("alice", &ap), Some(json!({"name": "dev"}))).await.0, 201);
+    assert_eq!(
+        s.api("POST", "/api/v1/orgs/acme/teams/dev/members", ("alice", &ap), Some(json!({"username": "bob"}))).await.0,
+        201
+    );
+    let (ok, out) = cli("alice", &ap, &["org", "settings", "set", "acme", r#"{"restricted_images":{"enabled":true}}"#]);
+    assert!(ok && out.contains("\"enabled\": true"), "{out}");
+    let (ok, out) =
+        cli("bob", &pw("bob"), &["org", "settings", "set", "acme", r#"{"restricted_images":{"enabled":false}}"#]);
+    assert!(!ok && out.contains("403") && out.contains("only owners of acme"), "{out}");
+    let (ok, out) = cli("bob", &pw("bob"), &["org", "settings", "get", "acme"]);
+    assert!(ok && out.contains("allow_community"), "{out}");
+    let (ok, out) = cli("alice", &ap, &["check", "acme", "bob", "someone/app:1"]);
+    assert!(!ok && out.contains("denied: Image Access Management: community image docker.io/someone/app"), "{out}");
+    let (ok, out) =
+        cli("alice", &ap, &["org", "exceptions", "add", "acme", "docker.io/someone/*", "--reason", "vetted"]);
+    assert!(ok && out.contains("\"pattern\": \"docker.io/someone/*\""), "{out}");
+    let (ok, out) = cli("alice", &ap, &["check", "acme", "bob", "someone/app:1"]);
+    assert!(ok && out.contains("\"effect\": \"allow\""), "{out}");
+    let (ok, out) = cli("alice", &ap, &["org", "exceptions", "list", "acme"]);
+    assert!(ok && out.contains("vetted"), "{out}");
+    let (ok, out) = cli("admin", crate::support::ADMIN_PW, &["publishers", "set", "someone", "verified_publisher"]);
+    assert!(ok, "{out}");
+    let (ok, out) = cli("alice", &ap, &["publishers", "list"]);
+    assert!(ok && out.contains("\"someone\""), "{out}");
+    let (ok, out) =
+        cli("alice", &ap, &["org", "settings", "preview", "acme", r#"{"restricted_images":{"enabled":true}}"#]);
+    assert!(ok && out.contains("would_deny"), "{out}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (ok, out) = cli("alice", &ap, &["org", "audit", "acme", "--limit", "5"]);
+    assert!(ok && out.contains("exception.create"), "{out}");
+    let (ok, out) = cli("alice", "wrong-password", &["org", "settings", "get", "acme"]);
+    assert!(!ok && out.contains("401"), "{out}");
+}
