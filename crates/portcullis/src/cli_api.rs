@@ -29,6 +29,15 @@ impl Api {
 
     /// Sends a request and prints the JSON answer; a non-2xx answer is an error with its message.
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let v = self.quiet(method, path, body).await?;
+        if !v.is_null() {
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        Ok(v)
+    }
+
+    /// [`Api::call`] without printing.
+    pub async fn quiet(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
         let m = reqwest::Method::from_bytes(method.as_bytes())?;
         let mut rb = self.http.request(m, format!("{}{path}", self.base)).basic_auth(&self.user, Some(&self.password));
         if let Some(b) = body {
@@ -41,9 +50,6 @@ impl Api {
             if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         if !status.is_success() {
             bail!("{status}: {}", v["message"].as_str().unwrap_or(&v.to_string()));
-        }
-        if !v.is_null() {
-            println!("{}", serde_json::to_string_pretty(&v)?);
         }
         Ok(v)
     }

@@ -5,6 +5,7 @@ mod app;
 mod cli_api;
 mod client_config;
 mod config;
+mod publishers_sync;
 mod tasks;
 
 use std::path::PathBuf;
@@ -164,6 +165,12 @@ enum PublishersCommand {
     Unset {
         namespace: String,
     },
+    /// Read badges from Docker Hub's search API and store them (as overrides).
+    Sync {
+        /// Base URL of the search API.
+        #[arg(long, default_value = "https://hub.docker.com")]
+        url: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -235,6 +242,9 @@ fn main() -> std::process::ExitCode {
                     }
                     PublishersCommand::Unset { namespace } => {
                         api.call("DELETE", &format!("/api/v1/publishers/{namespace}"), None).await
+                    }
+                    PublishersCommand::Sync { url } => {
+                        publishers_sync::sync(&api, &url).await.map(|_| serde_json::Value::Null)
                     }
                 }
                 .map(|_| ())

@@ -340,3 +340,38 @@ async fn the_cli_drives_the_policy_api() {
     let (ok, out) = cli("alice", "wrong-password", &["org", "settings", "get", "acme"]);
     assert!(!ok && out.contains("401"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishers_sync_reads_a_search_api_page_by_page() {
+    // a local stand-in for Docker Hub's search API: 150 verified publishers in 2 pages, 1 OSS
+    let app = axum::Router::new().route(
+        "/api/search/v4",
+        axum::routing::get(|q: axum::extract::Query<std::collections::HashMap<String, String>>| async move {
+            let from: usize = q.get("from").and_then(|f| f.parse().ok()).unwrap_or(0);
+            let size: usize = q.get("size").and_then(|f| f.parse().ok()).unwrap_or(25);
+            let (total, make): (usize, fn(usize) -> Value) = match q.get("badges").map(String::as_str) {
+                Some("verified_publisher") => {
+                    (150, |i| json!({"id": format!("vendor{i}/app"), "publisher": {"id": format!("vendor{i}")}}))
+                }
+                _ => (1, |_| json!({"name": "oss-project/tool"})),
+            };
+            let results: Vec<Value> = (from..total.min(from + size)).map(make).collect();
+            axum::Json(json!({"total": total, "results": results}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hub = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let s = crate::support::Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out) = run(crate::support::portcullis(dir.path())
+        .env("PORTCULLIS_CLIENT__SERVER", s.url(""))
+        .env("PORTCULLIS_CLIENT__USERNAME", "admin")
+        .env("PORTCULLIS_CLIENT__PASSWORD", crate::support::ADMIN_PW)
+        .args(["publishers", "sync", "--url", &hub]));
+    assert!(ok && out.contains("151 namespaces") && out.contains("verified_publisher: 150/150"), "{out}");
+    let (_, list) = s.admin("GET", "/api/v1/publishers", None).await;
+    let list = list.as_array().unwrap();
+    assert!(list.contains(&json!({"namespace": "vendor149", "badge": "verified_publisher"})));
+    assert!(list.contains(&json!({"namespace": "oss-project", "badge": "open_source"})));
+}
