@@ -67,6 +67,15 @@ impl IntoResponse for V2Error {
             tracing::warn!(code = self.wire.code.as_str(), message = %self.wire.message, "request failed");
         }
         let mut r = (status, [(header::CONTENT_TYPE, "application/json")], self.wire.to_json()).into_response();
+        // Some clients (containerd, hence Kubernetes events) show only the status line of a
+        // failed pull: carry the reason of a denial there too (HTTP/1 reason phrase).
+        if self.wire.code == ErrorCode::Denied {
+            let phrase: String =
+                self.wire.message.chars().filter(|c| c.is_ascii_graphic() || *c == ' ').take(300).collect();
+            if let Ok(p) = hyper::ext::ReasonPhrase::try_from(phrase.into_bytes()) {
+                r.extensions_mut().insert(p);
+            }
+        }
         if let Some(Challenge(c)) = self.challenge
             && let Ok(v) = HeaderValue::from_str(&c)
         {

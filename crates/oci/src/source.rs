@@ -122,6 +122,30 @@ mod tests {
         assert_eq!(r("acme/app", Some("gateway:5000")), "hosted:acme/app", "ns naming us is ignored");
     }
 
+    proptest::proptest! {
+        /// Docker Hub's aliases and an explicit `library/` never change what a name resolves to,
+        /// so they cannot change a decision; upper case is not a valid name at all.
+        #[test]
+        fn aliases_resolve_alike(ns in "[a-z][a-z0-9]{0,6}", repo in "[a-z][a-z0-9]{0,6}", one_part in proptest::bool::ANY) {
+            let path = if one_part { repo.clone() } else { format!("{ns}/{repo}") };
+            let canon = |name: String| {
+                let n: RepoName = name.parse().unwrap();
+                match resolve(&n, None, None, |_| false).unwrap() {
+                    Source::Upstream(u) => u.canonical(),
+                    Source::Hosted(h) => h.to_string(),
+                }
+            };
+            let plain = canon(path.clone());
+            for host in ["docker.io", "index.docker.io", "registry-1.docker.io"] {
+                proptest::prop_assert_eq!(&canon(format!("{host}/{path}")), &plain);
+            }
+            if one_part {
+                proptest::prop_assert_eq!(&canon(format!("library/{repo}")), &plain);
+            }
+            proptest::prop_assert!(path.to_uppercase().parse::<RepoName>().is_err());
+        }
+    }
+
     #[test]
     fn invalid_ns_is_refused() {
         let n: RepoName = "a/b".parse().unwrap();

@@ -375,3 +375,84 @@ async fn publishers_sync_reads_a_search_api_page_by_page() {
     assert!(list.contains(&json!({"namespace": "vendor149", "badge": "verified_publisher"})));
     assert!(list.contains(&json!({"namespace": "oss-project", "badge": "open_source"})));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_category_and_the_denial_as_ctr_and_podman_print_it() {
+    let e = setup(&[]).await;
+    let s = &e.s;
+    let gw = s.addr();
+    s.create_user("bob").await;
+    s.create_org("acme", "alice").await;
+    let (ap, bp) = (pw("alice"), pw("bob"));
+    let alice = ("alice", ap.as_str());
+    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams", alice, Some(json!({"name": "dev"}))).await.0, 201);
+    assert_eq!(
+        s.api("POST", "/api/v1/orgs/acme/teams/dev/members", alice, Some(json!({"username": "bob"}))).await.0,
+        201
+    );
+    assert_eq!(
+        s.api("PUT", "/api/v1/orgs/acme/teams/dev/permissions/own", alice, Some(json!({"permission": "read"}))).await.0,
+        200
+    );
+    let l = format!("oci:{}:tiny", e.layout.dir.display());
+    let (ok, out) = run(std::process::Command::new("skopeo").args([
+        "copy",
+        "-q",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &format!("alice:{ap}"),
+        &l,
+        &format!("docker://{gw}/acme/own:1"),
+    ]));
+    assert!(ok, "{out}");
+    // every category, restricted then allowed one switch at a time
+    let cases = [
+        ("acme/own:1", "organization", None),
+        ("library/tiny:1", "official", Some("allow_official_images")),
+        ("bitnami/redis:1", "verified_publisher", Some("allow_verified_publishers")),
+        ("prom/prometheus:1", "sponsored_oss", Some("allow_sponsored_oss")),
+        ("someone/app:1", "community", Some("allow_community")),
+        ("ghcr.io/owner/tool:1", "other_registry", None),
+    ];
+    let all_off = json!({"restricted_images": {"enabled": true, "allow_official_images": false, "allow_verified_publishers": false}});
+    for (image, category, switch) in cases {
+        assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(all_off.clone())).await.0, 200);
+        let (_, c) = s.api("GET", &format!("/api/v1/orgs/acme/check?user=bob&image={image}"), alice, None).await;
+        assert_eq!(c["trace"][0]["category"]["category"], category, "{image}: {c}");
+        let expected = if switch.is_some() { "deny" } else { "allow" };
+        assert_eq!(c["decision"]["effect"], expected, "{image} with everything restricted");
+        if let Some(sw) = switch {
+            let mut on = all_off.clone();
+            on["restricted_images"][sw] = json!(true);
+            assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(on)).await.0, 200);
+            let (_, c) = s.api("GET", &format!("/api/v1/orgs/acme/check?user=bob&image={image}"), alice, None).await;
+            assert_eq!(c["decision"]["effect"], "allow", "{image} with {sw}");
+        }
+    }
+    // bob pulls his org's own image with a real client while everything else is restricted
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(all_off)).await.0, 200);
+    assert!(skopeo_pull(&gw, &format!("bob:{bp}"), "acme/own:1", &e.work.path().join("own")).0);
+    // what ctr and podman print for a denied pull, through the files client-config writes
+    let generated = e.work.path().join("generated");
+    let (ok, out) = run(crate::support::portcullis(e.work.path())
+        .args(["client-config", "--gateway", &format!("http://{gw}"), "--out"])
+        .arg(&generated));
+    assert!(ok, "{out}");
+    let sock = std::env::var("CONTAINERD_SOCK").unwrap_or_else(|_| "/tmp/pcl-test/containerd/containerd.sock".into());
+    let (ok, ctr_out) = run(std::process::Command::new("ctr")
+        .args(["--address", &sock, "--namespace", &format!("pcl-iam-{}", s.port), "images", "pull", "--hosts-dir"])
+        .arg(generated.join("containerd/certs.d"))
+        .args(["--user", &format!("bob:{bp}"), "docker.io/someone/app:1"]));
+    // ctr prints only the status line; the gateway puts the reason there
+    assert!(!ok && ctr_out.contains(&format!("403 {DENIAL}")), "ctr says: {ctr_out}");
+    let auth = e.work.path().join("auth.json");
+    {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(format!("bob:{bp}"));
+        std::fs::write(&auth, json!({"auths": {gw.clone(): {"auth": b64}}}).to_string()).unwrap();
+    }
+    let (ok, podman_out) = run(crate::support::podman(&e.work.path().join("pd"))
+        .env("CONTAINERS_REGISTRIES_CONF", generated.join("podman/registries.conf"))
+        .args(["pull", "-q", "--authfile", auth.to_str().unwrap(), "docker.io/someone/app:1"]));
+    assert!(!ok && podman_out.contains(&format!("denied: {DENIAL}")), "podman says: {podman_out}");
+}
