@@ -355,14 +355,16 @@ async fn contains(st: &AppState, source: &Source, root: &str, wanted: &str, dept
     false
 }
 
-/// The image a pull (manifest or blob GET/HEAD) is about, for Image Access Management.
+/// The image a read (manifest, blob, tags list, referrers) is about, for Image Access Management.
 fn pull_image(ep: &Endpoint, source: Option<&Source>) -> Option<policy::Image> {
     let digest = match ep {
         Endpoint::Manifest { method: Method::Get | Method::Head, reference, .. } => match reference {
             oci::Reference::Digest(d) => Some(d.to_string()),
             oci::Reference::Tag(_) => None,
         },
-        Endpoint::Blob { method: Method::Get | Method::Head, .. } => None,
+        Endpoint::Blob { method: Method::Get | Method::Head, .. }
+        | Endpoint::Tags { .. }
+        | Endpoint::Referrers { .. } => None,
         _ => return None,
     };
     Some(match source? {

@@ -130,6 +130,11 @@ async fn restrictions_bind_members_on_every_request() {
     assert!(ok, "{out}");
     let (ok, out) = skopeo_pull(&gw, &creds("bob"), "carol/tool:1", &dst("b4"));
     assert!(!ok && out.contains("community image carol/tool"), "{out}");
+    let ct = s.token(Some(bob), &["repository:carol/tool:pull"]).await;
+    let r = s.req("GET", "/v2/carol/tool/tags/list", Some(&ct)).await.send().await.unwrap();
+    assert_eq!(r.status(), 403, "tags lists are decided too");
+    let r = s.req("GET", &format!("/v2/carol/tool/referrers/{}", e.layout.tiny), Some(&ct)).await.send().await.unwrap();
+    assert_eq!(r.status(), 403, "and referrers");
     // Registry Access Management binds owners too
     let ram = json!({"registry_access": {"enabled": true, "allowed_registries": ["docker.io"]}});
     assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(ram)).await.0, 200);
