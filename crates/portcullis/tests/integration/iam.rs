@@ -8,6 +8,17 @@ use serde_json::{Value, json};
 use crate::proxy::setup;
 use crate::support::{pw, run, skopeo_pull};
 
+/// User bob in team `dev` of org `acme`, which alice owns (alice exists: the harness made her).
+async fn acme_with_member_bob(s: &crate::support::Server) {
+    s.create_user("bob").await;
+    s.create_org("acme", "alice").await;
+    let ap = pw("alice");
+    let alice = ("alice", ap.as_str());
+    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams", alice, Some(json!({"name": "dev"}))).await.0, 201);
+    let member = json!({"username": "bob"});
+    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams/dev/members", alice, Some(member)).await.0, 201);
+}
+
 const DENIAL: &str = "Image Access Management: community image docker.io/someone/app is not allowed for members of acme. Ask an owner of acme for an exception.";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,15 +212,9 @@ async fn check_explains_and_preview_lists_the_pulls_a_change_would_deny() {
     let e = setup(&[]).await;
     let s = &e.s;
     let gw = s.addr();
-    s.create_user("bob").await;
-    s.create_org("acme", "alice").await;
+    acme_with_member_bob(s).await;
     let (ap, bp) = (pw("alice"), pw("bob"));
     let (alice, bob) = (("alice", ap.as_str()), ("bob", bp.as_str()));
-    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams", alice, Some(json!({"name": "dev"}))).await.0, 201);
-    assert_eq!(
-        s.api("POST", "/api/v1/orgs/acme/teams/dev/members", alice, Some(json!({"username": "bob"}))).await.0,
-        201
-    );
     // history: bob pulls an official and a community image while nothing is restricted
     let creds = format!("bob:{bp}");
     assert!(skopeo_pull(&gw, &creds, "library/tiny:1", &e.work.path().join("1")).0);
@@ -251,15 +256,9 @@ async fn digest_pinned_exceptions_allow_exactly_the_pinned_image() {
     let e = setup(&[]).await;
     let s = &e.s;
     let gw = s.addr();
-    s.create_user("bob").await;
-    s.create_org("acme", "alice").await;
+    acme_with_member_bob(s).await;
     let (ap, bp) = (pw("alice"), pw("bob"));
     let alice = ("alice", ap.as_str());
-    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams", alice, Some(json!({"name": "dev"}))).await.0, 201);
-    assert_eq!(
-        s.api("POST", "/api/v1/orgs/acme/teams/dev/members", alice, Some(json!({"username": "bob"}))).await.0,
-        201
-    );
     assert_eq!(
         s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(json!({"restricted_images": {"enabled": true}})))
             .await
@@ -386,15 +385,9 @@ async fn every_category_and_the_denial_as_ctr_and_podman_print_it() {
     let e = setup(&[]).await;
     let s = &e.s;
     let gw = s.addr();
-    s.create_user("bob").await;
-    s.create_org("acme", "alice").await;
+    acme_with_member_bob(s).await;
     let (ap, bp) = (pw("alice"), pw("bob"));
     let alice = ("alice", ap.as_str());
-    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams", alice, Some(json!({"name": "dev"}))).await.0, 201);
-    assert_eq!(
-        s.api("POST", "/api/v1/orgs/acme/teams/dev/members", alice, Some(json!({"username": "bob"}))).await.0,
-        201
-    );
     assert_eq!(
         s.api("PUT", "/api/v1/orgs/acme/teams/dev/permissions/own", alice, Some(json!({"permission": "read"}))).await.0,
         200
