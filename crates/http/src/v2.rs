@@ -138,12 +138,7 @@ fn authorize(
                 Subject::Anonymous => unauthorized(&format!("sign in to {} {name}", action.as_str()), None),
                 Subject::User(ref p) => V2Error::new(
                     ErrorCode::Denied,
-                    format!(
-                        "{} may not {} {name}: {}",
-                        p.username,
-                        action.as_str(),
-                        why_denied(&subject, name, action)
-                    ),
+                    format!("{} may not {} {name}: {}", p.username, action.as_str(), why_denied(name, action)),
                 ),
             });
         }
@@ -160,7 +155,7 @@ fn authorize(
     Ok((subject, source))
 }
 
-fn why_denied(_subject: &Subject, name: &RepoName, action: Action) -> String {
+fn why_denied(name: &RepoName, action: Action) -> String {
     match action {
         Action::Pull => format!("the repository does not exist or is private to {}", name.namespace()),
         Action::Push => format!("no write permission in namespace {}", name.namespace()),

@@ -286,29 +286,13 @@ async fn cache_budget_evicts_least_recently_used_and_gc_cleans() {
             e.s.req("GET", &format!("/v2/library/{repo}/manifests/1"), Some(&t)).await.send().await.unwrap().status(),
             200
         );
-        let b =
-            e.s.req("GET", &format!("/v2/library/{repo}/blobs/{d}"), Some(&t))
-                .await
-                .send()
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
+        let b = e.s.get_bytes(&format!("/v2/library/{repo}/blobs/{d}"), &t).await;
         assert_eq!(&sha256(&b), d);
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
     assert!(!blob_file(&e.s, &d1).exists(), "the least recently used blob was evicted");
     assert!(blob_file(&e.s, &d2).exists());
-    let b =
-        e.s.req("GET", &format!("/v2/library/b1/blobs/{d1}"), Some(&t))
-            .await
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
+    let b = e.s.get_bytes(&format!("/v2/library/b1/blobs/{d1}"), &t).await;
     assert_eq!(sha256(&b), d1, "evicted blobs are fetched again");
     assert_eq!(e.fp.count("GET", &format!("/blobs/{d1}")), 2);
     let m = reqwest::get(e.s.url("/metrics")).await.unwrap().text().await.unwrap();
@@ -462,15 +446,7 @@ async fn lying_manifests_missing_images_and_abandoned_fills() {
         assert!(std::time::Instant::now() < deadline, "the abandoned fill did not complete");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let b =
-        e.s.req("GET", &format!("/v2/library/big/blobs/{d}"), Some(&t))
-            .await
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
+    let b = e.s.get_bytes(&format!("/v2/library/big/blobs/{d}"), &t).await;
     assert_eq!(sha256(&b), d);
     assert_eq!(e.fp.count("GET", &format!("/blobs/{d}")), 1);
 }

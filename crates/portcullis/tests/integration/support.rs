@@ -130,6 +130,11 @@ impl Server {
         r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
     }
 
+    /// The body of a GET with a bearer token (panics on a broken transfer).
+    pub async fn get_bytes(&self, path: &str, token: &str) -> Vec<u8> {
+        self.req("GET", path, Some(token)).await.send().await.unwrap().bytes().await.unwrap().to_vec()
+    }
+
     /// A raw request with an optional bearer token.
     pub async fn req(&self, method: &str, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
