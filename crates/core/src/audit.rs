@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use crate::authz::Principal;
 use crate::error::Result;
-use crate::model::{AuditEntry, AuditQuery};
+use crate::model::{ActivityRow, AuditEntry, AuditQuery};
 use crate::now;
 use crate::ports::MetaStore;
 
@@ -56,6 +56,13 @@ impl Audit {
             return Err(crate::Error::Denied("only the instance administrator may read the whole audit log".into()));
         }
         self.meta.query_audit(None, q).await
+    }
+
+    /// An org's pull counts of the last `days` UTC days (today included), by day, category and
+    /// decision; the caller has checked that the reader owns the org.
+    pub async fn activity(&self, org: &str, days: i64) -> Result<Vec<ActivityRow>> {
+        let since = (now() / 86_400 - (days - 1)) * 86_400;
+        self.meta.audit_activity(org, since).await
     }
 
     /// An org's entries; the caller has checked that the reader owns the org.

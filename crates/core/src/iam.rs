@@ -47,10 +47,10 @@ pub struct NewException {
 }
 
 pub struct Iam {
-    audit: Arc<crate::audit::Audit>,
-    meta: Arc<dyn MetaStore>,
-    identity: Arc<Identity>,
-    orgs: Arc<Orgs>,
+    pub(crate) audit: Arc<crate::audit::Audit>,
+    pub(crate) meta: Arc<dyn MetaStore>,
+    pub(crate) identity: Arc<Identity>,
+    pub(crate) orgs: Arc<Orgs>,
     catalog: Catalog,
     snapshot: RwLock<Arc<policy::Snapshot>>,
 }
@@ -100,7 +100,7 @@ impl Iam {
         Iam { audit, meta, identity, orgs, catalog, snapshot: RwLock::default() }
     }
 
-    async fn record_change(&self, who: &Principal, org: &str, action: &str, detail: serde_json::Value) {
+    pub(crate) async fn record_change(&self, who: &Principal, org: &str, action: &str, detail: serde_json::Value) {
         self.audit.change(who, Some(org), action, detail).await;
     }
 

@@ -14,6 +14,8 @@ pub mod orgs;
 pub mod ports;
 pub mod proxy;
 pub mod registry;
+pub mod requests;
+pub mod sessions;
 pub mod tokens;
 
 pub use error::{Error, Result};

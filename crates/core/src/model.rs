@@ -215,8 +215,52 @@ pub struct AuditQuery {
     pub image: Option<String>,
     pub decision: Option<String>,
     pub action: Option<String>,
+    pub category: Option<String>,
     pub since: Option<i64>,
     pub until: Option<i64>,
     pub before: Option<i64>,
     pub limit: Option<i64>,
+}
+
+/// Pulls of one category with one decision on one UTC day (`day` = days since the epoch).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActivityRow {
+    pub day: i64,
+    pub category: String,
+    pub decision: String,
+    pub pulls: i64,
+}
+
+/// A signed-in console session: the user and the CSRF token of its forms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub user: User,
+    pub csrf: String,
+    pub expires_at: i64,
+}
+
+/// Status of an exception request.
+pub const REQUEST_PENDING: &str = "pending";
+pub const REQUEST_APPROVED: &str = "approved";
+pub const REQUEST_DECLINED: &str = "declined";
+
+/// A member's request for an Image Access Management exception, and the owners' answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct ExceptionRequest {
+    pub id: i64,
+    pub org: String,
+    pub requester: String,
+    /// Canonical image name (`docker.io/someone/app`).
+    pub image: String,
+    /// The digest the member was denied, when known (an owner may pin the exception to it).
+    pub digest: Option<String>,
+    pub reason: String,
+    /// `pending`, `approved` or `declined`.
+    pub status: String,
+    pub created_at: i64,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<i64>,
+    pub note: Option<String>,
+    /// The exception an approval created.
+    pub exception_id: Option<i64>,
 }

@@ -22,6 +22,17 @@ pub struct Member {
     pub owner: bool,
 }
 
+/// A tag of a hosted repository: its manifest's digest, type and size (config and layers of an
+/// image; `None` for an index, which lists `platforms` manifests instead).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TagInfo {
+    pub tag: String,
+    pub digest: String,
+    pub media_type: String,
+    pub size: Option<u64>,
+    pub platforms: usize,
+}
+
 pub struct Orgs {
     meta: Arc<dyn MetaStore>,
     identity: Arc<Identity>,
@@ -211,6 +222,29 @@ impl Orgs {
             .filter(|r| namespace.is_none_or(|ns| r.name.split('/').next() == Some(ns)))
             .filter(|r| r.name.parse::<RepoName>().is_ok_and(|n| snap.permitted(&subject, &n).pull))
             .collect())
+    }
+
+    /// Tags of a repository `who` may pull (at most 1000), with what they point to.
+    pub async fn tags(&self, who: &Principal, repo: &str) -> Result<Vec<TagInfo>> {
+        let none = || Error::NotFound(format!("no repository {repo}"));
+        let name: RepoName = repo.parse().map_err(|_| none())?;
+        let snap = self.identity.directory().snapshot();
+        if !snap.permitted(&crate::authz::Subject::User(who.clone()), &name).pull {
+            return Err(none());
+        }
+        let r = self.meta.repo(repo).await?.ok_or_else(none)?;
+        let mut out = Vec::new();
+        for tag in self.meta.list_tags(r.id, None, Some(1000)).await? {
+            let Some(m) = self.meta.manifest_by_tag(r.id, &tag).await? else { continue };
+            let parsed = oci::manifest::Manifest::parse(&m.content, Some(&m.media_type)).ok();
+            let (size, platforms) = match &parsed {
+                Some(p) if p.kind == oci::manifest::ManifestKind::Index => (None, p.manifests.len()),
+                Some(p) => (Some(p.config.iter().chain(&p.layers).map(|d| d.size).sum()), 1),
+                None => (None, 0),
+            };
+            out.push(TagInfo { tag, digest: m.digest, media_type: m.media_type, size, platforms });
+        }
+        Ok(out)
     }
 
     async fn admin_of_repo(&self, who: &Principal, repo: &str) -> Result<RepoName> {

@@ -147,6 +147,23 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn query_audit(&self, org: Option<&str>, q: &AuditQuery) -> Result<Vec<AuditEntry>>;
     /// Deletes entries older than `before`; returns how many.
     async fn prune_audit(&self, before: i64) -> Result<u64>;
+    /// Pull counts of an org since `since`, by UTC day, category and decision.
+    async fn audit_activity(&self, org: &str, since: i64) -> Result<Vec<ActivityRow>>;
+
+    // --- console
+    /// Stores a session under the hash of its secret.
+    async fn create_session(&self, id_hash: &str, user_id: i64, csrf: &str, now: i64, expires_at: i64) -> Result<()>;
+    /// The unexpired session with this secret hash.
+    async fn session(&self, id_hash: &str, now: i64) -> Result<Option<Session>>;
+    async fn delete_session(&self, id_hash: &str) -> Result<()>;
+    /// Deletes expired sessions.
+    async fn prune_sessions(&self, now: i64) -> Result<u64>;
+    /// Stores a request (its `id`, `org` and decision fields are ignored); returns the new id.
+    async fn create_exception_request(&self, org_id: i64, r: &ExceptionRequest) -> Result<i64>;
+    /// Requests of an org, newest first.
+    async fn exception_requests(&self, org_id: i64) -> Result<Vec<ExceptionRequest>>;
+    /// Records the decision on a pending request; false when it is not pending (or not there).
+    async fn decide_exception_request(&self, org_id: i64, id: i64, decided: &ExceptionRequest) -> Result<bool>;
 
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> Result<()>;

@@ -88,6 +88,33 @@ impl IntoResponse for V2Error {
     }
 }
 
+/// The HTTP status of a domain error and its short name, for the API and the console.
+pub fn status_of(e: &Error) -> (StatusCode, &'static str) {
+    match e {
+        Error::Registry(code, _) => {
+            (StatusCode::from_u16(code.status()).unwrap_or(StatusCode::BAD_REQUEST), code.as_str())
+        }
+        Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+        Error::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+        Error::Denied(_) => (StatusCode::FORBIDDEN, "denied"),
+        Error::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
+        Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+        Error::RateLimited { .. } | Error::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+        Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        Error::Storage(_) | Error::Db(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    }
+}
+
+/// What a user may be told about an error: internal causes are logged and replaced.
+pub fn public_message(e: &Error, surface: &str) -> String {
+    if e.is_internal() {
+        tracing::error!(error = %e, surface, "internal error");
+        "internal error; the administrator can find it in the logs".to_owned()
+    } else {
+        e.to_string()
+    }
+}
+
 /// An error on the admin API.
 #[derive(Debug)]
 pub struct ApiError(pub Error);
@@ -101,25 +128,8 @@ impl From<Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let e = self.0;
-        let (status, kind) = match &e {
-            Error::Registry(code, _) => {
-                (StatusCode::from_u16(code.status()).unwrap_or(StatusCode::BAD_REQUEST), code.as_str())
-            }
-            Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            Error::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
-            Error::Denied(_) => (StatusCode::FORBIDDEN, "denied"),
-            Error::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
-            Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            Error::RateLimited { .. } | Error::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-            Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            Error::Storage(_) | Error::Db(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-        };
-        let message = if e.is_internal() {
-            tracing::error!(error = %e, "internal error on the admin API");
-            "internal error; the administrator can find it in the logs".to_owned()
-        } else {
-            e.to_string()
-        };
+        let (status, kind) = status_of(&e);
+        let message = public_message(&e, "admin API");
         let mut r = (status, axum::Json(serde_json::json!({ "error": kind, "message": message }))).into_response();
         match e {
             Error::Unauthenticated(_) => {

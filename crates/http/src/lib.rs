@@ -1,5 +1,6 @@
 //! HTTP surfaces of portcullis: the OCI distribution API (`/v2`), Docker token auth
-//! (`/token`), the admin REST API (`/api/v1`) and ops endpoints (`/healthz`, `/readyz`).
+//! (`/token`), the admin REST API (`/api/v1`), the web console (HTML at `/`) and ops
+//! endpoints (`/healthz`, `/readyz`, `/metrics`).
 //!
 //! Handlers are short: extract, call one service, map the result. Access to `/v2` is decided
 //! once, from the parsed [`oci::Endpoint`], before any handler runs (see `v2.rs`). Domain
@@ -23,6 +24,7 @@ mod auth;
 mod error;
 mod ops;
 mod token;
+mod ui;
 mod v2;
 
 /// Everything the handlers need, shared by all requests.
@@ -35,6 +37,7 @@ pub struct AppState {
     pub identity: Arc<Identity>,
     pub orgs: Arc<Orgs>,
     pub iam: Iam,
+    pub sessions: pcore::sessions::Sessions,
     pub audit: Arc<pcore::audit::Audit>,
     pub tokens: TokenIssuer,
     pub meta: Arc<dyn MetaStore>,
@@ -54,6 +57,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(token::routes())
         .merge(api::routes())
         .merge(ops::routes())
+        .merge(ui::routes())
         .layer(axum::middleware::from_fn(ops::request_id_and_log))
         .with_state(state)
 }

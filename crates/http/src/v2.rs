@@ -53,6 +53,19 @@ fn scope_of(ep: &Endpoint) -> Option<String> {
     Some(format!("repository:{name}:{}", actions.join(",")))
 }
 
+/// A policy denial, pointing to the console page where the member can request an exception.
+fn denial(base: &str, d: &policy::Decision, image: &policy::Image) -> V2Error {
+    let msg = match &d.org {
+        Some(org) => format!(
+            "{} Request one at {base}/orgs/{org}/requests?image={}",
+            d.message,
+            crate::ui::query_escape(&image.canonical())
+        ),
+        None => d.message.clone(),
+    };
+    V2Error::new(ErrorCode::Denied, msg)
+}
+
 /// Who is calling, from a verified bearer token.
 fn caller(st: &AppState, headers: &HeaderMap, ep: &Endpoint) -> Result<Option<(Subject, Arc<Claims>)>, V2Error> {
     let scope = scope_of(ep);
@@ -223,6 +236,7 @@ async fn dispatch(st: &AppState, req: Request) -> Result<Response, V2Error> {
         .unwrap_or_default();
     let agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let mut decision = st.iam.decide(&subject, &image);
+    let base = crate::auth::base_url(st, req.headers());
     let outcome = match decision.effect {
         policy::Effect::Deny => match pinned(st, &subject, &image, &ep, source.as_ref()).await {
             // A manifest by tag: serve it only if the digest it resolves to is allowed.
@@ -231,7 +245,7 @@ async fn dispatch(st: &AppState, req: Request) -> Result<Response, V2Error> {
                 let digest = r.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).map(str::to_owned);
                 let d = st.iam.decide(&subject, &policy::Image { digest, ..image.clone() });
                 if d.effect == policy::Effect::Deny {
-                    Err(V2Error::new(ErrorCode::Denied, d.message))
+                    Err(denial(&base, &d, &image))
                 } else {
                     decision = d;
                     Ok(r)
@@ -243,7 +257,7 @@ async fn dispatch(st: &AppState, req: Request) -> Result<Response, V2Error> {
             }
             Pinned::No => {
                 tracing::info!(user = subject.name(), image = %image.canonical(), org = ?decision.org, rule = %decision.rule, "pull denied");
-                Err(V2Error::new(ErrorCode::Denied, decision.message.clone()))
+                Err(denial(&base, &decision, &image))
             }
         },
         _ => dispatch_source(st, req, ep, source, &subject).await,

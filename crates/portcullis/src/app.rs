@@ -110,6 +110,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
         proxy_anonymous: config.proxy.allow_anonymous,
         orgs,
         iam,
+        sessions: pcore::sessions::Sessions::new(meta.clone(), identity.clone()),
         audit,
         identity,
         tokens,

@@ -8,4 +8,5 @@ pub const SQLITE: &[(i64, &str, &str)] = &[
     (3, "image_access_management", include_str!("../../../migrations/sqlite/0003_image_access_management.sql")),
     (4, "audit_log", include_str!("../../../migrations/sqlite/0004_audit_log.sql")),
     (5, "publisher_overrides", include_str!("../../../migrations/sqlite/0005_publisher_overrides.sql")),
+    (6, "console", include_str!("../../../migrations/sqlite/0006_console.sql")),
 ];

@@ -993,7 +993,8 @@ impl MetaStore for SqliteMeta {
             "SELECT id, at, org, actor, action, image, digest, category, rule, decision, client, user_agent, detail FROM audit_log \
              WHERE ($1 IS NULL OR org = $1) AND ($2 IS NULL OR actor = $2) AND ($3 IS NULL OR image = $3) \
              AND ($4 IS NULL OR decision = $4) AND ($5 IS NULL OR action = $5) AND ($6 IS NULL OR at >= $6) \
-             AND ($7 IS NULL OR at <= $7) AND ($8 IS NULL OR id < $8) ORDER BY id DESC LIMIT $9",
+             AND ($7 IS NULL OR at <= $7) AND ($8 IS NULL OR id < $8) AND ($10 IS NULL OR category = $10) \
+             ORDER BY id DESC LIMIT $9",
         )
         .bind(org)
         .bind(&q.actor)
@@ -1004,6 +1005,7 @@ impl MetaStore for SqliteMeta {
         .bind(q.until)
         .bind(q.before)
         .bind(q.limit.unwrap_or(100).clamp(1, 1000))
+        .bind(&q.category)
         .fetch_all(&self.read)
         .await
         .map_err(db)?;
@@ -1031,6 +1033,133 @@ impl MetaStore for SqliteMeta {
         let r =
             sqlx::query("DELETE FROM audit_log WHERE at < $1").bind(before).execute(&self.write).await.map_err(db)?;
         Ok(r.rows_affected())
+    }
+
+    async fn audit_activity(&self, org: &str, since: i64) -> Result<Vec<ActivityRow>> {
+        let rows: Vec<(i64, String, String, i64)> = sqlx::query_as(
+            "SELECT at / 86400 AS day, COALESCE(category, 'unknown'), decision, COUNT(*) FROM audit_log \
+             WHERE org = $1 AND at >= $2 AND action = 'pull' AND decision IS NOT NULL \
+             GROUP BY day, 2, decision ORDER BY day, 2, decision",
+        )
+        .bind(org)
+        .bind(since)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .into_iter()
+            .map(|(day, category, decision, pulls)| ActivityRow { day, category, decision, pulls })
+            .collect())
+    }
+
+    async fn create_session(&self, id_hash: &str, user_id: i64, csrf: &str, now: i64, expires_at: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, user_id, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id_hash)
+        .bind(user_id)
+        .bind(csrf)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&self.write)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn session(&self, id_hash: &str, now: i64) -> Result<Option<Session>> {
+        let r: Option<(i64, String, String, bool, i64, String, i64)> = sqlx::query_as(
+            "SELECT u.id, u.username, u.password_hash, u.is_admin, u.created_at, s.csrf, s.expires_at \
+             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = $1 AND s.expires_at > $2",
+        )
+        .bind(id_hash)
+        .bind(now)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db)?;
+        Ok(r.map(|(id, username, password_hash, is_admin, created_at, csrf, expires_at)| Session {
+            user: User { id, username, password_hash, is_admin, created_at },
+            csrf,
+            expires_at,
+        }))
+    }
+
+    async fn delete_session(&self, id_hash: &str) -> Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE id_hash = $1").bind(id_hash).execute(&self.write).await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn prune_sessions(&self, now: i64) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.write)
+            .await
+            .map_err(db)?;
+        Ok(r.rows_affected())
+    }
+
+    async fn create_exception_request(&self, org_id: i64, r: &ExceptionRequest) -> Result<i64> {
+        let (id,): (i64,) = sqlx::query_as(
+            "INSERT INTO exception_requests (org_id, requester, image, digest, reason, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 'pending', $6) RETURNING id",
+        )
+        .bind(org_id)
+        .bind(&r.requester)
+        .bind(&r.image)
+        .bind(&r.digest)
+        .bind(&r.reason)
+        .bind(r.created_at)
+        .fetch_one(&self.write)
+        .await
+        .map_err(db)?;
+        Ok(id)
+    }
+
+    async fn exception_requests(&self, org_id: i64) -> Result<Vec<ExceptionRequest>> {
+        let rows = sqlx::query(
+            "SELECT r.id, o.name, r.requester, r.image, r.digest, r.reason, r.status, r.created_at, r.decided_by, \
+             r.decided_at, r.note, r.exception_id FROM exception_requests r JOIN orgs o ON o.id = r.org_id \
+             WHERE r.org_id = $1 ORDER BY r.id DESC",
+        )
+        .bind(org_id)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ExceptionRequest {
+                id: r.get(0),
+                org: r.get(1),
+                requester: r.get(2),
+                image: r.get(3),
+                digest: r.get(4),
+                reason: r.get(5),
+                status: r.get(6),
+                created_at: r.get(7),
+                decided_by: r.get(8),
+                decided_at: r.get(9),
+                note: r.get(10),
+                exception_id: r.get(11),
+            })
+            .collect())
+    }
+
+    async fn decide_exception_request(&self, org_id: i64, id: i64, d: &ExceptionRequest) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE exception_requests SET status = $3, decided_by = $4, decided_at = $5, note = $6, exception_id = $7 \
+             WHERE org_id = $1 AND id = $2 AND status = 'pending'",
+        )
+        .bind(org_id)
+        .bind(id)
+        .bind(&d.status)
+        .bind(&d.decided_by)
+        .bind(d.decided_at)
+        .bind(&d.note)
+        .bind(d.exception_id)
+        .execute(&self.write)
+        .await
+        .map_err(db)?;
+        Ok(r.rows_affected() > 0)
     }
 
     async fn ping(&self) -> Result<()> {

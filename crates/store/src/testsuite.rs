@@ -189,7 +189,60 @@ pub async fn meta_suite(s: &dyn MetaStore) {
         .await
         .unwrap();
     assert_eq!(page[0].at, 100, "cursor paging");
+    let mut categorized = pull(86_400 + 5, "acme", "denied");
+    categorized.category = Some("community".into());
+    s.append_audit(&[categorized.clone(), categorized]).await.unwrap();
+    let by_category = AuditQuery { category: Some("community".into()), ..Default::default() };
+    assert_eq!(s.query_audit(Some("acme"), &by_category).await.unwrap().len(), 2);
+    let activity = s.audit_activity("acme", 150).await.unwrap();
+    assert_eq!(
+        activity,
+        vec![
+            ActivityRow { day: 0, category: "unknown".into(), decision: "denied".into(), pulls: 1 },
+            ActivityRow { day: 1, category: "community".into(), decision: "denied".into(), pulls: 2 },
+        ],
+        "by day, category and decision, one org, since"
+    );
     assert_eq!(s.prune_audit(150).await.unwrap(), 1);
+
+    // console sessions: found by hash until they expire, with their user
+    s.create_session("sess-1", alice.id, "csrf-1", 10, 100).await.unwrap();
+    let found = s.session("sess-1", 50).await.unwrap().unwrap();
+    assert_eq!((found.user.username.as_str(), found.csrf.as_str(), found.expires_at), ("alice", "csrf-1", 100));
+    assert!(s.session("sess-1", 100).await.unwrap().is_none(), "expired");
+    assert!(s.session("sess-2", 50).await.unwrap().is_none());
+    s.create_session("sess-2", bob.id, "csrf-2", 10, 1000).await.unwrap();
+    assert_eq!(s.prune_sessions(100).await.unwrap(), 1);
+    s.delete_session("sess-2").await.unwrap();
+    assert!(s.session("sess-2", 50).await.unwrap().is_none());
+
+    // exception requests: decided once
+    let req = ExceptionRequest {
+        requester: "bob".into(),
+        image: "docker.io/someone/app".into(),
+        digest: Some(D1.into()),
+        reason: "needed for CI".into(),
+        created_at: 7,
+        ..Default::default()
+    };
+    let id = s.create_exception_request(acme.id, &req).await.unwrap();
+    let listed = s.exception_requests(acme.id).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].id, listed[0].org.as_str(), listed[0].status.as_str(), listed[0].digest.as_deref()),
+        (id, "acme", REQUEST_PENDING, Some(D1))
+    );
+    let approved = ExceptionRequest {
+        status: REQUEST_APPROVED.into(),
+        decided_by: Some("alice".into()),
+        decided_at: Some(9),
+        exception_id: Some(42),
+        ..req.clone()
+    };
+    assert!(s.decide_exception_request(acme.id, id, &approved).await.unwrap());
+    assert!(!s.decide_exception_request(acme.id, id, &approved).await.unwrap(), "only pending ones");
+    let after = &s.exception_requests(acme.id).await.unwrap()[0];
+    assert_eq!((after.status.as_str(), after.exception_id, after.decided_at), (REQUEST_APPROVED, Some(42), Some(9)));
 
     assert!(s.delete_repo("acme/app").await.unwrap());
     assert!(s.repo("acme/app").await.unwrap().is_none());

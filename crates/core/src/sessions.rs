@@ -1,0 +1,66 @@
+//! Console sign-in sessions. A session is a random secret in an `HttpOnly` cookie; the store
+//! keeps only its SHA-256 with the user and the CSRF token of the session's forms, so replicas
+//! share sessions and a leaked database row cannot be replayed. Sign-in goes through the same
+//! throttled password check as the API, and accepts passwords only: an access token (perhaps
+//! read-only) must not open a console that can change everything.
+
+use std::sync::Arc;
+
+use crate::authz::Principal;
+use crate::error::{Error, Result};
+use crate::identity::{Identity, PAT_PREFIX, REFRESH_PREFIX, new_secret, token_hash};
+use crate::now;
+use crate::ports::MetaStore;
+
+/// How long a console session lasts.
+pub const SESSION_TTL_SECS: i64 = 12 * 3600;
+/// Prefix of session secrets.
+const SESSION_PREFIX: &str = "pcs_";
+
+/// A signed-in console user and the CSRF token their forms must carry.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub principal: Principal,
+    pub csrf: String,
+}
+
+pub struct Sessions {
+    meta: Arc<dyn MetaStore>,
+    identity: Arc<Identity>,
+}
+
+impl Sessions {
+    pub fn new(meta: Arc<dyn MetaStore>, identity: Arc<Identity>) -> Sessions {
+        Sessions { meta, identity }
+    }
+
+    /// Checks the password and opens a session; returns the cookie secret.
+    pub async fn sign_in(&self, username: &str, password: &str, client: &str) -> Result<(String, SignedIn)> {
+        if password.starts_with(PAT_PREFIX) || password.starts_with(REFRESH_PREFIX) {
+            return Err(Error::Unauthenticated(
+                "sign in with your password; access tokens are for registry clients and the API".into(),
+            ));
+        }
+        let principal = self.identity.authenticate(username, password, client).await?;
+        let now = now();
+        let (secret, csrf) = (new_secret(SESSION_PREFIX), new_secret(""));
+        self.meta.prune_sessions(now).await?;
+        self.meta.create_session(&token_hash(&secret), principal.id, &csrf, now, now + SESSION_TTL_SECS).await?;
+        Ok((secret, SignedIn { principal, csrf }))
+    }
+
+    /// The session with this secret, if it is open.
+    pub async fn resolve(&self, secret: &str) -> Result<Option<SignedIn>> {
+        if !secret.starts_with(SESSION_PREFIX) {
+            return Ok(None);
+        }
+        Ok(self.meta.session(&token_hash(secret), now()).await?.map(|s| SignedIn {
+            principal: Principal { id: s.user.id, username: s.user.username, is_admin: s.user.is_admin, scope: None },
+            csrf: s.csrf,
+        }))
+    }
+
+    pub async fn sign_out(&self, secret: &str) -> Result<()> {
+        self.meta.delete_session(&token_hash(secret)).await
+    }
+}

@@ -1,0 +1,218 @@
+//! The web console: server-rendered HTML (askama templates, checked at compile time) that works
+//! without JavaScript. Handlers call the same services as `/api/v1`; rules live there. Every
+//! page needs a session (`session.rs`); every form carries the session's CSRF token and is
+//! refused when posted from another origin. Errors render as one HTML page (`UiError`).
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use pcore::Error;
+
+use crate::AppState;
+use crate::error::{public_message, status_of};
+
+mod audit;
+mod chart;
+mod format;
+mod org;
+mod permissions;
+mod requests;
+mod session;
+mod tokens;
+
+pub use format::query_escape;
+pub use session::{Console, Posted};
+
+type St = axum::extract::State<Arc<AppState>>;
+type UiResult = Result<Response, UiError>;
+
+/// The embedded stylesheet.
+const CSS: &str = include_str!("../../static/console.css");
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/orgs") }))
+        .route("/static/console.css", get(css))
+        .route("/login", get(session::login_page).post(session::login))
+        .route("/logout", post(session::logout))
+        .route("/orgs", get(org::list))
+        .route("/orgs/{org}", get(org::overview))
+        .route("/orgs/{org}/members", get(org::members))
+        .route("/orgs/{org}/teams", post(org::create_team))
+        .route("/orgs/{org}/teams/{team}/delete", post(org::delete_team))
+        .route("/orgs/{org}/teams/{team}/members", post(org::add_member))
+        .route("/orgs/{org}/teams/{team}/members/{user}/remove", post(org::remove_member))
+        .route("/orgs/{org}/teams/{team}/permissions", post(org::set_permission))
+        .route("/orgs/{org}/repositories", get(org::repositories))
+        .route("/orgs/{org}/permissions", get(permissions::page).post(permissions::save))
+        .route("/orgs/{org}/exceptions", post(permissions::add_exception))
+        .route("/orgs/{org}/exceptions/{id}/delete", post(permissions::delete_exception))
+        .route("/orgs/{org}/audit", get(audit::log))
+        .route("/orgs/{org}/activity", get(audit::activity))
+        .route("/orgs/{org}/requests", get(requests::page).post(requests::create))
+        .route("/orgs/{org}/requests/{id}/approve", post(requests::approve))
+        .route("/orgs/{org}/requests/{id}/decline", post(requests::decline))
+        .route("/tokens", get(tokens::page).post(tokens::create))
+        .route("/tokens/{id}/revoke", post(tokens::revoke))
+        .route("/admin", get(tokens::admin).post(tokens::create_user))
+        .layer(axum::middleware::map_response(security_headers))
+}
+
+async fn css() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "max-age=3600")], CSS).into_response()
+}
+
+/// No framing, no foreign scripts or styles, no caching of pages that show private data.
+async fn security_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, k: &'static str, v: &'static str| {
+        h.entry(k).or_insert(HeaderValue::from_static(v));
+    };
+    set(
+        h,
+        "content-security-policy",
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    );
+    set(h, "x-frame-options", "DENY");
+    set(h, "x-content-type-options", "nosniff");
+    set(h, "referrer-policy", "same-origin");
+    set(h, "cache-control", "no-store");
+    r
+}
+
+/// What every page shows around its content. Empty strings mean "none".
+#[derive(Debug, Clone, Default)]
+pub struct Layout {
+    pub title: String,
+    pub user: String,
+    pub is_admin: bool,
+    pub csrf: String,
+    /// The org the page belongs to, and whether the viewer owns it.
+    pub org: String,
+    pub owner: bool,
+    /// The current tab of the org's navigation, or of the top navigation.
+    pub tab: &'static str,
+    /// A fixed message after a successful form (chosen by key, never echoed from the URL).
+    pub notice: &'static str,
+}
+
+impl Layout {
+    pub fn new(c: &Console, title: impl Into<String>, tab: &'static str) -> Layout {
+        Layout {
+            title: title.into(),
+            user: c.who.username.clone(),
+            is_admin: c.who.is_admin,
+            csrf: c.csrf.clone(),
+            tab,
+            ..Default::default()
+        }
+    }
+
+    /// A page of `org`, with the org navigation.
+    pub fn org(c: &Console, st: &AppState, org: &str, title: &str, tab: &'static str) -> Layout {
+        let owner = c.who.is_admin || st.identity.directory().snapshot().is_owner(org, c.who.id);
+        Layout { org: org.to_owned(), owner, ..Layout::new(c, format!("{title} · {org}"), tab) }
+    }
+
+    pub fn with_notice(mut self, done: Option<&str>) -> Layout {
+        self.notice = notice(done.unwrap_or(""));
+        self
+    }
+}
+
+/// The `?done=` of a page shown after a successful form.
+#[derive(serde::Deserialize)]
+pub struct Done {
+    pub done: Option<String>,
+}
+
+/// Messages shown after a redirect, by the key in `?done=`.
+fn notice(key: &str) -> &'static str {
+    match key {
+        "saved" => "Settings saved. They apply to the next pull.",
+        "exception-added" => "Exception added.",
+        "exception-deleted" => "Exception deleted.",
+        "team-created" => "Team created.",
+        "team-deleted" => "Team deleted.",
+        "member-added" => "Member added.",
+        "member-removed" => "Member removed.",
+        "permission-set" => "Repository permission saved.",
+        "requested" => "Request sent. The owners of the organization will see it here.",
+        "approved" => "Request approved: the exception is in place.",
+        "declined" => "Request declined.",
+        "revoked" => "Token revoked.",
+        "user-created" => "User created.",
+        _ => "",
+    }
+}
+
+/// Renders a page with a status.
+pub fn render(status: StatusCode, t: &impl Template) -> Response {
+    match t.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "template failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error; the administrator can find it in the logs")
+                .into_response()
+        }
+    }
+}
+
+pub fn ok(t: &impl Template) -> UiResult {
+    Ok(render(StatusCode::OK, t))
+}
+
+/// After a successful form: back to a page (303, so a reload does not post again).
+pub fn done(path: &str, key: &str) -> UiResult {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    Ok(Redirect::to(&format!("{path}{sep}done={key}")).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    l: Layout,
+    status: u16,
+    heading: &'static str,
+    message: String,
+}
+
+/// A console error: sign in first, or an error page.
+#[derive(Debug)]
+pub enum UiError {
+    SignIn { next: String },
+    Page(Error),
+}
+
+impl From<Error> for UiError {
+    fn from(e: Error) -> Self {
+        UiError::Page(e)
+    }
+}
+
+impl IntoResponse for UiError {
+    fn into_response(self) -> Response {
+        let e = match self {
+            UiError::SignIn { next } => {
+                return Redirect::to(&format!("/login?next={}", format::query_escape(&next))).into_response();
+            }
+            UiError::Page(Error::Unauthenticated(_)) => return Redirect::to("/login").into_response(),
+            UiError::Page(e) => e,
+        };
+        let (status, _) = status_of(&e);
+        let heading = match status {
+            StatusCode::NOT_FOUND => "Not found",
+            StatusCode::FORBIDDEN => "Not allowed",
+            StatusCode::BAD_REQUEST => "That did not work",
+            StatusCode::CONFLICT => "That did not work",
+            StatusCode::TOO_MANY_REQUESTS => "Too many attempts",
+            _ => "Something went wrong",
+        };
+        let l = Layout { title: heading.into(), ..Default::default() };
+        render(status, &ErrorPage { l, status: status.as_u16(), heading, message: public_message(&e, "console") })
+    }
+}

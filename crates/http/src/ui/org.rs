@@ -1,0 +1,236 @@
+//! Console pages of organizations: the list, an org's overview, members and teams (owners
+//! manage them), and the org's repositories with their tags.
+
+use askama::Template;
+use axum::extract::{Path, Query};
+use pcore::model::{OWNERS_TEAM, Permission};
+use pcore::orgs::Member;
+use serde::Deserialize;
+
+use super::{Console, Done, Layout, Posted, St, UiResult, done, format, ok};
+
+pub struct OrgRow {
+    name: String,
+    role: &'static str,
+    restricted: bool,
+}
+
+#[derive(Template)]
+#[template(path = "orgs.html")]
+struct OrgsPage {
+    l: Layout,
+    orgs: Vec<OrgRow>,
+}
+
+pub async fn list(axum::extract::State(st): St, c: Console) -> UiResult {
+    let snap = st.identity.directory().snapshot();
+    let mut orgs = Vec::new();
+    for o in st.orgs.list(&c.who).await? {
+        let role = if snap.is_owner(&o.name, c.who.id) {
+            "owner"
+        } else if snap.is_member(&o.name, c.who.id) {
+            "member"
+        } else {
+            "administrator"
+        };
+        let restricted = st.iam.settings(&c.who, &o.name).await?.restricted_images.enabled;
+        orgs.push(OrgRow { name: o.name, role, restricted });
+    }
+    ok(&OrgsPage { l: Layout::new(&c, "My organizations", "orgs"), orgs })
+}
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+struct OverviewPage {
+    l: Layout,
+    members: usize,
+    owners: usize,
+    teams: usize,
+    repositories: usize,
+    restricted: bool,
+    dry_run: bool,
+    allowed: Vec<&'static str>,
+    registry_access: bool,
+    exceptions: usize,
+    pending: usize,
+}
+
+pub async fn overview(axum::extract::State(st): St, c: Console, Path(org): Path<String>) -> UiResult {
+    let members = st.orgs.members(&c.who, &org).await?;
+    let s = st.iam.settings(&c.who, &org).await?;
+    let r = &s.restricted_images;
+    let allowed = [
+        (true, "the organization's own images"),
+        (r.allow_official_images, "Docker Official Images"),
+        (r.allow_verified_publishers, "Verified Publisher images"),
+        (r.allow_sponsored_oss, "Sponsored OSS images"),
+        (r.allow_community, "community images"),
+    ]
+    .into_iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, n)| n)
+    .collect();
+    let pending = st.iam.exception_requests(&c.who, &org).await?.iter().filter(|r| r.status == "pending").count();
+    let page = OverviewPage {
+        l: Layout::org(&c, &st, &org, "Overview", "overview"),
+        owners: members.iter().filter(|m| m.owner).count(),
+        members: members.len(),
+        teams: st.orgs.teams(&c.who, &org).await?.len(),
+        repositories: st.orgs.repositories(&c.who, Some(&org)).await?.len(),
+        restricted: r.enabled,
+        dry_run: r.mode == policy::Mode::DryRun,
+        allowed,
+        registry_access: s.registry_access.enabled,
+        exceptions: st.iam.exceptions(&c.who, &org).await?.len(),
+        pending,
+    };
+    ok(&page)
+}
+
+pub struct TeamView {
+    name: String,
+    members: Vec<String>,
+    permissions: Vec<(String, &'static str)>,
+    removable: bool,
+}
+
+#[derive(Template)]
+#[template(path = "members.html")]
+struct MembersPage {
+    l: Layout,
+    members: Vec<Member>,
+    teams: Vec<TeamView>,
+}
+
+pub async fn members(
+    axum::extract::State(st): St,
+    c: Console,
+    Path(org): Path<String>,
+    Query(q): Query<Done>,
+) -> UiResult {
+    let members = st.orgs.members(&c.who, &org).await?;
+    let mut teams = Vec::new();
+    for t in st.orgs.teams(&c.who, &org).await? {
+        let members = st.orgs.team_members(&c.who, &org, &t.name).await?.into_iter().map(|u| u.username).collect();
+        let permissions = st
+            .orgs
+            .team_permissions(&c.who, &org, &t.name)
+            .await?
+            .into_iter()
+            .map(|(repo, p)| (repo, p.as_str()))
+            .collect();
+        teams.push(TeamView { removable: t.name != OWNERS_TEAM, name: t.name, members, permissions });
+    }
+    let l = Layout::org(&c, &st, &org, "Members and teams", "members").with_notice(q.done.as_deref());
+    ok(&MembersPage { l, members, teams })
+}
+
+#[derive(Deserialize)]
+pub struct NameForm {
+    name: String,
+}
+
+pub async fn create_team(axum::extract::State(st): St, Path(org): Path<String>, p: Posted<NameForm>) -> UiResult {
+    st.orgs.create_team(&p.c.who, &org, p.form.name.trim()).await?;
+    done(&format!("/orgs/{org}/members"), "team-created")
+}
+
+pub async fn delete_team(
+    axum::extract::State(st): St,
+    Path((org, team)): Path<(String, String)>,
+    p: Posted<super::session::Empty>,
+) -> UiResult {
+    st.orgs.delete_team(&p.c.who, &org, &team).await?;
+    done(&format!("/orgs/{org}/members"), "team-deleted")
+}
+
+#[derive(Deserialize)]
+pub struct MemberForm {
+    username: String,
+}
+
+pub async fn add_member(
+    axum::extract::State(st): St,
+    Path((org, team)): Path<(String, String)>,
+    p: Posted<MemberForm>,
+) -> UiResult {
+    st.orgs.add_member(&p.c.who, &org, &team, p.form.username.trim()).await?;
+    done(&format!("/orgs/{org}/members"), "member-added")
+}
+
+pub async fn remove_member(
+    axum::extract::State(st): St,
+    Path((org, team, user)): Path<(String, String, String)>,
+    p: Posted<super::session::Empty>,
+) -> UiResult {
+    st.orgs.remove_member(&p.c.who, &org, &team, &user).await?;
+    done(&format!("/orgs/{org}/members"), "member-removed")
+}
+
+#[derive(Deserialize)]
+pub struct PermissionForm {
+    repository: String,
+    permission: String,
+}
+
+pub async fn set_permission(
+    axum::extract::State(st): St,
+    Path((org, team)): Path<(String, String)>,
+    p: Posted<PermissionForm>,
+) -> UiResult {
+    let perm = match p.form.permission.as_str() {
+        "none" => None,
+        s => Some(Permission::parse(s).ok_or_else(|| {
+            pcore::Error::Invalid(format!("unknown permission {s:?}; use read, write, admin or none"))
+        })?),
+    };
+    st.orgs.set_permission(&p.c.who, &org, &team, p.form.repository.trim(), perm).await?;
+    done(&format!("/orgs/{org}/members"), "permission-set")
+}
+
+pub struct TagView {
+    tag: String,
+    digest: String,
+    short: String,
+    kind: String,
+    size: String,
+}
+
+pub struct RepoView {
+    name: String,
+    visibility: &'static str,
+    tags: Vec<TagView>,
+}
+
+#[derive(Template)]
+#[template(path = "repositories.html")]
+struct ReposPage {
+    l: Layout,
+    repos: Vec<RepoView>,
+}
+
+pub async fn repositories(axum::extract::State(st): St, c: Console, Path(org): Path<String>) -> UiResult {
+    st.orgs.visible(&c.who, &org).await?;
+    let mut repos = Vec::new();
+    for r in st.orgs.repositories(&c.who, Some(&org)).await? {
+        let tags = st
+            .orgs
+            .tags(&c.who, &r.name)
+            .await?
+            .into_iter()
+            .map(|t| TagView {
+                short: format::short_digest(&t.digest),
+                kind: if t.size.is_none() && t.platforms > 0 {
+                    format!("index, {} platforms", t.platforms)
+                } else {
+                    "image".into()
+                },
+                size: t.size.map(format::size).unwrap_or_else(|| "—".into()),
+                tag: t.tag,
+                digest: t.digest,
+            })
+            .collect();
+        repos.push(RepoView { name: r.name, visibility: r.visibility.as_str(), tags });
+    }
+    ok(&ReposPage { l: Layout::org(&c, &st, &org, "Repositories", "repositories"), repos })
+}

@@ -1,0 +1,245 @@
+//! The *Org permissions* page: Image Access Management (on/off, each category, enforce or dry
+//! run), Registry Access Management and its allowlist, and the exceptions. Owners edit; members
+//! see the same page read-only. Saving a setting that would have denied recent pulls first
+//! shows those pulls (the impact preview) and saves only when the owner confirms.
+
+use askama::Template;
+use axum::extract::{Path, Query};
+use policy::{Mode, Settings};
+use serde::Deserialize;
+
+use super::{Console, Done, Layout, Posted, St, UiResult, done, format, ok};
+use pcore::Error;
+
+/// The settings as the form shows them.
+pub struct SettingsView {
+    enabled: bool,
+    official: bool,
+    verified: bool,
+    sponsored: bool,
+    community: bool,
+    dry_run: bool,
+    registry_access: bool,
+    registries: String,
+    hub_namespaces: String,
+}
+
+impl From<&Settings> for SettingsView {
+    fn from(s: &Settings) -> Self {
+        let r = &s.restricted_images;
+        SettingsView {
+            enabled: r.enabled,
+            official: r.allow_official_images,
+            verified: r.allow_verified_publishers,
+            sponsored: r.allow_sponsored_oss,
+            community: r.allow_community,
+            dry_run: r.mode == Mode::DryRun,
+            registry_access: s.registry_access.enabled,
+            registries: s.registry_access.allowed_registries.join("\n"),
+            hub_namespaces: s.docker_hub_namespaces.join("\n"),
+        }
+    }
+}
+
+pub struct ExceptionView {
+    id: i64,
+    pattern: String,
+    digest: String,
+    short: String,
+    team: String,
+    expires: String,
+    reason: String,
+    created_by: String,
+    created: String,
+}
+
+pub struct ImpactRow {
+    image: String,
+    user: String,
+    pulls: u64,
+}
+
+/// The impact preview of unsaved settings.
+pub struct Impact {
+    considered: u64,
+    rows: Vec<ImpactRow>,
+    /// The previewed settings, which "Save" confirms.
+    confirm: String,
+}
+
+#[derive(Template)]
+#[template(path = "permissions.html")]
+struct PermissionsPage {
+    l: Layout,
+    s: SettingsView,
+    exceptions: Vec<ExceptionView>,
+    teams: Vec<String>,
+    impact: Option<Impact>,
+}
+
+async fn page_of(
+    st: &crate::AppState,
+    c: &Console,
+    org: &str,
+    settings: &Settings,
+    impact: Option<Impact>,
+) -> Result<PermissionsPage, Error> {
+    let exceptions = st
+        .iam
+        .exceptions(&c.who, org)
+        .await?
+        .into_iter()
+        .map(|e| ExceptionView {
+            id: e.id,
+            pattern: e.pattern,
+            short: e.digest.as_deref().map(format::short_digest).unwrap_or_default(),
+            digest: e.digest.unwrap_or_default(),
+            team: e.team.unwrap_or_default(),
+            expires: e.expires_at.map(format::date).unwrap_or_else(|| "never".into()),
+            reason: e.reason,
+            created_by: e.created_by,
+            created: format::time(e.created_at),
+        })
+        .collect();
+    let teams = st.orgs.teams(&c.who, org).await?.into_iter().map(|t| t.name).collect();
+    Ok(PermissionsPage {
+        l: Layout::org(c, st, org, "Org permissions", "permissions"),
+        s: settings.into(),
+        exceptions,
+        teams,
+        impact,
+    })
+}
+
+pub async fn page(
+    axum::extract::State(st): St,
+    c: Console,
+    Path(org): Path<String>,
+    Query(q): Query<Done>,
+) -> UiResult {
+    let settings = st.iam.settings(&c.who, &org).await?;
+    let mut p = page_of(&st, &c, &org, &settings, None).await?;
+    p.l = p.l.with_notice(q.done.as_deref());
+    ok(&p)
+}
+
+#[derive(Deserialize)]
+pub struct SettingsForm {
+    enabled: Option<String>,
+    allow_official: Option<String>,
+    allow_verified: Option<String>,
+    allow_sponsored: Option<String>,
+    allow_community: Option<String>,
+    mode: Option<String>,
+    registry_access: Option<String>,
+    #[serde(default)]
+    registries: String,
+    #[serde(default)]
+    hub_namespaces: String,
+    /// `preview` or `save`.
+    intent: Option<String>,
+    /// The settings JSON whose impact the owner has seen.
+    confirmed: Option<String>,
+}
+
+fn lines(s: &str) -> Vec<String> {
+    s.split(['\n', ',', ' ']).map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect()
+}
+
+impl SettingsForm {
+    fn settings(&self) -> Result<Settings, Error> {
+        let mut s = Settings::default();
+        let r = &mut s.restricted_images;
+        r.enabled = self.enabled.is_some();
+        r.allow_official_images = self.allow_official.is_some();
+        r.allow_verified_publishers = self.allow_verified.is_some();
+        r.allow_sponsored_oss = self.allow_sponsored.is_some();
+        r.allow_community = self.allow_community.is_some();
+        r.mode = match self.mode.as_deref().unwrap_or("enforce") {
+            "enforce" => Mode::Enforce,
+            "dry_run" => Mode::DryRun,
+            m => return Err(Error::Invalid(format!("unknown mode {m:?}; use enforce or dry_run"))),
+        };
+        s.registry_access.enabled = self.registry_access.is_some();
+        s.registry_access.allowed_registries = lines(&self.registries);
+        s.docker_hub_namespaces = lines(&self.hub_namespaces);
+        Ok(s)
+    }
+}
+
+pub async fn save(axum::extract::State(st): St, Path(org): Path<String>, p: Posted<SettingsForm>) -> UiResult {
+    let (c, f) = (p.c, p.form);
+    let proposed = f.settings()?;
+    let json = serde_json::to_string(&proposed).map_err(|e| Error::Storage(e.to_string()))?;
+    let preview = st.iam.preview(&c.who, &org, proposed.clone()).await?;
+    let rows: Vec<ImpactRow> = preview["would_deny"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| ImpactRow {
+            image: r["image"].as_str().unwrap_or_default().to_owned(),
+            user: r["user"].as_str().unwrap_or_default().to_owned(),
+            pulls: r["pulls"].as_u64().unwrap_or(0),
+        })
+        .collect();
+    let wants_preview = f.intent.as_deref() == Some("preview");
+    let unconfirmed = !rows.is_empty() && f.confirmed.as_deref() != Some(json.as_str());
+    if wants_preview || unconfirmed {
+        let impact = Impact { considered: preview["pulls_considered"].as_u64().unwrap_or(0), rows, confirm: json };
+        let page = page_of(&st, &c, &org, &proposed, Some(impact)).await?;
+        return ok(&page);
+    }
+    st.iam.set_settings(&c.who, &org, proposed).await?;
+    done(&format!("/orgs/{org}/permissions"), "saved")
+}
+
+#[derive(Deserialize)]
+pub struct ExceptionForm {
+    pattern: String,
+    #[serde(default)]
+    digest: String,
+    #[serde(default)]
+    team: String,
+    #[serde(default)]
+    expires: String,
+    reason: String,
+}
+
+fn some(s: &str) -> Option<String> {
+    let s = s.trim();
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+pub async fn add_exception(
+    axum::extract::State(st): St,
+    Path(org): Path<String>,
+    p: Posted<ExceptionForm>,
+) -> UiResult {
+    let f = p.form;
+    let expires_at = match some(&f.expires) {
+        None => None,
+        // The exception holds through the whole day named.
+        Some(d) => Some(
+            format::parse_date(&d).ok_or_else(|| Error::Invalid(format!("invalid date {d:?}; use YYYY-MM-DD")))?
+                + 86_399,
+        ),
+    };
+    let n = pcore::iam::NewException {
+        pattern: f.pattern,
+        digest: some(&f.digest),
+        team: some(&f.team),
+        expires_at,
+        reason: f.reason,
+    };
+    st.iam.add_exception(&p.c.who, &org, n).await?;
+    done(&format!("/orgs/{org}/permissions"), "exception-added")
+}
+
+pub async fn delete_exception(
+    axum::extract::State(st): St,
+    Path((org, id)): Path<(String, i64)>,
+    p: Posted<super::session::Empty>,
+) -> UiResult {
+    st.iam.delete_exception(&p.c.who, &org, id).await?;
+    done(&format!("/orgs/{org}/permissions"), "exception-deleted")
+}

@@ -1,0 +1,208 @@
+//! Console sessions over HTTP: the session cookie (`HttpOnly`, `SameSite=Strict`, `Secure`
+//! under TLS), the `Console` extractor (signed-in user or a redirect to sign in), the `Posted`
+//! extractor (a form with a valid CSRF token from this origin), sign-in and sign-out.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use askama::Template;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use pcore::Error;
+use pcore::authz::Principal;
+use pcore::sessions::SESSION_TTL_SECS;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::{Layout, UiError, UiResult, render};
+use crate::AppState;
+use crate::auth::client_addr;
+
+const COOKIE: &str = "pcl_session";
+const MAX_FORM: usize = 64 * 1024;
+
+/// A signed-in console user.
+#[derive(Debug, Clone)]
+pub struct Console {
+    pub who: Principal,
+    pub csrf: String,
+}
+
+fn cookie_secret(parts: &Parts) -> Option<String> {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_owned())
+}
+
+impl FromRequestParts<Arc<AppState>> for Console {
+    type Rejection = UiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &Arc<AppState>) -> Result<Self, UiError> {
+        let next = parts.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
+        let Some(secret) = cookie_secret(parts) else { return Err(UiError::SignIn { next }) };
+        match st.sessions.resolve(&secret).await? {
+            Some(s) => Ok(Console { who: s.principal, csrf: s.csrf }),
+            None => Err(UiError::SignIn { next }),
+        }
+    }
+}
+
+/// Forms may be posted only from pages of this server: when the browser names the origin, it
+/// must be ours (a second line behind `SameSite=Strict` and the CSRF token).
+fn same_origin(parts: &Parts) -> Result<(), Error> {
+    let Some(origin) = parts.headers.get(header::ORIGIN) else { return Ok(()) };
+    let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    let origin_host = origin.to_str().ok().and_then(|o| o.split_once("://")).map(|(_, h)| h).unwrap_or("null");
+    if origin_host == host { Ok(()) } else { Err(Error::Denied("cross-origin form posts are refused".into())) }
+}
+
+/// Equal without an early exit, so the comparison time does not tell how much matched.
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A form posted by a signed-in user with the session's CSRF token.
+pub struct Posted<T> {
+    pub c: Console,
+    pub form: T,
+}
+
+impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for Posted<T> {
+    type Rejection = UiError;
+
+    async fn from_request(req: Request, st: &Arc<AppState>) -> Result<Self, UiError> {
+        let (mut parts, body) = req.into_parts();
+        same_origin(&parts)?;
+        let c = Console::from_request_parts(&mut parts, st).await?;
+        let bytes = form_bytes(&parts, body).await?;
+        let fields: HashMap<String, String> = serde_urlencoded::from_bytes(&bytes).unwrap_or_default();
+        if !fields.get("csrf").is_some_and(|t| same_secret(t, &c.csrf)) {
+            return Err(Error::Denied(
+                "this form has no valid CSRF token (it may be stale or come from another site); reload the page and try again"
+                    .into(),
+            )
+            .into());
+        }
+        let form = serde_urlencoded::from_bytes(&bytes).map_err(|e| Error::Invalid(format!("invalid form: {e}")))?;
+        Ok(Posted { c, form })
+    }
+}
+
+async fn form_bytes(parts: &Parts, body: axum::body::Body) -> Result<axum::body::Bytes, Error> {
+    let ct = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !ct.starts_with("application/x-www-form-urlencoded") {
+        return Err(Error::Invalid("expected a form (application/x-www-form-urlencoded)".into()));
+    }
+    axum::body::to_bytes(body, MAX_FORM).await.map_err(|_| Error::Invalid("the form is too large".into()))
+}
+
+/// Only local paths are followed after sign-in (no open redirect).
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
+        _ => "/orgs".into(),
+    }
+}
+
+fn set_cookie(st: &AppState, value: &str, max_age: i64) -> HeaderValue {
+    let secure = if st.tls { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"))
+        .unwrap_or(HeaderValue::from_static(""))
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    l: Layout,
+    next: String,
+    username: String,
+    error: String,
+}
+
+#[derive(Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+pub async fn login_page(State(st): State<Arc<AppState>>, Query(q): Query<NextQuery>, mut parts: Parts) -> Response {
+    let next = safe_next(q.next.as_deref());
+    if Console::from_request_parts(&mut parts, &st).await.is_ok() {
+        return Redirect::to(&next).into_response();
+    }
+    let l = Layout { title: "Sign in".into(), tab: "login", ..Default::default() };
+    render(StatusCode::OK, &LoginPage { l, next, username: String::new(), error: String::new() })
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    username: String,
+    password: String,
+    next: Option<String>,
+}
+
+pub async fn login(State(st): State<Arc<AppState>>, req: Request) -> UiResult {
+    let (parts, body) = req.into_parts();
+    same_origin(&parts)?;
+    let bytes = form_bytes(&parts, body).await?;
+    let f: LoginForm =
+        serde_urlencoded::from_bytes(&bytes).map_err(|e| Error::Invalid(format!("invalid form: {e}")))?;
+    let next = safe_next(f.next.as_deref());
+    match st.sessions.sign_in(f.username.trim(), &f.password, &client_addr(&parts)).await {
+        Ok((secret, _)) => {
+            let mut r = Redirect::to(&next).into_response();
+            r.headers_mut().insert(header::SET_COOKIE, set_cookie(&st, &secret, SESSION_TTL_SECS));
+            Ok(r)
+        }
+        Err(e @ (Error::Unauthenticated(_) | Error::RateLimited { .. } | Error::Throttled { .. })) => {
+            let status = if matches!(e, Error::Unauthenticated(_)) {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::TOO_MANY_REQUESTS
+            };
+            let l = Layout { title: "Sign in".into(), tab: "login", ..Default::default() };
+            Ok(render(status, &LoginPage { l, next, username: f.username, error: e.to_string() }))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct Empty {}
+
+pub async fn logout(State(st): State<Arc<AppState>>, parts: Parts, _p: Posted<Empty>) -> UiResult {
+    if let Some(secret) = cookie_secret(&parts) {
+        st.sessions.sign_out(&secret).await?;
+    }
+    let mut r = Redirect::to("/login").into_response();
+    r.headers_mut().insert(header::SET_COOKIE, set_cookie(&st, "", 0));
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_stays_local() {
+        assert_eq!(safe_next(Some("/orgs/acme")), "/orgs/acme");
+        for bad in ["//evil.example", "https://evil.example", "/\\evil", "evil"] {
+            assert_eq!(safe_next(Some(bad)), "/orgs", "{bad}");
+        }
+        assert_eq!(safe_next(None), "/orgs");
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret("abc", "abc"));
+        assert!(!same_secret("abc", "abd"));
+        assert!(!same_secret("abc", "ab"));
+    }
+}

@@ -1,0 +1,133 @@
+//! Personal access tokens (create — the secret is shown once —, list, revoke) and the instance
+//! administrator's page (users).
+
+use askama::Template;
+use axum::extract::{Path, Query};
+use axum::http::HeaderMap;
+use pcore::Error;
+use pcore::model::TokenScope;
+use serde::Deserialize;
+
+use super::{Console, Done, Layout, Posted, St, UiResult, done, format, ok};
+
+pub struct TokenView {
+    id: i64,
+    label: String,
+    scope: &'static str,
+    created: String,
+    expires: String,
+    last_used: String,
+}
+
+#[derive(Template)]
+#[template(path = "tokens.html")]
+struct TokensPage {
+    l: Layout,
+    tokens: Vec<TokenView>,
+    /// A token just created: its secret, shown this once, and where to use it.
+    secret: String,
+    registry: String,
+}
+
+async fn tokens_page(st: &crate::AppState, c: &Console, secret: String, registry: String) -> Result<TokensPage, Error> {
+    let tokens = st
+        .identity
+        .list_tokens(&c.who)
+        .await?
+        .into_iter()
+        .filter(|t| t.kind == "pat")
+        .map(|t| TokenView {
+            id: t.id,
+            label: t.label,
+            scope: t.scope.as_str(),
+            created: format::time(t.created_at),
+            expires: t.expires_at.map(format::date).unwrap_or_else(|| "never".into()),
+            last_used: t.last_used_at.map(format::time).unwrap_or_else(|| "never".into()),
+        })
+        .collect();
+    Ok(TokensPage { l: Layout::new(c, "Access tokens", "tokens"), tokens, secret, registry })
+}
+
+pub async fn page(axum::extract::State(st): St, c: Console, Query(q): Query<Done>) -> UiResult {
+    let mut p = tokens_page(&st, &c, String::new(), String::new()).await?;
+    p.l = p.l.with_notice(q.done.as_deref());
+    ok(&p)
+}
+
+#[derive(Deserialize)]
+pub struct TokenForm {
+    label: String,
+    scope: String,
+    #[serde(default)]
+    days: String,
+}
+
+pub async fn create(axum::extract::State(st): St, headers: HeaderMap, p: Posted<TokenForm>) -> UiResult {
+    let (c, f) = (p.c, p.form);
+    let scope = TokenScope::parse(&f.scope)
+        .ok_or_else(|| Error::Invalid(format!("unknown scope {:?}; use read or read-write", f.scope)))?;
+    let days: i64 = match f.days.trim() {
+        "" => 0,
+        d => d.parse().map_err(|_| Error::Invalid(format!("invalid number of days {d:?}")))?,
+    };
+    let expires_at = (days > 0).then(|| pcore::now() + days.min(3650) * 86_400);
+    let (t, secret) = st.identity.create_token(&c.who, f.label.trim(), "pat", scope, expires_at).await?;
+    st.audit
+        .change(&c.who, None, "token.create", serde_json::json!({ "id": t.id, "label": t.label, "scope": t.scope }))
+        .await;
+    let base = crate::auth::base_url(&st, &headers);
+    let registry = base.split_once("://").map(|(_, h)| h.to_owned()).unwrap_or(base);
+    ok(&tokens_page(&st, &c, secret, registry).await?)
+}
+
+pub async fn revoke(axum::extract::State(st): St, Path(id): Path<i64>, p: Posted<super::session::Empty>) -> UiResult {
+    st.identity.delete_token(&p.c.who, id).await?;
+    st.audit.change(&p.c.who, None, "token.delete", serde_json::json!({ "id": id })).await;
+    done("/tokens", "revoked")
+}
+
+pub struct UserView {
+    username: String,
+    admin: bool,
+    created: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin.html")]
+struct AdminPage {
+    l: Layout,
+    users: Vec<UserView>,
+    publishers: usize,
+}
+
+fn admin_only(c: &Console) -> Result<(), Error> {
+    if c.who.is_admin { Ok(()) } else { Err(Error::NotFound("no such page".into())) }
+}
+
+pub async fn admin(axum::extract::State(st): St, c: Console, Query(q): Query<Done>) -> UiResult {
+    admin_only(&c)?;
+    let users = st
+        .identity
+        .list_users()
+        .await?
+        .into_iter()
+        .map(|u| UserView { username: u.username, admin: u.is_admin, created: format::time(u.created_at) })
+        .collect();
+    let l = Layout::new(&c, "Administration", "admin").with_notice(q.done.as_deref());
+    ok(&AdminPage { l, users, publishers: st.iam.publishers().len() })
+}
+
+#[derive(Deserialize)]
+pub struct UserForm {
+    username: String,
+    password: String,
+    admin: Option<String>,
+}
+
+pub async fn create_user(axum::extract::State(st): St, p: Posted<UserForm>) -> UiResult {
+    admin_only(&p.c)?;
+    let f = p.form;
+    let u = st.identity.create_user(f.username.trim(), &f.password, f.admin.is_some()).await?;
+    st.audit.change(&p.c.who, None, "user.create", serde_json::json!({ "username": u.username })).await;
+    done("/admin", "user-created")
+}
