@@ -214,6 +214,6 @@ mod tests {
         assert_eq!(svg.matches("fill=\"url(#hatch)\"").count(), 2, "one hatched denied segment plus the legend");
         assert!(svg.contains("<title>1970-04-11: 3 Community denied</title>"));
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
-        assert!(svg.contains("9 pulls allowed and 3 denied"));
+        assert!(svg.contains("8 pulls allowed and 3 denied"));
     }
 }
