@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 export PCL_STATE=${PCL_STATE:-/tmp/pcl-test}
+# Snapshots are checked, never rewritten, by the test command (update: INSTA_UPDATE=always).
+export INSTA_UPDATE=${INSTA_UPDATE:-no}
 scripts/daemons.sh start
 trap 'scripts/daemons.sh stop' EXIT
 eval "export $(scripts/daemons.sh env)"

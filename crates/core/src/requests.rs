@@ -17,6 +17,8 @@ const MAX_TEXT: usize = 500;
 pub struct Approval {
     /// Pin the exception to the digest the member was denied.
     pub pin_digest: bool,
+    /// Or pin to this digest (when the request records none).
+    pub digest: Option<String>,
     pub expires_at: Option<i64>,
     pub team: Option<String>,
     pub note: Option<String>,
@@ -117,7 +119,7 @@ impl Iam {
                 org,
                 NewException {
                     pattern: r.image.clone(),
-                    digest: if a.pin_digest { r.digest.clone() } else { None },
+                    digest: if a.pin_digest { r.digest.clone() } else { a.digest },
                     team: a.team.filter(|t| !t.trim().is_empty()),
                     expires_at: a.expires_at,
                     reason: format!("requested by {}: {}", r.requester, r.reason),

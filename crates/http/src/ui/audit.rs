@@ -84,6 +84,7 @@ pub struct Row {
     decision: String,
     category: String,
     rule: String,
+    detail: String,
 }
 
 /// An `<option>` of a filter.
@@ -144,6 +145,7 @@ pub async fn log(
             decision: e.decision.unwrap_or_default(),
             category: e.category.unwrap_or_default(),
             rule: e.rule.unwrap_or_default(),
+            detail: e.detail.map(|d| d.chars().take(160).collect()).unwrap_or_default(),
         })
         .collect();
     let (decisions, categories) = (options(&DECISIONS, &f.decision), options(&CATEGORIES, &f.category));

@@ -104,7 +104,7 @@ pub fn render(rows: &[ActivityRow], today: i64, days: i64) -> (String, Vec<Day>)
     let mut s = String::new();
     let _ = write!(
         s,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" class="chart" role="img" aria-labelledby="chart-title chart-desc"><title id="chart-title">Pulls per day for the last {days} days, allowed and denied, by category</title><desc id="chart-desc">{total_a} pulls allowed and {total_d} denied in these {days} days. The table below the chart lists every day.</desc><defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="6" height="6" fill="#ffffff" fill-opacity="0"/><line x1="0" y1="0" x2="0" y2="6" stroke="#1a1a1a" stroke-width="2"/></pattern></defs>"##
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" class="chart" role="img" aria-labelledby="chart-title chart-desc"><title id="chart-title">Pulls per day for the last {days} days, allowed and denied, by category</title><desc id="chart-desc">Allowed pulls: {total_a}; denied pulls: {total_d}. The table below the chart lists every day.</desc><defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="6" height="6" fill="#ffffff" fill-opacity="0"/><line x1="0" y1="0" x2="0" y2="6" stroke="#1a1a1a" stroke-width="2"/></pattern></defs>"##
     );
     for i in 0..=4 {
         let v = max * i / 4;
@@ -214,6 +214,6 @@ mod tests {
         assert_eq!(svg.matches("fill=\"url(#hatch)\"").count(), 2, "one hatched denied segment plus the legend");
         assert!(svg.contains("<title>1970-04-11: 3 Community denied</title>"));
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
-        assert!(svg.contains("8 pulls allowed and 3 denied"));
+        assert!(svg.contains("Allowed pulls: 8; denied pulls: 3."));
     }
 }

@@ -150,6 +150,12 @@ fn notice(key: &str) -> &'static str {
     }
 }
 
+/// The host (and port) registry clients use for this server.
+pub fn registry_host(st: &AppState, headers: &axum::http::HeaderMap) -> String {
+    let base = crate::auth::base_url(st, headers);
+    base.split_once("://").map(|(_, h)| h.to_owned()).unwrap_or(base)
+}
+
 /// Renders a page with a status.
 pub fn render(status: StatusCode, t: &impl Template) -> Response {
     match t.render() {

@@ -206,10 +206,16 @@ pub struct RepoView {
 #[template(path = "repositories.html")]
 struct ReposPage {
     l: Layout,
+    registry: String,
     repos: Vec<RepoView>,
 }
 
-pub async fn repositories(axum::extract::State(st): St, c: Console, Path(org): Path<String>) -> UiResult {
+pub async fn repositories(
+    axum::extract::State(st): St,
+    c: Console,
+    headers: axum::http::HeaderMap,
+    Path(org): Path<String>,
+) -> UiResult {
     st.orgs.visible(&c.who, &org).await?;
     let mut repos = Vec::new();
     for r in st.orgs.repositories(&c.who, Some(&org)).await? {
@@ -232,5 +238,6 @@ pub async fn repositories(axum::extract::State(st): St, c: Console, Path(org): P
             .collect();
         repos.push(RepoView { name: r.name, visibility: r.visibility.as_str(), tags });
     }
-    ok(&ReposPage { l: Layout::org(&c, &st, &org, "Repositories", "repositories"), repos })
+    let registry = super::registry_host(&st, &headers);
+    ok(&ReposPage { l: Layout::org(&c, &st, &org, "Repositories", "repositories"), registry, repos })
 }

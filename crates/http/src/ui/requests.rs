@@ -83,6 +83,9 @@ pub async fn create(axum::extract::State(st): St, Path(org): Path<String>, p: Po
 #[derive(Deserialize)]
 pub struct ApproveForm {
     pin: Option<String>,
+    /// A digest to pin to, when the request has none.
+    #[serde(default)]
+    digest: String,
     /// Days until the exception expires; empty or 0 for never.
     #[serde(default)]
     days: String,
@@ -104,6 +107,7 @@ pub async fn approve(
     };
     let a = Approval {
         pin_digest: f.pin.is_some(),
+        digest: Some(f.digest.trim().to_owned()).filter(|d| !d.is_empty()),
         expires_at: (days > 0).then(|| pcore::now() + days.min(3650) * 86_400),
         team: Some(f.team),
         note: Some(f.note),

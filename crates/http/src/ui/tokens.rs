@@ -75,8 +75,7 @@ pub async fn create(axum::extract::State(st): St, headers: HeaderMap, p: Posted<
     st.audit
         .change(&c.who, None, "token.create", serde_json::json!({ "id": t.id, "label": t.label, "scope": t.scope }))
         .await;
-    let base = crate::auth::base_url(&st, &headers);
-    let registry = base.split_once("://").map(|(_, h)| h.to_owned()).unwrap_or(base);
+    let registry = super::registry_host(&st, &headers);
     ok(&tokens_page(&st, &c, secret, registry).await?)
 }
 

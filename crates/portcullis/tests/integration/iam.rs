@@ -70,7 +70,8 @@ async fn restrictions_bind_members_on_every_request() {
     let t = s.token(Some(bob), &["repository:someone/app:pull"]).await;
     let r = s.req("GET", &format!("/v2/someone/app/manifests/{}", e.layout.tiny), Some(&t)).await.send().await.unwrap();
     assert_eq!(r.status(), 403);
-    assert_eq!(r.json::<Value>().await.unwrap()["errors"][0], json!({"code": "DENIED", "message": DENIAL}));
+    let full = format!("{DENIAL} Request one at http://{gw}/orgs/acme/requests?image=docker.io/someone/app");
+    assert_eq!(r.json::<Value>().await.unwrap()["errors"][0], json!({"code": "DENIED", "message": full}));
     let r =
         s.req("GET", &format!("/v2/someone/app/blobs/{}", e.layout.tiny_layer), Some(&t)).await.send().await.unwrap();
     assert_eq!(r.status(), 403);

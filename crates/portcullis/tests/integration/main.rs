@@ -3,7 +3,9 @@
 //! clients (skopeo, ctr, podman, buildah). Test images are made by `images.rs`.
 
 mod api;
+mod browser;
 mod clients;
+mod console;
 mod crash;
 mod iam;
 mod images;
@@ -12,3 +14,4 @@ mod proxy;
 mod support;
 mod upstreams;
 mod v2;
+mod web;

@@ -1,0 +1,261 @@
+//! The console in a real browser: headless Debian Chromium driven through chromedriver. An
+//! owner turns restrictions on, a member's skopeo pull through the gateway is then denied with
+//! the message, the member sees the page read-only and cannot change it even by re-enabling
+//! and posting the form, a form without its CSRF token is refused, the member requests an
+//! exception from the link in the denial, the owner approves it, and the pull succeeds.
+//! Screenshots of the main pages are written to `$CARGO_TARGET_TMPDIR/screenshots` (or to
+//! `$PCL_SCREENSHOTS`), which is where the README's pictures come from.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::support::{pw, skopeo_pull};
+
+/// chromedriver on a free loopback port, stopped on drop.
+struct Driver {
+    child: Child,
+    port: u16,
+    profile: tempfile::TempDir,
+}
+
+impl Driver {
+    async fn start() -> Driver {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian package chromium-driver)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Driver { child, port, profile: tempfile::tempdir().unwrap() }
+    }
+
+    /// A new headless browser that talks only to loopback.
+    async fn browser(&self) -> Client {
+        let args = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1280,1000",
+            &format!("--user-data-dir={}", self.profile.path().display()),
+        ];
+        let caps =
+            json!({"browserName": "chrome", "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args}});
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        ClientBuilder::new(connector)
+            .capabilities(caps.as_object().unwrap().clone())
+            .connect(&format!("http://127.0.0.1:{}", self.port))
+            .await
+            .expect("a chromium session")
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn shots() -> PathBuf {
+    let dir = std::env::var_os("PCL_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn shot(b: &Client, name: &str) {
+    let png = b.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+    std::fs::write(shots().join(format!("{name}.png")), png).unwrap();
+}
+
+async fn text(b: &Client, css: &str) -> String {
+    match b.find(Locator::Css(css)).await {
+        Ok(el) => el.text().await.unwrap(),
+        Err(e) => {
+            panic!("{css}: {e}\non {}:\n{}", b.current_url().await.unwrap(), b.source().await.unwrap_or_default())
+        }
+    }
+}
+
+/// Marks the current page, so that `arrived` can tell when the next one has loaded.
+async fn leaving(b: &Client) {
+    b.execute("window.__pclLeaving = true", vec![]).await.unwrap();
+}
+
+/// Waits until a page loaded after `leaving` is complete.
+async fn arrived(b: &Client) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = b.execute("return !window.__pclLeaving && document.readyState === 'complete'", vec![]).await;
+        if matches!(r, Ok(serde_json::Value::Bool(true))) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no new page loaded");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Clicks a button that submits a form, and waits for the resulting page.
+async fn submit(b: &Client, css: &str) {
+    leaving(b).await;
+    b.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.unwrap();
+    arrived(b).await;
+}
+
+async fn click(b: &Client, css: &str) {
+    b.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.unwrap();
+}
+
+async fn fill(b: &Client, css: &str, value: &str) {
+    b.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).send_keys(value).await.unwrap();
+}
+
+/// Signs in on the login page the browser is on, with the keyboard only.
+async fn sign_in(b: &Client, user: &str) {
+    let active = b.active_element().await.unwrap();
+    assert_eq!(active.attr("id").await.unwrap().as_deref(), Some("username"), "the form starts focused");
+    active.send_keys(user).await.unwrap();
+    active.send_keys("\u{E004}").await.unwrap(); // Tab
+    let password = b.active_element().await.unwrap();
+    assert_eq!(password.attr("id").await.unwrap().as_deref(), Some("password"));
+    password.send_keys(&pw(user)).await.unwrap();
+    leaving(b).await;
+    password.send_keys("\u{E007}").await.unwrap(); // Enter
+    arrived(b).await;
+}
+
+async fn sign_out(b: &Client) {
+    submit(b, "form.signout button").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owner_restricts_member_requests_owner_approves() {
+    let e = crate::proxy::setup(&[]).await;
+    let s = &e.s;
+    s.create_user("bob").await;
+    s.create_org("acme", "alice").await;
+    let ap = pw("alice");
+    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams", ("alice", &ap), Some(json!({"name": "dev"}))).await.0, 201);
+    let member = json!({"username": "bob"});
+    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams/dev/members", ("alice", &ap), Some(member)).await.0, 201);
+    let gw = s.addr();
+    let bob_creds = format!("bob:{}", pw("bob"));
+    assert!(skopeo_pull(&gw, &bob_creds, "library/tiny:1", &e.work.path().join("p0")).0);
+
+    let driver = Driver::start().await;
+    let b = driver.browser().await;
+    // the owner signs in (sent to the login page and back) and turns restrictions on
+    b.goto(&s.url("/orgs/acme/permissions")).await.unwrap();
+    assert!(b.current_url().await.unwrap().path().ends_with("/login"));
+    shot(&b, "login").await;
+    sign_in(&b, "alice").await;
+    assert_eq!(b.current_url().await.unwrap().path(), "/orgs/acme/permissions");
+    assert!(!b.find(Locator::Css("#enabled")).await.unwrap().is_selected().await.unwrap(), "off by default");
+    // a form stripped of its CSRF token is refused
+    b.execute("document.querySelector('form.settings input[name=csrf]').remove()", vec![]).await.unwrap();
+    submit(&b, "button[value=save]").await;
+    assert!(text(&b, "main").await.contains("no valid CSRF token"));
+    b.goto(&s.url("/orgs/acme/permissions")).await.unwrap();
+    click(&b, "#enabled").await;
+    submit(&b, "button[value=save]").await;
+    assert!(text(&b, "p.notice").await.contains("Settings saved"));
+    assert!(b.find(Locator::Css("#enabled")).await.unwrap().is_selected().await.unwrap());
+    assert!(b.find(Locator::Css("#allow_official")).await.unwrap().is_selected().await.unwrap());
+    assert!(!b.find(Locator::Css("#allow_community")).await.unwrap().is_selected().await.unwrap());
+    shot(&b, "permissions-owner").await;
+
+    // the member's pull of a community image is denied, and the message says where to ask
+    let (ok, out) = skopeo_pull(&gw, &bob_creds, "someone/app:1", &e.work.path().join("p1"));
+    assert!(!ok, "{out}");
+    assert!(out.contains("community image docker.io/someone/app is not allowed for members of acme"), "{out}");
+    let link = format!("http://{gw}/orgs/acme/requests?image=docker.io/someone/app");
+    assert!(out.contains(&link), "{out}");
+
+    // the member: the page is read-only, and re-enabling and posting the form changes nothing
+    sign_out(&b).await;
+    b.goto(&s.url("/orgs/acme/permissions")).await.unwrap();
+    sign_in(&b, "bob").await;
+    assert!(text(&b, "p.banner").await.contains("Only owners of acme can change these settings"));
+    assert!(!b.find(Locator::Css("#allow_community")).await.unwrap().is_enabled().await.unwrap());
+    assert!(b.find_all(Locator::Css("button[value=save]")).await.unwrap().is_empty());
+    shot(&b, "permissions-member").await;
+    let forge = "const f = document.querySelector('form.settings'); \
+                 f.querySelectorAll('fieldset').forEach(x => x.disabled = false); \
+                 f.querySelector('#allow_community').checked = true; \
+                 const i = document.createElement('input'); i.type = 'hidden'; i.name = 'intent'; i.value = 'save'; \
+                 f.appendChild(i); f.submit();";
+    leaving(&b).await;
+    b.execute(forge, vec![]).await.unwrap();
+    arrived(&b).await;
+    assert!(text(&b, "p.error").await.contains("only owners of acme can change it"));
+    let (_, v) = s.admin("GET", "/api/v1/orgs/acme/settings", None).await;
+    assert_eq!(v["restricted_images"]["allow_community"], false);
+
+    // the member follows the link from the denial and asks for an exception
+    b.goto(&link).await.unwrap();
+    assert_eq!(
+        b.find(Locator::Css("#image")).await.unwrap().prop("value").await.unwrap().as_deref(),
+        Some("docker.io/someone/app")
+    );
+    fill(&b, "#reason", "our CI base image").await;
+    submit(&b, "form.inline-form button[type=submit]").await;
+    assert!(text(&b, "p.notice").await.contains("Request sent"));
+    assert_eq!(text(&b, "#request-1 .badge").await, "pending");
+    shot(&b, "requests-member").await;
+
+    // the owner approves it, for 30 days
+    sign_out(&b).await;
+    b.goto(&s.url("/orgs/acme/requests")).await.unwrap();
+    sign_in(&b, "alice").await;
+    shot(&b, "requests-owner").await;
+    fill(&b, "#anote-1", "ok for CI").await;
+    submit(&b, "form[action='/orgs/acme/requests/1/approve'] button").await;
+    assert!(text(&b, "p.notice").await.contains("Request approved"));
+    assert_eq!(text(&b, "#request-1 .badge").await, "approved");
+
+    // and the pull goes through
+    let (ok, out) = skopeo_pull(&gw, &bob_creds, "someone/app:1", &e.work.path().join("p2"));
+    assert!(ok, "{out}");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    // the exception is on the permissions page; the owner's other main pages, for the README
+    b.goto(&s.url("/orgs/acme/permissions")).await.unwrap();
+    assert!(text(&b, "main table").await.contains("requested by bob: our CI base image"));
+    for (name, path) in [
+        ("overview", "/orgs/acme"),
+        ("members", "/orgs/acme/members"),
+        ("audit", "/orgs/acme/audit"),
+        ("activity", "/orgs/acme/activity"),
+        ("tokens", "/tokens"),
+    ] {
+        b.goto(&s.url(path)).await.unwrap();
+        shot(&b, name).await;
+    }
+    assert!(text(&b, "main").await.contains("Create a token"));
+    b.goto(&s.url("/orgs/acme/audit?decision=denied")).await.unwrap();
+    let audit = text(&b, "table.audit").await;
+    assert!(audit.contains("docker.io/someone/app") && !audit.contains("allowed"), "{audit}");
+    b.goto(&s.url("/orgs/acme/activity")).await.unwrap();
+    let svg = b.find(Locator::Css("svg.chart")).await.unwrap();
+    assert_eq!(svg.attr("role").await.unwrap().as_deref(), Some("img"));
+    b.close().await.unwrap();
+}

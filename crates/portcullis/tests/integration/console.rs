@@ -1,0 +1,282 @@
+//! The web console over HTTP: sessions and their cookie, CSRF and origin checks, owners
+//! versus members versus non-members on every form, and a snapshot of every page's HTML for
+//! an owner, a member and a non-member. The browser test is in `browser.rs`.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::{Server, pw, run, skopeo_pull};
+use crate::web::{Web, client};
+
+/// alice (who exists) owns acme; bob is in its team `dev`; carol is in no org.
+async fn acme(s: &Server) {
+    for u in ["bob", "carol"] {
+        s.create_user(u).await;
+    }
+    s.create_org("acme", "alice").await;
+    let ap = pw("alice");
+    let alice = ("alice", ap.as_str());
+    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams", alice, Some(json!({"name": "dev"}))).await.0, 201);
+    let bob = json!({"username": "bob"});
+    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams/dev/members", alice, Some(bob)).await.0, 201);
+}
+
+async fn restricted(s: &Server) -> bool {
+    let (_, v) = s.admin("GET", "/api/v1/orgs/acme/settings", None).await;
+    v["restricted_images"]["enabled"].as_bool().unwrap()
+}
+
+#[tokio::test]
+async fn sign_in_sessions_and_guarded_forms() {
+    let s = Server::start().await;
+    s.create_user("alice").await;
+    acme(&s).await;
+    let http = client();
+    // pages need a session; the way back is kept, but only to a local path
+    let r = http.get(s.url("/orgs/acme/permissions")).send().await.unwrap();
+    assert_eq!(
+        (r.status().as_u16(), r.headers()["location"].to_str().unwrap()),
+        (303, "/login?next=/orgs/acme/permissions")
+    );
+    let login = |u: &str, p: &str, next: &str| {
+        let f = [("username", u.to_owned()), ("password", p.to_owned()), ("next", next.to_owned())];
+        http.post(s.url("/login")).form(&f).send()
+    };
+    let r = login("alice", &pw("alice"), "//evil.example/x").await.unwrap();
+    assert_eq!(r.headers()["location"], "/orgs", "no open redirect");
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for attr in ["pcl_session=pcs_", "; Path=/", "; HttpOnly", "; SameSite=Strict", "; Max-Age=43200"] {
+        assert!(cookie.contains(attr), "{attr} in {cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain HTTP here; Secure is set under TLS");
+    // wrong passwords: the form again with the reason, then throttled like the API
+    let r = login("alice", "wrong-password", "/orgs").await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("invalid username or password"));
+    // access tokens open no console
+    let (_, t) = s.api("POST", "/api/v1/access-tokens", ("bob", &pw("bob")), Some(json!({"label": "ci"}))).await;
+    let r = login("bob", t["token"].as_str().unwrap(), "/orgs").await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("access tokens are for registry clients"));
+
+    let alice = Web::sign_in(&s, "alice", &pw("alice")).await;
+    let bob = Web::sign_in(&s, "bob", &pw("bob")).await;
+    let carol = Web::sign_in(&s, "carol", &pw("carol")).await;
+    let on = [("enabled", "on"), ("allow_official", "on"), ("mode", "enforce"), ("intent", "save")];
+    // no token, a wrong token, a foreign origin: refused, nothing changes
+    let (st, _, body) = alice.post_raw("/orgs/acme/permissions", &on, &[]).await;
+    assert_eq!(st, 403);
+    assert!(body.contains("no valid CSRF token"), "{body}");
+    let mut forged = vec![("csrf", "0123")];
+    forged.extend_from_slice(&on);
+    assert_eq!(alice.post_raw("/orgs/acme/permissions", &forged, &[]).await.0, 403);
+    let mut fields = vec![("csrf", alice.csrf.as_str())];
+    fields.extend_from_slice(&on);
+    let evil = [("origin", "http://evil.example")];
+    let (st, _, body) = alice.post_raw("/orgs/acme/permissions", &fields, &evil).await;
+    assert_eq!(st, 403);
+    assert!(body.contains("cross-origin form posts are refused"));
+    // another user's token is not this session's
+    let mut swapped = vec![("csrf", bob.csrf.as_str())];
+    swapped.extend_from_slice(&on);
+    assert_eq!(alice.post_raw("/orgs/acme/permissions", &swapped, &[]).await.0, 403);
+    assert!(!restricted(&s).await);
+
+    // the member sees the page read-only and cannot change it even by posting the form
+    let (st, page) = bob.get("/orgs/acme/permissions").await;
+    assert_eq!(st, 200);
+    assert!(page.contains("Only owners of acme can change these settings"));
+    assert!(page.contains("<fieldset disabled>") && !page.contains("value=\"save\""));
+    let (st, _, body) = bob.post("/orgs/acme/permissions", &on).await;
+    assert_eq!(st, 403);
+    assert!(body.contains("only owners of acme"), "{body}");
+    assert_eq!(bob.post("/orgs/acme/exceptions", &[("pattern", "docker.io/x/y"), ("reason", "r")]).await.0, 403);
+    assert_eq!(bob.post("/orgs/acme/teams", &[("name", "mine")]).await.0, 403);
+    // a non-member does not learn the org exists
+    assert_eq!(carol.get("/orgs/acme/permissions").await.0, 404);
+    assert_eq!(carol.post("/orgs/acme/permissions", &on).await.0, 404);
+    assert_eq!(carol.get("/admin").await.0, 404);
+    assert!(!restricted(&s).await);
+
+    // the owner saves (nothing was pulled, so there is no impact to confirm)
+    let (st, loc, _) = alice.post("/orgs/acme/permissions", &on).await;
+    assert_eq!((st, loc.as_str()), (303, "/orgs/acme/permissions?done=saved"));
+    assert!(restricted(&s).await);
+    let (_, page) = alice.get("/orgs/acme/permissions?done=saved").await;
+    assert!(page.contains("Settings saved."));
+    let (_, page) = alice.get("/orgs/acme/permissions?done=%3Cscript%3E").await;
+    assert!(!page.contains("<script>"), "notices are fixed texts, never echoed");
+
+    // pages carry the protective headers
+    let r = http.get(s.url("/login")).send().await.unwrap();
+    let csp = r.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"));
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+
+    // signing out ends the session on the server
+    let (st, loc, _) = alice.post("/logout", &[]).await;
+    assert_eq!((st, loc.as_str()), (303, "/login"));
+    assert_eq!(alice.get("/orgs").await.0, 303);
+
+    // failed sign-ins are limited per user, as on the API
+    let mut last = 0;
+    for _ in 0..12 {
+        last = login("carol", "not-her-password", "/orgs").await.unwrap().status().as_u16();
+    }
+    assert_eq!(last, 429);
+    let r = login("carol", &pw("carol"), "/orgs").await.unwrap();
+    assert_eq!(r.status(), 429, "even the right password waits out the window");
+}
+
+/// What changes from run to run in a page (times, ports, secrets), for snapshots.
+const UNSTABLE: [(&str, &str); 7] = [
+    (r"&#34;:1\d{9}", "&#34;:[ts]"),
+    (r#"name="csrf" value="[0-9a-f]+""#, r#"name="csrf" value="[csrf]""#),
+    (r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC", "[time]"),
+    (r"\d{4}-\d{2}-\d{2}", "[date]"),
+    (r">\d{2}-\d{2}</text>", ">[mm-dd]</text>"),
+    (r"127\.0\.0\.1:\d+", "[gateway]"),
+    (r"pcl_[0-9a-f]+", "[token]"),
+];
+
+fn snapshot(name: &str, html: &str) {
+    insta::with_settings!({ filters => UNSTABLE.to_vec() }, { insta::assert_snapshot!(name.to_owned(), html) });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_for_owner_member_and_non_member() {
+    let e = crate::proxy::setup(&[]).await;
+    let s = &e.s;
+    acme(s).await;
+    let ap = pw("alice");
+    let gw = s.addr();
+    let l = e.layout.dir.display().to_string();
+    for (src, dst) in [("tiny", "acme/app:1"), ("multi", "acme/multi:1")] {
+        let (ok, out) = run(Command::new("skopeo").args([
+            "copy",
+            "-q",
+            "--all",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &format!("alice:{ap}"),
+            &format!("oci:{l}:{src}"),
+            &format!("docker://{gw}/{dst}"),
+        ]));
+        assert!(ok, "{out}");
+    }
+    let read = json!({"permission": "read"});
+    let perm = "/api/v1/orgs/acme/teams/dev/permissions/app";
+    assert_eq!(s.api("PUT", perm, ("alice", &ap), Some(read)).await.0, 200);
+    let bob_creds = format!("bob:{}", pw("bob"));
+    assert!(skopeo_pull(&gw, &bob_creds, "library/tiny:1", &e.work.path().join("p1")).0);
+    let alice = Web::sign_in(s, "alice", &ap).await;
+    let bob = Web::sign_in(s, "bob", &pw("bob")).await;
+    let carol = Web::sign_in(s, "carol", &pw("carol")).await;
+    let on = [
+        ("enabled", "on"),
+        ("allow_official", "on"),
+        ("allow_verified", "on"),
+        ("mode", "enforce"),
+        ("intent", "save"),
+    ];
+    assert_eq!(alice.post("/orgs/acme/permissions", &on).await.0, 303);
+    let (ok, out) = skopeo_pull(&gw, &bob_creds, "someone/app:1", &e.work.path().join("p2"));
+    assert!(!ok && out.contains("/orgs/acme/requests?image=docker.io/someone/app"), "{out}");
+    let exception = [("pattern", "docker.io/someone/tool"), ("team", "dev"), ("reason", "build tooling")];
+    assert_eq!(alice.post("/orgs/acme/exceptions", &exception).await.0, 303);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let request = [("image", "docker.io/someone/app"), ("reason", "our CI base image")];
+    assert_eq!(bob.post("/orgs/acme/requests", &request).await.1, "/orgs/acme/requests?done=requested");
+    let (st, _, created) = alice.post("/tokens", &[("label", "laptop"), ("scope", "read"), ("days", "")]).await;
+    assert_eq!(st, 200);
+    assert!(created.contains("<output id=\"new-token\"><code>pcl_"), "the secret, shown once");
+    snapshot("tokens-created-owner", &created);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let pages = [
+        ("orgs", "/orgs"),
+        ("overview", "/orgs/acme"),
+        ("permissions", "/orgs/acme/permissions"),
+        ("members", "/orgs/acme/members"),
+        ("repositories", "/orgs/acme/repositories"),
+        ("requests", "/orgs/acme/requests"),
+        ("audit", "/orgs/acme/audit"),
+        ("activity", "/orgs/acme/activity"),
+        ("tokens", "/tokens"),
+        ("admin", "/admin"),
+    ];
+    let mut statuses = Vec::new();
+    for (who, web) in [("owner", &alice), ("member", &bob), ("non_member", &carol)] {
+        for (name, path) in pages {
+            let (st, html) = web.get(path).await;
+            statuses.push(format!("{who} {name} {st}"));
+            snapshot(&format!("{name}-{who}"), &html);
+        }
+    }
+    insta::assert_snapshot!("statuses", statuses.join("\n"));
+    // the impact preview: taking Docker Official Images away would have denied bob's pull
+    let stricter = [("enabled", "on"), ("mode", "enforce"), ("intent", "save")];
+    let (st, _, html) = alice.post("/orgs/acme/permissions", &stricter).await;
+    assert_eq!(st, 200, "not saved: shown first");
+    assert!(html.contains("Impact preview: not saved yet") && html.contains("docker.io/library/tiny"));
+    snapshot("permissions-preview-owner", &html);
+    let (_, v) = s.admin("GET", "/api/v1/orgs/acme/settings", None).await;
+    assert_eq!(v["restricted_images"]["allow_official_images"], true, "unchanged until confirmed");
+    let confirm = html.split("name=\"confirmed\" value=\"").nth(1).unwrap().split('"').next().unwrap();
+    let confirm = confirm.replace("&#34;", "\"").replace("&quot;", "\"");
+    let mut confirmed = stricter.to_vec();
+    confirmed.push(("confirmed", &confirm));
+    assert_eq!(alice.post("/orgs/acme/permissions", &confirmed).await.1, "/orgs/acme/permissions?done=saved");
+    let (_, v) = s.admin("GET", "/api/v1/orgs/acme/settings", None).await;
+    assert_eq!(v["restricted_images"]["allow_official_images"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_pinned_to_the_denied_digest_or_declined() {
+    let e = crate::proxy::setup(&[]).await;
+    let s = &e.s;
+    acme(s).await;
+    let gw = s.addr();
+    let alice = Web::sign_in(s, "alice", &pw("alice")).await;
+    let bob = Web::sign_in(s, "bob", &pw("bob")).await;
+    let carol = Web::sign_in(s, "carol", &pw("carol")).await;
+    assert_eq!(alice.post("/orgs/acme/permissions", &[("enabled", "on"), ("intent", "save")]).await.0, 303);
+    // a pull by digest is denied; the request remembers that digest
+    let bob_creds = format!("bob:{}", pw("bob"));
+    let by_digest = format!("someone/app@{}", e.layout.tiny);
+    assert!(!skopeo_pull(&gw, &bob_creds, &by_digest, &e.work.path().join("d1")).0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ask = [("image", "docker.io/someone/app"), ("reason", "pinned base")];
+    assert_eq!(bob.post("/orgs/acme/requests", &ask).await.0, 303);
+    assert_eq!(bob.post("/orgs/acme/requests", &ask).await.0, 409, "one pending request per image");
+    let other = [("image", "ghcr.io/owner/tool"), ("reason", "a tool")];
+    assert_eq!(bob.post("/orgs/acme/requests", &other).await.0, 303);
+    // members and non-members cannot decide; members see only their own requests
+    assert_eq!(bob.post("/orgs/acme/requests/1/approve", &[("pin", "on")]).await.0, 403);
+    assert_eq!(carol.post("/orgs/acme/requests/1/approve", &[("pin", "on")]).await.0, 404);
+    assert_eq!(carol.post("/orgs/acme/requests", &ask).await.0, 404);
+    // approve pinned: the digest pulls, the tag (any other digest) still does not
+    let (st, loc, _) = alice.post("/orgs/acme/requests/1/approve", &[("pin", "on"), ("days", "7")]).await;
+    assert_eq!((st, loc.as_str()), (303, "/orgs/acme/requests?done=approved"));
+    let (_, list) = s.api("GET", "/api/v1/orgs/acme/exceptions", ("alice", &pw("alice")), None).await;
+    assert_eq!(list[0]["digest"], e.layout.tiny.as_str());
+    assert!(list[0]["expires_at"].as_i64().unwrap() > pcore_now() + 6 * 86_400);
+    assert!(skopeo_pull(&gw, &bob_creds, &by_digest, &e.work.path().join("d2")).0);
+    assert_eq!(alice.post("/orgs/acme/requests/1/decline", &[("note", "late")]).await.0, 409, "decided once");
+    // decline with a note; a note is required
+    assert_eq!(alice.post("/orgs/acme/requests/2/decline", &[("note", " ")]).await.0, 400);
+    assert_eq!(alice.post("/orgs/acme/requests/2/decline", &[("note", "use the mirrored copy")]).await.0, 303);
+    let (_, page) = bob.get("/orgs/acme/requests").await;
+    assert!(page.contains("<span class=\"badge approved\">approved</span>"));
+    assert!(
+        page.contains("<span class=\"badge declined\">declined</span>") && page.contains("Note: use the mirrored copy")
+    );
+    assert!(!page.contains("/approve"), "members get no decision forms");
+    assert_eq!(carol.get("/orgs/acme/requests").await.0, 404);
+}
+
+fn pcore_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
