@@ -268,7 +268,9 @@ impl Identity {
         check_password_strength(password)?;
         let user =
             self.meta.user_by_name(username).await?.ok_or_else(|| Error::NotFound(format!("no user {username}")))?;
-        self.meta.set_password(user.id, &hash_password(password)?).await
+        self.meta.set_password(user.id, &hash_password(password)?).await?;
+        // A new password signs the user out of every console session.
+        self.meta.delete_user_sessions(user.id).await
     }
 
     /// Creates an access token; the secret is returned once and only its hash is kept.

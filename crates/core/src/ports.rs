@@ -156,6 +156,8 @@ pub trait MetaStore: Send + Sync + 'static {
     /// The unexpired session with this secret hash.
     async fn session(&self, id_hash: &str, now: i64) -> Result<Option<Session>>;
     async fn delete_session(&self, id_hash: &str) -> Result<()>;
+    /// Ends every session of a user (after a password change).
+    async fn delete_user_sessions(&self, user_id: i64) -> Result<()>;
     /// Deletes expired sessions.
     async fn prune_sessions(&self, now: i64) -> Result<u64>;
     /// Stores a request (its `id`, `org` and decision fields are ignored); returns the new id.

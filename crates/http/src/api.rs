@@ -42,6 +42,9 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/orgs/{org}/settings", get(get_settings).put(put_settings))
         .route("/api/v1/orgs/{org}/exceptions", get(list_exceptions).post(add_exception))
         .route("/api/v1/orgs/{org}/exceptions/{id}", delete(delete_exception))
+        .route("/api/v1/orgs/{org}/exception-requests", get(list_requests).post(create_request))
+        .route("/api/v1/orgs/{org}/exception-requests/{id}/approve", axum::routing::post(approve_request))
+        .route("/api/v1/orgs/{org}/exception-requests/{id}/decline", axum::routing::post(decline_request))
         .route("/api/v1/orgs/{org}/audit", get(audit))
         .route("/api/v1/audit", get(audit_all))
         .route("/api/v1/orgs/{org}/check", get(check))
@@ -316,6 +319,55 @@ async fn add_exception(State(st): St, u: ApiUser, Path(org): Path<String>, b: By
 async fn delete_exception(State(st): St, u: ApiUser, Path((org, id)): Path<(String, i64)>) -> ApiResult {
     st.iam.delete_exception(&u.0, &org, id).await?;
     no_content()
+}
+
+async fn list_requests(State(st): St, u: ApiUser, Path(org): Path<String>) -> ApiResult {
+    ok(json!(st.iam.exception_requests(&u.0, &org).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRequest {
+    image: String,
+    reason: String,
+}
+
+async fn create_request(State(st): St, u: ApiUser, Path(org): Path<String>, b: Bytes) -> ApiResult {
+    let n: NewRequest = body(&b)?;
+    created(json!(st.iam.request_exception(&u.0, &org, &n.image, &n.reason).await?))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct ApprovalBody {
+    pin_digest: bool,
+    digest: Option<String>,
+    expires_at: Option<i64>,
+    team: Option<String>,
+    note: Option<String>,
+}
+
+async fn approve_request(State(st): St, u: ApiUser, Path((org, id)): Path<(String, i64)>, b: Bytes) -> ApiResult {
+    let a: ApprovalBody = if b.is_empty() { ApprovalBody::default() } else { body(&b)? };
+    let a = pcore::requests::Approval {
+        pin_digest: a.pin_digest,
+        digest: a.digest,
+        expires_at: a.expires_at,
+        team: a.team,
+        note: a.note,
+    };
+    ok(json!(st.iam.approve_request(&u.0, &org, id, a).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Decline {
+    note: String,
+}
+
+async fn decline_request(State(st): St, u: ApiUser, Path((org, id)): Path<(String, i64)>, b: Bytes) -> ApiResult {
+    let d: Decline = body(&b)?;
+    ok(json!(st.iam.decline_request(&u.0, &org, id, &d.note).await?))
 }
 
 async fn audit(

@@ -1089,6 +1089,11 @@ impl MetaStore for SqliteMeta {
         Ok(())
     }
 
+    async fn delete_user_sessions(&self, user_id: i64) -> Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(&self.write).await.map_err(db)?;
+        Ok(())
+    }
+
     async fn prune_sessions(&self, now: i64) -> Result<u64> {
         let r = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
             .bind(now)

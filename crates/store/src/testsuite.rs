@@ -215,6 +215,11 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     assert_eq!(s.prune_sessions(100).await.unwrap(), 1);
     s.delete_session("sess-2").await.unwrap();
     assert!(s.session("sess-2", 50).await.unwrap().is_none());
+    s.create_session("sess-3", bob.id, "csrf-3", 10, 1000).await.unwrap();
+    s.create_session("sess-4", alice.id, "csrf-4", 10, 1000).await.unwrap();
+    s.delete_user_sessions(bob.id).await.unwrap();
+    assert!(s.session("sess-3", 50).await.unwrap().is_none());
+    assert!(s.session("sess-4", 50).await.unwrap().is_some(), "only that user's");
 
     // exception requests: decided once
     let req = ExceptionRequest {

@@ -120,6 +120,12 @@ async fn sign_in_sessions_and_guarded_forms() {
     assert_eq!((st, loc.as_str()), (303, "/login"));
     assert_eq!(alice.get("/orgs").await.0, 303);
 
+    // a new password ends the user's sessions
+    assert_eq!(bob.get("/orgs").await.0, 200);
+    let new_pw = json!({"password": "bob-password-2"});
+    assert_eq!(s.api("PUT", "/api/v1/users/bob/password", ("bob", &pw("bob")), Some(new_pw)).await.0, 204);
+    assert_eq!(bob.get("/orgs").await.0, 303);
+
     // failed sign-ins are limited per user, as on the API
     let mut last = 0;
     for _ in 0..12 {
@@ -140,6 +146,27 @@ const UNSTABLE: [(&str, &str); 7] = [
     (r"127\.0\.0\.1:\d+", "[gateway]"),
     (r"pcl_[0-9a-f]+", "[token]"),
 ];
+
+/// Every control has a label (or an `aria-label`), every button a name: what a screen reader
+/// needs to announce them.
+fn assert_labelled(page: &str, html: &str) {
+    for tag in ["<input", "<select", "<textarea"] {
+        for (i, _) in html.match_indices(tag) {
+            let el = &html[i..i + html[i..].find('>').unwrap()];
+            if el.contains("type=\"hidden\"") || el.contains("aria-label=") {
+                continue;
+            }
+            let id = el.split("id=\"").nth(1).map(|r| r.split('"').next().unwrap());
+            let id = id.unwrap_or_else(|| panic!("{page}: a control without id or label: {el}"));
+            assert!(html.contains(&format!("<label for=\"{id}\"")), "{page}: no label for #{id}");
+        }
+    }
+    for (i, _) in html.match_indices("<button") {
+        let end = i + html[i..].find("</button>").unwrap();
+        let inner = &html[i + html[i..].find('>').unwrap() + 1..end];
+        assert!(!inner.trim().is_empty() || html[i..end].contains("aria-label="), "{page}: a button without a name");
+    }
+}
 
 fn snapshot(name: &str, html: &str) {
     insta::with_settings!({ filters => UNSTABLE.to_vec() }, { insta::assert_snapshot!(name.to_owned(), html) });
@@ -212,6 +239,7 @@ async fn every_page_for_owner_member_and_non_member() {
         for (name, path) in pages {
             let (st, html) = web.get(path).await;
             statuses.push(format!("{who} {name} {st}"));
+            assert_labelled(&format!("{name}-{who}"), &html);
             snapshot(&format!("{name}-{who}"), &html);
         }
     }
@@ -221,6 +249,7 @@ async fn every_page_for_owner_member_and_non_member() {
     let (st, _, html) = alice.post("/orgs/acme/permissions", &stricter).await;
     assert_eq!(st, 200, "not saved: shown first");
     assert!(html.contains("Impact preview: not saved yet") && html.contains("docker.io/library/tiny"));
+    assert_labelled("permissions-preview", &html);
     snapshot("permissions-preview-owner", &html);
     let (_, v) = s.admin("GET", "/api/v1/orgs/acme/settings", None).await;
     assert_eq!(v["restricted_images"]["allow_official_images"], true, "unchanged until confirmed");
@@ -275,8 +304,28 @@ async fn requests_pinned_to_the_denied_digest_or_declined() {
     );
     assert!(!page.contains("/approve"), "members get no decision forms");
     assert_eq!(carol.get("/orgs/acme/requests").await.0, 404);
+    // the same through the API
+    let (bp, ap) = (pw("bob"), pw("alice"));
+    let ask = json!({"image": "quay.io/x/y:2", "reason": "tests"});
+    let (st, r) = s.api("POST", "/api/v1/orgs/acme/exception-requests", ("bob", &bp), Some(ask)).await;
+    assert_eq!((st, r["image"].as_str(), r["status"].as_str()), (201, Some("quay.io/x/y"), Some("pending")));
+    let (_, mine) = s.api("GET", "/api/v1/orgs/acme/exception-requests", ("bob", &bp), None).await;
+    assert_eq!(mine.as_array().unwrap().len(), 3);
+    let approve = format!("/api/v1/orgs/acme/exception-requests/{}/approve", r["id"]);
+    assert_eq!(s.api("POST", &approve, ("bob", &bp), Some(json!({}))).await.0, 403);
+    let (st, done) = s.api("POST", &approve, ("alice", &ap), Some(json!({"team": "dev"}))).await;
+    assert_eq!((st, done["status"].as_str()), (200, Some("approved")));
+    let (_, list) = s.api("GET", "/api/v1/orgs/acme/exceptions", ("alice", &ap), None).await;
+    let made = list.as_array().unwrap().iter().find(|x| x["pattern"] == "quay.io/x/y").unwrap().clone();
+    assert_eq!((made["team"].as_str(), made["digest"].as_str()), (Some("dev"), None));
 }
 
 fn pcore_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+#[test]
+#[should_panic(expected = "no label for #q")]
+fn the_label_check_catches_an_unlabelled_control() {
+    assert_labelled("sample", r#"<form><label for="p">P</label><input id="p"><input id="q"></form>"#);
 }
