@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# daemons.sh start|stop|env: private containerd and dockerd for the client tests, all state under
-# $PCL_STATE (default /tmp/pcl-test; keep it short: unix socket paths must stay under 108 bytes).
-# `env` prints the variables the tests read (CONTAINERD_SOCK, DOCKER_SOCK).
+# daemons.sh start|stop|env: private containerd and dockerd for the client tests and a throwaway
+# PostgreSQL cluster on a free loopback port for the storage tests, all state under $PCL_STATE
+# (default /tmp/pcl-test; keep it short: unix socket paths must stay under 108 bytes).
+# `env` prints the variables the tests read (CONTAINERD_SOCK, DOCKER_SOCK, PCL_TEST_POSTGRES_URL).
 set -euo pipefail
 S=${PCL_STATE:-/tmp/pcl-test}
 CSOCK=$S/containerd/containerd.sock
@@ -32,9 +33,30 @@ TOML
     echo $! > "$S/dockerd.pid"
     wait_for docker -H "unix://$DSOCK" version >/dev/null 2>&1 || { tail -20 "$S/logs/dockerd.log" >&2; echo "dockerd did not start" >&2; exit 1; }
   fi
-  echo "daemons: containerd and dockerd running under $S"
+  start_postgres
+  echo "daemons: containerd, dockerd and PostgreSQL (port $(cat "$S/postgres.port")) running under $S"
+}
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+PGDATA=$S/postgres/data
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+pg_alive() { [ -f "$S/postgres.port" ] && as_pg "$PGBIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; }
+start_postgres() {
+  pg_alive && return 0
+  mkdir -p "$S/postgres"
+  [ "$(id -u)" = 0 ] && chown postgres "$S/postgres" "$S/logs"
+  if [ ! -f "$PGDATA/PG_VERSION" ]; then
+    as_pg "$PGBIN/initdb" -D "$PGDATA" -A trust -U portcullis >"$S/logs/initdb.log" 2>&1 \
+      || { tail -20 "$S/logs/initdb.log" >&2; echo "initdb failed" >&2; exit 1; }
+  fi
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$S/logs/postgres.log" -w \
+    -o "-p $port -k $S/postgres -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null \
+    || { tail -20 "$S/logs/postgres.log" >&2; echo "PostgreSQL did not start" >&2; exit 1; }
+  echo "$port" > "$S/postgres.port"
 }
 stop() {
+  if pg_alive; then as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -m fast stop >/dev/null || true; fi
+  rm -f "$S/postgres.port"
   for n in dockerd containerd; do
     if alive "$n"; then
       pid=$(cat "$S/$n.pid"); kill "$pid"
@@ -47,6 +69,6 @@ stop() {
 case ${1:-} in
   start) start ;;
   stop) stop ;;
-  env) echo "CONTAINERD_SOCK=$CSOCK DOCKER_SOCK=$DSOCK" ;;
+  env) echo "CONTAINERD_SOCK=$CSOCK DOCKER_SOCK=$DSOCK PCL_TEST_POSTGRES_URL=postgres://portcullis@127.0.0.1:$(cat "$S/postgres.port" 2>/dev/null)/postgres" ;;
   *) echo "usage: daemons.sh start|stop|env" >&2; exit 2 ;;
 esac

@@ -15,22 +15,29 @@ use pcore::ports::{BlobStore, MetaStore};
 use pcore::registry::Registry;
 use pcore::tokens::{TokenIssuer, generate_signing_key};
 use phttp::AppState;
-use store::{FsBlobs, SqliteMeta};
+use store::{FsBlobs, PgMeta, SqliteMeta};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::Config;
 
-/// The stores of a data directory.
+/// The configured stores: metadata in PostgreSQL (`database.url`) or SQLite in the data
+/// directory; blobs in the data directory.
 pub struct Stores {
-    pub meta: Arc<SqliteMeta>,
+    pub meta: Arc<dyn MetaStore>,
     pub blobs: Arc<FsBlobs>,
 }
 
-pub async fn open_stores(data_dir: &Path) -> anyhow::Result<Stores> {
+pub async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
+    let data_dir = &config.data_dir;
     std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
-    let meta = SqliteMeta::open(&data_dir.join("meta.db")).await.context("cannot open the database")?;
+    let meta: Arc<dyn MetaStore> = match config.database.url()? {
+        Some(url) => Arc::new(
+            PgMeta::open(&url, config.database.max_connections).await.context("cannot open the PostgreSQL database")?,
+        ),
+        None => Arc::new(SqliteMeta::open(&data_dir.join("meta.db")).await.context("cannot open the database")?),
+    };
     let blobs = FsBlobs::open(data_dir).context("cannot open the blob store")?;
-    Ok(Stores { meta: Arc::new(meta), blobs: Arc::new(blobs) })
+    Ok(Stores { meta, blobs: Arc::new(blobs) })
 }
 
 /// Loads the token signing key, creating it (mode 0600) on first start.
@@ -62,7 +69,7 @@ fn init_logging(config: &Config) {
 
 /// Builds the application state from a configuration.
 pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
-    let stores = open_stores(&config.data_dir).await?;
+    let stores = open_stores(config).await?;
     let meta: Arc<dyn MetaStore> = stores.meta;
     let blobs: Arc<dyn BlobStore> = stores.blobs;
     let identity = Arc::new(Identity::new(meta.clone(), Directory::default()));

@@ -48,6 +48,7 @@ pub struct Config {
     pub upstreams: Vec<UpstreamEntry>,
     pub proxy: ProxySettings,
     pub audit: AuditSettings,
+    pub database: Database,
     /// Where the CLI's API commands (`org`, `check`, `publishers`) connect.
     pub client: ClientSettings,
 }
@@ -64,6 +65,35 @@ pub struct ClientSettings {
 impl Default for ClientSettings {
     fn default() -> Self {
         ClientSettings { server: "http://127.0.0.1:5000".into(), username: "admin".into(), password: None }
+    }
+}
+
+/// Where metadata lives: SQLite in the data directory (the default), or PostgreSQL.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Database {
+    /// `postgres://user:password@host:5432/db` (TLS: `?sslmode=verify-full&sslrootcert=ca.pem`).
+    pub url: Option<Secret>,
+    /// File holding that URL.
+    pub url_file: Option<PathBuf>,
+    /// Connections in the PostgreSQL pool.
+    pub max_connections: u32,
+}
+
+impl Default for Database {
+    fn default() -> Self {
+        Database { url: None, url_file: None, max_connections: 16 }
+    }
+}
+
+impl Database {
+    /// The PostgreSQL URL, if one is configured.
+    pub fn url(&self) -> anyhow::Result<Option<String>> {
+        if let Some(f) = &self.url_file {
+            let s = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+            return Ok(Some(s.trim().to_owned()));
+        }
+        Ok(self.url.as_ref().map(|s| s.0.clone()))
     }
 }
 
@@ -174,6 +204,7 @@ impl Default for Config {
             upstreams: Vec::new(),
             proxy: ProxySettings::default(),
             audit: AuditSettings::default(),
+            database: Database::default(),
             client: ClientSettings::default(),
         }
     }

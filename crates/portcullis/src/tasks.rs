@@ -6,7 +6,7 @@ use std::io::{BufRead, IsTerminal};
 use anyhow::{Context, bail};
 use pcore::authz::Directory;
 use pcore::identity::Identity;
-use pcore::ports::{BlobStore, MetaStore};
+use pcore::ports::BlobStore;
 use pcore::registry::Hasher;
 
 use crate::app::open_stores;
@@ -14,7 +14,7 @@ use crate::config::Config;
 
 /// Verifies every recorded blob. Exit status is non-zero when a bad or missing blob is found.
 pub async fn fsck(config: &Config, quarantine: bool) -> anyhow::Result<()> {
-    let stores = open_stores(&config.data_dir).await?;
+    let stores = open_stores(config).await?;
     let recorded = stores.meta.list_blobs().await?;
     let total = recorded.len();
     let (mut bad, mut missing) = (0usize, 0usize);
@@ -65,7 +65,7 @@ pub async fn reset_password(config: &Config, username: &str) -> anyhow::Result<(
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line).context("cannot read the password")?;
     let password = line.trim_end_matches(['\n', '\r']).to_owned();
-    let stores = open_stores(&config.data_dir).await?;
+    let stores = open_stores(config).await?;
     let identity = Identity::new(stores.meta.clone(), Directory::default());
     identity.set_password(username, &password).await?;
     println!("password of {username} changed");
@@ -75,7 +75,7 @@ pub async fn reset_password(config: &Config, username: &str) -> anyhow::Result<(
 /// Garbage collection: evicts cached upstream blobs beyond the budget, then deletes blobs no
 /// repository links and no manifest references, and stored files the database does not know.
 pub async fn gc(config: &Config, max_bytes: Option<u64>) -> anyhow::Result<()> {
-    let stores = open_stores(&config.data_dir).await?;
+    let stores = open_stores(config).await?;
     let budget = max_bytes.unwrap_or(config.proxy.cache_max_bytes);
     if budget > 0 {
         let n = pcore::proxy::evict(stores.meta.as_ref(), stores.blobs.as_ref(), budget, |_| false).await?;

@@ -1,12 +1,16 @@
-//! Storage adapters: `SqliteMeta` implements `pcore::ports::MetaStore`, `FsBlobs` implements
-//! `pcore::ports::BlobStore`. The `testsuite` module holds the one suite every adapter of a
+//! Storage adapters: `SqliteMeta` and `PgMeta` implement `pcore::ports::MetaStore` (with the
+//! same SQL, `sql.rs`), `FsBlobs` implements `pcore::ports::BlobStore`. The `testsuite` module holds the one suite every adapter of a
 //! port must pass; each adapter's tests run it.
 
+#[macro_use]
+mod sql;
 pub mod fs;
 pub mod migrate;
+pub mod postgres;
 pub mod sqlite;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 
 pub use fs::FsBlobs;
+pub use postgres::PgMeta;
 pub use sqlite::SqliteMeta;

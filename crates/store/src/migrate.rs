@@ -10,3 +10,13 @@ pub const SQLITE: &[(i64, &str, &str)] = &[
     (5, "publisher_overrides", include_str!("../../../migrations/sqlite/0005_publisher_overrides.sql")),
     (6, "console", include_str!("../../../migrations/sqlite/0006_console.sql")),
 ];
+
+/// The PostgreSQL migrations: the same versions, in PostgreSQL's dialect.
+pub const POSTGRES: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../../../migrations/postgres/0001_init.sql")),
+    (2, "pull_through_cache", include_str!("../../../migrations/postgres/0002_pull_through_cache.sql")),
+    (3, "image_access_management", include_str!("../../../migrations/postgres/0003_image_access_management.sql")),
+    (4, "audit_log", include_str!("../../../migrations/postgres/0004_audit_log.sql")),
+    (5, "publisher_overrides", include_str!("../../../migrations/postgres/0005_publisher_overrides.sql")),
+    (6, "console", include_str!("../../../migrations/postgres/0006_console.sql")),
+];

@@ -8,6 +8,47 @@ use pcore::model::*;
 use pcore::ports::{BlobStore, MetaStore};
 use std::io::Write;
 
+/// A fresh database in the test PostgreSQL cluster (`PCL_TEST_POSTGRES_URL`, which
+/// `scripts/daemons.sh start` provides), dropped at the end of the test. Without the cluster
+/// the test fails: it is never skipped.
+pub struct TestDatabase {
+    pub url: String,
+    admin: String,
+    name: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> TestDatabase {
+        let admin = std::env::var("PCL_TEST_POSTGRES_URL").expect(
+            "PCL_TEST_POSTGRES_URL is not set: run scripts/test.sh, or scripts/daemons.sh start and export $(scripts/daemons.sh env)",
+        );
+        let name = format!("pcl_{}", uuid::Uuid::new_v4().simple());
+        let mut c =
+            <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await.expect("the test PostgreSQL cluster");
+        // The name is ours (a UUID), not input.
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut c).await.unwrap();
+        let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+        TestDatabase { url: format!("{base}/{name}"), admin, name }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        // Best effort, on a thread of its own: Drop cannot await.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                if let Ok(mut c) = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await {
+                    let drop = sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+                    let _ = sqlx::query(drop).execute(&mut c).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
 const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
 const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
 

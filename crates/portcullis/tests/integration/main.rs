@@ -10,6 +10,7 @@ mod crash;
 mod iam;
 mod images;
 mod ops;
+mod postgres;
 mod proxy;
 mod support;
 mod upstreams;

@@ -1,0 +1,85 @@
+//! PostgreSQL metadata store, for several replicas sharing one database. One pool serves reads
+//! and writes (PostgreSQL has no single-writer limit); the queries are the shared ones of
+//! `sql.rs`; migrations (`migrations/postgres`, same numbering as SQLite) run under an advisory
+//! lock so that replicas starting together apply each one once.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use pcore::error::{Error, Result};
+use pcore::model::*;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Row, Transaction};
+
+use crate::migrate::POSTGRES;
+use crate::sql::*;
+
+/// An arbitrary constant naming the migration lock.
+const MIGRATION_LOCK: i64 = 0x0070_636c_5f6d_6967;
+
+pub struct PgMeta {
+    write: PgPool,
+    read: PgPool,
+}
+
+impl PgMeta {
+    /// Connects (`postgres://user:password@host:port/db?sslmode=...`) with at most
+    /// `max_connections`, and applies pending migrations.
+    pub async fn open(url: &str, max_connections: u32) -> Result<PgMeta> {
+        let opts = PgConnectOptions::from_str(url).map_err(|e| Error::Invalid(format!("invalid database URL: {e}")))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await
+            .map_err(db)?;
+        let store = PgMeta { write: pool.clone(), read: pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut tx = self.write.begin().await.map_err(db)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *tx).await.map_err(db)?;
+        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)")
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let done: Vec<(i64,)> =
+            sqlx::query_as("SELECT version FROM schema_migrations").fetch_all(&mut *tx).await.map_err(db)?;
+        for (version, name, sql) in POSTGRES {
+            if done.iter().any(|(v,)| v == version) {
+                continue;
+            }
+            sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(db)?;
+            sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+                .bind(version)
+                .bind(name)
+                .bind(pcore::now())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
+    }
+}
+
+meta_store!(PgMeta, Postgres);
+
+#[cfg(test)]
+mod tests {
+    use crate::testsuite::TestDatabase;
+
+    #[tokio::test]
+    async fn passes_the_meta_suite() {
+        let db = TestDatabase::create().await;
+        let store = super::PgMeta::open(&db.url, 5).await.unwrap();
+        crate::testsuite::meta_suite(&store).await;
+        // Reopening applies no migration twice and keeps the data; replicas starting together
+        // apply each migration once.
+        drop(store);
+        let (a, b) = tokio::join!(super::PgMeta::open(&db.url, 2), super::PgMeta::open(&db.url, 2));
+        let (a, _b) = (a.unwrap(), b.unwrap());
+        assert!(pcore::ports::MetaStore::user_by_name(&a, "alice").await.unwrap().is_some());
+    }
+}
