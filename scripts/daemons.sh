@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # daemons.sh start|stop|env: private containerd and dockerd for the client tests and a throwaway
-# PostgreSQL cluster on a free loopback port for the storage tests, all state under $PCL_STATE
-# (default /tmp/pcl-test; keep it short: unix socket paths must stay under 108 bytes).
-# `env` prints the variables the tests read (CONTAINERD_SOCK, DOCKER_SOCK, PCL_TEST_POSTGRES_URL).
+# PostgreSQL cluster and an S3 server (moto) on free loopback ports for the storage tests, all
+# state under $PCL_STATE (default /tmp/pcl-test; keep it short: unix socket paths must stay
+# under 108 bytes).
+# `env` prints the variables the tests read (CONTAINERD_SOCK, DOCKER_SOCK, PCL_TEST_POSTGRES_URL,
+# PCL_TEST_S3_ENDPOINT).
 set -euo pipefail
 S=${PCL_STATE:-/tmp/pcl-test}
 CSOCK=$S/containerd/containerd.sock
@@ -34,7 +36,18 @@ TOML
     wait_for docker -H "unix://$DSOCK" version >/dev/null 2>&1 || { tail -20 "$S/logs/dockerd.log" >&2; echo "dockerd did not start" >&2; exit 1; }
   fi
   start_postgres
-  echo "daemons: containerd, dockerd and PostgreSQL (port $(cat "$S/postgres.port")) running under $S"
+  start_s3
+  echo "daemons: containerd, dockerd, PostgreSQL (port $(cat "$S/postgres.port")) and S3 (port $(cat "$S/s3.port")) running under $S"
+}
+VENV=${PCL_VENV:-/var/cache/pcl-venv}
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+start_s3() {
+  alive moto && return 0
+  port=$(free_port)
+  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$S/logs/moto.log" 2>&1 &
+  echo $! > "$S/moto.pid"
+  wait_for bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null || { tail -20 "$S/logs/moto.log" >&2; echo "moto did not start" >&2; exit 1; }
+  echo "$port" > "$S/s3.port"
 }
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 PGDATA=$S/postgres/data
@@ -48,7 +61,7 @@ start_postgres() {
     as_pg "$PGBIN/initdb" -D "$PGDATA" -A trust -U portcullis >"$S/logs/initdb.log" 2>&1 \
       || { tail -20 "$S/logs/initdb.log" >&2; echo "initdb failed" >&2; exit 1; }
   fi
-  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  port=$(free_port)
   as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$S/logs/postgres.log" -w \
     -o "-p $port -k $S/postgres -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null \
     || { tail -20 "$S/logs/postgres.log" >&2; echo "PostgreSQL did not start" >&2; exit 1; }
@@ -57,7 +70,8 @@ start_postgres() {
 stop() {
   if pg_alive; then as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -m fast stop >/dev/null || true; fi
   rm -f "$S/postgres.port"
-  for n in dockerd containerd; do
+  rm -f "$S/s3.port"
+  for n in moto dockerd containerd; do
     if alive "$n"; then
       pid=$(cat "$S/$n.pid"); kill "$pid"
       for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -69,6 +83,6 @@ stop() {
 case ${1:-} in
   start) start ;;
   stop) stop ;;
-  env) echo "CONTAINERD_SOCK=$CSOCK DOCKER_SOCK=$DSOCK PCL_TEST_POSTGRES_URL=postgres://portcullis@127.0.0.1:$(cat "$S/postgres.port" 2>/dev/null)/postgres" ;;
+  env) echo "CONTAINERD_SOCK=$CSOCK DOCKER_SOCK=$DSOCK PCL_TEST_POSTGRES_URL=postgres://portcullis@127.0.0.1:$(cat "$S/postgres.port" 2>/dev/null)/postgres PCL_TEST_S3_ENDPOINT=http://127.0.0.1:$(cat "$S/s3.port" 2>/dev/null)" ;;
   *) echo "usage: daemons.sh start|stop|env" >&2; exit 2 ;;
 esac

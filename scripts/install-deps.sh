@@ -12,3 +12,11 @@ echo "install-deps: installing ${missing[*]}"
 "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
 "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 for p in "${PKGS[@]}"; do installed "$p" || { echo "install-deps: $p is still missing" >&2; exit 1; }; done
+# An S3-compatible server for the storage tests: moto, from PyPI, in a virtualenv outside the
+# checkout (idempotent: installed once).
+VENV=${PCL_VENV:-/var/cache/pcl-venv}
+if [ ! -x "$VENV/bin/moto_server" ]; then
+  echo "install-deps: installing moto[server] into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q 'moto[server]==5.1.*'
+fi

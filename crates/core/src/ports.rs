@@ -225,6 +225,8 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Streams `len` bytes of a blob from `offset`.
     async fn read(&self, digest: &str, offset: u64, len: u64) -> Result<ByteStream>;
     async fn delete(&self, digest: &str) -> Result<()>;
+    /// Every stored blob digest, sorted (fsck, gc).
+    async fn list(&self) -> Result<Vec<String>>;
     /// Moves a blob aside so that it is no longer served (fsck).
     async fn quarantine(&self, digest: &str) -> Result<()>;
     /// Cheap reachability check for `/readyz`.

@@ -15,16 +15,16 @@ use pcore::ports::{BlobStore, MetaStore};
 use pcore::registry::Registry;
 use pcore::tokens::{TokenIssuer, generate_signing_key};
 use phttp::AppState;
-use store::{FsBlobs, PgMeta, SqliteMeta};
+use store::{FsBlobs, PgMeta, S3Blobs, SqliteMeta};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::Config;
 
 /// The configured stores: metadata in PostgreSQL (`database.url`) or SQLite in the data
-/// directory; blobs in the data directory.
+/// directory; blobs in an S3 bucket (`s3.bucket`) or the data directory.
 pub struct Stores {
     pub meta: Arc<dyn MetaStore>,
-    pub blobs: Arc<FsBlobs>,
+    pub blobs: Arc<dyn BlobStore>,
 }
 
 pub async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
@@ -36,8 +36,11 @@ pub async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
         ),
         None => Arc::new(SqliteMeta::open(&data_dir.join("meta.db")).await.context("cannot open the database")?),
     };
-    let blobs = FsBlobs::open(data_dir).context("cannot open the blob store")?;
-    Ok(Stores { meta, blobs: Arc::new(blobs) })
+    let blobs: Arc<dyn BlobStore> = match config.s3.config()? {
+        Some(c) => Arc::new(S3Blobs::open(&c).context("cannot open the S3 blob store")?),
+        None => Arc::new(FsBlobs::open(data_dir).context("cannot open the blob store")?),
+    };
+    Ok(Stores { meta, blobs })
 }
 
 /// Loads the token signing key, creating it (mode 0600) on first start.

@@ -49,6 +49,7 @@ pub struct Config {
     pub proxy: ProxySettings,
     pub audit: AuditSettings,
     pub database: Database,
+    pub s3: S3,
     /// Where the CLI's API commands (`org`, `check`, `publishers`) connect.
     pub client: ClientSettings,
 }
@@ -65,6 +66,71 @@ pub struct ClientSettings {
 impl Default for ClientSettings {
     fn default() -> Self {
         ClientSettings { server: "http://127.0.0.1:5000".into(), username: "admin".into(), password: None }
+    }
+}
+
+/// Blobs in an S3-compatible bucket instead of the data directory (when `bucket` is set).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3 {
+    pub bucket: String,
+    /// `https://s3.eu-west-1.amazonaws.com`, `http://minio:9000` (plain http only if written so).
+    pub endpoint: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub access_key_id_file: Option<PathBuf>,
+    pub secret_access_key: Option<Secret>,
+    pub secret_access_key_file: Option<PathBuf>,
+    /// Path-style URLs (`host/bucket/key`), as MinIO, Ceph and most self-hosted servers want.
+    pub path_style: bool,
+}
+
+impl Default for S3 {
+    fn default() -> Self {
+        S3 {
+            bucket: String::new(),
+            endpoint: String::new(),
+            region: "us-east-1".into(),
+            access_key_id: String::new(),
+            access_key_id_file: None,
+            secret_access_key: None,
+            secret_access_key_file: None,
+            path_style: false,
+        }
+    }
+}
+
+fn read_secret(f: &Path) -> anyhow::Result<String> {
+    let s = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+    Ok(s.trim().to_owned())
+}
+
+impl S3 {
+    /// The store's settings, when S3 is configured.
+    pub fn config(&self) -> anyhow::Result<Option<store::S3Config>> {
+        if self.bucket.is_empty() {
+            return Ok(None);
+        }
+        if self.endpoint.is_empty() {
+            anyhow::bail!("s3.endpoint is required with s3.bucket");
+        }
+        let access_key_id = match &self.access_key_id_file {
+            Some(f) => read_secret(f)?,
+            None => self.access_key_id.clone(),
+        };
+        let secret_access_key = match (&self.secret_access_key_file, &self.secret_access_key) {
+            (Some(f), _) => read_secret(f)?,
+            (None, Some(s)) => s.0.clone(),
+            (None, None) => String::new(),
+        };
+        Ok(Some(store::S3Config {
+            endpoint: self.endpoint.clone(),
+            bucket: self.bucket.clone(),
+            region: self.region.clone(),
+            access_key_id,
+            secret_access_key,
+            path_style: self.path_style,
+        }))
     }
 }
 
@@ -205,6 +271,7 @@ impl Default for Config {
             proxy: ProxySettings::default(),
             audit: AuditSettings::default(),
             database: Database::default(),
+            s3: S3::default(),
             client: ClientSettings::default(),
         }
     }

@@ -12,6 +12,20 @@ use pcore::registry::Hasher;
 use crate::app::open_stores;
 use crate::config::Config;
 
+/// Reads a whole blob and hashes it: (bytes read, digest).
+async fn scan(blobs: &dyn BlobStore, digest: &str, algorithm: oci::Algorithm) -> pcore::Result<(u64, oci::Digest)> {
+    let stored = blobs.stat(digest).await?.ok_or_else(|| pcore::Error::NotFound("content is missing".into()))?;
+    let mut h = Hasher::new(algorithm);
+    let mut n = 0u64;
+    let mut s = blobs.read(digest, 0, stored).await?;
+    while let Some(b) = futures_util::StreamExt::next(&mut s).await {
+        let b = b.map_err(|e| pcore::Error::Storage(e.to_string()))?;
+        n += b.len() as u64;
+        h.update(&b);
+    }
+    Ok((n, h.finish()))
+}
+
 /// Verifies every recorded blob. Exit status is non-zero when a bad or missing blob is found.
 pub async fn fsck(config: &Config, quarantine: bool) -> anyhow::Result<()> {
     let stores = open_stores(config).await?;
@@ -20,13 +34,7 @@ pub async fn fsck(config: &Config, quarantine: bool) -> anyhow::Result<()> {
     let (mut bad, mut missing) = (0usize, 0usize);
     for (i, (digest, size)) in recorded.iter().enumerate() {
         let d: oci::Digest = digest.parse().map_err(|_| anyhow::anyhow!("invalid digest {digest} in the database"))?;
-        let blobs = stores.blobs.clone();
-        let dg = digest.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let mut h = Hasher::new(d.algorithm());
-            blobs.scan(&dg, |b| h.update(b)).map(|n| (n, h.finish()))
-        })
-        .await?;
+        let result = scan(stores.blobs.as_ref(), digest, d.algorithm()).await;
         let problem = match result {
             Ok((n, got)) if n == *size && got.to_string() == *digest => None,
             Ok((n, got)) => Some(format!("content is {n} bytes with digest {got}")),
@@ -48,7 +56,7 @@ pub async fn fsck(config: &Config, quarantine: bool) -> anyhow::Result<()> {
             eprintln!("fsck: {}/{total} blobs checked", i + 1);
         }
     }
-    let on_disk = stores.blobs.list()?;
+    let on_disk = stores.blobs.list().await?;
     let unrecorded = on_disk.iter().filter(|d| !recorded.iter().any(|(r, _)| r == *d)).count();
     println!("fsck: {total} blobs checked, {bad} bad ({missing} missing), {unrecorded} stored but unreferenced");
     if bad > 0 && !quarantine {
@@ -93,7 +101,7 @@ pub async fn gc(config: &Config, max_bytes: Option<u64>) -> anyhow::Result<()> {
     let known: std::collections::HashSet<String> =
         stores.meta.list_blobs().await?.into_iter().map(|(d, _)| d).collect();
     let mut orphans = 0;
-    for d in stores.blobs.list()? {
+    for d in stores.blobs.list().await? {
         if !known.contains(&d) {
             stores.blobs.delete(&d).await?;
             orphans += 1;

@@ -4,7 +4,7 @@
 //! chunks through a two-slot channel: memory per download stays under a megabyte.
 
 use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -51,11 +51,10 @@ impl FsBlobs {
         Ok(self.root.join("uploads").join(upload_name(id)?))
     }
 
-    /// Every stored blob digest (for fsck).
-    pub fn list(&self) -> Result<Vec<String>> {
+    fn list_digests(root: &Path) -> std::io::Result<Vec<String>> {
         let mut out = Vec::new();
         for algo in ["sha256", "sha512"] {
-            let dir = self.root.join("blobs").join(algo);
+            let dir = root.join("blobs").join(algo);
             let Ok(prefixes) = std::fs::read_dir(&dir) else { continue };
             for p in prefixes.flatten() {
                 for f in std::fs::read_dir(p.path())?.flatten() {
@@ -65,21 +64,6 @@ impl FsBlobs {
         }
         out.sort();
         Ok(out)
-    }
-
-    /// Reads a whole blob through a callback, for scrubbing.
-    pub fn scan(&self, digest: &str, mut f: impl FnMut(&[u8])) -> Result<u64> {
-        let mut file = File::open(self.blob_path(digest)?)?;
-        let mut buf = vec![0u8; 1 << 20];
-        let mut total = 0u64;
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                return Ok(total);
-            }
-            total += n as u64;
-            f(&buf[..n]);
-        }
     }
 }
 
@@ -212,6 +196,11 @@ impl BlobStore for FsBlobs {
         .await
     }
 
+    async fn list(&self) -> Result<Vec<String>> {
+        let root = self.root.clone();
+        blocking(move || FsBlobs::list_digests(&root)).await
+    }
+
     async fn quarantine(&self, digest: &str) -> Result<()> {
         let from = self.blob_path(digest)?;
         let to = self.root.join("quarantine").join(digest.replace(':', "-"));
@@ -231,6 +220,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = super::FsBlobs::open(dir.path()).unwrap();
         crate::testsuite::blob_suite(&store).await;
-        assert_eq!(store.list().unwrap().len(), 1, "one committed blob remains");
+        assert_eq!(pcore::ports::BlobStore::list(&store).await.unwrap().len(), 1, "one committed blob remains");
     }
 }

@@ -7,10 +7,12 @@ mod sql;
 pub mod fs;
 pub mod migrate;
 pub mod postgres;
+pub mod s3;
 pub mod sqlite;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 
 pub use fs::FsBlobs;
 pub use postgres::PgMeta;
+pub use s3::{S3Blobs, S3Config};
 pub use sqlite::SqliteMeta;

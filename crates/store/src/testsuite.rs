@@ -49,6 +49,30 @@ impl Drop for TestDatabase {
     }
 }
 
+/// A fresh bucket on the test S3 server (`PCL_TEST_S3_ENDPOINT`, moto, which
+/// `scripts/daemons.sh start` provides). Without the server the test fails: it is never skipped.
+pub fn test_bucket() -> crate::S3Config {
+    let endpoint = std::env::var("PCL_TEST_S3_ENDPOINT").expect(
+        "PCL_TEST_S3_ENDPOINT is not set: run scripts/test.sh, or scripts/daemons.sh start and export $(scripts/daemons.sh env)",
+    );
+    let bucket = format!("pcl-{}", uuid::Uuid::new_v4().simple());
+    // moto takes an unsigned CreateBucket.
+    let host = endpoint.trim_start_matches("http://");
+    let mut c = std::net::TcpStream::connect(host).expect("the test S3 server");
+    write!(c, "PUT /{bucket} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut c, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "bucket not created: {answer}");
+    crate::S3Config {
+        endpoint,
+        bucket,
+        region: "us-east-1".into(),
+        access_key_id: "test".into(),
+        secret_access_key: "test".into(),
+        path_style: true,
+    }
+}
+
 const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
 const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
 
@@ -314,8 +338,13 @@ pub async fn blob_suite(s: &dyn BlobStore) {
     let growing = s.upload_open("0a-1").await.unwrap();
     s.upload_commit("0a-1", digest).await.unwrap();
     assert_eq!(s.stat(digest).await.unwrap(), Some(4));
-    let mut buf = [0u8; 3];
-    assert_eq!(growing.read_at(&mut buf, 1).unwrap(), 3, "an open upload stays readable after commit");
+    let (n, buf) = tokio::task::spawn_blocking(move || {
+        let mut buf = [0u8; 3];
+        (growing.read_at(&mut buf, 1).unwrap(), buf)
+    })
+    .await
+    .unwrap();
+    assert_eq!(n, 3, "an open upload stays readable after commit");
     assert_eq!(&buf, b"est");
     assert_eq!(collect(s.read(digest, 0, 4).await.unwrap()).await, b"test");
     assert_eq!(collect(s.read(digest, 1, 2).await.unwrap()).await, b"es");
@@ -332,6 +361,7 @@ pub async fn blob_suite(s: &dyn BlobStore) {
     s.upload_commit("0a-3", big_digest).await.unwrap();
     assert_eq!(collect(s.read(big_digest, 0, big.len() as u64).await.unwrap()).await, big);
     assert_eq!(collect(s.read(big_digest, 1_000_000, 10).await.unwrap()).await, &big[1_000_000..1_000_010]);
+    assert_eq!(s.list().await.unwrap(), vec![digest.to_owned(), big_digest.to_owned()]);
     s.delete(big_digest).await.unwrap();
     assert_eq!(s.stat(big_digest).await.unwrap(), None);
     s.delete(big_digest).await.unwrap();
