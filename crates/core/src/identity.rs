@@ -318,8 +318,11 @@ impl Identity {
         }
         let generated = password.is_none().then(|| new_secret("")[..24].to_owned());
         let pw = password.map(str::to_owned).or(generated.clone()).unwrap_or_default();
-        self.create_user("admin", &pw, true).await?;
-        Ok(generated)
+        match self.create_user("admin", &pw, true).await {
+            // Another replica starting at the same time made it.
+            Err(Error::Conflict(_)) => Ok(None),
+            r => r.map(|_| generated),
+        }
     }
 }
 

@@ -167,6 +167,15 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Records the decision on a pending request; false when it is not pending (or not there).
     async fn decide_exception_request(&self, org_id: i64, id: i64, decided: &ExceptionRequest) -> Result<bool>;
 
+    // --- replicas
+    /// A number that grows with every change to users, orgs, teams, permissions, repositories,
+    /// settings, exceptions, publishers and signing keys (replicas poll it to reload).
+    async fn generation(&self) -> Result<i64>;
+    /// Token signing keys (kid, PKCS#8), newest first.
+    async fn signing_keys(&self) -> Result<Vec<(String, Vec<u8>)>>;
+    /// Adds a signing key (a key with the same kid is kept as it is).
+    async fn add_signing_key(&self, kid: &str, pkcs8: &[u8], now: i64) -> Result<()>;
+
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> Result<()>;
 }

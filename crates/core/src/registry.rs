@@ -126,12 +126,17 @@ impl Registry {
         Registry { meta, blobs, identity, uploads: Mutex::default() }
     }
 
-    fn repo_id(&self, name: &RepoName) -> Option<i64> {
-        self.identity.directory().snapshot().repo(name.as_str()).map(|r| r.0)
+    /// The repository's id: from the directory, or — for one another replica has just
+    /// created and this one has not loaded yet — from the database.
+    async fn repo_id(&self, name: &RepoName) -> Result<Option<i64>> {
+        if let Some(r) = self.identity.directory().snapshot().repo(name.as_str()) {
+            return Ok(Some(r.0));
+        }
+        Ok(self.meta.repo(name.as_str()).await?.map(|r| r.id))
     }
 
     async fn ensure_repo(&self, name: &RepoName) -> Result<i64> {
-        if let Some(id) = self.repo_id(name) {
+        if let Some(id) = self.repo_id(name).await? {
             return Ok(id);
         }
         let snap = self.identity.directory().snapshot();
@@ -148,7 +153,7 @@ impl Registry {
 
     /// Size of a blob reachable through `name`.
     pub async fn blob(&self, name: &RepoName, digest: &Digest) -> Result<u64> {
-        let repo = self.repo_id(name).ok_or_else(|| blob_unknown(digest))?;
+        let repo = self.repo_id(name).await?.ok_or_else(|| blob_unknown(digest))?;
         self.meta.linked_blob(repo, &digest.to_string()).await?.ok_or_else(|| blob_unknown(digest))
     }
 
@@ -158,7 +163,7 @@ impl Registry {
     }
 
     pub async fn delete_blob(&self, name: &RepoName, digest: &Digest) -> Result<()> {
-        let repo = self.repo_id(name).ok_or_else(|| blob_unknown(digest))?;
+        let repo = self.repo_id(name).await?.ok_or_else(|| blob_unknown(digest))?;
         if self.meta.unlink_blob(repo, &digest.to_string()).await? { Ok(()) } else { Err(blob_unknown(digest)) }
     }
 
@@ -173,7 +178,7 @@ impl Registry {
         body: ByteStream,
     ) -> Result<UploadStart> {
         if let Some(Mount { digest: d, from: Some(from) }) = mount
-            && let Some(src) = self.repo_id(from)
+            && let Some(src) = self.repo_id(from).await?
             && self.meta.linked_blob(src, &d.to_string()).await?.is_some()
         {
             let repo = self.ensure_repo(name).await?;
@@ -193,16 +198,23 @@ impl Registry {
         }
     }
 
-    async fn session(&self, name: &RepoName, id: &str) -> Result<SharedUpload> {
+    /// The upload's shared hash state, locked. State that does not match the size recorded in
+    /// the database (another replica appended meanwhile) is dropped, to be rebuilt.
+    async fn session(&self, name: &RepoName, id: &str) -> Result<tokio::sync::OwnedMutexGuard<Option<UploadState>>> {
         let up = self.meta.upload(id).await?.ok_or_else(upload_unknown)?;
         if up.repo != name.as_str() {
             return Err(upload_unknown());
         }
-        let shared = {
+        let shared: SharedUpload = {
             let mut map = self.uploads.lock().map_err(|_| Error::Storage("upload table poisoned".into()))?;
             map.entry(id.to_owned()).or_insert_with(|| Arc::new(tokio::sync::Mutex::new(None))).clone()
         };
-        Ok(shared)
+        let mut guard = shared.lock_owned().await;
+        let recorded = self.meta.upload(id).await?.ok_or_else(upload_unknown)?.size;
+        if guard.as_ref().is_some_and(|s| s.size != recorded) {
+            *guard = None;
+        }
+        Ok(guard)
     }
 
     /// Rebuilds lost hash state by reading the upload back (after a restart).
@@ -220,8 +232,7 @@ impl Registry {
 
     /// Status of an upload: bytes received so far.
     pub async fn upload_status(&self, name: &RepoName, id: &str) -> Result<u64> {
-        let shared = self.session(name, id).await?;
-        let mut guard = shared.lock().await;
+        let mut guard = self.session(name, id).await?;
         if guard.is_none() {
             *guard = Some(self.rebuild(id, Algorithm::Sha256).await?);
         }
@@ -236,8 +247,7 @@ impl Registry {
         range: Option<ByteRange>,
         body: ByteStream,
     ) -> Result<u64> {
-        let shared = self.session(name, id).await?;
-        let mut guard = shared.lock().await;
+        let mut guard = self.session(name, id).await?;
         let mut state = match guard.take() {
             Some(s) => s,
             None => self.rebuild(id, Algorithm::Sha256).await?,
@@ -260,8 +270,7 @@ impl Registry {
 
     /// PUT: optional last chunk, then commit as `digest`.
     pub async fn finish_upload(&self, name: &RepoName, id: &str, digest: &Digest, body: ByteStream) -> Result<Digest> {
-        let shared = self.session(name, id).await?;
-        let mut guard = shared.lock().await;
+        let mut guard = self.session(name, id).await?;
         let mut state = match guard.take() {
             Some(s) => s,
             None => self.rebuild(id, digest.algorithm()).await?,
@@ -303,8 +312,7 @@ impl Registry {
 
     /// DELETE of an upload session.
     pub async fn cancel_upload(&self, name: &RepoName, id: &str) -> Result<()> {
-        let shared = self.session(name, id).await?;
-        let _guard = shared.lock().await;
+        let _guard = self.session(name, id).await?;
         self.forget_upload(id).await;
         Ok(())
     }
@@ -374,7 +382,7 @@ impl Registry {
         }
         let m = Manifest::parse(&body, content_type).map_err(|e| Error::registry(ErrorCode::ManifestInvalid, e))?;
         // References are checked before anything is created: a rejected push stores nothing.
-        let existing = self.repo_id(name);
+        let existing = self.repo_id(name).await?;
         let blob_refs: Vec<String> = m.blob_references().map(|d| d.digest.to_string()).collect();
         for b in &blob_refs {
             let linked = match existing {
@@ -420,7 +428,7 @@ impl Registry {
 
     pub async fn manifest(&self, name: &RepoName, reference: &Reference) -> Result<ServedManifest> {
         let unknown = || Error::registry(ErrorCode::ManifestUnknown, format!("manifest {reference} is not in {name}"));
-        let repo = self.repo_id(name).ok_or_else(|| name_unknown(name))?;
+        let repo = self.repo_id(name).await?.ok_or_else(|| name_unknown(name))?;
         let row = match reference {
             Reference::Digest(d) => self.meta.manifest(repo, &d.to_string()).await?,
             Reference::Tag(t) => self.meta.manifest_by_tag(repo, t.as_str()).await?,
@@ -430,7 +438,7 @@ impl Registry {
     }
 
     pub async fn delete_manifest(&self, name: &RepoName, reference: &Reference) -> Result<()> {
-        let repo = self.repo_id(name).ok_or_else(|| name_unknown(name))?;
+        let repo = self.repo_id(name).await?.ok_or_else(|| name_unknown(name))?;
         let found = match reference {
             Reference::Digest(d) => self.meta.delete_manifest(repo, &d.to_string()).await?,
             Reference::Tag(t) => self.meta.delete_tag(repo, t.as_str()).await?,
@@ -444,7 +452,7 @@ impl Registry {
 
     /// Tags after `page.last`, at most `page.n`; the flag says whether more follow.
     pub async fn tags(&self, name: &RepoName, page: &Page) -> Result<(Vec<String>, bool)> {
-        let repo = self.repo_id(name).ok_or_else(|| name_unknown(name))?;
+        let repo = self.repo_id(name).await?.ok_or_else(|| name_unknown(name))?;
         let want = page.n.map(|n| n + 1);
         let mut tags = self.meta.list_tags(repo, page.last.as_deref(), want).await?;
         let more = page.n.is_some_and(|n| tags.len() > n);
@@ -474,7 +482,7 @@ impl Registry {
         digest: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Referrer>> {
-        let Some(repo) = self.repo_id(name) else { return Ok(vec![]) };
+        let Some(repo) = self.repo_id(name).await? else { return Ok(vec![]) };
         let all = self.meta.referrers(repo, &digest.to_string()).await?;
         Ok(all.into_iter().filter(|r| artifact_type.is_none_or(|t| r.artifact_type.as_deref() == Some(t))).collect())
     }

@@ -76,11 +76,33 @@ pub fn generate_signing_key() -> Result<Vec<u8>> {
         .map_err(|e| Error::Storage(format!("cannot generate signing key: {e}")))
 }
 
-/// Issues and verifies tokens with one key.
-pub struct TokenIssuer {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+/// The key id of an Ed25519 private key (PKCS#8): 12 bytes of its public key's SHA-256, hex.
+pub fn key_id(pkcs8: &[u8]) -> Result<String> {
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|e| Error::Storage(format!("invalid signing key: {e}")))?;
+    Ok(hex::encode(&Sha256::digest(pair.public_key().as_ref())[..12]))
+}
+
+/// The signing key and every key tokens may be verified with, by key id.
+struct Keys {
     kid: String,
+    encoding: EncodingKey,
+    decoding: HashMap<String, DecodingKey>,
+}
+
+fn keys(pkcs8s: &[Vec<u8>]) -> Result<Keys> {
+    let first = pkcs8s.first().ok_or_else(|| Error::Storage("no token signing key".into()))?;
+    let mut decoding = HashMap::new();
+    for k in pkcs8s {
+        let pair = Ed25519KeyPair::from_pkcs8(k).map_err(|e| Error::Storage(format!("invalid signing key: {e}")))?;
+        decoding.insert(key_id(k)?, DecodingKey::from_ed_der(pair.public_key().as_ref()));
+    }
+    Ok(Keys { kid: key_id(first)?, encoding: EncodingKey::from_ed_der(first), decoding })
+}
+
+/// Issues tokens with the newest key and verifies them with any known key, so that replicas
+/// sharing keys accept each other's tokens and a rotated key's tokens stay valid.
+pub struct TokenIssuer {
+    keys: std::sync::RwLock<Arc<Keys>>,
     issuer: String,
     service: String,
     ttl_secs: i64,
@@ -88,22 +110,34 @@ pub struct TokenIssuer {
 }
 
 impl TokenIssuer {
-    /// `pkcs8` is an Ed25519 private key; `service` is the token audience and the challenge's
-    /// `service`; tokens live `ttl_secs`.
-    pub fn new(pkcs8: &[u8], issuer: &str, service: &str, ttl_secs: i64) -> Result<TokenIssuer> {
-        let pair =
-            Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|e| Error::Storage(format!("invalid signing key: {e}")))?;
-        let public = pair.public_key().as_ref().to_vec();
-        let kid = hex::encode(&Sha256::digest(&public)[..12]);
+    /// `pkcs8s` are Ed25519 private keys, newest (the signing key) first; `service` is the token
+    /// audience and the challenge's `service`; tokens live `ttl_secs`.
+    pub fn new(pkcs8s: &[Vec<u8>], issuer: &str, service: &str, ttl_secs: i64) -> Result<TokenIssuer> {
         Ok(TokenIssuer {
-            encoding: EncodingKey::from_ed_der(pkcs8),
-            decoding: DecodingKey::from_ed_der(&public),
-            kid,
+            keys: std::sync::RwLock::new(Arc::new(keys(pkcs8s)?)),
             issuer: issuer.to_owned(),
             service: service.to_owned(),
             ttl_secs,
             verified: Mutex::default(),
         })
+    }
+
+    /// Replaces the key set (after a rotation, possibly on another replica).
+    pub fn set_keys(&self, pkcs8s: &[Vec<u8>]) -> Result<()> {
+        let k = Arc::new(keys(pkcs8s)?);
+        if let Ok(mut g) = self.keys.write() {
+            *g = k;
+        }
+        Ok(())
+    }
+
+    fn current(&self) -> Result<Arc<Keys>> {
+        self.keys.read().map(|g| g.clone()).map_err(|_| Error::Storage("token keys poisoned".into()))
+    }
+
+    /// The id of the signing key.
+    pub fn kid(&self) -> String {
+        self.current().map(|k| k.kid.clone()).unwrap_or_default()
     }
 
     pub fn service(&self) -> &str {
@@ -126,9 +160,10 @@ impl TokenIssuer {
             jti: uuid::Uuid::new_v4().to_string(),
             access,
         };
+        let keys = self.current()?;
         let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, &claims, &self.encoding)
+        header.kid = Some(keys.kid.clone());
+        jsonwebtoken::encode(&header, &claims, &keys.encoding)
             .map_err(|e| Error::Storage(format!("cannot sign token: {e}")))
     }
 
@@ -139,16 +174,18 @@ impl TokenIssuer {
             return if c.exp > now && c.nbf <= now + 60 { Ok(c) } else { Err(bad("expired")) };
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| bad("malformed"))?;
-        if header.alg != Algorithm::EdDSA || header.kid.as_deref() != Some(self.kid.as_str()) {
-            return Err(bad("unknown key or algorithm"));
-        }
+        let keys = self.current()?;
+        let key = match header.kid.as_deref().and_then(|k| keys.decoding.get(k)) {
+            Some(k) if header.alg == Algorithm::EdDSA => k,
+            _ => return Err(bad("unknown key or algorithm")),
+        };
         let mut v = Validation::new(Algorithm::EdDSA);
         v.set_audience(&[&self.service]);
         v.set_issuer(&[&self.issuer]);
         v.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
         v.validate_nbf = true;
         v.leeway = 30;
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &v).map_err(|e| bad(&e.to_string()))?;
+        let data = jsonwebtoken::decode::<Claims>(token, key, &v).map_err(|e| bad(&e.to_string()))?;
         if data.claims.exp <= now {
             return Err(bad("expired"));
         }
@@ -169,7 +206,7 @@ mod tests {
     use base64::Engine;
 
     fn issuer() -> TokenIssuer {
-        TokenIssuer::new(&generate_signing_key().unwrap(), "portcullis", "registry", 300).unwrap()
+        TokenIssuer::new(&[generate_signing_key().unwrap()], "portcullis", "registry", 300).unwrap()
     }
 
     fn acc(name: &str, a: &[&str]) -> Vec<ResourceAccess> {
@@ -202,7 +239,7 @@ mod tests {
         assert!(t.verify(&foreign, now).is_err(), "other key");
         // alg=none with our kid
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let header = b64.encode(format!(r#"{{"alg":"none","typ":"JWT","kid":"{}"}}"#, t.kid));
+        let header = b64.encode(format!(r#"{{"alg":"none","typ":"JWT","kid":"{}"}}"#, t.kid()));
         let body = b64.encode(r#"{"iss":"portcullis","sub":"admin","aud":"registry","exp":9999999999,"nbf":0,"iat":0,"jti":"x","access":[]}"#);
         assert!(t.verify(&format!("{header}.{body}."), now).is_err(), "alg none");
         // tampered payload keeps the signature
@@ -211,8 +248,22 @@ mod tests {
         let evil = b64.encode(format!(r#"{{"iss":"portcullis","sub":"bob","aud":"registry","exp":{},"nbf":0,"iat":0,"jti":"x","access":[{{"type":"repository","name":"acme/app","actions":["push"]}}]}}"#, now + 100));
         assert!(t.verify(&format!("{}.{}.{}", parts[0], evil, parts[2]), now).is_err(), "tampered");
         assert!(t.verify("garbage", now).is_err());
-        let wrong_aud = TokenIssuer::new(&generate_signing_key().unwrap(), "portcullis", "other", 300).unwrap();
-        let _ = wrong_aud;
+    }
+
+    #[test]
+    fn rotation_keeps_old_tokens_valid_and_replicas_agree() {
+        let (old, new) = (generate_signing_key().unwrap(), generate_signing_key().unwrap());
+        let a = TokenIssuer::new(std::slice::from_ref(&old), "portcullis", "registry", 300).unwrap();
+        let now = crate::now();
+        let before = a.issue("alice", acc("acme/app", &["pull"]), now).unwrap();
+        a.set_keys(&[new.clone(), old.clone()]).unwrap();
+        let after = a.issue("alice", acc("acme/app", &["pull"]), now).unwrap();
+        assert_eq!(a.kid(), key_id(&new).unwrap(), "the newest key signs");
+        // another replica with the same keys accepts both; one without the new key refuses it
+        let b = TokenIssuer::new(&[new, old.clone()], "portcullis", "registry", 300).unwrap();
+        assert!(b.verify(&before, now).is_ok() && b.verify(&after, now).is_ok());
+        let stale = TokenIssuer::new(&[old], "portcullis", "registry", 300).unwrap();
+        assert!(stale.verify(&after, now).is_err());
     }
 
     #[test]

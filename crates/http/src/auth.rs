@@ -79,6 +79,7 @@ impl FromRequestParts<Arc<AppState>> for ApiUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
         let client = client_addr(parts);
+        state.catch_up().await?;
         match credentials(&parts.headers)? {
             Credentials::Basic(u, p) => Ok(ApiUser(state.identity.authenticate(&u, &p, &client).await?)),
             Credentials::Bearer(t) => Ok(ApiUser(state.identity.authenticate_token(&t, &client).await?)),

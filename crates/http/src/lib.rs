@@ -48,6 +48,28 @@ pub struct AppState {
     pub tls: bool,
     /// Enforced sign-in: only members of these orgs may use `/v2` (empty: not enforced).
     pub allowed_orgs: Vec<String>,
+    /// The database generation this replica's in-memory state reflects (see `catch_up`).
+    pub generation: std::sync::atomic::AtomicI64,
+}
+
+impl AppState {
+    /// Reloads the directory, the policy and the token keys when the database changed since
+    /// they were loaded (through any replica). The admin API, the console and `/token` call it
+    /// before acting, so that a replica reads its own and the others' writes; a background task
+    /// calls it four times a second for `/v2`, which never waits on the database for it.
+    pub async fn catch_up(&self) -> pcore::Result<()> {
+        use std::sync::atomic::Ordering;
+        let now = self.meta.generation().await?;
+        if now == self.generation.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let keys: Vec<Vec<u8>> = self.meta.signing_keys().await?.into_iter().map(|(_, k)| k).collect();
+        self.identity.refresh_directory().await?;
+        self.iam.refresh().await?;
+        self.tokens.set_keys(&keys)?;
+        self.generation.fetch_max(now, Ordering::AcqRel);
+        Ok(())
+    }
 }
 
 /// The whole application router.

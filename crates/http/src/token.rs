@@ -130,6 +130,7 @@ async fn issue(
     scopes: &[String],
     offline: bool,
 ) -> Result<serde_json::Value, Error> {
+    st.catch_up().await?;
     let subject = principal.map(|p| Subject::User(p.clone())).unwrap_or(Subject::Anonymous);
     let access = grant(st, &subject, scopes);
     let now = pcore::now();

@@ -2,7 +2,6 @@
 //! administrator, and serve HTTP (or HTTPS with rustls) until SIGINT/SIGTERM, then drain.
 
 use std::net::SocketAddr;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,25 +42,32 @@ pub async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
     Ok(Stores { meta, blobs })
 }
 
-/// Loads the token signing key, creating it (mode 0600) on first start.
-fn signing_key(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
-    let dir = data_dir.join("keys");
-    std::fs::create_dir_all(&dir)?;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-    let path = dir.join("token-signing-ed25519.pk8");
-    if let Ok(k) = std::fs::read(&path) {
-        return Ok(k);
+/// The token signing keys, newest first, from the database (shared by replicas). On first
+/// start the key of an older data directory (`keys/token-signing-ed25519.pk8`) is imported, so
+/// its tokens stay valid, or a new key is made.
+pub async fn signing_keys(meta: &dyn MetaStore, data_dir: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
+    let keys = meta.signing_keys().await?;
+    if !keys.is_empty() {
+        return Ok(keys.into_iter().map(|(_, k)| k).collect());
     }
-    let key = generate_signing_key()?;
-    let tmp = dir.join("token-signing-ed25519.pk8.tmp");
-    {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-        f.write_all(&key)?;
-        f.sync_all()?;
+    let key = match std::fs::read(data_dir.join("keys/token-signing-ed25519.pk8")) {
+        Ok(k) => k,
+        Err(_) => generate_signing_key()?,
+    };
+    meta.add_signing_key(&pcore::tokens::key_id(&key)?, &key, pcore::now()).await?;
+    // Replicas starting together may each have added one: all agree on the newest.
+    Ok(meta.signing_keys().await?.into_iter().map(|(_, k)| k).collect())
+}
+
+/// Keeps this replica's in-memory state (directory, policy, token keys) in step with changes
+/// made through any replica, within a quarter of a second.
+async fn follow_changes(state: Arc<AppState>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if let Err(e) = state.catch_up().await {
+            tracing::warn!(error = %e, "cannot reload after a change");
+        }
     }
-    std::fs::rename(&tmp, &path)?;
-    Ok(key)
 }
 
 fn init_logging(config: &Config) {
@@ -74,6 +80,8 @@ fn init_logging(config: &Config) {
 pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
     let stores = open_stores(config).await?;
     let meta: Arc<dyn MetaStore> = stores.meta;
+    // Read before the first loads: a change made meanwhile is loaded again by `catch_up`.
+    let generation = meta.generation().await?;
     let blobs: Arc<dyn BlobStore> = stores.blobs;
     let identity = Arc::new(Identity::new(meta.clone(), Directory::default()));
     identity.refresh_directory().await?;
@@ -111,8 +119,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
         pcore::iam::builtin_catalog(),
     );
     iam.refresh().await?;
-    let key = signing_key(&config.data_dir)?;
-    let tokens = TokenIssuer::new(&key, "portcullis", &config.auth.service, config.auth.token_ttl_secs)?;
+    let keys = signing_keys(meta.as_ref(), &config.data_dir).await?;
+    let tokens = TokenIssuer::new(&keys, "portcullis", &config.auth.service, config.auth.token_ttl_secs)?;
     Ok(Arc::new(AppState {
         registry: Registry::new(meta.clone(), blobs.clone(), identity.clone()),
         proxy,
@@ -129,6 +137,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
         public_url: config.public_url.clone(),
         tls: config.tls.cert.is_some(),
         allowed_orgs: config.auth.allowed_orgs.clone(),
+        generation: generation.into(),
     }))
 }
 
@@ -151,6 +160,7 @@ async fn shutdown_signal() {
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     init_logging(&config);
     let state = build(&config).await?;
+    tokio::spawn(follow_changes(state.clone()));
     let app = phttp::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let addr: SocketAddr = config.listen.parse()?;
     if let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) {

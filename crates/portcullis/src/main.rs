@@ -183,6 +183,9 @@ enum ConfigCommand {
 enum AdminCommand {
     /// Set a user's password, read from standard input.
     ResetPassword { username: String },
+    /// Make a new token signing key; every replica signs with it within a second, and tokens
+    /// signed with older keys stay valid until they expire.
+    RotateKey,
 }
 
 fn main() -> std::process::ExitCode {
@@ -222,6 +225,7 @@ fn main() -> std::process::ExitCode {
             Command::Admin { command: AdminCommand::ResetPassword { username } } => {
                 tasks::reset_password(&config, &username).await
             }
+            Command::Admin { command: AdminCommand::RotateKey } => tasks::rotate_key(&config).await,
             Command::Org { command } => org_command(&cli_api::Api::new(&config.client)?, command).await,
             Command::Check { org, user, image } => {
                 let path =

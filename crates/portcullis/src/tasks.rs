@@ -65,6 +65,18 @@ pub async fn fsck(config: &Config, quarantine: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Adds a new token signing key; running replicas switch to it when they see the change.
+pub async fn rotate_key(config: &Config) -> anyhow::Result<()> {
+    let stores = open_stores(config).await?;
+    crate::app::signing_keys(stores.meta.as_ref(), &config.data_dir).await?;
+    let key = pcore::tokens::generate_signing_key()?;
+    let kid = pcore::tokens::key_id(&key)?;
+    // A second later than any key made now, so that it is the newest.
+    stores.meta.add_signing_key(&kid, &key, pcore::now() + 1).await?;
+    println!("new token signing key {kid}");
+    Ok(())
+}
+
 /// Sets a password without a running server.
 pub async fn reset_password(config: &Config, username: &str) -> anyhow::Result<()> {
     if std::io::stdin().is_terminal() {

@@ -9,6 +9,7 @@ pub const SQLITE: &[(i64, &str, &str)] = &[
     (4, "audit_log", include_str!("../../../migrations/sqlite/0004_audit_log.sql")),
     (5, "publisher_overrides", include_str!("../../../migrations/sqlite/0005_publisher_overrides.sql")),
     (6, "console", include_str!("../../../migrations/sqlite/0006_console.sql")),
+    (7, "replicas", include_str!("../../../migrations/sqlite/0007_replicas.sql")),
 ];
 
 /// The PostgreSQL migrations: the same versions, in PostgreSQL's dialect.
@@ -19,4 +20,5 @@ pub const POSTGRES: &[(i64, &str, &str)] = &[
     (4, "audit_log", include_str!("../../../migrations/postgres/0004_audit_log.sql")),
     (5, "publisher_overrides", include_str!("../../../migrations/postgres/0005_publisher_overrides.sql")),
     (6, "console", include_str!("../../../migrations/postgres/0006_console.sql")),
+    (7, "replicas", include_str!("../../../migrations/postgres/0007_replicas.sql")),
 ];

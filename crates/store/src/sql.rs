@@ -1110,6 +1110,32 @@ macro_rules! meta_store {
                 Ok(r.rows_affected() > 0)
             }
 
+            async fn generation(&self) -> Result<i64> {
+                let (v,): (i64,) = sqlx::query_as("SELECT value FROM generation WHERE id = 1")
+                    .fetch_one(&self.read)
+                    .await
+                    .map_err(db)?;
+                Ok(v)
+            }
+
+            async fn signing_keys(&self) -> Result<Vec<(String, Vec<u8>)>> {
+                sqlx::query_as("SELECT kid, pkcs8 FROM signing_keys ORDER BY created_at DESC, kid DESC")
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(db)
+            }
+
+            async fn add_signing_key(&self, kid: &str, pkcs8: &[u8], now: i64) -> Result<()> {
+                sqlx::query("INSERT INTO signing_keys (kid, pkcs8, created_at) VALUES ($1, $2, $3) ON CONFLICT (kid) DO NOTHING")
+                    .bind(kid)
+                    .bind(pkcs8)
+                    .bind(now)
+                    .execute(&self.write)
+                    .await
+                    .map_err(db)?;
+                Ok(())
+            }
+
             async fn ping(&self) -> Result<()> {
                 sqlx::query("SELECT 1").execute(&self.read).await.map_err(db)?;
                 Ok(())

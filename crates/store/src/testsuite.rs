@@ -314,6 +314,21 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     let after = &s.exception_requests(acme.id).await.unwrap()[0];
     assert_eq!((after.status.as_str(), after.exception_id, after.decided_at), (REQUEST_APPROVED, Some(42), Some(9)));
 
+    // replicas: keys newest first; every change to what replicas cache moves the generation
+    let g0 = s.generation().await.unwrap();
+    s.add_signing_key("k1", b"one", 10).await.unwrap();
+    s.add_signing_key("k2", b"two", 20).await.unwrap();
+    s.add_signing_key("k1", b"other", 30).await.unwrap();
+    let keys = s.signing_keys().await.unwrap();
+    assert_eq!(keys, vec![("k2".to_string(), b"two".to_vec()), ("k1".to_string(), b"one".to_vec())]);
+    let g1 = s.generation().await.unwrap();
+    assert!(g1 > g0);
+    s.put_org_settings(acme.id, "{}", 40).await.unwrap();
+    let g2 = s.generation().await.unwrap();
+    assert!(g2 > g1, "settings");
+    s.append_audit(&[pull(500, "acme", "allowed")]).await.unwrap();
+    assert_eq!(s.generation().await.unwrap(), g2, "audit entries are not cached state");
+
     assert!(s.delete_repo("acme/app").await.unwrap());
     assert!(s.repo("acme/app").await.unwrap().is_none());
     s.ping().await.unwrap();

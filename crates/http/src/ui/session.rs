@@ -48,6 +48,7 @@ impl FromRequestParts<Arc<AppState>> for Console {
     async fn from_request_parts(parts: &mut Parts, st: &Arc<AppState>) -> Result<Self, UiError> {
         let next = parts.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
         let Some(secret) = cookie_secret(parts) else { return Err(UiError::SignIn { next }) };
+        st.catch_up().await?;
         match st.sessions.resolve(&secret).await? {
             Some(s) => Ok(Console { who: s.principal, csrf: s.csrf }),
             None => Err(UiError::SignIn { next }),

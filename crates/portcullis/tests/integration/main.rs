@@ -12,6 +12,7 @@ mod images;
 mod ops;
 mod postgres;
 mod proxy;
+mod replicas;
 mod support;
 mod upstreams;
 mod v2;

@@ -1,0 +1,181 @@
+//! Two replicas on one PostgreSQL database and one S3 bucket, behind a local nginx load
+//! balancer: skopeo pushes and pulls through the balancer (requests land on both), tokens of
+//! one verify on the other (also after a key rotation), an owner's settings change through one
+//! replica denies a member's next pull through the other within a second, a chunked upload split
+//! across the replicas completes, and with one replica killed the other keeps serving.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::support::{ADMIN_PW, Server, pw, run, sha256, skopeo_pull};
+use crate::upstreams::Registry;
+
+/// nginx balancing round-robin over `backends`; its access log names the backend of each request.
+struct Balancer {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Balancer {
+    async fn start(backends: &[String]) -> Balancer {
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let servers: String = backends.iter().map(|b| format!("server {b} max_fails=1 fail_timeout=30s;\n")).collect();
+        let d = dir.path().display();
+        let conf = format!(
+            "pid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n\
+             log_format up '$upstream_addr $request';\naccess_log {d}/access.log up;\n\
+             client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
+             upstream replicas {{\n{servers}}}\n\
+             server {{ listen 127.0.0.1:{port};\n client_max_body_size 0;\n\
+             location / {{ proxy_pass http://replicas; proxy_http_version 1.1; proxy_set_header Host $http_host;\n\
+             proxy_request_buffering off; proxy_buffering off; proxy_next_upstream error timeout; }} }}\n}}\n"
+        );
+        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+        let child = Command::new("nginx")
+            .args(["-p", &d.to_string(), "-c", &format!("{d}/nginx.conf"), "-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx (Debian package nginx-light)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nginx did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Balancer { child, port, dir }
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The backends that served requests so far.
+    fn backends_used(&self) -> std::collections::BTreeSet<String> {
+        let log = std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default();
+        log.lines().filter_map(|l| l.split(' ').next()).filter(|a| a.starts_with("127.")).map(str::to_owned).collect()
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_behind_a_balancer_agree() {
+    let work = tempfile::tempdir().unwrap();
+    let layout = crate::images::make(&work.path().join("layout"));
+    let hub = Registry::start().await;
+    hub.push(&layout.dir, "tiny", "library/tiny:1");
+    hub.push(&layout.dir, "tiny", "someone/app:1");
+    let db = store::testsuite::TestDatabase::create().await;
+    let bucket = store::testsuite::test_bucket();
+    let ups = format!("[{{registry=\"docker.io\",url=\"http://{}\"}}]", hub.addr());
+    let env = [
+        ("PORTCULLIS_ADMIN_PASSWORD", ADMIN_PW),
+        ("PORTCULLIS_DATABASE__URL", db.url.as_str()),
+        ("PORTCULLIS_S3__BUCKET", bucket.bucket.as_str()),
+        ("PORTCULLIS_S3__ENDPOINT", bucket.endpoint.as_str()),
+        ("PORTCULLIS_S3__ACCESS_KEY_ID", "test"),
+        ("PORTCULLIS_S3__SECRET_ACCESS_KEY", "test"),
+        ("PORTCULLIS_S3__PATH_STYLE", "true"),
+        ("PORTCULLIS_UPSTREAMS", ups.as_str()),
+    ];
+    let a = Server::launch(tempfile::tempdir().unwrap(), &env, None, "http").await;
+    let b = Server::launch(tempfile::tempdir().unwrap(), &env, None, "http").await;
+    let lb = Balancer::start(&[a.addr(), b.addr()]).await;
+    // users and the org through one replica, used through the other
+    for u in ["alice", "bob"] {
+        a.create_user(u).await;
+    }
+    b.create_org("acme", "alice").await;
+    let ap = pw("alice");
+    assert_eq!(a.api("POST", "/api/v1/orgs/acme/teams", ("alice", &ap), Some(json!({"name": "dev"}))).await.0, 201);
+    let bob = json!({"username": "bob"});
+    assert_eq!(b.api("POST", "/api/v1/orgs/acme/teams/dev/members", ("alice", &ap), Some(bob)).await.0, 201);
+
+    // push and pull through the balancer: requests land on both replicas
+    let creds = format!("alice:{ap}");
+    let (ok, out) = run(Command::new("skopeo").args([
+        "copy",
+        "-q",
+        "--all",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds,
+        &format!("oci:{}:multi", layout.dir.display()),
+        &format!("docker://{}/acme/app:1", lb.addr()),
+    ]));
+    assert!(ok, "{out}");
+    assert!(skopeo_pull(&lb.addr(), &creds, "acme/app:1", &work.path().join("p1")).0);
+    assert_eq!(lb.backends_used().len(), 2, "both replicas served: {:?}", lb.backends_used());
+
+    // a token from one replica works on the other, also after a key rotation
+    let scope = ["repository:acme/app:pull,push"];
+    let t = a.token(Some(("alice", &ap)), &scope).await;
+    assert_eq!(b.req("GET", "/v2/acme/app/manifests/1", Some(&t)).await.send().await.unwrap().status(), 200);
+    let mut rotate = crate::support::portcullis(a.dir.path());
+    rotate.args(["admin", "rotate-key"]).envs(env);
+    let (ok, out) = run(&mut rotate);
+    assert!(ok, "{out}");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let t2 = b.token(Some(("alice", &ap)), &scope).await;
+    let kid = |t: &str| {
+        use base64::Engine;
+        let h = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t.split('.').next().unwrap()).unwrap();
+        serde_json::from_slice::<serde_json::Value>(&h).unwrap()["kid"].as_str().unwrap().to_owned()
+    };
+    assert_ne!(kid(&t), kid(&t2), "the new key signs");
+    assert!(out.contains(&kid(&t2)), "{out}");
+    for (s, tok) in [(&a, &t), (&a, &t2), (&b, &t)] {
+        assert_eq!(s.req("GET", "/v2/acme/app/manifests/1", Some(tok)).await.send().await.unwrap().status(), 200);
+    }
+
+    // a settings change through one replica binds pulls through the other within a second
+    let bob_creds = format!("bob:{}", pw("bob"));
+    assert!(skopeo_pull(&b.addr(), &bob_creds, "someone/app:1", &work.path().join("p2")).0);
+    let on = json!({"restricted_images": {"enabled": true}});
+    assert_eq!(a.api("PUT", "/api/v1/orgs/acme/settings", ("alice", &ap), Some(on)).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let (ok, out) = skopeo_pull(&b.addr(), &bob_creds, "someone/app:1", &work.path().join("p3"));
+    assert!(!ok && out.contains("community image docker.io/someone/app is not allowed"), "{out}");
+
+    // a chunked upload split across the replicas completes
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let digest = sha256(&data);
+    let t2 = a.token(Some(("alice", &ap)), &["repository:acme/chunked:pull,push"]).await;
+    let r = a.req("POST", "/v2/acme/chunked/blobs/uploads/", Some(&t2)).await.send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let mut loc = r.headers()["location"].to_str().unwrap().to_owned();
+    let cut = [0, 1_000_000, 2_000_000, 3_000_000];
+    for (i, w) in cut.windows(2).enumerate() {
+        let s = if i % 2 == 0 { &b } else { &a };
+        let r = s
+            .req("PATCH", &loc, Some(&t2))
+            .await
+            .header("content-type", "application/octet-stream")
+            .header("content-range", format!("{}-{}", w[0], w[1] - 1))
+            .body(data[w[0]..w[1]].to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202, "chunk {i} on replica {}", if i % 2 == 0 { "b" } else { "a" });
+        loc = r.headers()["location"].to_str().unwrap().to_owned();
+    }
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let r = a.req("PUT", &format!("{loc}{sep}digest={digest}"), Some(&t2)).await.send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(b.get_bytes(&format!("/v2/acme/chunked/blobs/{digest}"), &t2).await, data);
+
+    // with one replica gone, the balancer's other one serves
+    drop(b);
+    assert!(skopeo_pull(&lb.addr(), &creds, "acme/app:1", &work.path().join("p4")).0);
+    assert!(skopeo_pull(&lb.addr(), &creds, "acme/app:1", &work.path().join("p5")).0);
+}
