@@ -46,6 +46,20 @@ enum Command {
         #[arg(long)]
         quarantine: bool,
     },
+    /// Copy an embedded instance (SQLite and filesystem) to PostgreSQL, and its blobs to S3 (with
+    /// the `s3` settings of the configuration), verifying row counts and digests. Safe to run
+    /// again after an interruption: what is there already is kept.
+    MigrateData {
+        /// The data directory of the embedded instance (stop its server first).
+        #[arg(long)]
+        from: PathBuf,
+        /// postgres://user:password@host:5432/db of an empty database.
+        #[arg(long)]
+        to: String,
+        /// s3://bucket to move the blobs to (else they stay in the data directory).
+        #[arg(long)]
+        blobs_to: Option<String>,
+    },
     /// Delete unreferenced blobs and evict cached upstream blobs beyond the budget.
     Gc {
         /// Cache budget in bytes (default: proxy.cache_max_bytes).
@@ -218,6 +232,9 @@ fn main() -> std::process::ExitCode {
             }
             Command::Fsck { quarantine } => tasks::fsck(&config, quarantine).await,
             Command::Gc { max_bytes } => tasks::gc(&config, max_bytes).await,
+            Command::MigrateData { from, to, blobs_to } => {
+                tasks::migrate_data(&config, &from, &to, blobs_to.as_deref()).await
+            }
             Command::ClientConfig { gateway, orgs, registries, out } => client_config::generate(
                 &client_config::Options { gateway: &gateway, orgs: &orgs, registries: &registries },
                 &out,

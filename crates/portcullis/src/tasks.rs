@@ -2,11 +2,12 @@
 //! `admin reset-password`.
 
 use std::io::{BufRead, IsTerminal};
+use std::path::Path;
 
 use anyhow::{Context, bail};
 use pcore::authz::Directory;
 use pcore::identity::Identity;
-use pcore::ports::BlobStore;
+use pcore::ports::{BlobStore, MetaStore};
 use pcore::registry::Hasher;
 
 use crate::app::open_stores;
@@ -62,6 +63,48 @@ pub async fn fsck(config: &Config, quarantine: bool) -> anyhow::Result<()> {
     if bad > 0 && !quarantine {
         bail!("{bad} bad blobs; run `portcullis fsck --quarantine` to stop serving them");
     }
+    Ok(())
+}
+
+/// `migrate-data`: the embedded instance at `from` into PostgreSQL at `to` (and S3).
+pub async fn migrate_data(config: &Config, from: &Path, to: &str, blobs_to: Option<&str>) -> anyhow::Result<()> {
+    let db = from.join("meta.db");
+    anyhow::ensure!(db.exists(), "{} holds no portcullis database", from.display());
+    let src = store::SqliteMeta::open(&db).await.context("cannot open the source database")?;
+    // Older data directories keep the token key in a file: make it part of the data moved.
+    crate::app::signing_keys(&src, from).await?;
+    let dst = store::PgMeta::open(to, 4).await.context("cannot open the destination database")?;
+    let tables = store::copy::copy_metadata(&src, &dst, |t, n| eprint!("\rmigrate-data: {t}: {n} rows     ")).await?;
+    eprintln!();
+    let mut mismatched = Vec::new();
+    for (table, s, d) in &tables {
+        println!("{table}: {s} rows, {d} at the destination");
+        if s != d {
+            mismatched.push(table.clone());
+        }
+    }
+    anyhow::ensure!(
+        mismatched.is_empty(),
+        "row counts differ in {}: migrate into an empty database (do not start portcullis on it first)",
+        mismatched.join(", ")
+    );
+    if let Some(target) = blobs_to {
+        let bucket = target.strip_prefix("s3://").filter(|b| !b.is_empty() && !b.contains('/'));
+        let bucket = bucket.with_context(|| format!("--blobs-to {target:?}: give s3://<bucket>"))?;
+        let s3 = crate::config::S3 { bucket: bucket.to_owned(), ..config.s3.clone() };
+        let c = s3.config()?.context("the s3 settings are missing")?;
+        let to = store::S3Blobs::open(&c)?;
+        let source = store::FsBlobs::open(from)?;
+        let recorded = src.list_blobs().await?;
+        let total = recorded.len();
+        let (copied, present, bytes) = store::copy::copy_blobs(&recorded, &source, &to, |i, b| {
+            eprint!("\rmigrate-data: blobs {i}/{total}, {} MiB copied     ", b >> 20)
+        })
+        .await?;
+        eprintln!();
+        println!("blobs: {copied} copied and verified ({bytes} bytes), {present} already there, {total} recorded");
+    }
+    println!("migrate-data: done. Start portcullis with database.url (and s3.*) set to the destination.");
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 
 #[macro_use]
 mod sql;
+pub mod copy;
 pub mod fs;
 pub mod migrate;
 pub mod postgres;

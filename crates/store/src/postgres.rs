@@ -18,8 +18,8 @@ use crate::sql::*;
 const MIGRATION_LOCK: i64 = 0x0070_636c_5f6d_6967;
 
 pub struct PgMeta {
-    write: PgPool,
-    read: PgPool,
+    pub(crate) write: PgPool,
+    pub(crate) read: PgPool,
 }
 
 impl PgMeta {

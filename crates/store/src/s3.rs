@@ -178,6 +178,40 @@ impl GrowingReader for ChunkReader {
     }
 }
 
+impl S3Blobs {
+    /// Writes a whole blob from a stream as one multipart upload, completed only when the
+    /// content has `digest` (else aborted: nothing becomes visible). Returns its size.
+    pub async fn put_verified(&self, digest: &str, mut body: ByteStream) -> Result<u64> {
+        let d: oci::Digest = digest.parse().map_err(|_| Error::Invalid(format!("invalid digest {digest}")))?;
+        let mut hasher = pcore::registry::Hasher::new(d.algorithm());
+        let mut w = WriteMultipart::new_with_chunk_size(
+            self.store.put_multipart(&blob_key(digest)?).await.map_err(storage)?,
+            PART,
+        );
+        let mut n = 0u64;
+        while let Some(b) = body.next().await {
+            let b = match b {
+                Ok(b) => b,
+                Err(e) => {
+                    let _ = w.abort().await;
+                    return Err(Error::Storage(e.to_string()));
+                }
+            };
+            hasher.update(&b);
+            n += b.len() as u64;
+            w.wait_for_capacity(4).await.map_err(storage)?;
+            w.put(b);
+        }
+        let got = hasher.finish();
+        if got != d {
+            let _ = w.abort().await;
+            return Err(Error::Invalid(format!("content of {digest} has digest {got}")));
+        }
+        w.finish().await.map_err(storage)?;
+        Ok(n)
+    }
+}
+
 #[async_trait]
 impl BlobStore for S3Blobs {
     async fn upload_create(&self, id: &str) -> Result<()> {

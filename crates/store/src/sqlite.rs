@@ -14,8 +14,8 @@ use crate::migrate::SQLITE;
 use crate::sql::*;
 
 pub struct SqliteMeta {
-    write: SqlitePool,
-    read: SqlitePool,
+    pub(crate) write: SqlitePool,
+    pub(crate) read: SqlitePool,
 }
 
 impl SqliteMeta {

@@ -74,3 +74,103 @@ async fn the_server_runs_on_postgres_and_s3() {
     let (ok, out) = run(&mut fsck);
     assert!(ok && out.contains("0 bad (0 missing)") && !out.contains("fsck: 0 blobs"), "{out}");
 }
+
+/// `migrate-data` from a populated embedded instance: afterwards, on PostgreSQL + S3, every image
+/// pulls identically, tokens and settings hold, and the audit log is complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_data_moves_an_instance_to_postgres_and_s3() {
+    let e = crate::proxy::setup(&[]).await;
+    let s = &e.s;
+    let (ap, bp) = (pw("alice"), pw("bob"));
+    s.create_user("bob").await;
+    s.create_org("acme", "alice").await;
+    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams", ("alice", &ap), Some(json!({"name": "dev"}))).await.0, 201);
+    let member = json!({"username": "bob"});
+    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams/dev/members", ("alice", &ap), Some(member)).await.0, 201);
+    let gw = s.addr();
+    let creds = format!("alice:{ap}");
+    let push = |src: &str, dst: &str, gw: &str| {
+        run(Command::new("skopeo").args([
+            "copy",
+            "-q",
+            "--all",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &creds,
+            &format!("oci:{}:{src}", e.layout.dir.display()),
+            &format!("docker://{gw}/{dst}"),
+        ]))
+    };
+    assert!(push("multi", "acme/app:1", &gw).0);
+    assert!(push("tiny", "acme/tool:2", &gw).0);
+    let bob_creds = format!("bob:{bp}");
+    assert!(crate::support::skopeo_pull(&gw, &bob_creds, "library/tiny:1", &e.work.path().join("a")).0);
+    let on = json!({"restricted_images": {"enabled": true}});
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", ("alice", &ap), Some(on)).await.0, 200);
+    let ex = json!({"pattern": "docker.io/someone/tool", "reason": "vetted"});
+    assert_eq!(s.api("POST", "/api/v1/orgs/acme/exceptions", ("alice", &ap), Some(ex)).await.0, 201);
+    assert!(!crate::support::skopeo_pull(&gw, &bob_creds, "someone/app:1", &e.work.path().join("b")).0);
+    let (_, pat) = s.api("POST", "/api/v1/access-tokens", ("bob", &bp), Some(json!({"label": "ci"}))).await;
+    let pat = pat["token"].as_str().unwrap().to_owned();
+    let inspect = |gw: &str, name: &str| {
+        run(Command::new("skopeo").args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            &creds,
+            &format!("docker://{gw}/{name}"),
+        ]))
+        .1
+    };
+    let raw_before = [inspect(&gw, "acme/app:1"), inspect(&gw, "acme/tool:2")];
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let audit_before = s.api("GET", "/api/v1/orgs/acme/audit?limit=1000", ("alice", &ap), None).await.1;
+
+    let dir = e.s.kill();
+    let db = store::testsuite::TestDatabase::create().await;
+    let bucket = store::testsuite::test_bucket();
+    let s3 = [
+        ("PORTCULLIS_S3__ENDPOINT", bucket.endpoint.as_str()),
+        ("PORTCULLIS_S3__ACCESS_KEY_ID", "test"),
+        ("PORTCULLIS_S3__SECRET_ACCESS_KEY", "test"),
+        ("PORTCULLIS_S3__PATH_STYLE", "true"),
+    ];
+    let migrate = || {
+        let mut c = crate::support::portcullis(&dir.path().join("unused"));
+        c.args(["migrate-data", "--from"])
+            .arg(dir.path())
+            .args(["--to", &db.url, "--blobs-to", &format!("s3://{}", bucket.bucket)])
+            .envs(s3);
+        run(&mut c)
+    };
+    let (ok, out) = migrate();
+    assert!(ok, "{out}");
+    assert!(out.contains("audit_log: ") && out.contains("blobs: 4 copied and verified"), "{out}");
+    let (ok, again) = migrate();
+    assert!(ok && again.contains("blobs: 0 copied and verified") && again.contains("4 already there"), "{again}");
+
+    // a new server on PostgreSQL + S3, with an empty data directory
+    let ups = format!("[{{registry=\"docker.io\",url=\"http://{}\"}}]", e.fp.addr());
+    let mut env = vec![
+        ("PORTCULLIS_DATABASE__URL", db.url.as_str()),
+        ("PORTCULLIS_S3__BUCKET", bucket.bucket.as_str()),
+        ("PORTCULLIS_UPSTREAMS", ups.as_str()),
+    ];
+    env.extend_from_slice(&s3);
+    let s = Server::launch(tempfile::tempdir().unwrap(), &env, None, "http").await;
+    let gw = s.addr();
+    let audit_after = s.api("GET", "/api/v1/orgs/acme/audit?limit=1000", ("alice", &ap), None).await.1;
+    assert_eq!(audit_after, audit_before, "the audit log, complete");
+    assert_eq!([inspect(&gw, "acme/app:1"), inspect(&gw, "acme/tool:2")], raw_before, "byte for byte");
+    assert!(crate::support::skopeo_pull(&gw, &creds, "acme/app:1", &e.work.path().join("c")).0);
+    let (st, me) = s.req("GET", "/api/v1/me", Some(&pat)).await.send().await.map(|r| (r.status(), r)).unwrap();
+    assert_eq!(st, 200, "bob's access token still works");
+    assert_eq!(me.json::<serde_json::Value>().await.unwrap()["username"], "bob");
+    let (ok, out) = crate::support::skopeo_pull(&gw, &bob_creds, "someone/app:1", &e.work.path().join("d"));
+    assert!(!ok && out.contains("not allowed for members of acme"), "settings still apply: {out}");
+    let (_, ex) = s.api("GET", "/api/v1/orgs/acme/exceptions", ("alice", &ap), None).await;
+    assert_eq!(ex[0]["pattern"], "docker.io/someone/tool");
+    // new rows get new ids after the copied ones
+    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams", ("alice", &ap), Some(json!({"name": "qa"}))).await.0, 201);
+}

@@ -1,0 +1,234 @@
+//! `migrate-data`: copies an embedded instance (SQLite + filesystem) to PostgreSQL (and its
+//! blobs to S3). Rows are copied table by table in foreign-key order with their ids, in
+//! batches, with `ON CONFLICT DO NOTHING`, so an interrupted run can simply be run again;
+//! identity sequences are moved past the copied ids. Blobs are hashed while they stream into
+//! one multipart upload each and committed only when the digest matches. Afterwards every
+//! table's row count and every recorded blob's presence and size are compared.
+
+use futures_util::TryStreamExt;
+use pcore::error::{Error, Result};
+use pcore::ports::BlobStore;
+use sqlx::{QueryBuilder, Row};
+
+use crate::sql::db;
+use crate::{PgMeta, SqliteMeta};
+
+/// Column kinds: integer, text, bytes, boolean (an INTEGER 0/1 in SQLite).
+#[derive(Clone, Copy)]
+enum Kind {
+    I,
+    T,
+    B,
+    Z,
+}
+use Kind::*;
+
+/// Tables in foreign-key order, with their columns. Uploads in progress and console sessions
+/// are not moved (clients restart uploads; users sign in again).
+const TABLES: &[(&str, &[(&str, Kind)])] = &[
+    ("users", &[("id", I), ("username", T), ("password_hash", T), ("is_admin", Z), ("created_at", I)]),
+    ("orgs", &[("id", I), ("name", T), ("created_at", I)]),
+    ("teams", &[("id", I), ("org_id", I), ("name", T)]),
+    ("team_members", &[("team_id", I), ("user_id", I)]),
+    ("team_permissions", &[("team_id", I), ("repo_path", T), ("permission", T)]),
+    (
+        "access_tokens",
+        &[
+            ("id", I),
+            ("user_id", I),
+            ("label", T),
+            ("kind", T),
+            ("token_hash", T),
+            ("scope", T),
+            ("created_at", I),
+            ("expires_at", I),
+            ("last_used_at", I),
+        ],
+    ),
+    ("repositories", &[("id", I), ("name", T), ("visibility", T), ("created_at", I)]),
+    ("blobs", &[("digest", T), ("size", I), ("created_at", I), ("cached", I), ("last_used_at", I)]),
+    ("repo_blobs", &[("repo_id", I), ("digest", T)]),
+    (
+        "manifests",
+        &[
+            ("repo_id", I),
+            ("digest", T),
+            ("media_type", T),
+            ("content", B),
+            ("size", I),
+            ("artifact_type", T),
+            ("subject", T),
+            ("annotations", T),
+            ("created_at", I),
+        ],
+    ),
+    ("manifest_blobs", &[("repo_id", I), ("manifest_digest", T), ("blob_digest", T)]),
+    ("tags", &[("repo_id", I), ("name", T), ("digest", T), ("updated_at", I)]),
+    ("org_settings", &[("org_id", I), ("settings", T), ("updated_at", I)]),
+    (
+        "exceptions",
+        &[
+            ("id", I),
+            ("org_id", I),
+            ("pattern", T),
+            ("digest", T),
+            ("team", T),
+            ("expires_at", I),
+            ("reason", T),
+            ("created_by", T),
+            ("created_at", I),
+        ],
+    ),
+    ("publisher_overrides", &[("namespace", T), ("badge", T), ("updated_by", T), ("updated_at", I)]),
+    (
+        "exception_requests",
+        &[
+            ("id", I),
+            ("org_id", I),
+            ("requester", T),
+            ("image", T),
+            ("digest", T),
+            ("reason", T),
+            ("status", T),
+            ("created_at", I),
+            ("decided_by", T),
+            ("decided_at", I),
+            ("note", T),
+            ("exception_id", I),
+        ],
+    ),
+    ("signing_keys", &[("kid", T), ("pkcs8", B), ("created_at", I)]),
+    (
+        "audit_log",
+        &[
+            ("id", I),
+            ("at", I),
+            ("org", T),
+            ("actor", T),
+            ("action", T),
+            ("image", T),
+            ("digest", T),
+            ("category", T),
+            ("rule", T),
+            ("decision", T),
+            ("client", T),
+            ("user_agent", T),
+            ("detail", T),
+        ],
+    ),
+];
+
+/// Tables whose `id` is an identity column.
+const IDENTITY: &[&str] =
+    &["users", "orgs", "teams", "access_tokens", "repositories", "exceptions", "exception_requests", "audit_log"];
+
+const BATCH: usize = 500;
+
+enum Val {
+    I(Option<i64>),
+    T(Option<String>),
+    B(Option<Vec<u8>>),
+    Z(Option<bool>),
+}
+
+/// What was copied and what the check found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// (table, rows in the source, rows in the destination).
+    pub tables: Vec<(String, i64, i64)>,
+    pub blobs_copied: u64,
+    pub blobs_present: u64,
+    pub bytes_copied: u64,
+}
+
+fn value(r: &sqlx::sqlite::SqliteRow, i: usize, k: Kind) -> Result<Val> {
+    Ok(match k {
+        I => Val::I(r.try_get(i).map_err(db)?),
+        T => Val::T(r.try_get(i).map_err(db)?),
+        B => Val::B(r.try_get(i).map_err(db)?),
+        Z => Val::Z(r.try_get::<Option<i64>, _>(i).map_err(db)?.map(|v| v != 0)),
+    })
+}
+
+async fn insert(to: &PgMeta, table: &str, names: &str, batch: &mut Vec<Vec<Val>>) -> Result<()> {
+    let mut qb: QueryBuilder<sqlx::Postgres> = QueryBuilder::new(format!("INSERT INTO {table} ({names}) "));
+    qb.push_values(batch.drain(..), |mut b, row| {
+        for v in row {
+            match v {
+                Val::I(x) => b.push_bind(x),
+                Val::T(x) => b.push_bind(x),
+                Val::B(x) => b.push_bind(x),
+                Val::Z(x) => b.push_bind(x),
+            };
+        }
+    });
+    qb.push(" ON CONFLICT DO NOTHING");
+    qb.build().execute(&to.write).await.map_err(db)?;
+    Ok(())
+}
+
+/// Copies every table; `progress(table, rows so far)`. Returns (table, source rows, destination
+/// rows) for each table.
+pub async fn copy_metadata(
+    from: &SqliteMeta,
+    to: &PgMeta,
+    mut progress: impl FnMut(&str, u64),
+) -> Result<Vec<(String, i64, i64)>> {
+    let mut out = Vec::new();
+    for (table, cols) in TABLES {
+        let names = cols.iter().map(|c| c.0).collect::<Vec<_>>().join(", ");
+        // Table and column names are the constants above, never input.
+        let select = sqlx::AssertSqlSafe(format!("SELECT {names} FROM {table}"));
+        let mut rows = sqlx::query(select).fetch(&from.read);
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut done = 0u64;
+        while let Some(r) = rows.try_next().await.map_err(db)? {
+            batch.push(cols.iter().enumerate().map(|(i, (_, k))| value(&r, i, *k)).collect::<Result<Vec<_>>>()?);
+            if batch.len() == BATCH {
+                insert(to, table, &names, &mut batch).await?;
+                done += BATCH as u64;
+                progress(table, done);
+            }
+        }
+        done += batch.len() as u64;
+        if !batch.is_empty() {
+            insert(to, table, &names, &mut batch).await?;
+        }
+        progress(table, done);
+        if IDENTITY.contains(table) {
+            let next = format!(
+                "SELECT setval(pg_get_serial_sequence('{table}', 'id'), GREATEST((SELECT COALESCE(MAX(id), 0) FROM {table}), 1))"
+            );
+            sqlx::query(sqlx::AssertSqlSafe(next)).execute(&to.write).await.map_err(db)?;
+        }
+        let count = || sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
+        let (src,): (i64,) = sqlx::query_as(count()).fetch_one(&from.read).await.map_err(db)?;
+        let (dst,): (i64,) = sqlx::query_as(count()).fetch_one(&to.read).await.map_err(db)?;
+        out.push((table.to_string(), src, dst));
+    }
+    Ok(out)
+}
+
+/// Copies the recorded blobs (digest, size) that `to` lacks, each verified against its digest
+/// before it becomes visible. Returns (copied, already present, bytes copied).
+pub async fn copy_blobs(
+    recorded: &[(String, u64)],
+    from: &dyn BlobStore,
+    to: &crate::S3Blobs,
+    mut progress: impl FnMut(usize, u64),
+) -> Result<(u64, u64, u64)> {
+    let (mut copied, mut present, mut bytes) = (0, 0, 0);
+    for (i, (digest, size)) in recorded.iter().enumerate() {
+        match to.stat(digest).await? {
+            Some(s) if s == *size => present += 1,
+            Some(s) => return Err(Error::Conflict(format!("{digest} has {s} bytes at the destination, not {size}"))),
+            None => {
+                let stream = from.read(digest, 0, *size).await?;
+                bytes += to.put_verified(digest, stream).await?;
+                copied += 1;
+            }
+        }
+        progress(i + 1, bytes);
+    }
+    Ok((copied, present, bytes))
+}
