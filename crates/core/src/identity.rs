@@ -88,45 +88,41 @@ pub fn check_account_name(n: &str) -> Result<()> {
     Ok(())
 }
 
-/// Failed sign-in counting per user and per client address, in fixed windows.
-#[derive(Debug, Default)]
-pub struct LoginThrottle {
-    windows: Mutex<HashMap<String, (i64, u32)>>,
-}
+/// Failed sign-ins counted per user and per client address in fixed windows. The counts live
+/// in the database, so that an attacker who spreads attempts over replicas meets one limit.
+pub struct LoginThrottle;
 
 impl LoginThrottle {
     pub const WINDOW_SECS: i64 = 300;
     pub const MAX_PER_USER: u32 = 10;
     pub const MAX_PER_CLIENT: u32 = 30;
 
-    fn key_over(&self, key: &str, max: u32, now: i64) -> Option<u64> {
-        let w = self.windows.lock().ok()?;
-        let (start, count) = *w.get(key)?;
-        (now - start < Self::WINDOW_SECS && count >= max).then(|| (start + Self::WINDOW_SECS - now).max(1) as u64)
+    fn keys(user: &str, client: &str) -> [String; 2] {
+        [format!("u:{user}"), format!("c:{client}")]
+    }
+
+    /// Seconds to wait when a (key, window start, failures) row is over `max` at `now`.
+    fn over(rows: &[(String, i64, i64)], key: &str, max: u32, now: i64) -> Option<u64> {
+        let (_, start, count) = rows.iter().find(|r| r.0 == key)?;
+        (now - start < Self::WINDOW_SECS && *count >= i64::from(max))
+            .then(|| (start + Self::WINDOW_SECS - now).max(1) as u64)
     }
 
     /// `RateLimited` when the user or the client has failed too often recently.
-    pub fn check(&self, user: &str, client: &str, now: i64) -> Result<()> {
-        let u = self.key_over(&format!("u:{user}"), Self::MAX_PER_USER, now);
-        let c = self.key_over(&format!("c:{client}"), Self::MAX_PER_CLIENT, now);
-        match u.max(c) {
+    pub async fn check(meta: &dyn MetaStore, user: &str, client: &str, now: i64) -> Result<()> {
+        let [u, c] = Self::keys(user, client);
+        let rows = meta.login_failures(&u, &c).await?;
+        match Self::over(&rows, &u, Self::MAX_PER_USER, now).max(Self::over(&rows, &c, Self::MAX_PER_CLIENT, now)) {
             Some(retry_after) => Err(Error::RateLimited { retry_after }),
             None => Ok(()),
         }
     }
 
-    pub fn record_failure(&self, user: &str, client: &str, now: i64) {
-        let Ok(mut w) = self.windows.lock() else { return };
-        if w.len() > 100_000 {
-            w.retain(|_, (start, _)| now - *start < Self::WINDOW_SECS);
+    pub async fn record_failure(meta: &dyn MetaStore, user: &str, client: &str, now: i64) -> Result<()> {
+        for key in Self::keys(user, client) {
+            meta.record_login_failure(&key, now, Self::WINDOW_SECS).await?;
         }
-        for key in [format!("u:{user}"), format!("c:{client}")] {
-            let e = w.entry(key).or_insert((now, 0));
-            if now - e.0 >= Self::WINDOW_SECS {
-                *e = (now, 0);
-            }
-            e.1 += 1;
-        }
+        Ok(())
     }
 }
 
@@ -134,7 +130,6 @@ impl LoginThrottle {
 pub struct Identity {
     meta: Arc<dyn MetaStore>,
     directory: Directory,
-    throttle: LoginThrottle,
     verified: Mutex<HashMap<String, i64>>,
     touched: Mutex<HashMap<i64, i64>>,
     argon_slots: Semaphore,
@@ -145,7 +140,6 @@ impl Identity {
         Identity {
             meta,
             directory,
-            throttle: LoginThrottle::default(),
             verified: Mutex::default(),
             touched: Mutex::default(),
             argon_slots: Semaphore::new(2),
@@ -171,7 +165,7 @@ impl Identity {
     /// address, for throttling.
     pub async fn authenticate(&self, username: &str, secret: &str, client: &str) -> Result<Principal> {
         let now = now();
-        self.throttle.check(username, client, now)?;
+        LoginThrottle::check(self.meta.as_ref(), username, client, now).await?;
         let result = if secret.starts_with(PAT_PREFIX) {
             self.check_token(secret, now).await.and_then(|p| {
                 if p.username == username {
@@ -184,7 +178,7 @@ impl Identity {
             self.check_password(username, secret, now).await
         };
         if matches!(result, Err(Error::Unauthenticated(_))) {
-            self.throttle.record_failure(username, client, now);
+            LoginThrottle::record_failure(self.meta.as_ref(), username, client, now).await?;
         }
         result
     }
@@ -192,10 +186,10 @@ impl Identity {
     /// Signs in with a bare token (API `Bearer <token>`, OAuth2 refresh grant).
     pub async fn authenticate_token(&self, secret: &str, client: &str) -> Result<Principal> {
         let now = now();
-        self.throttle.check("", client, now)?;
+        LoginThrottle::check(self.meta.as_ref(), "", client, now).await?;
         let r = self.check_token(secret, now).await;
         if matches!(r, Err(Error::Unauthenticated(_))) {
-            self.throttle.record_failure("", client, now);
+            LoginThrottle::record_failure(self.meta.as_ref(), "", client, now).await?;
         }
         r
     }
@@ -340,15 +334,13 @@ mod tests {
     }
 
     #[test]
-    fn throttle_locks_after_failures() {
-        let t = LoginThrottle::default();
-        for _ in 0..LoginThrottle::MAX_PER_USER {
-            assert!(t.check("bob", "1.2.3.4", 1000).is_ok());
-            t.record_failure("bob", "1.2.3.4", 1000);
-        }
-        assert!(matches!(t.check("bob", "9.9.9.9", 1001), Err(Error::RateLimited { .. })));
-        assert!(t.check("alice", "9.9.9.9", 1001).is_ok());
-        assert!(t.check("bob", "1.2.3.4", 1000 + LoginThrottle::WINDOW_SECS).is_ok(), "window expires");
+    fn throttle_windows() {
+        let rows = vec![("u:bob".to_string(), 1000, 10), ("c:1.2.3.4".to_string(), 1000, 29)];
+        let over = |key: &str, max: u32, now: i64| LoginThrottle::over(&rows, key, max, now);
+        assert_eq!(over("u:bob", LoginThrottle::MAX_PER_USER, 1001), Some(299));
+        assert_eq!(over("u:bob", LoginThrottle::MAX_PER_USER, 1000 + LoginThrottle::WINDOW_SECS), None, "expired");
+        assert_eq!(over("c:1.2.3.4", LoginThrottle::MAX_PER_CLIENT, 1001), None, "one more allowed");
+        assert_eq!(over("u:alice", LoginThrottle::MAX_PER_USER, 1001), None);
     }
 
     #[test]

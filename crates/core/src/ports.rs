@@ -167,6 +167,12 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Records the decision on a pending request; false when it is not pending (or not there).
     async fn decide_exception_request(&self, org_id: i64, id: i64, decided: &ExceptionRequest) -> Result<bool>;
 
+    // --- sign-in throttling (shared by replicas)
+    /// (key, window start, failures) of the two keys that exist.
+    async fn login_failures(&self, user_key: &str, client_key: &str) -> Result<Vec<(String, i64, i64)>>;
+    /// Counts a failure of `key` in its window, starting a new window after `window` seconds.
+    async fn record_login_failure(&self, key: &str, now: i64, window: i64) -> Result<()>;
+
     // --- replicas
     /// A number that grows with every change to users, orgs, teams, permissions, repositories,
     /// settings, exceptions, publishers and signing keys (replicas poll it to reload).

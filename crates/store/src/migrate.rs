@@ -10,6 +10,7 @@ pub const SQLITE: &[(i64, &str, &str)] = &[
     (5, "publisher_overrides", include_str!("../../../migrations/sqlite/0005_publisher_overrides.sql")),
     (6, "console", include_str!("../../../migrations/sqlite/0006_console.sql")),
     (7, "replicas", include_str!("../../../migrations/sqlite/0007_replicas.sql")),
+    (8, "login_failures", include_str!("../../../migrations/sqlite/0008_login_failures.sql")),
 ];
 
 /// The PostgreSQL migrations: the same versions, in PostgreSQL's dialect.
@@ -21,4 +22,5 @@ pub const POSTGRES: &[(i64, &str, &str)] = &[
     (5, "publisher_overrides", include_str!("../../../migrations/postgres/0005_publisher_overrides.sql")),
     (6, "console", include_str!("../../../migrations/postgres/0006_console.sql")),
     (7, "replicas", include_str!("../../../migrations/postgres/0007_replicas.sql")),
+    (8, "login_failures", include_str!("../../../migrations/postgres/0008_login_failures.sql")),
 ];

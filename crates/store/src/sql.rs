@@ -1110,6 +1110,30 @@ macro_rules! meta_store {
                 Ok(r.rows_affected() > 0)
             }
 
+            async fn login_failures(&self, user_key: &str, client_key: &str) -> Result<Vec<(String, i64, i64)>> {
+                sqlx::query_as("SELECT key, window_start, failures FROM login_failures WHERE key = $1 OR key = $2")
+                    .bind(user_key)
+                    .bind(client_key)
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(db)
+            }
+
+            async fn record_login_failure(&self, key: &str, now: i64, window: i64) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO login_failures (key, window_start, failures) VALUES ($1, $2, 1) ON CONFLICT (key) DO UPDATE SET \
+                     failures = CASE WHEN login_failures.window_start > $2 - $3 THEN login_failures.failures + 1 ELSE 1 END, \
+                     window_start = CASE WHEN login_failures.window_start > $2 - $3 THEN login_failures.window_start ELSE $2 END",
+                )
+                .bind(key)
+                .bind(now)
+                .bind(window)
+                .execute(&self.write)
+                .await
+                .map_err(db)?;
+                Ok(())
+            }
+
             async fn generation(&self) -> Result<i64> {
                 let (v,): (i64,) = sqlx::query_as("SELECT value FROM generation WHERE id = 1")
                     .fetch_one(&self.read)

@@ -314,6 +314,16 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     let after = &s.exception_requests(acme.id).await.unwrap()[0];
     assert_eq!((after.status.as_str(), after.exception_id, after.decided_at), (REQUEST_APPROVED, Some(42), Some(9)));
 
+    // sign-in failures: counted per key in windows
+    s.record_login_failure("u:bob", 1000, 300).await.unwrap();
+    s.record_login_failure("u:bob", 1100, 300).await.unwrap();
+    s.record_login_failure("c:1.2.3.4", 1100, 300).await.unwrap();
+    let mut f = s.login_failures("u:bob", "c:1.2.3.4").await.unwrap();
+    f.sort();
+    assert_eq!(f, vec![("c:1.2.3.4".to_string(), 1100, 1), ("u:bob".to_string(), 1000, 2)]);
+    s.record_login_failure("u:bob", 1300, 300).await.unwrap();
+    assert_eq!(s.login_failures("u:bob", "x").await.unwrap(), vec![("u:bob".to_string(), 1300, 1)], "new window");
+
     // replicas: keys newest first; every change to what replicas cache moves the generation
     let g0 = s.generation().await.unwrap();
     s.add_signing_key("k1", b"one", 10).await.unwrap();

@@ -2,7 +2,8 @@
 //! balancer: skopeo pushes and pulls through the balancer (requests land on both), tokens of
 //! one verify on the other (also after a key rotation), an owner's settings change through one
 //! replica denies a member's next pull through the other within a second, a chunked upload split
-//! across the replicas completes, and with one replica killed the other keeps serving.
+//! across the replicas completes, failed sign-ins on both meet one limit, and with one replica
+//! killed the other keeps serving.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -173,6 +174,14 @@ async fn two_replicas_behind_a_balancer_agree() {
     let r = a.req("PUT", &format!("{loc}{sep}digest={digest}"), Some(&t2)).await.send().await.unwrap();
     assert_eq!(r.status(), 201);
     assert_eq!(b.get_bytes(&format!("/v2/acme/chunked/blobs/{digest}"), &t2).await, data);
+
+    // failed sign-ins spread over both replicas meet one limit
+    for i in 0..10 {
+        let s = if i % 2 == 0 { &a } else { &b };
+        assert_eq!(s.api("GET", "/api/v1/me", ("bob", "not-his-password"), None).await.0, 401);
+    }
+    assert_eq!(b.api("GET", "/api/v1/me", ("bob", &pw("bob")), None).await.0, 429);
+    assert_eq!(a.api("GET", "/api/v1/me", ("bob", &pw("bob")), None).await.0, 429);
 
     // with one replica gone, the balancer's other one serves
     drop(b);
