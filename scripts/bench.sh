@@ -12,7 +12,10 @@
 # Env: ROUNDS (2) RUNS (3) WRK_ARGS ("-t2 -c32 -d5s") PORT (7000) BIG_SIZES_MIB ("1 64 512")
 #   iam_*            manifest GET latency of a restricted member with Image Access Management off and on
 #   policy decide_*  decision latency with 1 000 exceptions (crates/policy/examples/decide_bench.rs)
-#      PARTS ("registry extra proxy policy": which groups to run)
+#   scale            (PARTS=scale) authenticated manifest GET (the kit's wrk section) on SQLite, on
+#                    PostgreSQL, and on two PostgreSQL replicas behind nginx, next to the peer with
+#                    token auth; PostgreSQL is the throwaway cluster of scripts/daemons.sh
+#      PARTS ("registry extra proxy policy"; add "scale": which groups to run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KIT=${PEER_KIT:-$(cd .. && pwd)/shared/tools/peer}
@@ -173,5 +176,42 @@ for pair in "64 $D64" "512 $D512"; do
   say portcullis "proxy_cold_fill_rss_peak_MiB.${1}MiB_blob" "$(sort -n "$PEER_STATE/results/gw-rss-$1.txt" | tail -1 | awk '{printf "%.1f", $1/1024}')"
 done
 kill "$GWPID" 2>/dev/null || true
+fi
+if has scale; then
+scripts/daemons.sh start >/dev/null; eval "export $(scripts/daemons.sh env)"
+DB=pcl_bench_$$; psql -q "$PCL_TEST_POSTGRES_URL" -c "CREATE DATABASE $DB"
+PGURL=${PCL_TEST_POSTGRES_URL%/*}/$DB
+P1=127.0.0.1:$((PORT + 11)); P2=127.0.0.1:$((PORT + 12)); LB=127.0.0.1:$((PORT + 13))
+pg_replica() { # listen data-dir
+  rm -rf "$2"
+  PORTCULLIS_ADMIN_PASSWORD=$ADMIN_PW PORTCULLIS_LOG__LEVEL=warn PORTCULLIS_DATABASE__URL=$PGURL \
+    "$BIN" serve --data-dir "$2" --listen "$1" 2>>"$PEER_STATE/logs/portcullis-pg.log" &
+  echo $! >"$2.pid"
+  for _ in $(seq 100); do curl -sf "http://$1/healthz" >/dev/null && return 0; sleep 0.1; done
+  echo "bench: replica on $1 did not start" >&2; exit 1
+}
+pg_replica "$P1" "$PEER_STATE/pg1"; R1=$(cat "$PEER_STATE/pg1.pid")
+curl -sf -u "admin:$ADMIN_PW" -X POST "http://$P1/api/v1/orgs" -d '{"name":"acme"}' >/dev/null
+sk --dest-creds "admin:$ADMIN_PW" "oci:$I:tiny" "docker://$P1/acme/alpine-test:1"
+pg_replica "$P2" "$PEER_STATE/pg2"; R2=$(cat "$PEER_STATE/pg2.pid")
+mkdir -p "$PEER_STATE/lb"
+cat >"$PEER_STATE/lb/nginx.conf" <<NGINX
+pid $PEER_STATE/lb/nginx.pid; error_log $PEER_STATE/lb/error.log; worker_processes 1;
+events { worker_connections 1024; }
+http { access_log off; client_body_temp_path $PEER_STATE/lb/body; proxy_temp_path $PEER_STATE/lb/proxy;
+  upstream replicas { server $P1; server $P2; keepalive 64; }
+  server { listen $LB; location / { proxy_pass http://replicas; proxy_http_version 1.1;
+    proxy_set_header Connection ""; proxy_set_header Host \$http_host; } } }
+NGINX
+nginx -p "$PEER_STATE/lb" -c "$PEER_STATE/lb/nginx.conf"
+for r in $(seq "$ROUNDS"); do
+  SECTIONS="wrk" kit scale-distribution-token REG=$TOKENREG TARGET_PID=$TOKENREG_PID CREDS=reader:reader
+  SECTIONS="wrk" kit scale-portcullis-sqlite REG=$PCL TARGET_PID=$PID CREDS="admin:$ADMIN_PW" SMALL_REPO=acme/alpine-test
+  SECTIONS="wrk" kit scale-portcullis-postgres REG=$P1 TARGET_PID=$R1 CREDS="admin:$ADMIN_PW" SMALL_REPO=acme/alpine-test
+  SECTIONS="wrk" kit scale-portcullis-postgres-2-replicas REG=$LB CREDS="admin:$ADMIN_PW" SMALL_REPO=acme/alpine-test
+done
+nginx -p "$PEER_STATE/lb" -c "$PEER_STATE/lb/nginx.conf" -s stop || true
+kill "$R1" "$R2" 2>/dev/null || true; sleep 1
+psql -q "$PCL_TEST_POSTGRES_URL" -c "DROP DATABASE $DB WITH (FORCE)" || true
 fi
 echo "bench: results in $OUT"
