@@ -173,6 +173,12 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Counts a failure of `key` in its window, starting a new window after `window` seconds.
     async fn record_login_failure(&self, key: &str, now: i64, window: i64) -> Result<()>;
 
+    // --- leases (a job done once among replicas)
+    /// Takes or renews the lease `name` for `holder` until `now + ttl`; false while another
+    /// holder's lease is unexpired.
+    async fn acquire_lease(&self, name: &str, holder: &str, now: i64, ttl: i64) -> Result<bool>;
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+
     // --- replicas
     /// A number that grows with every change to users, orgs, teams, permissions, repositories,
     /// settings, exceptions, publishers and signing keys (replicas poll it to reload).

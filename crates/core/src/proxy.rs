@@ -43,10 +43,25 @@ pub struct ProxyConfig {
 #[derive(Clone)]
 enum Fill {
     Starting,
-    Running { written: u64, size: u64, reader: Arc<dyn GrowingReader> },
-    Done { size: u64, reader: Arc<dyn GrowingReader> },
+    Running {
+        written: u64,
+        size: u64,
+        reader: Arc<dyn GrowingReader>,
+    },
+    Done {
+        size: u64,
+        reader: Arc<dyn GrowingReader>,
+    },
+    /// Another replica filled it: read it from the store.
+    Cached {
+        size: u64,
+    },
     Failed(FillError),
 }
+
+/// How long a fill lease lasts without renewal (a replica that dies mid-fill is replaced after
+/// this long); the filling replica renews it every third of that.
+const LEASE_TTL_SECS: i64 = 30;
 
 #[derive(Clone)]
 enum FillError {
@@ -89,6 +104,8 @@ struct Shared {
     metrics: Arc<Metrics>,
     config: ProxyConfig,
     fills: Mutex<HashMap<String, watch::Receiver<Fill>>>,
+    /// This process, as the holder of fill leases.
+    holder: String,
 }
 
 pub struct Proxy {
@@ -112,7 +129,11 @@ impl Proxy {
         metrics: Arc<Metrics>,
         config: ProxyConfig,
     ) -> Proxy {
-        Proxy { shared: Arc::new(Shared { meta, blobs, upstream, metrics, config, fills: Mutex::default() }), identity }
+        let holder = uuid::Uuid::new_v4().to_string();
+        Proxy {
+            shared: Arc::new(Shared { meta, blobs, upstream, metrics, config, fills: Mutex::default(), holder }),
+            identity,
+        }
     }
 
     pub fn knows(&self, registry: &str) -> bool {
@@ -285,6 +306,7 @@ impl Proxy {
                 Fill::Running { size, .. } | Fill::Done { size, .. } => {
                     return Ok(BlobSource { size, following: Some(watch) });
                 }
+                Fill::Cached { size } => return Ok(BlobSource { size, following: None }),
                 Fill::Failed(e) => return Err(e.to_error()),
             }
             if watch.changed().await.is_err() {
@@ -320,6 +342,10 @@ fn follow(watch: watch::Receiver<Fill>, start: u64, end: u64) -> ByteStream {
                 // Hold back the last byte until the digest is verified.
                 Fill::Running { written, size, reader } => (written.min(size.saturating_sub(1)), Some(reader)),
                 Fill::Done { size, reader } => (size, Some(reader)),
+                Fill::Cached { .. } => {
+                    let err = std::io::Error::other("blob fill moved to another replica");
+                    return Some((Err(err), (w, end, true)));
+                }
                 Fill::Failed(e) => {
                     let err = std::io::Error::other(e.to_error().to_string());
                     return Some((Err(err), (w, end, true)));
@@ -357,11 +383,56 @@ fn follow(watch: watch::Receiver<Fill>, start: u64, end: u64) -> ByteStream {
     }))
 }
 
+/// Waits until this process holds the fill lease of blob `d` — `None` — or another replica has
+/// stored the blob — its size.
+async fn lease_or_cached(s: &Shared, d: &str) -> Result<Option<u64>> {
+    let lease = format!("fill:{d}");
+    loop {
+        if let Some(size) = s.meta.blob_size(d).await? {
+            return Ok(Some(size));
+        }
+        if s.meta.acquire_lease(&lease, &s.holder, now(), LEASE_TTL_SECS).await? {
+            // It may have been stored just before the other replica let go.
+            if let Some(size) = s.meta.blob_size(d).await? {
+                s.meta.release_lease(&lease, &s.holder).await?;
+                return Ok(Some(size));
+            }
+            return Ok(None);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 async fn run_fill(s: Arc<Shared>, up: UpstreamRepo, digest: Digest, tx: watch::Sender<Fill>) {
     let tx = Arc::new(tx);
     let d = digest.to_string();
+    // One fill among replicas: wait for another replica's, or take the lease and keep it.
+    let elsewhere = match lease_or_cached(&s, &d).await {
+        Ok(None) => None,
+        Ok(Some(size)) => Some(Fill::Cached { size }),
+        Err(e) => Some(Fill::Failed(FillError::from_error(&e))),
+    };
+    if let Some(state) = elsewhere {
+        let _ = tx.send(state);
+        if let Ok(mut fills) = s.fills.lock() {
+            fills.remove(&d);
+        }
+        return;
+    }
+    let lease = format!("fill:{d}");
+    let renew = {
+        let (s, lease) = (s.clone(), lease.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs((LEASE_TTL_SECS / 3) as u64)).await;
+                let _ = s.meta.acquire_lease(&lease, &s.holder, now(), LEASE_TTL_SECS).await;
+            }
+        })
+    };
     let id = uuid::Uuid::new_v4().to_string();
     let result = fill(&s, &up, &digest, &id, &tx).await;
+    renew.abort();
+    let _ = s.meta.release_lease(&lease, &s.holder).await;
     match result {
         Ok(size) => {
             // The open upload file stays readable after its rename into the blob store.

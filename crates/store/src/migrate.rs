@@ -11,6 +11,7 @@ pub const SQLITE: &[(i64, &str, &str)] = &[
     (6, "console", include_str!("../../../migrations/sqlite/0006_console.sql")),
     (7, "replicas", include_str!("../../../migrations/sqlite/0007_replicas.sql")),
     (8, "login_failures", include_str!("../../../migrations/sqlite/0008_login_failures.sql")),
+    (9, "leases", include_str!("../../../migrations/sqlite/0009_leases.sql")),
 ];
 
 /// The PostgreSQL migrations: the same versions, in PostgreSQL's dialect.
@@ -23,4 +24,5 @@ pub const POSTGRES: &[(i64, &str, &str)] = &[
     (6, "console", include_str!("../../../migrations/postgres/0006_console.sql")),
     (7, "replicas", include_str!("../../../migrations/postgres/0007_replicas.sql")),
     (8, "login_failures", include_str!("../../../migrations/postgres/0008_login_failures.sql")),
+    (9, "leases", include_str!("../../../migrations/postgres/0009_leases.sql")),
 ];

@@ -109,6 +109,12 @@ impl S3Blobs {
     }
 }
 
+/// Runs a future to completion from synchronous code — a blocking thread, or a runtime worker
+/// (the proxy reads growing uploads inline), where `block_in_place` lets the worker block.
+fn wait<T>(rt: &tokio::runtime::Handle, f: impl std::future::Future<Output = T>) -> T {
+    tokio::task::block_in_place(|| rt.block_on(f))
+}
+
 /// Appends to an upload from a blocking thread: each write is one chunk object.
 struct ChunkWriter {
     store: Arc<dyn ObjectStore>,
@@ -120,8 +126,7 @@ struct ChunkWriter {
 impl Write for ChunkWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let data = Bytes::copy_from_slice(buf);
-        self.rt
-            .block_on(put_chunk(self.store.as_ref(), &self.id, self.offset, data))
+        wait(&self.rt, put_chunk(self.store.as_ref(), &self.id, self.offset, data))
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         self.offset += buf.len() as u64;
         Ok(buf.len())
@@ -143,7 +148,7 @@ struct ChunkReader {
 
 impl ChunkReader {
     fn get(&self, key: &Path, range: Range<u64>) -> std::io::Result<Bytes> {
-        self.rt.block_on(self.store.get_range(key, range)).map_err(|e| std::io::Error::other(e.to_string()))
+        wait(&self.rt, self.store.get_range(key, range)).map_err(|e| std::io::Error::other(e.to_string()))
     }
 }
 
@@ -152,7 +157,7 @@ impl GrowingReader for ChunkReader {
         let committed = self.committed.lock().ok().and_then(|m| m.get(&self.id).cloned());
         if let Some(digest) = committed {
             let key = blob_key(&digest).map_err(|e| std::io::Error::other(e.to_string()))?;
-            let size = self.rt.block_on(self.store.head(&key)).map_err(|e| std::io::Error::other(e.to_string()))?.size;
+            let size = wait(&self.rt, self.store.head(&key)).map_err(|e| std::io::Error::other(e.to_string()))?.size;
             if offset >= size {
                 return Ok(0);
             }
@@ -160,17 +165,19 @@ impl GrowingReader for ChunkReader {
             buf[..data.len()].copy_from_slice(&data);
             return Ok(data.len());
         }
-        let mut known = self.known.lock().map_err(|_| std::io::Error::other("poisoned"))?;
+        // Never hold the lock while waiting on the store: a runtime worker blocked on it could
+        // starve the I/O the wait needs.
+        let mut known = self.known.lock().map_err(|_| std::io::Error::other("poisoned"))?.clone();
         if offset >= end_of(&known) {
-            *known = self
-                .rt
-                .block_on(chunks(self.store.as_ref(), &self.id))
+            known = wait(&self.rt, chunks(self.store.as_ref(), &self.id))
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
+            if let Ok(mut k) = self.known.lock() {
+                *k = known.clone();
+            }
         }
         let Some((start, size, key)) = known.iter().find(|c| c.0 <= offset && offset < c.0 + c.1).cloned() else {
             return Ok(0);
         };
-        drop(known);
         let from = offset - start;
         let data = self.get(&key, from..size.min(from + buf.len() as u64))?;
         buf[..data.len()].copy_from_slice(&data);

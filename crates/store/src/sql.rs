@@ -1134,6 +1134,32 @@ macro_rules! meta_store {
                 Ok(())
             }
 
+            async fn acquire_lease(&self, name: &str, holder: &str, now: i64, ttl: i64) -> Result<bool> {
+                let r = sqlx::query(
+                    "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3 + $4) ON CONFLICT (name) DO UPDATE \
+                     SET holder = excluded.holder, expires_at = excluded.expires_at \
+                     WHERE leases.expires_at <= $3 OR leases.holder = excluded.holder",
+                )
+                .bind(name)
+                .bind(holder)
+                .bind(now)
+                .bind(ttl)
+                .execute(&self.write)
+                .await
+                .map_err(db)?;
+                Ok(r.rows_affected() > 0)
+            }
+
+            async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+                sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+                    .bind(name)
+                    .bind(holder)
+                    .execute(&self.write)
+                    .await
+                    .map_err(db)?;
+                Ok(())
+            }
+
             async fn generation(&self) -> Result<i64> {
                 let (v,): (i64,) = sqlx::query_as("SELECT value FROM generation WHERE id = 1")
                     .fetch_one(&self.read)

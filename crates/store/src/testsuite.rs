@@ -324,6 +324,17 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     s.record_login_failure("u:bob", 1300, 300).await.unwrap();
     assert_eq!(s.login_failures("u:bob", "x").await.unwrap(), vec![("u:bob".to_string(), 1300, 1)], "new window");
 
+    // leases: one holder until expiry or release
+    assert!(s.acquire_lease("fill:x", "a", 100, 30).await.unwrap());
+    assert!(!s.acquire_lease("fill:x", "b", 110, 30).await.unwrap(), "held by a");
+    assert!(s.acquire_lease("fill:x", "a", 120, 30).await.unwrap(), "a renews");
+    assert!(!s.acquire_lease("fill:x", "b", 149, 30).await.unwrap());
+    assert!(s.acquire_lease("fill:x", "b", 150, 30).await.unwrap(), "expired: b takes over");
+    s.release_lease("fill:x", "a").await.unwrap();
+    assert!(!s.acquire_lease("fill:x", "a", 151, 30).await.unwrap(), "a cannot release b's lease");
+    s.release_lease("fill:x", "b").await.unwrap();
+    assert!(s.acquire_lease("fill:x", "a", 152, 30).await.unwrap());
+
     // replicas: keys newest first; every change to what replicas cache moves the generation
     let g0 = s.generation().await.unwrap();
     s.add_signing_key("k1", b"one", 10).await.unwrap();

@@ -52,7 +52,7 @@ fn skopeo(args: &[&str]) -> (bool, String) {
 }
 
 /// Pushes a one-layer image with `layer` to `repo:tag` at the upstream; returns the layer digest.
-async fn upstream_image(r: &Registry, repo: &str, tag: &str, layer: &[u8]) -> String {
+pub async fn upstream_image(r: &Registry, repo: &str, tag: &str, layer: &[u8]) -> String {
     let cfg = br#"{"architecture":"amd64","os":"linux"}"#;
     let c = r.push_blob(repo, cfg).await;
     let l = r.push_blob(repo, layer).await;

@@ -2,8 +2,9 @@
 //! balancer: skopeo pushes and pulls through the balancer (requests land on both), tokens of
 //! one verify on the other (also after a key rotation), an owner's settings change through one
 //! replica denies a member's next pull through the other within a second, a chunked upload split
-//! across the replicas completes, failed sign-ins on both meet one limit, and with one replica
-//! killed the other keeps serving.
+//! across the replicas completes, ten concurrent cold pulls of one blob through both replicas make
+//! one upstream fetch, failed sign-ins on both meet one limit, and with one replica killed the
+//! other keeps serving.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::support::{ADMIN_PW, Server, pw, run, sha256, skopeo_pull};
-use crate::upstreams::Registry;
+use crate::upstreams::{FaultProxy, Registry};
 
 /// nginx balancing round-robin over `backends`; its access log names the backend of each request.
 struct Balancer {
@@ -76,9 +77,12 @@ async fn two_replicas_behind_a_balancer_agree() {
     let hub = Registry::start().await;
     hub.push(&layout.dir, "tiny", "library/tiny:1");
     hub.push(&layout.dir, "tiny", "someone/app:1");
+    let layer: Vec<u8> = (0..6_000_000u32).map(|i| (i * 13 % 241) as u8).collect();
+    let big_layer = crate::proxy::upstream_image(&hub, "someone/big", "1", &layer).await;
+    let fp = FaultProxy::start(&hub).await;
     let db = store::testsuite::TestDatabase::create().await;
     let bucket = store::testsuite::test_bucket();
-    let ups = format!("[{{registry=\"docker.io\",url=\"http://{}\"}}]", hub.addr());
+    let ups = format!("[{{registry=\"docker.io\",url=\"http://{}\"}}]", fp.addr());
     let env = [
         ("PORTCULLIS_ADMIN_PASSWORD", ADMIN_PW),
         ("PORTCULLIS_DATABASE__URL", db.url.as_str()),
@@ -174,6 +178,19 @@ async fn two_replicas_behind_a_balancer_agree() {
     let r = a.req("PUT", &format!("{loc}{sep}digest={digest}"), Some(&t2)).await.send().await.unwrap();
     assert_eq!(r.status(), 201);
     assert_eq!(b.get_bytes(&format!("/v2/acme/chunked/blobs/{digest}"), &t2).await, data);
+
+    // concurrent cold pulls of one blob spread over both replicas: one upstream fetch
+    let t = a.token(Some(("alice", &ap)), &["repository:someone/big:pull"]).await;
+    assert_eq!(a.req("GET", "/v2/someone/big/manifests/1", Some(&t)).await.send().await.unwrap().status(), 200);
+    let path = format!("/v2/someone/big/blobs/{big_layer}");
+    let pulls = (0..10).map(|i| {
+        let (s, t, path) = (if i % 2 == 0 { &a } else { &b }, t.clone(), path.clone());
+        async move { s.get_bytes(&path, &t).await }
+    });
+    for body in futures_util::future::join_all(pulls).await {
+        assert_eq!(sha256(&body), big_layer);
+    }
+    assert_eq!(fp.count("GET", &big_layer), 1, "one upstream GET for 10 pulls through 2 replicas");
 
     // failed sign-ins spread over both replicas meet one limit
     for i in 0..10 {
