@@ -210,8 +210,9 @@ impl Registry {
             map.entry(id.to_owned()).or_insert_with(|| Arc::new(tokio::sync::Mutex::new(None))).clone()
         };
         let mut guard = shared.lock_owned().await;
-        let recorded = self.meta.upload(id).await?.ok_or_else(upload_unknown)?.size;
-        if guard.as_ref().is_some_and(|s| s.size != recorded) {
+        // A client sends an upload's requests one after another, so the size read above is
+        // current unless another replica took the previous one.
+        if guard.as_ref().is_some_and(|s| s.size != up.size) {
             *guard = None;
         }
         Ok(guard)

@@ -151,12 +151,7 @@ async fn sign_out(b: &Client) {
 async fn owner_restricts_member_requests_owner_approves() {
     let e = crate::proxy::setup(&[]).await;
     let s = &e.s;
-    s.create_user("bob").await;
-    s.create_org("acme", "alice").await;
-    let ap = pw("alice");
-    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams", ("alice", &ap), Some(json!({"name": "dev"}))).await.0, 201);
-    let member = json!({"username": "bob"});
-    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams/dev/members", ("alice", &ap), Some(member)).await.0, 201);
+    crate::support::acme_with_member_bob(s).await;
     let gw = s.addr();
     let bob_creds = format!("bob:{}", pw("bob"));
     assert!(skopeo_pull(&gw, &bob_creds, "library/tiny:1", &e.work.path().join("p0")).0);

@@ -12,15 +12,8 @@ use crate::web::{Web, client};
 
 /// alice (who exists) owns acme; bob is in its team `dev`; carol is in no org.
 async fn acme(s: &Server) {
-    for u in ["bob", "carol"] {
-        s.create_user(u).await;
-    }
-    s.create_org("acme", "alice").await;
-    let ap = pw("alice");
-    let alice = ("alice", ap.as_str());
-    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams", alice, Some(json!({"name": "dev"}))).await.0, 201);
-    let bob = json!({"username": "bob"});
-    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams/dev/members", alice, Some(bob)).await.0, 201);
+    crate::support::acme_with_member_bob(s).await;
+    s.create_user("carol").await;
 }
 
 async fn restricted(s: &Server) -> bool {

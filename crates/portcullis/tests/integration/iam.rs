@@ -8,17 +8,6 @@ use serde_json::{Value, json};
 use crate::proxy::setup;
 use crate::support::{pw, run, skopeo_pull};
 
-/// User bob in team `dev` of org `acme`, which alice owns (alice exists: the harness made her).
-async fn acme_with_member_bob(s: &crate::support::Server) {
-    s.create_user("bob").await;
-    s.create_org("acme", "alice").await;
-    let ap = pw("alice");
-    let alice = ("alice", ap.as_str());
-    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams", alice, Some(json!({"name": "dev"}))).await.0, 201);
-    let member = json!({"username": "bob"});
-    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams/dev/members", alice, Some(member)).await.0, 201);
-}
-
 const DENIAL: &str = "Image Access Management: community image docker.io/someone/app is not allowed for members of acme. Ask an owner of acme for an exception.";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,7 +202,7 @@ async fn check_explains_and_preview_lists_the_pulls_a_change_would_deny() {
     let e = setup(&[]).await;
     let s = &e.s;
     let gw = s.addr();
-    acme_with_member_bob(s).await;
+    crate::support::acme_with_member_bob(s).await;
     let (ap, bp) = (pw("alice"), pw("bob"));
     let (alice, bob) = (("alice", ap.as_str()), ("bob", bp.as_str()));
     // history: bob pulls an official and a community image while nothing is restricted
@@ -257,7 +246,7 @@ async fn digest_pinned_exceptions_allow_exactly_the_pinned_image() {
     let e = setup(&[]).await;
     let s = &e.s;
     let gw = s.addr();
-    acme_with_member_bob(s).await;
+    crate::support::acme_with_member_bob(s).await;
     let (ap, bp) = (pw("alice"), pw("bob"));
     let alice = ("alice", ap.as_str());
     assert_eq!(
@@ -386,7 +375,7 @@ async fn every_category_and_the_denial_as_ctr_and_podman_print_it() {
     let e = setup(&[]).await;
     let s = &e.s;
     let gw = s.addr();
-    acme_with_member_bob(s).await;
+    crate::support::acme_with_member_bob(s).await;
     let (ap, bp) = (pw("alice"), pw("bob"));
     let alice = ("alice", ap.as_str());
     assert_eq!(

@@ -13,15 +13,8 @@ use crate::web::Web;
 async fn the_server_runs_on_postgres_and_s3() {
     let db = store::testsuite::TestDatabase::create().await;
     let bucket = store::testsuite::test_bucket();
-    let env = [
-        ("PORTCULLIS_ADMIN_PASSWORD", ADMIN_PW),
-        ("PORTCULLIS_DATABASE__URL", db.url.as_str()),
-        ("PORTCULLIS_S3__BUCKET", bucket.bucket.as_str()),
-        ("PORTCULLIS_S3__ENDPOINT", bucket.endpoint.as_str()),
-        ("PORTCULLIS_S3__ACCESS_KEY_ID", "test"),
-        ("PORTCULLIS_S3__SECRET_ACCESS_KEY", "test"),
-        ("PORTCULLIS_S3__PATH_STYLE", "true"),
-    ];
+    let mut env = crate::support::scale_env(&db, &bucket);
+    env.push(("PORTCULLIS_ADMIN_PASSWORD", ADMIN_PW));
     let s = Server::launch(tempfile::tempdir().unwrap(), &env, None, "http").await;
     s.create_user("alice").await;
     s.create_org("acme", "alice").await;
@@ -70,7 +63,7 @@ async fn the_server_runs_on_postgres_and_s3() {
     assert_eq!(users, 2, "admin and alice, in PostgreSQL");
     // fsck reads every blob back from the bucket
     let mut fsck = crate::support::portcullis(s.dir.path());
-    fsck.arg("fsck").envs(env);
+    fsck.arg("fsck").envs(env.iter().copied());
     let (ok, out) = run(&mut fsck);
     assert!(ok && out.contains("0 bad (0 missing)") && !out.contains("fsck: 0 blobs"), "{out}");
 }
@@ -82,11 +75,7 @@ async fn migrate_data_moves_an_instance_to_postgres_and_s3() {
     let e = crate::proxy::setup(&[]).await;
     let s = &e.s;
     let (ap, bp) = (pw("alice"), pw("bob"));
-    s.create_user("bob").await;
-    s.create_org("acme", "alice").await;
-    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams", ("alice", &ap), Some(json!({"name": "dev"}))).await.0, 201);
-    let member = json!({"username": "bob"});
-    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams/dev/members", ("alice", &ap), Some(member)).await.0, 201);
+    crate::support::acme_with_member_bob(s).await;
     let gw = s.addr();
     let creds = format!("alice:{ap}");
     let push = |src: &str, dst: &str, gw: &str| {
@@ -130,18 +119,16 @@ async fn migrate_data_moves_an_instance_to_postgres_and_s3() {
     let dir = e.s.kill();
     let db = store::testsuite::TestDatabase::create().await;
     let bucket = store::testsuite::test_bucket();
-    let s3 = [
-        ("PORTCULLIS_S3__ENDPOINT", bucket.endpoint.as_str()),
-        ("PORTCULLIS_S3__ACCESS_KEY_ID", "test"),
-        ("PORTCULLIS_S3__SECRET_ACCESS_KEY", "test"),
-        ("PORTCULLIS_S3__PATH_STYLE", "true"),
-    ];
+    // The bucket's settings without the bucket (migrate-data names it).
+    let scale = crate::support::scale_env(&db, &bucket);
+    let s3: Vec<_> =
+        scale.iter().copied().filter(|(k, _)| k.starts_with("PORTCULLIS_S3__") && !k.ends_with("BUCKET")).collect();
     let migrate = || {
         let mut c = crate::support::portcullis(&dir.path().join("unused"));
         c.args(["migrate-data", "--from"])
             .arg(dir.path())
             .args(["--to", &db.url, "--blobs-to", &format!("s3://{}", bucket.bucket)])
-            .envs(s3);
+            .envs(s3.iter().copied());
         run(&mut c)
     };
     let (ok, out) = migrate();
@@ -152,12 +139,8 @@ async fn migrate_data_moves_an_instance_to_postgres_and_s3() {
 
     // a new server on PostgreSQL + S3, with an empty data directory
     let ups = format!("[{{registry=\"docker.io\",url=\"http://{}\"}}]", e.fp.addr());
-    let mut env = vec![
-        ("PORTCULLIS_DATABASE__URL", db.url.as_str()),
-        ("PORTCULLIS_S3__BUCKET", bucket.bucket.as_str()),
-        ("PORTCULLIS_UPSTREAMS", ups.as_str()),
-    ];
-    env.extend_from_slice(&s3);
+    let mut env = scale.clone();
+    env.push(("PORTCULLIS_UPSTREAMS", ups.as_str()));
     let s = Server::launch(tempfile::tempdir().unwrap(), &env, None, "http").await;
     let gw = s.addr();
     let audit_after = s.api("GET", "/api/v1/orgs/acme/audit?limit=1000", ("alice", &ap), None).await.1;

@@ -83,16 +83,8 @@ async fn two_replicas_behind_a_balancer_agree() {
     let db = store::testsuite::TestDatabase::create().await;
     let bucket = store::testsuite::test_bucket();
     let ups = format!("[{{registry=\"docker.io\",url=\"http://{}\"}}]", fp.addr());
-    let env = [
-        ("PORTCULLIS_ADMIN_PASSWORD", ADMIN_PW),
-        ("PORTCULLIS_DATABASE__URL", db.url.as_str()),
-        ("PORTCULLIS_S3__BUCKET", bucket.bucket.as_str()),
-        ("PORTCULLIS_S3__ENDPOINT", bucket.endpoint.as_str()),
-        ("PORTCULLIS_S3__ACCESS_KEY_ID", "test"),
-        ("PORTCULLIS_S3__SECRET_ACCESS_KEY", "test"),
-        ("PORTCULLIS_S3__PATH_STYLE", "true"),
-        ("PORTCULLIS_UPSTREAMS", ups.as_str()),
-    ];
+    let mut env = crate::support::scale_env(&db, &bucket);
+    env.extend([("PORTCULLIS_ADMIN_PASSWORD", ADMIN_PW), ("PORTCULLIS_UPSTREAMS", ups.as_str())]);
     let a = Server::launch(tempfile::tempdir().unwrap(), &env, None, "http").await;
     let b = Server::launch(tempfile::tempdir().unwrap(), &env, None, "http").await;
     let lb = Balancer::start(&[a.addr(), b.addr()]).await;
@@ -127,7 +119,7 @@ async fn two_replicas_behind_a_balancer_agree() {
     let t = a.token(Some(("alice", &ap)), &scope).await;
     assert_eq!(b.req("GET", "/v2/acme/app/manifests/1", Some(&t)).await.send().await.unwrap().status(), 200);
     let mut rotate = crate::support::portcullis(a.dir.path());
-    rotate.args(["admin", "rotate-key"]).envs(env);
+    rotate.args(["admin", "rotate-key"]).envs(env.iter().copied());
     let (ok, out) = run(&mut rotate);
     assert!(ok, "{out}");
     tokio::time::sleep(Duration::from_millis(1200)).await;

@@ -153,6 +153,29 @@ impl Drop for Server {
     }
 }
 
+/// User bob in team `dev` of org `acme`, which alice owns (alice exists: the harness made her).
+pub async fn acme_with_member_bob(s: &Server) {
+    s.create_user("bob").await;
+    s.create_org("acme", "alice").await;
+    let ap = pw("alice");
+    let alice = ("alice", ap.as_str());
+    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams", alice, Some(json!({"name": "dev"}))).await.0, 201);
+    let member = json!({"username": "bob"});
+    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams/dev/members", alice, Some(member)).await.0, 201);
+}
+
+/// The environment of a server on a test PostgreSQL database and S3 bucket.
+pub fn scale_env<'a>(db: &'a store::testsuite::TestDatabase, bucket: &'a store::S3Config) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("PORTCULLIS_DATABASE__URL", db.url.as_str()),
+        ("PORTCULLIS_S3__BUCKET", bucket.bucket.as_str()),
+        ("PORTCULLIS_S3__ENDPOINT", bucket.endpoint.as_str()),
+        ("PORTCULLIS_S3__ACCESS_KEY_ID", "test"),
+        ("PORTCULLIS_S3__SECRET_ACCESS_KEY", "test"),
+        ("PORTCULLIS_S3__PATH_STYLE", "true"),
+    ]
+}
+
 /// The password the harness gives user `name`.
 pub fn pw(name: &str) -> String {
     format!("{name}-password-1")
