@@ -35,6 +35,11 @@ pub enum Error {
 }
 
 impl Error {
+    /// A failure of the storage backend itself (not an answer such as "already exists").
+    pub fn is_backend_failure(&self) -> bool {
+        matches!(self, Error::Storage(_) | Error::Db(_))
+    }
+
     pub fn registry(code: ErrorCode, msg: impl Into<String>) -> Self {
         Error::Registry(code, msg.into())
     }

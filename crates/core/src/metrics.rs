@@ -68,3 +68,123 @@ impl Metrics {
         out
     }
 }
+
+/// Upper bounds (seconds) of the latency histogram buckets.
+const BOUNDS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+
+#[derive(Debug, Default, Clone)]
+struct OpStat {
+    /// Calls at or under each bound (not cumulative; summed when rendered).
+    buckets: [u64; BOUNDS.len()],
+    count: u64,
+    sum: f64,
+    errors: u64,
+}
+
+/// Latency and failures of one storage backend's operations (a `MetaStore` or `BlobStore`),
+/// by operation. Failures are the backend's own (`Db`, `Storage`), not answers such as
+/// "already exists". Blob reads are timed to their first byte (the stream is the caller's).
+#[derive(Debug)]
+pub struct BackendStats {
+    /// `database` or `blob_store`.
+    store: &'static str,
+    /// `sqlite`, `postgres`, `filesystem`, `s3`.
+    backend: &'static str,
+    ops: std::sync::Mutex<std::collections::BTreeMap<&'static str, OpStat>>,
+}
+
+impl BackendStats {
+    pub fn new(store: &'static str, backend: &'static str) -> BackendStats {
+        BackendStats { store, backend, ops: Default::default() }
+    }
+
+    /// Records one call of `op` that took `elapsed`.
+    pub fn observe(&self, op: &'static str, elapsed: std::time::Duration, failed: bool) {
+        let secs = elapsed.as_secs_f64();
+        let Ok(mut ops) = self.ops.lock() else { return };
+        let s = ops.entry(op).or_default();
+        if let Some(i) = BOUNDS.iter().position(|b| secs <= *b) {
+            s.buckets[i] += 1;
+        }
+        s.count += 1;
+        s.sum += secs;
+        s.errors += u64::from(failed);
+    }
+
+    /// Calls of `op` so far.
+    pub fn calls(&self, op: &str) -> u64 {
+        self.ops.lock().ok().and_then(|o| o.get(op).map(|s| s.count)).unwrap_or(0)
+    }
+
+    /// The Prometheus text exposition of several backends (each family's header once).
+    pub fn render(all: &[&BackendStats]) -> String {
+        let snapshot: Vec<(&BackendStats, Vec<(&'static str, OpStat)>)> = all
+            .iter()
+            .map(|b| (*b, b.ops.lock().map(|o| o.iter().map(|(k, v)| (*k, v.clone())).collect()).unwrap_or_default()))
+            .collect();
+        let mut out = String::from(
+            "# HELP portcullis_backend_op_duration_seconds Time of each storage backend operation\n\
+             # TYPE portcullis_backend_op_duration_seconds histogram\n",
+        );
+        for (b, ops) in &snapshot {
+            for (op, s) in ops {
+                let labels = format!("store=\"{}\",backend=\"{}\",op=\"{op}\"", b.store, b.backend);
+                let mut cumulative = 0;
+                for (bound, n) in BOUNDS.iter().zip(s.buckets) {
+                    cumulative += n;
+                    out.push_str(&format!(
+                        "portcullis_backend_op_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}\n"
+                    ));
+                }
+                out.push_str(&format!(
+                    "portcullis_backend_op_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}\n\
+                     portcullis_backend_op_duration_seconds_sum{{{labels}}} {}\n\
+                     portcullis_backend_op_duration_seconds_count{{{labels}}} {}\n",
+                    s.count, s.sum, s.count
+                ));
+            }
+        }
+        out.push_str(
+            "# HELP portcullis_backend_op_errors_total Storage backend operations that failed in the backend\n\
+             # TYPE portcullis_backend_op_errors_total counter\n",
+        );
+        for (b, ops) in &snapshot {
+            for (op, s) in ops {
+                out.push_str(&format!(
+                    "portcullis_backend_op_errors_total{{store=\"{}\",backend=\"{}\",op=\"{op}\"}} {}\n",
+                    b.store, b.backend, s.errors
+                ));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::BackendStats;
+
+    #[test]
+    fn backend_stats_render_a_cumulative_histogram_and_errors() {
+        let db = BackendStats::new("database", "sqlite");
+        db.observe("manifest", Duration::from_micros(300), false);
+        db.observe("manifest", Duration::from_millis(30), true);
+        db.observe("manifest", Duration::from_secs(9), false);
+        let s3 = BackendStats::new("blob_store", "s3");
+        s3.observe("read", Duration::from_millis(2), false);
+        let text = BackendStats::render(&[&db, &s3]);
+        let l = "store=\"database\",backend=\"sqlite\",op=\"manifest\"";
+        assert!(text.contains(&format!("_bucket{{{l},le=\"0.0005\"}} 1\n")), "{text}");
+        assert!(text.contains(&format!("_bucket{{{l},le=\"0.025\"}} 1\n")));
+        assert!(text.contains(&format!("_bucket{{{l},le=\"0.05\"}} 2\n")));
+        assert!(text.contains(&format!("_bucket{{{l},le=\"5\"}} 2\n")));
+        assert!(text.contains(&format!("_bucket{{{l},le=\"+Inf\"}} 3\n")));
+        assert!(text.contains(&format!("_count{{{l}}} 3\n")));
+        assert!(text.contains(&format!("portcullis_backend_op_errors_total{{{l}}} 1\n")));
+        assert!(text.contains("op_errors_total{store=\"blob_store\",backend=\"s3\",op=\"read\"} 0\n"));
+        assert_eq!(text.matches("# TYPE").count(), 2, "each family's header once");
+        assert_eq!((db.calls("manifest"), db.calls("other")), (3, 0));
+    }
+}

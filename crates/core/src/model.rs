@@ -160,6 +160,8 @@ pub struct Upload {
     pub repo: String,
     pub size: u64,
     pub started_at: i64,
+    /// The running hash after `size` bytes (algorithm byte + serialized state), when saved.
+    pub hash_state: Option<Vec<u8>>,
 }
 
 /// Everything authorization needs, loaded at once into the in-memory directory.

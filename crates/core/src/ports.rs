@@ -16,6 +16,9 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>
 /// Metadata: identity, organizations, repositories, manifests, tags, blob links, uploads.
 #[async_trait]
 pub trait MetaStore: Send + Sync + 'static {
+    /// Latency and failures of this backend's operations, for `/metrics`.
+    fn stats(&self) -> &crate::metrics::BackendStats;
+
     // --- users and tokens
     /// Creates a user; `Conflict` when the name is taken by a user or an organization.
     async fn create_user(&self, username: &str, password_hash: &str, is_admin: bool, now: i64) -> Result<User>;
@@ -108,7 +111,8 @@ pub trait MetaStore: Send + Sync + 'static {
     // --- uploads
     async fn create_upload(&self, id: &str, repo: &str, now: i64) -> Result<()>;
     async fn upload(&self, id: &str) -> Result<Option<Upload>>;
-    async fn set_upload_size(&self, id: &str, size: u64) -> Result<()>;
+    /// Records the bytes received so far and the running hash over them, together.
+    async fn set_upload_progress(&self, id: &str, size: u64, hash_state: &[u8]) -> Result<()>;
     async fn delete_upload(&self, id: &str) -> Result<()>;
 
     // --- pull-through cache
@@ -228,18 +232,23 @@ pub trait UpstreamRegistry: Send + Sync + 'static {
 /// Content-addressed blob bytes and in-progress uploads.
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
+    /// Latency and failures of this backend's operations, for `/metrics`.
+    fn stats(&self) -> &crate::metrics::BackendStats;
+
     /// Starts an empty upload.
     async fn upload_create(&self, id: &str) -> Result<()>;
-    /// Appends bytes at the end of an upload.
-    async fn upload_append(&self, id: &str, data: Bytes) -> Result<()>;
+    /// Writes `data` at `offset` of an upload, dropping whatever it held from `offset` on (bytes
+    /// of a write the metadata never recorded). Fails when the upload holds fewer bytes.
+    async fn upload_write(&self, id: &str, offset: u64, data: Bytes) -> Result<()>;
     /// Reads an upload back (only to rebuild hash state lost in a restart).
     async fn upload_read(&self, id: &str) -> Result<ByteStream>;
     /// A blocking writer appending to an upload (for a dedicated writer thread).
     async fn upload_writer(&self, id: &str) -> Result<Box<dyn std::io::Write + Send>>;
     /// Opens an upload for random-access reads while it grows; stays valid after commit.
     async fn upload_open(&self, id: &str) -> Result<std::sync::Arc<dyn GrowingReader>>;
-    /// Makes the upload the blob `digest`, atomically: the blob is visible only when whole.
-    async fn upload_commit(&self, id: &str, digest: &str) -> Result<()>;
+    /// Makes the upload's first `size` bytes the blob `digest`, atomically: the blob is visible
+    /// only when whole. Fails when the upload holds fewer bytes.
+    async fn upload_commit(&self, id: &str, digest: &str, size: u64) -> Result<()>;
     async fn upload_delete(&self, id: &str) -> Result<()>;
     /// Size of a stored blob, if present.
     async fn stat(&self, digest: &str) -> Result<Option<u64>>;

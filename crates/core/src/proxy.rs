@@ -61,7 +61,7 @@ enum Fill {
 
 /// How long a fill lease lasts without renewal (a replica that dies mid-fill is replaced after
 /// this long); the filling replica renews it every third of that.
-const LEASE_TTL_SECS: i64 = 30;
+const LEASE_TTL_SECS: i64 = 10;
 
 #[derive(Clone)]
 enum FillError {
@@ -495,7 +495,7 @@ async fn fill(s: &Shared, up: &UpstreamRepo, digest: &Digest, id: &str, tx: &Arc
     if &got != digest {
         return Err(Error::Unavailable(format!("upstream sent content with digest {got} for {digest}")));
     }
-    s.blobs.upload_commit(id, &digest.to_string()).await?;
+    s.blobs.upload_commit(id, &digest.to_string(), size).await?;
     s.meta.put_cached_blob(&digest.to_string(), size, now()).await?;
     Ok(size)
 }

@@ -2,9 +2,11 @@
 //! the catalog. Authorization has already happened when these run (the HTTP layer decides from
 //! the parsed endpoint); this service enforces content rules: digests, references, links.
 //!
-//! Uploads hash while the body streams in. The running hash lives in memory per upload, so
-//! committing a chunked upload is O(1) in its size; after a restart, or when the final digest
-//! uses another algorithm than the one hashed, the upload is read back once.
+//! Uploads hash while the body streams in. The running hash lives in memory per upload and is
+//! saved with the upload's size in the database after every write, so committing a chunked
+//! upload is O(1) in its size, also when its requests land on different replicas or span a
+//! restart. Only when the final digest uses another algorithm than the one hashed (or a saved
+//! state is missing) is the upload read back.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,6 +17,7 @@ use oci::endpoint::{Mount, Page};
 use oci::manifest::{MAX_MANIFEST_BYTES, ManifestKind};
 use oci::range::ByteRange;
 use oci::{Algorithm, Digest, ErrorCode, Manifest, Reference, RepoName};
+use sha2::digest::common::hazmat::SerializableState;
 use sha2::{Digest as _, Sha256, Sha512};
 
 use crate::authz::{Namespace, Subject};
@@ -60,6 +63,28 @@ impl Hasher {
         match self {
             Hasher::Sha256(h) => Digest::from_bytes(Algorithm::Sha256, &h.finalize()),
             Hasher::Sha512(h) => Digest::from_bytes(Algorithm::Sha512, &h.finalize()),
+        }
+    }
+
+    /// The running state: one byte naming the algorithm, then the hasher's serialized state.
+    pub fn save(&self) -> Vec<u8> {
+        let (tag, state) = match self {
+            Hasher::Sha256(h) => (1u8, h.serialize().to_vec()),
+            Hasher::Sha512(h) => (2u8, h.serialize().to_vec()),
+        };
+        let mut out = Vec::with_capacity(1 + state.len());
+        out.push(tag);
+        out.extend_from_slice(&state);
+        out
+    }
+
+    /// The hasher `save` wrote; `None` for anything else.
+    pub fn restore(saved: &[u8]) -> Option<Hasher> {
+        let (tag, state) = saved.split_first()?;
+        match tag {
+            1 => Sha256::deserialize(state.try_into().ok()?).ok().map(Hasher::Sha256),
+            2 => Sha512::deserialize(state.try_into().ok()?).ok().map(Hasher::Sha512),
+            _ => None,
         }
     }
 
@@ -199,7 +224,7 @@ impl Registry {
     }
 
     /// The upload's shared hash state, locked. State that does not match the size recorded in
-    /// the database (another replica appended meanwhile) is dropped, to be rebuilt.
+    /// the database (another replica appended meanwhile) is replaced by the state saved there.
     async fn session(&self, name: &RepoName, id: &str) -> Result<tokio::sync::OwnedMutexGuard<Option<UploadState>>> {
         let up = self.meta.upload(id).await?.ok_or_else(upload_unknown)?;
         if up.repo != name.as_str() {
@@ -212,31 +237,39 @@ impl Registry {
         let mut guard = shared.lock_owned().await;
         // A client sends an upload's requests one after another, so the size read above is
         // current unless another replica took the previous one.
-        if guard.as_ref().is_some_and(|s| s.size != up.size) {
-            *guard = None;
+        if guard.as_ref().is_none_or(|s| s.size != up.size) {
+            let saved = up.hash_state.as_deref().and_then(Hasher::restore);
+            *guard = saved.map(|hasher| UploadState { hasher, size: up.size });
+        }
+        if guard.is_none() && up.size > 0 {
+            *guard = Some(self.rebuild(id, Algorithm::Sha256, up.size).await?);
         }
         Ok(guard)
     }
 
-    /// Rebuilds lost hash state by reading the upload back (after a restart).
-    async fn rebuild(&self, id: &str, algo: Algorithm) -> Result<UploadState> {
+    /// Hashes the first `size` bytes of an upload again (a state saved before migration 0010,
+    /// or a final digest in another algorithm).
+    async fn rebuild(&self, id: &str, algo: Algorithm, size: u64) -> Result<UploadState> {
         let mut stream = self.blobs.upload_read(id).await?;
         let mut hasher = Hasher::new(algo);
-        let mut size = 0u64;
-        while let Some(chunk) = stream.next().await {
+        let mut read = 0u64;
+        while read < size
+            && let Some(chunk) = stream.next().await
+        {
             let chunk = chunk?;
-            size += chunk.len() as u64;
-            hasher.update(&chunk);
+            let take = chunk.len().min((size - read) as usize);
+            hasher.update(&chunk[..take]);
+            read += take as u64;
+        }
+        if read < size {
+            return Err(Error::Storage(format!("upload {id} holds {read} bytes, {size} were recorded")));
         }
         Ok(UploadState { hasher, size })
     }
 
     /// Status of an upload: bytes received so far.
     pub async fn upload_status(&self, name: &RepoName, id: &str) -> Result<u64> {
-        let mut guard = self.session(name, id).await?;
-        if guard.is_none() {
-            *guard = Some(self.rebuild(id, Algorithm::Sha256).await?);
-        }
+        let guard = self.session(name, id).await?;
         Ok(guard.as_ref().map(|s| s.size).unwrap_or(0))
     }
 
@@ -249,10 +282,7 @@ impl Registry {
         body: ByteStream,
     ) -> Result<u64> {
         let mut guard = self.session(name, id).await?;
-        let mut state = match guard.take() {
-            Some(s) => s,
-            None => self.rebuild(id, Algorithm::Sha256).await?,
-        };
+        let mut state = guard.take().unwrap_or_else(|| UploadState { hasher: Hasher::new(Algorithm::Sha256), size: 0 });
         if let Some(r) = range
             && r.start != state.size
         {
@@ -272,10 +302,8 @@ impl Registry {
     /// PUT: optional last chunk, then commit as `digest`.
     pub async fn finish_upload(&self, name: &RepoName, id: &str, digest: &Digest, body: ByteStream) -> Result<Digest> {
         let mut guard = self.session(name, id).await?;
-        let mut state = match guard.take() {
-            Some(s) => s,
-            None => self.rebuild(id, digest.algorithm()).await?,
-        };
+        let mut state =
+            guard.take().unwrap_or_else(|| UploadState { hasher: Hasher::new(digest.algorithm()), size: 0 });
         let streamed = self.stream_into(id, &mut state, body).await;
         if let Err(e) = streamed {
             *guard = Some(state);
@@ -284,7 +312,7 @@ impl Registry {
         let computed = if state.hasher.algorithm() == digest.algorithm() {
             state.hasher.finish()
         } else {
-            self.rebuild(id, digest.algorithm()).await?.hasher.finish()
+            self.rebuild(id, digest.algorithm(), state.size).await?.hasher.finish()
         };
         let result = if &computed != digest {
             Err(Error::registry(ErrorCode::DigestInvalid, format!("upload has digest {computed}, not {digest}")))
@@ -297,7 +325,7 @@ impl Registry {
 
     async fn commit(&self, name: &RepoName, id: &str, digest: &Digest, size: u64) -> Result<()> {
         let d = digest.to_string();
-        self.blobs.upload_commit(id, &d).await?;
+        self.blobs.upload_commit(id, &d, size).await?;
         self.meta.put_blob(&d, size, now()).await?;
         let repo = self.ensure_repo(name).await?;
         self.meta.link_blob(repo, &d).await
@@ -348,11 +376,13 @@ impl Registry {
             hasher.update(&for_hash);
             hasher
         });
-        let written = self.blobs.upload_append(id, data).await;
-        state.hasher = hashing.await.map_err(|e| Error::Storage(e.to_string()))?;
+        let written = self.blobs.upload_write(id, state.size, data).await;
+        let hashed = hashing.await.map_err(|e| Error::Storage(e.to_string()))?;
         written?;
+        self.meta.set_upload_progress(id, state.size + len, &hashed.save()).await?;
+        state.hasher = hashed;
         state.size += len;
-        self.meta.set_upload_size(id, state.size).await
+        Ok(())
     }
 
     // ---------------------------------------------------------------- manifests
@@ -486,5 +516,26 @@ impl Registry {
         let Some(repo) = self.repo_id(name).await? else { return Ok(vec![]) };
         let all = self.meta.referrers(repo, &digest.to_string()).await?;
         Ok(all.into_iter().filter(|r| artifact_type.is_none_or(|t| r.artifact_type.as_deref() == Some(t))).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_hasher_continues_where_it_stopped() {
+        for algo in [Algorithm::Sha256, Algorithm::Sha512] {
+            let mut h = Hasher::new(algo);
+            h.update(&[7u8; 100]); // not a whole block: the buffer is part of the state
+            let mut restored = Hasher::restore(&h.save()).expect("restores");
+            restored.update(b"rest");
+            let mut whole = vec![7u8; 100];
+            whole.extend_from_slice(b"rest");
+            assert_eq!(restored.finish(), Hasher::digest(algo, &whole));
+        }
+        assert!(Hasher::restore(&[]).is_none());
+        assert!(Hasher::restore(&[1, 2, 3]).is_none(), "a truncated state is refused");
+        assert!(Hasher::restore(&[9; 41]).is_none(), "an unknown algorithm is refused");
     }
 }

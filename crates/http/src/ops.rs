@@ -1,4 +1,4 @@
-//! Operations endpoints (`/healthz`, `/readyz`) and the request middleware that gives every
+//! Operations endpoints (`/healthz`, `/readyz`, `/metrics`) and the request middleware that gives every
 //! request an id (`x-request-id`, kept when the client sent a sane one), fills `Host` from the
 //! HTTP/2 `:authority`, and logs one line per request without headers or credentials.
 
@@ -11,6 +11,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+
+use pcore::metrics::BackendStats;
 
 use crate::AppState;
 
@@ -29,8 +31,11 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// The process counters, then latency and failures of each storage backend by operation.
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.render()).into_response()
+    let mut body = st.metrics.render();
+    body.push_str(&BackendStats::render(&[st.meta.stats(), st.blobs.stats()]));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 pub async fn request_id_and_log(mut req: Request, next: Next) -> Response {

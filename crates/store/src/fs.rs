@@ -8,9 +8,9 @@ use std::io::{ErrorKind, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use pcore::error::{Error, Result};
+use pcore::metrics::BackendStats;
 use pcore::ports::{BlobStore, ByteStream, GrowingReader};
 use tokio::sync::mpsc;
 
@@ -18,6 +18,7 @@ const READ_CHUNK: usize = 256 * 1024;
 
 pub struct FsBlobs {
     root: PathBuf,
+    stats: BackendStats,
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> Result<T> {
@@ -38,7 +39,7 @@ impl FsBlobs {
         for d in ["blobs", "uploads", "quarantine"] {
             std::fs::create_dir_all(root.join(d))?;
         }
-        Ok(FsBlobs { root: root.to_owned() })
+        Ok(FsBlobs { root: root.to_owned(), stats: BackendStats::new("blob_store", "filesystem") })
     }
 
     /// Path of a blob; the digest was validated by the caller (`oci::Digest`).
@@ -76,6 +77,19 @@ impl GrowingReader for OpenFile {
     }
 }
 
+/// Cuts an upload file to `len` bytes, dropping bytes written past what was recorded (a write
+/// whose metadata update never happened); fails when the file is shorter.
+fn cut_to(f: &File, len: u64) -> std::io::Result<()> {
+    let have = f.metadata()?.len();
+    if have < len {
+        return Err(std::io::Error::new(
+            ErrorKind::UnexpectedEof,
+            format!("upload holds {have} bytes, {len} were recorded"),
+        ));
+    }
+    if have > len { f.set_len(len) } else { Ok(()) }
+}
+
 fn stream_file(file: File, mut offset: u64, mut remaining: u64) -> ByteStream {
     let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(2);
     tokio::task::spawn_blocking(move || {
@@ -109,18 +123,18 @@ fn stream_file(file: File, mut offset: u64, mut remaining: u64) -> ByteStream {
     Box::pin(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }))
 }
 
-#[async_trait]
-impl BlobStore for FsBlobs {
+measured_impl!(BlobStore, FsBlobs, {
     async fn upload_create(&self, id: &str) -> Result<()> {
         let p = self.upload_path(id)?;
         blocking(move || File::create(p).map(|_| ())).await
     }
 
-    async fn upload_append(&self, id: &str, data: Bytes) -> Result<()> {
+    async fn upload_write(&self, id: &str, offset: u64, data: Bytes) -> Result<()> {
         let p = self.upload_path(id)?;
         blocking(move || {
-            let mut f = OpenOptions::new().append(true).open(p)?;
-            f.write_all(&data)
+            let f = OpenOptions::new().write(true).open(p)?;
+            cut_to(&f, offset)?;
+            f.write_all_at(&data, offset)
         })
         .await
     }
@@ -135,23 +149,25 @@ impl BlobStore for FsBlobs {
     async fn upload_writer(&self, id: &str) -> Result<Box<dyn Write + Send>> {
         let p = self.upload_path(id)?;
         let file = blocking(move || OpenOptions::new().append(true).open(p)).await?;
-        Ok(Box::new(file))
+        Ok(Box::new(file) as Box<dyn Write + Send>)
     }
 
     async fn upload_open(&self, id: &str) -> Result<std::sync::Arc<dyn GrowingReader>> {
         let p = self.upload_path(id)?;
         let file = blocking(move || File::open(p)).await?;
-        Ok(std::sync::Arc::new(OpenFile(file)))
+        Ok(std::sync::Arc::new(OpenFile(file)) as std::sync::Arc<dyn GrowingReader>)
     }
 
-    async fn upload_commit(&self, id: &str, digest: &str) -> Result<()> {
+    async fn upload_commit(&self, id: &str, digest: &str, size: u64) -> Result<()> {
         let from = self.upload_path(id)?;
         let to = self.blob_path(digest)?;
         blocking(move || {
             if to.exists() {
                 return std::fs::remove_file(&from);
             }
-            File::open(&from)?.sync_all()?;
+            let f = OpenOptions::new().write(true).open(&from)?;
+            cut_to(&f, size)?;
+            f.sync_all()?;
             let dir = to.parent().ok_or_else(|| std::io::Error::other("blob path has no parent"))?;
             std::fs::create_dir_all(dir)?;
             std::fs::rename(&from, &to)?;
@@ -211,7 +227,7 @@ impl BlobStore for FsBlobs {
         let p = self.root.join("blobs");
         blocking(move || std::fs::metadata(p).map(|_| ())).await
     }
-}
+});
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,10 @@
 //! Storage adapters: `SqliteMeta` and `PgMeta` implement `pcore::ports::MetaStore` (with the
-//! same SQL, `sql.rs`), `FsBlobs` implements `pcore::ports::BlobStore`. The `testsuite` module holds the one suite every adapter of a
-//! port must pass; each adapter's tests run it.
+//! same SQL, `sql.rs`), `FsBlobs` and `S3Blobs` implement `pcore::ports::BlobStore`, each
+//! through `measured_impl!` (`measure.rs`), which times every operation. The `testsuite`
+//! module holds the one suite every adapter of a port must pass; each adapter's tests run it.
 
+#[macro_use]
+mod measure;
 #[macro_use]
 mod sql;
 pub mod copy;

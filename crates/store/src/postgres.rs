@@ -7,6 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use pcore::error::{Error, Result};
+use pcore::metrics::BackendStats;
 use pcore::model::*;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row, Transaction};
@@ -20,6 +21,7 @@ const MIGRATION_LOCK: i64 = 0x0070_636c_5f6d_6967;
 pub struct PgMeta {
     pub(crate) write: PgPool,
     pub(crate) read: PgPool,
+    stats: BackendStats,
 }
 
 impl PgMeta {
@@ -33,7 +35,7 @@ impl PgMeta {
             .connect_with(opts)
             .await
             .map_err(db)?;
-        let store = PgMeta { write: pool.clone(), read: pool };
+        let store = PgMeta { write: pool.clone(), read: pool, stats: BackendStats::new("database", "postgres") };
         store.migrate().await?;
         Ok(store)
     }

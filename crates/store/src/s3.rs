@@ -12,13 +12,13 @@ use std::io::Write;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use pcore::error::{Error, Result};
+use pcore::metrics::BackendStats;
 use pcore::ports::{BlobStore, ByteStream, GrowingReader};
 
 /// Parts of a blob's multipart upload (S3 wants at least 5 MiB per part but the last).
@@ -41,6 +41,7 @@ pub struct S3Blobs {
     store: Arc<dyn ObjectStore>,
     /// Uploads committed by this process → their blob, for readers still open on them.
     committed: Arc<Mutex<HashMap<String, String>>>,
+    stats: BackendStats,
 }
 
 fn storage(e: object_store::Error) -> Error {
@@ -83,6 +84,18 @@ fn end_of(chunks: &[(u64, u64, Path)]) -> u64 {
     chunks.last().map(|c| c.0 + c.1).unwrap_or(0)
 }
 
+type Chunks = Vec<(u64, u64, Path)>;
+
+/// Splits an upload's chunks into the first `len` bytes and chunks past them (written before a
+/// failure the metadata never recorded). Fails when the chunks do not cover `len` exactly.
+fn split_at(all: Chunks, len: u64) -> Result<(Chunks, Chunks)> {
+    let (kept, stale): (Chunks, Chunks) = all.into_iter().partition(|c| c.0 < len);
+    if end_of(&kept) != len {
+        return Err(Error::Storage(format!("upload holds {} bytes, {len} were recorded", end_of(&kept))));
+    }
+    Ok((kept, stale))
+}
+
 async fn put_chunk(store: &dyn ObjectStore, id: &str, offset: u64, data: Bytes) -> Result<()> {
     let key = Path::from(format!("uploads/{}/{offset:016x}", upload_name(id)?));
     store.put(&key, PutPayload::from_bytes(data)).await.map_err(storage)?;
@@ -105,7 +118,7 @@ impl S3Blobs {
             .with_virtual_hosted_style_request(!c.path_style)
             .build()
             .map_err(|e| Error::Invalid(format!("invalid S3 configuration: {e}")))?;
-        Ok(S3Blobs { store: Arc::new(store), committed: Arc::default() })
+        Ok(S3Blobs { store: Arc::new(store), committed: Arc::default(), stats: BackendStats::new("blob_store", "s3") })
     }
 }
 
@@ -219,16 +232,18 @@ impl S3Blobs {
     }
 }
 
-#[async_trait]
-impl BlobStore for S3Blobs {
+measured_impl!(BlobStore, S3Blobs, {
     async fn upload_create(&self, id: &str) -> Result<()> {
         // An upload without chunks is empty; a stale one with this id is cleared.
         self.upload_delete(id).await
     }
 
-    async fn upload_append(&self, id: &str, data: Bytes) -> Result<()> {
-        let end = end_of(&chunks(self.store.as_ref(), id).await?);
-        put_chunk(self.store.as_ref(), id, end, data).await
+    async fn upload_write(&self, id: &str, offset: u64, data: Bytes) -> Result<()> {
+        let (_, stale) = split_at(chunks(self.store.as_ref(), id).await?, offset)?;
+        for (_, _, k) in stale {
+            self.store.delete(&k).await.map_err(storage)?;
+        }
+        put_chunk(self.store.as_ref(), id, offset, data).await
     }
 
     async fn upload_read(&self, id: &str) -> Result<ByteStream> {
@@ -241,28 +256,30 @@ impl BlobStore for S3Blobs {
             })
             .map_ok(|r| r.into_stream().map_err(|e| std::io::Error::other(e.to_string())))
             .try_flatten();
-        Ok(Box::pin(s))
+        Ok(Box::pin(s) as ByteStream)
     }
 
     async fn upload_writer(&self, id: &str) -> Result<Box<dyn Write + Send>> {
         let offset = end_of(&chunks(self.store.as_ref(), id).await?);
         let rt = tokio::runtime::Handle::current();
-        Ok(Box::new(ChunkWriter { store: self.store.clone(), id: upload_name(id)?.to_owned(), offset, rt }))
+        Ok(Box::new(ChunkWriter { store: self.store.clone(), id: upload_name(id)?.to_owned(), offset, rt })
+            as Box<dyn Write + Send>)
     }
 
     async fn upload_open(&self, id: &str) -> Result<Arc<dyn GrowingReader>> {
-        Ok(Arc::new(ChunkReader {
+        let reader = ChunkReader {
             store: self.store.clone(),
             id: upload_name(id)?.to_owned(),
             known: Mutex::default(),
             committed: self.committed.clone(),
             rt: tokio::runtime::Handle::current(),
-        }))
+        };
+        Ok(Arc::new(reader) as Arc<dyn GrowingReader>)
     }
 
-    async fn upload_commit(&self, id: &str, digest: &str) -> Result<()> {
+    async fn upload_commit(&self, id: &str, digest: &str, size: u64) -> Result<()> {
         let key = blob_key(digest)?;
-        let parts = chunks(self.store.as_ref(), id).await?;
+        let (parts, stale) = split_at(chunks(self.store.as_ref(), id).await?, size)?;
         if self.stat(digest).await?.is_none() {
             let mut w =
                 WriteMultipart::new_with_chunk_size(self.store.put_multipart(&key).await.map_err(storage)?, PART);
@@ -281,7 +298,7 @@ impl BlobStore for S3Blobs {
             }
             m.insert(id.to_owned(), digest.to_owned());
         }
-        for (_, _, k) in parts {
+        for (_, _, k) in parts.into_iter().chain(stale) {
             self.store.delete(&k).await.map_err(storage)?;
         }
         Ok(())
@@ -353,7 +370,7 @@ impl BlobStore for S3Blobs {
             Err(e) => Err(storage(e)),
         }
     }
-}
+});
 
 #[cfg(test)]
 mod tests {
@@ -372,11 +389,15 @@ mod tests {
         let data: Vec<u8> = (0..20u32 << 20).map(|i| (i % 253) as u8).collect();
         let digest = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
         store.upload_create("0b-1").await.unwrap();
-        for part in data.chunks(7 << 20) {
-            store.upload_append("0b-1", Bytes::copy_from_slice(part)).await.unwrap();
+        for (i, part) in data.chunks(7 << 20).enumerate() {
+            store.upload_write("0b-1", (i as u64) * (7 << 20), Bytes::copy_from_slice(part)).await.unwrap();
         }
         // another store (a second replica) sees the same upload
-        let other = super::S3Blobs { store: store.store.clone(), committed: Default::default() };
+        let other = super::S3Blobs {
+            store: store.store.clone(),
+            committed: Default::default(),
+            stats: pcore::metrics::BackendStats::new("blob_store", "s3"),
+        };
         let mut read = Vec::new();
         let mut s = other.upload_read("0b-1").await.unwrap();
         while let Some(b) = futures_util::StreamExt::next(&mut s).await {
@@ -384,7 +405,7 @@ mod tests {
         }
         assert_eq!(read.len(), data.len());
         assert_eq!(store.stat(digest).await.unwrap(), None);
-        other.upload_commit("0b-1", digest).await.unwrap();
+        other.upload_commit("0b-1", digest, data.len() as u64).await.unwrap();
         assert_eq!(store.stat(digest).await.unwrap(), Some(data.len() as u64));
         let mut s = store.read(digest, (8 << 20) - 3, 6).await.unwrap();
         let b = futures_util::StreamExt::next(&mut s).await.unwrap().unwrap();

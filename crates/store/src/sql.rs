@@ -76,8 +76,7 @@ macro_rules! meta_store {
             }
         }
 
-        #[async_trait::async_trait]
-        impl pcore::ports::MetaStore for $store {
+        measured_impl!(pcore::ports::MetaStore, $store, {
             async fn create_user(&self, username: &str, password_hash: &str, is_admin: bool, now: i64) -> Result<User> {
                 let mut tx = self.write.begin().await.map_err(db)?;
                 if Self::name_taken(&mut tx, username).await? {
@@ -705,17 +704,24 @@ macro_rules! meta_store {
             }
 
             async fn upload(&self, id: &str) -> Result<Option<Upload>> {
-                let r = sqlx::query("SELECT id, repo, size, started_at FROM uploads WHERE id = $1")
+                let r = sqlx::query("SELECT id, repo, size, started_at, hash_state FROM uploads WHERE id = $1")
                     .bind(id)
                     .fetch_optional(&self.write)
                     .await
                     .map_err(db)?;
-                Ok(r.map(|r| Upload { id: r.get(0), repo: r.get(1), size: r.get::<i64, _>(2) as u64, started_at: r.get(3) }))
+                Ok(r.map(|r| Upload {
+                    id: r.get(0),
+                    repo: r.get(1),
+                    size: r.get::<i64, _>(2) as u64,
+                    started_at: r.get(3),
+                    hash_state: r.get(4),
+                }))
             }
 
-            async fn set_upload_size(&self, id: &str, size: u64) -> Result<()> {
-                sqlx::query("UPDATE uploads SET size = $1 WHERE id = $2")
+            async fn set_upload_progress(&self, id: &str, size: u64, hash_state: &[u8]) -> Result<()> {
+                sqlx::query("UPDATE uploads SET size = $1, hash_state = $2 WHERE id = $3")
                     .bind(size as i64)
+                    .bind(hash_state)
                     .bind(id)
                     .execute(&self.write)
                     .await
@@ -1190,6 +1196,6 @@ macro_rules! meta_store {
                 sqlx::query("SELECT 1").execute(&self.read).await.map_err(db)?;
                 Ok(())
             }
-        }
+        });
     };
 }

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use pcore::error::{Error, Result};
+use pcore::metrics::BackendStats;
 use pcore::model::*;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, Transaction};
@@ -16,6 +17,7 @@ use crate::sql::*;
 pub struct SqliteMeta {
     pub(crate) write: SqlitePool,
     pub(crate) read: SqlitePool,
+    stats: BackendStats,
 }
 
 impl SqliteMeta {
@@ -33,6 +35,7 @@ impl SqliteMeta {
         let store = SqliteMeta {
             read: SqlitePoolOptions::new().max_connections(4).connect_with(opts.read_only(true)).await.map_err(db)?,
             write,
+            stats: BackendStats::new("database", "sqlite"),
         };
         store.migrate().await?;
         Ok(store)

@@ -194,9 +194,10 @@ pub async fn meta_suite(s: &dyn MetaStore) {
 
     // uploads
     s.create_upload("u-1", "acme/app", 10).await.unwrap();
-    s.set_upload_size("u-1", 42).await.unwrap();
+    assert_eq!(s.upload("u-1").await.unwrap().unwrap().hash_state, None);
+    s.set_upload_progress("u-1", 42, &[1, 2, 3]).await.unwrap();
     let u = s.upload("u-1").await.unwrap().unwrap();
-    assert_eq!((u.repo.as_str(), u.size), ("acme/app", 42));
+    assert_eq!((u.repo.as_str(), u.size, u.hash_state), ("acme/app", 42, Some(vec![1, 2, 3])));
     s.delete_upload("u-1").await.unwrap();
     assert!(s.upload("u-1").await.unwrap().is_none());
 
@@ -366,13 +367,13 @@ async fn collect(mut st: pcore::ports::ByteStream) -> Vec<u8> {
 pub async fn blob_suite(s: &dyn BlobStore) {
     let digest = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"; // "test"
     s.upload_create("0a-1").await.unwrap();
-    s.upload_append("0a-1", Bytes::from_static(b"te")).await.unwrap();
+    s.upload_write("0a-1", 0, Bytes::from_static(b"te")).await.unwrap();
     let mut w = s.upload_writer("0a-1").await.unwrap();
     tokio::task::spawn_blocking(move || w.write_all(b"st")).await.unwrap().unwrap();
     assert_eq!(collect(s.upload_read("0a-1").await.unwrap()).await, b"test");
     assert_eq!(s.stat(digest).await.unwrap(), None, "not visible before commit");
     let growing = s.upload_open("0a-1").await.unwrap();
-    s.upload_commit("0a-1", digest).await.unwrap();
+    s.upload_commit("0a-1", digest, 4).await.unwrap();
     assert_eq!(s.stat(digest).await.unwrap(), Some(4));
     let (n, buf) = tokio::task::spawn_blocking(move || {
         let mut buf = [0u8; 3];
@@ -384,17 +385,31 @@ pub async fn blob_suite(s: &dyn BlobStore) {
     assert_eq!(&buf, b"est");
     assert_eq!(collect(s.read(digest, 0, 4).await.unwrap()).await, b"test");
     assert_eq!(collect(s.read(digest, 1, 2).await.unwrap()).await, b"es");
+    // bytes past the recorded size (a write whose metadata update failed) are overwritten or
+    // left out of the commit; a write past the end is refused
+    let abcd = "sha256:88d4266fd4e6338d13b845fcf289579d209c897823b9217da3e161936f031589";
+    s.upload_create("0a-5").await.unwrap();
+    s.upload_write("0a-5", 0, Bytes::from_static(b"ab")).await.unwrap();
+    s.upload_write("0a-5", 2, Bytes::from_static(b"XXXX")).await.unwrap();
+    s.upload_write("0a-5", 2, Bytes::from_static(b"cd")).await.unwrap();
+    assert!(s.upload_write("0a-5", 9, Bytes::from_static(b"!")).await.is_err(), "a gap is refused");
+    s.upload_write("0a-5", 4, Bytes::from_static(b"zz")).await.unwrap();
+    assert!(s.upload_commit("0a-5", abcd, 7).await.is_err(), "more than the upload holds");
+    assert_eq!(s.stat(abcd).await.unwrap(), None);
+    s.upload_commit("0a-5", abcd, 4).await.unwrap();
+    assert_eq!(collect(s.read(abcd, 0, 4).await.unwrap()).await, b"abcd");
+    s.delete(abcd).await.unwrap();
     // committing the same content again is harmless
     s.upload_create("0a-2").await.unwrap();
-    s.upload_append("0a-2", Bytes::from_static(b"test")).await.unwrap();
-    s.upload_commit("0a-2", digest).await.unwrap();
+    s.upload_write("0a-2", 0, Bytes::from_static(b"test")).await.unwrap();
+    s.upload_commit("0a-2", digest, 4).await.unwrap();
     assert_eq!(s.stat(digest).await.unwrap(), Some(4));
     // large content crosses chunk boundaries
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     let big_digest = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     s.upload_create("0a-3").await.unwrap();
-    s.upload_append("0a-3", Bytes::from(big.clone())).await.unwrap();
-    s.upload_commit("0a-3", big_digest).await.unwrap();
+    s.upload_write("0a-3", 0, Bytes::from(big.clone())).await.unwrap();
+    s.upload_commit("0a-3", big_digest, big.len() as u64).await.unwrap();
     assert_eq!(collect(s.read(big_digest, 0, big.len() as u64).await.unwrap()).await, big);
     assert_eq!(collect(s.read(big_digest, 1_000_000, 10).await.unwrap()).await, &big[1_000_000..1_000_010]);
     assert_eq!(s.list().await.unwrap(), vec![digest.to_owned(), big_digest.to_owned()]);

@@ -3,8 +3,8 @@
 //! one verify on the other (also after a key rotation), an owner's settings change through one
 //! replica denies a member's next pull through the other within a second, a chunked upload split
 //! across the replicas completes, ten concurrent cold pulls of one blob through both replicas make
-//! one upstream fetch, failed sign-ins on both meet one limit, and with one replica killed the
-//! other keeps serving.
+//! one upstream fetch, failed sign-ins on both meet one limit, and when the replica serving a
+//! cold pull is killed mid-transfer, the client's ranged retry is served by the other.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -15,7 +15,8 @@ use serde_json::json;
 use crate::support::{ADMIN_PW, Server, pw, run, sha256, skopeo_pull};
 use crate::upstreams::{FaultProxy, Registry};
 
-/// nginx balancing round-robin over `backends`; its access log names the backend of each request.
+/// nginx balancing round-robin over `backends`; its access log and the `X-Replica` response
+/// header name the backend of each request.
 struct Balancer {
     child: Child,
     port: u16,
@@ -35,7 +36,8 @@ impl Balancer {
              upstream replicas {{\n{servers}}}\n\
              server {{ listen 127.0.0.1:{port};\n client_max_body_size 0;\n\
              location / {{ proxy_pass http://replicas; proxy_http_version 1.1; proxy_set_header Host $http_host;\n\
-             proxy_request_buffering off; proxy_buffering off; proxy_next_upstream error timeout; }} }}\n}}\n"
+             proxy_request_buffering off; proxy_buffering off; proxy_next_upstream error timeout;\n\
+             add_header X-Replica $upstream_addr always; }} }}\n}}\n"
         );
         std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
         let child = Command::new("nginx")
@@ -79,6 +81,8 @@ async fn two_replicas_behind_a_balancer_agree() {
     hub.push(&layout.dir, "tiny", "someone/app:1");
     let layer: Vec<u8> = (0..6_000_000u32).map(|i| (i * 13 % 241) as u8).collect();
     let big_layer = crate::proxy::upstream_image(&hub, "someone/big", "1", &layer).await;
+    let huge: Vec<u8> = (0..32_000_000u32).map(|i| (i * 17 % 239) as u8).collect();
+    let huge_layer = crate::proxy::upstream_image(&hub, "someone/huge", "1", &huge).await;
     let fp = FaultProxy::start(&hub).await;
     let db = store::testsuite::TestDatabase::create().await;
     let bucket = store::testsuite::test_bucket();
@@ -170,6 +174,15 @@ async fn two_replicas_behind_a_balancer_agree() {
     let r = a.req("PUT", &format!("{loc}{sep}digest={digest}"), Some(&t2)).await.send().await.unwrap();
     assert_eq!(r.status(), 201);
     assert_eq!(b.get_bytes(&format!("/v2/acme/chunked/blobs/{digest}"), &t2).await, data);
+    for s in [&a, &b] {
+        let m = reqwest::get(s.url("/metrics")).await.unwrap().text().await.unwrap();
+        let op = |store: &str, backend: &str, op: &str| {
+            format!("op_duration_seconds_count{{store=\"{store}\",backend=\"{backend}\",op=\"{op}\"}}")
+        };
+        assert!(m.contains(&op("database", "postgres", "set_upload_progress")), "{m}");
+        assert!(m.contains(&op("blob_store", "s3", "upload_write")), "{m}");
+        assert!(!m.contains("op=\"upload_read\""), "the hash state came from the database, no replica read back: {m}");
+    }
 
     // concurrent cold pulls of one blob spread over both replicas: one upstream fetch
     let t = a.token(Some(("alice", &ap)), &["repository:someone/big:pull"]).await;
@@ -192,8 +205,31 @@ async fn two_replicas_behind_a_balancer_agree() {
     assert_eq!(b.api("GET", "/api/v1/me", ("bob", &pw("bob")), None).await.0, 429);
     assert_eq!(a.api("GET", "/api/v1/me", ("bob", &pw("bob")), None).await.0, 429);
 
-    // with one replica gone, the balancer's other one serves
-    drop(b);
+    // the replica serving a cold pull is killed mid-transfer: the client resumes with a Range
+    // request (as docker and containerd do) and the other replica, once the dead one's fill
+    // lease lapses, fetches the blob and serves the rest
+    let t = a.token(Some(("alice", &ap)), &["repository:someone/huge:pull"]).await;
+    assert_eq!(a.req("GET", "/v2/someone/huge/manifests/1", Some(&t)).await.send().await.unwrap().status(), 200);
+    let url = format!("http://{}/v2/someone/huge/blobs/{huge_layer}", lb.addr());
+    let client = reqwest::Client::new();
+    let mut resp = client.get(&url).bearer_auth(&t).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let serving = resp.headers()["x-replica"].to_str().unwrap().to_owned();
+    let mut got = resp.chunk().await.unwrap().unwrap().to_vec();
+    let (victim, survivor) = if serving == a.addr() { (a, b) } else { (b, a) };
+    drop(victim);
+    while let Ok(Some(c)) = resp.chunk().await {
+        got.extend_from_slice(&c);
+    }
+    assert!(got.len() < huge.len(), "the transfer was cut ({} bytes)", got.len());
+    let started = Instant::now();
+    let range = format!("bytes={}-", got.len());
+    let rest = client.get(&url).bearer_auth(&t).header("range", range).send().await.unwrap();
+    assert_eq!(rest.status(), 206);
+    assert_eq!(rest.headers()["x-replica"].to_str().unwrap(), survivor.addr());
+    got.extend_from_slice(&rest.bytes().await.unwrap());
+    assert_eq!(sha256(&got), huge_layer, "the resumed pull is whole");
+    assert!(started.elapsed() < Duration::from_secs(20), "resumed within the lease time: {:?}", started.elapsed());
     assert!(skopeo_pull(&lb.addr(), &creds, "acme/app:1", &work.path().join("p4")).0);
     assert!(skopeo_pull(&lb.addr(), &creds, "acme/app:1", &work.path().join("p5")).0);
 }

@@ -1,0 +1,30 @@
+//! `measured_impl!`: implements a storage port for an adapter with every operation timed and
+//! its backend failures counted in the adapter's `stats: BackendStats` field. This is how
+//! `/metrics` gets latency and errors per backend and per operation without a wrapper type
+//! repeating each port's methods.
+
+/// `measured_impl!(Port, Adapter, { async fn op(&self, ...) -> Result<T> { ... } ... })`
+/// emits `#[async_trait] impl Port for Adapter` with `fn stats` and each method measured.
+macro_rules! measured_impl {
+    ($port:path, $store:ty, {
+        $( $(#[$attr:meta])* async fn $op:ident (&$self:ident $(, $arg:ident : $ty:ty)* $(,)?) -> $ret:ty $body:block )*
+    }) => {
+        #[async_trait::async_trait]
+        impl $port for $store {
+            fn stats(&self) -> &pcore::metrics::BackendStats {
+                &self.stats
+            }
+
+            $(
+                $(#[$attr])*
+                async fn $op(&$self $(, $arg: $ty)*) -> $ret {
+                    let started = std::time::Instant::now();
+                    let result: $ret = async { $body }.await;
+                    let failed = result.as_ref().is_err_and(|e| e.is_backend_failure());
+                    $self.stats.observe(stringify!($op), started.elapsed(), failed);
+                    result
+                }
+            )*
+        }
+    };
+}
