@@ -3,8 +3,10 @@
 # PostgreSQL cluster and an S3 server (moto) on free loopback ports for the storage tests, all
 # state under $PCL_STATE (default /tmp/pcl-test; keep it short: unix socket paths must stay
 # under 108 bytes).
+# PostgreSQL also takes TLS with a certificate from a throwaway CA (PCL_TEST_POSTGRES_CA), which
+# the tests verify.
 # `env` prints the variables the tests read (CONTAINERD_SOCK, DOCKER_SOCK, PCL_TEST_POSTGRES_URL,
-# PCL_TEST_S3_ENDPOINT).
+# PCL_TEST_POSTGRES_CA, PCL_TEST_S3_ENDPOINT).
 set -euo pipefail
 S=${PCL_STATE:-/tmp/pcl-test}
 CSOCK=$S/containerd/containerd.sock
@@ -61,11 +63,24 @@ start_postgres() {
     as_pg "$PGBIN/initdb" -D "$PGDATA" -A trust -U portcullis >"$S/logs/initdb.log" 2>&1 \
       || { tail -20 "$S/logs/initdb.log" >&2; echo "initdb failed" >&2; exit 1; }
   fi
+  [ -f "$S/postgres/server.crt" ] || make_certs "$S/postgres"
   port=$(free_port)
   as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$S/logs/postgres.log" -w \
-    -o "-p $port -k $S/postgres -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null \
+    -o "-p $port -k $S/postgres -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300 -c ssl=on -c ssl_cert_file=$S/postgres/server.crt -c ssl_key_file=$S/postgres/server.key" start >/dev/null \
     || { tail -20 "$S/logs/postgres.log" >&2; echo "PostgreSQL did not start" >&2; exit 1; }
   echo "$port" > "$S/postgres.port"
+}
+# A CA and a server certificate it signs for 127.0.0.1 (PostgreSQL wants its key private).
+make_certs() {
+  d=$1
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=pcl-test-ca -keyout "$d/ca.key" -out "$d/ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' > "$d/server.ext"
+  openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial -days 30 \
+    -extfile "$d/server.ext" -out "$d/server.crt" 2>/dev/null
+  chmod 600 "$d/server.key"
+  [ "$(id -u)" = 0 ] && chown postgres "$d/server.key" "$d/server.crt"
+  return 0
 }
 stop() {
   if pg_alive; then as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -m fast stop >/dev/null || true; fi
@@ -83,6 +98,6 @@ stop() {
 case ${1:-} in
   start) start ;;
   stop) stop ;;
-  env) echo "CONTAINERD_SOCK=$CSOCK DOCKER_SOCK=$DSOCK PCL_TEST_POSTGRES_URL=postgres://portcullis@127.0.0.1:$(cat "$S/postgres.port" 2>/dev/null)/postgres PCL_TEST_S3_ENDPOINT=http://127.0.0.1:$(cat "$S/s3.port" 2>/dev/null)" ;;
+  env) echo "CONTAINERD_SOCK=$CSOCK DOCKER_SOCK=$DSOCK PCL_TEST_POSTGRES_URL=postgres://portcullis@127.0.0.1:$(cat "$S/postgres.port" 2>/dev/null)/postgres PCL_TEST_POSTGRES_CA=$S/postgres/ca.crt PCL_TEST_S3_ENDPOINT=http://127.0.0.1:$(cat "$S/s3.port" 2>/dev/null)" ;;
   *) echo "usage: daemons.sh start|stop|env" >&2; exit 2 ;;
 esac

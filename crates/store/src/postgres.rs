@@ -84,4 +84,19 @@ mod tests {
         let (a, _b) = (a.unwrap(), b.unwrap());
         assert!(pcore::ports::MetaStore::user_by_name(&a, "alice").await.unwrap().is_some());
     }
+
+    #[tokio::test]
+    async fn connects_over_verified_tls_only_with_the_right_ca() {
+        let db = TestDatabase::create().await;
+        let store = super::PgMeta::open(&db.url, 1).await.unwrap();
+        let (ssl,): (bool,) = sqlx::query_as("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(&store.read)
+            .await
+            .unwrap();
+        assert!(ssl, "the connection is encrypted");
+        // the server's certificate is not trusted without the test CA
+        let untrusted = db.url.split('?').next().unwrap().to_owned() + "?sslmode=verify-full";
+        let err = super::PgMeta::open(&untrusted, 1).await.err().expect("refused");
+        assert!(err.to_string().to_lowercase().contains("certificate"), "{err}");
+    }
 }

@@ -12,6 +12,7 @@ use std::io::Write;
 /// `scripts/daemons.sh start` provides), dropped at the end of the test. Without the cluster
 /// the test fails: it is never skipped.
 pub struct TestDatabase {
+    /// The database's URL, over TLS verified against the test CA (`PCL_TEST_POSTGRES_CA`).
     pub url: String,
     admin: String,
     name: String,
@@ -28,7 +29,9 @@ impl TestDatabase {
         // The name is ours (a UUID), not input.
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut c).await.unwrap();
         let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-        TestDatabase { url: format!("{base}/{name}"), admin, name }
+        let ca =
+            std::env::var("PCL_TEST_POSTGRES_CA").expect("PCL_TEST_POSTGRES_CA is not set: see scripts/daemons.sh");
+        TestDatabase { url: format!("{base}/{name}?sslmode=verify-full&sslrootcert={ca}"), admin, name }
     }
 }
 
