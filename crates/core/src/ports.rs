@@ -227,6 +227,21 @@ pub trait UpstreamRegistry: Send + Sync + 'static {
     /// The digest a reference resolves to (HEAD), for revalidating cached tags.
     async fn manifest_digest(&self, repo: &oci::source::UpstreamRepo, reference: &str) -> Result<Option<String>>;
     async fn blob(&self, repo: &oci::source::UpstreamRepo, digest: &str) -> Result<FetchedBlob>;
+    /// A page of the repository's tags (`n` and `last` as in the API), and whether more follow.
+    async fn tags(
+        &self,
+        repo: &oci::source::UpstreamRepo,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> Result<(Vec<String>, bool)>;
+    /// The referrers of a manifest, or `None` when the upstream has no referrers API (clients
+    /// then fall back to the referrers tag schema).
+    async fn referrers(
+        &self,
+        repo: &oci::source::UpstreamRepo,
+        digest: &str,
+        artifact_type: Option<&str>,
+    ) -> Result<Option<Vec<Referrer>>>;
 }
 
 /// Content-addressed blob bytes and in-progress uploads.

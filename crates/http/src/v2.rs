@@ -473,27 +473,43 @@ async fn hosted(st: &AppState, req: Request, ep: Endpoint, subject: &Subject) ->
         }
         Endpoint::Referrers { name, digest, artifact_type } => {
             let refs = reg.referrers(&name, &digest, artifact_type.as_deref()).await?;
-            let manifests: Vec<serde_json::Value> = refs
-                .into_iter()
-                .map(|r| {
-                    let mut d = serde_json::json!({ "mediaType": r.media_type, "digest": r.digest, "size": r.size });
-                    if let Some(t) = r.artifact_type {
-                        d["artifactType"] = t.into();
-                    }
-                    if let Some(a) = r.annotations.and_then(|a| serde_json::from_str::<serde_json::Value>(&a).ok()) {
-                        d["annotations"] = a;
-                    }
-                    d
-                })
-                .collect();
-            let body = serde_json::json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests });
-            let mut r = json(StatusCode::OK, body, OCI_INDEX);
-            if artifact_type.is_some() {
-                r.headers_mut().insert("oci-filters-applied", HeaderValue::from_static("artifactType"));
-            }
-            Ok(r)
+            Ok(referrers_response(refs, artifact_type.is_some()))
         }
     }
+}
+
+/// The referrers index of a manifest (already filtered when `filtered`).
+fn referrers_response(refs: Vec<pcore::model::Referrer>, filtered: bool) -> Response {
+    let manifests: Vec<serde_json::Value> = refs
+        .into_iter()
+        .map(|r| {
+            let mut d = serde_json::json!({ "mediaType": r.media_type, "digest": r.digest, "size": r.size });
+            if let Some(t) = r.artifact_type {
+                d["artifactType"] = t.into();
+            }
+            if let Some(a) = r.annotations.and_then(|a| serde_json::from_str::<serde_json::Value>(&a).ok()) {
+                d["annotations"] = a;
+            }
+            d
+        })
+        .collect();
+    let body = serde_json::json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests });
+    let mut r = json(StatusCode::OK, body, OCI_INDEX);
+    if filtered {
+        r.headers_mut().insert("oci-filters-applied", HeaderValue::from_static("artifactType"));
+    }
+    r
+}
+
+/// Marks a response served from the cache while the upstream is failing.
+fn mark_stale(mut r: Response, stale: bool) -> Response {
+    if stale {
+        r.headers_mut().insert(
+            header::WARNING,
+            HeaderValue::from_static("110 - \"Response is stale: the upstream registry is unavailable\""),
+        );
+    }
+    r
 }
 
 fn range_of(req: &Request) -> Option<String> {
@@ -556,14 +572,7 @@ async fn proxied(st: &AppState, req: Request, ep: Endpoint, up: UpstreamRepo) ->
     match ep {
         Endpoint::Manifest { method: method @ (Method::Get | Method::Head), reference, .. } => {
             let (m, stale) = st.proxy.manifest(&up, &reference).await?;
-            let mut r = manifest_response(method, m);
-            if stale {
-                r.headers_mut().insert(
-                    header::WARNING,
-                    HeaderValue::from_static("110 - \"Response is stale: the upstream registry is unavailable\""),
-                );
-            }
-            Ok(r)
+            Ok(mark_stale(manifest_response(method, m), stale))
         }
         Endpoint::Blob { method: method @ (Method::Get | Method::Head), digest, .. } => {
             let source = st.proxy.blob(&up, &digest).await?;
@@ -571,13 +580,28 @@ async fn proxied(st: &AppState, req: Request, ep: Endpoint, up: UpstreamRepo) ->
             let range = range_of(&req);
             blob_response(range.as_deref(), method, &digest, size, |r| st.proxy.read(source, &digest, r)).await
         }
-        Endpoint::Tags { .. } | Endpoint::Referrers { .. } => Err(V2Error::new(
-            ErrorCode::Unsupported,
-            format!(
-                "listing {} is not supported through the pull-through cache; pull by tag or digest",
-                up.canonical()
-            ),
-        )),
+        Endpoint::Tags { name, page } => {
+            let p = st.proxy.tags(&up, &page).await?;
+            let body = serde_json::json!({ "name": name.as_str(), "tags": p.tags });
+            let r = json(StatusCode::OK, body, "application/json");
+            // An upstream may page without being asked to: carry on with pages of the same size.
+            let paged = Page { n: page.n.or(Some(p.tags.len())), last: None };
+            Ok(mark_stale(with_link(r, &format!("/v2/{name}/tags/list"), &paged, p.tags.last(), p.more), p.stale))
+        }
+        Endpoint::Referrers { digest, artifact_type, .. } => {
+            match st.proxy.referrers(&up, &digest, artifact_type.as_deref()).await? {
+                (Some(refs), stale) => Ok(mark_stale(referrers_response(refs, artifact_type.is_some()), stale)),
+                (None, _) => Err(V2Error::new(
+                    ErrorCode::ManifestUnknown,
+                    format!(
+                        "upstream registry {} has no referrers API; look for the tag {}-{} instead",
+                        up.registry,
+                        digest.algorithm().as_str(),
+                        digest.hex()
+                    ),
+                )),
+            }
+        }
         _ => Err(V2Error::new(
             ErrorCode::Unsupported,
             format!(

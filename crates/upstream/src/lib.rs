@@ -13,10 +13,13 @@ use futures_util::TryStreamExt;
 use oci::source::{DOCKER_HUB, UpstreamRepo};
 use oci::{ErrorCode, manifest};
 use pcore::Error;
+use pcore::model::Referrer;
 use pcore::ports::{FetchedBlob, FetchedManifest, UpstreamRegistry};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Method, Response, StatusCode};
 use tokio::sync::Semaphore;
+
+mod listing;
 
 /// One configured upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -275,6 +278,31 @@ impl Client {
         }
     }
 
+    /// A listing (`tags/list`, `referrers/...`) of the repository: its body and whether a `Link`
+    /// to a next page came with it, or `None` for 404.
+    async fn listing(&self, repo: &UpstreamRepo, what: &str) -> Result<Option<(bytes::Bytes, bool)>, Error> {
+        let u = self.upstream(&repo.registry)?;
+        let _slot = u.slots.acquire().await.map_err(|e| Error::Storage(e.to_string()))?;
+        let scope = format!("repository:{}:pull", repo.path);
+        let resp = self.send(&u, Method::GET, &format!("{}/{what}", repo.path), &scope, "application/json").await?;
+        match resp.status() {
+            StatusCode::OK => {
+                let more = resp.headers().get(reqwest::header::LINK).is_some();
+                if resp.content_length().is_some_and(|l| l > listing::MAX_LISTING_BYTES as u64) {
+                    return Err(unavailable(&u.config.registry, "listing too large"));
+                }
+                let body = resp.bytes().await.map_err(|e| unavailable(&u.config.registry, format!("listing: {e}")))?;
+                if body.len() > listing::MAX_LISTING_BYTES {
+                    return Err(unavailable(&u.config.registry, "listing too large"));
+                }
+                Ok(Some((body, more)))
+            }
+            StatusCode::NOT_FOUND => Ok(None),
+            s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => Err(Self::refused(&u, repo, s)),
+            s => Err(unavailable(&u.config.registry, format!("listing request answered {s}"))),
+        }
+    }
+
     fn refused(u: &Upstream, repo: &UpstreamRepo, status: StatusCode) -> Error {
         Error::Denied(format!(
             "upstream registry {} refused access to {} ({status}): the image may be private or not exist, or the upstream needs credentials",
@@ -370,6 +398,39 @@ impl UpstreamRegistry for Client {
             )),
             s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => Err(Self::refused(&u, repo, s)),
             s => Err(unavailable(&u.config.registry, format!("blob request answered {s}"))),
+        }
+    }
+
+    async fn tags(
+        &self,
+        repo: &UpstreamRepo,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> Result<(Vec<String>, bool), Error> {
+        let what = format!("tags/list{}", listing::tags_query(n, last));
+        match self.listing(repo, &what).await? {
+            Some((body, more)) => listing::tags(&body)
+                .map(|tags| (tags, more))
+                .ok_or_else(|| unavailable(&repo.registry, "the tags list is not valid JSON")),
+            None => Err(Error::Registry(
+                ErrorCode::NameUnknown,
+                format!("{} does not exist at {}", repo.path, repo.registry),
+            )),
+        }
+    }
+
+    async fn referrers(
+        &self,
+        repo: &UpstreamRepo,
+        digest: &str,
+        artifact_type: Option<&str>,
+    ) -> Result<Option<Vec<Referrer>>, Error> {
+        let filter = artifact_type.map(|t| format!("?artifactType={}", listing::escape(t))).unwrap_or_default();
+        match self.listing(repo, &format!("referrers/{digest}{filter}")).await? {
+            Some((body, _)) => listing::referrers(&body)
+                .map(Some)
+                .ok_or_else(|| unavailable(&repo.registry, "the referrers index is not valid JSON")),
+            None => Ok(None),
         }
     }
 }

@@ -21,6 +21,11 @@ pub struct Env {
 }
 
 pub async fn setup(extra: &[(&str, &str)]) -> Env {
+    setup_with_upstream(None, extra).await
+}
+
+/// `setup`, with one more upstream (an inline TOML table such as `{registry="quay.io",url=...}`).
+pub async fn setup_with_upstream(more: Option<&str>, extra: &[(&str, &str)]) -> Env {
     let work = tempfile::tempdir().unwrap();
     let layout = images::make(&work.path().join("layout"));
     let hub = Registry::start().await;
@@ -31,9 +36,10 @@ pub async fn setup(extra: &[(&str, &str)]) -> Env {
     ghcr.push(&layout.dir, "tiny", "owner/tool:1");
     let fp = FaultProxy::start(&hub).await;
     let ups = format!(
-        "[{{registry=\"docker.io\",url=\"http://{}\"}},{{registry=\"ghcr.io\",url=\"http://{}\"}}]",
+        "[{{registry=\"docker.io\",url=\"http://{}\"}},{{registry=\"ghcr.io\",url=\"http://{}\"}}{}]",
         fp.addr(),
-        ghcr.addr()
+        ghcr.addr(),
+        more.map(|m| format!(",{m}")).unwrap_or_default()
     );
     let mut env = vec![
         ("PORTCULLIS_ADMIN_PASSWORD", ADMIN_PW),
@@ -449,4 +455,109 @@ async fn lying_manifests_missing_images_and_abandoned_fills() {
     let b = e.s.get_bytes(&format!("/v2/library/big/blobs/{d}"), &t).await;
     assert_eq!(sha256(&b), d);
     assert_eq!(e.fp.count("GET", &format!("/blobs/{d}")), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_lists_and_referrers_through_the_cache() {
+    // Another portcullis stands in for an upstream with the referrers API (as quay.io, reached
+    // with credentials); distribution 2.8 (docker.io here) has none.
+    let vendor =
+        Server::launch(tempfile::tempdir().unwrap(), &[("PORTCULLIS_ADMIN_PASSWORD", ADMIN_PW)], None, "http").await;
+    vendor.create_user("carol").await;
+    vendor.create_org("vendor", "carol").await;
+    let cp = pw("carol");
+    let vt = vendor.token(Some(("carol", &cp)), &["repository:vendor/tool:pull,push"]).await;
+    let mut subject = (String::new(), 0);
+    for tag in ["1", "2", "3"] {
+        let (d, _, m) =
+            crate::v2::push_image(&vendor, &vt, "vendor/tool", tag, format!("layer {tag}").as_bytes()).await;
+        if tag == "1" {
+            subject = (d, m.len());
+        }
+    }
+    let cfg = crate::v2::push_blob(&vendor, &vt, "vendor/tool", b"{}").await;
+    let sig = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/vnd.example.sig",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": cfg, "size": 2}, "layers": [],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": subject.0, "size": subject.1}})
+    .to_string();
+    let sd = sha256(sig.as_bytes());
+    let r = vendor
+        .req("PUT", &format!("/v2/vendor/tool/manifests/{sd}"), Some(&vt))
+        .await
+        .header("content-type", OCI_MANIFEST)
+        .body(sig)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let quay =
+        format!("{{registry=\"quay.io\",url=\"http://{}\",username=\"carol\",password=\"{cp}\"}}", vendor.addr());
+    let e = setup_with_upstream(Some(&quay), &[]).await;
+    let ap = pw("alice");
+
+    // a real client lists tags through the gateway, of both upstreams
+    let creds = format!("alice:{ap}");
+    for (image, tags) in [("quay.io/vendor/tool", json!(["1", "2", "3"])), ("library/tiny", json!(["1"]))] {
+        let (ok, out) = skopeo(&[
+            "list-tags",
+            "--tls-verify=false",
+            "--creds",
+            &creds,
+            &format!("docker://{}/{image}", e.s.addr()),
+        ]);
+        assert!(ok, "{out}");
+        assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["Tags"], tags, "{image}");
+    }
+    // pages carry on through Link
+    let t = e.s.token(Some(("alice", &ap)), &["repository:quay.io/vendor/tool:pull"]).await;
+    let r = e.s.req("GET", "/v2/quay.io/vendor/tool/tags/list?n=2", Some(&t)).await.send().await.unwrap();
+    assert_eq!(r.headers()["link"], "</v2/quay.io/vendor/tool/tags/list?n=2&last=2>; rel=\"next\"");
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"name": "quay.io/vendor/tool", "tags": ["1", "2"]}));
+    let r = e.s.req("GET", "/v2/quay.io/vendor/tool/tags/list?n=2&last=2", Some(&t)).await.send().await.unwrap();
+    assert!(r.headers().get("link").is_none());
+    assert_eq!(r.json::<Value>().await.unwrap()["tags"], json!(["3"]));
+
+    // referrers come from the upstream, filtered by artifact type
+    let path = format!("/v2/quay.io/vendor/tool/referrers/{}", subject.0);
+    let v: Value = e.s.req("GET", &path, Some(&t)).await.send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["manifests"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(
+        (v["manifests"][0]["digest"].as_str(), v["manifests"][0]["artifactType"].as_str()),
+        (Some(sd.as_str()), Some("application/vnd.example.sig"))
+    );
+    let r = e.s.req("GET", &format!("{path}?artifactType=application/other"), Some(&t)).await.send().await.unwrap();
+    assert_eq!(r.headers()["oci-filters-applied"], "artifactType");
+    assert_eq!(r.json::<Value>().await.unwrap()["manifests"], json!([]));
+    // an upstream without the referrers API: 404, so clients use the tag schema
+    let th = e.s.token(Some(("alice", &ap)), &["repository:library/tiny:pull"]).await;
+    let m = e.s.req("GET", "/v2/library/tiny/manifests/1", Some(&th)).await.send().await.unwrap();
+    let d = m.headers()["docker-content-digest"].to_str().unwrap().to_owned();
+    let r = e.s.req("GET", &format!("/v2/library/tiny/referrers/{d}"), Some(&th)).await.send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("MANIFEST_UNKNOWN") && body.contains("has no referrers API"), "{body}");
+    // a repository the upstream does not have
+    let tn = e.s.token(Some(("alice", &ap)), &["repository:library/nope:pull"]).await;
+    let r = e.s.req("GET", "/v2/library/nope/tags/list", Some(&tn)).await.send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.text().await.unwrap().contains("NAME_UNKNOWN"));
+
+    // with the upstream gone, what went through the cache is served, marked stale
+    for reference in ["1", sd.as_str()] {
+        let r =
+            e.s.req("GET", &format!("/v2/quay.io/vendor/tool/manifests/{reference}"), Some(&t))
+                .await
+                .send()
+                .await
+                .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    drop(vendor);
+    let r = e.s.req("GET", "/v2/quay.io/vendor/tool/tags/list", Some(&t)).await.send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["warning"].to_str().unwrap().starts_with("110"));
+    assert_eq!(r.json::<Value>().await.unwrap()["tags"], json!(["1"]));
+    let r = e.s.req("GET", &path, Some(&t)).await.send().await.unwrap();
+    assert!(r.headers().contains_key("warning"));
+    assert_eq!(r.json::<Value>().await.unwrap()["manifests"][0]["digest"], sd.as_str());
 }

@@ -38,7 +38,7 @@ async fn code(r: reqwest::Response) -> (u16, String, Value) {
 }
 
 /// Monolithic blob push; returns the digest.
-async fn push_blob(s: &Server, t: &str, repo: &str, data: &[u8]) -> String {
+pub(crate) async fn push_blob(s: &Server, t: &str, repo: &str, data: &[u8]) -> String {
     let d = sha256(data);
     let r = s
         .req("POST", &format!("/v2/{repo}/blobs/uploads/?digest={d}"), Some(t))
@@ -62,7 +62,7 @@ fn manifest(config: &str, csize: usize, layer: &str, lsize: usize) -> Vec<u8> {
 }
 
 /// Pushes a small image to `repo:tag`; returns (manifest digest, layer digest, manifest bytes).
-async fn push_image(s: &Server, t: &str, repo: &str, tag: &str, layer: &[u8]) -> (String, String, Vec<u8>) {
+pub(crate) async fn push_image(s: &Server, t: &str, repo: &str, tag: &str, layer: &[u8]) -> (String, String, Vec<u8>) {
     let cfg = br#"{"architecture":"amd64","os":"linux"}"#;
     let c = push_blob(s, t, repo, cfg).await;
     let l = push_blob(s, t, repo, layer).await;

@@ -7,6 +7,7 @@
 //! upload file and every client follows the growing file; the last byte is released only once
 //! the digest has been verified, so a lying or truncated upstream ends every transfer as failed
 //! and leaves nothing cached. The fill runs on its own task and outlives its first client.
+//! Tags lists and referrers (`listing.rs`) are asked of the upstream each time.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,6 +28,9 @@ use crate::now;
 use crate::ports::{BlobStore, ByteStream, GrowingReader, MetaStore, UpstreamRegistry};
 use crate::registry::{Hasher, ServedManifest};
 use std::io::Write as _;
+
+mod listing;
+pub use listing::TagPage;
 
 const FILL_CHUNK: usize = 1024 * 1024;
 const READ_CHUNK: u64 = 512 * 1024;
