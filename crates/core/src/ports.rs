@@ -272,6 +272,9 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn delete(&self, digest: &str) -> Result<()>;
     /// Every stored blob digest, sorted (fsck, gc).
     async fn list(&self) -> Result<Vec<String>>;
+    /// A short-lived URL from which a client may fetch the blob directly (a presigned S3 URL),
+    /// when the store is set to hand those out. Callers decide access first.
+    async fn redirect_url(&self, digest: &str) -> Result<Option<String>>;
     /// Moves a blob aside so that it is no longer served (fsck).
     async fn quarantine(&self, digest: &str) -> Result<()>;
     /// Cheap reachability check for `/readyz`.

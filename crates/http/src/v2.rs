@@ -434,6 +434,9 @@ async fn hosted(st: &AppState, req: Request, ep: Endpoint, subject: &Subject) ->
         }
         Endpoint::Blob { method, name, digest } => {
             let size = reg.blob(&name, &digest).await?;
+            if let Some(r) = redirect(st, method, &digest).await? {
+                return Ok(r);
+            }
             let range = range_of(&req);
             blob_response(range.as_deref(), method, &digest, size, |r| reg.read_blob(&digest, r)).await
         }
@@ -512,6 +515,23 @@ fn mark_stale(mut r: Response, stale: bool) -> Response {
     r
 }
 
+/// A 307 to a presigned URL of the blob, when the blob store hands those out (S3 with
+/// `s3.redirect`) and this is a GET. Access has been decided before this is asked.
+async fn redirect(st: &AppState, method: Method, digest: &oci::Digest) -> Result<Option<Response>, V2Error> {
+    if method != Method::Get {
+        return Ok(None);
+    }
+    let Some(to) = st.blobs.redirect_url(&digest.to_string()).await? else { return Ok(None) };
+    let r = Response::builder()
+        .status(StatusCode::TEMPORARY_REDIRECT)
+        .header(header::LOCATION, to)
+        .header("docker-content-digest", digest.to_string())
+        .header(header::CONTENT_LENGTH, 0)
+        .body(Body::empty())
+        .map_err(|e| V2Error::from(pcore::Error::Storage(format!("redirect: {e}"))))?;
+    Ok(Some(r))
+}
+
 fn range_of(req: &Request) -> Option<String> {
     req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
@@ -576,6 +596,11 @@ async fn proxied(st: &AppState, req: Request, ep: Endpoint, up: UpstreamRepo) ->
         }
         Endpoint::Blob { method: method @ (Method::Get | Method::Head), digest, .. } => {
             let source = st.proxy.blob(&up, &digest).await?;
+            if source.is_stored()
+                && let Some(r) = redirect(st, method, &digest).await?
+            {
+                return Ok(r);
+            }
             let size = source.size;
             let range = range_of(&req);
             blob_response(range.as_deref(), method, &digest, size, |r| st.proxy.read(source, &digest, r)).await

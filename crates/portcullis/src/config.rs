@@ -83,6 +83,11 @@ pub struct S3 {
     pub secret_access_key_file: Option<PathBuf>,
     /// Path-style URLs (`host/bucket/key`), as MinIO, Ceph and most self-hosted servers want.
     pub path_style: bool,
+    /// Answer blob GETs, once access is decided, with a 307 to a presigned bucket URL, so that
+    /// clients download from the object store directly (it must be reachable from them).
+    pub redirect: bool,
+    /// How long a presigned URL stays valid.
+    pub redirect_ttl_secs: u64,
 }
 
 impl Default for S3 {
@@ -96,6 +101,8 @@ impl Default for S3 {
             secret_access_key: None,
             secret_access_key_file: None,
             path_style: false,
+            redirect: false,
+            redirect_ttl_secs: 300,
         }
     }
 }
@@ -130,6 +137,9 @@ impl S3 {
             access_key_id,
             secret_access_key,
             path_style: self.path_style,
+            redirect_ttl: self
+                .redirect
+                .then(|| std::time::Duration::from_secs(self.redirect_ttl_secs.clamp(1, 7 * 86400))),
         }))
     }
 }

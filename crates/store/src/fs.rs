@@ -217,6 +217,10 @@ measured_impl!(BlobStore, FsBlobs, {
         blocking(move || FsBlobs::list_digests(&root)).await
     }
 
+    async fn redirect_url(&self, _digest: &str) -> Result<Option<String>> {
+        Ok(None)
+    }
+
     async fn quarantine(&self, digest: &str) -> Result<()> {
         let from = self.blob_path(digest)?;
         let to = self.root.join("quarantine").join(digest.replace(':', "-"));

@@ -14,8 +14,9 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
+use object_store::signer::Signer;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use pcore::error::{Error, Result};
 use pcore::metrics::BackendStats;
@@ -35,6 +36,8 @@ pub struct S3Config {
     pub secret_access_key: String,
     /// `https://host/bucket/key` instead of `https://bucket.host/key` (MinIO, Ceph, moto).
     pub path_style: bool,
+    /// Hand out presigned blob URLs valid this long (`BlobStore::redirect_url`).
+    pub redirect_ttl: Option<std::time::Duration>,
 }
 
 pub struct S3Blobs {
@@ -42,6 +45,8 @@ pub struct S3Blobs {
     /// Uploads committed by this process → their blob, for readers still open on them.
     committed: Arc<Mutex<HashMap<String, String>>>,
     stats: BackendStats,
+    /// Signs blob URLs, with their lifetime, when redirects are on.
+    signer: Option<(Arc<AmazonS3>, std::time::Duration)>,
 }
 
 fn storage(e: object_store::Error) -> Error {
@@ -118,7 +123,13 @@ impl S3Blobs {
             .with_virtual_hosted_style_request(!c.path_style)
             .build()
             .map_err(|e| Error::Invalid(format!("invalid S3 configuration: {e}")))?;
-        Ok(S3Blobs { store: Arc::new(store), committed: Arc::default(), stats: BackendStats::new("blob_store", "s3") })
+        let store = Arc::new(store);
+        Ok(S3Blobs {
+            signer: c.redirect_ttl.map(|ttl| (store.clone(), ttl)),
+            store,
+            committed: Arc::default(),
+            stats: BackendStats::new("blob_store", "s3"),
+        })
     }
 }
 
@@ -358,6 +369,13 @@ measured_impl!(BlobStore, S3Blobs, {
         Ok(out)
     }
 
+    async fn redirect_url(&self, digest: &str) -> Result<Option<String>> {
+        let Some((signer, ttl)) = &self.signer else { return Ok(None) };
+        let url =
+            signer.signed_url(object_store::signer::Method::GET, &blob_key(digest)?, *ttl).await.map_err(storage)?;
+        Ok(Some(url.to_string()))
+    }
+
     async fn quarantine(&self, digest: &str) -> Result<()> {
         let to = Path::from(format!("quarantine/{}", digest.replace(':', "-")));
         self.store.copy(&blob_key(digest)?, &to).await.map_err(storage)?;
@@ -397,6 +415,7 @@ mod tests {
             store: store.store.clone(),
             committed: Default::default(),
             stats: pcore::metrics::BackendStats::new("blob_store", "s3"),
+            signer: None,
         };
         let mut read = Vec::new();
         let mut s = other.upload_read("0b-1").await.unwrap();

@@ -73,6 +73,7 @@ pub fn test_bucket() -> crate::S3Config {
         access_key_id: "test".into(),
         secret_access_key: "test".into(),
         path_style: true,
+        redirect_ttl: None,
     }
 }
 

@@ -101,6 +101,13 @@ pub struct BlobSource {
     following: Option<watch::Receiver<Fill>>,
 }
 
+impl BlobSource {
+    /// The blob is whole in the store (not a fill in flight).
+    pub fn is_stored(&self) -> bool {
+        self.following.is_none()
+    }
+}
+
 struct Shared {
     meta: Arc<dyn MetaStore>,
     blobs: Arc<dyn BlobStore>,

@@ -157,3 +157,64 @@ async fn migrate_data_moves_an_instance_to_postgres_and_s3() {
     // new rows get new ids after the copied ones
     assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams", ("alice", &ap), Some(json!({"name": "qa"}))).await.0, 201);
 }
+
+/// With `s3.redirect`, blob GETs answer 307 to a presigned bucket URL — after the access
+/// decision, so someone without access gets the refusal, never a URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blob_gets_redirect_to_presigned_bucket_urls_after_the_decision() {
+    let db = store::testsuite::TestDatabase::create().await;
+    let bucket = store::testsuite::test_bucket();
+    let mut env = crate::support::scale_env(&db, &bucket);
+    env.extend([
+        ("PORTCULLIS_ADMIN_PASSWORD", ADMIN_PW),
+        ("PORTCULLIS_S3__REDIRECT", "true"),
+        ("PORTCULLIS_S3__REDIRECT_TTL_SECS", "120"),
+    ]);
+    let s = Server::launch(tempfile::tempdir().unwrap(), &env, None, "http").await;
+    for u in ["alice", "carol"] {
+        s.create_user(u).await;
+    }
+    s.create_org("acme", "alice").await;
+    let work = tempfile::tempdir().unwrap();
+    let layout = crate::images::make(&work.path().join("layout"));
+    let creds = format!("alice:{}", pw("alice"));
+    let (ok, out) = run(Command::new("skopeo").args([
+        "copy",
+        "-q",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds,
+        &format!("oci:{}:tiny", layout.dir.display()),
+        &format!("docker://{}/acme/app:1", s.addr()),
+    ]));
+    assert!(ok, "{out}");
+    // a real client follows the redirects to the bucket
+    let (ok, out) = crate::support::skopeo_pull(&s.addr(), &creds, "acme/app:1", &work.path().join("pulled"));
+    assert!(ok, "{out}");
+
+    let no_follow = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let path = format!("/v2/acme/app/blobs/{}", layout.tiny_layer);
+    let t = s.token(Some(("alice", &pw("alice"))), &["repository:acme/app:pull"]).await;
+    let r = no_follow.get(s.url(&path)).bearer_auth(&t).send().await.unwrap();
+    assert_eq!(r.status(), 307);
+    assert_eq!(r.headers()["docker-content-digest"], layout.tiny_layer.as_str());
+    let to = r.headers()["location"].to_str().unwrap().to_owned();
+    let hex = &layout.tiny_layer["sha256:".len()..];
+    assert!(to.starts_with(&format!("{}/{}/blobs/sha256/{hex}?", bucket.endpoint, bucket.bucket)), "{to}");
+    assert!(to.contains("X-Amz-Signature=") && to.contains("X-Amz-Expires=120"), "{to}");
+    let body = reqwest::get(&to).await.unwrap().bytes().await.unwrap();
+    assert_eq!(crate::support::sha256(&body), layout.tiny_layer, "the URL serves the blob, without our token");
+    // HEAD is answered here
+    let r = no_follow.head(s.url(&path)).bearer_auth(&t).send().await.unwrap();
+    assert_eq!(
+        (r.status().as_u16(), r.headers()["content-length"].to_str().unwrap()),
+        (200, body.len().to_string().as_str())
+    );
+    // no access, no URL
+    let tc = s.token(Some(("carol", &pw("carol"))), &["repository:acme/app:pull"]).await;
+    let r = no_follow.get(s.url(&path)).bearer_auth(&tc).send().await.unwrap();
+    assert!(matches!(r.status().as_u16(), 401 | 403 | 404), "{}", r.status());
+    assert!(r.headers().get("location").is_none());
+    let r = no_follow.get(s.url(&path)).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+}
