@@ -4,7 +4,8 @@
 //! Tags are cached for `tag_ttl_secs`, then revalidated with a HEAD; when the upstream fails,
 //! the cached tag is served and marked stale. Manifests by digest are cached for good. An
 //! uncached blob is fetched once however many clients ask (single flight): the fill writes an
-//! upload file and every client follows the growing file; the last byte is released only once
+//! upload file and every client follows it (from the batch just written, still in memory, when
+//! the client keeps up; from the file when it lags); the last byte is released only once
 //! the digest has been verified, so a lying or truncated upstream ends every transfer as failed
 //! and leaves nothing cached. The fill runs on its own task and outlives its first client.
 //! Tags lists and referrers (`listing.rs`) are asked of the upstream each time.
@@ -43,6 +44,31 @@ pub struct ProxyConfig {
     pub cache_max_bytes: u64,
 }
 
+/// The batch of bytes the fill wrote last, still in memory: followers at the live edge take
+/// their bytes from it rather than reading the file back.
+#[derive(Clone)]
+struct Recent {
+    start: u64,
+    pieces: Arc<Vec<Bytes>>,
+}
+
+impl Recent {
+    /// Up to `max` bytes at `off`, when the batch holds `off` (a view, not a copy).
+    fn slice(&self, off: u64, max: u64) -> Option<Bytes> {
+        let mut at = self.start;
+        for p in self.pieces.iter() {
+            let len = p.len() as u64;
+            if off >= at && off < at + len {
+                let from = (off - at) as usize;
+                let n = (at + len - off).min(max) as usize;
+                return Some(p.slice(from..from + n));
+            }
+            at += len;
+        }
+        None
+    }
+}
+
 /// The state of one blob fill, watched by the clients following it.
 #[derive(Clone)]
 enum Fill {
@@ -51,6 +77,7 @@ enum Fill {
         written: u64,
         size: u64,
         reader: Arc<dyn GrowingReader>,
+        recent: Option<Recent>,
     },
     Done {
         size: u64,
@@ -351,7 +378,15 @@ fn follow(watch: watch::Receiver<Fill>, start: u64, end: u64) -> ByteStream {
             let (available, reader) = match state {
                 Fill::Starting => (0, None),
                 // Hold back the last byte until the digest is verified.
-                Fill::Running { written, size, reader } => (written.min(size.saturating_sub(1)), Some(reader)),
+                Fill::Running { written, size, reader, recent } => {
+                    let available = written.min(size.saturating_sub(1));
+                    let max = available.saturating_sub(off).min(end - off).min(READ_CHUNK);
+                    if let Some(b) = recent.filter(|_| max > 0).and_then(|r| r.slice(off, max)) {
+                        let next = off + b.len() as u64;
+                        return Some((Ok(b), (w, next, closed)));
+                    }
+                    (available, Some(reader))
+                }
                 Fill::Done { size, reader } => (size, Some(reader)),
                 Fill::Cached { .. } => {
                     let err = std::io::Error::other("blob fill moved to another replica");
@@ -479,18 +514,22 @@ async fn fill(s: &Shared, up: &UpstreamRepo, digest: &Digest, id: &str, tx: &Arc
     s.blobs.upload_create(id).await?;
     let reader = s.blobs.upload_open(id).await?;
     let mut out = s.blobs.upload_writer(id).await?;
-    let _ = tx.send(Fill::Running { written: 0, size, reader: reader.clone() });
-    let (chunks, mut incoming) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let _ = tx.send(Fill::Running { written: 0, size, reader: reader.clone(), recent: None });
+    let (chunks, mut incoming) = tokio::sync::mpsc::channel::<Vec<Bytes>>(4);
     let (progress, algo, metrics) = (tx.clone(), digest.algorithm(), s.metrics.clone());
     let writer = tokio::task::spawn_blocking(move || -> std::io::Result<(Hasher, u64)> {
         let mut hasher = Hasher::new(algo);
         let mut written = 0u64;
-        while let Some(data) = incoming.blocking_recv() {
-            hasher.update(&data);
-            out.write_all(&data)?;
-            written += data.len() as u64;
-            metrics.upstream_bytes.fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            progress.send_replace(Fill::Running { written, size, reader: reader.clone() });
+        while let Some(pieces) = incoming.blocking_recv() {
+            let start = written;
+            for p in &pieces {
+                hasher.update(p);
+                out.write_all(p)?;
+                written += p.len() as u64;
+            }
+            metrics.upstream_bytes.fetch_add(written - start, std::sync::atomic::Ordering::Relaxed);
+            let recent = Some(Recent { start, pieces: Arc::new(pieces) });
+            progress.send_replace(Fill::Running { written, size, reader: reader.clone(), recent });
         }
         out.flush()?;
         Ok((hasher, written))
@@ -511,14 +550,16 @@ async fn fill(s: &Shared, up: &UpstreamRepo, digest: &Digest, id: &str, tx: &Arc
     Ok(size)
 }
 
-/// Moves the upstream body into the writer's channel in chunks of about 256 KiB.
+/// Moves the upstream body into the writer's channel in batches of about `FILL_CHUNK` bytes
+/// (the pieces as received, not copied).
 async fn receive(
     mut body: ByteStream,
     size: u64,
     digest: &Digest,
-    chunks: &tokio::sync::mpsc::Sender<Bytes>,
+    chunks: &tokio::sync::mpsc::Sender<Vec<Bytes>>,
 ) -> Result<()> {
-    let mut buf = BytesMut::new();
+    let mut batch: Vec<Bytes> = Vec::new();
+    let mut batched = 0usize;
     let mut total = 0u64;
     loop {
         let next = body.next().await;
@@ -531,10 +572,12 @@ async fn receive(
                     "upstream sent more than the announced {size} bytes of {digest}"
                 )));
             }
-            buf.extend_from_slice(&chunk);
+            batched += chunk.len();
+            batch.push(chunk);
         }
-        if buf.len() >= FILL_CHUNK || (done && !buf.is_empty()) {
-            chunks.send(buf.split().freeze()).await.map_err(|_| Error::Storage("blob writer stopped".into()))?;
+        if batched >= FILL_CHUNK || (done && !batch.is_empty()) {
+            batched = 0;
+            chunks.send(std::mem::take(&mut batch)).await.map_err(|_| Error::Storage("blob writer stopped".into()))?;
         }
         if done {
             return Ok(());
@@ -580,4 +623,20 @@ pub async fn evict(
         }
     }
     Ok(evicted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_bytes_are_sliced_where_a_follower_stands() {
+        let r = Recent { start: 100, pieces: Arc::new(vec![Bytes::from_static(b"abc"), Bytes::from_static(b"defgh")]) };
+        assert_eq!(r.slice(100, 10).as_deref(), Some(&b"abc"[..]));
+        assert_eq!(r.slice(101, 1).as_deref(), Some(&b"b"[..]));
+        assert_eq!(r.slice(103, 10).as_deref(), Some(&b"defgh"[..]), "one piece at a time");
+        assert_eq!(r.slice(105, 2).as_deref(), Some(&b"fg"[..]));
+        assert_eq!(r.slice(99, 10), None, "before the batch: read the file");
+        assert_eq!(r.slice(108, 10), None, "past the batch");
+    }
 }
