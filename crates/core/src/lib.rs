@@ -13,6 +13,7 @@ pub mod model;
 pub mod orgs;
 pub mod ports;
 pub mod proxy;
+pub mod purge;
 pub mod registry;
 pub mod requests;
 pub mod sessions;

@@ -114,6 +114,8 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Records the bytes received so far and the running hash over them, together.
     async fn set_upload_progress(&self, id: &str, size: u64, hash_state: &[u8]) -> Result<()>;
     async fn delete_upload(&self, id: &str) -> Result<()>;
+    /// Ids of uploads started before `before`.
+    async fn uploads_started_before(&self, before: i64) -> Result<Vec<String>>;
 
     // --- pull-through cache
     /// The digest a tag points to and when it was last confirmed.
@@ -272,6 +274,8 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn delete(&self, digest: &str) -> Result<()>;
     /// Every stored blob digest, sorted (fsck, gc).
     async fn list(&self) -> Result<Vec<String>>;
+    /// Every upload in the store with when it was last written (unix seconds).
+    async fn list_uploads(&self) -> Result<Vec<(String, i64)>>;
     /// A short-lived URL from which a client may fetch the blob directly (a presigned S3 URL),
     /// when the store is set to hand those out. Callers decide access first.
     async fn redirect_url(&self, digest: &str) -> Result<Option<String>>;

@@ -157,10 +157,31 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: draining requests");
 }
 
+/// Purges uploads untouched for a day, once an hour (idempotent: replicas may all do it).
+async fn purge_uploads_hourly(state: Arc<AppState>) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        every.tick().await;
+        let purged = pcore::purge::purge_uploads(
+            state.meta.as_ref(),
+            state.blobs.as_ref(),
+            pcore::now(),
+            pcore::purge::UPLOAD_MAX_AGE_SECS,
+        )
+        .await;
+        match purged {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "abandoned uploads purged"),
+            Err(e) => tracing::error!(error = %e, "cannot purge abandoned uploads"),
+        }
+    }
+}
+
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     init_logging(&config);
     let state = build(&config).await?;
     tokio::spawn(follow_changes(state.clone()));
+    tokio::spawn(purge_uploads_hourly(state.clone()));
     let app = phttp::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let addr: SocketAddr = config.listen.parse()?;
     if let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) {

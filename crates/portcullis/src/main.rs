@@ -60,11 +60,15 @@ enum Command {
         #[arg(long)]
         blobs_to: Option<String>,
     },
-    /// Delete unreferenced blobs and evict cached upstream blobs beyond the budget.
+    /// Delete unreferenced blobs, evict cached upstream blobs beyond the budget and purge
+    /// abandoned uploads.
     Gc {
         /// Cache budget in bytes (default: proxy.cache_max_bytes).
         #[arg(long)]
         max_bytes: Option<u64>,
+        /// Purge uploads not written to for this many seconds (default: a day).
+        #[arg(long, default_value_t = pcore::purge::UPLOAD_MAX_AGE_SECS)]
+        uploads_older_than: i64,
     },
     /// Write client configuration that sends pulls through the gateway (docker, containerd,
     /// podman, k3s, Docker Desktop registry.json).
@@ -231,7 +235,7 @@ fn main() -> std::process::ExitCode {
                 Ok(())
             }
             Command::Fsck { quarantine } => tasks::fsck(&config, quarantine).await,
-            Command::Gc { max_bytes } => tasks::gc(&config, max_bytes).await,
+            Command::Gc { max_bytes, uploads_older_than } => tasks::gc(&config, max_bytes, uploads_older_than).await,
             Command::MigrateData { from, to, blobs_to } => {
                 tasks::migrate_data(&config, &from, &to, blobs_to.as_deref()).await
             }

@@ -136,9 +136,14 @@ pub async fn reset_password(config: &Config, username: &str) -> anyhow::Result<(
 }
 
 /// Garbage collection: evicts cached upstream blobs beyond the budget, then deletes blobs no
-/// repository links and no manifest references, and stored files the database does not know.
-pub async fn gc(config: &Config, max_bytes: Option<u64>) -> anyhow::Result<()> {
+/// repository links and no manifest references, stored files the database does not know, and
+/// uploads untouched for `uploads_older_than` seconds.
+pub async fn gc(config: &Config, max_bytes: Option<u64>, uploads_older_than: i64) -> anyhow::Result<()> {
     let stores = open_stores(config).await?;
+    let purged =
+        pcore::purge::purge_uploads(stores.meta.as_ref(), stores.blobs.as_ref(), pcore::now(), uploads_older_than)
+            .await?;
+    println!("gc: {purged} abandoned uploads purged");
     let budget = max_bytes.unwrap_or(config.proxy.cache_max_bytes);
     if budget > 0 {
         let n = pcore::proxy::evict(stores.meta.as_ref(), stores.blobs.as_ref(), budget, |_| false).await?;

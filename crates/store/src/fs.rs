@@ -217,6 +217,21 @@ measured_impl!(BlobStore, FsBlobs, {
         blocking(move || FsBlobs::list_digests(&root)).await
     }
 
+    async fn list_uploads(&self) -> Result<Vec<(String, i64)>> {
+        let dir = self.root.join("uploads");
+        blocking(move || {
+            let mut out = Vec::new();
+            for e in std::fs::read_dir(dir)?.flatten() {
+                let modified = e.metadata()?.modified()?;
+                let secs = modified.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+                out.push((e.file_name().to_string_lossy().into_owned(), secs));
+            }
+            out.sort();
+            Ok(out)
+        })
+        .await
+    }
+
     async fn redirect_url(&self, _digest: &str) -> Result<Option<String>> {
         Ok(None)
     }

@@ -369,6 +369,18 @@ measured_impl!(BlobStore, S3Blobs, {
         Ok(out)
     }
 
+    async fn list_uploads(&self) -> Result<Vec<(String, i64)>> {
+        let mut latest: std::collections::BTreeMap<String, i64> = Default::default();
+        let mut objects = self.store.list(Some(&Path::from("uploads")));
+        while let Some(m) = objects.try_next().await.map_err(storage)? {
+            if let Some(id) = m.location.parts().nth(1) {
+                let t = latest.entry(id.as_ref().to_owned()).or_insert(i64::MIN);
+                *t = (*t).max(m.last_modified.timestamp());
+            }
+        }
+        Ok(latest.into_iter().collect())
+    }
+
     async fn redirect_url(&self, digest: &str) -> Result<Option<String>> {
         let Some((signer, ttl)) = &self.signer else { return Ok(None) };
         let url =

@@ -734,6 +734,15 @@ macro_rules! meta_store {
                 Ok(())
             }
 
+            async fn uploads_started_before(&self, before: i64) -> Result<Vec<String>> {
+                let r: Vec<(String,)> = sqlx::query_as("SELECT id FROM uploads WHERE started_at < $1 ORDER BY id")
+                    .bind(before)
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(db)?;
+                Ok(r.into_iter().map(|(id,)| id).collect())
+            }
+
             async fn tag_entry(&self, repo_id: i64, tag: &str) -> Result<Option<(String, i64)>> {
                 sqlx::query_as("SELECT digest, updated_at FROM tags WHERE repo_id = $1 AND name = $2")
                     .bind(repo_id)

@@ -199,6 +199,8 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     // uploads
     s.create_upload("u-1", "acme/app", 10).await.unwrap();
     assert_eq!(s.upload("u-1").await.unwrap().unwrap().hash_state, None);
+    assert_eq!(s.uploads_started_before(11).await.unwrap(), vec!["u-1".to_owned()]);
+    assert!(s.uploads_started_before(10).await.unwrap().is_empty());
     s.set_upload_progress("u-1", 42, &[1, 2, 3]).await.unwrap();
     let u = s.upload("u-1").await.unwrap().unwrap();
     assert_eq!((u.repo.as_str(), u.size, u.hash_state), ("acme/app", 42, Some(vec![1, 2, 3])));
@@ -403,6 +405,14 @@ pub async fn blob_suite(s: &dyn BlobStore) {
     s.upload_commit("0a-5", abcd, 4).await.unwrap();
     assert_eq!(collect(s.read(abcd, 0, 4).await.unwrap()).await, b"abcd");
     s.delete(abcd).await.unwrap();
+    // uploads are listed with when they were written, until deleted
+    s.upload_create("0a-6").await.unwrap();
+    s.upload_write("0a-6", 0, Bytes::from_static(b"x")).await.unwrap();
+    let listed = s.list_uploads().await.unwrap();
+    let t = listed.iter().find(|(id, _)| id == "0a-6").map(|(_, t)| *t).expect("listed");
+    assert!((t - pcore::now()).abs() < 300, "written just now: {t}");
+    s.upload_delete("0a-6").await.unwrap();
+    assert!(!s.list_uploads().await.unwrap().iter().any(|(id, _)| id == "0a-6"));
     // committing the same content again is harmless
     s.upload_create("0a-2").await.unwrap();
     s.upload_write("0a-2", 0, Bytes::from_static(b"test")).await.unwrap();

@@ -1,5 +1,6 @@
 //! Operations: TLS, graceful shutdown, first-start bootstrap, JSON logs without secrets,
-//! sign-in throttling per client address, organization creation limited to administrators.
+//! sign-in throttling per client address, organization creation limited to administrators,
+//! abandoned uploads purged by `gc`.
 
 use std::process::Command;
 use std::time::Duration;
@@ -201,4 +202,40 @@ async fn enforced_sign_in_admits_only_members_of_allowed_orgs() {
         &format!("docker://{}/carol/x:1", s.addr()),
     ]));
     assert!(!ok && out.contains("only members of acme"), "skopeo says: {out}");
+}
+
+/// Uploads a client never finished are purged by `gc` once untouched long enough (a day by
+/// default), from the disk and from the database.
+#[tokio::test]
+async fn gc_purges_abandoned_uploads() {
+    let s = Server::start().await;
+    s.create_user("alice").await;
+    s.create_org("acme", "alice").await;
+    let t = s.token(Some(("alice", &pw("alice"))), &["repository:acme/app:pull,push"]).await;
+    let mut locations = Vec::new();
+    for body in [&b"abc"[..], &b""[..]] {
+        let r = s.req("POST", "/v2/acme/app/blobs/uploads/", Some(&t)).await.send().await.unwrap();
+        assert_eq!(r.status(), 202);
+        let loc = r.headers()["location"].to_str().unwrap().to_owned();
+        if !body.is_empty() {
+            let r = s.req("PATCH", &loc, Some(&t)).await.body(body.to_vec()).send().await.unwrap();
+            assert_eq!(r.status(), 202);
+        }
+        locations.push(loc);
+    }
+    let dir = s.kill();
+    let uploads = || std::fs::read_dir(dir.path().join("uploads")).unwrap().count();
+    assert_eq!(uploads(), 2);
+    let (ok, out) = run(crate::support::portcullis(dir.path()).arg("gc"));
+    assert!(ok && out.contains("gc: 0 abandoned uploads purged"), "{out}");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (ok, out) = run(crate::support::portcullis(dir.path()).args(["gc", "--uploads-older-than", "1"]));
+    assert!(ok && out.contains("gc: 2 abandoned uploads purged"), "{out}");
+    assert_eq!(uploads(), 0);
+    let s = Server::start_in(dir).await;
+    for loc in locations {
+        let r = s.req("GET", &loc, Some(&t)).await.send().await.unwrap();
+        assert_eq!(r.status(), 404, "{loc}");
+        assert!(r.text().await.unwrap().contains("BLOB_UPLOAD_UNKNOWN"));
+    }
 }
