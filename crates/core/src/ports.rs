@@ -254,8 +254,9 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Starts an empty upload.
     async fn upload_create(&self, id: &str) -> Result<()>;
-    /// Writes `data` at `offset` of an upload, dropping whatever it held from `offset` on (bytes
-    /// of a write the metadata never recorded). Fails when the upload holds fewer bytes.
+    /// Writes `data` at `offset` of an upload (its recorded size), replacing whatever it held
+    /// from `offset` on (bytes of a write the metadata never recorded). A write past the end is
+    /// refused, or leaves the upload unable to commit.
     async fn upload_write(&self, id: &str, offset: u64, data: Bytes) -> Result<()>;
     /// Reads an upload back (only to rebuild hash state lost in a restart).
     async fn upload_read(&self, id: &str) -> Result<ByteStream>;

@@ -331,6 +331,15 @@ impl Registry {
         self.meta.link_blob(repo, &d).await
     }
 
+    /// Drops the in-memory state of uploads no request is using (finished on another replica,
+    /// abandoned, or idle): it is restored from the database if the upload goes on.
+    pub fn drop_idle_uploads(&self) -> usize {
+        let Ok(mut map) = self.uploads.lock() else { return 0 };
+        let before = map.len();
+        map.retain(|_, shared| Arc::strong_count(shared) > 1);
+        before - map.len()
+    }
+
     async fn forget_upload(&self, id: &str) {
         if let Ok(mut m) = self.uploads.lock() {
             m.remove(id);

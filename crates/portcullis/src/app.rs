@@ -157,11 +157,13 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: draining requests");
 }
 
-/// Purges uploads untouched for a day, once an hour (idempotent: replicas may all do it).
+/// Purges uploads untouched for a day, once an hour (idempotent: replicas may all do it), and
+/// drops the in-memory state of idle ones.
 async fn purge_uploads_hourly(state: Arc<AppState>) {
     let mut every = tokio::time::interval(Duration::from_secs(3600));
     loop {
         every.tick().await;
+        state.registry.drop_idle_uploads();
         let purged = pcore::purge::purge_uploads(
             state.meta.as_ref(),
             state.blobs.as_ref(),

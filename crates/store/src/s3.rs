@@ -92,10 +92,12 @@ fn end_of(chunks: &[(u64, u64, Path)]) -> u64 {
 type Chunks = Vec<(u64, u64, Path)>;
 
 /// Splits an upload's chunks into the first `len` bytes and chunks past them (written before a
-/// failure the metadata never recorded). Fails when the chunks do not cover `len` exactly.
+/// failure the metadata never recorded). Fails unless the chunks cover `len` exactly, without
+/// gaps.
 fn split_at(all: Chunks, len: u64) -> Result<(Chunks, Chunks)> {
     let (kept, stale): (Chunks, Chunks) = all.into_iter().partition(|c| c.0 < len);
-    if end_of(&kept) != len {
+    let contiguous = kept.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0) && kept.first().is_none_or(|c| c.0 == 0);
+    if !contiguous || end_of(&kept) != len {
         return Err(Error::Storage(format!("upload holds {} bytes, {len} were recorded", end_of(&kept))));
     }
     Ok((kept, stale))
@@ -250,10 +252,9 @@ measured_impl!(BlobStore, S3Blobs, {
     }
 
     async fn upload_write(&self, id: &str, offset: u64, data: Bytes) -> Result<()> {
-        let (_, stale) = split_at(chunks(self.store.as_ref(), id).await?, offset)?;
-        for (_, _, k) in stale {
-            self.store.delete(&k).await.map_err(storage)?;
-        }
+        // No listing per write: writes come at the recorded size, so the only chunk past it
+        // is one an unrecorded write left at that same offset, which this put replaces (or the
+        // commit leaves out).
         put_chunk(self.store.as_ref(), id, offset, data).await
     }
 
