@@ -3,7 +3,7 @@
 //! written to for `max_age` is deleted, as distribution's upload purging does. Uploads are
 //! found in the store and in the database, so neither side keeps an orphan.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::Result;
 use crate::ports::{BlobStore, MetaStore};
@@ -14,11 +14,11 @@ pub const UPLOAD_MAX_AGE_SECS: i64 = 24 * 3600;
 /// Deletes uploads untouched since `now - max_age`; returns how many.
 pub async fn purge_uploads(meta: &dyn MetaStore, blobs: &dyn BlobStore, now: i64, max_age: i64) -> Result<usize> {
     let cutoff = now - max_age;
-    let stored = blobs.list_uploads().await?;
-    let mut stale: BTreeSet<String> = stored.iter().filter(|(_, t)| *t < cutoff).map(|(id, _)| id.clone()).collect();
+    let stored: BTreeMap<String, i64> = blobs.list_uploads().await?.into_iter().collect();
+    let mut stale: BTreeSet<String> = stored.iter().filter(|(_, t)| **t < cutoff).map(|(id, _)| id.clone()).collect();
     // Rows of uploads that never got bytes (an empty S3 upload has no object).
     for id in meta.uploads_started_before(cutoff).await? {
-        if !stored.iter().any(|(s, _)| *s == id) {
+        if !stored.contains_key(&id) {
             stale.insert(id);
         }
     }

@@ -493,13 +493,7 @@ impl Registry {
     /// Tags after `page.last`, at most `page.n`; the flag says whether more follow.
     pub async fn tags(&self, name: &RepoName, page: &Page) -> Result<(Vec<String>, bool)> {
         let repo = self.repo_id(name).await?.ok_or_else(|| name_unknown(name))?;
-        let want = page.n.map(|n| n + 1);
-        let mut tags = self.meta.list_tags(repo, page.last.as_deref(), want).await?;
-        let more = page.n.is_some_and(|n| tags.len() > n);
-        if let Some(n) = page.n {
-            tags.truncate(n);
-        }
-        Ok((tags, more))
+        tag_page(self.meta.as_ref(), repo, page).await
     }
 
     /// Repositories `subject` may pull, sorted, paginated.
@@ -524,8 +518,22 @@ impl Registry {
     ) -> Result<Vec<Referrer>> {
         let Some(repo) = self.repo_id(name).await? else { return Ok(vec![]) };
         let all = self.meta.referrers(repo, &digest.to_string()).await?;
-        Ok(all.into_iter().filter(|r| artifact_type.is_none_or(|t| r.artifact_type.as_deref() == Some(t))).collect())
+        Ok(of_artifact_type(all, artifact_type))
     }
+}
+
+/// A page of a repository's stored tags: after `page.last`, at most `page.n`, and whether more
+/// follow (hosted repositories, and cached ones while their upstream fails).
+pub(crate) async fn tag_page(meta: &dyn MetaStore, repo: i64, page: &Page) -> Result<(Vec<String>, bool)> {
+    let mut tags = meta.list_tags(repo, page.last.as_deref(), page.n.map(|n| n + 1)).await?;
+    let more = page.n.is_some_and(|n| tags.len() > n);
+    tags.truncate(page.n.unwrap_or(usize::MAX));
+    Ok((tags, more))
+}
+
+/// The referrers of the given artifact type (all of them without one).
+pub(crate) fn of_artifact_type(all: Vec<Referrer>, artifact_type: Option<&str>) -> Vec<Referrer> {
+    all.into_iter().filter(|r| artifact_type.is_none_or(|t| r.artifact_type.as_deref() == Some(t))).collect()
 }
 
 #[cfg(test)]

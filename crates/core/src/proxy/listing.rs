@@ -11,6 +11,7 @@ use super::Proxy;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::model::Referrer;
+use crate::registry::{of_artifact_type, tag_page};
 
 /// One page of an upstream repository's tags.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,12 +35,10 @@ impl Proxy {
         match s.upstream.tags(up, page.n, page.last.as_deref()).await {
             Ok((tags, more)) => Ok(TagPage { tags, more, stale: false }),
             Err(e) if failing(&e) => {
-                let mut tags = s.meta.list_tags(repo, page.last.as_deref(), page.n.map(|n| n + 1)).await?;
+                let (tags, more) = tag_page(s.meta.as_ref(), repo, page).await?;
                 if tags.is_empty() && page.last.is_none() {
                     return Err(e);
                 }
-                let more = page.n.is_some_and(|n| tags.len() > n);
-                tags.truncate(page.n.unwrap_or(usize::MAX));
                 tracing::warn!(image = %up.canonical(), error = %e, "upstream failing; serving the cached tags");
                 Metrics::inc(&s.metrics.stale_served);
                 Ok(TagPage { tags, more, stale: true })
@@ -58,9 +57,7 @@ impl Proxy {
     ) -> Result<(Option<Vec<Referrer>>, bool)> {
         let s = &self.shared;
         let repo = self.repo_id(up).await?;
-        let keep = |all: Vec<Referrer>| -> Vec<Referrer> {
-            all.into_iter().filter(|r| artifact_type.is_none_or(|t| r.artifact_type.as_deref() == Some(t))).collect()
-        };
+        let keep = |all: Vec<Referrer>| of_artifact_type(all, artifact_type);
         match s.upstream.referrers(up, &digest.to_string(), artifact_type).await {
             Ok(found) => Ok((found.map(keep), false)),
             Err(e) if failing(&e) => {

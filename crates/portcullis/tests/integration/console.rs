@@ -2,12 +2,11 @@
 //! versus members versus non-members on every form, and a snapshot of every page's HTML for
 //! an owner, a member and a non-member. The browser test is in `browser.rs`.
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{Server, pw, run, skopeo_pull};
+use crate::support::{Server, pw, skopeo_pull};
 use crate::web::{Web, client};
 
 /// alice (who exists) owns acme; bob is in its team `dev`; carol is in no org.
@@ -172,18 +171,8 @@ async fn every_page_for_owner_member_and_non_member() {
     acme(s).await;
     let ap = pw("alice");
     let gw = s.addr();
-    let l = e.layout.dir.display().to_string();
     for (src, dst) in [("tiny", "acme/app:1"), ("multi", "acme/multi:1")] {
-        let (ok, out) = run(Command::new("skopeo").args([
-            "copy",
-            "-q",
-            "--all",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            &format!("alice:{ap}"),
-            &format!("oci:{l}:{src}"),
-            &format!("docker://{gw}/{dst}"),
-        ]));
+        let (ok, out) = crate::support::skopeo_push(&e.layout.dir, src, &gw, &format!("alice:{ap}"), dst);
         assert!(ok, "{out}");
     }
     let read = json!({"permission": "read"});

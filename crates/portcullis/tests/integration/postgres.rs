@@ -22,16 +22,7 @@ async fn the_server_runs_on_postgres_and_s3() {
     let layout = crate::images::make(&work.path().join("layout"));
     let gw = s.addr();
     let creds = format!("alice:{}", pw("alice"));
-    let (ok, out) = run(Command::new("skopeo").args([
-        "copy",
-        "-q",
-        "--all",
-        "--dest-tls-verify=false",
-        "--dest-creds",
-        &creds,
-        &format!("oci:{}:multi", layout.dir.display()),
-        &format!("docker://{gw}/acme/app:1"),
-    ]));
+    let (ok, out) = crate::support::skopeo_push(&layout.dir, "multi", &gw, &creds, "acme/app:1");
     assert!(ok, "{out}");
     assert!(!s.dir.path().join("meta.db").exists(), "no SQLite file when PostgreSQL is configured");
     assert!(!s.dir.path().join("blobs").exists(), "no blob directory when S3 is configured");
@@ -178,15 +169,7 @@ async fn blob_gets_redirect_to_presigned_bucket_urls_after_the_decision() {
     let work = tempfile::tempdir().unwrap();
     let layout = crate::images::make(&work.path().join("layout"));
     let creds = format!("alice:{}", pw("alice"));
-    let (ok, out) = run(Command::new("skopeo").args([
-        "copy",
-        "-q",
-        "--dest-tls-verify=false",
-        "--dest-creds",
-        &creds,
-        &format!("oci:{}:tiny", layout.dir.display()),
-        &format!("docker://{}/acme/app:1", s.addr()),
-    ]));
+    let (ok, out) = crate::support::skopeo_push(&layout.dir, "tiny", &s.addr(), &creds, "acme/app:1");
     assert!(ok, "{out}");
     // a real client follows the redirects to the bucket
     let (ok, out) = crate::support::skopeo_pull(&s.addr(), &creds, "acme/app:1", &work.path().join("pulled"));

@@ -104,16 +104,7 @@ async fn two_replicas_behind_a_balancer_agree() {
 
     // push and pull through the balancer: requests land on both replicas
     let creds = format!("alice:{ap}");
-    let (ok, out) = run(Command::new("skopeo").args([
-        "copy",
-        "-q",
-        "--all",
-        "--dest-tls-verify=false",
-        "--dest-creds",
-        &creds,
-        &format!("oci:{}:multi", layout.dir.display()),
-        &format!("docker://{}/acme/app:1", lb.addr()),
-    ]));
+    let (ok, out) = crate::support::skopeo_push(&layout.dir, "multi", &lb.addr(), &creds, "acme/app:1");
     assert!(ok, "{out}");
     assert!(skopeo_pull(&lb.addr(), &creds, "acme/app:1", &work.path().join("p1")).0);
     assert_eq!(lb.backends_used().len(), 2, "both replicas served: {:?}", lb.backends_used());

@@ -211,6 +211,21 @@ pub fn podman(dir: &Path) -> Command {
 }
 
 /// `skopeo copy` of `docker://{registry}/{name}` into a `dir:` destination, with credentials.
+/// skopeo pushes image `image` (with all its platforms) of the OCI layout at `layout` to
+/// `registry/name` as `user:password`.
+pub fn skopeo_push(layout: &Path, image: &str, registry: &str, creds: &str, name: &str) -> (bool, String) {
+    run(Command::new("skopeo").args([
+        "copy",
+        "-q",
+        "--all",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        creds,
+        &format!("oci:{}:{image}", layout.display()),
+        &format!("docker://{registry}/{name}"),
+    ]))
+}
+
 pub fn skopeo_pull(registry: &str, creds: &str, name: &str, dst: &Path) -> (bool, String) {
     run(Command::new("skopeo").args([
         "copy",
