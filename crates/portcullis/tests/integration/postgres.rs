@@ -2,8 +2,6 @@
 //! push and pull, the console signs in, after a restart everything is still there — in
 //! PostgreSQL and the bucket, not in the data directory — and `fsck` checks the bucket.
 
-use std::process::Command;
-
 use serde_json::json;
 
 use crate::support::{ADMIN_PW, Server, pw, run};
@@ -32,17 +30,7 @@ async fn the_server_runs_on_postgres_and_s3() {
     // restart: the same data, from PostgreSQL
     let dir = s.kill();
     let s = Server::launch(dir, &env, None, "http").await;
-    let inspect = |gw: &str| {
-        run(Command::new("skopeo").args([
-            "inspect",
-            "--raw",
-            "--tls-verify=false",
-            "--creds",
-            &creds,
-            &format!("docker://{gw}/acme/app:1"),
-        ]))
-    };
-    let (ok, raw) = inspect(&s.addr());
+    let (ok, raw) = crate::support::skopeo_inspect_raw(&s.addr(), &creds, "acme/app:1");
     assert!(ok, "{raw}");
     assert_eq!(crate::support::sha256(raw.trim_end().as_bytes()), layout.multi);
     let dst = work.path().join("pulled");
@@ -69,18 +57,7 @@ async fn migrate_data_moves_an_instance_to_postgres_and_s3() {
     crate::support::acme_with_member_bob(s).await;
     let gw = s.addr();
     let creds = format!("alice:{ap}");
-    let push = |src: &str, dst: &str, gw: &str| {
-        run(Command::new("skopeo").args([
-            "copy",
-            "-q",
-            "--all",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            &creds,
-            &format!("oci:{}:{src}", e.layout.dir.display()),
-            &format!("docker://{gw}/{dst}"),
-        ]))
-    };
+    let push = |src: &str, dst: &str, gw: &str| crate::support::skopeo_push(&e.layout.dir, src, gw, &creds, dst);
     assert!(push("multi", "acme/app:1", &gw).0);
     assert!(push("tiny", "acme/tool:2", &gw).0);
     let bob_creds = format!("bob:{bp}");
@@ -92,17 +69,7 @@ async fn migrate_data_moves_an_instance_to_postgres_and_s3() {
     assert!(!crate::support::skopeo_pull(&gw, &bob_creds, "someone/app:1", &e.work.path().join("b")).0);
     let (_, pat) = s.api("POST", "/api/v1/access-tokens", ("bob", &bp), Some(json!({"label": "ci"}))).await;
     let pat = pat["token"].as_str().unwrap().to_owned();
-    let inspect = |gw: &str, name: &str| {
-        run(Command::new("skopeo").args([
-            "inspect",
-            "--raw",
-            "--tls-verify=false",
-            "--creds",
-            &creds,
-            &format!("docker://{gw}/{name}"),
-        ]))
-        .1
-    };
+    let inspect = |gw: &str, name: &str| crate::support::skopeo_inspect_raw(gw, &creds, name).1;
     let raw_before = [inspect(&gw, "acme/app:1"), inspect(&gw, "acme/tool:2")];
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     let audit_before = s.api("GET", "/api/v1/orgs/acme/audit?limit=1000", ("alice", &ap), None).await.1;

@@ -226,6 +226,18 @@ pub fn skopeo_push(layout: &Path, image: &str, registry: &str, creds: &str, name
     ]))
 }
 
+/// `skopeo inspect --raw` of `registry/name`: the manifest as served.
+pub fn skopeo_inspect_raw(registry: &str, creds: &str, name: &str) -> (bool, String) {
+    run(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        "--creds",
+        creds,
+        &format!("docker://{registry}/{name}"),
+    ]))
+}
+
 pub fn skopeo_pull(registry: &str, creds: &str, name: &str, dst: &Path) -> (bool, String) {
     run(Command::new("skopeo").args([
         "copy",
