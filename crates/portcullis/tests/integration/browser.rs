@@ -32,11 +32,7 @@ impl Driver {
             .stderr(Stdio::null())
             .spawn()
             .expect("chromedriver (Debian package chromium-driver)");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        crate::support::wait_for_port(port, "chromedriver", 20).await;
         Driver { child, port, profile: tempfile::tempdir().unwrap() }
     }
 

@@ -46,11 +46,7 @@ impl Balancer {
             .stderr(Stdio::null())
             .spawn()
             .expect("nginx (Debian package nginx-light)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nginx did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        crate::support::wait_for_port(port, "nginx", 10).await;
         Balancer { child, port, dir }
     }
 

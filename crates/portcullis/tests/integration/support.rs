@@ -211,6 +211,15 @@ pub fn podman(dir: &Path) -> Command {
 }
 
 /// `skopeo copy` of `docker://{registry}/{name}` into a `dir:` destination, with credentials.
+/// Waits until something listens on loopback `port`; panics naming `what` after `secs`.
+pub async fn wait_for_port(port: u16, what: &str, secs: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "{what} did not start");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// skopeo pushes image `image` (with all its platforms) of the OCI layout at `layout` to
 /// `registry/name` as `user:password`.
 pub fn skopeo_push(layout: &Path, image: &str, registry: &str, creds: &str, name: &str) -> (bool, String) {
