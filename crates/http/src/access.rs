@@ -6,7 +6,7 @@
 
 use oci::RepoName;
 use oci::source::{Source, resolve};
-use pcore::authz::{Actions, Snapshot, Subject};
+use portcullis_core::authz::{Actions, Snapshot, Subject};
 
 use crate::AppState;
 

@@ -9,8 +9,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, put};
-use pcore::Error;
-use pcore::model::{Permission, TokenScope, Visibility};
+use portcullis_core::Error;
+use portcullis_core::model::{Permission, TokenScope, Visibility};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -312,7 +312,7 @@ async fn list_exceptions(State(st): St, u: ApiUser, Path(org): Path<String>) -> 
 }
 
 async fn add_exception(State(st): St, u: ApiUser, Path(org): Path<String>, b: Bytes) -> ApiResult {
-    let n: pcore::iam::NewException = body(&b)?;
+    let n: portcullis_core::iam::NewException = body(&b)?;
     created(json!(st.iam.add_exception(&u.0, &org, n).await?))
 }
 
@@ -349,7 +349,7 @@ struct ApprovalBody {
 
 async fn approve_request(State(st): St, u: ApiUser, Path((org, id)): Path<(String, i64)>, b: Bytes) -> ApiResult {
     let a: ApprovalBody = if b.is_empty() { ApprovalBody::default() } else { body(&b)? };
-    let a = pcore::requests::Approval {
+    let a = portcullis_core::requests::Approval {
         pin_digest: a.pin_digest,
         digest: a.digest,
         expires_at: a.expires_at,
@@ -374,7 +374,7 @@ async fn audit(
     State(st): St,
     u: ApiUser,
     Path(org): Path<String>,
-    Query(q): Query<pcore::model::AuditQuery>,
+    Query(q): Query<portcullis_core::model::AuditQuery>,
 ) -> ApiResult {
     st.orgs.owned(&u.0, &org).await?;
     ok(json!(st.audit.query(&org, &q).await?))
@@ -417,6 +417,6 @@ async fn delete_publisher(State(st): St, u: ApiUser, Path(ns): Path<String>) -> 
     no_content()
 }
 
-async fn audit_all(State(st): St, u: ApiUser, Query(q): Query<pcore::model::AuditQuery>) -> ApiResult {
+async fn audit_all(State(st): St, u: ApiUser, Query(q): Query<portcullis_core::model::AuditQuery>) -> ApiResult {
     ok(json!(st.audit.query_all(&u.0, &q).await?))
 }

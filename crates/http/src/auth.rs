@@ -9,8 +9,8 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use base64::Engine;
-use pcore::Error;
-use pcore::authz::Principal;
+use portcullis_core::Error;
+use portcullis_core::authz::Principal;
 
 use crate::AppState;
 use crate::error::{ApiError, Challenge};

@@ -5,7 +5,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use oci::{ErrorCode, WireError};
-use pcore::Error;
+use portcullis_core::Error;
 
 /// The challenge to send with a 401 on `/v2` (empty for other surfaces).
 #[derive(Debug, Clone, Default)]

@@ -9,14 +9,14 @@
 use std::sync::Arc;
 
 use axum::Router;
-use pcore::iam::Iam;
-use pcore::identity::Identity;
-use pcore::metrics::Metrics;
-use pcore::orgs::Orgs;
-use pcore::ports::{BlobStore, MetaStore};
-use pcore::proxy::Proxy;
-use pcore::registry::Registry;
-use pcore::tokens::TokenIssuer;
+use portcullis_core::iam::Iam;
+use portcullis_core::identity::Identity;
+use portcullis_core::metrics::Metrics;
+use portcullis_core::orgs::Orgs;
+use portcullis_core::ports::{BlobStore, MetaStore};
+use portcullis_core::proxy::Proxy;
+use portcullis_core::registry::Registry;
+use portcullis_core::tokens::TokenIssuer;
 
 mod access;
 mod api;
@@ -37,8 +37,8 @@ pub struct AppState {
     pub identity: Arc<Identity>,
     pub orgs: Arc<Orgs>,
     pub iam: Iam,
-    pub sessions: pcore::sessions::Sessions,
-    pub audit: Arc<pcore::audit::Audit>,
+    pub sessions: portcullis_core::sessions::Sessions,
+    pub audit: Arc<portcullis_core::audit::Audit>,
     pub tokens: TokenIssuer,
     pub meta: Arc<dyn MetaStore>,
     pub blobs: Arc<dyn BlobStore>,
@@ -57,7 +57,7 @@ impl AppState {
     /// they were loaded (through any replica). The admin API, the console and `/token` call it
     /// before acting, so that a replica reads its own and the others' writes; a background task
     /// calls it four times a second for `/v2`, which never waits on the database for it.
-    pub async fn catch_up(&self) -> pcore::Result<()> {
+    pub async fn catch_up(&self) -> portcullis_core::Result<()> {
         use std::sync::atomic::Ordering;
         let now = self.meta.generation().await?;
         if now == self.generation.load(Ordering::Acquire) {

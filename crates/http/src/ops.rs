@@ -12,7 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use pcore::metrics::BackendStats;
+use portcullis_core::metrics::BackendStats;
 
 use crate::AppState;
 

@@ -13,10 +13,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use oci::endpoint::query_pairs;
 use oci::{Action, RepoName};
-use pcore::Error;
-use pcore::authz::{Principal, Subject};
-use pcore::model::TokenScope;
-use pcore::tokens::{ResourceAccess, parse_scope};
+use portcullis_core::Error;
+use portcullis_core::authz::{Principal, Subject};
+use portcullis_core::model::TokenScope;
+use portcullis_core::tokens::{ResourceAccess, parse_scope};
 
 use crate::AppState;
 use crate::auth::{Credentials, client_addr, credentials};
@@ -133,7 +133,7 @@ async fn issue(
     st.catch_up().await?;
     let subject = principal.map(|p| Subject::User(p.clone())).unwrap_or(Subject::Anonymous);
     let access = grant(st, &subject, scopes);
-    let now = pcore::now();
+    let now = portcullis_core::now();
     let token = st.tokens.issue(subject.name(), access, now)?;
     let mut body = serde_json::json!({
         "token": token,
@@ -144,7 +144,7 @@ async fn issue(
     });
     if let (true, Some(p)) = (offline, principal) {
         let scope = p.scope.unwrap_or(TokenScope::ReadWrite);
-        let expires = Some(now + pcore::identity::REFRESH_TTL_SECS);
+        let expires = Some(now + portcullis_core::identity::REFRESH_TTL_SECS);
         let (_, secret) =
             st.identity.create_token(p, "refresh token (registry login)", "refresh", scope, expires).await?;
         body["refresh_token"] = secret.into();

@@ -19,10 +19,10 @@ use oci::manifest::{MAX_MANIFEST_BYTES, OCI_INDEX};
 use oci::range::{ByteRange, RangeRequest, parse_content_range, parse_range};
 use oci::source::{Source, UpstreamRepo};
 use oci::{Action, Endpoint, ErrorCode, RepoName};
-use pcore::authz::{Principal, Subject};
-use pcore::ports::ByteStream;
-use pcore::registry::UploadStart;
-use pcore::tokens::Claims;
+use portcullis_core::authz::{Principal, Subject};
+use portcullis_core::ports::ByteStream;
+use portcullis_core::registry::UploadStart;
+use portcullis_core::tokens::Claims;
 
 use crate::AppState;
 use crate::access;
@@ -76,8 +76,10 @@ fn caller(st: &AppState, headers: &HeaderMap, ep: &Endpoint) -> Result<Option<(S
         Ok(Credentials::Bearer(t)) => t,
         Ok(_) | Err(_) => return Ok(None),
     };
-    let claims =
-        st.tokens.verify(&token, pcore::now()).map_err(|e| challenge_err(&e.to_string(), Some("invalid_token")))?;
+    let claims = st
+        .tokens
+        .verify(&token, portcullis_core::now())
+        .map_err(|e| challenge_err(&e.to_string(), Some("invalid_token")))?;
     if claims.sub.is_empty() {
         return Ok(Some((Subject::Anonymous, claims)));
     }
@@ -482,7 +484,7 @@ async fn hosted(st: &AppState, req: Request, ep: Endpoint, subject: &Subject) ->
 }
 
 /// The referrers index of a manifest (already filtered when `filtered`).
-fn referrers_response(refs: Vec<pcore::model::Referrer>, filtered: bool) -> Response {
+fn referrers_response(refs: Vec<portcullis_core::model::Referrer>, filtered: bool) -> Response {
     let manifests: Vec<serde_json::Value> = refs
         .into_iter()
         .map(|r| {
@@ -528,7 +530,7 @@ async fn redirect(st: &AppState, method: Method, digest: &oci::Digest) -> Result
         .header("docker-content-digest", digest.to_string())
         .header(header::CONTENT_LENGTH, 0)
         .body(Body::empty())
-        .map_err(|e| V2Error::from(pcore::Error::Storage(format!("redirect: {e}"))))?;
+        .map_err(|e| V2Error::from(portcullis_core::Error::Storage(format!("redirect: {e}"))))?;
     Ok(Some(r))
 }
 
@@ -546,7 +548,7 @@ async fn blob_response<F, Fut>(
 ) -> Result<Response, V2Error>
 where
     F: FnOnce(ByteRange) -> Fut,
-    Fut: Future<Output = pcore::Result<ByteStream>>,
+    Fut: Future<Output = portcullis_core::Result<ByteStream>>,
 {
     let (status, range) = match parse_range(range_hdr, size) {
         RangeRequest::Full => (StatusCode::OK, ByteRange { start: 0, end: size.saturating_sub(1) }),
@@ -576,7 +578,7 @@ where
     Ok(b.body(body).unwrap_or_default())
 }
 
-fn manifest_response(method: Method, m: pcore::registry::ServedManifest) -> Response {
+fn manifest_response(method: Method, m: portcullis_core::registry::ServedManifest) -> Response {
     let b = Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, m.media_type)

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use pcore::authz::Directory;
-use pcore::identity::Identity;
-use pcore::orgs::Orgs;
-use pcore::ports::{BlobStore, MetaStore};
-use pcore::registry::Registry;
-use pcore::tokens::{TokenIssuer, generate_signing_key};
-use phttp::AppState;
+use portcullis_core::authz::Directory;
+use portcullis_core::identity::Identity;
+use portcullis_core::orgs::Orgs;
+use portcullis_core::ports::{BlobStore, MetaStore};
+use portcullis_core::registry::Registry;
+use portcullis_core::tokens::{TokenIssuer, generate_signing_key};
+use portcullis_http::AppState;
 use store::{FsBlobs, PgMeta, S3Blobs, SqliteMeta};
 use tracing_subscriber::EnvFilter;
 
@@ -54,7 +54,7 @@ pub async fn signing_keys(meta: &dyn MetaStore, data_dir: &Path) -> anyhow::Resu
         Ok(k) => k,
         Err(_) => generate_signing_key()?,
     };
-    meta.add_signing_key(&pcore::tokens::key_id(&key)?, &key, pcore::now()).await?;
+    meta.add_signing_key(&portcullis_core::tokens::key_id(&key)?, &key, portcullis_core::now()).await?;
     // Replicas starting together may each have added one: all agree on the newest.
     Ok(meta.signing_keys().await?.into_iter().map(|(_, k)| k).collect())
 }
@@ -88,7 +88,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
     if let Some(generated) = identity.bootstrap_admin(config.admin_password()?.as_deref()).await? {
         eprintln!("portcullis: created the instance administrator `admin` with password {generated} (shown once)");
     }
-    let metrics = Arc::new(pcore::metrics::Metrics::default());
+    let metrics = Arc::new(portcullis_core::metrics::Metrics::default());
     let p = &config.proxy;
     let settings = upstream::Settings {
         open: config.upstreams_open,
@@ -98,10 +98,11 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
         read_timeout: Duration::from_secs(p.read_timeout_secs),
         retries: p.retries,
     };
-    let upstreams: Arc<dyn pcore::ports::UpstreamRegistry> =
+    let upstreams: Arc<dyn portcullis_core::ports::UpstreamRegistry> =
         Arc::new(upstream::Client::new(config.upstreams()?, settings)?);
-    let proxy_config = pcore::proxy::ProxyConfig { tag_ttl_secs: p.tag_ttl_secs, cache_max_bytes: p.cache_max_bytes };
-    let proxy = pcore::proxy::Proxy::new(
+    let proxy_config =
+        portcullis_core::proxy::ProxyConfig { tag_ttl_secs: p.tag_ttl_secs, cache_max_bytes: p.cache_max_bytes };
+    let proxy = portcullis_core::proxy::Proxy::new(
         meta.clone(),
         blobs.clone(),
         upstreams,
@@ -109,14 +110,14 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
         metrics.clone(),
         proxy_config,
     );
-    let audit = Arc::new(pcore::audit::Audit::start(meta.clone(), config.audit.retention_days));
+    let audit = Arc::new(portcullis_core::audit::Audit::start(meta.clone(), config.audit.retention_days));
     let orgs = Arc::new(Orgs::new(meta.clone(), identity.clone(), audit.clone(), config.auth.org_creation == "admins"));
-    let iam = pcore::iam::Iam::new(
+    let iam = portcullis_core::iam::Iam::new(
         meta.clone(),
         identity.clone(),
         orgs.clone(),
         audit.clone(),
-        pcore::iam::builtin_catalog(),
+        portcullis_core::iam::builtin_catalog(),
     );
     iam.refresh().await?;
     let keys = signing_keys(meta.as_ref(), &config.data_dir).await?;
@@ -128,7 +129,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
         proxy_anonymous: config.proxy.allow_anonymous,
         orgs,
         iam,
-        sessions: pcore::sessions::Sessions::new(meta.clone(), identity.clone()),
+        sessions: portcullis_core::sessions::Sessions::new(meta.clone(), identity.clone()),
         audit,
         identity,
         tokens,
@@ -164,11 +165,11 @@ async fn purge_uploads_hourly(state: Arc<AppState>) {
     loop {
         every.tick().await;
         state.registry.drop_idle_uploads();
-        let purged = pcore::purge::purge_uploads(
+        let purged = portcullis_core::purge::purge_uploads(
             state.meta.as_ref(),
             state.blobs.as_ref(),
-            pcore::now(),
-            pcore::purge::UPLOAD_MAX_AGE_SECS,
+            portcullis_core::now(),
+            portcullis_core::purge::UPLOAD_MAX_AGE_SECS,
         )
         .await;
         match purged {
@@ -184,7 +185,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let state = build(&config).await?;
     tokio::spawn(follow_changes(state.clone()));
     tokio::spawn(purge_uploads_hourly(state.clone()));
-    let app = phttp::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = portcullis_http::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let addr: SocketAddr = config.listen.parse()?;
     if let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();

@@ -67,7 +67,7 @@ enum Command {
         #[arg(long)]
         max_bytes: Option<u64>,
         /// Purge uploads not written to for this many seconds (default: a day).
-        #[arg(long, default_value_t = pcore::purge::UPLOAD_MAX_AGE_SECS)]
+        #[arg(long, default_value_t = portcullis_core::purge::UPLOAD_MAX_AGE_SECS)]
         uploads_older_than: i64,
     },
     /// Write client configuration that sends pulls through the gateway (docker, containerd,

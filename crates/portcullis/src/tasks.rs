@@ -5,22 +5,27 @@ use std::io::{BufRead, IsTerminal};
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use pcore::authz::Directory;
-use pcore::identity::Identity;
-use pcore::ports::{BlobStore, MetaStore};
-use pcore::registry::Hasher;
+use portcullis_core::authz::Directory;
+use portcullis_core::identity::Identity;
+use portcullis_core::ports::{BlobStore, MetaStore};
+use portcullis_core::registry::Hasher;
 
 use crate::app::open_stores;
 use crate::config::Config;
 
 /// Reads a whole blob and hashes it: (bytes read, digest).
-async fn scan(blobs: &dyn BlobStore, digest: &str, algorithm: oci::Algorithm) -> pcore::Result<(u64, oci::Digest)> {
-    let stored = blobs.stat(digest).await?.ok_or_else(|| pcore::Error::NotFound("content is missing".into()))?;
+async fn scan(
+    blobs: &dyn BlobStore,
+    digest: &str,
+    algorithm: oci::Algorithm,
+) -> portcullis_core::Result<(u64, oci::Digest)> {
+    let stored =
+        blobs.stat(digest).await?.ok_or_else(|| portcullis_core::Error::NotFound("content is missing".into()))?;
     let mut h = Hasher::new(algorithm);
     let mut n = 0u64;
     let mut s = blobs.read(digest, 0, stored).await?;
     while let Some(b) = futures_util::StreamExt::next(&mut s).await {
-        let b = b.map_err(|e| pcore::Error::Storage(e.to_string()))?;
+        let b = b.map_err(|e| portcullis_core::Error::Storage(e.to_string()))?;
         n += b.len() as u64;
         h.update(&b);
     }
@@ -112,10 +117,10 @@ pub async fn migrate_data(config: &Config, from: &Path, to: &str, blobs_to: Opti
 pub async fn rotate_key(config: &Config) -> anyhow::Result<()> {
     let stores = open_stores(config).await?;
     crate::app::signing_keys(stores.meta.as_ref(), &config.data_dir).await?;
-    let key = pcore::tokens::generate_signing_key()?;
-    let kid = pcore::tokens::key_id(&key)?;
+    let key = portcullis_core::tokens::generate_signing_key()?;
+    let kid = portcullis_core::tokens::key_id(&key)?;
     // A second later than any key made now, so that it is the newest.
-    stores.meta.add_signing_key(&kid, &key, pcore::now() + 1).await?;
+    stores.meta.add_signing_key(&kid, &key, portcullis_core::now() + 1).await?;
     println!("new token signing key {kid}");
     Ok(())
 }
@@ -140,13 +145,17 @@ pub async fn reset_password(config: &Config, username: &str) -> anyhow::Result<(
 /// uploads untouched for `uploads_older_than` seconds.
 pub async fn gc(config: &Config, max_bytes: Option<u64>, uploads_older_than: i64) -> anyhow::Result<()> {
     let stores = open_stores(config).await?;
-    let purged =
-        pcore::purge::purge_uploads(stores.meta.as_ref(), stores.blobs.as_ref(), pcore::now(), uploads_older_than)
-            .await?;
+    let purged = portcullis_core::purge::purge_uploads(
+        stores.meta.as_ref(),
+        stores.blobs.as_ref(),
+        portcullis_core::now(),
+        uploads_older_than,
+    )
+    .await?;
     println!("gc: {purged} abandoned uploads purged");
     let budget = max_bytes.unwrap_or(config.proxy.cache_max_bytes);
     if budget > 0 {
-        let n = pcore::proxy::evict(stores.meta.as_ref(), stores.blobs.as_ref(), budget, |_| false).await?;
+        let n = portcullis_core::proxy::evict(stores.meta.as_ref(), stores.blobs.as_ref(), budget, |_| false).await?;
         println!("gc: evicted {n} cached blobs to fit {budget} bytes");
     }
     let unreferenced = stores.meta.unreferenced_blobs().await?;

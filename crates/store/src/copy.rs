@@ -6,8 +6,8 @@
 //! table's row count and every recorded blob's presence and size are compared.
 
 use futures_util::TryStreamExt;
-use pcore::error::{Error, Result};
-use pcore::ports::BlobStore;
+use portcullis_core::error::{Error, Result};
+use portcullis_core::ports::BlobStore;
 use sqlx::{QueryBuilder, Row};
 
 use crate::sql::db;

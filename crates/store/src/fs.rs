@@ -9,9 +9,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use bytes::{Bytes, BytesMut};
-use pcore::error::{Error, Result};
-use pcore::metrics::BackendStats;
-use pcore::ports::{BlobStore, ByteStream, GrowingReader};
+use portcullis_core::error::{Error, Result};
+use portcullis_core::metrics::BackendStats;
+use portcullis_core::ports::{BlobStore, ByteStream, GrowingReader};
 use tokio::sync::mpsc;
 
 const READ_CHUNK: usize = 256 * 1024;
@@ -255,6 +255,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = super::FsBlobs::open(dir.path()).unwrap();
         crate::testsuite::blob_suite(&store).await;
-        assert_eq!(pcore::ports::BlobStore::list(&store).await.unwrap().len(), 1, "one committed blob remains");
+        assert_eq!(
+            portcullis_core::ports::BlobStore::list(&store).await.unwrap().len(),
+            1,
+            "one committed blob remains"
+        );
     }
 }

@@ -1,5 +1,5 @@
-//! Storage adapters: `SqliteMeta` and `PgMeta` implement `pcore::ports::MetaStore` (with the
-//! same SQL, `sql.rs`), `FsBlobs` and `S3Blobs` implement `pcore::ports::BlobStore`, each
+//! Storage adapters: `SqliteMeta` and `PgMeta` implement `portcullis_core::ports::MetaStore` (with the
+//! same SQL, `sql.rs`), `FsBlobs` and `S3Blobs` implement `portcullis_core::ports::BlobStore`, each
 //! through `measured_impl!` (`measure.rs`), which times every operation. The `testsuite`
 //! module holds the one suite every adapter of a port must pass; each adapter's tests run it.
 

@@ -11,7 +11,7 @@ macro_rules! measured_impl {
     }) => {
         #[async_trait::async_trait]
         impl $port for $store {
-            fn stats(&self) -> &pcore::metrics::BackendStats {
+            fn stats(&self) -> &portcullis_core::metrics::BackendStats {
                 &self.stats
             }
 

@@ -6,9 +6,9 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use pcore::error::{Error, Result};
-use pcore::metrics::BackendStats;
-use pcore::model::*;
+use portcullis_core::error::{Error, Result};
+use portcullis_core::metrics::BackendStats;
+use portcullis_core::model::*;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row, Transaction};
 
@@ -57,7 +57,7 @@ impl PgMeta {
             sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
                 .bind(version)
                 .bind(name)
-                .bind(pcore::now())
+                .bind(portcullis_core::now())
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
@@ -82,7 +82,7 @@ mod tests {
         drop(store);
         let (a, b) = tokio::join!(super::PgMeta::open(&db.url, 2), super::PgMeta::open(&db.url, 2));
         let (a, _b) = (a.unwrap(), b.unwrap());
-        assert!(pcore::ports::MetaStore::user_by_name(&a, "alice").await.unwrap().is_some());
+        assert!(portcullis_core::ports::MetaStore::user_by_name(&a, "alice").await.unwrap().is_some());
     }
 
     #[tokio::test]

@@ -18,9 +18,9 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
-use pcore::error::{Error, Result};
-use pcore::metrics::BackendStats;
-use pcore::ports::{BlobStore, ByteStream, GrowingReader};
+use portcullis_core::error::{Error, Result};
+use portcullis_core::metrics::BackendStats;
+use portcullis_core::ports::{BlobStore, ByteStream, GrowingReader};
 
 /// Parts of a blob's multipart upload (S3 wants at least 5 MiB per part but the last).
 const PART: usize = 8 << 20;
@@ -216,7 +216,7 @@ impl S3Blobs {
     /// content has `digest` (else aborted: nothing becomes visible). Returns its size.
     pub async fn put_verified(&self, digest: &str, mut body: ByteStream) -> Result<u64> {
         let d: oci::Digest = digest.parse().map_err(|_| Error::Invalid(format!("invalid digest {digest}")))?;
-        let mut hasher = pcore::registry::Hasher::new(d.algorithm());
+        let mut hasher = portcullis_core::registry::Hasher::new(d.algorithm());
         let mut w = WriteMultipart::new_with_chunk_size(
             self.store.put_multipart(&blob_key(digest)?).await.map_err(storage)?,
             PART,
@@ -414,7 +414,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_commit_is_a_multipart_upload_visible_only_whole() {
         use bytes::Bytes;
-        use pcore::ports::BlobStore;
+        use portcullis_core::ports::BlobStore;
         let store = super::S3Blobs::open(&crate::testsuite::test_bucket()).unwrap();
         // 20 MiB in 3 appends: more than one 8 MiB part
         let data: Vec<u8> = (0..20u32 << 20).map(|i| (i % 253) as u8).collect();
@@ -427,7 +427,7 @@ mod tests {
         let other = super::S3Blobs {
             store: store.store.clone(),
             committed: Default::default(),
-            stats: pcore::metrics::BackendStats::new("blob_store", "s3"),
+            stats: portcullis_core::metrics::BackendStats::new("blob_store", "s3"),
             signer: None,
         };
         let mut read = Vec::new();

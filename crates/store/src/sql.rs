@@ -4,8 +4,8 @@
 //! `$n` placeholders, `ON CONFLICT`, `RETURNING` and `CAST`, which both engines read alike;
 //! each schema (`migrations/{sqlite,postgres}`) makes the same columns decode to the same types.
 
-use pcore::error::Error;
-use pcore::model::*;
+use portcullis_core::error::Error;
+use portcullis_core::model::*;
 
 pub(crate) fn db(e: sqlx::Error) -> Error {
     if let sqlx::Error::Database(d) = &e
@@ -76,7 +76,7 @@ macro_rules! meta_store {
             }
         }
 
-        measured_impl!(pcore::ports::MetaStore, $store, {
+        measured_impl!(portcullis_core::ports::MetaStore, $store, {
             async fn create_user(&self, username: &str, password_hash: &str, is_admin: bool, now: i64) -> Result<User> {
                 let mut tx = self.write.begin().await.map_err(db)?;
                 if Self::name_taken(&mut tx, username).await? {

@@ -5,9 +5,9 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use pcore::error::{Error, Result};
-use pcore::metrics::BackendStats;
-use pcore::model::*;
+use portcullis_core::error::{Error, Result};
+use portcullis_core::metrics::BackendStats;
+use portcullis_core::model::*;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, Transaction};
 
@@ -60,7 +60,7 @@ impl SqliteMeta {
             sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
                 .bind(version)
                 .bind(name)
-                .bind(pcore::now())
+                .bind(portcullis_core::now())
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
@@ -82,6 +82,6 @@ mod tests {
         // Reopening applies no migration twice and keeps the data.
         drop(store);
         let store = super::SqliteMeta::open(&dir.path().join("meta.db")).await.unwrap();
-        assert!(pcore::ports::MetaStore::user_by_name(&store, "alice").await.unwrap().is_some());
+        assert!(portcullis_core::ports::MetaStore::user_by_name(&store, "alice").await.unwrap().is_some());
     }
 }

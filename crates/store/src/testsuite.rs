@@ -3,9 +3,9 @@
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use pcore::error::Error;
-use pcore::model::*;
-use pcore::ports::{BlobStore, MetaStore};
+use portcullis_core::error::Error;
+use portcullis_core::model::*;
+use portcullis_core::ports::{BlobStore, MetaStore};
 use std::io::Write;
 
 /// A fresh database in the test PostgreSQL cluster (`PCL_TEST_POSTGRES_URL`, which
@@ -362,7 +362,7 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     s.ping().await.unwrap();
 }
 
-async fn collect(mut st: pcore::ports::ByteStream) -> Vec<u8> {
+async fn collect(mut st: portcullis_core::ports::ByteStream) -> Vec<u8> {
     let mut v = Vec::new();
     while let Some(c) = st.next().await {
         v.extend_from_slice(&c.unwrap());
@@ -411,7 +411,7 @@ pub async fn blob_suite(s: &dyn BlobStore) {
     s.upload_write("0a-6", 0, Bytes::from_static(b"x")).await.unwrap();
     let listed = s.list_uploads().await.unwrap();
     let t = listed.iter().find(|(id, _)| id == "0a-6").map(|(_, t)| *t).expect("listed");
-    assert!((t - pcore::now()).abs() < 300, "written just now: {t}");
+    assert!((t - portcullis_core::now()).abs() < 300, "written just now: {t}");
     s.upload_delete("0a-6").await.unwrap();
     assert!(!s.list_uploads().await.unwrap().iter().any(|(id, _)| id == "0a-6"));
     // committing the same content again is harmless

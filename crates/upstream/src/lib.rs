@@ -1,5 +1,5 @@
 //! The client side of pull-through: talks to other registries (Docker Hub, ghcr.io, a local
-//! CNCF distribution...) for `pcore::proxy`. Per upstream: the distribution token dance
+//! CNCF distribution...) for `portcullis_core::proxy`. Per upstream: the distribution token dance
 //! (anonymous or with configured credentials, tokens cached until they expire), Basic auth when
 //! asked for, retries with backoff before the first byte of idempotent requests, connect and
 //! read timeouts, a concurrency limit, and `429 Retry-After` passed back.
@@ -12,9 +12,9 @@ use async_trait::async_trait;
 use futures_util::TryStreamExt;
 use oci::source::{DOCKER_HUB, UpstreamRepo};
 use oci::{ErrorCode, manifest};
-use pcore::Error;
-use pcore::model::Referrer;
-use pcore::ports::{FetchedBlob, FetchedManifest, UpstreamRegistry};
+use portcullis_core::Error;
+use portcullis_core::model::Referrer;
+use portcullis_core::ports::{FetchedBlob, FetchedManifest, UpstreamRegistry};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Method, Response, StatusCode};
 use tokio::sync::Semaphore;

@@ -3,7 +3,7 @@
 //! else in the body is dropped, never passed on.
 
 use oci::{Digest, Tag};
-use pcore::model::Referrer;
+use portcullis_core::model::Referrer;
 use serde_json::Value;
 
 /// Longest listing body read from an upstream.

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use pcore::model::ActivityRow;
+use portcullis_core::model::ActivityRow;
 
 use super::format;
 

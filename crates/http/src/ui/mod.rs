@@ -10,7 +10,7 @@ use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use pcore::Error;
+use portcullis_core::Error;
 
 use crate::AppState;
 use crate::error::{public_message, status_of};

@@ -3,8 +3,8 @@
 
 use askama::Template;
 use axum::extract::{Path, Query};
-use pcore::model::{OWNERS_TEAM, Permission};
-use pcore::orgs::Member;
+use portcullis_core::model::{OWNERS_TEAM, Permission};
+use portcullis_core::orgs::Member;
 use serde::Deserialize;
 
 use super::{Console, Done, Layout, Posted, St, UiResult, done, format, ok};
@@ -181,7 +181,7 @@ pub async fn set_permission(
     let perm = match p.form.permission.as_str() {
         "none" => None,
         s => Some(Permission::parse(s).ok_or_else(|| {
-            pcore::Error::Invalid(format!("unknown permission {s:?}; use read, write, admin or none"))
+            portcullis_core::Error::Invalid(format!("unknown permission {s:?}; use read, write, admin or none"))
         })?),
     };
     st.orgs.set_permission(&p.c.who, &org, &team, p.form.repository.trim(), perm).await?;

@@ -9,7 +9,7 @@ use policy::{Mode, Settings};
 use serde::Deserialize;
 
 use super::{Console, Done, Layout, Posted, St, UiResult, done, format, ok};
-use pcore::Error;
+use portcullis_core::Error;
 
 /// The settings as the form shows them.
 pub struct SettingsView {
@@ -224,7 +224,7 @@ pub async fn add_exception(
                 + 86_399,
         ),
     };
-    let n = pcore::iam::NewException {
+    let n = portcullis_core::iam::NewException {
         pattern: f.pattern,
         digest: some(&f.digest),
         team: some(&f.team),

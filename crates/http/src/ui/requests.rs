@@ -4,7 +4,7 @@
 
 use askama::Template;
 use axum::extract::{Path, Query};
-use pcore::requests::Approval;
+use portcullis_core::requests::Approval;
 use serde::Deserialize;
 
 use super::{Console, Layout, Posted, St, UiResult, done, format, ok};
@@ -103,12 +103,12 @@ pub async fn approve(
     let f = p.form;
     let days: i64 = match f.days.trim() {
         "" => 0,
-        d => d.parse().map_err(|_| pcore::Error::Invalid(format!("invalid number of days {d:?}")))?,
+        d => d.parse().map_err(|_| portcullis_core::Error::Invalid(format!("invalid number of days {d:?}")))?,
     };
     let a = Approval {
         pin_digest: f.pin.is_some(),
         digest: Some(f.digest.trim().to_owned()).filter(|d| !d.is_empty()),
-        expires_at: (days > 0).then(|| pcore::now() + days.min(3650) * 86_400),
+        expires_at: (days > 0).then(|| portcullis_core::now() + days.min(3650) * 86_400),
         team: Some(f.team),
         note: Some(f.note),
     };

@@ -10,9 +10,9 @@ use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use pcore::Error;
-use pcore::authz::Principal;
-use pcore::sessions::SESSION_TTL_SECS;
+use portcullis_core::Error;
+use portcullis_core::authz::Principal;
+use portcullis_core::sessions::SESSION_TTL_SECS;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
