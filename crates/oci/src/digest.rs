@@ -1,7 +1,11 @@
-//! Content digests (`sha256:<64 hex>`, `sha512:<128 hex>`), strictly lower-case hex.
+//! Content digests (`sha256:<64 hex>`, `sha512:<128 hex>`), strictly lower-case hex, and the
+//! [`Hasher`] that computes them incrementally (its running state can be saved and restored).
 
 use std::fmt;
 use std::str::FromStr;
+
+use sha2::digest::common::hazmat::SerializableState;
+use sha2::{Digest as _, Sha256, Sha512};
 
 /// A digest algorithm the registry accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -98,6 +102,72 @@ impl<'de> serde::Deserialize<'de> for Digest {
     }
 }
 
+/// A running digest computation.
+#[derive(Clone)]
+pub enum Hasher {
+    Sha256(Sha256),
+    Sha512(Sha512),
+}
+
+impl Hasher {
+    pub fn new(a: Algorithm) -> Hasher {
+        match a {
+            Algorithm::Sha256 => Hasher::Sha256(Sha256::new()),
+            Algorithm::Sha512 => Hasher::Sha512(Sha512::new()),
+        }
+    }
+
+    pub fn algorithm(&self) -> Algorithm {
+        match self {
+            Hasher::Sha256(_) => Algorithm::Sha256,
+            Hasher::Sha512(_) => Algorithm::Sha512,
+        }
+    }
+
+    pub fn update(&mut self, b: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => h.update(b),
+            Hasher::Sha512(h) => h.update(b),
+        }
+    }
+
+    pub fn finish(self) -> Digest {
+        match self {
+            Hasher::Sha256(h) => Digest::from_bytes(Algorithm::Sha256, &h.finalize()),
+            Hasher::Sha512(h) => Digest::from_bytes(Algorithm::Sha512, &h.finalize()),
+        }
+    }
+
+    /// The running state: one byte naming the algorithm, then the hasher's serialized state.
+    pub fn save(&self) -> Vec<u8> {
+        let (tag, state) = match self {
+            Hasher::Sha256(h) => (1u8, h.serialize().to_vec()),
+            Hasher::Sha512(h) => (2u8, h.serialize().to_vec()),
+        };
+        let mut out = Vec::with_capacity(1 + state.len());
+        out.push(tag);
+        out.extend_from_slice(&state);
+        out
+    }
+
+    /// The hasher `save` wrote; `None` for anything else.
+    pub fn restore(saved: &[u8]) -> Option<Hasher> {
+        let (tag, state) = saved.split_first()?;
+        match tag {
+            1 => Sha256::deserialize(state.try_into().ok()?).ok().map(Hasher::Sha256),
+            2 => Sha512::deserialize(state.try_into().ok()?).ok().map(Hasher::Sha512),
+            _ => None,
+        }
+    }
+
+    /// Digest of a byte slice.
+    pub fn digest(a: Algorithm, b: &[u8]) -> Digest {
+        let mut h = Hasher::new(a);
+        h.update(b);
+        h.finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +207,20 @@ mod tests {
     fn from_bytes_matches_parse() {
         let d = Digest::from_bytes(Algorithm::Sha256, &[0xab; 32]);
         assert_eq!(d, d.to_string().parse().unwrap());
+    }
+    #[test]
+    fn a_saved_hasher_continues_where_it_stopped() {
+        for algo in [Algorithm::Sha256, Algorithm::Sha512] {
+            let mut h = Hasher::new(algo);
+            h.update(&[7u8; 100]); // not a whole block: the buffer is part of the state
+            let mut restored = Hasher::restore(&h.save()).expect("restores");
+            restored.update(b"rest");
+            let mut whole = vec![7u8; 100];
+            whole.extend_from_slice(b"rest");
+            assert_eq!(restored.finish(), Hasher::digest(algo, &whole));
+        }
+        assert!(Hasher::restore(&[]).is_none());
+        assert!(Hasher::restore(&[1, 2, 3]).is_none(), "a truncated state is refused");
+        assert!(Hasher::restore(&[9; 41]).is_none(), "an unknown algorithm is refused");
     }
 }

@@ -5,10 +5,10 @@ use std::io::{BufRead, IsTerminal};
 use std::path::Path;
 
 use anyhow::{Context, bail};
+use oci::digest::Hasher;
 use portcullis_core::authz::Directory;
 use portcullis_core::identity::Identity;
 use portcullis_core::ports::{BlobStore, MetaStore};
-use portcullis_core::registry::Hasher;
 
 use crate::app::open_stores;
 use crate::config::Config;

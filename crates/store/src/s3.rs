@@ -216,7 +216,7 @@ impl S3Blobs {
     /// content has `digest` (else aborted: nothing becomes visible). Returns its size.
     pub async fn put_verified(&self, digest: &str, mut body: ByteStream) -> Result<u64> {
         let d: oci::Digest = digest.parse().map_err(|_| Error::Invalid(format!("invalid digest {digest}")))?;
-        let mut hasher = portcullis_core::registry::Hasher::new(d.algorithm());
+        let mut hasher = oci::digest::Hasher::new(d.algorithm());
         let mut w = WriteMultipart::new_with_chunk_size(
             self.store.put_multipart(&blob_key(digest)?).await.map_err(storage)?,
             PART,

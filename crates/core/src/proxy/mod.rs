@@ -27,7 +27,8 @@ use crate::metrics::Metrics;
 use crate::model::{ManifestRow, Visibility};
 use crate::now;
 use crate::ports::{BlobStore, ByteStream, GrowingReader, MetaStore, UpstreamRegistry};
-use crate::registry::{Hasher, ServedManifest};
+use crate::registry::ServedManifest;
+use oci::digest::Hasher;
 use std::io::Write as _;
 
 mod listing;
