@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use oci::digest::Hasher;
 use portcullis_core::authz::Directory;
 use portcullis_core::identity::Identity;
-use portcullis_core::ports::{BlobStore, MetaStore};
+use portcullis_core::ports::{BlobStore, ContentStore};
 
 use crate::app::open_stores;
 use crate::config::Config;

@@ -123,6 +123,12 @@ fn stream_file(file: File, mut offset: u64, mut remaining: u64) -> ByteStream {
     Box::pin(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }))
 }
 
+impl portcullis_core::ports::Measured for FsBlobs {
+    fn stats(&self) -> &BackendStats {
+        &self.stats
+    }
+}
+
 measured_impl!(BlobStore, FsBlobs, {
     async fn upload_create(&self, id: &str) -> Result<()> {
         let p = self.upload_path(id)?;

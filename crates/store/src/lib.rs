@@ -1,5 +1,5 @@
-//! Storage adapters: `SqliteMeta` and `PgMeta` implement `portcullis_core::ports::MetaStore` (with the
-//! same SQL, `sql.rs`), `FsBlobs` and `S3Blobs` implement `portcullis_core::ports::BlobStore`, each
+//! Storage adapters: `SqliteMeta` and `PgMeta` implement `portcullis_core::ports::MetaStore` (every
+//! capability port, with the same SQL: `sql/`, one module per capability), `FsBlobs` and `S3Blobs` implement `portcullis_core::ports::BlobStore`, each
 //! through `measured_impl!` (`measure.rs`), which times every operation. The `testsuite`
 //! module holds the one suite every adapter of a port must pass; each adapter's tests run it.
 
@@ -7,9 +7,10 @@
 mod measure;
 #[macro_use]
 mod sql;
+#[macro_use]
+pub mod migrate;
 pub mod copy;
 pub mod fs;
-pub mod migrate;
 pub mod postgres;
 pub mod s3;
 pub mod sqlite;

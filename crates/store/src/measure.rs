@@ -4,17 +4,13 @@
 //! repeating each port's methods.
 
 /// `measured_impl!(Port, Adapter, { async fn op(&self, ...) -> Result<T> { ... } ... })`
-/// emits `#[async_trait] impl Port for Adapter` with `fn stats` and each method measured.
+/// emits `#[async_trait] impl Port for Adapter` with each method measured in `self.stats`.
 macro_rules! measured_impl {
     ($port:path, $store:ty, {
         $( $(#[$attr:meta])* async fn $op:ident (&$self:ident $(, $arg:ident : $ty:ty)* $(,)?) -> $ret:ty $body:block )*
     }) => {
         #[async_trait::async_trait]
         impl $port for $store {
-            fn stats(&self) -> &portcullis_core::metrics::BackendStats {
-                &self.stats
-            }
-
             $(
                 $(#[$attr])*
                 async fn $op(&$self $(, $arg: $ty)*) -> $ret {

@@ -1,5 +1,72 @@
 //! Forward-only schema migrations, embedded in the binary and applied at start. Each backend
-//! has its own directory with the same numbering.
+//! has its own directory with the same numbering; one runner ([`migrate!`]) applies either set:
+//! all pending migrations in one transaction (under an advisory lock on PostgreSQL, so that
+//! replicas starting together apply each once), recorded in `schema_migrations`. A database
+//! that a newer portcullis has migrated further is refused before anything is applied.
+
+/// A backend's migrations and how its runner locks and records them.
+pub(crate) struct Dialect {
+    pub migrations: &'static [(i64, &'static str, &'static str)],
+    /// Taken first inside the transaction (PostgreSQL's advisory lock), if any.
+    pub lock: Option<&'static str>,
+    pub create_table: &'static str,
+}
+
+pub(crate) const SQLITE_DIALECT: Dialect = Dialect {
+    migrations: SQLITE,
+    lock: None,
+    create_table: "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+};
+
+/// `pg_advisory_xact_lock` of an arbitrary constant naming the migration lock.
+pub(crate) const POSTGRES_DIALECT: Dialect = Dialect {
+    migrations: POSTGRES,
+    lock: Some("SELECT pg_advisory_xact_lock(31634514500217191)"),
+    create_table: "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+};
+
+/// The error for a database migrated by a newer portcullis than this one.
+pub(crate) fn too_new(found: i64, known: i64) -> portcullis_core::Error {
+    portcullis_core::Error::Invalid(format!(
+        "the database has schema version {found}, but this portcullis knows versions up to {known}: it was written by a \
+         newer portcullis. Run that version (or newer), or restore a backup taken before the upgrade; nothing was changed"
+    ))
+}
+
+/// Applies the pending migrations of `$dialect` through `$pool` (an expression evaluating to a
+/// `Result<()>`).
+macro_rules! migrate {
+    ($pool:expr, $dialect:expr) => {
+        async {
+            let dialect: &$crate::migrate::Dialect = &$dialect;
+            let mut tx = $pool.begin().await.map_err(db)?;
+            if let Some(lock) = dialect.lock {
+                sqlx::query(lock).execute(&mut *tx).await.map_err(db)?;
+            }
+            sqlx::query(dialect.create_table).execute(&mut *tx).await.map_err(db)?;
+            let done: Vec<(i64,)> =
+                sqlx::query_as("SELECT version FROM schema_migrations").fetch_all(&mut *tx).await.map_err(db)?;
+            let known = dialect.migrations.last().map(|m| m.0).unwrap_or(0);
+            if let Some(found) = done.iter().map(|(v,)| *v).max().filter(|v| *v > known) {
+                return Err($crate::migrate::too_new(found, known));
+            }
+            for (version, name, sql) in dialect.migrations {
+                if done.iter().any(|(v,)| v == version) {
+                    continue;
+                }
+                sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(db)?;
+                sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+                    .bind(version)
+                    .bind(name)
+                    .bind(portcullis_core::clock::system_now())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            }
+            tx.commit().await.map_err(db)
+        }
+    };
+}
 
 /// (version, name, SQL) of every SQLite migration, in order.
 pub const SQLITE: &[(i64, &str, &str)] = &[

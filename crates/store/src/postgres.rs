@@ -10,13 +10,10 @@ use portcullis_core::error::{Error, Result};
 use portcullis_core::metrics::BackendStats;
 use portcullis_core::model::*;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{Postgres, Transaction};
 
-use crate::migrate::POSTGRES;
+use crate::migrate::POSTGRES_DIALECT;
 use crate::sql::*;
-
-/// An arbitrary constant naming the migration lock.
-const MIGRATION_LOCK: i64 = 0x0070_636c_5f6d_6967;
 
 pub struct PgMeta {
     pub(crate) write: PgPool,
@@ -36,33 +33,8 @@ impl PgMeta {
             .await
             .map_err(db)?;
         let store = PgMeta { write: pool.clone(), read: pool, stats: BackendStats::new("database", "postgres") };
-        store.migrate().await?;
+        migrate!(store.write, POSTGRES_DIALECT).await?;
         Ok(store)
-    }
-
-    async fn migrate(&self) -> Result<()> {
-        let mut tx = self.write.begin().await.map_err(db)?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *tx).await.map_err(db)?;
-        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)")
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        let done: Vec<(i64,)> =
-            sqlx::query_as("SELECT version FROM schema_migrations").fetch_all(&mut *tx).await.map_err(db)?;
-        for (version, name, sql) in POSTGRES {
-            if done.iter().any(|(v,)| v == version) {
-                continue;
-            }
-            sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(db)?;
-            sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
-                .bind(version)
-                .bind(name)
-                .bind(portcullis_core::now())
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-        }
-        tx.commit().await.map_err(db)
     }
 }
 
@@ -82,7 +54,7 @@ mod tests {
         drop(store);
         let (a, b) = tokio::join!(super::PgMeta::open(&db.url, 2), super::PgMeta::open(&db.url, 2));
         let (a, _b) = (a.unwrap(), b.unwrap());
-        assert!(portcullis_core::ports::MetaStore::user_by_name(&a, "alice").await.unwrap().is_some());
+        assert!(portcullis_core::ports::IdentityStore::user_by_name(&a, "alice").await.unwrap().is_some());
     }
 
     #[tokio::test]

@@ -245,6 +245,12 @@ impl S3Blobs {
     }
 }
 
+impl portcullis_core::ports::Measured for S3Blobs {
+    fn stats(&self) -> &BackendStats {
+        &self.stats
+    }
+}
+
 measured_impl!(BlobStore, S3Blobs, {
     async fn upload_create(&self, id: &str) -> Result<()> {
         // An upload without chunks is empty; a stale one with this id is cleared.

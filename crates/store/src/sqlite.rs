@@ -9,9 +9,9 @@ use portcullis_core::error::{Error, Result};
 use portcullis_core::metrics::BackendStats;
 use portcullis_core::model::*;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Sqlite, Transaction};
 
-use crate::migrate::SQLITE;
+use crate::migrate::SQLITE_DIALECT;
 use crate::sql::*;
 
 pub struct SqliteMeta {
@@ -37,36 +37,8 @@ impl SqliteMeta {
             write,
             stats: BackendStats::new("database", "sqlite"),
         };
-        store.migrate().await?;
+        migrate!(store.write, SQLITE_DIALECT).await?;
         Ok(store)
-    }
-
-    async fn migrate(&self) -> Result<()> {
-        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)")
-            .execute(&self.write)
-            .await
-            .map_err(db)?;
-        for (version, name, sql) in SQLITE {
-            let mut tx = self.write.begin().await.map_err(db)?;
-            let done: Option<(i64,)> = sqlx::query_as("SELECT version FROM schema_migrations WHERE version = $1")
-                .bind(version)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?;
-            if done.is_some() {
-                continue;
-            }
-            sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(db)?;
-            sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
-                .bind(version)
-                .bind(name)
-                .bind(portcullis_core::now())
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-            tx.commit().await.map_err(db)?;
-        }
-        Ok(())
     }
 }
 
@@ -82,6 +54,6 @@ mod tests {
         // Reopening applies no migration twice and keeps the data.
         drop(store);
         let store = super::SqliteMeta::open(&dir.path().join("meta.db")).await.unwrap();
-        assert!(portcullis_core::ports::MetaStore::user_by_name(&store, "alice").await.unwrap().is_some());
+        assert!(portcullis_core::ports::IdentityStore::user_by_name(&store, "alice").await.unwrap().is_some());
     }
 }

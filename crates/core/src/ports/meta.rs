@@ -1,25 +1,16 @@
-//! The ports services need: metadata (`MetaStore`) and content (`BlobStore`). Adapters live in
-//! `portcullis-store`; every adapter passes the same test suite there.
-
-use std::pin::Pin;
+//! Metadata ports, one trait per capability: identity, organizations, content, uploads, the
+//! pull-through cache's bookkeeping, policy, audit, console sessions and the cluster (leases,
+//! generation, keys). A service asks for the capabilities it uses; [`MetaStore`] is all of them,
+//! which each database adapter implements.
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use futures_util::Stream;
 
 use crate::error::Result;
 use crate::model::*;
 
-/// A stream of blob bytes.
-pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
-
-/// Metadata: identity, organizations, repositories, manifests, tags, blob links, uploads.
+/// Users, access tokens and sign-in failures.
 #[async_trait]
-pub trait MetaStore: Send + Sync + 'static {
-    /// Latency and failures of this backend's operations, for `/metrics`.
-    fn stats(&self) -> &crate::metrics::BackendStats;
-
-    // --- users and tokens
+pub trait IdentityStore: Send + Sync {
     /// Creates a user; `Conflict` when the name is taken by a user or an organization.
     async fn create_user(&self, username: &str, password_hash: &str, is_admin: bool, now: i64) -> Result<User>;
     async fn user_by_name(&self, username: &str) -> Result<Option<User>>;
@@ -43,8 +34,15 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Deletes a user's token; false when there was none.
     async fn delete_token(&self, user_id: i64, token_id: i64) -> Result<bool>;
     async fn touch_token(&self, token_id: i64, now: i64) -> Result<()>;
+    /// (key, window start, failures) of the two keys that exist.
+    async fn login_failures(&self, user_key: &str, client_key: &str) -> Result<Vec<(String, i64, i64)>>;
+    /// Counts a failure of `key` in its window, starting a new window after `window` seconds.
+    async fn record_login_failure(&self, key: &str, now: i64, window: i64) -> Result<()>;
+}
 
-    // --- organizations and teams
+/// Organizations, teams, members, team permissions, and the directory snapshot's rows.
+#[async_trait]
+pub trait OrgStore: Send + Sync {
     /// Creates an org with its `owners` team holding `creator`; `Conflict` when the name is taken.
     async fn create_org(&self, name: &str, creator: i64, now: i64) -> Result<Org>;
     async fn org_by_name(&self, name: &str) -> Result<Option<Org>>;
@@ -52,6 +50,7 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn create_team(&self, org_id: i64, name: &str) -> Result<Team>;
     async fn team(&self, org_id: i64, name: &str) -> Result<Option<Team>>;
     async fn list_teams(&self, org_id: i64) -> Result<Vec<Team>>;
+    /// Deletes a team with its members and permissions.
     async fn delete_team(&self, team_id: i64) -> Result<()>;
     /// Adds a member; true when added, false when already a member.
     async fn add_member(&self, team_id: i64, user_id: i64) -> Result<bool>;
@@ -62,17 +61,19 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn team_permissions(&self, team_id: i64) -> Result<Vec<(String, Permission)>>;
     /// Everything authorization needs, for the in-memory directory.
     async fn load_directory(&self) -> Result<DirectoryRows>;
+}
 
-    // --- repositories
+/// Repositories (hosted and cached), blobs and their links, manifests, tags and referrers.
+#[async_trait]
+pub trait ContentStore: Send + Sync {
     /// Returns the repository, creating it with `visibility` when it does not exist.
     async fn ensure_repo(&self, name: &str, visibility: Visibility, now: i64) -> Result<Repo>;
     async fn repo(&self, name: &str) -> Result<Option<Repo>>;
     async fn list_repos(&self) -> Result<Vec<Repo>>;
     async fn set_visibility(&self, name: &str, visibility: Visibility) -> Result<bool>;
+    /// Deletes a repository with its tags, manifests and blob links.
     async fn delete_repo(&self, name: &str) -> Result<bool>;
-
-    // --- blobs
-    /// Records a committed blob of `size` bytes (idempotent).
+    /// Records a committed blob of `size` bytes (idempotent; a pushed blob is not evictable).
     async fn put_blob(&self, digest: &str, size: u64, now: i64) -> Result<()>;
     async fn blob_size(&self, digest: &str) -> Result<Option<u64>>;
     async fn link_blob(&self, repo_id: i64, digest: &str) -> Result<()>;
@@ -81,10 +82,10 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn unlink_blob(&self, repo_id: i64, digest: &str) -> Result<bool>;
     /// All blob digests with their sizes (for fsck).
     async fn list_blobs(&self) -> Result<Vec<(String, u64)>>;
-    /// Forgets a blob and all its links (fsck quarantine).
+    /// Forgets a blob and all its links (fsck quarantine, eviction).
     async fn forget_blob(&self, digest: &str) -> Result<()>;
-
-    // --- manifests and tags
+    /// Blobs no repository links and no manifest references.
+    async fn unreferenced_blobs(&self) -> Result<Vec<String>>;
     /// Stores a manifest, its references (blobs and child manifests) and optionally a tag,
     /// in one transaction.
     async fn put_manifest(
@@ -107,8 +108,11 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Tags in lexical order after `last`, at most `n`.
     async fn list_tags(&self, repo_id: i64, last: Option<&str>, n: Option<usize>) -> Result<Vec<String>>;
     async fn referrers(&self, repo_id: i64, subject: &str) -> Result<Vec<Referrer>>;
+}
 
-    // --- uploads
+/// Unfinished blob uploads: their size and running hash.
+#[async_trait]
+pub trait UploadStore: Send + Sync {
     async fn create_upload(&self, id: &str, repo: &str, now: i64) -> Result<()>;
     async fn upload(&self, id: &str) -> Result<Option<Upload>>;
     /// Records the bytes received so far and the running hash over them, together.
@@ -116,8 +120,11 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn delete_upload(&self, id: &str) -> Result<()>;
     /// Ids of uploads started before `before`.
     async fn uploads_started_before(&self, before: i64) -> Result<Vec<String>>;
+}
 
-    // --- pull-through cache
+/// The pull-through cache's bookkeeping: tag freshness, evictable blobs and their last use.
+#[async_trait]
+pub trait CacheStore: Send + Sync {
     /// The digest a tag points to and when it was last confirmed.
     async fn tag_entry(&self, repo_id: i64, tag: &str) -> Result<Option<(String, i64)>>;
     async fn touch_tag(&self, repo_id: i64, tag: &str, now: i64) -> Result<()>;
@@ -130,10 +137,11 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn cached_bytes(&self) -> Result<u64>;
     /// Evictable cached blobs, least recently used first.
     async fn cached_lru(&self, limit: usize) -> Result<Vec<(String, u64)>>;
-    /// Blobs no repository links and no manifest references.
-    async fn unreferenced_blobs(&self) -> Result<Vec<String>>;
+}
 
-    // --- Image Access Management
+/// Image Access Management: org settings, exceptions, exception requests, publisher overrides.
+#[async_trait]
+pub trait PolicyStore: Send + Sync {
     /// Settings JSON of every org that has some, by org name.
     async fn all_org_settings(&self) -> Result<Vec<(String, String)>>;
     async fn put_org_settings(&self, org_id: i64, settings_json: &str, now: i64) -> Result<()>;
@@ -141,12 +149,20 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Stores an exception (its `id` is ignored) and returns the new id.
     async fn create_exception(&self, org_id: i64, e: &policy::Exception) -> Result<i64>;
     async fn delete_exception(&self, org_id: i64, id: i64) -> Result<bool>;
-
     /// Publisher overrides: (namespace, badge or "none").
     async fn publisher_overrides(&self) -> Result<Vec<(String, String)>>;
     async fn set_publisher_override(&self, namespace: &str, badge: Option<&str>, by: &str, now: i64) -> Result<bool>;
+    /// Stores a request (its `id`, `org` and decision fields are ignored); returns the new id.
+    async fn create_exception_request(&self, org_id: i64, r: &ExceptionRequest) -> Result<i64>;
+    /// Requests of an org, newest first.
+    async fn exception_requests(&self, org_id: i64) -> Result<Vec<ExceptionRequest>>;
+    /// Records the decision on a pending request; false when it is not pending (or not there).
+    async fn decide_exception_request(&self, org_id: i64, id: i64, decided: &ExceptionRequest) -> Result<bool>;
+}
 
-    // --- audit
+/// The audit log.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
     /// Appends entries in one transaction.
     async fn append_audit(&self, entries: &[AuditEntry]) -> Result<()>;
     /// Entries of an org (or all with `None`), newest first.
@@ -155,8 +171,11 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn prune_audit(&self, before: i64) -> Result<u64>;
     /// Pull counts of an org since `since`, by UTC day, category and decision.
     async fn audit_activity(&self, org: &str, since: i64) -> Result<Vec<ActivityRow>>;
+}
 
-    // --- console
+/// Console sessions.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
     /// Stores a session under the hash of its secret.
     async fn create_session(&self, id_hash: &str, user_id: i64, csrf: &str, now: i64, expires_at: i64) -> Result<()>;
     /// The unexpired session with this secret hash.
@@ -166,26 +185,15 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn delete_user_sessions(&self, user_id: i64) -> Result<()>;
     /// Deletes expired sessions.
     async fn prune_sessions(&self, now: i64) -> Result<u64>;
-    /// Stores a request (its `id`, `org` and decision fields are ignored); returns the new id.
-    async fn create_exception_request(&self, org_id: i64, r: &ExceptionRequest) -> Result<i64>;
-    /// Requests of an org, newest first.
-    async fn exception_requests(&self, org_id: i64) -> Result<Vec<ExceptionRequest>>;
-    /// Records the decision on a pending request; false when it is not pending (or not there).
-    async fn decide_exception_request(&self, org_id: i64, id: i64, decided: &ExceptionRequest) -> Result<bool>;
+}
 
-    // --- sign-in throttling (shared by replicas)
-    /// (key, window start, failures) of the two keys that exist.
-    async fn login_failures(&self, user_key: &str, client_key: &str) -> Result<Vec<(String, i64, i64)>>;
-    /// Counts a failure of `key` in its window, starting a new window after `window` seconds.
-    async fn record_login_failure(&self, key: &str, now: i64, window: i64) -> Result<()>;
-
-    // --- leases (a job done once among replicas)
+/// What replicas share: leases, the generation they follow, token signing keys.
+#[async_trait]
+pub trait ClusterStore: Send + Sync {
     /// Takes or renews the lease `name` for `holder` until `now + ttl`; false while another
     /// holder's lease is unexpired.
     async fn acquire_lease(&self, name: &str, holder: &str, now: i64, ttl: i64) -> Result<bool>;
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
-
-    // --- replicas
     /// A number that grows with every change to users, orgs, teams, permissions, repositories,
     /// settings, exceptions, publishers and signing keys (replicas poll it to reload).
     async fn generation(&self) -> Result<i64>;
@@ -193,95 +201,22 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn signing_keys(&self) -> Result<Vec<(String, Vec<u8>)>>;
     /// Adds a signing key (a key with the same kid is kept as it is).
     async fn add_signing_key(&self, kid: &str, pkcs8: &[u8], now: i64) -> Result<()>;
-
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> Result<()>;
 }
 
-/// Random-access reads of an upload that may still be growing (stream-through of fills).
-pub trait GrowingReader: Send + Sync {
-    /// Reads at `offset`; blocking, call from a blocking thread.
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize>;
-}
-
-/// A manifest fetched from an upstream registry.
-#[derive(Debug, Clone)]
-pub struct FetchedManifest {
-    /// `Docker-Content-Digest`, when the upstream sent one (verified, never trusted).
-    pub digest: Option<String>,
-    pub media_type: String,
-    pub content: Bytes,
-}
-
-/// A blob body being fetched from an upstream registry.
-pub struct FetchedBlob {
-    pub size: u64,
-    pub body: ByteStream,
-}
-
-/// Another registry (Docker Hub, ghcr.io, ...). Errors: `Registry(MANIFEST_UNKNOWN|BLOB_UNKNOWN)`
-/// for 404, `Denied` when the upstream refuses, `Throttled` for 429, `Unavailable` otherwise.
-#[async_trait]
-pub trait UpstreamRegistry: Send + Sync + 'static {
-    /// Whether requests for this canonical registry may be proxied.
-    fn knows(&self, registry: &str) -> bool;
-    async fn manifest(&self, repo: &oci::source::UpstreamRepo, reference: &str) -> Result<FetchedManifest>;
-    /// The digest a reference resolves to (HEAD), for revalidating cached tags.
-    async fn manifest_digest(&self, repo: &oci::source::UpstreamRepo, reference: &str) -> Result<Option<String>>;
-    async fn blob(&self, repo: &oci::source::UpstreamRepo, digest: &str) -> Result<FetchedBlob>;
-    /// A page of the repository's tags (`n` and `last` as in the API), and whether more follow.
-    async fn tags(
-        &self,
-        repo: &oci::source::UpstreamRepo,
-        n: Option<usize>,
-        last: Option<&str>,
-    ) -> Result<(Vec<String>, bool)>;
-    /// The referrers of a manifest, or `None` when the upstream has no referrers API (clients
-    /// then fall back to the referrers tag schema).
-    async fn referrers(
-        &self,
-        repo: &oci::source::UpstreamRepo,
-        digest: &str,
-        artifact_type: Option<&str>,
-    ) -> Result<Option<Vec<Referrer>>>;
-}
-
-/// Content-addressed blob bytes and in-progress uploads.
-#[async_trait]
-pub trait BlobStore: Send + Sync + 'static {
-    /// Latency and failures of this backend's operations, for `/metrics`.
-    fn stats(&self) -> &crate::metrics::BackendStats;
-
-    /// Starts an empty upload.
-    async fn upload_create(&self, id: &str) -> Result<()>;
-    /// Writes `data` at `offset` of an upload (its recorded size), replacing whatever it held
-    /// from `offset` on (bytes of a write the metadata never recorded). A write past the end is
-    /// refused, or leaves the upload unable to commit.
-    async fn upload_write(&self, id: &str, offset: u64, data: Bytes) -> Result<()>;
-    /// Reads an upload back (only to rebuild hash state lost in a restart).
-    async fn upload_read(&self, id: &str) -> Result<ByteStream>;
-    /// A blocking writer appending to an upload (for a dedicated writer thread).
-    async fn upload_writer(&self, id: &str) -> Result<Box<dyn std::io::Write + Send>>;
-    /// Opens an upload for random-access reads while it grows; stays valid after commit.
-    async fn upload_open(&self, id: &str) -> Result<std::sync::Arc<dyn GrowingReader>>;
-    /// Makes the upload's first `size` bytes the blob `digest`, atomically: the blob is visible
-    /// only when whole. Fails when the upload holds fewer bytes.
-    async fn upload_commit(&self, id: &str, digest: &str, size: u64) -> Result<()>;
-    async fn upload_delete(&self, id: &str) -> Result<()>;
-    /// Size of a stored blob, if present.
-    async fn stat(&self, digest: &str) -> Result<Option<u64>>;
-    /// Streams `len` bytes of a blob from `offset`.
-    async fn read(&self, digest: &str, offset: u64, len: u64) -> Result<ByteStream>;
-    async fn delete(&self, digest: &str) -> Result<()>;
-    /// Every stored blob digest, sorted (fsck, gc).
-    async fn list(&self) -> Result<Vec<String>>;
-    /// Every upload in the store with when it was last written (unix seconds).
-    async fn list_uploads(&self) -> Result<Vec<(String, i64)>>;
-    /// A short-lived URL from which a client may fetch the blob directly (a presigned S3 URL),
-    /// when the store is set to hand those out. Callers decide access first.
-    async fn redirect_url(&self, digest: &str) -> Result<Option<String>>;
-    /// Moves a blob aside so that it is no longer served (fsck).
-    async fn quarantine(&self, digest: &str) -> Result<()>;
-    /// Cheap reachability check for `/readyz`.
-    async fn ping(&self) -> Result<()>;
+/// Every metadata capability: what a database adapter implements.
+pub trait MetaStore:
+    IdentityStore
+    + OrgStore
+    + ContentStore
+    + UploadStore
+    + CacheStore
+    + PolicyStore
+    + AuditStore
+    + SessionStore
+    + ClusterStore
+    + super::Measured
+    + 'static
+{
 }

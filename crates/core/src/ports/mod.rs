@@ -1,0 +1,110 @@
+//! The ports services need: metadata (`MetaStore`, split by capability in `meta.rs`), content
+//! (`BlobStore`), other registries (`UpstreamRegistry`) and time (`Clock`). Adapters live in
+//! `portcullis-store` and `portcullis-upstream`; every store adapter passes the same test suite
+//! there, and so does the in-memory store of `memory.rs`.
+
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::Stream;
+
+use crate::error::Result;
+use crate::model::*;
+
+mod meta;
+pub use meta::*;
+
+/// A stream of blob bytes.
+pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// Random-access reads of an upload that may still be growing (stream-through of fills).
+pub trait GrowingReader: Send + Sync {
+    /// Reads at `offset`; blocking, call from a blocking thread.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize>;
+}
+
+/// A manifest fetched from an upstream registry.
+#[derive(Debug, Clone)]
+pub struct FetchedManifest {
+    /// `Docker-Content-Digest`, when the upstream sent one (verified, never trusted).
+    pub digest: Option<String>,
+    pub media_type: String,
+    pub content: Bytes,
+}
+
+/// A blob body being fetched from an upstream registry.
+pub struct FetchedBlob {
+    pub size: u64,
+    pub body: ByteStream,
+}
+
+/// Another registry (Docker Hub, ghcr.io, ...). Errors: `Registry(MANIFEST_UNKNOWN|BLOB_UNKNOWN)`
+/// for 404, `Denied` when the upstream refuses, `Throttled` for 429, `Unavailable` otherwise.
+#[async_trait]
+pub trait UpstreamRegistry: Send + Sync + 'static {
+    /// Whether requests for this canonical registry may be proxied.
+    fn knows(&self, registry: &str) -> bool;
+    async fn manifest(&self, repo: &oci::source::UpstreamRepo, reference: &str) -> Result<FetchedManifest>;
+    /// The digest a reference resolves to (HEAD), for revalidating cached tags.
+    async fn manifest_digest(&self, repo: &oci::source::UpstreamRepo, reference: &str) -> Result<Option<String>>;
+    async fn blob(&self, repo: &oci::source::UpstreamRepo, digest: &str) -> Result<FetchedBlob>;
+    /// A page of the repository's tags (`n` and `last` as in the API), and whether more follow.
+    async fn tags(
+        &self,
+        repo: &oci::source::UpstreamRepo,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> Result<(Vec<String>, bool)>;
+    /// The referrers of a manifest, or `None` when the upstream has no referrers API (clients
+    /// then fall back to the referrers tag schema).
+    async fn referrers(
+        &self,
+        repo: &oci::source::UpstreamRepo,
+        digest: &str,
+        artifact_type: Option<&str>,
+    ) -> Result<Option<Vec<Referrer>>>;
+}
+
+/// A storage adapter that times its operations and counts its failures.
+pub trait Measured: Send + Sync {
+    /// Latency and failures of this backend's operations, for `/metrics`.
+    fn stats(&self) -> &crate::metrics::BackendStats;
+}
+
+/// Content-addressed blob bytes and in-progress uploads.
+#[async_trait]
+pub trait BlobStore: Measured + 'static {
+    /// Starts an empty upload.
+    async fn upload_create(&self, id: &str) -> Result<()>;
+    /// Writes `data` at `offset` of an upload (its recorded size), replacing whatever it held
+    /// from `offset` on (bytes of a write the metadata never recorded). A write past the end is
+    /// refused, or leaves the upload unable to commit.
+    async fn upload_write(&self, id: &str, offset: u64, data: Bytes) -> Result<()>;
+    /// Reads an upload back (only to rebuild hash state lost in a restart).
+    async fn upload_read(&self, id: &str) -> Result<ByteStream>;
+    /// A blocking writer appending to an upload (for a dedicated writer thread).
+    async fn upload_writer(&self, id: &str) -> Result<Box<dyn std::io::Write + Send>>;
+    /// Opens an upload for random-access reads while it grows; stays valid after commit.
+    async fn upload_open(&self, id: &str) -> Result<std::sync::Arc<dyn GrowingReader>>;
+    /// Makes the upload's first `size` bytes the blob `digest`, atomically: the blob is visible
+    /// only when whole. Fails when the upload holds fewer bytes.
+    async fn upload_commit(&self, id: &str, digest: &str, size: u64) -> Result<()>;
+    async fn upload_delete(&self, id: &str) -> Result<()>;
+    /// Size of a stored blob, if present.
+    async fn stat(&self, digest: &str) -> Result<Option<u64>>;
+    /// Streams `len` bytes of a blob from `offset`.
+    async fn read(&self, digest: &str, offset: u64, len: u64) -> Result<ByteStream>;
+    async fn delete(&self, digest: &str) -> Result<()>;
+    /// Every stored blob digest, sorted (fsck, gc).
+    async fn list(&self) -> Result<Vec<String>>;
+    /// Every upload in the store with when it was last written (unix seconds).
+    async fn list_uploads(&self) -> Result<Vec<(String, i64)>>;
+    /// A short-lived URL from which a client may fetch the blob directly (a presigned S3 URL),
+    /// when the store is set to hand those out. Callers decide access first.
+    async fn redirect_url(&self, digest: &str) -> Result<Option<String>>;
+    /// Moves a blob aside so that it is no longer served (fsck).
+    async fn quarantine(&self, digest: &str) -> Result<()>;
+    /// Cheap reachability check for `/readyz`.
+    async fn ping(&self) -> Result<()>;
+}

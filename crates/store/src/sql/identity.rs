@@ -1,0 +1,228 @@
+//! Users, access tokens and sign-in failures (`IdentityStore`).
+
+use portcullis_core::model::{AccessToken, TokenScope, User};
+
+/// A row of `users`.
+#[derive(sqlx::FromRow)]
+pub(crate) struct UserRow {
+    id: i64,
+    username: String,
+    password_hash: String,
+    is_admin: bool,
+    created_at: i64,
+}
+
+pub(crate) fn user(r: UserRow) -> User {
+    User {
+        id: r.id,
+        username: r.username,
+        password_hash: r.password_hash,
+        is_admin: r.is_admin,
+        created_at: r.created_at,
+    }
+}
+
+/// The columns of [`UserRow`], for `SELECT` and `RETURNING`.
+macro_rules! user_cols {
+    () => {
+        "id, username, password_hash, is_admin, created_at"
+    };
+}
+
+/// A row of `access_tokens` (without the hash).
+#[derive(sqlx::FromRow)]
+pub(crate) struct TokenRow {
+    id: i64,
+    user_id: i64,
+    label: String,
+    kind: String,
+    scope: String,
+    created_at: i64,
+    expires_at: Option<i64>,
+    last_used_at: Option<i64>,
+}
+
+pub(crate) fn token(r: TokenRow) -> AccessToken {
+    AccessToken {
+        id: r.id,
+        user_id: r.user_id,
+        label: r.label,
+        kind: r.kind,
+        scope: TokenScope::parse(&r.scope).unwrap_or(TokenScope::Read),
+        created_at: r.created_at,
+        expires_at: r.expires_at,
+        last_used_at: r.last_used_at,
+    }
+}
+
+macro_rules! token_cols {
+    () => {
+        "id, user_id, label, kind, scope, created_at, expires_at, last_used_at"
+    };
+}
+
+/// A sign-in failure window of one key (`u:<user>` or `c:<client>`).
+#[derive(sqlx::FromRow)]
+pub(crate) struct FailureRow {
+    pub(crate) key: String,
+    pub(crate) window_start: i64,
+    pub(crate) failures: i64,
+}
+
+macro_rules! identity_sql {
+    ($store:ident, $db:ty) => {
+        measured_impl!(portcullis_core::ports::IdentityStore, $store, {
+            async fn create_user(&self, username: &str, password_hash: &str, is_admin: bool, now: i64) -> Result<User> {
+                let mut tx = self.write.begin().await.map_err(db)?;
+                if Self::name_taken(&mut tx, username).await? {
+                    return Err(Error::Conflict(format!("the name {username} is taken")));
+                }
+                let r: UserRow = sqlx::query_as(concat!(
+                    "INSERT INTO users (username, password_hash, is_admin, created_at) VALUES ($1, $2, $3, $4) RETURNING ",
+                    user_cols!()
+                ))
+                .bind(username)
+                .bind(password_hash)
+                .bind(is_admin)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+                tx.commit().await.map_err(db)?;
+                Ok(user(r))
+            }
+
+            async fn user_by_name(&self, username: &str) -> Result<Option<User>> {
+                let r: Option<UserRow> = sqlx::query_as(concat!("SELECT ", user_cols!(), " FROM users WHERE username = $1"))
+                    .bind(username)
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err(db)?;
+                Ok(r.map(user))
+            }
+
+            async fn list_users(&self) -> Result<Vec<User>> {
+                let r: Vec<UserRow> = sqlx::query_as(concat!("SELECT ", user_cols!(), " FROM users ORDER BY username"))
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(db)?;
+                Ok(r.into_iter().map(user).collect())
+            }
+
+            async fn set_password(&self, user_id: i64, password_hash: &str) -> Result<()> {
+                sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+                    .bind(password_hash)
+                    .bind(user_id)
+                    .execute(&self.write)
+                    .await
+                    .map_err(db)?;
+                Ok(())
+            }
+
+            async fn count_users(&self) -> Result<i64> {
+                let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(&self.read).await.map_err(db)?;
+                Ok(n)
+            }
+
+            async fn create_token(
+                &self,
+                user_id: i64,
+                label: &str,
+                kind: &str,
+                token_hash: &str,
+                scope: TokenScope,
+                expires_at: Option<i64>,
+                now: i64,
+            ) -> Result<AccessToken> {
+                let r: TokenRow = sqlx::query_as(concat!(
+                    "INSERT INTO access_tokens (user_id, label, kind, token_hash, scope, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ",
+                    token_cols!()
+                ))
+                .bind(user_id)
+                .bind(label)
+                .bind(kind)
+                .bind(token_hash)
+                .bind(scope.as_str())
+                .bind(now)
+                .bind(expires_at)
+                .fetch_one(&self.write)
+                .await
+                .map_err(db)?;
+                Ok(token(r))
+            }
+
+            async fn token_by_hash(&self, token_hash: &str) -> Result<Option<(AccessToken, User)>> {
+                let r: Option<TokenRow> =
+                    sqlx::query_as(concat!("SELECT ", token_cols!(), " FROM access_tokens WHERE token_hash = $1"))
+                        .bind(token_hash)
+                        .fetch_optional(&self.read)
+                        .await
+                        .map_err(db)?;
+                let Some(t) = r.map(token) else { return Ok(None) };
+                let u: Option<UserRow> = sqlx::query_as(concat!("SELECT ", user_cols!(), " FROM users WHERE id = $1"))
+                    .bind(t.user_id)
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err(db)?;
+                Ok(u.map(|u| (t, user(u))))
+            }
+
+            async fn list_tokens(&self, user_id: i64) -> Result<Vec<AccessToken>> {
+                let r: Vec<TokenRow> =
+                    sqlx::query_as(concat!("SELECT ", token_cols!(), " FROM access_tokens WHERE user_id = $1 ORDER BY id"))
+                        .bind(user_id)
+                        .fetch_all(&self.read)
+                        .await
+                        .map_err(db)?;
+                Ok(r.into_iter().map(token).collect())
+            }
+
+            async fn delete_token(&self, user_id: i64, token_id: i64) -> Result<bool> {
+                let r = sqlx::query("DELETE FROM access_tokens WHERE id = $1 AND user_id = $2")
+                    .bind(token_id)
+                    .bind(user_id)
+                    .execute(&self.write)
+                    .await
+                    .map_err(db)?;
+                Ok(r.rows_affected() > 0)
+            }
+
+            async fn touch_token(&self, token_id: i64, now: i64) -> Result<()> {
+                sqlx::query("UPDATE access_tokens SET last_used_at = $1 WHERE id = $2")
+                    .bind(now)
+                    .bind(token_id)
+                    .execute(&self.write)
+                    .await
+                    .map_err(db)?;
+                Ok(())
+            }
+
+            async fn login_failures(&self, user_key: &str, client_key: &str) -> Result<Vec<(String, i64, i64)>> {
+                let r: Vec<FailureRow> =
+                    sqlx::query_as("SELECT key, window_start, failures FROM login_failures WHERE key = $1 OR key = $2")
+                        .bind(user_key)
+                        .bind(client_key)
+                        .fetch_all(&self.read)
+                        .await
+                        .map_err(db)?;
+                Ok(r.into_iter().map(|f| (f.key, f.window_start, f.failures)).collect())
+            }
+
+            async fn record_login_failure(&self, key: &str, now: i64, window: i64) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO login_failures (key, window_start, failures) VALUES ($1, $2, 1) ON CONFLICT (key) DO UPDATE SET \
+                     failures = CASE WHEN login_failures.window_start > $2 - $3 THEN login_failures.failures + 1 ELSE 1 END, \
+                     window_start = CASE WHEN login_failures.window_start > $2 - $3 THEN login_failures.window_start ELSE $2 END",
+                )
+                .bind(key)
+                .bind(now)
+                .bind(window)
+                .execute(&self.write)
+                .await
+                .map_err(db)?;
+                Ok(())
+            }
+        });
+    };
+}
