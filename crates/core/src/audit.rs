@@ -8,9 +8,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::authz::Principal;
+use crate::clock::Clock;
 use crate::error::Result;
 use crate::model::{ActivityRow, AuditEntry, AuditQuery};
-use crate::now;
 use crate::ports::MetaStore;
 
 const BATCH: usize = 512;
@@ -18,14 +18,15 @@ const BATCH: usize = 512;
 pub struct Audit {
     tx: mpsc::Sender<AuditEntry>,
     meta: Arc<dyn MetaStore>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Audit {
     /// Starts the writer; entries older than `retention_days` are pruned.
-    pub fn start(meta: Arc<dyn MetaStore>, retention_days: i64) -> Audit {
+    pub fn start(meta: Arc<dyn MetaStore>, retention_days: i64, clock: Arc<dyn Clock>) -> Audit {
         let (tx, rx) = mpsc::channel(16_384);
-        tokio::spawn(writer(meta.clone(), rx, retention_days));
-        Audit { tx, meta }
+        tokio::spawn(writer(meta.clone(), rx, retention_days, clock.clone()));
+        Audit { tx, meta, clock }
     }
 
     /// A change by `who` to `org` (or to no org), with details.
@@ -43,7 +44,7 @@ impl Audit {
     /// Records an entry (waits only when the writer is far behind).
     pub async fn record(&self, mut e: AuditEntry) {
         if e.at == 0 {
-            e.at = now();
+            e.at = self.clock.now();
         }
         if self.tx.send(e).await.is_err() {
             tracing::error!("audit writer stopped; entry lost");
@@ -61,7 +62,7 @@ impl Audit {
     /// An org's pull counts of the last `days` UTC days (today included), by day, category and
     /// decision; the caller has checked that the reader owns the org.
     pub async fn activity(&self, org: &str, days: i64) -> Result<Vec<ActivityRow>> {
-        let since = (now() / 86_400 - (days - 1)) * 86_400;
+        let since = (self.clock.now() / 86_400 - (days - 1)) * 86_400;
         self.meta.audit_activity(org, since).await
     }
 
@@ -71,7 +72,12 @@ impl Audit {
     }
 }
 
-async fn writer(meta: Arc<dyn MetaStore>, mut rx: mpsc::Receiver<AuditEntry>, retention_days: i64) {
+async fn writer(
+    meta: Arc<dyn MetaStore>,
+    mut rx: mpsc::Receiver<AuditEntry>,
+    retention_days: i64,
+    clock: Arc<dyn Clock>,
+) {
     let mut next_prune = 0i64;
     let mut batch = Vec::with_capacity(BATCH);
     loop {
@@ -90,7 +96,7 @@ async fn writer(meta: Arc<dyn MetaStore>, mut rx: mpsc::Receiver<AuditEntry>, re
             tracing::error!(error = %e, lost = batch.len(), "cannot write audit entries");
         }
         batch.clear();
-        let t = now();
+        let t = clock.now();
         if retention_days > 0 && t >= next_prune {
             next_prune = t + 3600;
             if let Err(e) = meta.prune_audit(t - retention_days * 86_400).await {

@@ -10,10 +10,10 @@ use policy::{Badge, Catalog, Decision, Exception, Image, Settings};
 use serde::Deserialize;
 
 use crate::authz::{Principal, Subject};
+use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::identity::Identity;
 use crate::model::AuditEntry;
-use crate::now;
 use crate::orgs::Orgs;
 use crate::ports::MetaStore;
 
@@ -53,6 +53,7 @@ pub struct Iam {
     pub(crate) orgs: Arc<Orgs>,
     catalog: Catalog,
     snapshot: RwLock<Arc<policy::Snapshot>>,
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 /// Canonical form of an exception pattern: registry aliases folded, `library/` added to
@@ -97,7 +98,7 @@ impl Iam {
         audit: Arc<crate::audit::Audit>,
         catalog: Catalog,
     ) -> Iam {
-        Iam { audit, meta, identity, orgs, catalog, snapshot: RwLock::default() }
+        Iam { audit, meta, clock: identity.clock().clone(), identity, orgs, catalog, snapshot: RwLock::default() }
     }
 
     pub(crate) async fn record_change(&self, who: &Principal, org: &str, action: &str, detail: serde_json::Value) {
@@ -109,7 +110,7 @@ impl Iam {
         let Subject::User(p) = subject else { return vec![] };
         let snap = self.current();
         let name = image.canonical();
-        let t = now();
+        let t = self.clock.now();
         let mut out = Vec::new();
         for m in self.identity.directory().snapshot().memberships(p.id) {
             let Some(org) = snap.orgs.get(&m.org) else { continue };
@@ -229,7 +230,7 @@ impl Iam {
             Subject::User(p) => self.identity.directory().snapshot().memberships(p.id),
             Subject::Anonymous => vec![],
         };
-        policy::decide(&memberships, image, &self.current(), now())
+        policy::decide(&memberships, image, &self.current(), self.clock.now())
     }
 
     /// Resolves an image as a client would name it (`alpine`, `docker.io/someone/app:1`,
@@ -269,7 +270,7 @@ impl Iam {
         }
         let (uid, _) = dir.user(user).ok_or_else(|| Error::NotFound(format!("no user {user}")))?;
         let img = self.image_of(image)?;
-        let (decision, trace) = policy::explain(&dir.memberships(uid), &img, &self.current(), now());
+        let (decision, trace) = policy::explain(&dir.memberships(uid), &img, &self.current(), self.clock.now());
         Ok(
             serde_json::json!({ "user": user, "image": img.canonical(), "digest": img.digest, "decision": decision, "trace": trace }),
         )
@@ -281,7 +282,7 @@ impl Iam {
         self.orgs.owned(who, org).await?;
         let q = crate::model::AuditQuery {
             action: Some("pull".into()),
-            since: Some(now() - 30 * 86_400),
+            since: Some(self.clock.now() - 30 * 86_400),
             limit: Some(1000),
             ..Default::default()
         };
@@ -296,7 +297,7 @@ impl Iam {
                 i.digest = p.digest.clone();
                 i
             })?;
-            let d = policy::decide(&dir.memberships(uid), &img, &snap, now());
+            let d = policy::decide(&dir.memberships(uid), &img, &snap, self.clock.now());
             if d.effect != policy::Effect::Allow && d.org.as_deref() == Some(org) {
                 let e = hits.entry((img.canonical(), p.actor.clone())).or_insert((0, d.message.clone()));
                 e.0 += 1;
@@ -330,7 +331,7 @@ impl Iam {
         {
             return Err(Error::Invalid(format!("unknown badge {b:?}; use verified_publisher, open_source or none")));
         }
-        let changed = self.meta.set_publisher_override(namespace, badge, &who.username, now()).await?;
+        let changed = self.meta.set_publisher_override(namespace, badge, &who.username, self.clock.now()).await?;
         if badge.is_none() && !changed {
             return Err(Error::NotFound(format!("no override for {namespace}")));
         }
@@ -365,7 +366,7 @@ impl Iam {
         }
         let before = self.current().orgs.get(org).map(|p| p.settings.clone()).unwrap_or_default();
         let json = serde_json::to_string(&s).map_err(|e| Error::Storage(e.to_string()))?;
-        self.meta.put_org_settings(o.id, &json, now()).await?;
+        self.meta.put_org_settings(o.id, &json, self.clock.now()).await?;
         self.refresh().await?;
         self.record_change(who, org, "settings.update", serde_json::json!({ "before": before, "after": s })).await;
         Ok(s)
@@ -387,7 +388,7 @@ impl Iam {
         {
             return Err(Error::Invalid(format!("no team {t} in {org}")));
         }
-        let now = now();
+        let now = self.clock.now();
         if n.expires_at.is_some_and(|e| e <= now) {
             return Err(Error::Invalid("expires_at must be in the future".into()));
         }

@@ -14,9 +14,9 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::Semaphore;
 
 use crate::authz::{Directory, Principal, Snapshot};
+use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::model::{AccessToken, TokenScope, User};
-use crate::now;
 use crate::ports::MetaStore;
 
 /// Prefix of personal access tokens.
@@ -129,6 +129,7 @@ impl LoginThrottle {
 /// The identity service.
 pub struct Identity {
     meta: Arc<dyn MetaStore>,
+    clock: Arc<dyn Clock>,
     directory: Directory,
     verified: Mutex<HashMap<String, i64>>,
     touched: Mutex<HashMap<i64, i64>>,
@@ -136,14 +137,20 @@ pub struct Identity {
 }
 
 impl Identity {
-    pub fn new(meta: Arc<dyn MetaStore>, directory: Directory) -> Identity {
+    pub fn new(meta: Arc<dyn MetaStore>, directory: Directory, clock: Arc<dyn Clock>) -> Identity {
         Identity {
             meta,
+            clock,
             directory,
             verified: Mutex::default(),
             touched: Mutex::default(),
             argon_slots: Semaphore::new(2),
         }
+    }
+
+    /// The clock every service shares.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     pub fn directory(&self) -> &Directory {
@@ -164,7 +171,7 @@ impl Identity {
     /// Signs in with a username and a password or access token. `client` is the caller's
     /// address, for throttling.
     pub async fn authenticate(&self, username: &str, secret: &str, client: &str) -> Result<Principal> {
-        let now = now();
+        let now = self.clock.now();
         LoginThrottle::check(self.meta.as_ref(), username, client, now).await?;
         let result = if secret.starts_with(PAT_PREFIX) {
             self.check_token(secret, now).await.and_then(|p| {
@@ -185,7 +192,7 @@ impl Identity {
 
     /// Signs in with a bare token (API `Bearer <token>`, OAuth2 refresh grant).
     pub async fn authenticate_token(&self, secret: &str, client: &str) -> Result<Principal> {
-        let now = now();
+        let now = self.clock.now();
         LoginThrottle::check(self.meta.as_ref(), "", client, now).await?;
         let r = self.check_token(secret, now).await;
         if matches!(r, Err(Error::Unauthenticated(_))) {
@@ -253,7 +260,7 @@ impl Identity {
         check_account_name(username)?;
         check_password_strength(password)?;
         let hash = hash_password(password)?;
-        let u = self.meta.create_user(username, &hash, is_admin, now()).await?;
+        let u = self.meta.create_user(username, &hash, is_admin, self.clock.now()).await?;
         self.refresh_directory().await?;
         Ok(u)
     }
@@ -282,7 +289,7 @@ impl Identity {
         }
         // A read-only credential cannot mint a read-write token.
         let scope = if user.scope == Some(TokenScope::Read) { TokenScope::Read } else { scope };
-        let now = now();
+        let now = self.clock.now();
         if expires_at.is_some_and(|e| e <= now) {
             return Err(Error::Invalid("expiry must be in the future".into()));
         }

@@ -21,8 +21,3 @@ pub mod sessions;
 pub mod tokens;
 
 pub use error::{Error, Result};
-
-/// Seconds since the Unix epoch; the one clock of the services.
-pub fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-}

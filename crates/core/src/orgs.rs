@@ -8,10 +8,10 @@ use oci::RepoName;
 use serde::Serialize;
 
 use crate::authz::Principal;
+use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::identity::{Identity, check_account_name};
 use crate::model::{OWNERS_TEAM, Org, Permission, Repo, Team, User, Visibility};
-use crate::now;
 use crate::ports::MetaStore;
 
 /// A member of an organization and the teams they are in.
@@ -38,6 +38,7 @@ pub struct Orgs {
     identity: Arc<Identity>,
     audit: Arc<crate::audit::Audit>,
     admins_only_create: bool,
+    clock: Arc<dyn Clock>,
 }
 
 fn not_found(org: &str) -> Error {
@@ -52,7 +53,7 @@ impl Orgs {
         audit: Arc<crate::audit::Audit>,
         admins_only_create: bool,
     ) -> Orgs {
-        Orgs { meta, identity, audit, admins_only_create }
+        Orgs { meta, clock: identity.clock().clone(), identity, audit, admins_only_create }
     }
 
     async fn changed(&self, who: &Principal, org: &str, action: &str, detail: serde_json::Value) {
@@ -82,7 +83,7 @@ impl Orgs {
             return Err(Error::Denied("only the instance administrator may create organizations here".into()));
         }
         check_account_name(name)?;
-        let org = self.meta.create_org(name, who.id, now()).await?;
+        let org = self.meta.create_org(name, who.id, self.clock.now()).await?;
         self.identity.refresh_directory().await?;
         self.changed(who, name, "org.create", serde_json::json!({ "name": name })).await;
         Ok(org)

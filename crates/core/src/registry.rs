@@ -20,10 +20,10 @@ use oci::range::ByteRange;
 use oci::{Algorithm, Digest, ErrorCode, Manifest, Reference, RepoName};
 
 use crate::authz::{Namespace, Subject};
+use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::identity::Identity;
 use crate::model::{ManifestRow, Referrer, Visibility};
-use crate::now;
 use crate::ports::{BlobStore, ByteStream, MetaStore};
 
 /// Bytes gathered before one write + hash step.
@@ -65,6 +65,7 @@ pub struct Registry {
     blobs: Arc<dyn BlobStore>,
     identity: Arc<Identity>,
     uploads: Mutex<HashMap<String, SharedUpload>>,
+    clock: Arc<dyn Clock>,
 }
 
 fn blob_unknown(d: &Digest) -> Error {
@@ -81,7 +82,7 @@ fn name_unknown(name: &RepoName) -> Error {
 
 impl Registry {
     pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>, identity: Arc<Identity>) -> Registry {
-        Registry { meta, blobs, identity, uploads: Mutex::default() }
+        Registry { meta, blobs, clock: identity.clock().clone(), identity, uploads: Mutex::default() }
     }
 
     /// The repository's id: from the directory, or — for one another replica has just
@@ -102,7 +103,7 @@ impl Registry {
             Some(Namespace::User(_)) => Visibility::Public,
             _ => Visibility::Private,
         };
-        let repo = self.meta.ensure_repo(name.as_str(), vis, now()).await?;
+        let repo = self.meta.ensure_repo(name.as_str(), vis, self.clock.now()).await?;
         self.identity.refresh_directory().await?;
         Ok(repo.id)
     }
@@ -144,7 +145,7 @@ impl Registry {
             return Ok(UploadStart::Created(d.clone()));
         }
         let id = uuid::Uuid::new_v4().to_string();
-        self.meta.create_upload(&id, name.as_str(), now()).await?;
+        self.meta.create_upload(&id, name.as_str(), self.clock.now()).await?;
         self.blobs.upload_create(&id).await?;
         let algo = digest.map(|d| d.algorithm()).unwrap_or(Algorithm::Sha256);
         let shared: SharedUpload =
@@ -259,7 +260,7 @@ impl Registry {
     async fn commit(&self, name: &RepoName, id: &str, digest: &Digest, size: u64) -> Result<()> {
         let d = digest.to_string();
         self.blobs.upload_commit(id, &d, size).await?;
-        self.meta.put_blob(&d, size, now()).await?;
+        self.meta.put_blob(&d, size, self.clock.now()).await?;
         let repo = self.ensure_repo(name).await?;
         self.meta.link_blob(repo, &d).await
     }
@@ -395,7 +396,7 @@ impl Registry {
             Reference::Tag(t) => Some(t.as_str()),
             Reference::Digest(_) => None,
         };
-        self.meta.put_manifest(repo, &row, &blob_refs, tag, now()).await?;
+        self.meta.put_manifest(repo, &row, &blob_refs, tag, self.clock.now()).await?;
         Ok(PushedManifest { digest, subject: m.subject.map(|s| s.digest) })
     }
 

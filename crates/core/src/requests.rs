@@ -7,7 +7,6 @@ use crate::authz::Principal;
 use crate::error::{Error, Result};
 use crate::iam::{Iam, NewException};
 use crate::model::{AuditQuery, ExceptionRequest, REQUEST_APPROVED, REQUEST_DECLINED, REQUEST_PENDING};
-use crate::now;
 
 /// The longest reason or note kept.
 const MAX_TEXT: usize = 500;
@@ -74,7 +73,7 @@ impl Iam {
             digest,
             reason,
             status: REQUEST_PENDING.into(),
-            created_at: now(),
+            created_at: self.clock.now(),
             ..Default::default()
         };
         r.id = self.meta.create_exception_request(o.id, &r).await?;
@@ -129,7 +128,7 @@ impl Iam {
         let decided = ExceptionRequest {
             status: REQUEST_APPROVED.into(),
             decided_by: Some(who.username.clone()),
-            decided_at: Some(now()),
+            decided_at: Some(self.clock.now()),
             note: a.note.map(|n| n.trim().chars().take(MAX_TEXT).collect()).filter(|n: &String| !n.is_empty()),
             exception_id: Some(e.id),
             ..r
@@ -150,7 +149,7 @@ impl Iam {
         let decided = ExceptionRequest {
             status: REQUEST_DECLINED.into(),
             decided_by: Some(who.username.clone()),
-            decided_at: Some(now()),
+            decided_at: Some(self.clock.now()),
             note: Some(text(note, "note for the member")?),
             ..r
         };

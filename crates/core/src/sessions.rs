@@ -7,9 +7,9 @@
 use std::sync::Arc;
 
 use crate::authz::Principal;
+use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::identity::{Identity, PAT_PREFIX, REFRESH_PREFIX, new_secret, token_hash};
-use crate::now;
 use crate::ports::MetaStore;
 
 /// How long a console session lasts.
@@ -27,11 +27,12 @@ pub struct SignedIn {
 pub struct Sessions {
     meta: Arc<dyn MetaStore>,
     identity: Arc<Identity>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Sessions {
     pub fn new(meta: Arc<dyn MetaStore>, identity: Arc<Identity>) -> Sessions {
-        Sessions { meta, identity }
+        Sessions { meta, clock: identity.clock().clone(), identity }
     }
 
     /// Checks the password and opens a session; returns the cookie secret.
@@ -42,7 +43,7 @@ impl Sessions {
             ));
         }
         let principal = self.identity.authenticate(username, password, client).await?;
-        let now = now();
+        let now = self.clock.now();
         let (secret, csrf) = (new_secret(SESSION_PREFIX), new_secret(""));
         self.meta.prune_sessions(now).await?;
         self.meta.create_session(&token_hash(&secret), principal.id, &csrf, now, now + SESSION_TTL_SECS).await?;
@@ -54,7 +55,7 @@ impl Sessions {
         if !secret.starts_with(SESSION_PREFIX) {
             return Ok(None);
         }
-        Ok(self.meta.session(&token_hash(secret), now()).await?.map(|s| SignedIn {
+        Ok(self.meta.session(&token_hash(secret), self.clock.now()).await?.map(|s| SignedIn {
             principal: Principal { id: s.user.id, username: s.user.username, is_admin: s.user.is_admin, scope: None },
             csrf: s.csrf,
         }))

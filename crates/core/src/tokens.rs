@@ -220,7 +220,7 @@ mod tests {
     #[test]
     fn issue_and_verify() {
         let t = issuer();
-        let now = crate::now();
+        let now = crate::clock::system_now();
         let jwt = t.issue("alice", acc("acme/app", &["pull"]), now).unwrap();
         let c = t.verify(&jwt, now).unwrap();
         assert_eq!(c.sub, "alice");
@@ -234,7 +234,7 @@ mod tests {
     fn rejects_forgeries() {
         let t = issuer();
         let other = issuer();
-        let now = crate::now();
+        let now = crate::clock::system_now();
         let foreign = other.issue("alice", acc("acme/app", &["push"]), now).unwrap();
         assert!(t.verify(&foreign, now).is_err(), "other key");
         // alg=none with our kid
@@ -254,7 +254,7 @@ mod tests {
     fn rotation_keeps_old_tokens_valid_and_replicas_agree() {
         let (old, new) = (generate_signing_key().unwrap(), generate_signing_key().unwrap());
         let a = TokenIssuer::new(std::slice::from_ref(&old), "portcullis", "registry", 300).unwrap();
-        let now = crate::now();
+        let now = crate::clock::system_now();
         let before = a.issue("alice", acc("acme/app", &["pull"]), now).unwrap();
         a.set_keys(&[new.clone(), old.clone()]).unwrap();
         let after = a.issue("alice", acc("acme/app", &["pull"]), now).unwrap();

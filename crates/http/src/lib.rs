@@ -50,6 +50,7 @@ pub struct AppState {
     pub allowed_orgs: Vec<String>,
     /// The database generation this replica's in-memory state reflects (see `catch_up`).
     pub generation: std::sync::atomic::AtomicI64,
+    pub clock: Arc<dyn portcullis_core::clock::Clock>,
 }
 
 impl AppState {

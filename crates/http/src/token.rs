@@ -133,7 +133,7 @@ async fn issue(
     st.catch_up().await?;
     let subject = principal.map(|p| Subject::User(p.clone())).unwrap_or(Subject::Anonymous);
     let access = grant(st, &subject, scopes);
-    let now = portcullis_core::now();
+    let now = st.clock.now();
     let token = st.tokens.issue(subject.name(), access, now)?;
     let mut body = serde_json::json!({
         "token": token,

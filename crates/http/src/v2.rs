@@ -76,10 +76,8 @@ fn caller(st: &AppState, headers: &HeaderMap, ep: &Endpoint) -> Result<Option<(S
         Ok(Credentials::Bearer(t)) => t,
         Ok(_) | Err(_) => return Ok(None),
     };
-    let claims = st
-        .tokens
-        .verify(&token, portcullis_core::now())
-        .map_err(|e| challenge_err(&e.to_string(), Some("invalid_token")))?;
+    let claims =
+        st.tokens.verify(&token, st.clock.now()).map_err(|e| challenge_err(&e.to_string(), Some("invalid_token")))?;
     if claims.sub.is_empty() {
         return Ok(Some((Subject::Anonymous, claims)));
     }

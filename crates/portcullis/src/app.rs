@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use portcullis_core::authz::Directory;
+use portcullis_core::clock::{Clock, SystemClock};
 use portcullis_core::identity::Identity;
 use portcullis_core::orgs::Orgs;
 use portcullis_core::ports::{BlobStore, MetaStore};
@@ -54,7 +55,7 @@ pub async fn signing_keys(meta: &dyn MetaStore, data_dir: &Path) -> anyhow::Resu
         Ok(k) => k,
         Err(_) => generate_signing_key()?,
     };
-    meta.add_signing_key(&portcullis_core::tokens::key_id(&key)?, &key, portcullis_core::now()).await?;
+    meta.add_signing_key(&portcullis_core::tokens::key_id(&key)?, &key, portcullis_core::clock::system_now()).await?;
     // Replicas starting together may each have added one: all agree on the newest.
     Ok(meta.signing_keys().await?.into_iter().map(|(_, k)| k).collect())
 }
@@ -83,7 +84,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
     // Read before the first loads: a change made meanwhile is loaded again by `catch_up`.
     let generation = meta.generation().await?;
     let blobs: Arc<dyn BlobStore> = stores.blobs;
-    let identity = Arc::new(Identity::new(meta.clone(), Directory::default()));
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let identity = Arc::new(Identity::new(meta.clone(), Directory::default(), clock.clone()));
     identity.refresh_directory().await?;
     if let Some(generated) = identity.bootstrap_admin(config.admin_password()?.as_deref()).await? {
         eprintln!("portcullis: created the instance administrator `admin` with password {generated} (shown once)");
@@ -110,7 +112,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
         metrics.clone(),
         proxy_config,
     );
-    let audit = Arc::new(portcullis_core::audit::Audit::start(meta.clone(), config.audit.retention_days));
+    let audit =
+        Arc::new(portcullis_core::audit::Audit::start(meta.clone(), config.audit.retention_days, clock.clone()));
     let orgs = Arc::new(Orgs::new(meta.clone(), identity.clone(), audit.clone(), config.auth.org_creation == "admins"));
     let iam = portcullis_core::iam::Iam::new(
         meta.clone(),
@@ -139,6 +142,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
         tls: config.tls.cert.is_some(),
         allowed_orgs: config.auth.allowed_orgs.clone(),
         generation: generation.into(),
+        clock,
     }))
 }
 
@@ -168,7 +172,7 @@ async fn purge_uploads_hourly(state: Arc<AppState>) {
         let purged = portcullis_core::purge::purge_uploads(
             state.meta.as_ref(),
             state.blobs.as_ref(),
-            portcullis_core::now(),
+            state.clock.now(),
             portcullis_core::purge::UPLOAD_MAX_AGE_SECS,
         )
         .await;

@@ -120,7 +120,7 @@ pub async fn rotate_key(config: &Config) -> anyhow::Result<()> {
     let key = portcullis_core::tokens::generate_signing_key()?;
     let kid = portcullis_core::tokens::key_id(&key)?;
     // A second later than any key made now, so that it is the newest.
-    stores.meta.add_signing_key(&kid, &key, portcullis_core::now() + 1).await?;
+    stores.meta.add_signing_key(&kid, &key, portcullis_core::clock::system_now() + 1).await?;
     println!("new token signing key {kid}");
     Ok(())
 }
@@ -134,7 +134,11 @@ pub async fn reset_password(config: &Config, username: &str) -> anyhow::Result<(
     std::io::stdin().lock().read_line(&mut line).context("cannot read the password")?;
     let password = line.trim_end_matches(['\n', '\r']).to_owned();
     let stores = open_stores(config).await?;
-    let identity = Identity::new(stores.meta.clone(), Directory::default());
+    let identity = Identity::new(
+        stores.meta.clone(),
+        Directory::default(),
+        std::sync::Arc::new(portcullis_core::clock::SystemClock),
+    );
     identity.set_password(username, &password).await?;
     println!("password of {username} changed");
     Ok(())
@@ -148,7 +152,7 @@ pub async fn gc(config: &Config, max_bytes: Option<u64>, uploads_older_than: i64
     let purged = portcullis_core::purge::purge_uploads(
         stores.meta.as_ref(),
         stores.blobs.as_ref(),
-        portcullis_core::now(),
+        portcullis_core::clock::system_now(),
         uploads_older_than,
     )
     .await?;

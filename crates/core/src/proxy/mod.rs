@@ -21,11 +21,11 @@ use oci::source::UpstreamRepo;
 use oci::{Digest, ErrorCode, Manifest, Reference};
 use tokio::sync::watch;
 
+use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::identity::Identity;
 use crate::metrics::Metrics;
 use crate::model::{ManifestRow, Visibility};
-use crate::now;
 use crate::ports::{BlobStore, ByteStream, GrowingReader, MetaStore, UpstreamRegistry};
 use crate::registry::ServedManifest;
 use oci::digest::Hasher;
@@ -145,6 +145,7 @@ struct Shared {
     fills: Mutex<HashMap<String, watch::Receiver<Fill>>>,
     /// This process, as the holder of fill leases.
     holder: String,
+    clock: Arc<dyn Clock>,
 }
 
 pub struct Proxy {
@@ -170,7 +171,16 @@ impl Proxy {
     ) -> Proxy {
         let holder = uuid::Uuid::new_v4().to_string();
         Proxy {
-            shared: Arc::new(Shared { meta, blobs, upstream, metrics, config, fills: Mutex::default(), holder }),
+            shared: Arc::new(Shared {
+                meta,
+                blobs,
+                upstream,
+                metrics,
+                config,
+                fills: Mutex::default(),
+                holder,
+                clock: identity.clock().clone(),
+            }),
             identity,
         }
     }
@@ -187,7 +197,7 @@ impl Proxy {
         if let Some((id, _)) = self.identity.directory().snapshot().repo(&name) {
             return Ok(id);
         }
-        let r = self.shared.meta.ensure_repo(&name, Visibility::Private, now()).await?;
+        let r = self.shared.meta.ensure_repo(&name, Visibility::Private, self.shared.clock.now()).await?;
         self.identity.refresh_directory().await?;
         Ok(r.id)
     }
@@ -212,7 +222,7 @@ impl Proxy {
                 Ok((served(row), false))
             }
             Reference::Tag(t) => {
-                let now = now();
+                let now = s.clock.now();
                 let cached = s.meta.tag_entry(repo, t.as_str()).await?;
                 if let Some((digest, checked)) = &cached
                     && now - checked < s.config.tag_ttl_secs
@@ -299,7 +309,7 @@ impl Proxy {
             annotations: None,
         };
         let refs: Vec<String> = m.blob_references().map(|d| d.digest.to_string()).collect();
-        s.meta.put_manifest(repo, &row, &refs, tag, now()).await?;
+        s.meta.put_manifest(repo, &row, &refs, tag, s.clock.now()).await?;
         Ok(row)
     }
 
@@ -319,7 +329,7 @@ impl Proxy {
         }
         if let Some(size) = s.meta.blob_size(&d).await? {
             Metrics::inc(&s.metrics.blob_hits);
-            s.meta.touch_blob(&d, now()).await?;
+            s.meta.touch_blob(&d, s.clock.now()).await?;
             return Ok(BlobSource { size, following: None });
         }
         let mut watch = {
@@ -438,7 +448,7 @@ async fn lease_or_cached(s: &Shared, d: &str) -> Result<Option<u64>> {
         if let Some(size) = s.meta.blob_size(d).await? {
             return Ok(Some(size));
         }
-        if s.meta.acquire_lease(&lease, &s.holder, now(), LEASE_TTL_SECS).await? {
+        if s.meta.acquire_lease(&lease, &s.holder, s.clock.now(), LEASE_TTL_SECS).await? {
             // It may have been stored just before the other replica let go.
             if let Some(size) = s.meta.blob_size(d).await? {
                 s.meta.release_lease(&lease, &s.holder).await?;
@@ -472,7 +482,7 @@ async fn run_fill(s: Arc<Shared>, up: UpstreamRepo, digest: Digest, tx: watch::S
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(std::time::Duration::from_secs((LEASE_TTL_SECS / 3) as u64)).await;
-                let _ = s.meta.acquire_lease(&lease, &s.holder, now(), LEASE_TTL_SECS).await;
+                let _ = s.meta.acquire_lease(&lease, &s.holder, s.clock.now(), LEASE_TTL_SECS).await;
             }
         })
     };
@@ -547,7 +557,7 @@ async fn fill(s: &Shared, up: &UpstreamRepo, digest: &Digest, id: &str, tx: &Arc
         return Err(Error::Unavailable(format!("upstream sent content with digest {got} for {digest}")));
     }
     s.blobs.upload_commit(id, &digest.to_string(), size).await?;
-    s.meta.put_cached_blob(&digest.to_string(), size, now()).await?;
+    s.meta.put_cached_blob(&digest.to_string(), size, s.clock.now()).await?;
     Ok(size)
 }
 

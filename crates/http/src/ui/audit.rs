@@ -165,6 +165,6 @@ const DAYS: i64 = 14;
 pub async fn activity(axum::extract::State(st): St, c: Console, Path(org): Path<String>) -> UiResult {
     st.orgs.owned(&c.who, &org).await?;
     let rows = st.audit.activity(&org, DAYS).await?;
-    let (svg, days) = chart::render(&rows, portcullis_core::now() / 86_400, DAYS);
+    let (svg, days) = chart::render(&rows, st.clock.now() / 86_400, DAYS);
     ok(&ActivityPage { l: Layout::org(&c, &st, &org, "Activity", "activity"), svg, days })
 }

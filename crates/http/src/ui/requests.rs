@@ -108,7 +108,7 @@ pub async fn approve(
     let a = Approval {
         pin_digest: f.pin.is_some(),
         digest: Some(f.digest.trim().to_owned()).filter(|d| !d.is_empty()),
-        expires_at: (days > 0).then(|| portcullis_core::now() + days.min(3650) * 86_400),
+        expires_at: (days > 0).then(|| st.clock.now() + days.min(3650) * 86_400),
         team: Some(f.team),
         note: Some(f.note),
     };

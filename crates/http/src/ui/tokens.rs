@@ -70,7 +70,7 @@ pub async fn create(axum::extract::State(st): St, headers: HeaderMap, p: Posted<
         "" => 0,
         d => d.parse().map_err(|_| Error::Invalid(format!("invalid number of days {d:?}")))?,
     };
-    let expires_at = (days > 0).then(|| portcullis_core::now() + days.min(3650) * 86_400);
+    let expires_at = (days > 0).then(|| st.clock.now() + days.min(3650) * 86_400);
     let (t, secret) = st.identity.create_token(&c.who, f.label.trim(), "pat", scope, expires_at).await?;
     st.audit
         .change(&c.who, None, "token.create", serde_json::json!({ "id": t.id, "label": t.label, "scope": t.scope }))
