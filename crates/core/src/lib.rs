@@ -9,6 +9,8 @@ pub mod clock;
 pub mod error;
 pub mod iam;
 pub mod identity;
+#[cfg(any(test, feature = "memory"))]
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod orgs;

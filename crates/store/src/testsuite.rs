@@ -100,6 +100,8 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     s.set_password(alice.id, "h3").await.unwrap();
     assert_eq!(s.user_by_name("alice").await.unwrap().unwrap().password_hash, "h3");
     assert_eq!(s.count_users().await.unwrap(), 2);
+    let names: Vec<String> = s.list_users().await.unwrap().into_iter().map(|u| u.username).collect();
+    assert_eq!(names, ["alice", "bob"], "sorted by name");
     assert!(s.user_by_name("nobody").await.unwrap().is_none());
 
     // tokens
@@ -116,6 +118,9 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     let acme = s.create_org("acme", alice.id, 10).await.unwrap();
     assert!(matches!(s.create_org("bob", alice.id, 10).await, Err(Error::Conflict(_))), "names are shared");
     assert!(matches!(s.create_user("acme", "h", false, 10).await, Err(Error::Conflict(_))));
+    assert_eq!(s.org_by_name("acme").await.unwrap(), Some(acme.clone()));
+    assert!(s.org_by_name("acm").await.unwrap().is_none(), "exact names only");
+    assert_eq!(s.list_orgs().await.unwrap(), vec![acme.clone()]);
     let owners = s.team(acme.id, OWNERS_TEAM).await.unwrap().unwrap();
     assert_eq!(s.team_members(owners.id).await.unwrap()[0].username, "alice");
     let dev = s.create_team(acme.id, "dev").await.unwrap();
@@ -132,12 +137,25 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     s.set_permission(dev.id, "other", None).await.unwrap();
     assert_eq!(s.team_permissions(dev.id).await.unwrap(), vec![("app".to_string(), Permission::Admin)]);
     assert_eq!(s.list_teams(acme.id).await.unwrap().len(), 2);
+    // deleting a team takes its members and permissions with it
+    let tmp = s.create_team(acme.id, "tmp").await.unwrap();
+    s.add_member(tmp.id, bob.id).await.unwrap();
+    s.set_permission(tmp.id, "app", Some(Permission::Read)).await.unwrap();
+    s.delete_team(tmp.id).await.unwrap();
+    assert!(s.team(acme.id, "tmp").await.unwrap().is_none());
+    let dir = s.load_directory().await.unwrap();
+    assert!(!dir.members.iter().any(|(t, _)| *t == tmp.id) && !dir.permissions.iter().any(|(t, _, _)| *t == tmp.id));
+    assert_eq!(s.list_teams(acme.id).await.unwrap().len(), 2);
 
     // repositories
     let r = s.ensure_repo("acme/app", Visibility::Private, 10).await.unwrap();
     assert_eq!(s.ensure_repo("acme/app", Visibility::Public, 11).await.unwrap(), r, "ensure is idempotent");
     assert!(s.set_visibility("acme/app", Visibility::Public).await.unwrap());
     assert_eq!(s.repo("acme/app").await.unwrap().unwrap().visibility, Visibility::Public);
+    s.ensure_repo("acme/aaa", Visibility::Private, 12).await.unwrap();
+    let repos: Vec<String> = s.list_repos().await.unwrap().into_iter().map(|r| r.name).collect();
+    assert_eq!(repos, ["acme/aaa", "acme/app"], "sorted by name");
+    assert!(s.delete_repo("acme/aaa").await.unwrap());
     let dir = s.load_directory().await.unwrap();
     assert_eq!((dir.users.len(), dir.orgs.len(), dir.teams.len(), dir.repos.len()), (2, 1, 2, 1));
     assert!(dir.permissions.contains(&(dev.id, "app".into(), Permission::Admin)));
@@ -431,10 +449,35 @@ pub async fn blob_suite(s: &dyn BlobStore) {
     s.delete(big_digest).await.unwrap();
     assert_eq!(s.stat(big_digest).await.unwrap(), None);
     s.delete(big_digest).await.unwrap();
+    // a quarantined blob is no longer served; stores made without redirects hand out no URL
+    s.upload_create("0a-7").await.unwrap();
+    s.upload_write("0a-7", 0, Bytes::from_static(b"abcd")).await.unwrap();
+    s.upload_commit("0a-7", abcd, 4).await.unwrap();
+    assert_eq!(s.redirect_url(abcd).await.unwrap(), None);
+    s.quarantine(abcd).await.unwrap();
+    assert_eq!(s.stat(abcd).await.unwrap(), None);
+    assert!(!s.list().await.unwrap().contains(&abcd.to_owned()));
     // cancelled uploads vanish; bad ids are refused
     s.upload_create("0a-4").await.unwrap();
     s.upload_delete("0a-4").await.unwrap();
     s.upload_delete("0a-4").await.unwrap();
     assert!(s.upload_create("../etc").await.is_err());
     s.ping().await.unwrap();
+}
+
+#[cfg(test)]
+mod tests {
+    use portcullis_core::memory::{MemoryBlobs, MemoryMeta};
+
+    #[tokio::test]
+    async fn the_memory_stores_pass_the_suites() {
+        super::meta_suite(&MemoryMeta::new()).await;
+        let blobs = MemoryBlobs::new();
+        super::blob_suite(&blobs).await;
+        assert_eq!(
+            portcullis_core::ports::BlobStore::list(&blobs).await.unwrap().len(),
+            1,
+            "one committed blob remains"
+        );
+    }
 }
