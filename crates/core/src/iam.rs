@@ -6,14 +6,13 @@
 use std::sync::{Arc, RwLock};
 
 use oci::source::{canonical_registry, looks_like_host};
-use policy::{Badge, Catalog, Decision, Exception, Image, Settings};
+use policy::{Badge, Catalog, Exception, Image, Settings};
 use serde::Deserialize;
 
-use crate::authz::{Principal, Subject};
+use crate::authz::Principal;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::identity::Identity;
-use crate::model::AuditEntry;
 use crate::orgs::Orgs;
 use crate::ports::MetaStore;
 
@@ -105,83 +104,6 @@ impl Iam {
         self.audit.change(who, Some(org), action, detail).await;
     }
 
-    /// Digests pinned by exceptions that would apply to `subject` pulling `image` (any org).
-    pub fn pinned_digests(&self, subject: &Subject, image: &Image) -> Vec<String> {
-        let Subject::User(p) = subject else { return vec![] };
-        let snap = self.current();
-        let name = image.canonical();
-        let t = self.clock.now();
-        let mut out = Vec::new();
-        for m in self.identity.directory().snapshot().memberships(p.id) {
-            let Some(org) = snap.orgs.get(&m.org) else { continue };
-            for e in &org.exceptions {
-                if let Some(d) = &e.digest
-                    && e.matches_name(&name, Some(d), &m.teams, t)
-                    && !out.contains(d)
-                {
-                    out.push(d.clone());
-                }
-            }
-        }
-        out
-    }
-
-    /// Audit entries for a manifest pull: the deciding org for denials, else one per org the
-    /// subject belongs to (so each org's owners see their members' pulls), else one without org.
-    pub fn pull_entries(
-        &self,
-        subject: &Subject,
-        image: &Image,
-        d: &Decision,
-        client: &str,
-        user_agent: &str,
-    ) -> Vec<AuditEntry> {
-        let decision = match d.effect {
-            policy::Effect::Allow => "allowed",
-            policy::Effect::Deny => "denied",
-            policy::Effect::WouldDeny => "would_deny",
-        };
-        let base = AuditEntry {
-            actor: subject.name().to_owned(),
-            action: "pull".into(),
-            image: Some(image.canonical()),
-            digest: image.digest.clone(),
-            decision: Some(decision.into()),
-            client: Some(client.to_owned()),
-            user_agent: Some(user_agent.chars().take(200).collect()),
-            ..Default::default()
-        };
-        if let Some(org) = &d.org {
-            return vec![AuditEntry {
-                org: Some(org.clone()),
-                category: d.category.as_ref().map(|c| c.key().to_owned()),
-                rule: Some(d.rule.clone()),
-                ..base
-            }];
-        }
-        let snap = self.current();
-        let orgs = match subject {
-            Subject::User(p) => self.identity.directory().snapshot().memberships(p.id),
-            Subject::Anonymous => vec![],
-        };
-        if orgs.is_empty() {
-            return vec![AuditEntry { rule: Some(d.rule.clone()), ..base }];
-        }
-        orgs.into_iter()
-            .map(|m| {
-                let settings = snap.orgs.get(&m.org).map(|p| p.settings.clone()).unwrap_or_default();
-                let category = policy::categorize(&m.org, &settings, image, &snap.catalog);
-                let rule = if m.owner && settings.restricted_images.enabled { "owner" } else { "allowed" };
-                AuditEntry {
-                    org: Some(m.org),
-                    category: Some(category.key().to_owned()),
-                    rule: Some(rule.into()),
-                    ..base.clone()
-                }
-            })
-            .collect()
-    }
-
     /// Reloads settings and exceptions of every org.
     pub async fn refresh(&self) -> Result<()> {
         let mut snap = policy::Snapshot { catalog: self.catalog.clone(), ..Default::default() };
@@ -220,17 +142,9 @@ impl Iam {
         Ok(())
     }
 
-    fn current(&self) -> Arc<policy::Snapshot> {
+    /// The policy every request is decided on now.
+    pub fn snapshot(&self) -> Arc<policy::Snapshot> {
         self.snapshot.read().map(|g| g.clone()).unwrap_or_default()
-    }
-
-    /// Decides a pull by `subject` of `image` on the current settings.
-    pub fn decide(&self, subject: &Subject, image: &Image) -> Decision {
-        let memberships = match subject {
-            Subject::User(p) => self.identity.directory().snapshot().memberships(p.id),
-            Subject::Anonymous => vec![],
-        };
-        policy::decide(&memberships, image, &self.current(), self.clock.now())
     }
 
     /// Resolves an image as a client would name it (`alpine`, `docker.io/someone/app:1`,
@@ -260,22 +174,6 @@ impl Iam {
         })
     }
 
-    /// Can `user` pull `image`? The decision with its trace. Owners (and the administrator)
-    /// may check anyone; members only themselves.
-    pub async fn check(&self, who: &Principal, org: &str, user: &str, image: &str) -> Result<serde_json::Value> {
-        self.orgs.visible(who, org).await?;
-        let dir = self.identity.directory().snapshot();
-        if user != who.username && !(who.is_admin || dir.is_owner(org, who.id)) {
-            return Err(Error::Denied(format!("only owners of {org} may check other users")));
-        }
-        let (uid, _) = dir.user(user).ok_or_else(|| Error::NotFound(format!("no user {user}")))?;
-        let img = self.image_of(image)?;
-        let (decision, trace) = policy::explain(&dir.memberships(uid), &img, &self.current(), self.clock.now());
-        Ok(
-            serde_json::json!({ "user": user, "image": img.canonical(), "digest": img.digest, "decision": decision, "trace": trace }),
-        )
-    }
-
     /// Which recent pulls (from the audit log of `org`) the proposed settings would deny, by
     /// image and user, for the owner deciding whether to save them.
     pub async fn preview(&self, who: &Principal, org: &str, proposed: Settings) -> Result<serde_json::Value> {
@@ -287,7 +185,7 @@ impl Iam {
             ..Default::default()
         };
         let pulls = self.meta.query_audit(Some(org), &q).await?;
-        let mut snap = (*self.current()).clone();
+        let mut snap = (*self.snapshot()).clone();
         snap.orgs.entry(org.to_owned()).or_default().settings = proposed;
         let dir = self.identity.directory().snapshot();
         let mut hits: std::collections::BTreeMap<(String, String), (u64, String)> = Default::default();
@@ -312,7 +210,7 @@ impl Iam {
 
     /// The effective publisher catalog (seed plus overrides).
     pub fn publishers(&self) -> Vec<(String, Badge)> {
-        let mut v: Vec<(String, Badge)> = self.current().catalog.badges.iter().map(|(k, b)| (k.clone(), *b)).collect();
+        let mut v: Vec<(String, Badge)> = self.snapshot().catalog.badges.iter().map(|(k, b)| (k.clone(), *b)).collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
@@ -341,7 +239,7 @@ impl Iam {
     /// The org's settings (any member may read them).
     pub async fn settings(&self, who: &Principal, org: &str) -> Result<Settings> {
         self.orgs.visible(who, org).await?;
-        Ok(self.current().orgs.get(org).map(|p| p.settings.clone()).unwrap_or_default())
+        Ok(self.snapshot().orgs.get(org).map(|p| p.settings.clone()).unwrap_or_default())
     }
 
     /// Replaces the org's settings (owners only); applies to the next request.
@@ -364,7 +262,7 @@ impl Iam {
                 return Err(Error::Invalid(format!("{n:?} is not a Docker Hub namespace")));
             }
         }
-        let before = self.current().orgs.get(org).map(|p| p.settings.clone()).unwrap_or_default();
+        let before = self.snapshot().orgs.get(org).map(|p| p.settings.clone()).unwrap_or_default();
         let json = serde_json::to_string(&s).map_err(|e| Error::Storage(e.to_string()))?;
         self.meta.put_org_settings(o.id, &json, self.clock.now()).await?;
         self.refresh().await?;
@@ -374,7 +272,7 @@ impl Iam {
 
     pub async fn exceptions(&self, who: &Principal, org: &str) -> Result<Vec<Exception>> {
         self.orgs.visible(who, org).await?;
-        Ok(self.current().orgs.get(org).map(|p| p.exceptions.clone()).unwrap_or_default())
+        Ok(self.snapshot().orgs.get(org).map(|p| p.exceptions.clone()).unwrap_or_default())
     }
 
     pub async fn add_exception(&self, who: &Principal, org: &str, n: NewException) -> Result<Exception> {

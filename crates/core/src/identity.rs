@@ -13,6 +13,7 @@ use rand::RngCore;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::Semaphore;
 
+use crate::audit::Audit;
 use crate::authz::{Directory, Principal, Snapshot};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
@@ -88,6 +89,11 @@ pub fn check_account_name(n: &str) -> Result<()> {
     Ok(())
 }
 
+/// Refuses anyone but the instance administrator.
+pub fn admin_only(who: &Principal, what: &str) -> Result<()> {
+    if who.is_admin { Ok(()) } else { Err(Error::Denied(format!("only the instance administrator may {what}"))) }
+}
+
 /// Failed sign-ins counted per user and per client address in fixed windows. The counts live
 /// in the database, so that an attacker who spreads attempts over replicas meets one limit.
 pub struct LoginThrottle;
@@ -130,6 +136,7 @@ impl LoginThrottle {
 pub struct Identity {
     meta: Arc<dyn MetaStore>,
     clock: Arc<dyn Clock>,
+    audit: Arc<Audit>,
     directory: Directory,
     verified: Mutex<HashMap<String, i64>>,
     touched: Mutex<HashMap<i64, i64>>,
@@ -137,10 +144,11 @@ pub struct Identity {
 }
 
 impl Identity {
-    pub fn new(meta: Arc<dyn MetaStore>, directory: Directory, clock: Arc<dyn Clock>) -> Identity {
+    pub fn new(meta: Arc<dyn MetaStore>, directory: Directory, clock: Arc<dyn Clock>, audit: Arc<Audit>) -> Identity {
         Identity {
             meta,
             clock,
+            audit,
             directory,
             verified: Mutex::default(),
             touched: Mutex::default(),
@@ -256,7 +264,17 @@ impl Identity {
         Ok(Self::principal(&user, Some(token.scope)))
     }
 
-    pub async fn create_user(&self, username: &str, password: &str, is_admin: bool) -> Result<User> {
+    /// Creates a user (instance administrator only).
+    pub async fn create_user(&self, who: &Principal, username: &str, password: &str, is_admin: bool) -> Result<User> {
+        admin_only(who, "create users")?;
+        let u = self.add_user(username, password, is_admin).await?;
+        self.audit
+            .change(who, None, "user.create", serde_json::json!({ "username": u.username, "admin": is_admin }))
+            .await;
+        Ok(u)
+    }
+
+    async fn add_user(&self, username: &str, password: &str, is_admin: bool) -> Result<User> {
         check_account_name(username)?;
         check_password_strength(password)?;
         let hash = hash_password(password)?;
@@ -265,7 +283,23 @@ impl Identity {
         Ok(u)
     }
 
-    pub async fn set_password(&self, username: &str, password: &str) -> Result<()> {
+    /// Changes a password: one's own (signed in with a password, not a token) or, for the
+    /// administrator, anyone's. Every console session of the user ends.
+    pub async fn set_password(&self, who: &Principal, username: &str, password: &str) -> Result<()> {
+        if who.username != username && !who.is_admin {
+            return Err(Error::Denied("you may only change your own password".into()));
+        }
+        if who.scope.is_some() {
+            return Err(Error::Denied("sign in with a password, not an access token, to change a password".into()));
+        }
+        self.reset_password(username, password).await?;
+        self.audit.change(who, None, "user.password", serde_json::json!({ "username": username })).await;
+        Ok(())
+    }
+
+    /// Sets a password with no signed-in principal: the operator on the server's host
+    /// (`portcullis admin reset-password`), never reachable from the network.
+    pub async fn reset_password(&self, username: &str, password: &str) -> Result<()> {
         check_password_strength(password)?;
         let user =
             self.meta.user_by_name(username).await?.ok_or_else(|| Error::NotFound(format!("no user {username}")))?;
@@ -299,15 +333,37 @@ impl Identity {
         Ok((t, secret))
     }
 
+    /// Creates a personal access token for `who` (audited); the secret is returned once.
+    pub async fn create_pat(
+        &self,
+        who: &Principal,
+        label: &str,
+        scope: TokenScope,
+        expires_at: Option<i64>,
+    ) -> Result<(AccessToken, String)> {
+        let (t, secret) = self.create_token(who, label, "pat", scope, expires_at).await?;
+        self.audit
+            .change(who, None, "token.create", serde_json::json!({ "id": t.id, "label": t.label, "scope": t.scope }))
+            .await;
+        Ok((t, secret))
+    }
+
     pub async fn list_tokens(&self, user: &Principal) -> Result<Vec<AccessToken>> {
         self.meta.list_tokens(user.id).await
     }
 
+    /// Revokes one of `user`'s tokens (audited).
     pub async fn delete_token(&self, user: &Principal, id: i64) -> Result<()> {
-        if self.meta.delete_token(user.id, id).await? { Ok(()) } else { Err(Error::NotFound(format!("no token {id}"))) }
+        if !self.meta.delete_token(user.id, id).await? {
+            return Err(Error::NotFound(format!("no token {id}")));
+        }
+        self.audit.change(user, None, "token.delete", serde_json::json!({ "id": id })).await;
+        Ok(())
     }
 
-    pub async fn list_users(&self) -> Result<Vec<User>> {
+    /// Every user (instance administrator only).
+    pub async fn list_users(&self, who: &Principal) -> Result<Vec<User>> {
+        admin_only(who, "list users")?;
         self.meta.list_users().await
     }
 
@@ -319,7 +375,7 @@ impl Identity {
         }
         let generated = password.is_none().then(|| new_secret("")[..24].to_owned());
         let pw = password.map(str::to_owned).or(generated.clone()).unwrap_or_default();
-        match self.create_user("admin", &pw, true).await {
+        match self.add_user("admin", &pw, true).await {
             // Another replica starting at the same time made it.
             Err(Error::Conflict(_)) => Ok(None),
             r => r.map(|_| generated),

@@ -1,12 +1,16 @@
-//! Services of the registry — push and pull, identity, tokens, organizations — and the ports
-//! they need (`MetaStore`, `BlobStore`). Adapters in `portcullis-store` implement the ports;
-//! the HTTP layer calls the services. Layer rule: handlers call services, services never call
-//! handlers, and nothing here knows about HTTP.
+//! Services of the registry — the access gate, content (hosted and cached), identity, tokens,
+//! organizations, Image Access Management, audit — and the ports they need (`ports`: metadata
+//! by capability, blobs, upstream registries, the clock). Adapters in `portcullis-store` and
+//! `portcullis-upstream` implement the ports; the HTTP layer calls the services. Layer rule:
+//! handlers call services, services never call handlers, nothing here knows about HTTP, and
+//! every access rule of a registry request lives in `gate`.
 
 pub mod audit;
 pub mod authz;
 pub mod clock;
+pub mod content;
 pub mod error;
+pub mod gate;
 pub mod iam;
 pub mod identity;
 #[cfg(any(test, feature = "memory"))]
@@ -18,7 +22,9 @@ pub mod ports;
 pub mod proxy;
 pub mod purge;
 pub mod registry;
+pub mod replica;
 pub mod requests;
+pub mod services;
 pub mod sessions;
 pub mod tokens;
 

@@ -1,6 +1,6 @@
-//! The registry service: hosted repositories' blobs, uploads, manifests, tags, referrers and
-//! the catalog. Authorization has already happened when these run (the HTTP layer decides from
-//! the parsed endpoint); this service enforces content rules: digests, references, links.
+//! The registry service: hosted repositories' content (blobs, uploads, manifests, tags,
+//! referrers — the `Content` interface) and the catalog. Access has been decided by the gate
+//! when these run; this service enforces content rules: digests, references, links.
 //!
 //! Uploads hash while the body streams in. The running hash lives in memory per upload and is
 //! saved with the upload's size in the database after every write, so committing a chunked
@@ -17,10 +17,14 @@ use oci::digest::Hasher;
 use oci::endpoint::{Mount, Page};
 use oci::manifest::{MAX_MANIFEST_BYTES, ManifestKind};
 use oci::range::ByteRange;
-use oci::{Algorithm, Digest, ErrorCode, Manifest, Reference, RepoName};
+use oci::{Algorithm, Digest, ErrorCode, Manifest, Reference, RepoName, Tag};
+
+use async_trait::async_trait;
+use oci::source::Source;
 
 use crate::authz::{Namespace, Subject};
 use crate::clock::Clock;
+use crate::content::{BlobSource, Content, PushedManifest, Referrers, ServedManifest, TagPage, UploadStart, hosted};
 use crate::error::{Error, Result};
 use crate::identity::Identity;
 use crate::model::{ManifestRow, Referrer, Visibility};
@@ -36,30 +40,6 @@ struct UploadState {
 
 type SharedUpload = Arc<tokio::sync::Mutex<Option<UploadState>>>;
 
-/// The result of starting an upload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UploadStart {
-    /// The blob is in the repository (monolithic POST or mount).
-    Created(Digest),
-    /// An upload session to continue with PATCH/PUT.
-    Session { id: String, size: u64 },
-}
-
-/// A manifest as served.
-#[derive(Debug, Clone)]
-pub struct ServedManifest {
-    pub digest: String,
-    pub media_type: String,
-    pub content: Bytes,
-}
-
-/// The result of a manifest push.
-#[derive(Debug, Clone)]
-pub struct PushedManifest {
-    pub digest: Digest,
-    pub subject: Option<Digest>,
-}
-
 pub struct Registry {
     meta: Arc<dyn MetaStore>,
     blobs: Arc<dyn BlobStore>,
@@ -74,6 +54,14 @@ fn blob_unknown(d: &Digest) -> Error {
 
 fn upload_unknown() -> Error {
     Error::registry(ErrorCode::BlobUploadUnknown, "upload unknown (finished, cancelled or never started)")
+}
+
+fn out_of_order(start: u64, size: u64) -> Error {
+    Error::registry(ErrorCode::RangeInvalid, format!("chunk starts at {start} but the upload has {size} bytes"))
+}
+
+fn served(row: ManifestRow) -> ServedManifest {
+    ServedManifest { digest: row.digest, media_type: row.media_type, content: Bytes::from(row.content), stale: false }
 }
 
 fn name_unknown(name: &RepoName) -> Error {
@@ -106,55 +94,6 @@ impl Registry {
         let repo = self.meta.ensure_repo(name.as_str(), vis, self.clock.now()).await?;
         self.identity.refresh_directory().await?;
         Ok(repo.id)
-    }
-
-    // ---------------------------------------------------------------- blobs
-
-    /// Size of a blob reachable through `name`.
-    pub async fn blob(&self, name: &RepoName, digest: &Digest) -> Result<u64> {
-        let repo = self.repo_id(name).await?.ok_or_else(|| blob_unknown(digest))?;
-        self.meta.linked_blob(repo, &digest.to_string()).await?.ok_or_else(|| blob_unknown(digest))
-    }
-
-    /// Streams part of a blob; call [`Registry::blob`] first to authorize the link.
-    pub async fn read_blob(&self, digest: &Digest, range: ByteRange) -> Result<ByteStream> {
-        self.blobs.read(&digest.to_string(), range.start, range.len()).await
-    }
-
-    pub async fn delete_blob(&self, name: &RepoName, digest: &Digest) -> Result<()> {
-        let repo = self.repo_id(name).await?.ok_or_else(|| blob_unknown(digest))?;
-        if self.meta.unlink_blob(repo, &digest.to_string()).await? { Ok(()) } else { Err(blob_unknown(digest)) }
-    }
-
-    // ---------------------------------------------------------------- uploads
-
-    /// POST `/blobs/uploads/`: mount, monolithic upload (`digest` + body) or a new session.
-    pub async fn start_upload(
-        &self,
-        name: &RepoName,
-        digest: Option<&Digest>,
-        mount: Option<&Mount>,
-        body: ByteStream,
-    ) -> Result<UploadStart> {
-        if let Some(Mount { digest: d, from: Some(from) }) = mount
-            && let Some(src) = self.repo_id(from).await?
-            && self.meta.linked_blob(src, &d.to_string()).await?.is_some()
-        {
-            let repo = self.ensure_repo(name).await?;
-            self.meta.link_blob(repo, &d.to_string()).await?;
-            return Ok(UploadStart::Created(d.clone()));
-        }
-        let id = uuid::Uuid::new_v4().to_string();
-        self.meta.create_upload(&id, name.as_str(), self.clock.now()).await?;
-        self.blobs.upload_create(&id).await?;
-        let algo = digest.map(|d| d.algorithm()).unwrap_or(Algorithm::Sha256);
-        let shared: SharedUpload =
-            Arc::new(tokio::sync::Mutex::new(Some(UploadState { hasher: Hasher::new(algo), size: 0 })));
-        self.uploads.lock().map_err(|_| Error::Storage("upload table poisoned".into()))?.insert(id.clone(), shared);
-        match digest {
-            Some(d) => self.finish_upload(name, &id, d, body).await.map(UploadStart::Created),
-            None => Ok(UploadStart::Session { id, size: 0 }),
-        }
     }
 
     /// The upload's shared hash state, locked. State that does not match the size recorded in
@@ -201,62 +140,6 @@ impl Registry {
         Ok(UploadState { hasher, size })
     }
 
-    /// Status of an upload: bytes received so far.
-    pub async fn upload_status(&self, name: &RepoName, id: &str) -> Result<u64> {
-        let guard = self.session(name, id).await?;
-        Ok(guard.as_ref().map(|s| s.size).unwrap_or(0))
-    }
-
-    /// PATCH: appends a chunk. With `Content-Range`, the chunk must start where the upload ends.
-    pub async fn append_upload(
-        &self,
-        name: &RepoName,
-        id: &str,
-        range: Option<ByteRange>,
-        body: ByteStream,
-    ) -> Result<u64> {
-        let mut guard = self.session(name, id).await?;
-        let mut state = guard.take().unwrap_or_else(|| UploadState { hasher: Hasher::new(Algorithm::Sha256), size: 0 });
-        if let Some(r) = range
-            && r.start != state.size
-        {
-            let size = state.size;
-            *guard = Some(state);
-            return Err(Error::registry(
-                ErrorCode::RangeInvalid,
-                format!("chunk starts at {} but the upload has {size} bytes", r.start),
-            ));
-        }
-        let result = self.stream_into(id, &mut state, body).await;
-        let size = state.size;
-        *guard = Some(state);
-        result.map(|_| size)
-    }
-
-    /// PUT: optional last chunk, then commit as `digest`.
-    pub async fn finish_upload(&self, name: &RepoName, id: &str, digest: &Digest, body: ByteStream) -> Result<Digest> {
-        let mut guard = self.session(name, id).await?;
-        let mut state =
-            guard.take().unwrap_or_else(|| UploadState { hasher: Hasher::new(digest.algorithm()), size: 0 });
-        let streamed = self.stream_into(id, &mut state, body).await;
-        if let Err(e) = streamed {
-            *guard = Some(state);
-            return Err(e);
-        }
-        let computed = if state.hasher.algorithm() == digest.algorithm() {
-            state.hasher.finish()
-        } else {
-            self.rebuild(id, digest.algorithm(), state.size).await?.hasher.finish()
-        };
-        let result = if &computed != digest {
-            Err(Error::registry(ErrorCode::DigestInvalid, format!("upload has digest {computed}, not {digest}")))
-        } else {
-            self.commit(name, id, digest, state.size).await
-        };
-        self.forget_upload(id).await;
-        result.map(|_| digest.clone())
-    }
-
     async fn commit(&self, name: &RepoName, id: &str, digest: &Digest, size: u64) -> Result<()> {
         let d = digest.to_string();
         self.blobs.upload_commit(id, &d, size).await?;
@@ -280,13 +163,6 @@ impl Registry {
         }
         let _ = self.blobs.upload_delete(id).await;
         let _ = self.meta.delete_upload(id).await;
-    }
-
-    /// DELETE of an upload session.
-    pub async fn cancel_upload(&self, name: &RepoName, id: &str) -> Result<()> {
-        let _guard = self.session(name, id).await?;
-        self.forget_upload(id).await;
-        Ok(())
     }
 
     /// Streams a request body into an upload, hashing and writing in parallel in ~1 MiB steps.
@@ -328,16 +204,83 @@ impl Registry {
         Ok(())
     }
 
-    // ---------------------------------------------------------------- manifests
+    /// Repositories `subject` may pull, sorted, paginated.
+    pub fn catalog(&self, subject: &Subject, page: &Page) -> (Vec<String>, bool) {
+        let snap = self.identity.directory().snapshot();
+        let mut names: Vec<&String> = snap
+            .repo_names()
+            .filter(|n| page.last.as_ref().is_none_or(|l| n.as_str() > l.as_str()))
+            .filter(|n| n.parse::<RepoName>().is_ok_and(|r| snap.permitted(subject, &r).pull))
+            .collect();
+        names.sort();
+        let n = page.n.unwrap_or(usize::MAX);
+        let more = names.len() > n;
+        (names.into_iter().take(n).cloned().collect(), more)
+    }
+}
+
+#[async_trait]
+impl Content for Registry {
+    async fn manifest(&self, repo: &Source, reference: &Reference) -> Result<ServedManifest> {
+        let name = hosted(repo)?;
+        let unknown = || Error::registry(ErrorCode::ManifestUnknown, format!("manifest {reference} is not in {name}"));
+        let repo = self.repo_id(name).await?.ok_or_else(|| name_unknown(name))?;
+        let row = match reference {
+            Reference::Digest(d) => self.meta.manifest(repo, &d.to_string()).await?,
+            Reference::Tag(t) => self.meta.manifest_by_tag(repo, t.as_str()).await?,
+        }
+        .ok_or_else(unknown)?;
+        Ok(served(row))
+    }
+
+    /// A blob reachable through the repository (linked to it).
+    async fn blob(&self, repo: &Source, digest: &Digest) -> Result<BlobSource> {
+        let name = hosted(repo)?;
+        let repo = self.repo_id(name).await?.ok_or_else(|| blob_unknown(digest))?;
+        let size = self.meta.linked_blob(repo, &digest.to_string()).await?.ok_or_else(|| blob_unknown(digest))?;
+        Ok(BlobSource::stored(size))
+    }
+
+    async fn read(&self, _source: BlobSource, digest: &Digest, range: ByteRange) -> Result<ByteStream> {
+        self.blobs.read(&digest.to_string(), range.start, range.len()).await
+    }
+
+    /// Tags after `page.last`, at most `page.n`.
+    async fn tags(&self, repo: &Source, page: &Page) -> Result<TagPage> {
+        let name = hosted(repo)?;
+        let repo = self.repo_id(name).await?.ok_or_else(|| name_unknown(name))?;
+        let (tags, more) = tag_page(self.meta.as_ref(), repo, page).await?;
+        Ok(TagPage { tags, more, stale: false })
+    }
+
+    async fn referrers(&self, repo: &Source, digest: &Digest, artifact_type: Option<&str>) -> Result<Referrers> {
+        let name = hosted(repo)?;
+        let Some(repo) = self.repo_id(name).await? else { return Ok(Referrers { list: vec![], stale: false }) };
+        let all = self.meta.referrers(repo, &digest.to_string()).await?;
+        Ok(Referrers { list: of_artifact_type(all, artifact_type), stale: false })
+    }
+
+    async fn resolve_tag(&self, repo: &Source, tag: &Tag) -> Result<Option<Digest>> {
+        let name = hosted(repo)?;
+        let Some(repo) = self.repo_id(name).await? else { return Ok(None) };
+        Ok(self.meta.tag_digest(repo, tag.as_str()).await?.and_then(|d| d.parse().ok()))
+    }
+
+    async fn stored_manifest(&self, repo: &Source, digest: &Digest) -> Result<Option<ServedManifest>> {
+        let name = hosted(repo)?;
+        let Some(repo) = self.repo_id(name).await? else { return Ok(None) };
+        Ok(self.meta.manifest(repo, &digest.to_string()).await?.map(served))
+    }
 
     /// PUT of a manifest by tag or digest.
-    pub async fn put_manifest(
+    async fn put_manifest(
         &self,
-        name: &RepoName,
+        repo: &Source,
         reference: &Reference,
         content_type: Option<&str>,
         body: Bytes,
     ) -> Result<PushedManifest> {
+        let name = hosted(repo)?;
         if body.len() > MAX_MANIFEST_BYTES {
             return Err(Error::registry(
                 ErrorCode::ManifestInvalid,
@@ -400,18 +343,8 @@ impl Registry {
         Ok(PushedManifest { digest, subject: m.subject.map(|s| s.digest) })
     }
 
-    pub async fn manifest(&self, name: &RepoName, reference: &Reference) -> Result<ServedManifest> {
-        let unknown = || Error::registry(ErrorCode::ManifestUnknown, format!("manifest {reference} is not in {name}"));
-        let repo = self.repo_id(name).await?.ok_or_else(|| name_unknown(name))?;
-        let row = match reference {
-            Reference::Digest(d) => self.meta.manifest(repo, &d.to_string()).await?,
-            Reference::Tag(t) => self.meta.manifest_by_tag(repo, t.as_str()).await?,
-        }
-        .ok_or_else(unknown)?;
-        Ok(ServedManifest { digest: row.digest, media_type: row.media_type, content: Bytes::from(row.content) })
-    }
-
-    pub async fn delete_manifest(&self, name: &RepoName, reference: &Reference) -> Result<()> {
+    async fn delete_manifest(&self, repo: &Source, reference: &Reference) -> Result<()> {
+        let name = hosted(repo)?;
         let repo = self.repo_id(name).await?.ok_or_else(|| name_unknown(name))?;
         let found = match reference {
             Reference::Digest(d) => self.meta.delete_manifest(repo, &d.to_string()).await?,
@@ -424,35 +357,113 @@ impl Registry {
         }
     }
 
-    /// Tags after `page.last`, at most `page.n`; the flag says whether more follow.
-    pub async fn tags(&self, name: &RepoName, page: &Page) -> Result<(Vec<String>, bool)> {
-        let repo = self.repo_id(name).await?.ok_or_else(|| name_unknown(name))?;
-        tag_page(self.meta.as_ref(), repo, page).await
+    async fn delete_blob(&self, repo: &Source, digest: &Digest) -> Result<()> {
+        let name = hosted(repo)?;
+        let repo = self.repo_id(name).await?.ok_or_else(|| blob_unknown(digest))?;
+        if self.meta.unlink_blob(repo, &digest.to_string()).await? { Ok(()) } else { Err(blob_unknown(digest)) }
     }
 
-    /// Repositories `subject` may pull, sorted, paginated.
-    pub fn catalog(&self, subject: &Subject, page: &Page) -> (Vec<String>, bool) {
-        let snap = self.identity.directory().snapshot();
-        let mut names: Vec<&String> = snap
-            .repo_names()
-            .filter(|n| page.last.as_ref().is_none_or(|l| n.as_str() > l.as_str()))
-            .filter(|n| n.parse::<RepoName>().is_ok_and(|r| snap.permitted(subject, &r).pull))
-            .collect();
-        names.sort();
-        let n = page.n.unwrap_or(usize::MAX);
-        let more = names.len() > n;
-        (names.into_iter().take(n).cloned().collect(), more)
-    }
-
-    pub async fn referrers(
+    /// POST `/blobs/uploads/`: mount, monolithic upload (`digest` + body) or a new session.
+    async fn start_upload(
         &self,
-        name: &RepoName,
+        repo: &Source,
+        digest: Option<&Digest>,
+        mount: Option<&Mount>,
+        body: ByteStream,
+    ) -> Result<UploadStart> {
+        let name = hosted(repo)?;
+        if let Some(Mount { digest: d, from: Some(from) }) = mount
+            && let Some(src) = self.repo_id(from).await?
+            && self.meta.linked_blob(src, &d.to_string()).await?.is_some()
+        {
+            let repo = self.ensure_repo(name).await?;
+            self.meta.link_blob(repo, &d.to_string()).await?;
+            return Ok(UploadStart::Created(d.clone()));
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        self.meta.create_upload(&id, name.as_str(), self.clock.now()).await?;
+        self.blobs.upload_create(&id).await?;
+        let algo = digest.map(|d| d.algorithm()).unwrap_or(Algorithm::Sha256);
+        let shared: SharedUpload =
+            Arc::new(tokio::sync::Mutex::new(Some(UploadState { hasher: Hasher::new(algo), size: 0 })));
+        self.uploads.lock().map_err(|_| Error::Storage("upload table poisoned".into()))?.insert(id.clone(), shared);
+        match digest {
+            Some(d) => Content::finish_upload(self, repo, &id, d, None, body).await.map(UploadStart::Created),
+            None => Ok(UploadStart::Session { id, size: 0 }),
+        }
+    }
+
+    /// Status of an upload: bytes received so far.
+    async fn upload_status(&self, repo: &Source, id: &str) -> Result<u64> {
+        let name = hosted(repo)?;
+        let guard = self.session(name, id).await?;
+        Ok(guard.as_ref().map(|s| s.size).unwrap_or(0))
+    }
+
+    /// PATCH: appends a chunk. With `Content-Range`, the chunk must start where the upload ends.
+    async fn append_upload(&self, repo: &Source, id: &str, range: Option<ByteRange>, body: ByteStream) -> Result<u64> {
+        let name = hosted(repo)?;
+        let mut guard = self.session(name, id).await?;
+        let mut state = guard.take().unwrap_or_else(|| UploadState { hasher: Hasher::new(Algorithm::Sha256), size: 0 });
+        if let Some(r) = range
+            && r.start != state.size
+        {
+            let size = state.size;
+            *guard = Some(state);
+            return Err(out_of_order(r.start, size));
+        }
+        let result = self.stream_into(id, &mut state, body).await;
+        let size = state.size;
+        *guard = Some(state);
+        result.map(|_| size)
+    }
+
+    /// PUT: optional last chunk (starting where the upload ends, when a `Content-Range` says
+    /// where it starts), then commit as `digest`.
+    async fn finish_upload(
+        &self,
+        repo: &Source,
+        id: &str,
         digest: &Digest,
-        artifact_type: Option<&str>,
-    ) -> Result<Vec<Referrer>> {
-        let Some(repo) = self.repo_id(name).await? else { return Ok(vec![]) };
-        let all = self.meta.referrers(repo, &digest.to_string()).await?;
-        Ok(of_artifact_type(all, artifact_type))
+        range: Option<ByteRange>,
+        body: ByteStream,
+    ) -> Result<Digest> {
+        let name = hosted(repo)?;
+        let mut guard = self.session(name, id).await?;
+        let mut state =
+            guard.take().unwrap_or_else(|| UploadState { hasher: Hasher::new(digest.algorithm()), size: 0 });
+        if let Some(r) = range
+            && r.start != state.size
+        {
+            let size = state.size;
+            *guard = Some(state);
+            return Err(out_of_order(r.start, size));
+        }
+        let streamed = self.stream_into(id, &mut state, body).await;
+        if let Err(e) = streamed {
+            *guard = Some(state);
+            return Err(e);
+        }
+        let computed = if state.hasher.algorithm() == digest.algorithm() {
+            state.hasher.finish()
+        } else {
+            self.rebuild(id, digest.algorithm(), state.size).await?.hasher.finish()
+        };
+        let result = if &computed != digest {
+            Err(Error::registry(ErrorCode::DigestInvalid, format!("upload has digest {computed}, not {digest}")))
+        } else {
+            self.commit(name, id, digest, state.size).await
+        };
+        self.forget_upload(id).await;
+        result.map(|_| digest.clone())
+    }
+
+    /// DELETE of an upload session.
+    async fn cancel_upload(&self, repo: &Source, id: &str) -> Result<()> {
+        let name = hosted(repo)?;
+        let _guard = self.session(name, id).await?;
+        self.forget_upload(id).await;
+        Ok(())
     }
 }
 

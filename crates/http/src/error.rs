@@ -2,10 +2,14 @@
 //! JSON, Bearer challenge on 401), `ApiError` for `/api/v1` (`{"error","message"}`). Internal
 //! causes are logged here with the request's id and replaced by a generic message.
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use oci::{ErrorCode, WireError};
 use portcullis_core::Error;
+use portcullis_core::gate::Denial;
+
+use crate::AppState;
+use crate::auth::{base_url, challenge};
 
 /// The challenge to send with a 401 on `/v2` (empty for other surfaces).
 #[derive(Debug, Clone, Default)]
@@ -27,6 +31,36 @@ impl V2Error {
     pub fn with_challenge(mut self, c: Challenge) -> V2Error {
         self.challenge = Some(c);
         self
+    }
+}
+
+impl V2Error {
+    /// The gate's refusal on the wire: 401 with the Bearer challenge for what the request
+    /// needs, 403 `DENIED` (a policy denial links to the console page where the member can
+    /// request an exception), 405 `UNSUPPORTED`, `NAME_INVALID`, or 503 when the gate could not
+    /// decide.
+    pub fn denied(st: &AppState, headers: &HeaderMap, d: Denial) -> V2Error {
+        match d {
+            Denial::SignIn { message, scope, error } => V2Error::new(ErrorCode::Unauthorized, message)
+                .with_challenge(challenge(st, headers, scope.as_deref(), error)),
+            Denial::Forbidden(m) => V2Error::new(ErrorCode::Denied, m),
+            Denial::Policy(p) => {
+                let (decision, image) = (p.decision, p.image);
+                let msg = match &decision.org {
+                    Some(org) => format!(
+                        "{} Request one at {}/orgs/{org}/requests?image={}",
+                        decision.message,
+                        base_url(st, headers),
+                        crate::ui::query_escape(&image.canonical())
+                    ),
+                    None => decision.message,
+                };
+                V2Error::new(ErrorCode::Denied, msg)
+            }
+            Denial::Unsupported(m) => V2Error::new(ErrorCode::Unsupported, m),
+            Denial::Invalid(w) => V2Error::from(w),
+            Denial::Unavailable(m) => V2Error::new(ErrorCode::Unavailable, m),
+        }
     }
 }
 

@@ -3,22 +3,15 @@
 //! endpoints (`/healthz`, `/readyz`, `/metrics`).
 //!
 //! Handlers are short: extract, call one service, map the result. Access to `/v2` is decided
-//! once, from the parsed [`oci::Endpoint`], before any handler runs (see `v2.rs`). Domain
-//! errors become wire errors in `error.rs`, one conversion per surface.
+//! by the gate in core (`portcullis_core::gate`), from the parsed [`oci::Endpoint`], before
+//! anything is served (`v2.rs`: parse → gate → dispatch → map). Domain errors become wire
+//! errors in `error.rs`, one conversion per surface.
 
 use std::sync::Arc;
 
 use axum::Router;
-use portcullis_core::iam::Iam;
-use portcullis_core::identity::Identity;
-use portcullis_core::metrics::Metrics;
-use portcullis_core::orgs::Orgs;
-use portcullis_core::ports::{BlobStore, MetaStore};
-use portcullis_core::proxy::Proxy;
-use portcullis_core::registry::Registry;
-use portcullis_core::tokens::TokenIssuer;
+use portcullis_core::services::Services;
 
-mod access;
 mod api;
 mod auth;
 mod error;
@@ -27,49 +20,29 @@ mod token;
 mod ui;
 mod v2;
 
-/// Everything the handlers need, shared by all requests.
+/// Everything the handlers need, shared by all requests: the services, and how clients reach
+/// this server.
 pub struct AppState {
-    pub registry: Registry,
-    pub proxy: Proxy,
-    pub metrics: Arc<Metrics>,
-    /// Whether anonymous callers may pull through the proxy.
-    pub proxy_anonymous: bool,
-    pub identity: Arc<Identity>,
-    pub orgs: Arc<Orgs>,
-    pub iam: Iam,
-    pub sessions: portcullis_core::sessions::Sessions,
-    pub audit: Arc<portcullis_core::audit::Audit>,
-    pub tokens: TokenIssuer,
-    pub meta: Arc<dyn MetaStore>,
-    pub blobs: Arc<dyn BlobStore>,
+    pub core: Services,
     /// Base URL clients reach us at (for the token realm); derived from `Host` when unset.
     pub public_url: Option<String>,
     /// Whether we serve TLS (for the realm URL when `public_url` is unset).
     pub tls: bool,
-    /// Enforced sign-in: only members of these orgs may use `/v2` (empty: not enforced).
-    pub allowed_orgs: Vec<String>,
-    /// The database generation this replica's in-memory state reflects (see `catch_up`).
-    pub generation: std::sync::atomic::AtomicI64,
-    pub clock: Arc<dyn portcullis_core::clock::Clock>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.core
+    }
 }
 
 impl AppState {
-    /// Reloads the directory, the policy and the token keys when the database changed since
-    /// they were loaded (through any replica). The admin API, the console and `/token` call it
-    /// before acting, so that a replica reads its own and the others' writes; a background task
-    /// calls it four times a second for `/v2`, which never waits on the database for it.
+    /// Catches up with changes made through other replicas (see `portcullis_core::replica`);
+    /// the admin API, the console and `/token` call it before acting.
     pub async fn catch_up(&self) -> portcullis_core::Result<()> {
-        use std::sync::atomic::Ordering;
-        let now = self.meta.generation().await?;
-        if now == self.generation.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let keys: Vec<Vec<u8>> = self.meta.signing_keys().await?.into_iter().map(|(_, k)| k).collect();
-        self.identity.refresh_directory().await?;
-        self.iam.refresh().await?;
-        self.tokens.set_keys(&keys)?;
-        self.generation.fetch_max(now, Ordering::AcqRel);
-        Ok(())
+        self.replica.catch_up().await
     }
 }
 

@@ -62,14 +62,13 @@ impl From<Error> for TokenError {
 
 /// The access to grant `subject` for the requested scopes.
 fn grant(st: &AppState, subject: &Subject, scopes: &[String]) -> Vec<ResourceAccess> {
-    let snap = st.identity.directory().snapshot();
     let mut out: Vec<ResourceAccess> = Vec::new();
     for s in scopes.iter().flat_map(|s| s.split(' ')).filter(|s| !s.is_empty()) {
         let Some(req) = parse_scope(s) else { continue };
         match req.kind.as_str() {
             "repository" => {
                 let Ok(name) = req.name.parse::<RepoName>() else { continue };
-                let Ok((_, permitted)) = crate::access::decide(st, &snap, subject, &name, None, None) else { continue };
+                let permitted = st.gate.grantable(subject, &name);
                 let mut actions: Vec<String> = req
                     .actions
                     .iter()

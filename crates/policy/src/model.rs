@@ -29,9 +29,9 @@ impl Image {
     }
 }
 
-/// The one category of an image, as seen by one organization.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "category", content = "of")]
+/// The one category of an image, as seen by one organization. Serialized as its key
+/// (`official`, `community`, ...): the org and the registry host are beside it wherever it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Category {
     Organization(String),
     Official,
@@ -62,6 +62,12 @@ impl Category {
             Category::Community => "community",
             Category::OtherRegistry(_) => "other_registry",
         }
+    }
+}
+
+impl Serialize for Category {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.key())
     }
 }
 

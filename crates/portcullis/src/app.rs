@@ -7,13 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use portcullis_core::authz::Directory;
-use portcullis_core::clock::{Clock, SystemClock};
-use portcullis_core::identity::Identity;
-use portcullis_core::orgs::Orgs;
+use portcullis_core::clock::SystemClock;
+use portcullis_core::gate::GateConfig;
 use portcullis_core::ports::{BlobStore, MetaStore};
-use portcullis_core::registry::Registry;
-use portcullis_core::tokens::{TokenIssuer, generate_signing_key};
+use portcullis_core::services::{Ports, Services};
+use portcullis_core::tokens::generate_signing_key;
 use portcullis_http::AppState;
 use store::{FsBlobs, PgMeta, S3Blobs, SqliteMeta};
 use tracing_subscriber::EnvFilter;
@@ -60,17 +58,6 @@ pub async fn signing_keys(meta: &dyn MetaStore, data_dir: &Path) -> anyhow::Resu
     Ok(meta.signing_keys().await?.into_iter().map(|(_, k)| k).collect())
 }
 
-/// Keeps this replica's in-memory state (directory, policy, token keys) in step with changes
-/// made through any replica, within a quarter of a second.
-async fn follow_changes(state: Arc<AppState>) {
-    loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        if let Err(e) = state.catch_up().await {
-            tracing::warn!(error = %e, "cannot reload after a change");
-        }
-    }
-}
-
 fn init_logging(config: &Config) {
     let filter = EnvFilter::try_new(&config.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
     let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
@@ -80,17 +67,6 @@ fn init_logging(config: &Config) {
 /// Builds the application state from a configuration.
 pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
     let stores = open_stores(config).await?;
-    let meta: Arc<dyn MetaStore> = stores.meta;
-    // Read before the first loads: a change made meanwhile is loaded again by `catch_up`.
-    let generation = meta.generation().await?;
-    let blobs: Arc<dyn BlobStore> = stores.blobs;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let identity = Arc::new(Identity::new(meta.clone(), Directory::default(), clock.clone()));
-    identity.refresh_directory().await?;
-    if let Some(generated) = identity.bootstrap_admin(config.admin_password()?.as_deref()).await? {
-        eprintln!("portcullis: created the instance administrator `admin` with password {generated} (shown once)");
-    }
-    let metrics = Arc::new(portcullis_core::metrics::Metrics::default());
     let p = &config.proxy;
     let settings = upstream::Settings {
         open: config.upstreams_open,
@@ -100,50 +76,27 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
         read_timeout: Duration::from_secs(p.read_timeout_secs),
         retries: p.retries,
     };
-    let upstreams: Arc<dyn portcullis_core::ports::UpstreamRegistry> =
-        Arc::new(upstream::Client::new(config.upstreams()?, settings)?);
-    let proxy_config =
-        portcullis_core::proxy::ProxyConfig { tag_ttl_secs: p.tag_ttl_secs, cache_max_bytes: p.cache_max_bytes };
-    let proxy = portcullis_core::proxy::Proxy::new(
-        meta.clone(),
-        blobs.clone(),
-        upstreams,
-        identity.clone(),
-        metrics.clone(),
-        proxy_config,
-    );
-    let audit =
-        Arc::new(portcullis_core::audit::Audit::start(meta.clone(), config.audit.retention_days, clock.clone()));
-    let orgs = Arc::new(Orgs::new(meta.clone(), identity.clone(), audit.clone(), config.auth.org_creation == "admins"));
-    let iam = portcullis_core::iam::Iam::new(
-        meta.clone(),
-        identity.clone(),
-        orgs.clone(),
-        audit.clone(),
-        portcullis_core::iam::builtin_catalog(),
-    );
-    iam.refresh().await?;
-    let keys = signing_keys(meta.as_ref(), &config.data_dir).await?;
-    let tokens = TokenIssuer::new(&keys, "portcullis", &config.auth.service, config.auth.token_ttl_secs)?;
-    Ok(Arc::new(AppState {
-        registry: Registry::new(meta.clone(), blobs.clone(), identity.clone()),
-        proxy,
-        metrics,
-        proxy_anonymous: config.proxy.allow_anonymous,
-        orgs,
-        iam,
-        sessions: portcullis_core::sessions::Sessions::new(meta.clone(), identity.clone()),
-        audit,
-        identity,
-        tokens,
-        meta,
-        blobs,
-        public_url: config.public_url.clone(),
-        tls: config.tls.cert.is_some(),
-        allowed_orgs: config.auth.allowed_orgs.clone(),
-        generation: generation.into(),
-        clock,
-    }))
+    let ports = Ports {
+        upstream: Arc::new(upstream::Client::new(config.upstreams()?, settings)?),
+        meta: stores.meta,
+        blobs: stores.blobs,
+        clock: Arc::new(SystemClock),
+    };
+    let keys = signing_keys(ports.meta.as_ref(), &config.data_dir).await?;
+    let settings = portcullis_core::services::Settings {
+        gate: GateConfig { allowed_orgs: config.auth.allowed_orgs.clone(), proxy_anonymous: p.allow_anonymous },
+        proxy: portcullis_core::proxy::ProxyConfig { tag_ttl_secs: p.tag_ttl_secs, cache_max_bytes: p.cache_max_bytes },
+        audit_retention_days: config.audit.retention_days,
+        admins_only_create_orgs: config.auth.org_creation == "admins",
+        token_service: config.auth.service.clone(),
+        token_ttl_secs: config.auth.token_ttl_secs,
+        catalog: portcullis_core::iam::builtin_catalog(),
+    };
+    let core = Services::start(ports, settings, &keys).await?;
+    if let Some(generated) = core.identity.bootstrap_admin(config.admin_password()?.as_deref()).await? {
+        eprintln!("portcullis: created the instance administrator `admin` with password {generated} (shown once)");
+    }
+    Ok(Arc::new(AppState { core, public_url: config.public_url.clone(), tls: config.tls.cert.is_some() }))
 }
 
 async fn shutdown_signal() {
@@ -187,7 +140,7 @@ async fn purge_uploads_hourly(state: Arc<AppState>) {
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     init_logging(&config);
     let state = build(&config).await?;
-    tokio::spawn(follow_changes(state.clone()));
+    tokio::spawn(state.replica.clone().follow());
     tokio::spawn(purge_uploads_hourly(state.clone()));
     let app = portcullis_http::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let addr: SocketAddr = config.listen.parse()?;

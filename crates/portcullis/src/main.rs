@@ -252,8 +252,8 @@ fn main() -> std::process::ExitCode {
                 let path =
                     format!("/api/v1/orgs/{org}/check?user={}&image={}", cli_api::enc(&user), cli_api::enc(&image));
                 let v = cli_api::Api::new(&config.client)?.call("GET", &path, None).await?;
-                if v["decision"]["effect"] == "deny" {
-                    anyhow::bail!("denied: {}", v["decision"]["message"].as_str().unwrap_or_default());
+                if v["effect"] == "deny" {
+                    anyhow::bail!("denied: {}", v["message"].as_str().unwrap_or_default());
                 }
                 Ok(())
             }

@@ -134,12 +134,11 @@ pub async fn reset_password(config: &Config, username: &str) -> anyhow::Result<(
     std::io::stdin().lock().read_line(&mut line).context("cannot read the password")?;
     let password = line.trim_end_matches(['\n', '\r']).to_owned();
     let stores = open_stores(config).await?;
-    let identity = Identity::new(
-        stores.meta.clone(),
-        Directory::default(),
-        std::sync::Arc::new(portcullis_core::clock::SystemClock),
-    );
-    identity.set_password(username, &password).await?;
+    let clock: std::sync::Arc<dyn portcullis_core::clock::Clock> =
+        std::sync::Arc::new(portcullis_core::clock::SystemClock);
+    let audit = std::sync::Arc::new(portcullis_core::audit::Audit::start(stores.meta.clone(), 0, clock.clone()));
+    let identity = Identity::new(stores.meta.clone(), Directory::default(), clock, audit);
+    identity.reset_password(username, &password).await?;
     println!("password of {username} changed");
     Ok(())
 }

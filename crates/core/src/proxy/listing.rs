@@ -7,21 +7,14 @@ use oci::Digest;
 use oci::endpoint::Page;
 use oci::source::UpstreamRepo;
 
+use oci::ErrorCode;
+
 use super::Proxy;
+use crate::content::{Referrers, TagPage};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::model::Referrer;
 use crate::registry::{of_artifact_type, tag_page};
-
-/// One page of an upstream repository's tags.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TagPage {
-    pub tags: Vec<String>,
-    /// More tags follow this page.
-    pub more: bool,
-    /// Served from the cache because the upstream is failing.
-    pub stale: bool,
-}
 
 fn failing(e: &Error) -> bool {
     matches!(e, Error::Unavailable(_) | Error::Throttled { .. })
@@ -29,7 +22,7 @@ fn failing(e: &Error) -> bool {
 
 impl Proxy {
     /// A page of the repository's tags, from the upstream; the cached ones when it is failing.
-    pub async fn tags(&self, up: &UpstreamRepo, page: &Page) -> Result<TagPage> {
+    pub(super) async fn upstream_tags(&self, up: &UpstreamRepo, page: &Page) -> Result<TagPage> {
         let s = &self.shared;
         let repo = self.repo_id(up).await?;
         match s.upstream.tags(up, page.n, page.last.as_deref()).await {
@@ -48,22 +41,32 @@ impl Proxy {
     }
 
     /// The referrers of a manifest, from the upstream, filtered by `artifact_type`; the cached
-    /// ones when it is failing (flagged); `None` when the upstream has no referrers API.
-    pub async fn referrers(
+    /// ones when it is failing (flagged). An upstream without the referrers API answers
+    /// `MANIFEST_UNKNOWN` naming the tag-schema fallback, so that clients use it.
+    pub(super) async fn upstream_referrers(
         &self,
         up: &UpstreamRepo,
         digest: &Digest,
         artifact_type: Option<&str>,
-    ) -> Result<(Option<Vec<Referrer>>, bool)> {
+    ) -> Result<Referrers> {
         let s = &self.shared;
         let repo = self.repo_id(up).await?;
         let keep = |all: Vec<Referrer>| of_artifact_type(all, artifact_type);
         match s.upstream.referrers(up, &digest.to_string(), artifact_type).await {
-            Ok(found) => Ok((found.map(keep), false)),
+            Ok(Some(found)) => Ok(Referrers { list: keep(found), stale: false }),
+            Ok(None) => Err(Error::registry(
+                ErrorCode::ManifestUnknown,
+                format!(
+                    "upstream registry {} has no referrers API; look for the tag {}-{} instead",
+                    up.registry,
+                    digest.algorithm().as_str(),
+                    digest.hex()
+                ),
+            )),
             Err(e) if failing(&e) => {
                 tracing::warn!(image = %up.canonical(), error = %e, "upstream failing; serving the cached referrers");
                 Metrics::inc(&s.metrics.stale_served);
-                Ok((Some(keep(s.meta.referrers(repo, &digest.to_string()).await?)), true))
+                Ok(Referrers { list: keep(s.meta.referrers(repo, &digest.to_string()).await?), stale: true })
             }
             Err(e) => Err(e),
         }

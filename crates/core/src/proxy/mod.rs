@@ -1,41 +1,42 @@
-//! The pull-through cache: manifests and blobs of other registries, fetched on demand,
-//! verified against their digests before anything is served whole or stored, and cached.
+//! The pull-through cache: images of other registries, fetched on demand, verified against
+//! their digests before anything is served whole or stored, and cached. It implements the same
+//! [`Content`] interface as hosted repositories (writes refused), in three jobs:
+//! - `manifests.rs`: manifests and tags. Tags are cached for `tag_ttl_secs`, then revalidated
+//!   with a HEAD; when the upstream fails, the cached tag is served and marked stale. Manifests
+//!   by digest are cached for good. The gate's question "which digest does this tag name now"
+//!   is answered from a fresh cached tag or a HEAD, never a GET, and stores nothing.
+//! - `fills.rs`: blobs. An uncached blob is fetched once however many clients ask (single
+//!   flight, and one replica among many through a lease): the fill writes an upload and every
+//!   client follows it; the last byte is released only once the digest has been verified, so a
+//!   lying or truncated upstream ends every transfer as failed and leaves nothing cached.
+//! - `evict.rs`: the cache's size budget, least recently used first.
 //!
-//! Tags are cached for `tag_ttl_secs`, then revalidated with a HEAD; when the upstream fails,
-//! the cached tag is served and marked stale. Manifests by digest are cached for good. An
-//! uncached blob is fetched once however many clients ask (single flight): the fill writes an
-//! upload file and every client follows it (from the batch just written, still in memory, when
-//! the client keeps up; from the file when it lags); the last byte is released only once
-//! the digest has been verified, so a lying or truncated upstream ends every transfer as failed
-//! and leaves nothing cached. The fill runs on its own task and outlives its first client.
 //! Tags lists and referrers (`listing.rs`) are asked of the upstream each time.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
-use oci::manifest::MAX_MANIFEST_BYTES;
+use async_trait::async_trait;
+use bytes::Bytes;
+use oci::endpoint::Page;
 use oci::range::ByteRange;
-use oci::source::UpstreamRepo;
-use oci::{Digest, ErrorCode, Manifest, Reference};
-use tokio::sync::watch;
+use oci::source::{Source, UpstreamRepo};
+use oci::{Digest, ErrorCode, Reference, Tag};
 
 use crate::clock::Clock;
+use crate::content::{BlobSource, Content, Referrers, ServedManifest, TagPage, upstream};
 use crate::error::{Error, Result};
 use crate::identity::Identity;
 use crate::metrics::Metrics;
 use crate::model::{ManifestRow, Visibility};
-use crate::ports::{BlobStore, ByteStream, GrowingReader, MetaStore, UpstreamRegistry};
-use crate::registry::ServedManifest;
-use oci::digest::Hasher;
-use std::io::Write as _;
+use crate::ports::{BlobStore, ByteStream, MetaStore, UpstreamRegistry};
 
+mod evict;
+mod fills;
 mod listing;
-pub use listing::TagPage;
+mod manifests;
 
-const FILL_CHUNK: usize = 1024 * 1024;
-const READ_CHUNK: u64 = 512 * 1024;
+pub use evict::evict;
+pub(crate) use fills::Following;
 
 /// Settings of the cache.
 #[derive(Debug, Clone)]
@@ -45,104 +46,13 @@ pub struct ProxyConfig {
     pub cache_max_bytes: u64,
 }
 
-/// The batch of bytes the fill wrote last, still in memory: followers at the live edge take
-/// their bytes from it rather than reading the file back.
-#[derive(Clone)]
-struct Recent {
-    start: u64,
-    pieces: Arc<Vec<Bytes>>,
-}
-
-impl Recent {
-    /// Up to `max` bytes at `off`, when the batch holds `off` (a view, not a copy).
-    fn slice(&self, off: u64, max: u64) -> Option<Bytes> {
-        let mut at = self.start;
-        for p in self.pieces.iter() {
-            let len = p.len() as u64;
-            if off >= at && off < at + len {
-                let from = (off - at) as usize;
-                let n = (at + len - off).min(max) as usize;
-                return Some(p.slice(from..from + n));
-            }
-            at += len;
-        }
-        None
-    }
-}
-
-/// The state of one blob fill, watched by the clients following it.
-#[derive(Clone)]
-enum Fill {
-    Starting,
-    Running {
-        written: u64,
-        size: u64,
-        reader: Arc<dyn GrowingReader>,
-        recent: Option<Recent>,
-    },
-    Done {
-        size: u64,
-        reader: Arc<dyn GrowingReader>,
-    },
-    /// Another replica filled it: read it from the store.
-    Cached {
-        size: u64,
-    },
-    Failed(FillError),
-}
-
-/// How long a fill lease lasts without renewal (a replica that dies mid-fill is replaced after
-/// this long); the filling replica renews it every third of that.
-const LEASE_TTL_SECS: i64 = 10;
-
-#[derive(Clone)]
-enum FillError {
-    NotFound(String),
-    Denied(String),
-    Throttled(Option<u64>, String),
-    Unavailable(String),
-}
-
-impl FillError {
-    fn from_error(e: &Error) -> FillError {
-        match e {
-            Error::Registry(ErrorCode::BlobUnknown, m) | Error::NotFound(m) => FillError::NotFound(m.clone()),
-            Error::Denied(m) => FillError::Denied(m.clone()),
-            Error::Throttled { retry_after, message } => FillError::Throttled(*retry_after, message.clone()),
-            other => FillError::Unavailable(other.to_string()),
-        }
-    }
-
-    fn to_error(&self) -> Error {
-        match self.clone() {
-            FillError::NotFound(m) => Error::Registry(ErrorCode::BlobUnknown, m),
-            FillError::Denied(m) => Error::Denied(m),
-            FillError::Throttled(retry_after, message) => Error::Throttled { retry_after, message },
-            FillError::Unavailable(m) => Error::Unavailable(m),
-        }
-    }
-}
-
-/// How a blob will be served: from the cache, or by following a fill.
-pub struct BlobSource {
-    pub size: u64,
-    following: Option<watch::Receiver<Fill>>,
-}
-
-impl BlobSource {
-    /// The blob is whole in the store (not a fill in flight).
-    pub fn is_stored(&self) -> bool {
-        self.following.is_none()
-    }
-}
-
 struct Shared {
     meta: Arc<dyn MetaStore>,
     blobs: Arc<dyn BlobStore>,
     upstream: Arc<dyn UpstreamRegistry>,
     metrics: Arc<Metrics>,
     config: ProxyConfig,
-    fills: Mutex<HashMap<String, watch::Receiver<Fill>>>,
+    fills: fills::Fills,
     /// This process, as the holder of fill leases.
     holder: String,
     clock: Arc<dyn Clock>,
@@ -158,6 +68,10 @@ fn unsupported_registry(registry: &str) -> Error {
         ErrorCode::NameUnknown,
         format!("registry {registry} is not configured as an upstream here; ask the administrator to add it"),
     )
+}
+
+fn served(row: ManifestRow, stale: bool) -> ServedManifest {
+    ServedManifest { digest: row.digest, media_type: row.media_type, content: Bytes::from(row.content), stale }
 }
 
 impl Proxy {
@@ -189,6 +103,16 @@ impl Proxy {
         self.shared.upstream.knows(registry)
     }
 
+    /// The cached repository's id, when this cache has one (never creates it).
+    async fn existing_repo(&self, up: &UpstreamRepo) -> Result<Option<i64>> {
+        let name = up.canonical();
+        if let Some((id, _)) = self.identity.directory().snapshot().repo(&name) {
+            return Ok(Some(id));
+        }
+        Ok(self.shared.meta.repo(&name).await?.map(|r| r.id))
+    }
+
+    /// The cached repository's id, created on first use.
     async fn repo_id(&self, up: &UpstreamRepo) -> Result<i64> {
         if !self.knows(&up.registry) {
             return Err(unsupported_registry(&up.registry));
@@ -201,453 +125,36 @@ impl Proxy {
         self.identity.refresh_directory().await?;
         Ok(r.id)
     }
-
-    /// A manifest by tag or digest; the flag says it was served stale (upstream failing).
-    pub async fn manifest(&self, up: &UpstreamRepo, reference: &Reference) -> Result<(ServedManifest, bool)> {
-        let s = &self.shared;
-        let repo = self.repo_id(up).await?;
-        let served = |row: ManifestRow| ServedManifest {
-            digest: row.digest,
-            media_type: row.media_type,
-            content: Bytes::from(row.content),
-        };
-        match reference {
-            Reference::Digest(d) => {
-                if let Some(row) = s.meta.manifest(repo, &d.to_string()).await? {
-                    Metrics::inc(&s.metrics.manifest_hits);
-                    return Ok((served(row), false));
-                }
-                Metrics::inc(&s.metrics.manifest_misses);
-                let row = self.fetch_manifest(up, repo, &d.to_string(), Some(d), None).await?;
-                Ok((served(row), false))
-            }
-            Reference::Tag(t) => {
-                let now = s.clock.now();
-                let cached = s.meta.tag_entry(repo, t.as_str()).await?;
-                if let Some((digest, checked)) = &cached
-                    && now - checked < s.config.tag_ttl_secs
-                    && let Some(row) = s.meta.manifest(repo, digest).await?
-                {
-                    Metrics::inc(&s.metrics.manifest_hits);
-                    return Ok((served(row), false));
-                }
-                Metrics::inc(&s.metrics.manifest_misses);
-                let fresh = match &cached {
-                    Some((digest, _)) => match s.upstream.manifest_digest(up, t.as_str()).await {
-                        Ok(Some(d)) if &d == digest => {
-                            s.meta.touch_tag(repo, t.as_str(), now).await?;
-                            s.meta
-                                .manifest(repo, digest)
-                                .await?
-                                .map(served)
-                                .ok_or_else(|| Error::Unavailable("cached manifest vanished".into()))
-                        }
-                        Ok(_) => self.fetch_manifest(up, repo, t.as_str(), None, Some(t.as_str())).await.map(served),
-                        Err(e) => Err(e),
-                    },
-                    None => self.fetch_manifest(up, repo, t.as_str(), None, Some(t.as_str())).await.map(served),
-                };
-                match (fresh, cached) {
-                    (Ok(m), _) => Ok((m, false)),
-                    (Err(e @ (Error::Unavailable(_) | Error::Throttled { .. })), Some((digest, _))) => {
-                        match s.meta.manifest(repo, &digest).await? {
-                            Some(row) => {
-                                tracing::warn!(image = %up.canonical(), error = %e, "upstream failing; serving the cached tag");
-                                Metrics::inc(&s.metrics.stale_served);
-                                Ok((served(row), true))
-                            }
-                            None => Err(e),
-                        }
-                    }
-                    (Err(e), _) => Err(e),
-                }
-            }
-        }
-    }
-
-    /// Fetches, verifies and stores a manifest (and the tag when given).
-    async fn fetch_manifest(
-        &self,
-        up: &UpstreamRepo,
-        repo: i64,
-        reference: &str,
-        want: Option<&Digest>,
-        tag: Option<&str>,
-    ) -> Result<ManifestRow> {
-        let s = &self.shared;
-        let fetched =
-            s.upstream.manifest(up, reference).await.inspect_err(|_| Metrics::inc(&s.metrics.upstream_errors))?;
-        if fetched.content.len() > MAX_MANIFEST_BYTES {
-            return Err(Error::Unavailable(format!(
-                "upstream manifest of {} is larger than {MAX_MANIFEST_BYTES} bytes",
-                up.canonical()
-            )));
-        }
-        let algo = want.map(|d| d.algorithm()).unwrap_or(oci::Algorithm::Sha256);
-        let digest = Hasher::digest(algo, &fetched.content);
-        let claimed = want.cloned().or_else(|| {
-            fetched.digest.as_deref().and_then(|d| d.parse().ok()).filter(|d: &Digest| d.algorithm() == algo)
-        });
-        if let Some(c) = claimed
-            && c != digest
-        {
-            Metrics::inc(&s.metrics.upstream_errors);
-            return Err(Error::Unavailable(format!(
-                "upstream sent a manifest for {} whose digest is {digest}, not {c}",
-                up.canonical()
-            )));
-        }
-        let m = Manifest::parse(&fetched.content, Some(&fetched.media_type)).map_err(|e| {
-            Error::Unavailable(format!("upstream sent an invalid manifest for {}: {e}", up.canonical()))
-        })?;
-        let row = ManifestRow {
-            digest: digest.to_string(),
-            media_type: m.media_type.clone(),
-            content: fetched.content.to_vec(),
-            artifact_type: m.artifact_type.clone(),
-            subject: m.subject.as_ref().map(|d| d.digest.to_string()),
-            annotations: None,
-        };
-        let refs: Vec<String> = m.blob_references().map(|d| d.digest.to_string()).collect();
-        s.meta.put_manifest(repo, &row, &refs, tag, s.clock.now()).await?;
-        Ok(row)
-    }
-
-    /// Prepares to serve a blob: from the cache, or by starting or joining its fill.
-    pub async fn blob(&self, up: &UpstreamRepo, digest: &Digest) -> Result<BlobSource> {
-        let s = &self.shared;
-        let repo = self.repo_id(up).await?;
-        let d = digest.to_string();
-        if !s.meta.blob_referenced(repo, &d).await? {
-            return Err(Error::Registry(
-                ErrorCode::BlobUnknown,
-                format!(
-                    "blob {d} is not referenced by a manifest of {} fetched here; pull the manifest first",
-                    up.canonical()
-                ),
-            ));
-        }
-        if let Some(size) = s.meta.blob_size(&d).await? {
-            Metrics::inc(&s.metrics.blob_hits);
-            s.meta.touch_blob(&d, s.clock.now()).await?;
-            return Ok(BlobSource { size, following: None });
-        }
-        let mut watch = {
-            let mut fills = s.fills.lock().map_err(|_| Error::Storage("fill table poisoned".into()))?;
-            match fills.get(&d) {
-                Some(w) => {
-                    Metrics::inc(&s.metrics.singleflight_waits);
-                    w.clone()
-                }
-                None => {
-                    Metrics::inc(&s.metrics.blob_misses);
-                    let (tx, rx) = watch::channel(Fill::Starting);
-                    fills.insert(d.clone(), rx.clone());
-                    tokio::spawn(run_fill(s.clone(), up.clone(), digest.clone(), tx));
-                    rx
-                }
-            }
-        };
-        loop {
-            let state = watch.borrow_and_update().clone();
-            match state {
-                Fill::Starting => {}
-                Fill::Running { size, .. } | Fill::Done { size, .. } => {
-                    return Ok(BlobSource { size, following: Some(watch) });
-                }
-                Fill::Cached { size } => return Ok(BlobSource { size, following: None }),
-                Fill::Failed(e) => return Err(e.to_error()),
-            }
-            if watch.changed().await.is_err() {
-                // The fill ended between two looks: it is cached now, or it failed.
-                return match s.meta.blob_size(&d).await? {
-                    Some(size) => Ok(BlobSource { size, following: None }),
-                    None => Err(Error::Unavailable(format!("fetching {d} from {} failed", up.registry))),
-                };
-            }
-        }
-    }
-
-    /// Streams `range` of a blob prepared by [`Proxy::blob`].
-    pub async fn read(&self, source: BlobSource, digest: &Digest, range: ByteRange) -> Result<ByteStream> {
-        match source.following {
-            None => self.shared.blobs.read(&digest.to_string(), range.start, range.len()).await,
-            Some(watch) => Ok(follow(watch, range.start, range.end + 1)),
-        }
-    }
 }
 
-/// A stream of `[start, end)` of a fill, reading the growing file as bytes arrive.
-fn follow(watch: watch::Receiver<Fill>, start: u64, end: u64) -> ByteStream {
-    Box::pin(futures_util::stream::unfold((watch, start, false), move |(mut w, off, closed)| async move {
-        if off >= end {
-            return None;
-        }
-        let mut closed = closed;
-        loop {
-            let state = w.borrow_and_update().clone();
-            let (available, reader) = match state {
-                Fill::Starting => (0, None),
-                // Hold back the last byte until the digest is verified.
-                Fill::Running { written, size, reader, recent } => {
-                    let available = written.min(size.saturating_sub(1));
-                    let max = available.saturating_sub(off).min(end - off).min(READ_CHUNK);
-                    if let Some(b) = recent.filter(|_| max > 0).and_then(|r| r.slice(off, max)) {
-                        let next = off + b.len() as u64;
-                        return Some((Ok(b), (w, next, closed)));
-                    }
-                    (available, Some(reader))
-                }
-                Fill::Done { size, reader } => (size, Some(reader)),
-                Fill::Cached { .. } => {
-                    let err = std::io::Error::other("blob fill moved to another replica");
-                    return Some((Err(err), (w, end, true)));
-                }
-                Fill::Failed(e) => {
-                    let err = std::io::Error::other(e.to_error().to_string());
-                    return Some((Err(err), (w, end, true)));
-                }
-            };
-            if let Some(reader) = reader
-                && off < available
-            {
-                let n = (available - off).min(end - off).min(READ_CHUNK) as usize;
-                // The bytes were written a moment ago and sit in the page cache: read them on
-                // this task rather than paying a blocking-pool handoff per chunk.
-                let mut buf = BytesMut::zeroed(n);
-                let read = reader.read_at(&mut buf, off).map(|got| {
-                    buf.truncate(got);
-                    buf.freeze()
-                });
-                return match read {
-                    Ok(b) if !b.is_empty() => {
-                        let next = off + b.len() as u64;
-                        Some((Ok(b), (w, next, closed)))
-                    }
-                    Ok(_) => {
-                        Some((Err(std::io::Error::other("cached blob is shorter than announced")), (w, end, true)))
-                    }
-                    Err(e) => Some((Err(e), (w, end, true))),
-                };
-            }
-            if closed {
-                return Some((Err(std::io::Error::other("blob fill ended unexpectedly")), (w, end, true)));
-            }
-            if w.changed().await.is_err() {
-                closed = true;
-            }
-        }
-    }))
-}
+#[async_trait]
+impl Content for Proxy {
+    async fn manifest(&self, repo: &Source, reference: &Reference) -> Result<ServedManifest> {
+        self.cached_manifest(upstream(repo)?, reference).await
+    }
 
-/// Waits until this process holds the fill lease of blob `d` — `None` — or another replica has
-/// stored the blob — its size.
-async fn lease_or_cached(s: &Shared, d: &str) -> Result<Option<u64>> {
-    let lease = format!("fill:{d}");
-    loop {
-        if let Some(size) = s.meta.blob_size(d).await? {
-            return Ok(Some(size));
-        }
-        if s.meta.acquire_lease(&lease, &s.holder, s.clock.now(), LEASE_TTL_SECS).await? {
-            // It may have been stored just before the other replica let go.
-            if let Some(size) = s.meta.blob_size(d).await? {
-                s.meta.release_lease(&lease, &s.holder).await?;
-                return Ok(Some(size));
-            }
-            return Ok(None);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    async fn blob(&self, repo: &Source, digest: &Digest) -> Result<BlobSource> {
+        self.cached_blob(upstream(repo)?, digest).await
     }
-}
 
-async fn run_fill(s: Arc<Shared>, up: UpstreamRepo, digest: Digest, tx: watch::Sender<Fill>) {
-    let tx = Arc::new(tx);
-    let d = digest.to_string();
-    // One fill among replicas: wait for another replica's, or take the lease and keep it.
-    let elsewhere = match lease_or_cached(&s, &d).await {
-        Ok(None) => None,
-        Ok(Some(size)) => Some(Fill::Cached { size }),
-        Err(e) => Some(Fill::Failed(FillError::from_error(&e))),
-    };
-    if let Some(state) = elsewhere {
-        let _ = tx.send(state);
-        if let Ok(mut fills) = s.fills.lock() {
-            fills.remove(&d);
-        }
-        return;
+    async fn read(&self, source: BlobSource, digest: &Digest, range: ByteRange) -> Result<ByteStream> {
+        self.read_blob(source, digest, range).await
     }
-    let lease = format!("fill:{d}");
-    let renew = {
-        let (s, lease) = (s.clone(), lease.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(std::time::Duration::from_secs((LEASE_TTL_SECS / 3) as u64)).await;
-                let _ = s.meta.acquire_lease(&lease, &s.holder, s.clock.now(), LEASE_TTL_SECS).await;
-            }
-        })
-    };
-    let id = uuid::Uuid::new_v4().to_string();
-    let result = fill(&s, &up, &digest, &id, &tx).await;
-    renew.abort();
-    let _ = s.meta.release_lease(&lease, &s.holder).await;
-    match result {
-        Ok(size) => {
-            // The open upload file stays readable after its rename into the blob store.
-            let last = tx.borrow().clone();
-            if let Fill::Running { reader, .. } = last {
-                let _ = tx.send(Fill::Done { size, reader });
-            }
-        }
-        Err(e) => {
-            Metrics::inc(&s.metrics.upstream_errors);
-            tracing::warn!(image = %up.canonical(), digest = %d, error = %e, "blob fill failed; nothing cached");
-            let _ = s.blobs.upload_delete(&id).await;
-            let _ = tx.send(Fill::Failed(FillError::from_error(&e)));
-        }
-    }
-    if let Ok(mut fills) = s.fills.lock() {
-        fills.remove(&d);
-    }
-    drop(tx);
-    if s.config.cache_max_bytes > 0
-        && let Err(e) = enforce_budget(&s).await
-    {
-        tracing::error!(error = %e, "cache eviction failed");
-    }
-}
 
-/// Fetches one blob: the network loop feeds a bounded channel (a few MiB per fill at most) and
-/// one blocking thread hashes, writes and publishes progress, so receiving, hashing and writing
-/// overlap.
-async fn fill(s: &Shared, up: &UpstreamRepo, digest: &Digest, id: &str, tx: &Arc<watch::Sender<Fill>>) -> Result<u64> {
-    let fetched = s.upstream.blob(up, &digest.to_string()).await?;
-    let size = fetched.size;
-    s.blobs.upload_create(id).await?;
-    let reader = s.blobs.upload_open(id).await?;
-    let mut out = s.blobs.upload_writer(id).await?;
-    let _ = tx.send(Fill::Running { written: 0, size, reader: reader.clone(), recent: None });
-    let (chunks, mut incoming) = tokio::sync::mpsc::channel::<Vec<Bytes>>(4);
-    let (progress, algo, metrics) = (tx.clone(), digest.algorithm(), s.metrics.clone());
-    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<(Hasher, u64)> {
-        let mut hasher = Hasher::new(algo);
-        let mut written = 0u64;
-        while let Some(pieces) = incoming.blocking_recv() {
-            let start = written;
-            for p in &pieces {
-                hasher.update(p);
-                out.write_all(p)?;
-                written += p.len() as u64;
-            }
-            metrics.upstream_bytes.fetch_add(written - start, std::sync::atomic::Ordering::Relaxed);
-            let recent = Some(Recent { start, pieces: Arc::new(pieces) });
-            progress.send_replace(Fill::Running { written, size, reader: reader.clone(), recent });
-        }
-        out.flush()?;
-        Ok((hasher, written))
-    });
-    let received = receive(fetched.body, size, digest, &chunks).await;
-    drop(chunks);
-    let (hasher, written) = writer.await.map_err(|e| Error::Storage(e.to_string()))??;
-    received?;
-    if written != size {
-        return Err(Error::Unavailable(format!("upstream sent {written} of {size} bytes of {digest}")));
+    async fn tags(&self, repo: &Source, page: &Page) -> Result<TagPage> {
+        self.upstream_tags(upstream(repo)?, page).await
     }
-    let got = hasher.finish();
-    if &got != digest {
-        return Err(Error::Unavailable(format!("upstream sent content with digest {got} for {digest}")));
+
+    async fn referrers(&self, repo: &Source, digest: &Digest, artifact_type: Option<&str>) -> Result<Referrers> {
+        self.upstream_referrers(upstream(repo)?, digest, artifact_type).await
     }
-    s.blobs.upload_commit(id, &digest.to_string(), size).await?;
-    s.meta.put_cached_blob(&digest.to_string(), size, s.clock.now()).await?;
-    Ok(size)
-}
 
-/// Moves the upstream body into the writer's channel in batches of about `FILL_CHUNK` bytes
-/// (the pieces as received, not copied).
-async fn receive(
-    mut body: ByteStream,
-    size: u64,
-    digest: &Digest,
-    chunks: &tokio::sync::mpsc::Sender<Vec<Bytes>>,
-) -> Result<()> {
-    let mut batch: Vec<Bytes> = Vec::new();
-    let mut batched = 0usize;
-    let mut total = 0u64;
-    loop {
-        let next = body.next().await;
-        let done = next.is_none();
-        if let Some(chunk) = next {
-            let chunk = chunk.map_err(|e| Error::Unavailable(format!("upstream body of {digest} broke off: {e}")))?;
-            total += chunk.len() as u64;
-            if total > size {
-                return Err(Error::Unavailable(format!(
-                    "upstream sent more than the announced {size} bytes of {digest}"
-                )));
-            }
-            batched += chunk.len();
-            batch.push(chunk);
-        }
-        if batched >= FILL_CHUNK || (done && !batch.is_empty()) {
-            batched = 0;
-            chunks.send(std::mem::take(&mut batch)).await.map_err(|_| Error::Storage("blob writer stopped".into()))?;
-        }
-        if done {
-            return Ok(());
-        }
+    async fn resolve_tag(&self, repo: &Source, tag: &Tag) -> Result<Option<Digest>> {
+        self.tag_digest(upstream(repo)?, tag).await
     }
-}
 
-async fn enforce_budget(s: &Shared) -> Result<()> {
-    let busy = |d: &str| s.fills.lock().map(|f| f.contains_key(d)).unwrap_or(true);
-    let n = evict(s.meta.as_ref(), s.blobs.as_ref(), s.config.cache_max_bytes, busy).await?;
-    s.metrics.evictions.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-    Ok(())
-}
-
-/// Evicts least recently used cached blobs (skipping `busy` ones) until the cache holds at
-/// most `max_bytes`. Returns how many were evicted. Used after fills and by `portcullis gc`.
-pub async fn evict(
-    meta: &dyn MetaStore,
-    blobs: &dyn BlobStore,
-    max_bytes: u64,
-    busy: impl Fn(&str) -> bool,
-) -> Result<u64> {
-    let mut evicted = 0;
-    let mut total = meta.cached_bytes().await?;
-    while total > max_bytes {
-        let victims = meta.cached_lru(64).await?;
-        let mut progressed = false;
-        for (d, size) in victims {
-            if busy(&d) {
-                continue;
-            }
-            meta.forget_blob(&d).await?;
-            blobs.delete(&d).await?;
-            evicted += 1;
-            progressed = true;
-            total = total.saturating_sub(size);
-            if total <= max_bytes {
-                break;
-            }
-        }
-        if !progressed {
-            break;
-        }
-    }
-    Ok(evicted)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recent_bytes_are_sliced_where_a_follower_stands() {
-        let r = Recent { start: 100, pieces: Arc::new(vec![Bytes::from_static(b"abc"), Bytes::from_static(b"defgh")]) };
-        assert_eq!(r.slice(100, 10).as_deref(), Some(&b"abc"[..]));
-        assert_eq!(r.slice(101, 1).as_deref(), Some(&b"b"[..]));
-        assert_eq!(r.slice(103, 10).as_deref(), Some(&b"defgh"[..]), "one piece at a time");
-        assert_eq!(r.slice(105, 2).as_deref(), Some(&b"fg"[..]));
-        assert_eq!(r.slice(99, 10), None, "before the batch: read the file");
-        assert_eq!(r.slice(108, 10), None, "past the batch");
+    async fn stored_manifest(&self, repo: &Source, digest: &Digest) -> Result<Option<ServedManifest>> {
+        let Some(id) = self.existing_repo(upstream(repo)?).await? else { return Ok(None) };
+        Ok(self.shared.meta.manifest(id, &digest.to_string()).await?.map(|row| served(row, false)))
     }
 }

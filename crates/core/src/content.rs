@@ -1,0 +1,199 @@
+//! One content interface over both kinds of repository: hosted ones (`Registry`) and cached
+//! images of other registries (`Proxy`). Both return the same served types, so the HTTP layer
+//! has one dispatcher, and the gate asks either the same two questions before it decides —
+//! which digest does this tag name now, and which manifest is already stored under a digest —
+//! whose answers fetch nothing and store nothing. Writes belong to hosted repositories; the
+//! cache refuses them (the gate never lets them through, this is the second line).
+//!
+//! As in CNCF distribution, where the proxy blob store implements the same interface as local
+//! storage, `Contents::of` picks the implementation from where the repository lives.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use oci::endpoint::{Mount, Page};
+use oci::range::ByteRange;
+use oci::source::Source;
+use oci::{Digest, ErrorCode, Reference, RepoName, Tag};
+
+use crate::error::{Error, Result};
+use crate::model::Referrer;
+use crate::ports::ByteStream;
+use crate::proxy::{Following, Proxy};
+use crate::registry::Registry;
+
+/// A manifest as served.
+#[derive(Debug, Clone)]
+pub struct ServedManifest {
+    pub digest: String,
+    pub media_type: String,
+    pub content: Bytes,
+    /// Served from the cache while its upstream fails.
+    pub stale: bool,
+}
+
+/// How a blob will be served: whole from the store, or by following a fill in flight.
+pub struct BlobSource {
+    pub size: u64,
+    pub(crate) following: Option<Following>,
+}
+
+impl BlobSource {
+    pub(crate) fn stored(size: u64) -> BlobSource {
+        BlobSource { size, following: None }
+    }
+
+    /// The blob is whole in the store (not a fill in flight): it may be redirected to.
+    pub fn is_stored(&self) -> bool {
+        self.following.is_none()
+    }
+}
+
+/// One page of a repository's tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagPage {
+    pub tags: Vec<String>,
+    /// More tags follow this page.
+    pub more: bool,
+    /// Served from the cache because the upstream is failing.
+    pub stale: bool,
+}
+
+/// The referrers of a manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referrers {
+    pub list: Vec<Referrer>,
+    pub stale: bool,
+}
+
+/// The result of starting an upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadStart {
+    /// The blob is in the repository (monolithic POST or mount).
+    Created(Digest),
+    /// An upload session to continue with PATCH/PUT.
+    Session { id: String, size: u64 },
+}
+
+/// The result of a manifest push.
+#[derive(Debug, Clone)]
+pub struct PushedManifest {
+    pub digest: Digest,
+    pub subject: Option<Digest>,
+}
+
+fn read_only(repo: &Source) -> Error {
+    let (name, registry) = match repo {
+        Source::Upstream(u) => (u.canonical(), u.registry.clone()),
+        Source::Hosted(n) => (n.to_string(), "another registry".into()),
+    };
+    Error::registry(
+        ErrorCode::Unsupported,
+        format!("{name} is a pull-through cache of {registry}: push and delete are not supported there"),
+    )
+}
+
+/// Reads and writes of a repository's content. Access has been decided (by the gate) when
+/// these run; implementations enforce content rules: digests, references, links.
+#[async_trait]
+pub trait Content: Send + Sync {
+    async fn manifest(&self, repo: &Source, reference: &Reference) -> Result<ServedManifest>;
+    /// Prepares to serve a blob reachable through the repository.
+    async fn blob(&self, repo: &Source, digest: &Digest) -> Result<BlobSource>;
+    /// Streams `range` of a blob prepared by [`Content::blob`].
+    async fn read(&self, source: BlobSource, digest: &Digest, range: ByteRange) -> Result<ByteStream>;
+    async fn tags(&self, repo: &Source, page: &Page) -> Result<TagPage>;
+    async fn referrers(&self, repo: &Source, digest: &Digest, artifact_type: Option<&str>) -> Result<Referrers>;
+
+    /// The digest `tag` names now, asked without fetching or storing a manifest (a fresh cached
+    /// tag, or a HEAD upstream); `None` when there is no such tag.
+    async fn resolve_tag(&self, repo: &Source, tag: &Tag) -> Result<Option<Digest>>;
+    /// A manifest already stored under `digest` (never fetched).
+    async fn stored_manifest(&self, repo: &Source, digest: &Digest) -> Result<Option<ServedManifest>>;
+
+    async fn put_manifest(
+        &self,
+        repo: &Source,
+        _reference: &Reference,
+        _content_type: Option<&str>,
+        _body: Bytes,
+    ) -> Result<PushedManifest> {
+        Err(read_only(repo))
+    }
+    async fn delete_manifest(&self, repo: &Source, _reference: &Reference) -> Result<()> {
+        Err(read_only(repo))
+    }
+    async fn delete_blob(&self, repo: &Source, _digest: &Digest) -> Result<()> {
+        Err(read_only(repo))
+    }
+    /// POST `/blobs/uploads/`: mount, monolithic upload (`digest` + body) or a new session.
+    async fn start_upload(
+        &self,
+        repo: &Source,
+        _digest: Option<&Digest>,
+        _mount: Option<&Mount>,
+        _body: ByteStream,
+    ) -> Result<UploadStart> {
+        Err(read_only(repo))
+    }
+    async fn upload_status(&self, repo: &Source, _id: &str) -> Result<u64> {
+        Err(read_only(repo))
+    }
+    async fn append_upload(
+        &self,
+        repo: &Source,
+        _id: &str,
+        _range: Option<ByteRange>,
+        _body: ByteStream,
+    ) -> Result<u64> {
+        Err(read_only(repo))
+    }
+    async fn finish_upload(
+        &self,
+        repo: &Source,
+        _id: &str,
+        _digest: &Digest,
+        _range: Option<ByteRange>,
+        _body: ByteStream,
+    ) -> Result<Digest> {
+        Err(read_only(repo))
+    }
+    async fn cancel_upload(&self, repo: &Source, _id: &str) -> Result<()> {
+        Err(read_only(repo))
+    }
+}
+
+/// Where each kind of repository's content lives.
+pub struct Contents {
+    pub hosted: Arc<Registry>,
+    pub cached: Arc<Proxy>,
+}
+
+impl Contents {
+    /// The implementation serving `repo`.
+    pub fn of(&self, repo: &Source) -> &dyn Content {
+        match repo {
+            Source::Hosted(_) => self.hosted.as_ref(),
+            Source::Upstream(_) => self.cached.as_ref(),
+        }
+    }
+}
+
+/// The hosted repository a source names (hosted implementations are asked only for those).
+pub(crate) fn hosted(repo: &Source) -> Result<&RepoName> {
+    match repo {
+        Source::Hosted(n) => Ok(n),
+        Source::Upstream(u) => {
+            Err(Error::registry(ErrorCode::NameUnknown, format!("{} is not hosted here", u.canonical())))
+        }
+    }
+}
+
+/// The upstream repository a source names (the cache is asked only for those).
+pub(crate) fn upstream(repo: &Source) -> Result<&oci::source::UpstreamRepo> {
+    match repo {
+        Source::Upstream(u) => Ok(u),
+        Source::Hosted(n) => Err(Error::registry(ErrorCode::NameUnknown, format!("{n} is hosted here"))),
+    }
+}

@@ -1,0 +1,523 @@
+//! The access gate: the one place where every rule that decides a registry request lives.
+//! `Gate::decide(caller, request)` takes a parsed request and answers `Grant` or `Denial`
+//! before anything is served or fetched, in this order and nowhere else:
+//!
+//! 1. sign-in: a request without credentials is challenged; with `auth.allowed_orgs` only
+//!    members of those orgs (and the administrator) pass;
+//! 2. hosted permissions: the directory's rules for repositories hosted here;
+//! 3. the upstream rule: images of other registries may be pulled, never pushed, by signed-in
+//!    users (anonymously only with `proxy.allow_anonymous`);
+//!    and the token must grant every action the request needs;
+//! 4. mount downgrade: a cross-repository mount needs pull on the source (permission and
+//!    policy); a token that does not grant it is challenged for it, and a caller who may not
+//!    pull it uploads instead;
+//! 5. Registry Access Management and Image Access Management (`policy::decide`) for manifest,
+//!    blob, tags-list and referrers reads, with digest-pinned exceptions: a tag is resolved to
+//!    its digest first (a cached tag or a HEAD, nothing fetched or stored), a child manifest or
+//!    blob is allowed as a part of an allowed pinned manifest already stored;
+//! 6. the audit entry the decision implies (denials at once, served manifests once served).
+//!
+//! `check` asks the same function on a user's behalf, with a trace of each step, so it can
+//! never disagree with a pull. Any error while deciding denies.
+
+use std::sync::Arc;
+
+use oci::source::{Source, resolve};
+use oci::{Action, Digest, Endpoint, Method, Reference, RepoName, WireError};
+use policy::{Decision, Effect, Image};
+
+use crate::audit::Audit;
+use crate::authz::{Actions, Principal, Snapshot, Subject};
+use crate::clock::Clock;
+use crate::content::Contents;
+use crate::error::Error;
+use crate::iam::Iam;
+use crate::identity::Identity;
+use crate::model::AuditEntry;
+use crate::orgs::Orgs;
+use crate::tokens::{Claims, TokenIssuer};
+
+mod check;
+mod pins;
+#[cfg(test)]
+mod tests;
+
+pub use check::{Check, Step};
+
+/// How the gate is configured.
+#[derive(Debug, Clone, Default)]
+pub struct GateConfig {
+    /// Enforced sign-in: only members of these orgs may use `/v2` (empty: not enforced).
+    pub allowed_orgs: Vec<String>,
+    /// Whether anonymous callers may pull through the proxy.
+    pub proxy_anonymous: bool,
+}
+
+/// Who is calling, as authenticated.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// No credentials: challenged.
+    Nobody,
+    /// A verified registry token: its subject and the access it grants.
+    Token { subject: Subject, claims: Arc<Claims> },
+    /// The gate asked on someone's behalf (`check`): every needed action counts as requested.
+    OnBehalf(Subject),
+}
+
+/// A request to decide.
+#[derive(Debug, Clone)]
+pub struct Ask<'a> {
+    pub endpoint: Endpoint,
+    /// containerd's `?ns=` mirror query.
+    pub ns: Option<&'a str>,
+    /// The `Host` the client used.
+    pub host: Option<&'a str>,
+    /// The caller's address and user agent, for the audit log.
+    pub client: &'a str,
+    pub agent: &'a str,
+}
+
+/// What a granted request may do.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub subject: Subject,
+    /// The request as granted (a mount the caller may not make has been dropped).
+    pub endpoint: Endpoint,
+    /// Where its repository lives.
+    pub source: Option<Source>,
+    /// The digest a manifest tag was resolved to before deciding: serve exactly this.
+    pub digest: Option<Digest>,
+    /// Dry-run: served, but the org's settings would deny it (`Warning: 299`).
+    pub would_deny: Option<String>,
+    record: Option<PullRecord>,
+}
+
+/// The audit entry of a manifest pull, written once it is served (with the served digest).
+#[derive(Debug, Clone)]
+struct PullRecord {
+    image: Image,
+    decision: Decision,
+    client: String,
+    agent: String,
+}
+
+/// Why a request is refused; the HTTP layer maps each to the protocol's answer.
+#[derive(Debug, Clone)]
+pub enum Denial {
+    /// 401 with a Bearer challenge for `scope`.
+    SignIn { message: String, scope: Option<String>, error: Option<&'static str> },
+    /// 403 `DENIED`.
+    Forbidden(String),
+    /// 403 `DENIED` by Registry or Image Access Management.
+    Policy(Box<PolicyDenial>),
+    /// 405 `UNSUPPORTED`: writes to a pull-through cache.
+    Unsupported(String),
+    /// A name that resolves to nothing valid (`NAME_INVALID`).
+    Invalid(WireError),
+    /// The gate could not decide (a store failed): nothing is served.
+    Unavailable(String),
+}
+
+/// A denial by the policy: the decision and the image it was about.
+#[derive(Debug, Clone)]
+pub struct PolicyDenial {
+    pub decision: Decision,
+    pub image: Image,
+}
+
+impl From<Error> for Denial {
+    fn from(e: Error) -> Denial {
+        if e.is_internal() {
+            tracing::error!(error = %e, "access could not be decided; denied");
+            return Denial::Unavailable(
+                "access could not be decided; the administrator can find why in the logs".into(),
+            );
+        }
+        Denial::Unavailable(format!("access could not be decided: {e}"))
+    }
+}
+
+/// The Bearer scope a request needs: `repository:<name>:<actions>` for each repository.
+pub fn scope_of(ep: &Endpoint) -> Option<String> {
+    let acc = ep.required_access();
+    let mut names: Vec<&RepoName> = acc.iter().map(|(n, _)| *n).collect();
+    names.dedup();
+    let scopes: Vec<String> = names
+        .iter()
+        .map(|name| {
+            let actions: Vec<&str> = acc.iter().filter(|(n, _)| n == name).map(|(_, a)| a.as_str()).collect();
+            format!("repository:{name}:{}", actions.join(","))
+        })
+        .collect();
+    (!scopes.is_empty()).then(|| scopes.join(" "))
+}
+
+/// The image a read (manifest, blob, tags list, referrers) is about, for the policy.
+fn pull_image(ep: &Endpoint, source: Option<&Source>) -> Option<Image> {
+    let digest = match ep {
+        Endpoint::Manifest { method: Method::Get | Method::Head, reference, .. } => match reference {
+            Reference::Digest(d) => Some(d.to_string()),
+            Reference::Tag(_) => None,
+        },
+        Endpoint::Blob { method: Method::Get | Method::Head, .. }
+        | Endpoint::Tags { .. }
+        | Endpoint::Referrers { .. } => None,
+        _ => return None,
+    };
+    Some(image_of_source(source?, digest))
+}
+
+fn image_of_source(source: &Source, digest: Option<String>) -> Image {
+    match source {
+        Source::Hosted(n) => Image { registry: None, path: n.to_string(), digest },
+        Source::Upstream(u) => Image { registry: Some(u.registry.clone()), path: u.path.to_string(), digest },
+    }
+}
+
+fn why_denied(name: &RepoName, action: Action) -> String {
+    match action {
+        Action::Pull => format!("the repository does not exist or is private to {}", name.namespace()),
+        Action::Push => format!("no write permission in namespace {}", name.namespace()),
+        Action::Delete => format!("no admin permission on {name}"),
+    }
+}
+
+/// Whether the caller's token (if any) grants `action` on `name`.
+fn token_grants(claims: Option<&Claims>, name: &RepoName, action: Action) -> bool {
+    claims.is_none_or(|c| c.grants(name.as_str(), action.as_str()))
+}
+
+/// The gate.
+pub struct Gate {
+    identity: Arc<Identity>,
+    iam: Arc<Iam>,
+    orgs: Arc<Orgs>,
+    contents: Arc<Contents>,
+    audit: Arc<Audit>,
+    tokens: Arc<TokenIssuer>,
+    clock: Arc<dyn Clock>,
+    config: GateConfig,
+}
+
+/// What one run of the gate gathers besides its answer (the trace `check` shows).
+#[derive(Default)]
+struct Run {
+    trace: Option<Vec<Step>>,
+    /// The policy decision made, if the request reached the policy.
+    decision: Option<Decision>,
+    /// The digest decided on, when a tag was resolved.
+    digest: Option<Digest>,
+}
+
+impl Run {
+    fn step(&mut self, step: &'static str, outcome: &'static str, detail: impl FnOnce() -> String) {
+        if let Some(t) = &mut self.trace {
+            t.push(Step { step, outcome, detail: detail() });
+        }
+    }
+}
+
+impl Gate {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        identity: Arc<Identity>,
+        iam: Arc<Iam>,
+        orgs: Arc<Orgs>,
+        contents: Arc<Contents>,
+        audit: Arc<Audit>,
+        tokens: Arc<TokenIssuer>,
+        clock: Arc<dyn Clock>,
+        config: GateConfig,
+    ) -> Gate {
+        Gate { identity, iam, orgs, contents, audit, tokens, clock, config }
+    }
+
+    /// Who presents `bearer` (a registry token), for requests to `ep`. No token: `Nobody`.
+    pub fn caller(&self, bearer: Option<&str>, ep: &Endpoint) -> Result<Caller, Denial> {
+        let Some(token) = bearer else { return Ok(Caller::Nobody) };
+        let invalid = |message: String| Denial::SignIn { message, scope: scope_of(ep), error: Some("invalid_token") };
+        let claims = self.tokens.verify(token, self.clock.now()).map_err(|e| invalid(e.to_string()))?;
+        if claims.sub.is_empty() {
+            return Ok(Caller::Token { subject: Subject::Anonymous, claims });
+        }
+        let (id, is_admin) = self
+            .identity
+            .directory()
+            .snapshot()
+            .user(&claims.sub)
+            .ok_or_else(|| invalid("the token's account no longer exists".into()))?;
+        let subject = Subject::User(Principal { id, username: claims.sub.clone(), is_admin, scope: None });
+        Ok(Caller::Token { subject, claims })
+    }
+
+    /// Decides a request. A `Grant` says how to serve it; call [`Gate::served`] once it is.
+    pub async fn decide(&self, caller: &Caller, ask: Ask<'_>) -> Result<Grant, Denial> {
+        self.run(caller, ask, &mut Run::default()).await
+    }
+
+    /// Writes the audit entries of a served manifest pull (`digest`: what was served).
+    pub async fn served(&self, grant: &Grant, digest: Option<&str>) {
+        let Some(r) = &grant.record else { return };
+        let image = Image { digest: digest.map(str::to_owned).or(r.image.digest.clone()), ..r.image.clone() };
+        for e in self.pull_entries(&grant.subject, &image, &r.decision, &r.client, &r.agent) {
+            self.audit.record(e).await;
+        }
+    }
+
+    /// The actions `subject` may take on `name` now (hosted permissions or the upstream rule),
+    /// for what `/token` grants. Policy is not decided here: it is, on every request.
+    pub fn grantable(&self, subject: &Subject, name: &RepoName) -> Actions {
+        let snap = self.identity.directory().snapshot();
+        self.access(&snap, subject, name, None, None).map(|(_, a)| a).unwrap_or(Actions::NONE)
+    }
+
+    /// Where `name` lives and what `subject` may do there.
+    fn access(
+        &self,
+        snap: &Snapshot,
+        subject: &Subject,
+        name: &RepoName,
+        ns: Option<&str>,
+        host: Option<&str>,
+    ) -> Result<(Source, Actions), WireError> {
+        let source = resolve(name, ns, host, |n| snap.namespace(n).is_some())?;
+        let actions = match &source {
+            Source::Hosted(n) => snap.permitted(subject, n),
+            Source::Upstream(_) => match subject {
+                Subject::User(_) => Actions::PULL,
+                Subject::Anonymous if self.config.proxy_anonymous => Actions::PULL,
+                Subject::Anonymous => Actions::NONE,
+            },
+        };
+        Ok((source, actions))
+    }
+
+    /// Enforced sign-in (`auth.allowed_orgs`).
+    fn sign_in(&self, snap: &Snapshot, subject: &Subject, scope: Option<String>, run: &mut Run) -> Result<(), Denial> {
+        let allowed = &self.config.allowed_orgs;
+        if allowed.is_empty() {
+            run.step("sign_in", "pass", || "sign-in is not enforced".into());
+            return Ok(());
+        }
+        let orgs = allowed.join(", ");
+        match subject {
+            Subject::Anonymous => {
+                let message = format!("sign-in required: sign in with an account that is a member of {orgs}");
+                run.step("sign_in", "deny", || message.clone());
+                Err(Denial::SignIn { message, scope, error: None })
+            }
+            Subject::User(p) if !p.is_admin && !allowed.iter().any(|o| snap.is_member(o, p.id)) => {
+                let message =
+                    format!("{} is not a member of {orgs}: only members of {orgs} may use this registry", p.username);
+                run.step("sign_in", "deny", || message.clone());
+                Err(Denial::Forbidden(message))
+            }
+            Subject::User(p) => {
+                run.step("sign_in", "pass", || format!("{} may sign in here", p.username));
+                Ok(())
+            }
+        }
+    }
+
+    async fn run(&self, caller: &Caller, ask: Ask<'_>, run: &mut Run) -> Result<Grant, Denial> {
+        let mut ep = ask.endpoint;
+        let scope = scope_of(&ep);
+        let (subject, claims) = match caller {
+            Caller::Nobody => {
+                return Err(Denial::SignIn { message: "authentication required".into(), scope, error: None });
+            }
+            Caller::Token { subject, claims } => (subject.clone(), Some(claims.as_ref())),
+            Caller::OnBehalf(subject) => (subject.clone(), None),
+        };
+        let snap = self.identity.directory().snapshot();
+        self.sign_in(&snap, &subject, scope.clone(), run)?;
+
+        // Hosted permissions and the upstream rule, for every repository the request needs
+        // (a mount's source is decided below), and what the token grants.
+        let insufficient = |scope: Option<String>| Denial::SignIn {
+            message: "the token does not grant this action; request a token with this scope".into(),
+            scope,
+            error: Some("insufficient_scope"),
+        };
+        let mount_from = match &ep {
+            Endpoint::UploadStart { mount: Some(m), .. } => m.from.clone(),
+            _ => None,
+        };
+        let mut source = None;
+        for (name, action) in ep.required_access() {
+            if mount_from.as_ref() == Some(name) && ep.repository() != Some(name) {
+                continue;
+            }
+            let (src, actions) = self.access(&snap, &subject, name, ask.ns, ask.host).map_err(Denial::Invalid)?;
+            if !actions.allows(action) {
+                let denial = match (&src, action, &subject) {
+                    (Source::Upstream(u), Action::Push | Action::Delete, _) => Denial::Unsupported(format!(
+                        "{name} is a pull-through cache of {}: push and delete are not supported there",
+                        u.registry
+                    )),
+                    (_, _, Subject::Anonymous) => Denial::SignIn {
+                        message: format!("sign in to {} {name}", action.as_str()),
+                        scope: scope.clone(),
+                        error: None,
+                    },
+                    (_, _, Subject::User(p)) => Denial::Forbidden(format!(
+                        "{} may not {} {name}: {}",
+                        p.username,
+                        action.as_str(),
+                        why_denied(name, action)
+                    )),
+                };
+                run.step("repository", "deny", || format!("{} may not {} {name}", subject.name(), action.as_str()));
+                return Err(denial);
+            }
+            if !token_grants(claims, name, action) {
+                return Err(insufficient(scope.clone()));
+            }
+            run.step("repository", "pass", || match &src {
+                Source::Hosted(_) => format!("{} may {} {name}", subject.name(), action.as_str()),
+                Source::Upstream(u) => format!("{} is pulled through the cache of {}", u.canonical(), u.registry),
+            });
+            if Some(name) == ep.repository() {
+                source = Some(src);
+            }
+        }
+
+        // A mount needs pull on its source; otherwise the client uploads the blob itself.
+        if let (Some(from), Endpoint::UploadStart { mount, .. }) = (&mount_from, &mut ep) {
+            let may = self.may_pull_hosted(&snap, &subject, from, ask.host);
+            if may && !token_grants(claims, from, Action::Pull) {
+                return Err(insufficient(scope));
+            }
+            if !may {
+                run.step("mount", "skip", || format!("{from} may not be pulled: the blob is uploaded instead"));
+                *mount = None;
+            }
+        }
+
+        // Registry and Image Access Management, for reads of content.
+        let mut digest = None;
+        let mut would_deny = None;
+        let mut record = None;
+        if let Some(image) = pull_image(&ep, source.as_ref()) {
+            let memberships = match &subject {
+                Subject::User(p) => snap.memberships(p.id),
+                Subject::Anonymous => vec![],
+            };
+            let policy = self.iam.snapshot();
+            let now = self.clock.now();
+            let mut decision = policy::decide(&memberships, &image, &policy, now);
+            if decision.effect == Effect::Deny
+                && let Some(src) = source.as_ref()
+                && let Some((allowed, resolved)) = self.pinned(&memberships, &image, &ep, src, &policy, now, run).await
+            {
+                decision = allowed;
+                digest = resolved;
+            }
+            run.decision = Some(decision.clone());
+            run.digest = digest.clone();
+            run.step("policy", effect_str(decision.effect), || decision.message.clone());
+            let manifest = matches!(ep, Endpoint::Manifest { .. });
+            if decision.effect == Effect::Deny {
+                tracing::info!(user = subject.name(), image = %image.canonical(), org = ?decision.org, rule = %decision.rule, "pull denied");
+                if manifest && run.trace.is_none() {
+                    for e in self.pull_entries(&subject, &image, &decision, ask.client, ask.agent) {
+                        self.audit.record(e).await;
+                    }
+                }
+                return Err(Denial::Policy(Box::new(PolicyDenial { decision, image })));
+            }
+            if decision.effect == Effect::WouldDeny {
+                would_deny = Some(decision.message.clone());
+            }
+            if manifest {
+                let image = Image { digest: digest.as_ref().map(|d| d.to_string()).or(image.digest), ..image };
+                record = Some(PullRecord { image, decision, client: ask.client.into(), agent: ask.agent.into() });
+            }
+        }
+        Ok(Grant { subject, endpoint: ep, source, digest, would_deny, record })
+    }
+
+    /// A caller may pull the hosted repository `name` (a mount's source): permitted, and not
+    /// refused by the policy.
+    fn may_pull_hosted(&self, snap: &Snapshot, subject: &Subject, name: &RepoName, host: Option<&str>) -> bool {
+        let Ok((src @ Source::Hosted(_), actions)) = self.access(snap, subject, name, None, host) else { return false };
+        if !actions.pull {
+            return false;
+        }
+        let memberships = match subject {
+            Subject::User(p) => snap.memberships(p.id),
+            Subject::Anonymous => vec![],
+        };
+        let image = image_of_source(&src, None);
+        policy::decide(&memberships, &image, &self.iam.snapshot(), self.clock.now()).effect != Effect::Deny
+    }
+
+    /// Audit entries for a manifest pull: the deciding org for denials, else one per org the
+    /// subject belongs to (so each org's owners see their members' pulls), else one without org.
+    fn pull_entries(
+        &self,
+        subject: &Subject,
+        image: &Image,
+        d: &Decision,
+        client: &str,
+        agent: &str,
+    ) -> Vec<AuditEntry> {
+        let base = AuditEntry {
+            actor: subject.name().to_owned(),
+            action: "pull".into(),
+            image: Some(image.canonical()),
+            digest: image.digest.clone(),
+            decision: Some(audit_decision(d.effect).into()),
+            client: Some(client.to_owned()),
+            user_agent: Some(agent.chars().take(200).collect()),
+            ..Default::default()
+        };
+        if let Some(org) = &d.org {
+            return vec![AuditEntry {
+                org: Some(org.clone()),
+                category: d.category.as_ref().map(|c| c.key().to_owned()),
+                rule: Some(d.rule.clone()),
+                ..base
+            }];
+        }
+        let memberships = match subject {
+            Subject::User(p) => self.identity.directory().snapshot().memberships(p.id),
+            Subject::Anonymous => vec![],
+        };
+        if memberships.is_empty() {
+            return vec![AuditEntry { rule: Some(d.rule.clone()), ..base }];
+        }
+        let policy = self.iam.snapshot();
+        memberships
+            .into_iter()
+            .map(|m| {
+                let settings = policy.orgs.get(&m.org).map(|p| p.settings.clone()).unwrap_or_default();
+                let category = policy::categorize(&m.org, &settings, image, &policy.catalog);
+                let rule = if m.owner && settings.restricted_images.enabled { "owner" } else { "allowed" };
+                AuditEntry {
+                    org: Some(m.org),
+                    category: Some(category.key().to_owned()),
+                    rule: Some(rule.into()),
+                    ..base.clone()
+                }
+            })
+            .collect()
+    }
+}
+
+fn effect_str(e: Effect) -> &'static str {
+    match e {
+        Effect::Allow => "pass",
+        Effect::Deny => "deny",
+        Effect::WouldDeny => "would_deny",
+    }
+}
+
+/// The decision as the audit log names it.
+pub fn audit_decision(e: Effect) -> &'static str {
+    match e {
+        Effect::Allow => "allowed",
+        Effect::Deny => "denied",
+        Effect::WouldDeny => "would_deny",
+    }
+}

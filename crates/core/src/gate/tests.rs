@@ -1,0 +1,1 @@
+//! Unit tests of the gate on the in-memory stores.

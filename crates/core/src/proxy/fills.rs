@@ -1,0 +1,408 @@
+//! Blob fills: one upstream fetch per blob however many clients ask (and one replica among
+//! many, through a lease), clients following the growing upload, the last byte held back until
+//! the digest verifies; then the upload is committed like a push and marked evictable.
+
+use std::io::Write as _;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use oci::digest::Hasher;
+use oci::range::ByteRange;
+use oci::source::UpstreamRepo;
+use oci::{Digest, ErrorCode};
+use tokio::sync::watch;
+
+use super::evict::enforce_budget;
+use super::{Proxy, Shared};
+use crate::content::BlobSource;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::ports::{ByteStream, GrowingReader};
+
+const FILL_CHUNK: usize = 1024 * 1024;
+const READ_CHUNK: u64 = 512 * 1024;
+
+/// The batch of bytes the fill wrote last, still in memory: followers at the live edge take
+/// their bytes from it rather than reading the file back.
+#[derive(Clone)]
+pub(super) struct Recent {
+    start: u64,
+    pieces: Arc<Vec<Bytes>>,
+}
+
+impl Recent {
+    /// Up to `max` bytes at `off`, when the batch holds `off` (a view, not a copy).
+    fn slice(&self, off: u64, max: u64) -> Option<Bytes> {
+        let mut at = self.start;
+        for p in self.pieces.iter() {
+            let len = p.len() as u64;
+            if off >= at && off < at + len {
+                let from = (off - at) as usize;
+                let n = (at + len - off).min(max) as usize;
+                return Some(p.slice(from..from + n));
+            }
+            at += len;
+        }
+        None
+    }
+}
+
+/// The state of one blob fill, watched by the clients following it.
+#[derive(Clone)]
+pub(super) enum Fill {
+    Starting,
+    Running {
+        written: u64,
+        size: u64,
+        reader: Arc<dyn GrowingReader>,
+        recent: Option<Recent>,
+    },
+    Done {
+        size: u64,
+        reader: Arc<dyn GrowingReader>,
+    },
+    /// Another replica filled it: read it from the store.
+    Cached {
+        size: u64,
+    },
+    Failed(FillError),
+}
+
+/// A fill in flight that a client follows.
+pub(crate) struct Following(watch::Receiver<Fill>);
+
+/// The fills in flight on this replica, by digest.
+pub(super) type Fills = std::sync::Mutex<std::collections::HashMap<String, watch::Receiver<Fill>>>;
+
+/// How long a fill lease lasts without renewal (a replica that dies mid-fill is replaced after
+/// this long); the filling replica renews it every third of that.
+const LEASE_TTL_SECS: i64 = 10;
+
+#[derive(Clone)]
+pub(super) enum FillError {
+    NotFound(String),
+    Denied(String),
+    Throttled(Option<u64>, String),
+    Unavailable(String),
+}
+
+impl FillError {
+    fn from_error(e: &Error) -> FillError {
+        match e {
+            Error::Registry(ErrorCode::BlobUnknown, m) | Error::NotFound(m) => FillError::NotFound(m.clone()),
+            Error::Denied(m) => FillError::Denied(m.clone()),
+            Error::Throttled { retry_after, message } => FillError::Throttled(*retry_after, message.clone()),
+            other => FillError::Unavailable(other.to_string()),
+        }
+    }
+
+    fn to_error(&self) -> Error {
+        match self.clone() {
+            FillError::NotFound(m) => Error::Registry(ErrorCode::BlobUnknown, m),
+            FillError::Denied(m) => Error::Denied(m),
+            FillError::Throttled(retry_after, message) => Error::Throttled { retry_after, message },
+            FillError::Unavailable(m) => Error::Unavailable(m),
+        }
+    }
+}
+
+impl Proxy {
+    /// Prepares to serve a blob: from the cache, or by starting or joining its fill.
+    pub(super) async fn cached_blob(&self, up: &UpstreamRepo, digest: &Digest) -> Result<BlobSource> {
+        let s = &self.shared;
+        let repo = self.repo_id(up).await?;
+        let d = digest.to_string();
+        if !s.meta.blob_referenced(repo, &d).await? {
+            return Err(Error::Registry(
+                ErrorCode::BlobUnknown,
+                format!(
+                    "blob {d} is not referenced by a manifest of {} fetched here; pull the manifest first",
+                    up.canonical()
+                ),
+            ));
+        }
+        if let Some(size) = s.meta.blob_size(&d).await? {
+            Metrics::inc(&s.metrics.blob_hits);
+            s.meta.touch_blob(&d, s.clock.now()).await?;
+            return Ok(BlobSource::stored(size));
+        }
+        let mut watch = {
+            let mut fills = s.fills.lock().map_err(|_| Error::Storage("fill table poisoned".into()))?;
+            match fills.get(&d) {
+                Some(w) => {
+                    Metrics::inc(&s.metrics.singleflight_waits);
+                    w.clone()
+                }
+                None => {
+                    Metrics::inc(&s.metrics.blob_misses);
+                    let (tx, rx) = watch::channel(Fill::Starting);
+                    fills.insert(d.clone(), rx.clone());
+                    tokio::spawn(run_fill(s.clone(), up.clone(), digest.clone(), tx));
+                    rx
+                }
+            }
+        };
+        loop {
+            let state = watch.borrow_and_update().clone();
+            match state {
+                Fill::Starting => {}
+                Fill::Running { size, .. } | Fill::Done { size, .. } => {
+                    return Ok(BlobSource { size, following: Some(Following(watch)) });
+                }
+                Fill::Cached { size } => return Ok(BlobSource::stored(size)),
+                Fill::Failed(e) => return Err(e.to_error()),
+            }
+            if watch.changed().await.is_err() {
+                // The fill ended between two looks: it is cached now, or it failed.
+                return match s.meta.blob_size(&d).await? {
+                    Some(size) => Ok(BlobSource::stored(size)),
+                    None => Err(Error::Unavailable(format!("fetching {d} from {} failed", up.registry))),
+                };
+            }
+        }
+    }
+
+    /// Streams `range` of a blob prepared by `cached_blob`.
+    pub(super) async fn read_blob(&self, source: BlobSource, digest: &Digest, range: ByteRange) -> Result<ByteStream> {
+        match source.following {
+            None => self.shared.blobs.read(&digest.to_string(), range.start, range.len()).await,
+            Some(Following(watch)) => Ok(follow(watch, range.start, range.end + 1)),
+        }
+    }
+}
+
+/// A stream of `[start, end)` of a fill, reading the growing file as bytes arrive.
+fn follow(watch: watch::Receiver<Fill>, start: u64, end: u64) -> ByteStream {
+    Box::pin(futures_util::stream::unfold((watch, start, false), move |(mut w, off, closed)| async move {
+        if off >= end {
+            return None;
+        }
+        let mut closed = closed;
+        loop {
+            let state = w.borrow_and_update().clone();
+            let (available, reader) = match state {
+                Fill::Starting => (0, None),
+                // Hold back the last byte until the digest is verified.
+                Fill::Running { written, size, reader, recent } => {
+                    let available = written.min(size.saturating_sub(1));
+                    let max = available.saturating_sub(off).min(end - off).min(READ_CHUNK);
+                    if let Some(b) = recent.filter(|_| max > 0).and_then(|r| r.slice(off, max)) {
+                        let next = off + b.len() as u64;
+                        return Some((Ok(b), (w, next, closed)));
+                    }
+                    (available, Some(reader))
+                }
+                Fill::Done { size, reader } => (size, Some(reader)),
+                Fill::Cached { .. } => {
+                    let err = std::io::Error::other("blob fill moved to another replica");
+                    return Some((Err(err), (w, end, true)));
+                }
+                Fill::Failed(e) => {
+                    let err = std::io::Error::other(e.to_error().to_string());
+                    return Some((Err(err), (w, end, true)));
+                }
+            };
+            if let Some(reader) = reader
+                && off < available
+            {
+                let n = (available - off).min(end - off).min(READ_CHUNK) as usize;
+                // The bytes were written a moment ago and sit in the page cache: read them on
+                // this task rather than paying a blocking-pool handoff per chunk.
+                let mut buf = BytesMut::zeroed(n);
+                let read = reader.read_at(&mut buf, off).map(|got| {
+                    buf.truncate(got);
+                    buf.freeze()
+                });
+                return match read {
+                    Ok(b) if !b.is_empty() => {
+                        let next = off + b.len() as u64;
+                        Some((Ok(b), (w, next, closed)))
+                    }
+                    Ok(_) => {
+                        Some((Err(std::io::Error::other("cached blob is shorter than announced")), (w, end, true)))
+                    }
+                    Err(e) => Some((Err(e), (w, end, true))),
+                };
+            }
+            if closed {
+                return Some((Err(std::io::Error::other("blob fill ended unexpectedly")), (w, end, true)));
+            }
+            if w.changed().await.is_err() {
+                closed = true;
+            }
+        }
+    }))
+}
+
+/// Waits until this process holds the fill lease of blob `d` — `None` — or another replica has
+/// stored the blob — its size.
+async fn lease_or_cached(s: &Shared, d: &str) -> Result<Option<u64>> {
+    let lease = format!("fill:{d}");
+    loop {
+        if let Some(size) = s.meta.blob_size(d).await? {
+            return Ok(Some(size));
+        }
+        if s.meta.acquire_lease(&lease, &s.holder, s.clock.now(), LEASE_TTL_SECS).await? {
+            // It may have been stored just before the other replica let go.
+            if let Some(size) = s.meta.blob_size(d).await? {
+                s.meta.release_lease(&lease, &s.holder).await?;
+                return Ok(Some(size));
+            }
+            return Ok(None);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+async fn run_fill(s: Arc<Shared>, up: UpstreamRepo, digest: Digest, tx: watch::Sender<Fill>) {
+    let tx = Arc::new(tx);
+    let d = digest.to_string();
+    // One fill among replicas: wait for another replica's, or take the lease and keep it.
+    let elsewhere = match lease_or_cached(&s, &d).await {
+        Ok(None) => None,
+        Ok(Some(size)) => Some(Fill::Cached { size }),
+        Err(e) => Some(Fill::Failed(FillError::from_error(&e))),
+    };
+    if let Some(state) = elsewhere {
+        let _ = tx.send(state);
+        if let Ok(mut fills) = s.fills.lock() {
+            fills.remove(&d);
+        }
+        return;
+    }
+    let lease = format!("fill:{d}");
+    let renew = {
+        let (s, lease) = (s.clone(), lease.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs((LEASE_TTL_SECS / 3) as u64)).await;
+                let _ = s.meta.acquire_lease(&lease, &s.holder, s.clock.now(), LEASE_TTL_SECS).await;
+            }
+        })
+    };
+    let id = uuid::Uuid::new_v4().to_string();
+    let result = fill(&s, &up, &digest, &id, &tx).await;
+    renew.abort();
+    let _ = s.meta.release_lease(&lease, &s.holder).await;
+    match result {
+        Ok(size) => {
+            // The open upload file stays readable after its rename into the blob store.
+            let last = tx.borrow().clone();
+            if let Fill::Running { reader, .. } = last {
+                let _ = tx.send(Fill::Done { size, reader });
+            }
+        }
+        Err(e) => {
+            Metrics::inc(&s.metrics.upstream_errors);
+            tracing::warn!(image = %up.canonical(), digest = %d, error = %e, "blob fill failed; nothing cached");
+            let _ = s.blobs.upload_delete(&id).await;
+            let _ = tx.send(Fill::Failed(FillError::from_error(&e)));
+        }
+    }
+    if let Ok(mut fills) = s.fills.lock() {
+        fills.remove(&d);
+    }
+    drop(tx);
+    if s.config.cache_max_bytes > 0
+        && let Err(e) = enforce_budget(&s).await
+    {
+        tracing::error!(error = %e, "cache eviction failed");
+    }
+}
+
+/// Fetches one blob: the network loop feeds a bounded channel (a few MiB per fill at most) and
+/// one blocking thread hashes, writes and publishes progress, so receiving, hashing and writing
+/// overlap.
+async fn fill(s: &Shared, up: &UpstreamRepo, digest: &Digest, id: &str, tx: &Arc<watch::Sender<Fill>>) -> Result<u64> {
+    let fetched = s.upstream.blob(up, &digest.to_string()).await?;
+    let size = fetched.size;
+    s.blobs.upload_create(id).await?;
+    let reader = s.blobs.upload_open(id).await?;
+    let mut out = s.blobs.upload_writer(id).await?;
+    let _ = tx.send(Fill::Running { written: 0, size, reader: reader.clone(), recent: None });
+    let (chunks, mut incoming) = tokio::sync::mpsc::channel::<Vec<Bytes>>(4);
+    let (progress, algo, metrics) = (tx.clone(), digest.algorithm(), s.metrics.clone());
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<(Hasher, u64)> {
+        let mut hasher = Hasher::new(algo);
+        let mut written = 0u64;
+        while let Some(pieces) = incoming.blocking_recv() {
+            let start = written;
+            for p in &pieces {
+                hasher.update(p);
+                out.write_all(p)?;
+                written += p.len() as u64;
+            }
+            metrics.upstream_bytes.fetch_add(written - start, std::sync::atomic::Ordering::Relaxed);
+            let recent = Some(Recent { start, pieces: Arc::new(pieces) });
+            progress.send_replace(Fill::Running { written, size, reader: reader.clone(), recent });
+        }
+        out.flush()?;
+        Ok((hasher, written))
+    });
+    let received = receive(fetched.body, size, digest, &chunks).await;
+    drop(chunks);
+    let (hasher, written) = writer.await.map_err(|e| Error::Storage(e.to_string()))??;
+    received?;
+    if written != size {
+        return Err(Error::Unavailable(format!("upstream sent {written} of {size} bytes of {digest}")));
+    }
+    let got = hasher.finish();
+    if &got != digest {
+        return Err(Error::Unavailable(format!("upstream sent content with digest {got} for {digest}")));
+    }
+    s.blobs.upload_commit(id, &digest.to_string(), size).await?;
+    s.meta.put_cached_blob(&digest.to_string(), size, s.clock.now()).await?;
+    Ok(size)
+}
+
+/// Moves the upstream body into the writer's channel in batches of about `FILL_CHUNK` bytes
+/// (the pieces as received, not copied).
+async fn receive(
+    mut body: ByteStream,
+    size: u64,
+    digest: &Digest,
+    chunks: &tokio::sync::mpsc::Sender<Vec<Bytes>>,
+) -> Result<()> {
+    let mut batch: Vec<Bytes> = Vec::new();
+    let mut batched = 0usize;
+    let mut total = 0u64;
+    loop {
+        let next = body.next().await;
+        let done = next.is_none();
+        if let Some(chunk) = next {
+            let chunk = chunk.map_err(|e| Error::Unavailable(format!("upstream body of {digest} broke off: {e}")))?;
+            total += chunk.len() as u64;
+            if total > size {
+                return Err(Error::Unavailable(format!(
+                    "upstream sent more than the announced {size} bytes of {digest}"
+                )));
+            }
+            batched += chunk.len();
+            batch.push(chunk);
+        }
+        if batched >= FILL_CHUNK || (done && !batch.is_empty()) {
+            batched = 0;
+            chunks.send(std::mem::take(&mut batch)).await.map_err(|_| Error::Storage("blob writer stopped".into()))?;
+        }
+        if done {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_bytes_are_sliced_where_a_follower_stands() {
+        let r = Recent { start: 100, pieces: Arc::new(vec![Bytes::from_static(b"abc"), Bytes::from_static(b"defgh")]) };
+        assert_eq!(r.slice(100, 10).as_deref(), Some(&b"abc"[..]));
+        assert_eq!(r.slice(101, 1).as_deref(), Some(&b"b"[..]));
+        assert_eq!(r.slice(103, 10).as_deref(), Some(&b"defgh"[..]), "one piece at a time");
+        assert_eq!(r.slice(105, 2).as_deref(), Some(&b"fg"[..]));
+        assert_eq!(r.slice(99, 10), None, "before the batch: read the file");
+        assert_eq!(r.slice(108, 10), None, "past the batch");
+    }
+}

@@ -1,0 +1,120 @@
+//! Every service, built once on the ports: what the binary serves and what tests drive. The
+//! HTTP layer holds a `Services` and calls into it; nothing here knows about HTTP.
+
+use std::sync::Arc;
+
+use crate::audit::Audit;
+use crate::authz::Directory;
+use crate::clock::Clock;
+use crate::content::Contents;
+use crate::error::Result;
+use crate::gate::{Gate, GateConfig};
+use crate::iam::Iam;
+use crate::identity::Identity;
+use crate::metrics::Metrics;
+use crate::orgs::Orgs;
+use crate::ports::{BlobStore, MetaStore, UpstreamRegistry};
+use crate::proxy::{Proxy, ProxyConfig};
+use crate::registry::Registry;
+use crate::replica::Replica;
+use crate::sessions::Sessions;
+use crate::tokens::TokenIssuer;
+
+/// The adapters the services run on.
+pub struct Ports {
+    pub meta: Arc<dyn MetaStore>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub upstream: Arc<dyn UpstreamRegistry>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// How the services are configured.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub gate: GateConfig,
+    pub proxy: ProxyConfig,
+    /// Audit entries older than this many days are pruned (0: kept).
+    pub audit_retention_days: i64,
+    /// Only the instance administrator creates organizations.
+    pub admins_only_create_orgs: bool,
+    /// The token audience (and the challenge's `service`).
+    pub token_service: String,
+    pub token_ttl_secs: i64,
+    /// The publisher catalog shipped with the binary.
+    pub catalog: policy::Catalog,
+}
+
+pub struct Services {
+    pub meta: Arc<dyn MetaStore>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    pub audit: Arc<Audit>,
+    pub identity: Arc<Identity>,
+    pub orgs: Arc<Orgs>,
+    pub iam: Arc<Iam>,
+    pub registry: Arc<Registry>,
+    pub proxy: Arc<Proxy>,
+    pub contents: Arc<Contents>,
+    pub sessions: Sessions,
+    pub tokens: Arc<TokenIssuer>,
+    pub gate: Gate,
+    pub replica: Arc<Replica>,
+}
+
+impl Services {
+    /// Builds every service and loads what they keep in memory. `signing_keys` are the token
+    /// keys, newest (the signing one) first.
+    pub async fn start(ports: Ports, settings: Settings, signing_keys: &[Vec<u8>]) -> Result<Services> {
+        let Ports { meta, blobs, upstream, clock } = ports;
+        // Read before the first loads: a change made meanwhile is loaded again by `catch_up`.
+        let generation = meta.generation().await?;
+        let metrics = Arc::new(Metrics::default());
+        let audit = Arc::new(Audit::start(meta.clone(), settings.audit_retention_days, clock.clone()));
+        let identity = Arc::new(Identity::new(meta.clone(), Directory::default(), clock.clone(), audit.clone()));
+        identity.refresh_directory().await?;
+        let orgs = Arc::new(Orgs::new(meta.clone(), identity.clone(), audit.clone(), settings.admins_only_create_orgs));
+        let iam = Arc::new(Iam::new(meta.clone(), identity.clone(), orgs.clone(), audit.clone(), settings.catalog));
+        iam.refresh().await?;
+        let tokens =
+            Arc::new(TokenIssuer::new(signing_keys, "portcullis", &settings.token_service, settings.token_ttl_secs)?);
+        let registry = Arc::new(Registry::new(meta.clone(), blobs.clone(), identity.clone()));
+        let proxy = Arc::new(Proxy::new(
+            meta.clone(),
+            blobs.clone(),
+            upstream,
+            identity.clone(),
+            metrics.clone(),
+            settings.proxy,
+        ));
+        let contents = Arc::new(Contents { hosted: registry.clone(), cached: proxy.clone() });
+        let gate = Gate::new(
+            identity.clone(),
+            iam.clone(),
+            orgs.clone(),
+            contents.clone(),
+            audit.clone(),
+            tokens.clone(),
+            clock.clone(),
+            settings.gate,
+        );
+        let replica = Arc::new(Replica::new(meta.clone(), identity.clone(), iam.clone(), tokens.clone(), generation));
+        Ok(Services {
+            sessions: Sessions::new(meta.clone(), identity.clone()),
+            meta,
+            blobs,
+            clock,
+            metrics,
+            audit,
+            identity,
+            orgs,
+            iam,
+            registry,
+            proxy,
+            contents,
+            tokens,
+            gate,
+            replica,
+        })
+    }
+}
