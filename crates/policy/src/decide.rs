@@ -112,9 +112,10 @@ pub struct TraceStep {
 
 /// The decision with every org's step, in the order they were considered.
 pub fn explain(memberships: &[Membership], image: &Image, snap: &Snapshot, now: i64) -> (Decision, Vec<TraceStep>) {
+    let unset = OrgPolicy::default();
     let steps = memberships
         .iter()
-        .filter_map(|m| snap.orgs.get(&m.org).map(|p| (m, p)))
+        .map(|m| (m, snap.orgs.get(&m.org).unwrap_or(&unset)))
         .map(|(m, p)| {
             let s = &p.settings;
             let category = categorize(&m.org, s, image, &snap.catalog);

@@ -1,4 +1,4 @@
-//! In-memory adapters of the storage ports (`MemoryMeta`, `MemoryBlobs`), for fast tests of the
+//! In-memory adapters of the ports (`MemoryMeta`, `MemoryBlobs`, `MemoryUpstream`), for fast tests of the
 //! services without a database or a disk. They live here rather than in `portcullis-store` so
 //! that this crate's own unit tests can use them (a dev-dependency on the store crate would be
 //! a second copy of this crate's types); `portcullis-store` runs its shared suites against them
@@ -6,6 +6,8 @@
 
 mod blobs;
 mod meta;
+mod upstream;
 
 pub use blobs::MemoryBlobs;
 pub use meta::MemoryMeta;
+pub use upstream::{Calls, MemoryUpstream};

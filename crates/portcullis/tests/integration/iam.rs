@@ -441,3 +441,31 @@ async fn every_category_and_the_denial_as_ctr_and_podman_print_it() {
         .args(["pull", "-q", "--authfile", auth.to_str().unwrap(), "docker.io/someone/app:1"]));
     assert!(!ok && podman_out.contains(&format!("denied: {DENIAL}")), "podman says: {podman_out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_pull_costs_the_gateway_nothing() {
+    let e = setup(&[]).await;
+    let s = &e.s;
+    let gw = s.addr();
+    crate::support::acme_with_member_bob(s).await;
+    let (ap, bp) = (pw("alice"), pw("bob"));
+    let on = json!({"restricted_images": {"enabled": true}});
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", ("alice", &ap), Some(on)).await.0, 200);
+    // by tag with skopeo, then by digest and a blob with the same token
+    let (ok, out) = skopeo_pull(&gw, &format!("bob:{bp}"), "someone/app:1", &e.work.path().join("b"));
+    assert!(!ok && out.contains(DENIAL), "{out}");
+    let t = s.token(Some(("bob", &bp)), &["repository:someone/app:pull"]).await;
+    for path in [format!("manifests/{}", e.layout.tiny), format!("blobs/{}", e.layout.tiny_layer)] {
+        let r = s.req("GET", &format!("/v2/someone/app/{path}"), Some(&t)).await.send().await.unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+    }
+    assert_eq!(e.fp.count("GET", "someone/app") + e.fp.count("HEAD", "someone/app"), 0, "nothing asked upstream");
+    // nothing cached: no repository, no blob
+    let (_, repos) = s.admin("GET", "/api/v1/repositories", None).await;
+    assert!(!repos.to_string().contains("someone/app"), "{repos}");
+    assert!(!crate::proxy::blob_file(s, &e.layout.tiny_layer).exists());
+    // the owner's pull goes upstream: the counter counts
+    assert!(skopeo_pull(&gw, &format!("alice:{ap}"), "someone/app:1", &e.work.path().join("a")).0);
+    assert!(e.fp.count("GET", "someone/app") > 0);
+    assert!(crate::proxy::blob_file(s, &e.layout.tiny_layer).exists());
+}

@@ -88,7 +88,7 @@ fn random_bytes(n: usize, seed: u32) -> Vec<u8> {
         .collect()
 }
 
-fn blob_file(s: &Server, digest: &str) -> std::path::PathBuf {
+pub fn blob_file(s: &Server, digest: &str) -> std::path::PathBuf {
     s.dir.path().join("blobs/sha256").join(&digest[7..9]).join(&digest[7..])
 }
 
