@@ -60,7 +60,9 @@ pub async fn signing_keys(meta: &dyn MetaStore, data_dir: &Path) -> anyhow::Resu
 
 fn init_logging(config: &Config) {
     let filter = EnvFilter::try_new(&config.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour only for a person at a terminal, never into a file or a journal.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     let _ = if config.log.format == "json" { b.json().try_init() } else { b.try_init() };
 }
 
@@ -155,7 +157,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             shutdown_signal().await;
             h.graceful_shutdown(Some(Duration::from_secs(30)));
         });
-        let mut server = axum_server::bind_rustls(addr, tls).handle(handle);
+        // TCP_NODELAY under TLS as without: small responses must not wait for the peer's ACK.
+        let acceptor =
+            axum_server::tls_rustls::RustlsAcceptor::new(tls).acceptor(axum_server::accept::NoDelayAcceptor::new());
+        let mut server = axum_server::bind(addr).acceptor(acceptor).handle(handle);
         server.http_builder().http1().keep_alive(true);
         eprintln!("portcullis: listening on https://{addr}");
         server.serve(app).await?;

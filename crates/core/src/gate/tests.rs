@@ -96,11 +96,7 @@ async fn env(config: GateConfig) -> Env {
         s.contents.hosted.start_upload(&app, Some(d), None, stream(body)).await.unwrap();
     }
     let m = Bytes::from(manifest(&c, &l));
-    s.contents
-        .hosted
-        .put_manifest(&app, &Reference::Tag("1".parse().unwrap()), Some(OCI_MANIFEST), m)
-        .await
-        .unwrap();
+    s.contents.hosted.put_manifest(&app, &Reference::Tag("1".parse().unwrap()), Some(OCI_MANIFEST), m).await.unwrap();
     // docker.io/someone/app:1 upstream
     let (uc, ul) = (up.put_blob(b"{}"), up.put_blob(b"layer"));
     let community = up.put_manifest("docker.io/someone/app", "1", OCI_MANIFEST, &manifest(&uc, &ul));
@@ -214,7 +210,11 @@ async fn sign_in_permissions_and_the_upstream_rule() {
         (
             "nobody deletes in the proxy",
             user(&e.admin),
-            Endpoint::Manifest { method: Method::Delete, name: name("alpine"), reference: Reference::Tag("1".parse().unwrap()) },
+            Endpoint::Manifest {
+                method: Method::Delete,
+                name: name("alpine"),
+                reference: Reference::Tag("1".parse().unwrap()),
+            },
             Out::Unsupported,
         ),
         (
@@ -223,7 +223,12 @@ async fn sign_in_permissions_and_the_upstream_rule() {
             push.clone(),
             Out::SignIn(Some("insufficient_scope")),
         ),
-        ("a token for another repository", token(Some(&e.alice), &[("acme/other", &["pull"])]), get_manifest("acme/app", "1"), Out::SignIn(Some("insufficient_scope"))),
+        (
+            "a token for another repository",
+            token(Some(&e.alice), &[("acme/other", &["pull"])]),
+            get_manifest("acme/app", "1"),
+            Out::SignIn(Some("insufficient_scope")),
+        ),
     ];
     for (what, caller, ep, want) in rows {
         assert_eq!(out(&e, &caller, ep).await, want, "{what}");
@@ -239,7 +244,8 @@ async fn sign_in_permissions_and_the_upstream_rule() {
     let open = env(GateConfig { proxy_anonymous: true, ..Default::default() }).await;
     assert_eq!(out(&open, &anon, get_manifest("alpine", "1")).await, Out::Grant);
     // a mirror query naming no valid registry resolves to nothing
-    let ns = Ask { endpoint: get_manifest("someone/app", "1"), ns: Some("bad host!"), host: None, client: "", agent: "" };
+    let ns =
+        Ask { endpoint: get_manifest("someone/app", "1"), ns: Some("bad host!"), host: None, client: "", agent: "" };
     assert!(matches!(e.s.gate.decide(&bob, ns).await, Err(Denial::Invalid(_))));
 }
 
@@ -426,7 +432,10 @@ async fn served_manifests_and_denials_are_audited_check_is_not() {
         pulls.iter().map(|p| (p.image.clone().unwrap(), p.decision.clone().unwrap())).rev().collect();
     assert_eq!(
         seen,
-        [("docker.io/someone/app".to_string(), "denied".to_string()), ("docker.io/library/alpine".into(), "allowed".into())]
+        [
+            ("docker.io/someone/app".to_string(), "denied".to_string()),
+            ("docker.io/library/alpine".into(), "allowed".into())
+        ]
     );
     assert_eq!(pulls[0].digest.as_deref(), Some("sha256:aa"), "the served digest");
 }

@@ -133,6 +133,20 @@ async fn first_start_prints_a_generated_password_once() {
 }
 
 #[tokio::test]
+async fn text_logs_written_to_a_file_carry_no_colour_codes() {
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = log_dir.path().join("stderr");
+    let env = [("PORTCULLIS_ADMIN_PASSWORD", ADMIN_PW), ("PORTCULLIS_LOG__LEVEL", "info")];
+    let s = Server::launch(tempfile::tempdir().unwrap(), &env, Some(&log), "http").await;
+    let r = s.req("GET", "/v2/", None).await.header("x-request-id", "plain-7").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("plain-7"), "the request was logged: {text}");
+    assert!(!text.contains('\u{1b}'), "no ANSI escape in a file: {text:?}");
+}
+
+#[tokio::test]
 async fn json_logs_carry_request_ids_and_no_secrets() {
     let log_dir = tempfile::tempdir().unwrap();
     let log = log_dir.path().join("stderr");

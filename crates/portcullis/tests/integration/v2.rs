@@ -335,6 +335,21 @@ async fn blobs_are_served_only_through_linked_repositories_and_mounts_need_pull(
         .unwrap();
     assert_eq!(r.status(), 201);
     assert_eq!(s.req("GET", &format!("/v2/acme/other/blobs/{d}"), Some(&t)).await.send().await.unwrap().status(), 200);
+    // a token without pull on the source, for a caller who may pull it, is challenged for it
+    // (as CNCF distribution does); with it, the mount is made
+    let narrow = s.token(Some(("alice", &pw("alice"))), &["repository:acme/third:pull,push"]).await;
+    let mount = format!("/v2/acme/third/blobs/uploads/?mount={d}&from=acme/app");
+    let r = s.req("POST", &mount, Some(&narrow)).await.send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(
+        challenge.contains("scope=\"repository:acme/third:push repository:acme/app:pull\"")
+            && challenge.contains("error=\"insufficient_scope\""),
+        "{challenge}"
+    );
+    let wide =
+        s.token(Some(("alice", &pw("alice"))), &["repository:acme/third:pull,push", "repository:acme/app:pull"]).await;
+    assert_eq!(s.req("POST", &mount, Some(&wide)).await.send().await.unwrap().status(), 201);
     // carol may push to her namespace but cannot pull acme/app: the mount becomes an upload
     let ct =
         s.token(Some(("carol", &pw("carol"))), &["repository:carol/x:pull,push", "repository:acme/app:pull"]).await;
@@ -519,4 +534,39 @@ async fn raw_get(s: &Server, path: &str, token: &str) -> String {
     let mut out = Vec::new();
     c.read_to_end(&mut out).await.unwrap();
     String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn a_final_chunk_must_start_where_the_upload_ends() {
+    let s = setup().await;
+    let t = alice_token(&s, "acme/app").await;
+    let r = s.req("POST", "/v2/acme/app/blobs/uploads/", Some(&t)).await.send().await.unwrap();
+    let loc = r.headers()["location"].to_str().unwrap().to_owned();
+    let r = s.req("PATCH", &loc, Some(&t)).await.header("content-range", "0-2").body("abc").send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let whole = sha256(b"abcdef");
+    // a PUT whose Content-Range skips or repeats bytes is refused like such a PATCH, and the
+    // upload goes on
+    for bad in ["5-7", "0-2"] {
+        let r = s
+            .req("PUT", &format!("{loc}?digest={whole}"), Some(&t))
+            .await
+            .header("content-range", bad)
+            .body("def")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 416, "{bad}");
+        assert_eq!(code(r).await.1, "RANGE_INVALID");
+    }
+    let r = s
+        .req("PUT", &format!("{loc}?digest={whole}"), Some(&t))
+        .await
+        .header("content-range", "3-5")
+        .body("def")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(s.get_bytes(&format!("/v2/acme/app/blobs/{whole}"), &t).await, b"abcdef");
 }
