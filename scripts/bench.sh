@@ -16,6 +16,8 @@
 #                    PostgreSQL, and on two PostgreSQL replicas behind nginx, next to the peer with
 #                    token auth; PostgreSQL is the throwaway cluster of scripts/daemons.sh
 #      PARTS ("registry extra proxy policy"; add "scale": which groups to run)
+#   BASE_BIN=<path to an earlier build of portcullis>: also runs it (label portcullis-base) in the
+#      registry and Image Access Management parts, interleaved, to compare a change with before it
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KIT=${PEER_KIT:-$(cd .. && pwd)/shared/tools/peer}
@@ -28,6 +30,7 @@ ADMIN_PW=bench-admin-password
 "$KIT/install-deps.sh" >/dev/null; scripts/install-deps.sh >/dev/null
 cargo build --release -q -p portcullis
 BIN=${CARGO_TARGET_DIR:-target}/release/portcullis
+BASE=127.0.0.1:$((PORT + 20)); BASE_BIN=${BASE_BIN:-}
 I=$PEER_STATE/images/oci
 [ -f "$I/index.json" ] && grep -q '"big"' "$I/index.json" || BIG_SIZES_MIB=${BIG_SIZES_MIB:-"1 64 512"} "$KIT/make-images.sh" >/dev/null
 BENCH=1 "$KIT/peers.sh" start reg nginx tokenreg >/dev/null
@@ -37,11 +40,18 @@ say() { echo "RESULT $*" | tee -a "$OUT"; }
 median() { sort -g | awk '{a[NR]=$1} END{ if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2 }'; }
 
 # --- portcullis on its own data directory, access log off like the peer's BENCH=1
-DATA=$PEER_STATE/pcl-bench; rm -rf "$DATA"
-PORTCULLIS_ADMIN_PASSWORD=$ADMIN_PW PORTCULLIS_LOG__LEVEL=warn "$BIN" serve --data-dir "$DATA" --listen "$PCL" 2>"$PEER_STATE/logs/portcullis.log" &
-PID=$!; trap 'kill $PID 2>/dev/null || true' EXIT
-for _ in $(seq 100); do curl -sf "http://$PCL/healthz" >/dev/null && break; sleep 0.1; done
-curl -sf -u "admin:$ADMIN_PW" -X POST "http://$PCL/api/v1/orgs" -d '{"name":"acme"}' >/dev/null
+start_pcl() { # binary, data directory, listen address: prints the PID once it answers
+  rm -rf "$2"
+  PORTCULLIS_ADMIN_PASSWORD=$ADMIN_PW PORTCULLIS_LOG__LEVEL=warn "$1" serve --data-dir "$2" --listen "$3" >/dev/null 2>>"$PEER_STATE/logs/portcullis.log" &
+  local pid=$!
+  for _ in $(seq 100); do curl -sf "http://$3/healthz" >/dev/null && break; sleep 0.1; done
+  curl -sf -u "admin:$ADMIN_PW" -X POST "http://$3/api/v1/orgs" -d '{"name":"acme"}' >/dev/null
+  echo "$pid"
+}
+: >"$PEER_STATE/logs/portcullis.log"
+PID=$(start_pcl "$BIN" "$PEER_STATE/pcl-bench" "$PCL"); BASE_PID=
+trap 'kill $PID $BASE_PID 2>/dev/null || true' EXIT
+[ -n "$BASE_BIN" ] && BASE_PID=$(start_pcl "$BASE_BIN" "$PEER_STATE/pcl-base" "$BASE")
 PAT=$(curl -sf -u "admin:$ADMIN_PW" -X POST "http://$PCL/api/v1/access-tokens" -d '{"label":"bench","scopes":["read"]}' | jq -r .token)
 
 # --- the same images everywhere
@@ -49,8 +59,10 @@ sk() { skopeo copy -q --dest-tls-verify=false "$@"; }
 sk "oci:$I:big" "docker://$PEER/library/big:1"; sk "oci:$I:tiny" "docker://$PEER/library/alpine-test:1"
 sk --dest-creds admin:admin "oci:$I:big" "docker://$TOKENREG/library/big:1"
 sk --dest-creds admin:admin "oci:$I:tiny" "docker://$TOKENREG/library/alpine-test:1"
-sk --dest-creds "admin:$ADMIN_PW" "oci:$I:big" "docker://$PCL/acme/big:1"
-sk --dest-creds "admin:$ADMIN_PW" "oci:$I:tiny" "docker://$PCL/acme/alpine-test:1"
+for reg in $PCL ${BASE_PID:+$BASE}; do
+  sk --dest-creds "admin:$ADMIN_PW" "oci:$I:big" "docker://$reg/acme/big:1"
+  sk --dest-creds "admin:$ADMIN_PW" "oci:$I:tiny" "docker://$reg/acme/alpine-test:1"
+done
 
 kit() { # label, env..., sections...: the kit's bench.sh, RESULT lines relabelled
   local label=$1; shift
@@ -62,6 +74,7 @@ if has registry; then for r in $(seq "$ROUNDS"); do
   SECTIONS="blob wrk skopeo" kit distribution REG=$PEER TARGET_PID=$PEER_PID
   SECTIONS="wrk" kit distribution-token REG=$TOKENREG TARGET_PID=$TOKENREG_PID CREDS=reader:reader
   SECTIONS="blob wrk skopeo" kit portcullis REG=$PCL TARGET_PID=$PID CREDS="admin:$ADMIN_PW" REPO=acme/big SMALL_REPO=acme/alpine-test
+  [ -n "$BASE_PID" ] && SECTIONS="blob wrk skopeo" kit portcullis-base REG=$BASE TARGET_PID=$BASE_PID CREDS="admin:$ADMIN_PW" REPO=acme/big SMALL_REPO=acme/alpine-test
 done; fi
 
 if has extra; then
@@ -105,19 +118,23 @@ rss16 distribution "$PEER_PID" "http://$PEER/v2/library/big/blobs/$BD"
 rss16 portcullis "$PID" "http://$PCL/v2/acme/big/blobs/$BD" -H "Authorization: Bearer $PULL_TOKEN"
 
 # --- Image Access Management off vs on: manifest GET of a restricted member (wrk p50)
-A=(-u "admin:$ADMIN_PW")
-curl -sf "${A[@]}" -X POST "http://$PCL/api/v1/users" -d '{"username":"member","password":"member-password"}' >/dev/null
-curl -sf "${A[@]}" -X POST "http://$PCL/api/v1/orgs/acme/teams" -d '{"name":"dev"}' >/dev/null
-curl -sf "${A[@]}" -X POST "http://$PCL/api/v1/orgs/acme/teams/dev/members" -d '{"username":"member"}' >/dev/null
-curl -sf "${A[@]}" -X PUT "http://$PCL/api/v1/orgs/acme/teams/dev/permissions/alpine-test" -d '{"permission":"read"}' >/dev/null
-MT=$(curl -sf -u member:member-password "http://$PCL/token?service=portcullis&scope=repository:acme/alpine-test:pull" | jq -r .token)
-for state in off on; do
-  [ "$state" = on ] && curl -sf "${A[@]}" -X PUT "http://$PCL/api/v1/orgs/acme/settings" \
-    -d '{"restricted_images":{"enabled":true},"registry_access":{"enabled":true,"allowed_registries":["docker.io"]}}' >/dev/null
-  wrk -t2 -c16 -d5s --latency -H "Authorization: Bearer $MT" -H "Accept: application/vnd.oci.image.manifest.v1+json" \
-    "http://$PCL/v2/acme/alpine-test/manifests/1" >"$PEER_STATE/results/wrk-iam-$state.txt"
-  say portcullis "iam_manifest_GET_p50.$state" "$(awk '$1=="50%"{print $2}' "$PEER_STATE/results/wrk-iam-$state.txt") ($(awk '/Requests\/sec/{print $2}' "$PEER_STATE/results/wrk-iam-$state.txt") req/s$(awk '/Non-2xx/{print ", NON-2XX " $NF}' "$PEER_STATE/results/wrk-iam-$state.txt"))"
-done
+iam_bench() { # label, registry
+  local A=(-u "admin:$ADMIN_PW") label=$1 reg=$2
+  curl -sf "${A[@]}" -X POST "http://$reg/api/v1/users" -d '{"username":"member","password":"member-password"}' >/dev/null
+  curl -sf "${A[@]}" -X POST "http://$reg/api/v1/orgs/acme/teams" -d '{"name":"dev"}' >/dev/null
+  curl -sf "${A[@]}" -X POST "http://$reg/api/v1/orgs/acme/teams/dev/members" -d '{"username":"member"}' >/dev/null
+  curl -sf "${A[@]}" -X PUT "http://$reg/api/v1/orgs/acme/teams/dev/permissions/alpine-test" -d '{"permission":"read"}' >/dev/null
+  local MT; MT=$(curl -sf -u member:member-password "http://$reg/token?service=portcullis&scope=repository:acme/alpine-test:pull" | jq -r .token)
+  for state in off on; do
+    [ "$state" = on ] && curl -sf "${A[@]}" -X PUT "http://$reg/api/v1/orgs/acme/settings" \
+      -d '{"restricted_images":{"enabled":true},"registry_access":{"enabled":true,"allowed_registries":["docker.io"]}}' >/dev/null
+    wrk -t2 -c16 -d5s --latency -H "Authorization: Bearer $MT" -H "Accept: application/vnd.oci.image.manifest.v1+json" \
+      "http://$reg/v2/acme/alpine-test/manifests/1" >"$PEER_STATE/results/wrk-iam-$label-$state.txt"
+    say "$label" "iam_manifest_GET_p50.$state" "$(awk '$1=="50%"{print $2}' "$PEER_STATE/results/wrk-iam-$label-$state.txt") ($(awk '/Requests\/sec/{print $2}' "$PEER_STATE/results/wrk-iam-$label-$state.txt") req/s$(awk '/Non-2xx/{print ", NON-2XX " $NF}' "$PEER_STATE/results/wrk-iam-$label-$state.txt"))"
+  done
+}
+iam_bench portcullis "$PCL"
+[ -n "$BASE_PID" ] && iam_bench portcullis-base "$BASE"
 fi
 
 if has policy; then

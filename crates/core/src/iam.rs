@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use oci::source::{canonical_registry, looks_like_host};
 use policy::{Badge, Catalog, Exception, Image, Settings};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::authz::Principal;
 use crate::clock::Clock;
@@ -29,6 +29,82 @@ pub fn builtin_catalog() -> Catalog {
         c.badges.extend(seed.open_source.into_iter().map(|n| (n, Badge::OpenSource)));
     }
     c
+}
+
+/// The impact of a proposed settings change on the org's recent pulls.
+#[derive(Debug, Clone, Serialize)]
+pub struct Preview {
+    /// Pulls of the last 30 days looked at.
+    pub pulls_considered: usize,
+    /// Of those, pulls that were denied when they happened (not counted below).
+    pub already_denied: usize,
+    /// Served pulls the change would deny, by image and user.
+    pub would_deny: Vec<ImpactRow>,
+    /// The settings the change leads to.
+    pub proposed: Settings,
+}
+
+/// Pulls of one image by one user that a change would deny.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImpactRow {
+    pub image: String,
+    pub user: String,
+    pub pulls: u64,
+    pub message: String,
+}
+
+/// `current` with `changes` applied, as a JSON merge patch (RFC 7396): a section or field the
+/// body names replaces the current one (objects are merged member by member, lists replaced
+/// whole, `null` resets to the default); everything the body does not name stays as it is, so
+/// a body with only `restricted_images` (Docker Hub's shape) never resets Registry Access
+/// Management. Anything but a JSON object is refused and changes nothing.
+pub fn merge_settings(current: &Settings, changes: &serde_json::Value) -> Result<Settings> {
+    use serde_json::Value;
+    /// Merges `patch` into `into`; a section (an object now) takes only an object.
+    fn merge(into: &mut Value, patch: &Value, at: &str) -> Result<()> {
+        match (into, patch) {
+            (Value::Object(a), Value::Object(b)) => {
+                for (k, v) in b {
+                    if v.is_null() {
+                        a.remove(k);
+                    } else {
+                        merge(a.entry(k.clone()).or_insert(Value::Null), v, k)?;
+                    }
+                }
+                Ok(())
+            }
+            (Value::Object(_), _) => Err(Error::Invalid(format!("{at} must be a JSON object"))),
+            (into, patch) => {
+                *into = patch.clone();
+                Ok(())
+            }
+        }
+    }
+    let mut v = serde_json::to_value(current).map_err(|e| Error::Storage(e.to_string()))?;
+    merge(&mut v, changes, "the settings (such as {\"restricted_images\": {\"enabled\": true}})")?;
+    serde_json::from_value(v).map_err(|e| Error::Invalid(format!("invalid settings: {e}")))
+}
+
+/// Settings in canonical form (registries canonical, sorted, unique), or why they are invalid.
+fn checked(mut s: Settings) -> Result<Settings> {
+    let ra = &mut s.registry_access;
+    if ra.allowed_registries.len() > policy::MAX_ALLOWED_REGISTRIES {
+        return Err(Error::Invalid(format!("at most {} allowed registries", policy::MAX_ALLOWED_REGISTRIES)));
+    }
+    for r in ra.allowed_registries.iter_mut() {
+        *r = canonical_registry(r.trim());
+        if !oci::name::is_valid_host(r) {
+            return Err(Error::Invalid(format!("{r:?} is not a registry host")));
+        }
+    }
+    ra.allowed_registries.sort();
+    ra.allowed_registries.dedup();
+    for n in &s.docker_hub_namespaces {
+        if n.contains('.') || !oci::name::is_valid_component(n) {
+            return Err(Error::Invalid(format!("{n:?} is not a Docker Hub namespace")));
+        }
+    }
+    Ok(s)
 }
 
 /// A new exception as given by an owner.
@@ -174,10 +250,13 @@ impl Iam {
         })
     }
 
-    /// Which recent pulls (from the audit log of `org`) the proposed settings would deny, by
-    /// image and user, for the owner deciding whether to save them.
-    pub async fn preview(&self, who: &Principal, org: &str, proposed: Settings) -> Result<serde_json::Value> {
+    /// Which recent pulls (from the audit log of `org`) the proposed change would deny, by
+    /// image and user, for the owner deciding whether to save it. Pulls that were denied already
+    /// are counted apart: only pulls that were served (allowed, or allowed in a dry run) can be
+    /// newly denied.
+    pub async fn preview(&self, who: &Principal, org: &str, changes: &serde_json::Value) -> Result<Preview> {
         self.orgs.owned(who, org).await?;
+        let proposed = self.changed_settings(org, changes)?;
         let q = crate::model::AuditQuery {
             action: Some("pull".into()),
             since: Some(self.clock.now() - 30 * 86_400),
@@ -186,10 +265,15 @@ impl Iam {
         };
         let pulls = self.meta.query_audit(Some(org), &q).await?;
         let mut snap = (*self.snapshot()).clone();
-        snap.orgs.entry(org.to_owned()).or_default().settings = proposed;
+        snap.orgs.entry(org.to_owned()).or_default().settings = proposed.clone();
         let dir = self.identity.directory().snapshot();
         let mut hits: std::collections::BTreeMap<(String, String), (u64, String)> = Default::default();
+        let mut already_denied = 0;
         for p in &pulls {
+            if p.decision.as_deref() == Some("denied") {
+                already_denied += 1;
+                continue;
+            }
             let (Some(name), Some((uid, _))) = (p.image.as_deref(), dir.user(&p.actor)) else { continue };
             let img = self.image_of(name).map(|mut i| {
                 i.digest = p.digest.clone();
@@ -201,11 +285,11 @@ impl Iam {
                 e.0 += 1;
             }
         }
-        let denied: Vec<serde_json::Value> = hits
+        let would_deny = hits
             .into_iter()
-            .map(|((image, user), (pulls, message))| serde_json::json!({ "image": image, "user": user, "pulls": pulls, "message": message }))
+            .map(|((image, user), (pulls, message))| ImpactRow { image, user, pulls, message })
             .collect();
-        Ok(serde_json::json!({ "pulls_considered": pulls.len(), "would_deny": denied }))
+        Ok(Preview { pulls_considered: pulls.len(), already_denied, would_deny, proposed })
     }
 
     /// The effective publisher catalog (seed plus overrides).
@@ -242,26 +326,17 @@ impl Iam {
         Ok(self.snapshot().orgs.get(org).map(|p| p.settings.clone()).unwrap_or_default())
     }
 
-    /// Replaces the org's settings (owners only); applies to the next request.
-    pub async fn set_settings(&self, who: &Principal, org: &str, mut s: Settings) -> Result<Settings> {
+    /// The org's current settings with `changes` applied (see [`merge_settings`]), checked.
+    fn changed_settings(&self, org: &str, changes: &serde_json::Value) -> Result<Settings> {
+        let current = self.snapshot().orgs.get(org).map(|p| p.settings.clone()).unwrap_or_default();
+        checked(merge_settings(&current, changes)?)
+    }
+
+    /// Changes the org's settings (owners only): the sections and fields `changes` names, the
+    /// rest as they are. Applies to the next request.
+    pub async fn set_settings(&self, who: &Principal, org: &str, changes: &serde_json::Value) -> Result<Settings> {
         let o = self.orgs.owned(who, org).await?;
-        let ra = &mut s.registry_access;
-        if ra.allowed_registries.len() > policy::MAX_ALLOWED_REGISTRIES {
-            return Err(Error::Invalid(format!("at most {} allowed registries", policy::MAX_ALLOWED_REGISTRIES)));
-        }
-        for r in ra.allowed_registries.iter_mut() {
-            *r = canonical_registry(r.trim());
-            if !oci::name::is_valid_host(r) {
-                return Err(Error::Invalid(format!("{r:?} is not a registry host")));
-            }
-        }
-        ra.allowed_registries.sort();
-        ra.allowed_registries.dedup();
-        for n in &s.docker_hub_namespaces {
-            if n.contains('.') || !oci::name::is_valid_component(n) {
-                return Err(Error::Invalid(format!("{n:?} is not a Docker Hub namespace")));
-            }
-        }
+        let s = self.changed_settings(org, changes)?;
         let before = self.snapshot().orgs.get(org).map(|p| p.settings.clone()).unwrap_or_default();
         let json = serde_json::to_string(&s).map_err(|e| Error::Storage(e.to_string()))?;
         self.meta.put_org_settings(o.id, &json, self.clock.now()).await?;
@@ -334,6 +409,27 @@ mod tests {
         for bad in ["", "*", "docker.io/*/x", "docker.io", "Docker.io/A", "docker.io/a b", "x/**"] {
             assert!(canonical_pattern(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_change_names_what_it_changes() {
+        let mut current = Settings::default();
+        current.registry_access.enabled = true;
+        current.docker_hub_namespaces = vec!["acmecorp".into()];
+        current.restricted_images.allow_official_images = false;
+        let s = merge_settings(&current, &serde_json::json!({"restricted_images": {"enabled": true}})).unwrap();
+        assert!(s.restricted_images.enabled);
+        assert!(!s.restricted_images.allow_official_images, "a field not named stays");
+        assert!(s.registry_access.enabled, "a section not named stays");
+        assert_eq!(s.docker_hub_namespaces, ["acmecorp"]);
+        let s = merge_settings(&current, &serde_json::json!({"docker_hub_namespaces": [], "registry_access": null}))
+            .unwrap();
+        assert!(s.docker_hub_namespaces.is_empty() && !s.registry_access.enabled, "lists replaced, null resets");
+        for bad in [serde_json::json!([]), serde_json::json!(null), serde_json::json!("x"), serde_json::json!(1)] {
+            assert!(merge_settings(&current, &bad).is_err(), "{bad}");
+        }
+        assert!(merge_settings(&current, &serde_json::json!({"restricted_images": {"enabld": true}})).is_err());
+        assert!(merge_settings(&current, &serde_json::json!({"restricted_images": []})).is_err());
     }
 
     #[test]

@@ -283,8 +283,8 @@ async fn get_settings(State(st): St, u: ApiUser, Path(org): Path<String>) -> Api
 }
 
 async fn put_settings(State(st): St, u: ApiUser, Path(org): Path<String>, b: Bytes) -> ApiResult {
-    let s: policy::Settings = body(&b)?;
-    ok(json!(st.iam.set_settings(&u.0, &org, s).await?))
+    let changes: serde_json::Value = body(&b)?;
+    ok(json!(st.iam.set_settings(&u.0, &org, &changes).await?))
 }
 
 async fn list_exceptions(State(st): St, u: ApiUser, Path(org): Path<String>) -> ApiResult {
@@ -371,8 +371,8 @@ async fn check(State(st): St, u: ApiUser, Path(org): Path<String>, Query(q): Que
 }
 
 async fn preview(State(st): St, u: ApiUser, Path(org): Path<String>, b: Bytes) -> ApiResult {
-    let s: policy::Settings = body(&b)?;
-    ok(st.iam.preview(&u.0, &org, s).await?)
+    let changes: serde_json::Value = body(&b)?;
+    ok(json!(st.iam.preview(&u.0, &org, &changes).await?))
 }
 
 async fn publishers(State(st): St, _u: ApiUser) -> ApiResult {

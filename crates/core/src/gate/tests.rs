@@ -177,6 +177,11 @@ async fn out(e: &Env, caller: &Caller, ep: Endpoint) -> Out {
     ask(e, caller, ep).await.0
 }
 
+/// A settings change naming every section.
+fn whole(s: Settings) -> serde_json::Value {
+    serde_json::to_value(s).unwrap()
+}
+
 fn restricted(allow_community: bool) -> Settings {
     Settings {
         restricted_images: RestrictedImages { enabled: true, allow_community, ..Default::default() },
@@ -268,7 +273,7 @@ async fn enforced_sign_in() {
 async fn image_and_registry_access_management() {
     let e = env(GateConfig::default()).await;
     let (bob, alice) = (user(&e.bob), user(&e.alice));
-    e.s.iam.set_settings(&e.alice, "acme", restricted(false)).await.unwrap();
+    e.s.iam.set_settings(&e.alice, "acme", &whole(restricted(false))).await.unwrap();
     let community = get_manifest("someone/app", "1");
     assert_eq!(out(&e, &bob, community.clone()).await, Out::Policy("category".into()), "community, by tag");
     let by_digest = get_manifest("someone/app", &e.community.to_string());
@@ -284,10 +289,10 @@ async fn image_and_registry_access_management() {
     // dry run serves with a warning
     let mut dry = restricted(false);
     dry.restricted_images.mode = policy::Mode::DryRun;
-    e.s.iam.set_settings(&e.alice, "acme", dry).await.unwrap();
+    e.s.iam.set_settings(&e.alice, "acme", &whole(dry)).await.unwrap();
     assert_eq!(out(&e, &bob, community.clone()).await, Out::WouldDeny);
     // an exception allows the repository
-    e.s.iam.set_settings(&e.alice, "acme", restricted(false)).await.unwrap();
+    e.s.iam.set_settings(&e.alice, "acme", &whole(restricted(false))).await.unwrap();
     let vetted = NewException {
         pattern: "docker.io/someone/*".into(),
         digest: None,
@@ -302,11 +307,11 @@ async fn image_and_registry_access_management() {
         registry_access: RegistryAccess { enabled: true, allowed_registries: vec!["docker.io".into()] },
         ..Default::default()
     };
-    e.s.iam.set_settings(&e.alice, "acme", ram).await.unwrap();
+    e.s.iam.set_settings(&e.alice, "acme", &whole(ram)).await.unwrap();
     let ghcr = get_manifest("ghcr.io/owner/tool", "1");
     assert_eq!(out(&e, &alice, ghcr).await, Out::Policy("registry_access".into()));
     // a hosted image of another namespace is community for acme
-    e.s.iam.set_settings(&e.alice, "acme", restricted(false)).await.unwrap();
+    e.s.iam.set_settings(&e.alice, "acme", &whole(restricted(false))).await.unwrap();
     e.s.orgs.create(&e.carol, "other").await.unwrap();
     let other = Source::Hosted(name("other/tool"));
     let d = Hasher::digest(oci::Algorithm::Sha256, b"x");
@@ -318,7 +323,7 @@ async fn image_and_registry_access_management() {
 #[tokio::test]
 async fn a_denied_pull_asks_the_upstream_nothing_and_caches_nothing() {
     let e = env(GateConfig::default()).await;
-    e.s.iam.set_settings(&e.alice, "acme", restricted(false)).await.unwrap();
+    e.s.iam.set_settings(&e.alice, "acme", &whole(restricted(false))).await.unwrap();
     for ep in [
         get_manifest("someone/app", "1"),
         get_manifest("someone/app", &e.community.to_string()),
@@ -334,7 +339,7 @@ async fn a_denied_pull_asks_the_upstream_nothing_and_caches_nothing() {
 async fn digest_pins_decide_tags_by_what_they_name_now_and_parts_by_the_pinned_manifest() {
     let e = env(GateConfig::default()).await;
     let bob = user(&e.bob);
-    e.s.iam.set_settings(&e.alice, "acme", restricted(false)).await.unwrap();
+    e.s.iam.set_settings(&e.alice, "acme", &whole(restricted(false))).await.unwrap();
     let pin = NewException {
         pattern: "docker.io/someone/app".into(),
         digest: Some(e.community.to_string()),
@@ -404,7 +409,7 @@ async fn mounts_need_pull_on_their_source() {
     let theirs = Source::Hosted(name("other/lib"));
     e.s.contents.hosted.start_upload(&theirs, Some(&d), None, stream(b"x")).await.unwrap();
     e.s.orgs.set_visibility(&e.carol, "other/lib", Visibility::Public).await.unwrap();
-    e.s.iam.set_settings(&e.alice, "acme", restricted(false)).await.unwrap();
+    e.s.iam.set_settings(&e.alice, "acme", &whole(restricted(false))).await.unwrap();
     let (o, g) = ask(&e, &user(&e.bob), mount("other/lib")).await;
     assert_eq!(o, Out::Grant);
     assert!(matches!(g.unwrap().endpoint, Endpoint::UploadStart { mount: None, .. }), "policy downgrade");
@@ -413,7 +418,7 @@ async fn mounts_need_pull_on_their_source() {
 #[tokio::test]
 async fn served_manifests_and_denials_are_audited_check_is_not() {
     let e = env(GateConfig::default()).await;
-    e.s.iam.set_settings(&e.alice, "acme", restricted(false)).await.unwrap();
+    e.s.iam.set_settings(&e.alice, "acme", &whole(restricted(false))).await.unwrap();
     assert_eq!(out(&e, &user(&e.bob), get_manifest("someone/app", "1")).await, Out::Policy("category".into()));
     let (_, g) = ask(&e, &user(&e.bob), get_manifest("alpine", "1")).await;
     e.s.gate.served(&g.unwrap(), Some("sha256:aa")).await;
@@ -502,7 +507,7 @@ mod property {
         let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases: 256, ..Default::default() });
         let result = runner.run(&(settings(), endpoint(), 0..4usize), |(s, ep, who)| {
             rt.block_on(async {
-                e.s.iam.set_settings(&e.alice, "acme", s).await.unwrap();
+                e.s.iam.set_settings(&e.alice, "acme", &whole(s)).await.unwrap();
                 let subject = match who {
                     0 => Subject::Anonymous,
                     1 => Subject::User(e.alice.clone()),

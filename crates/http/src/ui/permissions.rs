@@ -169,27 +169,26 @@ impl SettingsForm {
 
 pub async fn save(axum::extract::State(st): St, Path(org): Path<String>, p: Posted<SettingsForm>) -> UiResult {
     let (c, f) = (p.c, p.form);
-    let proposed = f.settings()?;
-    let json = serde_json::to_string(&proposed).map_err(|e| Error::Storage(e.to_string()))?;
-    let preview = st.iam.preview(&c.who, &org, proposed.clone()).await?;
-    let rows: Vec<ImpactRow> = preview["would_deny"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|r| ImpactRow {
-            image: r["image"].as_str().unwrap_or_default().to_owned(),
-            user: r["user"].as_str().unwrap_or_default().to_owned(),
-            pulls: r["pulls"].as_u64().unwrap_or(0),
-        })
-        .collect();
+    // The page shows these three sections: a save changes them and nothing else.
+    let shown = f.settings()?;
+    let changes = serde_json::json!({
+        "restricted_images": shown.restricted_images,
+        "registry_access": shown.registry_access,
+        "docker_hub_namespaces": shown.docker_hub_namespaces,
+    });
+    let json = changes.to_string();
+    let preview = st.iam.preview(&c.who, &org, &changes).await?;
+    let proposed = preview.proposed;
+    let rows: Vec<ImpactRow> =
+        preview.would_deny.into_iter().map(|r| ImpactRow { image: r.image, user: r.user, pulls: r.pulls }).collect();
     let wants_preview = f.intent.as_deref() == Some("preview");
     let unconfirmed = !rows.is_empty() && f.confirmed.as_deref() != Some(json.as_str());
     if wants_preview || unconfirmed {
-        let impact = Impact { considered: preview["pulls_considered"].as_u64().unwrap_or(0), rows, confirm: json };
+        let impact = Impact { considered: preview.pulls_considered as u64, rows, confirm: json };
         let page = page_of(&st, &c, &org, &proposed, Some(impact)).await?;
         return ok(&page);
     }
-    st.iam.set_settings(&c.who, &org, proposed).await?;
+    st.iam.set_settings(&c.who, &org, &changes).await?;
     done(&format!("/orgs/{org}/permissions"), "saved")
 }
 

@@ -221,7 +221,13 @@ async fn check_explains_and_preview_lists_the_pulls_a_change_would_deny() {
     // nothing changed by the preview; then the change, and check explains it
     let (_, c) = s.api("GET", "/api/v1/orgs/acme/check?user=bob&image=someone/app:1", alice, None).await;
     assert_eq!(c["effect"], "allow");
-    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(proposed)).await.0, 200);
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(proposed.clone())).await.0, 200);
+    // a pull denied when it happened is not counted as newly denied by the same change
+    assert!(!skopeo_pull(&gw, &creds, "someone/app:1", &e.work.path().join("3")).0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, p) = s.api("POST", "/api/v1/orgs/acme/settings/preview", alice, Some(proposed.clone())).await;
+    assert_eq!(p["already_denied"], 1, "{p}");
+    assert_eq!(p["would_deny"][0]["pulls"], 1, "still only the one served pull: {p}");
     let (st, c) = s.api("GET", "/api/v1/orgs/acme/check?user=bob&image=someone/app:1", alice, None).await;
     assert_eq!(st, 200, "{c}");
     assert_eq!((c["image"].as_str(), c["effect"].as_str()), (Some("docker.io/someone/app"), Some("deny")));
@@ -399,7 +405,8 @@ async fn every_category_and_the_denial_as_ctr_and_podman_print_it() {
         ("someone/app:1", "community", Some("allow_community")),
         ("ghcr.io/owner/tool:1", "other_registry", None),
     ];
-    let all_off = json!({"restricted_images": {"enabled": true, "allow_official_images": false, "allow_verified_publishers": false}});
+    // a change names what it changes: "everything off" names every switch
+    let all_off = json!({"restricted_images": {"enabled": true, "allow_official_images": false, "allow_verified_publishers": false, "allow_sponsored_oss": false, "allow_community": false}});
     for (image, category, switch) in cases {
         assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(all_off.clone())).await.0, 200);
         let (_, c) = s.api("GET", &format!("/api/v1/orgs/acme/check?user=bob&image={image}"), alice, None).await;
@@ -468,4 +475,53 @@ async fn a_denied_pull_costs_the_gateway_nothing() {
     assert!(skopeo_pull(&gw, &format!("alice:{ap}"), "someone/app:1", &e.work.path().join("a")).0);
     assert!(e.fp.count("GET", "someone/app") > 0);
     assert!(crate::proxy::blob_file(s, &e.layout.tiny_layer).exists());
+}
+
+#[tokio::test]
+async fn a_settings_body_changes_only_what_it_names() {
+    let s = crate::support::Server::start().await;
+    s.create_user("alice").await;
+    s.create_org("acme", "alice").await;
+    let ap = pw("alice");
+    let alice = ("alice", ap.as_str());
+    let ram = json!({"registry_access": {"enabled": true, "allowed_registries": ["docker.io", "ghcr.io"]}, "docker_hub_namespaces": ["acmecorp"]});
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(ram)).await.0, 200);
+    // Docker Hub's body, through the CLI, changes Image Access Management and nothing else
+    let dir = tempfile::tempdir().unwrap();
+    let hub =
+        r#"{"restricted_images":{"enabled":true,"allow_official_images":true,"allow_verified_publishers":false}}"#;
+    let (ok, out) = run(crate::support::portcullis(dir.path())
+        .env("PORTCULLIS_CLIENT__SERVER", s.url(""))
+        .env("PORTCULLIS_CLIENT__USERNAME", "alice")
+        .env("PORTCULLIS_CLIENT__PASSWORD", &ap)
+        .args(["org", "settings", "set", "acme", hub]));
+    assert!(ok, "{out}");
+    let (_, v) = s.api("GET", "/api/v1/orgs/acme/settings", alice, None).await;
+    assert_eq!(v["registry_access"], json!({"enabled": true, "allowed_registries": ["docker.io", "ghcr.io"]}), "{v}");
+    assert_eq!(v["docker_hub_namespaces"], json!(["acmecorp"]));
+    assert_eq!(
+        (v["restricted_images"]["enabled"].as_bool(), v["restricted_images"]["allow_verified_publishers"].as_bool()),
+        (Some(true), Some(false))
+    );
+    // a field not named stays; to reset one, name it
+    let (_, v2) = s
+        .api("PUT", "/api/v1/orgs/acme/settings", alice, Some(json!({"restricted_images": {"mode": "dry_run"}})))
+        .await;
+    assert_eq!(
+        (v2["restricted_images"]["enabled"].as_bool(), v2["restricted_images"]["mode"].as_str()),
+        (Some(true), Some("dry_run"))
+    );
+    // anything but an object is refused and changes nothing
+    for bad in [
+        json!([]),
+        json!(null),
+        json!(1),
+        json!("x"),
+        json!({"restricted_images": []}),
+        json!({"registry_access": {"enabled": "yes"}}),
+    ] {
+        let (st, e) = s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(bad.clone())).await;
+        assert_eq!((st, e["error"].as_str()), (400, Some("invalid")), "{bad}: {e}");
+    }
+    assert_eq!(s.api("GET", "/api/v1/orgs/acme/settings", alice, None).await.1, v2, "unchanged");
 }
