@@ -92,12 +92,12 @@ async fn serve(st: &AppState, req: Request, grant: &Grant) -> Result<Response, V
         (_, None) => return Err(V2Error::new(ErrorCode::NameUnknown, "unknown repository")),
     };
     let content = st.contents.of(source);
-    match grant.endpoint.clone() {
+    match &grant.endpoint {
         Endpoint::Base | Endpoint::Catalog { .. } => {
             Err(V2Error::new(ErrorCode::Unsupported, "not a repository route"))
         }
         Endpoint::Tags { name, page } => {
-            let p = content.tags(source, &page).await?;
+            let p = content.tags(source, page).await?;
             let r =
                 json(StatusCode::OK, serde_json::json!({ "name": name.as_str(), "tags": p.tags }), "application/json");
             // An upstream may page without being asked to: carry on with pages of the same size.
@@ -116,7 +116,7 @@ async fn serve(st: &AppState, req: Request, grant: &Grant) -> Result<Response, V
                     )
                 })?
                 .to_bytes();
-            let pushed = content.put_manifest(source, &reference, ct.as_deref(), body).await?;
+            let pushed = content.put_manifest(source, reference, ct.as_deref(), body).await?;
             let mut b = Response::builder()
                 .status(StatusCode::CREATED)
                 .header(header::LOCATION, format!("/v2/{name}/manifests/{}", pushed.digest))
@@ -128,59 +128,62 @@ async fn serve(st: &AppState, req: Request, grant: &Grant) -> Result<Response, V
             Ok(b.body(Body::empty()).unwrap_or_default())
         }
         Endpoint::Manifest { method: Method::Delete, reference, .. } => {
-            content.delete_manifest(source, &reference).await?;
+            content.delete_manifest(source, reference).await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
         Endpoint::Manifest { method, reference, .. } => {
             // A tag the gate resolved is served by the digest it decided on.
-            let reference = grant.digest.clone().map(Reference::Digest).unwrap_or(reference);
-            let m = content.manifest(source, &reference).await?;
-            Ok(mark_stale(manifest_response(method, &m), m.stale))
+            let m = match &grant.digest {
+                Some(d) => content.manifest(source, &Reference::Digest(d.clone())).await?,
+                None => content.manifest(source, reference).await?,
+            };
+            Ok(mark_stale(manifest_response(*method, &m), m.stale))
         }
         Endpoint::Blob { method: Method::Delete, digest, .. } => {
-            content.delete_blob(source, &digest).await?;
+            content.delete_blob(source, digest).await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
         Endpoint::Blob { method, digest, .. } => {
-            let blob = content.blob(source, &digest).await?;
+            let blob = content.blob(source, digest).await?;
             if blob.is_stored()
-                && let Some(r) = redirect(st, method, &digest).await?
+                && let Some(r) = redirect(st, *method, digest).await?
             {
                 return Ok(r);
             }
             let range = range_of(&req);
             let size = blob.size;
-            blob_response(range.as_deref(), method, &digest, size, |r| content.read(blob, &digest, r)).await
+            blob_response(range.as_deref(), *method, digest, size, |r| content.read(blob, digest, r)).await
         }
         Endpoint::UploadStart { name, digest, mount } => {
             let started = content.start_upload(source, digest.as_ref(), mount.as_ref(), body_stream(req)).await?;
             Ok(match started {
-                UploadStart::Created(d) => blob_created(&name, &d),
-                UploadStart::Session { id, size } => upload_response(StatusCode::ACCEPTED, &name, &id, size),
+                UploadStart::Created(d) => blob_created(name, &d),
+                UploadStart::Session { id, size } => upload_response(StatusCode::ACCEPTED, name, &id, size),
             })
         }
         Endpoint::Upload { method: Method::Get, name, id, .. } => {
-            let size = content.upload_status(source, &id).await?;
-            Ok(upload_response(StatusCode::NO_CONTENT, &name, &id, size))
+            let size = content.upload_status(source, id).await?;
+            Ok(upload_response(StatusCode::NO_CONTENT, name, id, size))
         }
         Endpoint::Upload { method: Method::Patch, name, id, .. } => {
             let range = content_range(&req)?;
-            let size = content.append_upload(source, &id, range, body_stream(req)).await?;
-            Ok(upload_response(StatusCode::ACCEPTED, &name, &id, size))
+            let size = content.append_upload(source, id, range, body_stream(req)).await?;
+            Ok(upload_response(StatusCode::ACCEPTED, name, id, size))
         }
         Endpoint::Upload { method: Method::Put, name, id, digest } => {
             let digest = digest
+                .as_ref()
                 .ok_or_else(|| V2Error::new(ErrorCode::DigestInvalid, "the digest query parameter is required"))?;
             let range = content_range(&req)?;
-            let d = content.finish_upload(source, &id, &digest, range, body_stream(req)).await?;
-            Ok(blob_created(&name, &d))
+            let d = content.finish_upload(source, id, digest, range, body_stream(req)).await?;
+            Ok(blob_created(name, &d))
         }
         Endpoint::Upload { id, .. } => {
-            content.cancel_upload(source, &id).await?;
+            content.cancel_upload(source, id).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         Endpoint::Referrers { artifact_type, digest, .. } => {
-            let refs = content.referrers(source, &digest, artifact_type.as_deref()).await?;
+            let refs = content.referrers(source, digest, artifact_type.as_deref()).await?;
             Ok(mark_stale(referrers_response(refs.list, artifact_type.is_some()), refs.stale))
         }
     }

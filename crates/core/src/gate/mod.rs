@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use oci::source::{Source, resolve};
 use oci::{Action, Digest, Endpoint, Method, Reference, RepoName, WireError};
-use policy::{Decision, Effect, Image};
+use policy::{Decision, Effect, Image, Membership};
 
 use crate::audit::Audit;
 use crate::authz::{Actions, Principal, Snapshot, Subject};
@@ -97,6 +97,7 @@ pub struct Grant {
 struct PullRecord {
     image: Image,
     decision: Decision,
+    memberships: Vec<Membership>,
     client: String,
     agent: String,
 }
@@ -259,7 +260,7 @@ impl Gate {
     pub async fn served(&self, grant: &Grant, digest: Option<&str>) {
         let Some(r) = &grant.record else { return };
         let image = Image { digest: digest.map(str::to_owned).or(r.image.digest.clone()), ..r.image.clone() };
-        for e in self.pull_entries(&grant.subject, &image, &r.decision, &r.client, &r.agent) {
+        for e in self.pull_entries(&r.memberships, &grant.subject, &image, &r.decision, &r.client, &r.agent) {
             self.audit.record(e).await;
         }
     }
@@ -293,7 +294,7 @@ impl Gate {
     }
 
     /// Enforced sign-in (`auth.allowed_orgs`).
-    fn sign_in(&self, snap: &Snapshot, subject: &Subject, scope: Option<String>, run: &mut Run) -> Result<(), Denial> {
+    fn sign_in(&self, snap: &Snapshot, subject: &Subject, ep: &Endpoint, run: &mut Run) -> Result<(), Denial> {
         let allowed = &self.config.allowed_orgs;
         if allowed.is_empty() {
             run.step("sign_in", "pass", || "sign-in is not enforced".into());
@@ -304,7 +305,7 @@ impl Gate {
             Subject::Anonymous => {
                 let message = format!("sign-in required: sign in with an account that is a member of {orgs}");
                 run.step("sign_in", "deny", || message.clone());
-                Err(Denial::SignIn { message, scope, error: None })
+                Err(Denial::SignIn { message, scope: scope_of(ep), error: None })
             }
             Subject::User(p) if !p.is_admin && !allowed.iter().any(|o| snap.is_member(o, p.id)) => {
                 let message =
@@ -321,16 +322,19 @@ impl Gate {
 
     async fn run(&self, caller: &Caller, ask: Ask<'_>, run: &mut Run) -> Result<Grant, Denial> {
         let mut ep = ask.endpoint;
-        let scope = scope_of(&ep);
         let (subject, claims) = match caller {
             Caller::Nobody => {
-                return Err(Denial::SignIn { message: "authentication required".into(), scope, error: None });
+                return Err(Denial::SignIn {
+                    message: "authentication required".into(),
+                    scope: scope_of(&ep),
+                    error: None,
+                });
             }
             Caller::Token { subject, claims } => (subject.clone(), Some(claims.as_ref())),
             Caller::OnBehalf(subject) => (subject.clone(), None),
         };
         let snap = self.identity.directory().snapshot();
-        self.sign_in(&snap, &subject, scope.clone(), run)?;
+        self.sign_in(&snap, &subject, &ep, run)?;
 
         // Hosted permissions and the upstream rule, for every repository the request needs
         // (a mount's source is decided below), and what the token grants.
@@ -357,7 +361,7 @@ impl Gate {
                     )),
                     (_, _, Subject::Anonymous) => Denial::SignIn {
                         message: format!("sign in to {} {name}", action.as_str()),
-                        scope: scope.clone(),
+                        scope: scope_of(&ep),
                         error: None,
                     },
                     (_, _, Subject::User(p)) => Denial::Forbidden(format!(
@@ -371,7 +375,7 @@ impl Gate {
                 return Err(denial);
             }
             if !token_grants(claims, name, action) {
-                return Err(insufficient(scope.clone()));
+                return Err(insufficient(scope_of(&ep)));
             }
             run.step("repository", "pass", || match &src {
                 Source::Hosted(_) => format!("{} may {} {name}", subject.name(), action.as_str()),
@@ -386,7 +390,7 @@ impl Gate {
         if let (Some(from), Endpoint::UploadStart { mount, .. }) = (&mount_from, &mut ep) {
             let may = self.may_pull_hosted(&snap, &subject, from, ask.host);
             if may && !token_grants(claims, from, Action::Pull) {
-                return Err(insufficient(scope));
+                return Err(insufficient(scope_of(&ep)));
             }
             if !may {
                 run.step("mount", "skip", || format!("{from} may not be pulled: the blob is uploaded instead"));
@@ -413,14 +417,16 @@ impl Gate {
                 decision = allowed;
                 digest = resolved;
             }
-            run.decision = Some(decision.clone());
-            run.digest = digest.clone();
+            if run.trace.is_some() {
+                run.decision = Some(decision.clone());
+                run.digest = digest.clone();
+            }
             run.step("policy", effect_str(decision.effect), || decision.message.clone());
             let manifest = matches!(ep, Endpoint::Manifest { .. });
             if decision.effect == Effect::Deny {
                 tracing::info!(user = subject.name(), image = %image.canonical(), org = ?decision.org, rule = %decision.rule, "pull denied");
                 if manifest && run.trace.is_none() {
-                    for e in self.pull_entries(&subject, &image, &decision, ask.client, ask.agent) {
+                    for e in self.pull_entries(&memberships, &subject, &image, &decision, ask.client, ask.agent) {
                         self.audit.record(e).await;
                     }
                 }
@@ -431,7 +437,13 @@ impl Gate {
             }
             if manifest {
                 let image = Image { digest: digest.as_ref().map(|d| d.to_string()).or(image.digest), ..image };
-                record = Some(PullRecord { image, decision, client: ask.client.into(), agent: ask.agent.into() });
+                record = Some(PullRecord {
+                    image,
+                    decision,
+                    memberships,
+                    client: ask.client.into(),
+                    agent: ask.agent.into(),
+                });
             }
         }
         Ok(Grant { subject, endpoint: ep, source, digest, would_deny, record })
@@ -456,6 +468,7 @@ impl Gate {
     /// subject belongs to (so each org's owners see their members' pulls), else one without org.
     fn pull_entries(
         &self,
+        memberships: &[Membership],
         subject: &Subject,
         image: &Image,
         d: &Decision,
@@ -480,22 +493,18 @@ impl Gate {
                 ..base
             }];
         }
-        let memberships = match subject {
-            Subject::User(p) => self.identity.directory().snapshot().memberships(p.id),
-            Subject::Anonymous => vec![],
-        };
         if memberships.is_empty() {
             return vec![AuditEntry { rule: Some(d.rule.clone()), ..base }];
         }
         let policy = self.iam.snapshot();
         memberships
-            .into_iter()
+            .iter()
             .map(|m| {
                 let settings = policy.orgs.get(&m.org).map(|p| p.settings.clone()).unwrap_or_default();
                 let category = policy::categorize(&m.org, &settings, image, &policy.catalog);
                 let rule = if m.owner && settings.restricted_images.enabled { "owner" } else { "allowed" };
                 AuditEntry {
-                    org: Some(m.org),
+                    org: Some(m.org.clone()),
                     category: Some(category.key().to_owned()),
                     rule: Some(rule.into()),
                     ..base.clone()
