@@ -1,7 +1,9 @@
-//! The activity chart: pulls per day by category, allowed beside denied, as an SVG drawn on the
-//! server (no script, no image request). Colour is never the only carrier of meaning: denied
-//! bars are hatched, every segment has a `<title>`, the legend names each colour, and the page
-//! shows the same numbers as a table.
+//! The activity chart: pulls per day by category, served beside denied, as an SVG drawn on the
+//! server (no script, no image request). Each decision counts as what it was: a pull served in
+//! a dry run that would have been denied is a dotted part of the served bar, never "allowed".
+//! Colour is never the only carrier of meaning: denied bars are hatched, dry-run ones dotted,
+//! every segment has a `<title>`, the legend names each colour, and the page shows the same
+//! numbers as a table.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -26,9 +28,19 @@ const CATEGORIES: [(&str, &str, &str); 7] = [
 pub struct Day {
     pub date: String,
     pub allowed: i64,
+    /// Served in a dry run; would have been denied.
+    pub would_deny: i64,
     pub denied: i64,
-    /// `community: 2 allowed, 1 denied; official: 5 allowed`.
+    /// `Community: 2 allowed, 1 denied; Docker Official: 5 allowed`.
     pub detail: String,
+}
+
+/// Pulls of one category on one day, by decision.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Count {
+    allowed: i64,
+    would_deny: i64,
+    denied: i64,
 }
 
 fn label(key: &str) -> &str {
@@ -43,32 +55,38 @@ fn order(key: &str) -> usize {
     CATEGORIES.iter().position(|c| c.0 == key).unwrap_or(CATEGORIES.len())
 }
 
-/// A round axis maximum ≥ `max` (1, 2, 5 × 10ⁿ).
-fn axis_max(max: i64) -> i64 {
-    let mut step = 1;
-    loop {
-        for m in [1, 2, 5] {
-            if m * step >= max.max(1) {
-                return m * step;
-            }
+/// The y axis for a tallest bar of `peak`: its top and the step between ticks, both whole
+/// numbers, the step round (1, 2, 5 × 10ⁿ), at most 5 steps: ticks 0, step, 2·step, … top.
+fn axis(peak: i64) -> (i64, i64) {
+    let peak = peak.max(1);
+    let mut unit = 1;
+    let step = loop {
+        if let Some(m) = [1, 2, 5].into_iter().find(|m| m * unit * 5 >= peak) {
+            break m * unit;
         }
-        step *= 10;
-    }
+        unit *= 10;
+    };
+    ((peak + step - 1) / step * step, step)
 }
 
-/// Counts by (day, category) → (allowed, denied); a dry-run's `would_deny` was served, so it
-/// counts as allowed (the audit log tells them apart).
-fn tally(rows: &[ActivityRow]) -> BTreeMap<(i64, usize, String), (i64, i64)> {
+/// Counts by (day, category).
+fn tally(rows: &[ActivityRow]) -> BTreeMap<(i64, usize, String), Count> {
     let mut t = BTreeMap::new();
     for r in rows {
-        let e = t.entry((r.day, order(&r.category), r.category.clone())).or_insert((0, 0));
-        if r.decision == "denied" {
-            e.1 += r.pulls;
-        } else {
-            e.0 += r.pulls;
+        let e: &mut Count = t.entry((r.day, order(&r.category), r.category.clone())).or_default();
+        match r.decision.as_str() {
+            "denied" => e.denied += r.pulls,
+            "would_deny" => e.would_deny += r.pulls,
+            _ => e.allowed += r.pulls,
         }
     }
     t
+}
+
+/// `2 allowed, 1 would be denied (dry run), 3 denied`.
+fn describe(c: &Count) -> String {
+    let parts = [(c.allowed, "allowed"), (c.would_deny, "would be denied (dry run)"), (c.denied, "denied")];
+    parts.iter().filter(|(n, _)| *n > 0).map(|(n, what)| format!("{n} {what}")).collect::<Vec<_>>().join(", ")
 }
 
 /// The chart of the `days` days ending with `today` (days since the epoch), and its table.
@@ -79,35 +97,29 @@ pub fn render(rows: &[ActivityRow], today: i64, days: i64) -> (String, Vec<Day>)
     let mut peak = 0;
     for day in first..=today {
         let cats: Vec<_> = t.range((day, 0, String::new())..(day + 1, 0, String::new())).collect();
-        let allowed: i64 = cats.iter().map(|(_, v)| v.0).sum();
-        let denied: i64 = cats.iter().map(|(_, v)| v.1).sum();
-        peak = peak.max(allowed).max(denied);
-        let detail = cats
-            .iter()
-            .map(|((_, _, k), (a, d))| match (a, d) {
-                (a, 0) => format!("{}: {a} allowed", label(k)),
-                (0, d) => format!("{}: {d} denied", label(k)),
-                (a, d) => format!("{}: {a} allowed, {d} denied", label(k)),
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
-        table.push(Day { date: format::date(day * 86_400), allowed, denied, detail });
+        let allowed: i64 = cats.iter().map(|(_, v)| v.allowed).sum();
+        let would_deny: i64 = cats.iter().map(|(_, v)| v.would_deny).sum();
+        let denied: i64 = cats.iter().map(|(_, v)| v.denied).sum();
+        peak = peak.max(allowed + would_deny).max(denied);
+        let detail =
+            cats.iter().map(|((_, _, k), c)| format!("{}: {}", label(k), describe(c))).collect::<Vec<_>>().join("; ");
+        table.push(Day { date: format::date(day * 86_400), allowed, would_deny, denied, detail });
     }
     let (w, h, left, top, bottom) = (760.0, 300.0, 44.0, 16.0, 64.0);
     let plot_h = h - top - bottom;
     let slot = (w - left - 8.0) / days as f64;
     let bar = (slot - 10.0) / 2.0;
-    let max = axis_max(peak);
+    let (max, step) = axis(peak);
     let y = |v: i64| top + plot_h - plot_h * v as f64 / max as f64;
     let total_a: i64 = table.iter().map(|d| d.allowed).sum();
+    let total_w: i64 = table.iter().map(|d| d.would_deny).sum();
     let total_d: i64 = table.iter().map(|d| d.denied).sum();
     let mut s = String::new();
     let _ = write!(
         s,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" class="chart" role="img" aria-labelledby="chart-title chart-desc"><title id="chart-title">Pulls per day for the last {days} days, allowed and denied, by category</title><desc id="chart-desc">Allowed pulls: {total_a}; denied pulls: {total_d}. The table below the chart lists every day.</desc><defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="6" height="6" fill="#ffffff" fill-opacity="0"/><line x1="0" y1="0" x2="0" y2="6" stroke="#1a1a1a" stroke-width="2"/></pattern></defs>"##
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" class="chart" role="img" aria-labelledby="chart-title chart-desc"><title id="chart-title">Pulls per day for the last {days} days, allowed and denied, by category</title><desc id="chart-desc">Allowed pulls: {total_a}; served in a dry run but would be denied: {total_w}; denied pulls: {total_d}. The table below the chart lists every day.</desc><defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="6" height="6" fill="#ffffff" fill-opacity="0"/><line x1="0" y1="0" x2="0" y2="6" stroke="#1a1a1a" stroke-width="2"/></pattern><pattern id="dots" width="5" height="5" patternUnits="userSpaceOnUse"><circle cx="2.5" cy="2.5" r="1.2" fill="#1a1a1a"/></pattern></defs>"##
     );
-    for i in 0..=4 {
-        let v = max * i / 4;
+    for v in (0..=max).step_by(step as usize) {
         let yy = y(v);
         let _ = write!(
             s,
@@ -119,32 +131,43 @@ pub fn render(rows: &[ActivityRow], today: i64, days: i64) -> (String, Vec<Day>)
     }
     for (i, day) in (first..=today).enumerate() {
         let x0 = left + slot * i as f64 + 5.0;
-        for (j, denied) in [false, true].into_iter().enumerate() {
-            let x = x0 + bar * j as f64;
+        // The served bar (allowed, then dry-run would-denies dotted), and the denied one (hatched).
+        let bars: [(f64, &[(fn(&Count) -> i64, &str, Option<&str>)]); 2] = [
+            (
+                x0,
+                &[
+                    (|c| c.allowed, "allowed", None),
+                    (|c| c.would_deny, "served in a dry run, would be denied", Some("dots")),
+                ],
+            ),
+            (x0 + bar, &[(|c| c.denied, "denied", Some("hatch"))]),
+        ];
+        for (x, parts) in bars {
             let mut acc = 0;
-            for ((_, _, k), (a, d)) in t.range((day, 0, String::new())..(day + 1, 0, String::new())) {
-                let n = if denied { *d } else { *a };
-                if n == 0 {
-                    continue;
-                }
-                let (y1, y0) = (y(acc + n), y(acc));
-                let what = if denied { "denied" } else { "allowed" };
-                let _ = write!(
-                    s,
-                    r##"<rect x="{x:.1}" y="{y1:.1}" width="{bar:.1}" height="{:.1}" fill="{}"><title>{}: {n} {} {what}</title></rect>"##,
-                    y0 - y1,
-                    colour(k),
-                    format::date(day * 86_400),
-                    label(k)
-                );
-                if denied {
+            for (count, what, pattern) in parts {
+                for ((_, _, k), c) in t.range((day, 0, String::new())..(day + 1, 0, String::new())) {
+                    let n = count(c);
+                    if n == 0 {
+                        continue;
+                    }
+                    let (y1, y0) = (y(acc + n), y(acc));
                     let _ = write!(
                         s,
-                        r##"<rect x="{x:.1}" y="{y1:.1}" width="{bar:.1}" height="{:.1}" fill="url(#hatch)" aria-hidden="true"/>"##,
-                        y0 - y1
+                        r##"<rect x="{x:.1}" y="{y1:.1}" width="{bar:.1}" height="{:.1}" fill="{}"><title>{}: {n} {} {what}</title></rect>"##,
+                        y0 - y1,
+                        colour(k),
+                        format::date(day * 86_400),
+                        label(k)
                     );
+                    if let Some(p) = pattern {
+                        let _ = write!(
+                            s,
+                            r##"<rect x="{x:.1}" y="{y1:.1}" width="{bar:.1}" height="{:.1}" fill="url(#{p})" aria-hidden="true"/>"##,
+                            y0 - y1
+                        );
+                    }
+                    acc += n;
                 }
-                acc += n;
             }
         }
         let date = format::date(day * 86_400);
@@ -170,15 +193,21 @@ pub fn render(rows: &[ActivityRow], today: i64, days: i64) -> (String, Vec<Day>)
     }
     let _ = write!(
         s,
-        r##"<rect x="{left}" y="{:.1}" width="12" height="12" fill="#bbbbbb"/><text x="{:.1}" y="{:.1}" font-size="11" fill="#333333">left bar: allowed</text><rect x="{:.1}" y="{:.1}" width="12" height="12" fill="#bbbbbb"/><rect x="{:.1}" y="{:.1}" width="12" height="12" fill="url(#hatch)"/><text x="{:.1}" y="{:.1}" font-size="11" fill="#333333">right bar, hatched: denied</text></svg>"##,
+        r##"<rect x="{left}" y="{:.1}" width="12" height="12" fill="#bbbbbb"/><text x="{:.1}" y="{:.1}" font-size="11" fill="#333333">left bar: served</text><rect x="{:.1}" y="{:.1}" width="12" height="12" fill="#bbbbbb"/><rect x="{:.1}" y="{:.1}" width="12" height="12" fill="url(#dots)"/><text x="{:.1}" y="{:.1}" font-size="11" fill="#333333">dotted: dry run, would be denied</text><rect x="{:.1}" y="{:.1}" width="12" height="12" fill="#bbbbbb"/><rect x="{:.1}" y="{:.1}" width="12" height="12" fill="url(#hatch)"/><text x="{:.1}" y="{:.1}" font-size="11" fill="#333333">right bar, hatched: denied</text></svg>"##,
         ly + 4.0,
         left + 16.0,
         ly + 14.0,
-        left + 130.0,
+        left + 120.0,
         ly + 4.0,
-        left + 130.0,
+        left + 120.0,
         ly + 4.0,
-        left + 146.0,
+        left + 136.0,
+        ly + 14.0,
+        left + 330.0,
+        ly + 4.0,
+        left + 330.0,
+        ly + 4.0,
+        left + 346.0,
         ly + 14.0
     );
     (s, table)
@@ -193,8 +222,13 @@ mod tests {
     }
 
     #[test]
-    fn axis_is_round() {
-        assert_eq!([0, 1, 3, 7, 10, 11, 260].map(axis_max), [1, 1, 5, 10, 10, 20, 500]);
+    fn axis_ticks_are_whole_numbers_without_gaps() {
+        let expected = [(1, 1), (1, 1), (3, 1), (5, 1), (8, 2), (10, 2), (15, 5), (300, 100)];
+        assert_eq!([0, 1, 3, 5, 7, 10, 11, 260].map(axis), expected);
+        let (svg, _) = render(&[row(100, "community", "allowed", 5)], 100, 14);
+        let ticks: Vec<&str> =
+            svg.match_indices("text-anchor=\"end\" fill=\"#333333\">").map(|(i, m)| &svg[i + m.len()..][..1]).collect();
+        assert_eq!(ticks, ["0", "1", "2", "3", "4", "5"]);
     }
 
     #[test]
@@ -208,12 +242,16 @@ mod tests {
         let (svg, table) = render(&rows, 101, 14);
         assert_eq!(table.len(), 14);
         let d100 = &table[12];
-        assert_eq!((d100.allowed, d100.denied), (6, 3));
+        assert_eq!((d100.allowed, d100.would_deny, d100.denied), (6, 0, 3));
         assert_eq!(d100.detail, "Docker Official: 5 allowed; Community: 1 allowed, 3 denied");
-        assert_eq!(table[13].allowed, 2, "a dry run's would-deny was served");
+        let d101 = &table[13];
+        assert_eq!((d101.allowed, d101.would_deny), (0, 2), "a dry run's would-deny is not an allow");
+        assert_eq!(d101.detail, "Community: 2 would be denied (dry run)");
         assert_eq!(svg.matches("fill=\"url(#hatch)\"").count(), 2, "one hatched denied segment plus the legend");
+        assert_eq!(svg.matches("fill=\"url(#dots)\"").count(), 2, "one dotted dry-run segment plus the legend");
         assert!(svg.contains("<title>1970-04-11: 3 Community denied</title>"));
+        assert!(svg.contains("<title>1970-04-12: 2 Community served in a dry run, would be denied</title>"));
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
-        assert!(svg.contains("Allowed pulls: 8; denied pulls: 3."));
+        assert!(svg.contains("Allowed pulls: 6; served in a dry run but would be denied: 2; denied pulls: 3."));
     }
 }
