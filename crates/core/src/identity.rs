@@ -132,6 +132,15 @@ impl LoginThrottle {
     }
 }
 
+/// What the first start did about the administrator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// There were users already: nothing was done.
+    HadUsers,
+    /// `admin` was created, with this generated password when none was given.
+    Created { generated: Option<String> },
+}
+
 /// The identity service.
 pub struct Identity {
     meta: Arc<dyn MetaStore>,
@@ -367,18 +376,18 @@ impl Identity {
         self.meta.list_users().await
     }
 
-    /// Creates the instance administrator `admin` when there are no users yet. Returns the
-    /// generated password when none was given.
-    pub async fn bootstrap_admin(&self, password: Option<&str>) -> Result<Option<String>> {
+    /// Creates the instance administrator `admin` when there are no users yet, with `password`
+    /// or a generated one.
+    pub async fn bootstrap_admin(&self, password: Option<&str>) -> Result<Bootstrap> {
         if self.meta.count_users().await? > 0 {
-            return Ok(None);
+            return Ok(Bootstrap::HadUsers);
         }
         let generated = password.is_none().then(|| new_secret("")[..24].to_owned());
         let pw = password.map(str::to_owned).or(generated.clone()).unwrap_or_default();
         match self.add_user("admin", &pw, true).await {
             // Another replica starting at the same time made it.
-            Err(Error::Conflict(_)) => Ok(None),
-            r => r.map(|_| generated),
+            Err(Error::Conflict(_)) => Ok(Bootstrap::HadUsers),
+            r => r.map(|_| Bootstrap::Created { generated }),
         }
     }
 }

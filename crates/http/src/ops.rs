@@ -1,6 +1,7 @@
 //! Operations endpoints (`/healthz`, `/readyz`, `/metrics`) and the request middleware that gives every
-//! request an id (`x-request-id`, kept when the client sent a sane one), fills `Host` from the
-//! HTTP/2 `:authority`, and logs one line per request without headers or credentials.
+//! request an id (`x-request-id`, kept when the client sent a sane one) that every log line of
+//! the request carries, fills `Host` from the HTTP/2 `:authority`, and logs one line per
+//! request without headers or credentials.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,10 +24,14 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/metrics", get(metrics))
 }
 
+/// Ready when the database answers and the blob store can be read and written; what is wrong
+/// is said (for the operator: readiness is not public information worth hiding).
 async fn readyz(State(st): State<Arc<AppState>>) -> Response {
     let meta = st.meta.ping().await;
     let blobs = st.blobs.ping().await;
-    let body = serde_json::json!({ "database": meta.is_ok(), "blob_store": blobs.is_ok() });
+    let problems: Vec<String> =
+        [&meta, &blobs].into_iter().filter_map(|r| r.as_ref().err().map(|e| e.to_string())).collect();
+    let body = serde_json::json!({ "database": meta.is_ok(), "blob_store": blobs.is_ok(), "problems": problems });
     let status = if meta.is_ok() && blobs.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(body)).into_response()
 }
@@ -57,7 +62,9 @@ pub async fn request_id_and_log(mut req: Request, next: Next) -> Response {
     }
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     let start = Instant::now();
-    let mut resp = next.run(req).await;
+    // Every line logged while handling the request carries its id.
+    let span = tracing::info_span!("request", request_id = %id);
+    let mut resp = tracing::Instrument::instrument(next.run(req), span).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }

@@ -1,7 +1,6 @@
 //! Wiring: open the stores in the data directory, build the services, bootstrap the first
 //! administrator, and serve HTTP (or HTTPS with rustls) until SIGINT/SIGTERM, then drain.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use portcullis_core::clock::SystemClock;
 use portcullis_core::gate::GateConfig;
+use portcullis_core::identity::Bootstrap;
 use portcullis_core::ports::{BlobStore, MetaStore};
 use portcullis_core::services::{Ports, Services};
 use portcullis_core::tokens::generate_signing_key;
@@ -95,10 +95,73 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
         catalog: portcullis_core::iam::builtin_catalog(),
     };
     let core = Services::start(ports, settings, &keys).await?;
-    if let Some(generated) = core.identity.bootstrap_admin(config.admin_password()?.as_deref()).await? {
-        eprintln!("portcullis: created the instance administrator `admin` with password {generated} (shown once)");
-    }
     Ok(Arc::new(AppState { core, public_url: config.public_url.clone(), tls: config.tls.cert.is_some() }))
+}
+
+/// Creates the first administrator on a new data directory — only once the server can serve,
+/// so that a generated password is never printed by a start that then fails — and says so
+/// when a configured password is ignored because users exist already.
+async fn bootstrap(state: &AppState, config: &Config) -> anyhow::Result<()> {
+    let password = config.admin_password()?;
+    match state.identity.bootstrap_admin(password.as_deref()).await? {
+        Bootstrap::Created { generated: Some(generated) } => {
+            eprintln!("portcullis: created the instance administrator `admin` with password {generated} (shown once)")
+        }
+        Bootstrap::Created { generated: None } => tracing::info!("created the instance administrator `admin`"),
+        Bootstrap::HadUsers if password.is_some() => tracing::warn!(
+            "admin_password (PORTCULLIS_ADMIN_PASSWORD) is ignored: this data directory has users already, and the \
+             setting only sets the first administrator's password on a new one. Change a password with \
+             `portcullis admin reset-password admin` or in the console"
+        ),
+        Bootstrap::HadUsers => {}
+    }
+    Ok(())
+}
+
+/// Holds the data directory for this process; released when dropped (or the process ends).
+pub struct DataDirLock {
+    _file: std::fs::File,
+}
+
+/// Takes the data directory for this process, and checks that it can be written: a second
+/// server on the same directory is refused naming the process that holds it.
+pub fn lock_data_dir(dir: &Path) -> anyhow::Result<DataDirLock> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    let probe = dir.join(format!(".write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .and_then(|_| std::fs::remove_file(&probe))
+        .with_context(|| {
+            format!(
+                "cannot write to the data directory {}: the server keeps its database and blobs there; check its owner and permissions",
+                dir.display()
+            )
+        })?;
+    let path = dir.join("portcullis.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {
+            use std::io::Write;
+            file.set_len(0)?;
+            write!(file, "{}", std::process::id())?;
+            file.flush()?;
+            Ok(DataDirLock { _file: file })
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let pid = std::fs::read_to_string(&path).unwrap_or_default();
+            anyhow::bail!(
+                "the data directory {} is in use by another portcullis (PID {}): stop it first, or give this one its own --data-dir",
+                dir.display(),
+                pid.trim()
+            )
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+    }
 }
 
 async fn shutdown_signal() {
@@ -139,41 +202,58 @@ async fn purge_uploads_hourly(state: Arc<AppState>) {
     }
 }
 
+/// Whether the configuration keeps anything in the data directory (SQLite or blobs).
+fn uses_data_dir(config: &Config) -> anyhow::Result<bool> {
+    Ok(config.database.url()?.is_none() || config.s3.config()?.is_none())
+}
+
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     init_logging(&config);
+    crate::serve::raise_open_files_limit();
+    let _lock = if uses_data_dir(&config)? { Some(lock_data_dir(&config.data_dir)?) } else { None };
     let state = build(&config).await?;
+    // Everything that can fail before serving, before the first administrator is created.
+    let addr = config.listen_addr()?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let tls = match (&config.tls.cert, &config.tls.key) {
+        (Some(cert), Some(key)) => Some(Arc::new(
+            crate::serve::TlsFiles::open(cert.clone(), key.clone())
+                .context("cannot load the TLS certificate or key")?,
+        )),
+        _ => None,
+    };
+    bootstrap(&state, &config).await?;
     tokio::spawn(state.replica.clone().follow());
     tokio::spawn(purge_uploads_hourly(state.clone()));
-    let app = portcullis_http::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let addr: SocketAddr = config.listen.parse()?;
-    if let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) {
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-            .await
-            .context("cannot load the TLS certificate or key")?;
-        let handle = axum_server::Handle::new();
-        let h = handle.clone();
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            h.graceful_shutdown(Some(Duration::from_secs(30)));
-        });
-        // TCP_NODELAY under TLS as without: small responses must not wait for the peer's ACK.
-        let acceptor =
-            axum_server::tls_rustls::RustlsAcceptor::new(tls).acceptor(axum_server::accept::NoDelayAcceptor::new());
-        let mut server = axum_server::bind(addr).acceptor(acceptor).handle(handle);
-        server.http_builder().http1().keep_alive(true);
-        eprintln!("portcullis: listening on https://{addr}");
-        server.serve(app).await?;
-    } else {
-        use axum::serve::ListenerExt;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?
-            .tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-        eprintln!("portcullis: listening on http://{addr}");
-        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    if let Some(t) = tls.clone() {
+        tokio::spawn(reload_on_sighup(t));
     }
-    Ok(())
+    let h = &config.http;
+    let limits = crate::serve::Limits {
+        max_connections: h.max_connections,
+        header_timeout: Duration::from_secs(h.header_timeout_secs),
+        idle_timeout: Duration::from_secs(h.idle_timeout_secs),
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    eprintln!("portcullis: listening on {scheme}://{}", listener.local_addr()?);
+    let app = portcullis_http::router(state);
+    crate::serve::run(listener, tls, app, limits, stopped, Duration::from_secs(h.drain_secs)).await
+}
+
+/// Reloads the TLS certificate and key on SIGHUP (renewed certificates, without a restart).
+async fn reload_on_sighup(tls: Arc<crate::serve::TlsFiles>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+    while hup.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => tracing::info!("TLS certificate reloaded"),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "cannot reload the TLS certificate; keeping the current one")
+            }
+        }
+    }
 }

@@ -5,7 +5,7 @@
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-use crate::config::ClientSettings;
+use crate::config::Config;
 
 pub struct Api {
     http: reqwest::Client,
@@ -15,16 +15,12 @@ pub struct Api {
 }
 
 impl Api {
-    pub fn new(c: &ClientSettings) -> anyhow::Result<Api> {
+    pub fn new(config: &Config) -> anyhow::Result<Api> {
+        let c = &config.client;
         let Some(password) = c.password.as_ref().map(|p| p.0.clone()) else {
             bail!("set the client password or access token: PORTCULLIS_CLIENT__PASSWORD or [client] password");
         };
-        Ok(Api {
-            http: reqwest::Client::new(),
-            base: c.server.trim_end_matches('/').to_owned(),
-            user: c.username.clone(),
-            password,
-        })
+        Ok(Api { http: reqwest::Client::new(), base: config.client_server(), user: c.username.clone(), password })
     }
 
     /// Sends a request and prints the JSON answer; a non-2xx answer is an error with its message.

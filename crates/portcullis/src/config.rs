@@ -40,6 +40,7 @@ pub struct Config {
     /// File holding that password.
     pub admin_password_file: Option<PathBuf>,
     pub tls: Tls,
+    pub http: Http,
     pub auth: Auth,
     pub log: Log,
     /// Proxy registries that are not listed in `upstreams` (as `https://<host>`).
@@ -64,8 +65,9 @@ pub struct ClientSettings {
 }
 
 impl Default for ClientSettings {
+    /// The server is this configuration's own `listen` address unless set.
     fn default() -> Self {
-        ClientSettings { server: "http://127.0.0.1:5000".into(), username: "admin".into(), password: None }
+        ClientSettings { server: String::new(), username: "admin".into(), password: None }
     }
 }
 
@@ -233,6 +235,28 @@ impl Default for ProxySettings {
     }
 }
 
+/// Bounds on client connections (defaults like nginx's).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Longest time a client may take to send a request's headers, and to start its next
+    /// request on a kept-alive connection (nginx: `client_header_timeout`).
+    pub header_timeout_secs: u64,
+    /// A connection without any traffic for this long is closed (nginx: `keepalive_timeout`);
+    /// a request in flight finishes first.
+    pub idle_timeout_secs: u64,
+    /// On shutdown, how long running transfers may take to finish.
+    pub drain_secs: u64,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http { max_connections: 1024, header_timeout_secs: 60, idle_timeout_secs: 75, drain_secs: 30 }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Tls {
@@ -274,6 +298,7 @@ impl Default for Config {
             admin_password: None,
             admin_password_file: None,
             tls: Tls::default(),
+            http: Http::default(),
             auth: Auth::default(),
             log: Log::default(),
             upstreams_open: false,
@@ -330,9 +355,7 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
-        self.listen
-            .parse::<std::net::SocketAddr>()
-            .with_context(|| format!("listen = {:?} is not an address:port", self.listen))?;
+        self.listen_addr()?;
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!("log.format must be text or json, not {:?}", self.log.format);
         }
@@ -341,6 +364,9 @@ impl Config {
         }
         if !(30..=86_400).contains(&self.auth.token_ttl_secs) {
             bail!("auth.token_ttl_secs must be between 30 and 86400");
+        }
+        if self.http.max_connections == 0 || self.http.header_timeout_secs == 0 || self.http.idle_timeout_secs == 0 {
+            bail!("http.max_connections, http.header_timeout_secs and http.idle_timeout_secs must be at least 1");
         }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             bail!("tls.cert and tls.key must be set together");
@@ -363,6 +389,35 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The address to listen on: `127.0.0.1:5000`, `[::1]:5000`, `0.0.0.0:5000` or a name such
+    /// as `localhost:5000` (its IPv4 address when it has one).
+    pub fn listen_addr(&self) -> anyhow::Result<std::net::SocketAddr> {
+        use std::net::ToSocketAddrs;
+        let bad = || {
+            format!(
+                "listen = {:?} is not host:port (such as 127.0.0.1:5000, [::1]:5000 or localhost:5000)",
+                self.listen
+            )
+        };
+        let addrs: Vec<std::net::SocketAddr> = self.listen.to_socket_addrs().with_context(bad)?.collect();
+        addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()).copied().with_context(bad)
+    }
+
+    /// Where the CLI's API commands connect: `client.server`, else this server's own `listen`
+    /// address (a wildcard address as loopback).
+    pub fn client_server(&self) -> String {
+        if !self.client.server.is_empty() {
+            return self.client.server.trim_end_matches('/').to_owned();
+        }
+        let scheme = if self.tls.cert.is_some() { "https" } else { "http" };
+        match self.listen_addr() {
+            Ok(a) if a.ip().is_unspecified() && a.is_ipv4() => format!("{scheme}://127.0.0.1:{}", a.port()),
+            Ok(a) if a.ip().is_unspecified() => format!("{scheme}://[::1]:{}", a.port()),
+            Ok(a) => format!("{scheme}://{a}"),
+            Err(_) => format!("{scheme}://{}", self.listen),
+        }
     }
 
     /// The upstream list: Docker Hub by default, each entry overriding or adding by registry.

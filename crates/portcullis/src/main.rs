@@ -6,6 +6,7 @@ mod cli_api;
 mod client_config;
 mod config;
 mod publishers_sync;
+mod serve;
 mod tasks;
 
 use std::path::PathBuf;
@@ -247,18 +248,18 @@ fn main() -> std::process::ExitCode {
                 tasks::reset_password(&config, &username).await
             }
             Command::Admin { command: AdminCommand::RotateKey } => tasks::rotate_key(&config).await,
-            Command::Org { command } => org_command(&cli_api::Api::new(&config.client)?, command).await,
+            Command::Org { command } => org_command(&cli_api::Api::new(&config)?, command).await,
             Command::Check { org, user, image } => {
                 let path =
                     format!("/api/v1/orgs/{org}/check?user={}&image={}", cli_api::enc(&user), cli_api::enc(&image));
-                let v = cli_api::Api::new(&config.client)?.call("GET", &path, None).await?;
+                let v = cli_api::Api::new(&config)?.call("GET", &path, None).await?;
                 if v["effect"] == "deny" {
                     anyhow::bail!("denied: {}", v["message"].as_str().unwrap_or_default());
                 }
                 Ok(())
             }
             Command::Publishers { command } => {
-                let api = cli_api::Api::new(&config.client)?;
+                let api = cli_api::Api::new(&config)?;
                 match command {
                     PublishersCommand::List => api.call("GET", "/api/v1/publishers", None).await,
                     PublishersCommand::Set { namespace, badge } => {

@@ -248,9 +248,16 @@ measured_impl!(BlobStore, FsBlobs, {
         blocking(move || std::fs::rename(from, to)).await
     }
 
+    /// Ready when blobs can be read and uploads written (a file is made and removed).
     async fn ping(&self) -> Result<()> {
-        let p = self.root.join("blobs");
-        blocking(move || std::fs::metadata(p).map(|_| ())).await
+        let (blobs, probe) = (self.root.join("blobs"), self.root.join("uploads").join(".ready"));
+        blocking(move || {
+            std::fs::metadata(blobs)?;
+            std::fs::write(&probe, b"")?;
+            std::fs::remove_file(&probe)
+        })
+        .await
+        .map_err(|e| Error::Storage(format!("the data directory cannot be written: {e}")))
     }
 });
 

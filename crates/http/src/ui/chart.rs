@@ -83,6 +83,9 @@ fn tally(rows: &[ActivityRow]) -> BTreeMap<(i64, usize, String), Count> {
     t
 }
 
+/// A kind of bar segment: which count it shows, what it says, and its pattern over the colour.
+type Segment = (fn(&Count) -> i64, &'static str, Option<&'static str>);
+
 /// `2 allowed, 1 would be denied (dry run), 3 denied`.
 fn describe(c: &Count) -> String {
     let parts = [(c.allowed, "allowed"), (c.would_deny, "would be denied (dry run)"), (c.denied, "denied")];
@@ -132,7 +135,7 @@ pub fn render(rows: &[ActivityRow], today: i64, days: i64) -> (String, Vec<Day>)
     for (i, day) in (first..=today).enumerate() {
         let x0 = left + slot * i as f64 + 5.0;
         // The served bar (allowed, then dry-run would-denies dotted), and the denied one (hatched).
-        let bars: [(f64, &[(fn(&Count) -> i64, &str, Option<&str>)]); 2] = [
+        let bars: [(f64, &[Segment]); 2] = [
             (
                 x0,
                 &[

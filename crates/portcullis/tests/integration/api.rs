@@ -223,7 +223,7 @@ async fn openapi_document_lists_every_route() {
     // ops endpoints
     assert_eq!(s.http.get(s.url("/healthz")).send().await.unwrap().status(), 200);
     let r: Value = s.http.get(s.url("/readyz")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(r, json!({"database": true, "blob_store": true}));
+    assert_eq!(r, json!({"database": true, "blob_store": true, "problems": []}));
     let r = s.http.get(s.url("/healthz")).header("x-request-id", "abc-123").send().await.unwrap();
     assert_eq!(r.headers()["x-request-id"], "abc-123");
     let _ = ADMIN_PW;

@@ -5,6 +5,7 @@
 mod api;
 mod browser;
 mod clients;
+mod connections;
 mod console;
 mod crash;
 mod iam;
@@ -13,6 +14,7 @@ mod ops;
 mod postgres;
 mod proxy;
 mod replicas;
+mod startup;
 mod support;
 mod upstreams;
 mod v2;

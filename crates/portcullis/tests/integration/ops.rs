@@ -13,26 +13,7 @@ use crate::support::{ADMIN_PW, Server, pw, run, sha256};
 async fn serves_tls_with_rustls() {
     let certs = tempfile::tempdir().unwrap();
     let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
-    let (ok, out) = run(Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert));
+    let (ok, out) = run(&mut self_signed(&cert, &key));
     assert!(ok, "{out}");
     let env = [
         ("PORTCULLIS_ADMIN_PASSWORD", ADMIN_PW),
@@ -82,6 +63,43 @@ async fn serves_tls_with_rustls() {
     assert!(ok && out.contains("\"1\""), "{out}");
     let (ok, _) = run(Command::new("curl").args(["-s", &url]));
     assert!(!ok, "an untrusted certificate is refused by the client");
+    // a renewed certificate is taken on SIGHUP, without a restart
+    let old = certs.path().join("old.pem");
+    std::fs::copy(&cert, &old).unwrap();
+    let (ok, out) = run(&mut self_signed(&cert, &key));
+    assert!(ok, "{out}");
+    let (ok, out) = run(Command::new("kill").args(["-HUP", &s.child.id().to_string()]));
+    assert!(ok, "{out}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (ok, out) = run(Command::new("curl").args(["-s", "-o", "/dev/null", "--cacert", cert.to_str().unwrap(), &url]));
+    assert!(ok, "the new certificate is served: {out}");
+    let (ok, _) = run(Command::new("curl").args(["-s", "-o", "/dev/null", "--cacert", old.to_str().unwrap(), &url]));
+    assert!(!ok, "the old one is not");
+}
+
+/// `openssl` making a self-signed certificate for 127.0.0.1 into `cert` and `key`.
+fn self_signed(cert: &std::path::Path, key: &std::path::Path) -> Command {
+    let mut c = Command::new("openssl");
+    c.args([
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+    ])
+    .arg("-keyout")
+    .arg(key)
+    .arg("-out")
+    .arg(cert);
+    c
 }
 
 #[tokio::test]
