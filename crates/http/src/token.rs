@@ -107,22 +107,6 @@ fn grant(st: &AppState, subject: &Subject, scopes: &[String]) -> Vec<ResourceAcc
     out
 }
 
-fn rfc3339(ts: i64) -> String {
-    // Civil-from-days (Howard Hinnant), enough for token timestamps.
-    let days = ts.div_euclid(86_400);
-    let secs = ts.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
-}
-
 async fn issue(
     st: &AppState,
     principal: Option<&Principal>,
@@ -138,7 +122,7 @@ async fn issue(
         "token": token,
         "access_token": token,
         "expires_in": st.tokens.ttl_secs(),
-        "issued_at": rfc3339(now),
+        "issued_at": portcullis_core::clock::rfc3339(now),
         "token_type": "Bearer",
     });
     if let (true, Some(p)) = (offline, principal) {
@@ -188,8 +172,9 @@ async fn post_token(State(st): St, parts: Parts, body: Bytes) -> Result<Response
 mod tests {
     #[test]
     fn rfc3339_dates() {
-        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
-        assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        use portcullis_core::clock::rfc3339;
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
     }
 }

@@ -51,6 +51,81 @@ impl Api {
     }
 }
 
+/// `check` answered "denied": already said on standard output, so the command just fails.
+#[derive(Debug)]
+pub struct Denied;
+
+impl std::fmt::Display for Denied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("denied")
+    }
+}
+
+impl std::error::Error for Denied {}
+
+/// `check`'s answer for a person: one line, then each step of the gate and each org's part.
+pub fn explain_check(v: &Value, asked: &str) -> String {
+    let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+    let (user, image, reference) = (s("user"), s("image"), s("reference"));
+    let shown = if reference.starts_with("sha256:") || reference.starts_with("sha512:") {
+        format!("{image}@{reference}")
+    } else {
+        format!("{image}:{reference}")
+    };
+    let mut out = match v["effect"].as_str() {
+        Some("allow") => {
+            let why = match &v["exception"] {
+                Value::Object(e) => {
+                    let expires = e
+                        .get("expires_at")
+                        .and_then(Value::as_i64)
+                        .map(|t| format!(", expires {}", portcullis_core::clock::date(t)))
+                        .unwrap_or_default();
+                    format!(
+                        "allowed by exception {} of {} ({}){expires}",
+                        e["id"],
+                        e["org"].as_str().unwrap_or_default(),
+                        e["reason"].as_str().unwrap_or_default()
+                    )
+                }
+                _ => match v["orgs"].as_array().and_then(|o| o.iter().find(|s| s["outcome"] == "allow (owner bypass)"))
+                {
+                    Some(o) => format!("allowed as an owner of {}", o["org"].as_str().unwrap_or_default()),
+                    None => "allowed".to_owned(),
+                },
+            };
+            format!("{user} may pull {shown}: {why}\n")
+        }
+        Some("would_deny") => format!("{user} may pull {shown}, in a dry run only: {}\n", s("message")),
+        _ => format!("{user} may not pull {shown}: {}\n", s("message")),
+    };
+    if image.is_empty() {
+        out = format!("{asked}: {}\n", s("message"));
+    }
+    for step in v["trace"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "  {:<10} {:<10} {}\n",
+            step["step"].as_str().unwrap_or_default(),
+            step["outcome"].as_str().unwrap_or_default(),
+            step["detail"].as_str().unwrap_or_default()
+        ));
+    }
+    for o in v["orgs"].as_array().into_iter().flatten() {
+        let restricted = if o["restrictions_enabled"] == true {
+            format!("restrictions on ({})", o["mode"].as_str().unwrap_or_default())
+        } else {
+            "restrictions off".to_owned()
+        };
+        out.push_str(&format!(
+            "  org {}: {} image, {restricted}: {}\n",
+            o["org"].as_str().unwrap_or_default(),
+            o["category"].as_str().unwrap_or_default(),
+            o["outcome"].as_str().unwrap_or_default()
+        ));
+    }
+    out
+}
+
 /// Percent-encodes a query value.
 pub fn enc(s: &str) -> String {
     s.bytes()

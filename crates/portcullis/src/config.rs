@@ -336,12 +336,39 @@ pub struct Flags {
     pub listen: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<ClientFlags>,
+}
+
+/// `--server` and `--username`.
+#[derive(Debug, Default, Serialize)]
+pub struct ClientFlags {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+}
+
+impl Flags {
+    pub fn new(
+        listen: Option<String>,
+        data_dir: Option<PathBuf>,
+        server: Option<String>,
+        username: Option<String>,
+    ) -> Flags {
+        let client = (server.is_some() || username.is_some()).then_some(ClientFlags { server, username });
+        Flags { listen, data_dir, client }
+    }
 }
 
 impl Config {
-    /// Loads and validates the configuration.
+    /// Loads and validates the configuration: defaults < what `portcullis login` saved <
+    /// the file < `PORTCULLIS_*` < flags.
     pub fn load(file: Option<&Path>, flags: &Flags) -> anyhow::Result<Config> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(saved) = crate::login::saved_file().filter(|f| f.exists()) {
+            fig = fig.merge(Toml::file(saved));
+        }
         if let Some(f) = file {
             if !f.exists() {
                 bail!("config file {} does not exist", f.display());
@@ -349,7 +376,7 @@ impl Config {
             fig = fig.merge(Toml::file(f));
         }
         let fig = fig.merge(Env::prefixed("PORTCULLIS_").split("__")).merge(Serialized::globals(flags));
-        let cfg: Config = fig.extract().context("invalid configuration")?;
+        let cfg: Config = fig.extract().map_err(|e| anyhow::anyhow!(explain(e)))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -389,6 +416,49 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The effective configuration as `config check` prints it: the settings (secrets masked),
+    /// then what they mean where that is not obvious.
+    pub fn explained(&self) -> anyhow::Result<String> {
+        let mut out = toml::to_string(self)?;
+        out.push_str("\n# What this means\n");
+        out.push_str(&format!("# listening on {}; data directory {}\n", self.listen_addr()?, self.data_dir.display()));
+        out.push_str(&format!(
+            "# metadata: {}; blobs: {}\n",
+            if self.database.url()?.is_some() { "PostgreSQL (database.url)" } else { "SQLite in the data directory" },
+            if self.s3.bucket.is_empty() { "the data directory" } else { "S3 (s3.bucket)" }
+        ));
+        out.push_str("# upstream registries (pull-through):\n");
+        for u in self.upstreams()? {
+            let configured = self.upstreams.iter().any(|c| oci::source::canonical_registry(&c.registry) == u.registry);
+            let how = if configured { "configured" } else { "built in" };
+            let auth = if u.username.is_some() { ", with credentials" } else { "" };
+            out.push_str(&format!("#   {} -> {} ({how}{auth})\n", u.registry, u.url));
+        }
+        if self.upstreams_open {
+            out.push_str("#   and any other registry, at https://<host> (upstreams_open)\n");
+        }
+        out.push_str(&match self.proxy.cache_max_bytes {
+            0 => "# proxy.cache_max_bytes = 0: the cache of upstream images has no size limit (nothing is evicted)\n".to_owned(),
+            n => format!("# proxy.cache_max_bytes = {n}: cached upstream blobs beyond {n} bytes are evicted, least recently used first\n"),
+        });
+        out.push_str(&format!(
+            "# pulls through the proxy: {}\n",
+            if self.proxy.allow_anonymous {
+                "anonymous allowed (proxy.allow_anonymous)"
+            } else {
+                "signed-in users only"
+            }
+        ));
+        if !self.auth.allowed_orgs.is_empty() {
+            out.push_str(&format!(
+                "# sign-in enforced: only members of {} may use the registry\n",
+                self.auth.allowed_orgs.join(", ")
+            ));
+        }
+        out.push_str(&format!("# API commands talk to {} as {}\n", self.client_server(), self.client.username));
+        Ok(out)
     }
 
     /// The address to listen on: `127.0.0.1:5000`, `[::1]:5000`, `0.0.0.0:5000` or a name such
@@ -456,6 +526,75 @@ impl Config {
     }
 }
 
+/// Configuration errors as people fix them: the key, where it was set (a file and line, or an
+/// environment variable), and the nearest known key when one was misspelt.
+fn explain(errors: figment::Error) -> String {
+    let mut lines = Vec::new();
+    for e in errors {
+        let mut path = e.path.clone();
+        let (what, suggestion) = match &e.kind {
+            figment::error::Kind::UnknownField(found, expected) => {
+                if path.last() != Some(found) {
+                    path.push(found.clone());
+                }
+                let near = expected
+                    .iter()
+                    .map(|k| (strsim::jaro_winkler(found, k), *k))
+                    .filter(|(score, _)| *score > 0.8)
+                    .max_by(|a, b| a.0.total_cmp(&b.0))
+                    .map(|(_, k)| format!("; did you mean `{k}`?"));
+                (
+                    "unknown key".to_owned(),
+                    near.unwrap_or_else(|| format!("; known keys here: {}", expected.join(", "))),
+                )
+            }
+            figment::error::Kind::InvalidType(actual, expected) => {
+                (format!("expected {expected}, found {actual}, for"), String::new())
+            }
+            figment::error::Kind::InvalidValue(actual, expected) => {
+                (format!("expected {expected}, found {actual}, for"), String::new())
+            }
+            other => (other.to_string(), String::new()),
+        };
+        let key = path.join(".");
+        let place = match &e.metadata {
+            Some(m) => match &m.source {
+                Some(figment::Source::File(f)) => match line_of(f, &path) {
+                    Some(n) => format!(" (in {}, line {n})", f.display()),
+                    None => format!(" (in {})", f.display()),
+                },
+                _ if m.name.contains("environment") => {
+                    format!(" (from the environment variable PORTCULLIS_{})", path.join("__").to_uppercase())
+                }
+                _ => String::new(),
+            },
+            None => String::new(),
+        };
+        lines.push(format!("invalid configuration: {what} `{key}`{place}{suggestion}"));
+    }
+    lines.join("\n")
+}
+
+/// The line of a TOML file that sets `path` (`["auth", "token_ttl"]`: `token_ttl = …` under `[auth]`).
+fn line_of(file: &Path, path: &[String]) -> Option<usize> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let (key, table) = path.split_last()?;
+    let table = table.join(".");
+    let mut current = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if let Some(h) = l.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            current = h.trim_matches(['[', ']']).trim().to_owned();
+            continue;
+        }
+        let set = l.split('=').next().map(str::trim);
+        if current == table && set == Some(key.as_str()) {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -474,8 +613,20 @@ mod tests {
             assert_eq!(c.data_dir, PathBuf::from("/tmp/x"), "flag beats all");
             let shown = toml::to_string(&c).unwrap();
             assert!(shown.contains("***") && !shown.contains("s3cret"), "{shown}");
-            jail.create_file("bad.toml", "lisen = \"x\"\n")?;
-            assert!(Config::load(Some(Path::new("bad.toml")), &Flags::default()).is_err());
+            jail.create_file("bad.toml", "listen = \"127.0.0.1:1\"\n\n[auth]\ntoken_ttl = 5\n")?;
+            let err = Config::load(Some(Path::new("bad.toml")), &Flags::default()).unwrap_err().to_string();
+            assert!(err.contains("unknown key `auth.token_ttl`"), "{err}");
+            assert!(err.contains("bad.toml, line 4") && err.ends_with("did you mean `token_ttl_secs`?"), "{err}");
+            jail.create_file("typed.toml", "[proxy]\ntag_ttl_secs = \"soon\"\n")?;
+            let err = Config::load(Some(Path::new("typed.toml")), &Flags::default()).unwrap_err().to_string();
+            assert!(err.contains("`proxy.tag_ttl_secs`") && err.contains("typed.toml, line 2"), "{err}");
+            jail.set_env("PORTCULLIS_AUTH__TOKEN_TL_SECS", "5");
+            let err = Config::load(None, &Flags::default()).unwrap_err().to_string();
+            assert!(err.contains("environment variable PORTCULLIS_AUTH__TOKEN_TL_SECS"), "{err}");
+            assert!(err.contains("did you mean `token_ttl_secs`?"), "{err}");
+            jail.clear_env();
+            jail.set_env("PORTCULLIS_AUTH__TOKEN_TTL_SECS", "900");
+            jail.set_env("PORTCULLIS_ADMIN_PASSWORD", "s3cret-pass");
             jail.create_file(
                 "up.toml",
                 "upstreams_open = false\n[[upstreams]]\nregistry = \"index.docker.io\"\nurl = \"http://127.0.0.1:5000\"\n\

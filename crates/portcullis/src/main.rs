@@ -5,36 +5,52 @@ mod app;
 mod cli_api;
 mod client_config;
 mod config;
+mod login;
 mod publishers_sync;
 mod serve;
 mod tasks;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, Flags};
 
 #[derive(Parser)]
-#[command(name = "portcullis", version, about = "Container registry gateway with Image Access Management")]
+#[command(name = "portcullis", version = env!("BUILD_VERSION"), about = "Container registry gateway with Image Access Management")]
 struct Cli {
-    /// TOML configuration file.
-    #[arg(long, global = true)]
+    /// TOML configuration file (settings also come from PORTCULLIS_* variables).
+    #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Data directory (database, blobs, signing key).
-    #[arg(long, global = true)]
-    data_dir: Option<PathBuf>,
+    /// The server that API commands (org, check, publishers, login) talk to; default: the one
+    /// `portcullis login` saved, else this configuration's own listen address.
+    #[arg(long, global = true, value_name = "URL")]
+    server: Option<String>,
+    /// The user API commands sign in as (password or access token from `portcullis login` or
+    /// PORTCULLIS_CLIENT__PASSWORD).
+    #[arg(long, global = true, value_name = "NAME")]
+    username: Option<String>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where the database and blobs live.
+#[derive(Args, Clone, Default)]
+struct DataDir {
+    /// Data directory (database, blobs); default ./portcullis-data.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the registry.
     Serve {
-        /// Address to listen on, e.g. 127.0.0.1:5000.
-        #[arg(long)]
+        /// Address to listen on: 127.0.0.1:5000, [::1]:5000, 0.0.0.0:5000 or localhost:5000.
+        #[arg(long, value_name = "HOST:PORT")]
         listen: Option<String>,
+        #[command(flatten)]
+        data: DataDir,
     },
     /// Configuration helpers.
     Config {
@@ -46,54 +62,78 @@ enum Command {
         /// Move bad blobs aside and forget them, so they are never served.
         #[arg(long)]
         quarantine: bool,
+        #[command(flatten)]
+        data: DataDir,
     },
     /// Copy an embedded instance (SQLite and filesystem) to PostgreSQL, and its blobs to S3 (with
     /// the `s3` settings of the configuration), verifying row counts and digests. Safe to run
     /// again after an interruption: what is there already is kept.
     MigrateData {
         /// The data directory of the embedded instance (stop its server first).
-        #[arg(long)]
+        #[arg(long, value_name = "DIR")]
         from: PathBuf,
         /// postgres://user:password@host:5432/db of an empty database.
-        #[arg(long)]
+        #[arg(long, value_name = "URL")]
         to: String,
         /// s3://bucket to move the blobs to (else they stay in the data directory).
-        #[arg(long)]
+        #[arg(long, value_name = "URL")]
         blobs_to: Option<String>,
     },
     /// Delete unreferenced blobs, evict cached upstream blobs beyond the budget and purge
     /// abandoned uploads.
     Gc {
         /// Cache budget in bytes (default: proxy.cache_max_bytes).
-        #[arg(long)]
+        #[arg(long, value_name = "BYTES")]
         max_bytes: Option<u64>,
         /// Purge uploads not written to for this many seconds (default: a day).
-        #[arg(long, default_value_t = portcullis_core::purge::UPLOAD_MAX_AGE_SECS)]
+        #[arg(long, value_name = "SECS", default_value_t = portcullis_core::purge::UPLOAD_MAX_AGE_SECS)]
         uploads_older_than: i64,
+        #[command(flatten)]
+        data: DataDir,
     },
     /// Write client configuration that sends pulls through the gateway (docker, containerd,
-    /// podman, k3s, Docker Desktop registry.json).
+    /// podman, k3s, Docker Desktop), with a README saying where each file goes.
     ClientConfig {
         /// The gateway's URL, e.g. https://gw.example.com.
-        #[arg(long)]
+        #[arg(long, value_name = "URL")]
         gateway: String,
-        /// Organizations Docker Desktop requires sign-in to (allowedOrgs).
-        #[arg(long = "org")]
+        /// Organizations Docker Desktop requires sign-in to (allowedOrgs); repeat for several.
+        #[arg(long = "org", value_name = "ORG")]
         orgs: Vec<String>,
-        /// Registries to route through the gateway besides Docker Hub.
-        #[arg(long = "registry")]
+        /// Registries to route through the gateway besides Docker Hub; repeat for several.
+        #[arg(long = "registry", value_name = "HOST")]
         registries: Vec<String>,
         /// Output directory.
-        #[arg(long, default_value = "portcullis-client-config")]
+        #[arg(long, value_name = "DIR", default_value = "portcullis-client-config")]
         out: PathBuf,
     },
+    /// Sign in to a server for the API commands: checks the password (or access token, read
+    /// from standard input or a prompt) and saves it, readable only by you.
+    Login {
+        /// Read the password or token from standard input without prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Forget the credentials `login` saved.
+    Logout,
     /// Organization settings, exceptions and audit log, through the API of a running server.
     Org {
         #[command(subcommand)]
         command: OrgCommand,
     },
-    /// Can USER pull IMAGE? The decision and its trace, from a running server.
-    Check { org: String, user: String, image: String },
+    /// Can USER pull IMAGE? Asks the server's gate, as a pull would: one line with the answer,
+    /// then each step (exit status 1 when denied).
+    Check {
+        /// The organization whose owners (or members, for themselves) may ask.
+        org: String,
+        /// The user who would pull.
+        user: String,
+        /// The image as a client names it: alpine, someone/app:1, ghcr.io/o/a@sha256:…
+        image: String,
+        /// Print the whole answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The publisher catalog of a running server.
     Publishers {
         #[command(subcommand)]
@@ -103,6 +143,8 @@ enum Command {
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
+        #[command(flatten)]
+        data: DataDir,
     },
 }
 
@@ -120,11 +162,15 @@ enum OrgCommand {
     },
     /// The org's audit log, newest first.
     Audit {
+        /// The organization.
         org: String,
+        /// Only pulls with this decision: allowed, denied or would_deny.
         #[arg(long)]
         decision: Option<String>,
+        /// Only entries by this user.
         #[arg(long)]
         actor: Option<String>,
+        /// At most this many entries.
         #[arg(long, default_value_t = 50)]
         limit: i64,
     },
@@ -132,56 +178,77 @@ enum OrgCommand {
 
 #[derive(Subcommand)]
 enum SettingsCommand {
+    /// Show the settings.
     Get {
+        /// The organization.
         org: String,
     },
-    /// Replace the settings with a JSON document (Docker Hub's shape plus ours).
+    /// Change the settings the JSON document names (Docker Hub's shape plus ours); the rest
+    /// stay as they are.
     Set {
+        /// The organization.
         org: String,
+        /// The change, such as '{"restricted_images":{"enabled":true}}'.
         json: String,
     },
-    /// Which recent pulls the JSON settings would deny.
+    /// Which recent pulls the change would deny.
     Preview {
+        /// The organization.
         org: String,
+        /// The change, as for `set`.
         json: String,
     },
 }
 
 #[derive(Subcommand)]
 enum ExceptionsCommand {
+    /// List the exceptions.
     List {
+        /// The organization.
         org: String,
     },
+    /// Allow a repository (or all of a namespace's) despite the category rules.
     Add {
+        /// The organization.
         org: String,
         /// docker.io/owner/app or docker.io/owner/*
         pattern: String,
+        /// Why (shown to owners and in the audit log).
         #[arg(long)]
         reason: String,
+        /// Only this manifest digest (and what it references).
         #[arg(long)]
         digest: Option<String>,
+        /// Only for members of this team.
         #[arg(long)]
         team: Option<String>,
-        /// Unix seconds.
+        /// Unix seconds after which it no longer applies.
         #[arg(long)]
         expires_at: Option<i64>,
     },
+    /// Remove an exception.
     Delete {
+        /// The organization.
         org: String,
+        /// The exception's id (see `list`).
         id: i64,
     },
 }
 
 #[derive(Subcommand)]
 enum PublishersCommand {
+    /// The effective catalog (shipped list and overrides).
     List,
     /// Set a Docker Hub namespace's badge: verified_publisher, open_source or none.
     Set {
+        /// A Docker Hub namespace.
         namespace: String,
+        /// verified_publisher, open_source or none.
         badge: String,
     },
     /// Remove an override.
     Unset {
+        /// A Docker Hub namespace.
         namespace: String,
     },
     /// Read badges from Docker Hub's search API and store them (as overrides).
@@ -194,14 +261,21 @@ enum PublishersCommand {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// Print the effective configuration (secrets masked) and exit non-zero when it is invalid.
-    Check,
+    /// Print the effective configuration (secrets masked) and what it means; exit non-zero when
+    /// it is invalid.
+    Check {
+        #[command(flatten)]
+        data: DataDir,
+    },
 }
 
 #[derive(Subcommand)]
 enum AdminCommand {
     /// Set a user's password, read from standard input.
-    ResetPassword { username: String },
+    ResetPassword {
+        /// The user.
+        username: String,
+    },
     /// Make a new token signing key; every replica signs with it within a second, and tokens
     /// signed with older keys stay valid until they expire.
     RotateKey,
@@ -209,11 +283,15 @@ enum AdminCommand {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let listen = match &cli.command {
-        Command::Serve { listen } => listen.clone(),
-        _ => None,
+    let (listen, data_dir) = match &cli.command {
+        Command::Serve { listen, data } => (listen.clone(), data.data_dir.clone()),
+        Command::Fsck { data, .. }
+        | Command::Gc { data, .. }
+        | Command::Admin { data, .. }
+        | Command::Config { command: ConfigCommand::Check { data } } => (None, data.data_dir.clone()),
+        _ => (None, None),
     };
-    let flags = Flags { listen, data_dir: cli.data_dir.clone() };
+    let flags = Flags::new(listen, data_dir, cli.server.clone(), cli.username.clone());
     let config = match Config::load(cli.config.as_deref(), &flags) {
         Ok(c) => c,
         Err(e) => {
@@ -231,12 +309,14 @@ fn main() -> std::process::ExitCode {
     let result = rt.block_on(async move {
         match cli.command {
             Command::Serve { .. } => app::serve(config).await,
-            Command::Config { command: ConfigCommand::Check } => {
-                print!("{}", toml::to_string(&config)?);
+            Command::Config { command: ConfigCommand::Check { .. } } => {
+                print!("{}", config.explained()?);
                 Ok(())
             }
-            Command::Fsck { quarantine } => tasks::fsck(&config, quarantine).await,
-            Command::Gc { max_bytes, uploads_older_than } => tasks::gc(&config, max_bytes, uploads_older_than).await,
+            Command::Fsck { quarantine, .. } => tasks::fsck(&config, quarantine).await,
+            Command::Gc { max_bytes, uploads_older_than, .. } => {
+                tasks::gc(&config, max_bytes, uploads_older_than).await
+            }
             Command::MigrateData { from, to, blobs_to } => {
                 tasks::migrate_data(&config, &from, &to, blobs_to.as_deref()).await
             }
@@ -244,17 +324,24 @@ fn main() -> std::process::ExitCode {
                 &client_config::Options { gateway: &gateway, orgs: &orgs, registries: &registries },
                 &out,
             ),
-            Command::Admin { command: AdminCommand::ResetPassword { username } } => {
+            Command::Login { password_stdin } => login::login(&config, password_stdin).await,
+            Command::Logout => login::logout(),
+            Command::Admin { command: AdminCommand::ResetPassword { username }, .. } => {
                 tasks::reset_password(&config, &username).await
             }
-            Command::Admin { command: AdminCommand::RotateKey } => tasks::rotate_key(&config).await,
+            Command::Admin { command: AdminCommand::RotateKey, .. } => tasks::rotate_key(&config).await,
             Command::Org { command } => org_command(&cli_api::Api::new(&config)?, command).await,
-            Command::Check { org, user, image } => {
+            Command::Check { org, user, image, json } => {
                 let path =
                     format!("/api/v1/orgs/{org}/check?user={}&image={}", cli_api::enc(&user), cli_api::enc(&image));
-                let v = cli_api::Api::new(&config)?.call("GET", &path, None).await?;
+                let v = cli_api::Api::new(&config)?.quiet("GET", &path, None).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                } else {
+                    print!("{}", cli_api::explain_check(&v, &image));
+                }
                 if v["effect"] == "deny" {
-                    anyhow::bail!("denied: {}", v["message"].as_str().unwrap_or_default());
+                    return Err(anyhow::Error::new(cli_api::Denied));
                 }
                 Ok(())
             }
@@ -279,6 +366,7 @@ fn main() -> std::process::ExitCode {
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.is::<cli_api::Denied>() => std::process::ExitCode::FAILURE,
         Err(e) => {
             eprintln!("portcullis: {e:#}");
             std::process::ExitCode::FAILURE
@@ -289,7 +377,9 @@ fn main() -> std::process::ExitCode {
 async fn org_command(api: &cli_api::Api, command: OrgCommand) -> anyhow::Result<()> {
     let json = |s: &str| serde_json::from_str::<serde_json::Value>(s).map_err(|e| anyhow::anyhow!("invalid JSON: {e}"));
     match command {
-        OrgCommand::Settings { command: SettingsCommand::Get { org } } => api.call("GET", &format!("/api/v1/orgs/{org}/settings"), None).await,
+        OrgCommand::Settings { command: SettingsCommand::Get { org } } => {
+            api.call("GET", &format!("/api/v1/orgs/{org}/settings"), None).await
+        }
         OrgCommand::Settings { command: SettingsCommand::Set { org, json: j } } => {
             api.call("PUT", &format!("/api/v1/orgs/{org}/settings"), Some(json(&j)?)).await
         }
@@ -318,4 +408,32 @@ async fn org_command(api: &cli_api::Api, command: OrgCommand) -> anyhow::Result<
         }
     }
     .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every command, argument and flag says what it is for.
+    #[test]
+    fn everything_has_help() {
+        fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in c.get_arguments() {
+                let id = a.get_id().as_str();
+                if !matches!(id, "help" | "version") && a.get_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in c.get_subcommands() {
+                if sub.get_name() != "help" && sub.get_about().is_none() {
+                    missing.push(format!("{path} {}", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = vec![];
+        walk(&super::Cli::command(), "portcullis", &mut missing);
+        assert!(missing.is_empty(), "without help: {missing:?}");
+        super::Cli::command().debug_assert();
+    }
 }

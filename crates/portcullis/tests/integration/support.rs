@@ -21,7 +21,8 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A command running the binary with a clean environment (no stray `PORTCULLIS_*`).
+/// A command running the binary with a clean environment (no stray `PORTCULLIS_*`) and its
+/// data directory at `data_dir`.
 pub fn portcullis(data_dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_portcullis"));
     for (k, _) in std::env::vars() {
@@ -29,7 +30,7 @@ pub fn portcullis(data_dir: &Path) -> Command {
             c.env_remove(k);
         }
     }
-    c.arg("--data-dir").arg(data_dir);
+    c.env("PORTCULLIS_DATA_DIR", data_dir);
     c
 }
 
