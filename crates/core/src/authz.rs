@@ -98,7 +98,8 @@ pub enum Namespace {
 /// Immutable snapshot of everything authorization needs.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    users: HashMap<String, (i64, bool)>,
+    /// name → (id, is_admin, disabled)
+    users: HashMap<String, (i64, bool, bool)>,
     /// user id → (org, team) pairs
     teams_of: HashMap<i64, Vec<(String, String)>>,
     orgs: HashMap<String, (i64, OrgEntry)>,
@@ -108,8 +109,8 @@ pub struct Snapshot {
 impl Snapshot {
     pub fn build(rows: DirectoryRows) -> Snapshot {
         let mut s = Snapshot::default();
-        for (id, name, admin) in rows.users {
-            s.users.insert(name, (id, admin));
+        for (id, name, admin, disabled) in rows.users {
+            s.users.insert(name, (id, admin, disabled));
         }
         let mut org_names = HashMap::new();
         for (id, name) in rows.orgs {
@@ -156,14 +157,16 @@ impl Snapshot {
     }
 
     pub fn namespace(&self, ns: &str) -> Option<Namespace> {
-        if let Some((id, _)) = self.users.get(ns) {
+        if let Some((id, _, _)) = self.users.get(ns) {
             return Some(Namespace::User(*id));
         }
         self.orgs.get(ns).map(|(id, _)| Namespace::Org(*id))
     }
 
+    /// A user who may act now: (id, is_admin); `None` for unknown and disabled accounts (a
+    /// disabled account keeps its name and namespace, but nothing it presents is accepted).
     pub fn user(&self, name: &str) -> Option<(i64, bool)> {
-        self.users.get(name).copied()
+        self.users.get(name).filter(|u| !u.2).map(|u| (u.0, u.1))
     }
 
     pub fn repo(&self, name: &str) -> Option<(i64, Visibility)> {
@@ -194,6 +197,18 @@ impl Snapshot {
         self.orgs.get(org).is_some_and(|(_, o)| o.members.contains(&user))
     }
 
+    /// The orgs whose only owner `user` is.
+    pub fn orgs_owned_only_by(&self, user: i64) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .orgs
+            .iter()
+            .filter(|(_, (_, o))| o.owners.len() == 1 && o.owners.contains(&user))
+            .map(|(n, _)| n.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
     pub fn is_owner(&self, org: &str, user: i64) -> bool {
         self.orgs.get(org).is_some_and(|(_, o)| o.owners.contains(&user))
     }
@@ -203,8 +218,8 @@ impl Snapshot {
         let public = matches!(self.repos.get(repo.as_str()), Some((_, Visibility::Public)));
         let base = if public { Actions::PULL } else { Actions::NONE };
         let Subject::User(p) = subject else { return base };
-        // A principal whose account is gone has no rights beyond the public.
-        if self.users.get(&p.username).map(|u| u.0) != Some(p.id) {
+        // A principal whose account is gone or disabled has no rights beyond the public.
+        if self.user(&p.username).map(|u| u.0) != Some(p.id) {
             return base;
         }
         let granted = if p.is_admin {
@@ -266,10 +281,10 @@ mod tests {
     fn snap() -> Snapshot {
         Snapshot::build(DirectoryRows {
             users: vec![
-                (1, "alice".into(), false),
-                (2, "bob".into(), false),
-                (3, "root".into(), true),
-                (4, "carol".into(), false),
+                (1, "alice".into(), false, false),
+                (2, "bob".into(), false, false),
+                (3, "root".into(), true, false),
+                (4, "carol".into(), false, false),
             ],
             orgs: vec![(10, "acme".into())],
             teams: vec![(100, 10, "owners".into()), (101, 10, "dev".into())],

@@ -17,7 +17,8 @@ use crate::audit::Audit;
 use crate::authz::{Directory, Principal, Snapshot};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::model::{AccessToken, TokenScope, User};
+use crate::metrics::Metrics;
+use crate::model::{AccessToken, AuditEntry, LoginFailures, TokenScope, User};
 use crate::ports::MetaStore;
 
 /// Prefix of personal access tokens.
@@ -94,41 +95,112 @@ pub fn admin_only(who: &Principal, what: &str) -> Result<()> {
     if who.is_admin { Ok(()) } else { Err(Error::Denied(format!("only the instance administrator may {what}"))) }
 }
 
-/// Failed sign-ins counted per user and per client address in fixed windows. The counts live
-/// in the database, so that an attacker who spreads attempts over replicas meets one limit.
+/// Sign-in throttling that an outsider cannot turn into a lock-out. The counts live in the
+/// database, so that attempts spread over replicas meet one limit.
+/// - A user at one address: after a few free failures (typos, clients retrying), growing delays
+///   (1 s, 2 s, 4 s … 60 s); a success there clears them. Guessing from one address is slowed;
+///   the user's own sign-in from any other address is untouched.
+/// - One address, across users: at most [`MAX_PER_ADDRESS`](Self::MAX_PER_ADDRESS) failures
+///   per window, then refused until the window ends.
+/// - One user, across addresses: past [`SLOW_USER_AFTER`](Self::SLOW_USER_AFTER) failures per
+///   window, each password check for that user waits a second — a distributed guess is slowed,
+///   the right password is never refused.
+/// - Access tokens are never throttled by password failures; invalid tokens have a per-address
+///   limit of their own.
 pub struct LoginThrottle;
 
+/// What a password attempt must do first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    Now,
+    /// The user is under a distributed guess: answer after this long.
+    Slow(std::time::Duration),
+}
+
 impl LoginThrottle {
-    pub const WINDOW_SECS: i64 = 300;
-    pub const MAX_PER_USER: u32 = 10;
-    pub const MAX_PER_CLIENT: u32 = 30;
+    pub const WINDOW_SECS: i64 = 900;
+    /// Failures of a user at an address before the delays start.
+    pub const FREE_FAILURES: i64 = 3;
+    pub const MAX_DELAY_SECS: i64 = 60;
+    pub const MAX_PER_ADDRESS: i64 = 30;
+    pub const SLOW_USER_AFTER: i64 = 100;
+    pub const MAX_TOKEN_FAILURES_PER_ADDRESS: i64 = 30;
 
-    fn keys(user: &str, client: &str) -> [String; 2] {
-        [format!("u:{user}"), format!("c:{client}")]
+    fn pair(user: &str, addr: &str) -> String {
+        format!("p:{user}\t{addr}")
     }
 
-    /// Seconds to wait when a (key, window start, failures) row is over `max` at `now`.
-    fn over(rows: &[(String, i64, i64)], key: &str, max: u32, now: i64) -> Option<u64> {
-        let (_, start, count) = rows.iter().find(|r| r.0 == key)?;
-        (now - start < Self::WINDOW_SECS && *count >= i64::from(max))
-            .then(|| (start + Self::WINDOW_SECS - now).max(1) as u64)
+    /// Every key that names `user` (to lift their throttle).
+    fn user_prefixes(user: &str) -> [String; 2] {
+        [format!("p:{user}\t"), format!("u:{user}")]
     }
 
-    /// `RateLimited` when the user or the client has failed too often recently.
-    pub async fn check(meta: &dyn MetaStore, user: &str, client: &str, now: i64) -> Result<()> {
-        let [u, c] = Self::keys(user, client);
-        let rows = meta.login_failures(&u, &c).await?;
-        match Self::over(&rows, &u, Self::MAX_PER_USER, now).max(Self::over(&rows, &c, Self::MAX_PER_CLIENT, now)) {
-            Some(retry_after) => Err(Error::RateLimited { retry_after }),
+    /// The delay after `n` failures in a row: none for the first few, then 1, 2, 4 … seconds,
+    /// at most a minute.
+    pub fn delay(n: i64) -> i64 {
+        let n = n - Self::FREE_FAILURES;
+        if n <= 0 { 0 } else { (1i64 << (n - 1).min(16)).min(Self::MAX_DELAY_SECS) }
+    }
+
+    fn row<'a>(rows: &'a [LoginFailures], key: &str, now: i64) -> Option<&'a LoginFailures> {
+        rows.iter().find(|r| r.key == key && now - r.window_start < Self::WINDOW_SECS)
+    }
+
+    /// Whether a password attempt for `user` from `addr` may go ahead, and how fast.
+    pub async fn password(meta: &dyn MetaStore, user: &str, addr: &str, now: i64) -> Result<Pace> {
+        let (pair, a, u) = (Self::pair(user, addr), format!("a:{addr}"), format!("u:{user}"));
+        let rows = meta.login_failures(&[pair.clone(), a.clone(), u.clone()]).await?;
+        // Times are whole seconds: a delay of d seconds holds until d full seconds have passed.
+        if let Some(r) = Self::row(&rows, &pair, now) {
+            let delay = Self::delay(r.failures);
+            if delay > 0 && now <= r.last_at + delay {
+                return Err(Error::RateLimited { retry_after: (r.last_at + delay + 1 - now) as u64 });
+            }
+        }
+        if let Some(r) = Self::row(&rows, &a, now).filter(|r| r.failures >= Self::MAX_PER_ADDRESS) {
+            return Err(Error::RateLimited { retry_after: (r.window_start + Self::WINDOW_SECS - now).max(1) as u64 });
+        }
+        Ok(match Self::row(&rows, &u, now) {
+            Some(r) if r.failures >= Self::SLOW_USER_AFTER => Pace::Slow(std::time::Duration::from_secs(1)),
+            _ => Pace::Now,
+        })
+    }
+
+    pub async fn password_failed(meta: &dyn MetaStore, user: &str, addr: &str, now: i64) -> Result<()> {
+        for key in [Self::pair(user, addr), format!("a:{addr}"), format!("u:{user}")] {
+            meta.record_login_failure(&key, now, Self::WINDOW_SECS).await?;
+        }
+        Ok(())
+    }
+
+    /// A right password clears the delays of that user at that address.
+    pub async fn password_worked(meta: &dyn MetaStore, user: &str, addr: &str) -> Result<()> {
+        meta.clear_login_failures(&Self::pair(user, addr), false).await.map(|_| ())
+    }
+
+    /// Whether a token may be checked for `addr` (invalid tokens only count against tokens).
+    pub async fn token(meta: &dyn MetaStore, addr: &str, now: i64) -> Result<()> {
+        let key = format!("t:{addr}");
+        let rows = meta.login_failures(std::slice::from_ref(&key)).await?;
+        match Self::row(&rows, &key, now).filter(|r| r.failures >= Self::MAX_TOKEN_FAILURES_PER_ADDRESS) {
+            Some(r) => {
+                Err(Error::RateLimited { retry_after: (r.window_start + Self::WINDOW_SECS - now).max(1) as u64 })
+            }
             None => Ok(()),
         }
     }
 
-    pub async fn record_failure(meta: &dyn MetaStore, user: &str, client: &str, now: i64) -> Result<()> {
-        for key in Self::keys(user, client) {
-            meta.record_login_failure(&key, now, Self::WINDOW_SECS).await?;
+    pub async fn token_failed(meta: &dyn MetaStore, addr: &str, now: i64) -> Result<()> {
+        meta.record_login_failure(&format!("t:{addr}"), now, Self::WINDOW_SECS).await
+    }
+
+    /// Forgets every failure counted against `user` (the administrator lifts a throttle).
+    pub async fn lift(meta: &dyn MetaStore, user: &str) -> Result<u64> {
+        let mut n = 0;
+        for p in Self::user_prefixes(user) {
+            n += meta.clear_login_failures(&p, true).await?;
         }
-        Ok(())
+        Ok(n)
     }
 }
 
@@ -146,6 +218,7 @@ pub struct Identity {
     meta: Arc<dyn MetaStore>,
     clock: Arc<dyn Clock>,
     audit: Arc<Audit>,
+    metrics: Arc<Metrics>,
     directory: Directory,
     verified: Mutex<HashMap<String, i64>>,
     touched: Mutex<HashMap<i64, i64>>,
@@ -153,11 +226,18 @@ pub struct Identity {
 }
 
 impl Identity {
-    pub fn new(meta: Arc<dyn MetaStore>, directory: Directory, clock: Arc<dyn Clock>, audit: Arc<Audit>) -> Identity {
+    pub fn new(
+        meta: Arc<dyn MetaStore>,
+        directory: Directory,
+        clock: Arc<dyn Clock>,
+        audit: Arc<Audit>,
+        metrics: Arc<Metrics>,
+    ) -> Identity {
         Identity {
             meta,
             clock,
             audit,
+            metrics,
             directory,
             verified: Mutex::default(),
             touched: Mutex::default(),
@@ -186,36 +266,76 @@ impl Identity {
     }
 
     /// Signs in with a username and a password or access token. `client` is the caller's
-    /// address, for throttling.
+    /// address, for throttling. Failures and throttling are audited and counted.
     pub async fn authenticate(&self, username: &str, secret: &str, client: &str) -> Result<Principal> {
-        let now = self.clock.now();
-        LoginThrottle::check(self.meta.as_ref(), username, client, now).await?;
-        let result = if secret.starts_with(PAT_PREFIX) {
-            self.check_token(secret, now).await.and_then(|p| {
-                if p.username == username {
-                    Ok(p)
-                } else {
-                    Err(Error::Unauthenticated("invalid username or token".into()))
-                }
-            })
-        } else {
-            self.check_password(username, secret, now).await
-        };
-        if matches!(result, Err(Error::Unauthenticated(_))) {
-            LoginThrottle::record_failure(self.meta.as_ref(), username, client, now).await?;
+        if secret.starts_with(PAT_PREFIX) {
+            let p = self.authenticate_token(secret, client).await?;
+            if p.username != username {
+                return Err(self.failed("token", username, client, "the token belongs to another user").await);
+            }
+            return Ok(p);
         }
-        result
+        let now = self.clock.now();
+        match LoginThrottle::password(self.meta.as_ref(), username, client, now).await {
+            Ok(Pace::Now) => {}
+            Ok(Pace::Slow(d)) => tokio::time::sleep(d).await,
+            Err(e) => {
+                Metrics::inc(&self.metrics.signin_throttled);
+                self.audit_auth("auth.throttled", username, client, "password", &e.to_string()).await;
+                return Err(e);
+            }
+        }
+        match self.check_password(username, secret, now).await {
+            Ok(p) => {
+                LoginThrottle::password_worked(self.meta.as_ref(), username, client).await?;
+                Ok(p)
+            }
+            Err(e @ Error::Unauthenticated(_)) => {
+                LoginThrottle::password_failed(self.meta.as_ref(), username, client, now).await?;
+                Err(self.failed("password", username, client, &e.to_string()).await)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Signs in with a bare token (API `Bearer <token>`, OAuth2 refresh grant).
     pub async fn authenticate_token(&self, secret: &str, client: &str) -> Result<Principal> {
         let now = self.clock.now();
-        LoginThrottle::check(self.meta.as_ref(), "", client, now).await?;
-        let r = self.check_token(secret, now).await;
-        if matches!(r, Err(Error::Unauthenticated(_))) {
-            LoginThrottle::record_failure(self.meta.as_ref(), "", client, now).await?;
+        if let Err(e) = LoginThrottle::token(self.meta.as_ref(), client, now).await {
+            Metrics::inc(&self.metrics.signin_throttled);
+            self.audit_auth("auth.throttled", "", client, "token", &e.to_string()).await;
+            return Err(e);
         }
-        r
+        match self.check_token(secret, now).await {
+            Err(e @ Error::Unauthenticated(_)) => {
+                LoginThrottle::token_failed(self.meta.as_ref(), client, now).await?;
+                Err(self.failed("token", "", client, &e.to_string()).await)
+            }
+            r => r,
+        }
+    }
+
+    /// Audits and counts a failed sign-in; the error to answer with.
+    async fn failed(&self, method: &str, username: &str, client: &str, reason: &str) -> Error {
+        Metrics::inc(&self.metrics.signin_failures);
+        self.audit_auth("auth.failure", username, client, method, reason).await;
+        Error::Unauthenticated(if method == "token" {
+            "invalid or expired token".into()
+        } else {
+            "invalid username or password".into()
+        })
+    }
+
+    async fn audit_auth(&self, action: &str, username: &str, client: &str, method: &str, reason: &str) {
+        self.audit
+            .record(AuditEntry {
+                actor: username.to_owned(),
+                action: action.to_owned(),
+                client: Some(client.to_owned()),
+                detail: Some(serde_json::json!({ "method": method, "reason": reason }).to_string()),
+                ..Default::default()
+            })
+            .await;
     }
 
     async fn check_password(&self, username: &str, password: &str, now: i64) -> Result<Principal> {
@@ -244,6 +364,10 @@ impl Identity {
                 m.insert(key, now + VERIFIED_TTL_SECS);
             }
         }
+        if user.disabled {
+            // Said only to someone who knows the password.
+            return Err(Error::Unauthenticated("this account is disabled; ask the administrator".into()));
+        }
         Ok(Self::principal(&user, None))
     }
 
@@ -252,7 +376,7 @@ impl Identity {
         let Some((token, user)) = self.meta.token_by_hash(&token_hash(secret)).await? else {
             return Err(bad());
         };
-        if token.expires_at.is_some_and(|e| e <= now) {
+        if token.expires_at.is_some_and(|e| e <= now) || user.disabled {
             return Err(bad());
         }
         let due = self
@@ -370,6 +494,58 @@ impl Identity {
         Ok(())
     }
 
+    async fn user(&self, username: &str) -> Result<User> {
+        self.meta.user_by_name(username).await?.ok_or_else(|| Error::NotFound(format!("no user {username}")))
+    }
+
+    /// Disables (or enables again) an account: a disabled user cannot sign in, their console
+    /// sessions end and their tokens are refused. Administrator only, never oneself.
+    pub async fn set_disabled(&self, who: &Principal, username: &str, disabled: bool) -> Result<()> {
+        admin_only(who, "disable or enable users")?;
+        if username == who.username {
+            return Err(Error::Conflict("you cannot disable your own account".into()));
+        }
+        let user = self.user(username).await?;
+        self.meta.set_user_disabled(user.id, disabled).await?;
+        if disabled {
+            self.meta.delete_user_sessions(user.id).await?;
+        }
+        self.refresh_directory().await?;
+        let action = if disabled { "user.disable" } else { "user.enable" };
+        self.audit.change(who, None, action, serde_json::json!({ "username": username })).await;
+        Ok(())
+    }
+
+    /// Deletes an account with its tokens, sessions and memberships. Administrator only, never
+    /// oneself, never an organization's last owner.
+    pub async fn delete_user(&self, who: &Principal, username: &str) -> Result<()> {
+        admin_only(who, "delete users")?;
+        if username == who.username {
+            return Err(Error::Conflict("you cannot delete your own account".into()));
+        }
+        let user = self.user(username).await?;
+        if let Some(org) = self.directory.snapshot().orgs_owned_only_by(user.id).first() {
+            return Err(Error::Conflict(format!(
+                "{username} is the last owner of {org}; make someone else an owner first"
+            )));
+        }
+        self.meta.delete_user(user.id).await?;
+        self.refresh_directory().await?;
+        self.audit.change(who, None, "user.delete", serde_json::json!({ "username": username })).await;
+        Ok(())
+    }
+
+    /// Lifts the sign-in throttle of a user (every address). Administrator only.
+    pub async fn lift_throttle(&self, who: &Principal, username: &str) -> Result<u64> {
+        admin_only(who, "lift sign-in throttles")?;
+        self.user(username).await?;
+        let n = LoginThrottle::lift(self.meta.as_ref(), username).await?;
+        self.audit
+            .change(who, None, "user.throttle.lift", serde_json::json!({ "username": username, "cleared": n }))
+            .await;
+        Ok(n)
+    }
+
     /// Every user (instance administrator only).
     pub async fn list_users(&self, who: &Principal) -> Result<Vec<User>> {
         admin_only(who, "list users")?;
@@ -405,14 +581,54 @@ mod tests {
         assert!(!verify_password("x", "not a hash"));
     }
 
-    #[test]
-    fn throttle_windows() {
-        let rows = vec![("u:bob".to_string(), 1000, 10), ("c:1.2.3.4".to_string(), 1000, 29)];
-        let over = |key: &str, max: u32, now: i64| LoginThrottle::over(&rows, key, max, now);
-        assert_eq!(over("u:bob", LoginThrottle::MAX_PER_USER, 1001), Some(299));
-        assert_eq!(over("u:bob", LoginThrottle::MAX_PER_USER, 1000 + LoginThrottle::WINDOW_SECS), None, "expired");
-        assert_eq!(over("c:1.2.3.4", LoginThrottle::MAX_PER_CLIENT, 1001), None, "one more allowed");
-        assert_eq!(over("u:alice", LoginThrottle::MAX_PER_USER, 1001), None);
+    #[tokio::test]
+    async fn throttling_slows_guessing_without_locking_anyone_out() {
+        use crate::memory::MemoryMeta;
+        let m = MemoryMeta::new();
+        let mut t = 10_000;
+        // guessing bob's password from one address: 1, 2, 4 … 60 s between attempts
+        let mut waits = vec![];
+        for _ in 0..12 {
+            LoginThrottle::password_failed(&m, "bob", "6.6.6.6", t).await.unwrap();
+            let wait = match LoginThrottle::password(&m, "bob", "6.6.6.6", t).await {
+                Err(Error::RateLimited { retry_after }) => retry_after - 1,
+                Ok(_) => 0,
+                Err(e) => panic!("{e}"),
+            };
+            waits.push(wait);
+            t += wait as i64 + 1;
+            assert_eq!(LoginThrottle::password(&m, "bob", "6.6.6.6", t).await.unwrap(), Pace::Now, "after the wait");
+        }
+        assert_eq!(waits, [0, 0, 0, 1, 2, 4, 8, 16, 32, 60, 60, 60], "a few typos are free");
+        // bob himself, from his own address, is not held back
+        assert_eq!(LoginThrottle::password(&m, "bob", "10.0.0.7", t).await.unwrap(), Pace::Now);
+        // and a success clears the delays at that address
+        LoginThrottle::password_worked(&m, "bob", "6.6.6.6").await.unwrap();
+        LoginThrottle::password_failed(&m, "bob", "6.6.6.6", t).await.unwrap();
+        assert_eq!(LoginThrottle::password(&m, "bob", "6.6.6.6", t).await.unwrap(), Pace::Now);
+        // one address trying many users meets a limit across users
+        for i in 0..LoginThrottle::MAX_PER_ADDRESS {
+            LoginThrottle::password_failed(&m, &format!("user{i}"), "7.7.7.7", t).await.unwrap();
+        }
+        assert!(LoginThrottle::password(&m, "carol", "7.7.7.7", t).await.is_err(), "any user from there");
+        assert!(LoginThrottle::token(&m, "7.7.7.7", t).await.is_ok(), "tokens are not throttled by passwords");
+        // a distributed guess of one user only slows that user's checks down
+        for i in 0..LoginThrottle::SLOW_USER_AFTER {
+            LoginThrottle::password_failed(&m, "dave", &format!("10.1.{}.{}", i / 250, i % 250), t).await.unwrap();
+        }
+        assert!(matches!(LoginThrottle::password(&m, "dave", "192.0.2.1", t).await, Ok(Pace::Slow(_))));
+        // invalid tokens have their own per-address limit
+        for _ in 0..LoginThrottle::MAX_TOKEN_FAILURES_PER_ADDRESS {
+            LoginThrottle::token_failed(&m, "8.8.8.8", t).await.unwrap();
+        }
+        assert!(LoginThrottle::token(&m, "8.8.8.8", t).await.is_err());
+        assert!(
+            LoginThrottle::password(&m, "erin", "8.8.8.8", t).await.is_ok(),
+            "passwords are not throttled by tokens"
+        );
+        // the administrator lifts a user's throttle everywhere
+        assert!(LoginThrottle::lift(&m, "dave").await.unwrap() > 0);
+        assert_eq!(LoginThrottle::password(&m, "dave", "192.0.2.1", t).await.unwrap(), Pace::Now);
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub struct Metrics {
     pub upstream_errors: AtomicU64,
     pub stale_served: AtomicU64,
     pub evictions: AtomicU64,
+    pub signin_failures: AtomicU64,
+    pub signin_throttled: AtomicU64,
 }
 
 impl Metrics {
@@ -22,7 +24,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &AtomicU64); 9] = [
+        let rows: [(&str, &str, &AtomicU64); 11] = [
             (
                 "portcullis_proxy_cache_hits_total{kind=\"manifest\"}",
                 "Pull-through requests served from the cache",
@@ -55,6 +57,16 @@ impl Metrics {
                 "portcullis_proxy_evictions_total",
                 "Cached blobs evicted to stay within the cache budget",
                 &self.evictions,
+            ),
+            (
+                "portcullis_signin_failures_total",
+                "Sign-ins refused for a wrong password or token",
+                &self.signin_failures,
+            ),
+            (
+                "portcullis_signin_throttled_total",
+                "Sign-ins refused because of earlier failures (growing delays, per-address limit)",
+                &self.signin_throttled,
             ),
         ];
         let mut out = String::new();

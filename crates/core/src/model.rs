@@ -11,6 +11,8 @@ pub struct User {
     pub password_hash: String,
     pub is_admin: bool,
     pub created_at: i64,
+    /// Disabled by an administrator or the directory: no sign-in, tokens refused.
+    pub disabled: bool,
 }
 
 /// What an access token may do.
@@ -167,8 +169,8 @@ pub struct Upload {
 /// Everything authorization needs, loaded at once into the in-memory directory.
 #[derive(Debug, Clone, Default)]
 pub struct DirectoryRows {
-    /// (id, username, is_admin)
-    pub users: Vec<(i64, String, bool)>,
+    /// (id, username, is_admin, disabled)
+    pub users: Vec<(i64, String, bool, bool)>,
     /// (id, name)
     pub orgs: Vec<(i64, String)>,
     /// (team id, org id, team name)
@@ -265,4 +267,16 @@ pub struct ExceptionRequest {
     pub note: Option<String>,
     /// The exception an approval created.
     pub exception_id: Option<i64>,
+    /// What the requester was told when the pull was denied, when known.
+    pub denial: Option<String>,
+}
+
+/// Failed sign-ins counted under one key (a user at an address, an address, a user) in a window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginFailures {
+    pub key: String,
+    pub window_start: i64,
+    pub failures: i64,
+    /// When the last failure happened.
+    pub last_at: i64,
 }

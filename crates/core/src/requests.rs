@@ -66,6 +66,11 @@ impl Iam {
                 self.meta.query_audit(Some(org), &q).await?.into_iter().next().and_then(|e| e.digest)
             }
         };
+        // What the member is told on a pull of it now (the denial that sent them here).
+        let memberships = self.identity.directory().snapshot().memberships(who.id);
+        let pulled = policy::Image { digest: digest.clone(), ..img };
+        let d = policy::decide(&memberships, &pulled, &self.snapshot(), self.clock.now());
+        let denial = (d.effect != policy::Effect::Allow).then_some(d.message);
         let mut r = ExceptionRequest {
             org: org.to_owned(),
             requester: who.username.clone(),
@@ -74,6 +79,7 @@ impl Iam {
             reason,
             status: REQUEST_PENDING.into(),
             created_at: self.clock.now(),
+            denial,
             ..Default::default()
         };
         r.id = self.meta.create_exception_request(o.id, &r).await?;

@@ -71,7 +71,8 @@ impl Services {
         let generation = meta.generation().await?;
         let metrics = Arc::new(Metrics::default());
         let audit = Arc::new(Audit::start(meta.clone(), settings.audit_retention_days, clock.clone()));
-        let identity = Arc::new(Identity::new(meta.clone(), Directory::default(), clock.clone(), audit.clone()));
+        let identity =
+            Arc::new(Identity::new(meta.clone(), Directory::default(), clock.clone(), audit.clone(), metrics.clone()));
         identity.refresh_directory().await?;
         let orgs = Arc::new(Orgs::new(meta.clone(), identity.clone(), audit.clone(), settings.admins_only_create_orgs));
         let iam = Arc::new(Iam::new(meta.clone(), identity.clone(), orgs.clone(), audit.clone(), settings.catalog));

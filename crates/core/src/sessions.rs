@@ -55,9 +55,16 @@ impl Sessions {
         if !secret.starts_with(SESSION_PREFIX) {
             return Ok(None);
         }
-        Ok(self.meta.session(&token_hash(secret), self.clock.now()).await?.map(|s| SignedIn {
-            principal: Principal { id: s.user.id, username: s.user.username, is_admin: s.user.is_admin, scope: None },
-            csrf: s.csrf,
+        Ok(self.meta.session(&token_hash(secret), self.clock.now()).await?.filter(|s| !s.user.disabled).map(|s| {
+            SignedIn {
+                principal: Principal {
+                    id: s.user.id,
+                    username: s.user.username,
+                    is_admin: s.user.is_admin,
+                    scope: None,
+                },
+                csrf: s.csrf,
+            }
         }))
     }
 

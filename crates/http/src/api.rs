@@ -27,7 +27,9 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/me", get(me))
         .route("/api/v1/users", get(list_users).post(create_user))
+        .route("/api/v1/users/{name}", axum::routing::patch(patch_user).delete(delete_user))
         .route("/api/v1/users/{name}/password", put(set_password))
+        .route("/api/v1/users/{name}/throttle", delete(lift_throttle))
         .route("/api/v1/access-tokens", get(list_tokens).post(create_token))
         .route("/api/v1/access-tokens/{id}", delete(delete_token))
         .route("/api/v1/orgs", get(list_orgs).post(create_org))
@@ -97,6 +99,28 @@ async fn create_user(State(st): St, u: ApiUser, b: Bytes) -> ApiResult {
 
 async fn list_users(State(st): St, u: ApiUser) -> ApiResult {
     ok(json!(st.identity.list_users(&u.0).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserPatch {
+    disabled: bool,
+}
+
+async fn patch_user(State(st): St, u: ApiUser, Path(name): Path<String>, b: Bytes) -> ApiResult {
+    let p: UserPatch = body(&b)?;
+    st.identity.set_disabled(&u.0, &name, p.disabled).await?;
+    ok(json!({ "username": name, "disabled": p.disabled }))
+}
+
+async fn delete_user(State(st): St, u: ApiUser, Path(name): Path<String>) -> ApiResult {
+    st.identity.delete_user(&u.0, &name).await?;
+    no_content()
+}
+
+async fn lift_throttle(State(st): St, u: ApiUser, Path(name): Path<String>) -> ApiResult {
+    let cleared = st.identity.lift_throttle(&u.0, &name).await?;
+    ok(json!({ "username": name, "cleared": cleared }))
 }
 
 #[derive(Deserialize)]

@@ -41,9 +41,28 @@ pub fn credentials(headers: &HeaderMap) -> Result<Credentials, Error> {
     }
 }
 
-/// The caller's address as a string, for throttling and logs.
-pub fn client_addr(parts: &Parts) -> String {
-    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()).unwrap_or_else(|| "unknown".into())
+/// The caller's address, for throttling and logs: the connection's peer, unless that is one of
+/// the configured trusted proxies — then the nearest address in `X-Forwarded-For` that is not
+/// one of them. `X-Forwarded-For` from anyone else is ignored (it is the client's to forge).
+pub fn client_addr(st: &AppState, parts: &Parts) -> String {
+    client_ip(&st.trusted_proxies, &parts.headers, parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
+}
+
+/// [`client_addr`] from its parts.
+pub fn client_ip(trusted: &[ipnet::IpNet], headers: &HeaderMap, peer: Option<std::net::IpAddr>) -> String {
+    let Some(peer) = peer else { return "unknown".into() };
+    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer.to_string();
+    }
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
+        .collect::<Vec<_>>();
+    forwarded.into_iter().rev().find(|ip| !is_trusted(ip)).unwrap_or(peer).to_string()
 }
 
 /// The base URL of this server as clients see it.
@@ -78,7 +97,7 @@ impl FromRequestParts<Arc<AppState>> for ApiUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
-        let client = client_addr(parts);
+        let client = client_addr(state, parts);
         state.catch_up().await?;
         match credentials(&parts.headers)? {
             Credentials::Basic(u, p) => Ok(ApiUser(state.identity.authenticate(&u, &p, &client).await?)),
@@ -98,6 +117,21 @@ mod tests {
         let mut m = HeaderMap::new();
         m.insert(axum::http::header::AUTHORIZATION, v.parse().unwrap());
         m
+    }
+
+    #[test]
+    fn the_client_is_the_peer_unless_a_trusted_proxy_names_it() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap(), "127.0.0.1/32".parse().unwrap()];
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", "6.6.6.6, 10.1.2.3".parse().unwrap());
+        let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
+        assert_eq!(client_ip(&trusted, &h, ip("127.0.0.1")), "6.6.6.6", "the nearest untrusted hop");
+        assert_eq!(client_ip(&trusted, &h, ip("192.0.2.9")), "192.0.2.9", "an untrusted peer's header is ignored");
+        assert_eq!(client_ip(&[], &h, ip("127.0.0.1")), "127.0.0.1", "no trusted proxies: no header");
+        assert_eq!(client_ip(&trusted, &HeaderMap::new(), ip("10.9.9.9")), "10.9.9.9");
+        let mut junk = HeaderMap::new();
+        junk.append("x-forwarded-for", "not an address".parse().unwrap());
+        assert_eq!(client_ip(&trusted, &junk, ip("127.0.0.1")), "127.0.0.1");
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub struct AppState {
     pub public_url: Option<String>,
     /// Whether we serve TLS (for the realm URL when `public_url` is unset).
     pub tls: bool,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (`http.trusted_proxies`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl std::ops::Deref for AppState {

@@ -140,7 +140,7 @@ async fn get_token(State(st): St, parts: Parts) -> Result<Response, TokenError> 
     let scopes: Vec<String> = q.iter().filter(|(k, _)| k == "scope").map(|(_, v)| v.clone()).collect();
     let offline = q.iter().any(|(k, v)| k == "offline_token" && v == "true");
     let principal = match credentials(&parts.headers)? {
-        Credentials::Basic(u, p) => Some(st.identity.authenticate(&u, &p, &client_addr(&parts)).await?),
+        Credentials::Basic(u, p) => Some(st.identity.authenticate(&u, &p, &client_addr(&st, &parts)).await?),
         Credentials::Bearer(_) | Credentials::None => None,
     };
     Ok(axum::Json(issue(&st, principal.as_ref(), &scopes, offline).await?).into_response())
@@ -149,7 +149,7 @@ async fn get_token(State(st): St, parts: Parts) -> Result<Response, TokenError> 
 async fn post_token(State(st): St, parts: Parts, body: Bytes) -> Result<Response, TokenError> {
     let form = query_pairs(std::str::from_utf8(&body).map_err(|_| Error::Invalid("form body is not UTF-8".into()))?);
     let get = |k: &str| form.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
-    let client = client_addr(&parts);
+    let client = client_addr(&st, &parts);
     let principal = match get("grant_type") {
         Some("password") => {
             let (u, p) = (get("username").unwrap_or(""), get("password").unwrap_or(""));

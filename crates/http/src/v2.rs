@@ -55,11 +55,8 @@ async fn dispatch(st: &AppState, req: Request) -> Result<Response, V2Error> {
         _ => None,
     };
     let caller = st.gate.caller(bearer.as_deref(), &endpoint).map_err(|d| V2Error::denied(st, headers, d))?;
-    let client = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_default();
+    let peer = req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+    let client = crate::auth::client_ip(&st.trusted_proxies, headers, peer);
     let agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned);
     let ask = Ask { endpoint, ns: ns.as_deref(), host: host.as_deref(), client: &client, agent: &agent };

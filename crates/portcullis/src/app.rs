@@ -95,7 +95,12 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
         catalog: portcullis_core::iam::builtin_catalog(),
     };
     let core = Services::start(ports, settings, &keys).await?;
-    Ok(Arc::new(AppState { core, public_url: config.public_url.clone(), tls: config.tls.cert.is_some() }))
+    Ok(Arc::new(AppState {
+        core,
+        public_url: config.public_url.clone(),
+        tls: config.tls.cert.is_some(),
+        trusted_proxies: config.http.trusted_proxies()?,
+    }))
 }
 
 /// Creates the first administrator on a new data directory — only once the server can serve,

@@ -249,11 +249,34 @@ pub struct Http {
     pub idle_timeout_secs: u64,
     /// On shutdown, how long running transfers may take to finish.
     pub drain_secs: u64,
+    /// Reverse proxies (addresses or CIDR networks) whose `X-Forwarded-For` header names the
+    /// client, for sign-in throttling and the audit log; from anyone else it is ignored.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for Http {
     fn default() -> Self {
-        Http { max_connections: 1024, header_timeout_secs: 60, idle_timeout_secs: 75, drain_secs: 30 }
+        Http {
+            max_connections: 1024,
+            header_timeout_secs: 60,
+            idle_timeout_secs: 75,
+            drain_secs: 30,
+            trusted_proxies: vec![],
+        }
+    }
+}
+
+impl Http {
+    /// The trusted proxies as networks (an address is a network of one).
+    pub fn trusted_proxies(&self) -> anyhow::Result<Vec<ipnet::IpNet>> {
+        self.trusted_proxies
+            .iter()
+            .map(|p| {
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .with_context(|| format!("http.trusted_proxies: {p:?} is not an address or a CIDR network"))
+            })
+            .collect()
     }
 }
 
@@ -395,6 +418,7 @@ impl Config {
         if self.http.max_connections == 0 || self.http.header_timeout_secs == 0 || self.http.idle_timeout_secs == 0 {
             bail!("http.max_connections, http.header_timeout_secs and http.idle_timeout_secs must be at least 1");
         }
+        self.http.trusted_proxies()?;
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             bail!("tls.cert and tls.key must be set together");
         }

@@ -137,7 +137,8 @@ pub async fn reset_password(config: &Config, username: &str) -> anyhow::Result<(
     let clock: std::sync::Arc<dyn portcullis_core::clock::Clock> =
         std::sync::Arc::new(portcullis_core::clock::SystemClock);
     let audit = std::sync::Arc::new(portcullis_core::audit::Audit::start(stores.meta.clone(), 0, clock.clone()));
-    let identity = Identity::new(stores.meta.clone(), Directory::default(), clock, audit);
+    let metrics = std::sync::Arc::new(portcullis_core::metrics::Metrics::default());
+    let identity = Identity::new(stores.meta.clone(), Directory::default(), clock, audit, metrics);
     identity.reset_password(username, &password).await?;
     println!("password of {username} changed");
     Ok(())

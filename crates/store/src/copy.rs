@@ -26,7 +26,7 @@ use Kind::*;
 /// Tables in foreign-key order, with their columns. Uploads in progress and console sessions
 /// are not moved (clients restart uploads; users sign in again).
 const TABLES: &[(&str, &[(&str, Kind)])] = &[
-    ("users", &[("id", I), ("username", T), ("password_hash", T), ("is_admin", Z), ("created_at", I)]),
+    ("users", &[("id", I), ("username", T), ("password_hash", T), ("is_admin", Z), ("created_at", I), ("disabled", Z)]),
     ("orgs", &[("id", I), ("name", T), ("created_at", I)]),
     ("teams", &[("id", I), ("org_id", I), ("name", T)]),
     ("team_members", &[("team_id", I), ("user_id", I)]),
@@ -95,6 +95,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("decided_at", I),
             ("note", T),
             ("exception_id", I),
+            ("denial", T),
         ],
     ),
     ("signing_keys", &[("kid", T), ("pkcs8", B), ("created_at", I)]),

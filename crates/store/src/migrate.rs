@@ -80,6 +80,7 @@ pub const SQLITE: &[(i64, &str, &str)] = &[
     (8, "login_failures", include_str!("../../../migrations/sqlite/0008_login_failures.sql")),
     (9, "leases", include_str!("../../../migrations/sqlite/0009_leases.sql")),
     (10, "upload_hash_state", include_str!("../../../migrations/sqlite/0010_upload_hash_state.sql")),
+    (11, "accounts", include_str!("../../../migrations/sqlite/0011_accounts.sql")),
 ];
 
 /// The PostgreSQL migrations: the same versions, in PostgreSQL's dialect.
@@ -94,4 +95,5 @@ pub const POSTGRES: &[(i64, &str, &str)] = &[
     (8, "login_failures", include_str!("../../../migrations/postgres/0008_login_failures.sql")),
     (9, "leases", include_str!("../../../migrations/postgres/0009_leases.sql")),
     (10, "upload_hash_state", include_str!("../../../migrations/postgres/0010_upload_hash_state.sql")),
+    (11, "accounts", include_str!("../../../migrations/postgres/0011_accounts.sql")),
 ];

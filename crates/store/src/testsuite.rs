@@ -318,6 +318,7 @@ pub async fn meta_suite(s: &dyn MetaStore) {
         digest: Some(D1.into()),
         reason: "needed for CI".into(),
         created_at: 7,
+        denial: Some("community image docker.io/someone/app is not allowed".into()),
         ..Default::default()
     };
     let id = s.create_exception_request(acme.id, &req).await.unwrap();
@@ -327,6 +328,7 @@ pub async fn meta_suite(s: &dyn MetaStore) {
         (listed[0].id, listed[0].org.as_str(), listed[0].status.as_str(), listed[0].digest.as_deref()),
         (id, "acme", REQUEST_PENDING, Some(D1))
     );
+    assert_eq!(listed[0].denial, req.denial, "the denial the requester saw");
     let approved = ExceptionRequest {
         status: REQUEST_APPROVED.into(),
         decided_by: Some("alice".into()),
@@ -339,15 +341,40 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     let after = &s.exception_requests(acme.id).await.unwrap()[0];
     assert_eq!((after.status.as_str(), after.exception_id, after.decided_at), (REQUEST_APPROVED, Some(42), Some(9)));
 
-    // sign-in failures: counted per key in windows
+    // sign-in failures: counted per key in windows, with the last one's time
+    let keys = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let f =
+        |key: &str, window_start, failures, last_at| LoginFailures { key: key.into(), window_start, failures, last_at };
     s.record_login_failure("u:bob", 1000, 300).await.unwrap();
     s.record_login_failure("u:bob", 1100, 300).await.unwrap();
-    s.record_login_failure("c:1.2.3.4", 1100, 300).await.unwrap();
-    let mut f = s.login_failures("u:bob", "c:1.2.3.4").await.unwrap();
-    f.sort();
-    assert_eq!(f, vec![("c:1.2.3.4".to_string(), 1100, 1), ("u:bob".to_string(), 1000, 2)]);
+    s.record_login_failure("p:bob\t1.2.3.4", 1100, 300).await.unwrap();
+    s.record_login_failure("p:bob\t1.2.3.45", 1100, 300).await.unwrap();
+    assert_eq!(
+        s.login_failures(&keys(&["u:bob", "p:bob\t1.2.3.4", "nope"])).await.unwrap(),
+        vec![f("u:bob", 1000, 2, 1100), f("p:bob\t1.2.3.4", 1100, 1, 1100)]
+    );
     s.record_login_failure("u:bob", 1300, 300).await.unwrap();
-    assert_eq!(s.login_failures("u:bob", "x").await.unwrap(), vec![("u:bob".to_string(), 1300, 1)], "new window");
+    assert_eq!(s.login_failures(&keys(&["u:bob"])).await.unwrap(), vec![f("u:bob", 1300, 1, 1300)], "new window");
+    assert_eq!(s.clear_login_failures("p:bob\t1.2.3.4", false).await.unwrap(), 1, "exactly that key");
+    assert_eq!(s.login_failures(&keys(&["p:bob\t1.2.3.45"])).await.unwrap().len(), 1);
+    assert_eq!(s.clear_login_failures("p:bob\t", true).await.unwrap(), 1, "every key with the prefix");
+    assert!(s.login_failures(&keys(&["p:bob\t1.2.3.45", "u:bob"])).await.unwrap().len() == 1);
+
+    // users: disabled keeps the name; deleting takes tokens, sessions and memberships along
+    let carl = s.create_user("carl", "h", false, 10).await.unwrap();
+    assert!(!carl.disabled);
+    assert!(s.set_user_disabled(carl.id, true).await.unwrap());
+    assert!(s.user_by_name("carl").await.unwrap().unwrap().disabled);
+    assert!(s.load_directory().await.unwrap().users.contains(&(carl.id, "carl".into(), false, true)));
+    s.create_token(carl.id, "t", "pat", "hash-carl", TokenScope::Read, None, 10).await.unwrap();
+    s.create_session("sess-carl", carl.id, "c", 10, 1000).await.unwrap();
+    s.add_member(dev.id, carl.id).await.unwrap();
+    assert!(s.delete_user(carl.id).await.unwrap());
+    assert!(!s.delete_user(carl.id).await.unwrap());
+    assert!(s.user_by_name("carl").await.unwrap().is_none() && s.token_by_hash("hash-carl").await.unwrap().is_none());
+    assert!(s.session("sess-carl", 50).await.unwrap().is_none());
+    assert!(!s.team_members(dev.id).await.unwrap().iter().any(|u| u.username == "carl"));
+    assert!(!s.set_user_disabled(carl.id, false).await.unwrap());
 
     // leases: one holder until expiry or release
     assert!(s.acquire_lease("fill:x", "a", 100, 30).await.unwrap());

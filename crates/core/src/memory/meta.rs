@@ -25,7 +25,8 @@ struct State {
     users: BTreeMap<i64, User>,
     /// token id → (token, hash)
     tokens: BTreeMap<i64, (AccessToken, String)>,
-    failures: HashMap<String, (i64, i64)>,
+    /// key → (window start, failures, last failure)
+    failures: HashMap<String, (i64, i64, i64)>,
     orgs: BTreeMap<i64, Org>,
     teams: BTreeMap<i64, Team>,
     members: BTreeSet<(i64, i64)>,
@@ -114,8 +115,14 @@ impl IdentityStore for MemoryMeta {
                 return Err(Error::Conflict(format!("the name {username} is taken")));
             }
             let id = s.id();
-            let u =
-                User { id, username: username.into(), password_hash: password_hash.into(), is_admin, created_at: now };
+            let u = User {
+                id,
+                username: username.into(),
+                password_hash: password_hash.into(),
+                is_admin,
+                created_at: now,
+                disabled: false,
+            };
             s.users.insert(id, u.clone());
             s.changed();
             Ok(u)
@@ -210,24 +217,62 @@ impl IdentityStore for MemoryMeta {
         })
     }
 
-    async fn login_failures(&self, user_key: &str, client_key: &str) -> Result<Vec<(String, i64, i64)>> {
+    async fn login_failures(&self, keys: &[String]) -> Result<Vec<LoginFailures>> {
         self.with(|s| {
-            Ok([user_key, client_key]
-                .into_iter()
-                .filter_map(|k| s.failures.get(k).map(|(w, f)| (k.to_owned(), *w, *f)))
+            Ok(keys
+                .iter()
+                .filter_map(|k| {
+                    s.failures.get(k).map(|(w, f, l)| LoginFailures {
+                        key: k.clone(),
+                        window_start: *w,
+                        failures: *f,
+                        last_at: *l,
+                    })
+                })
                 .collect())
         })
     }
 
     async fn record_login_failure(&self, key: &str, now: i64, window: i64) -> Result<()> {
         self.with(|s| {
-            let e = s.failures.entry(key.into()).or_insert((now, 0));
+            let e = s.failures.entry(key.into()).or_insert((now, 0, now));
             if e.0 > now - window {
                 e.1 += 1;
             } else {
-                *e = (now, 1);
+                *e = (now, 1, now);
             }
+            e.2 = now;
             Ok(())
+        })
+    }
+
+    async fn clear_login_failures(&self, key: &str, prefix: bool) -> Result<u64> {
+        self.with(|s| {
+            let n = s.failures.len();
+            s.failures.retain(|k, _| if prefix { !k.starts_with(key) } else { k != key });
+            Ok((n - s.failures.len()) as u64)
+        })
+    }
+
+    async fn set_user_disabled(&self, user_id: i64, disabled: bool) -> Result<bool> {
+        self.with(|s| {
+            let Some(u) = s.users.get_mut(&user_id) else { return Ok(false) };
+            u.disabled = disabled;
+            s.changed();
+            Ok(true)
+        })
+    }
+
+    async fn delete_user(&self, user_id: i64) -> Result<bool> {
+        self.with(|s| {
+            if s.users.remove(&user_id).is_none() {
+                return Ok(false);
+            }
+            s.tokens.retain(|_, (t, _)| t.user_id != user_id);
+            s.members.retain(|(_, u)| *u != user_id);
+            s.sessions.retain(|_, (u, _, _)| *u != user_id);
+            s.changed();
+            Ok(true)
         })
     }
 }
@@ -358,7 +403,7 @@ impl OrgStore for MemoryMeta {
     async fn load_directory(&self) -> Result<DirectoryRows> {
         self.with(|s| {
             Ok(DirectoryRows {
-                users: s.users.values().map(|u| (u.id, u.username.clone(), u.is_admin)).collect(),
+                users: s.users.values().map(|u| (u.id, u.username.clone(), u.is_admin, u.disabled)).collect(),
                 orgs: s.orgs.values().map(|o| (o.id, o.name.clone())).collect(),
                 teams: s.teams.values().map(|t| (t.id, t.org_id, t.name.clone())).collect(),
                 members: s.members.iter().copied().collect(),

@@ -34,10 +34,17 @@ pub trait IdentityStore: Send + Sync {
     /// Deletes a user's token; false when there was none.
     async fn delete_token(&self, user_id: i64, token_id: i64) -> Result<bool>;
     async fn touch_token(&self, token_id: i64, now: i64) -> Result<()>;
-    /// (key, window start, failures) of the two keys that exist.
-    async fn login_failures(&self, user_key: &str, client_key: &str) -> Result<Vec<(String, i64, i64)>>;
-    /// Counts a failure of `key` in its window, starting a new window after `window` seconds.
+    /// The failure counts of those of `keys` that have some.
+    async fn login_failures(&self, keys: &[String]) -> Result<Vec<LoginFailures>>;
+    /// Counts a failure of `key` at `now` in its window, starting a new window after `window`
+    /// seconds.
     async fn record_login_failure(&self, key: &str, now: i64, window: i64) -> Result<()>;
+    /// Forgets the failures of `key` (`prefix`: of every key that starts with it); how many.
+    async fn clear_login_failures(&self, key: &str, prefix: bool) -> Result<u64>;
+    /// Disables or enables a user; false when there is no such user.
+    async fn set_user_disabled(&self, user_id: i64, disabled: bool) -> Result<bool>;
+    /// Deletes a user with their tokens, sessions and team memberships; false when not there.
+    async fn delete_user(&self, user_id: i64) -> Result<bool>;
 }
 
 /// Organizations, teams, members, team permissions, and the directory snapshot's rows.

@@ -156,7 +156,7 @@ pub async fn login(State(st): State<Arc<AppState>>, req: Request) -> UiResult {
     let f: LoginForm =
         serde_urlencoded::from_bytes(&bytes).map_err(|e| Error::Invalid(format!("invalid form: {e}")))?;
     let next = safe_next(f.next.as_deref());
-    match st.sessions.sign_in(f.username.trim(), &f.password, &client_addr(&parts)).await {
+    match st.sessions.sign_in(f.username.trim(), &f.password, &client_addr(&st, &parts)).await {
         Ok((secret, _)) => {
             let mut r = Redirect::to(&next).into_response();
             r.headers_mut().insert(header::SET_COOKIE, set_cookie(&st, &secret, SESSION_TTL_SECS));

@@ -84,16 +84,18 @@ async fn users_tokens_and_rate_limits() {
     );
     assert_eq!(s.api("GET", "/api/v1/me", alice, None).await.0, 401);
 
-    // failed sign-ins are rate limited per user
+    // past a few failures, each makes the next attempt of that user from that address wait
+    // longer (1 s, 2 s …)
     s.create_user("mallory").await;
-    let mut last = 0;
-    for _ in 0..12 {
-        last = s.api("GET", "/api/v1/me", ("mallory", "bad-guess-123"), None).await.0;
+    for i in 0..4 {
+        assert_eq!(s.api("GET", "/api/v1/me", ("mallory", &format!("bad-guess-{i}")), None).await.0, 401);
     }
-    assert_eq!(last, 429);
+    assert_eq!(s.api("GET", "/api/v1/me", ("mallory", "bad-guess-124"), None).await.0, 429);
     let r = s.http.get(s.url("/token")).basic_auth("mallory", Some(pw("mallory"))).send().await.unwrap();
-    assert_eq!(r.status(), 429, "even the right password waits");
-    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(r.status(), 429, "from the guessing address, even the right password waits");
+    assert_eq!(r.headers()["retry-after"], "2", "a second, in whole seconds");
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(s.api("GET", "/api/v1/me", ("mallory", &pw("mallory")), None).await.0, 200, "after the wait");
 }
 
 #[tokio::test]

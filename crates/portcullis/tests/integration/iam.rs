@@ -316,7 +316,10 @@ async fn the_cli_drives_the_policy_api() {
     let (ok, out) = cli("bob", &pw("bob"), &["org", "settings", "get", "acme"]);
     assert!(ok && out.contains("allow_community"), "{out}");
     let (ok, out) = cli("alice", &ap, &["check", "acme", "bob", "someone/app:1"]);
-    assert!(!ok && out.starts_with("bob may not pull docker.io/someone/app:1: Image Access Management: community image"), "{out}");
+    assert!(
+        !ok && out.starts_with("bob may not pull docker.io/someone/app:1: Image Access Management: community image"),
+        "{out}"
+    );
     let (ok, out) =
         cli("alice", &ap, &["org", "exceptions", "add", "acme", "docker.io/someone/*", "--reason", "vetted"]);
     assert!(ok && out.contains("\"pattern\": \"docker.io/someone/*\""), "{out}");

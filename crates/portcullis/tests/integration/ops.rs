@@ -271,3 +271,92 @@ async fn gc_purges_abandoned_uploads() {
         assert!(r.text().await.unwrap().contains("BLOB_UPLOAD_UNKNOWN"));
     }
 }
+
+/// A password attempt as `user` from `addr` (as a trusted proxy reports it).
+async fn sign_in_from(s: &Server, user: &str, password: &str, addr: &str) -> u16 {
+    let r = s.http.get(s.url("/api/v1/me")).basic_auth(user, Some(password)).header("x-forwarded-for", addr);
+    r.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn guessing_a_password_never_locks_its_owner_out() {
+    let env = [("PORTCULLIS_ADMIN_PASSWORD", ADMIN_PW), ("PORTCULLIS_HTTP__TRUSTED_PROXIES", "[\"127.0.0.1\"]")];
+    let s = Server::launch(tempfile::tempdir().unwrap(), &env, None, "http").await;
+    s.create_user("bob").await;
+    let (_, t) = s.api("POST", "/api/v1/access-tokens", ("bob", &pw("bob")), Some(json!({"label": "ci"}))).await;
+    let token = t["token"].as_str().unwrap().to_owned();
+    // an outsider guesses from 6.6.6.6: past a few failures each makes the next attempt there
+    // wait longer
+    for i in 0..4 {
+        assert_eq!(sign_in_from(&s, "bob", &format!("guess-{i}"), "6.6.6.6").await, 401);
+    }
+    assert_eq!(sign_in_from(&s, "bob", "guess-4", "6.6.6.6").await, 429);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(sign_in_from(&s, "bob", "guess-5", "6.6.6.6").await, 401);
+    assert_eq!(sign_in_from(&s, "bob", &pw("bob"), "6.6.6.6").await, 429, "the guessing address waits 2 s now");
+    // bob from his own address, with his password or his token, is not held back
+    assert_eq!(sign_in_from(&s, "bob", &pw("bob"), "10.0.0.7").await, 200);
+    let r = s.http.get(s.url("/token")).basic_auth("bob", Some(&token)).header("x-forwarded-for", "6.6.6.6");
+    assert_eq!(r.send().await.unwrap().status(), 200, "tokens are not throttled by password failures");
+    // the failures are audited with the client's address, and counted
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, log) = s.admin("GET", "/api/v1/audit?action=auth.failure", None).await;
+    let failures = log.as_array().unwrap();
+    assert_eq!(failures.len(), 5, "{log}");
+    assert!(failures.iter().all(|e| e["actor"] == "bob" && e["client"] == "6.6.6.6"), "{log}");
+    let metrics = s.http.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("portcullis_signin_failures_total 5"), "{metrics}");
+    assert!(metrics.contains("portcullis_signin_throttled_total 2"), "{metrics}");
+    // the administrator lifts the throttle
+    assert_eq!(s.admin("DELETE", "/api/v1/users/bob/throttle", None).await.0, 200);
+    assert_eq!(sign_in_from(&s, "bob", &pw("bob"), "6.6.6.6").await, 200);
+    // without a trusted proxy, X-Forwarded-For is the client's own claim and is ignored
+    let plain = Server::start().await;
+    plain.create_user("bob").await;
+    for i in 0..4 {
+        assert_eq!(sign_in_from(&plain, "bob", &format!("guess-{i}"), "6.6.6.6").await, 401);
+    }
+    assert_eq!(sign_in_from(&plain, "bob", &pw("bob"), "10.0.0.7").await, 429, "both came from 127.0.0.1");
+}
+
+#[tokio::test]
+async fn the_administrator_disables_and_deletes_users() {
+    let s = Server::start().await;
+    for u in ["alice", "bob"] {
+        s.create_user(u).await;
+    }
+    s.create_org("acme", "alice").await;
+    let bob = ("bob", pw("bob"));
+    let (_, t) = s.api("POST", "/api/v1/access-tokens", (bob.0, &bob.1), Some(json!({"label": "ci"}))).await;
+    let token = t["token"].as_str().unwrap().to_owned();
+    let jwt = s.token(Some((bob.0, &bob.1)), &["repository:bob/app:pull"]).await;
+    // only the administrator
+    let (st, _) = s.api("PATCH", "/api/v1/users/bob", ("alice", &pw("alice")), Some(json!({"disabled": true}))).await;
+    assert_eq!(st, 403);
+    assert_eq!(s.admin("PATCH", "/api/v1/users/admin", Some(json!({"disabled": true}))).await.0, 409, "not oneself");
+    // disabled: password, access token and registry token all refused at once
+    assert_eq!(s.admin("PATCH", "/api/v1/users/bob", Some(json!({"disabled": true}))).await.0, 200);
+    assert_eq!(s.api("GET", "/api/v1/me", (bob.0, &bob.1), None).await.0, 401);
+    assert_eq!(s.api("GET", "/api/v1/me", (bob.0, &token), None).await.0, 401);
+    let r = s.req("GET", "/v2/bob/app/tags/list", Some(&jwt)).await.send().await.unwrap();
+    assert_eq!(r.status(), 401, "the next registry request is refused");
+    assert_eq!(
+        s.admin("POST", "/api/v1/users", Some(json!({"username": "bob", "password": "x-password-9"}))).await.0,
+        409,
+        "the name stays taken"
+    );
+    // enabled again
+    assert_eq!(s.admin("PATCH", "/api/v1/users/bob", Some(json!({"disabled": false}))).await.0, 200);
+    assert_eq!(s.api("GET", "/api/v1/me", (bob.0, &token), None).await.0, 200);
+    // deleted; the last owner of an org is not
+    assert_eq!(s.admin("DELETE", "/api/v1/users/alice", None).await.0, 409);
+    assert_eq!(s.admin("DELETE", "/api/v1/users/bob", None).await.0, 204);
+    assert_eq!(s.api("GET", "/api/v1/me", (bob.0, &token), None).await.0, 401);
+    assert_eq!(s.admin("DELETE", "/api/v1/users/bob", None).await.0, 404);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, log) = s.admin("GET", "/api/v1/audit", None).await;
+    let actions: Vec<&str> = log.as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
+    for a in ["user.disable", "user.enable", "user.delete"] {
+        assert!(actions.contains(&a), "{a}: {actions:?}");
+    }
+}

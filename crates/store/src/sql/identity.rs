@@ -1,6 +1,6 @@
 //! Users, access tokens and sign-in failures (`IdentityStore`).
 
-use portcullis_core::model::{AccessToken, TokenScope, User};
+use portcullis_core::model::{AccessToken, LoginFailures, TokenScope, User};
 
 /// A row of `users`.
 #[derive(sqlx::FromRow)]
@@ -10,6 +10,7 @@ pub(crate) struct UserRow {
     password_hash: String,
     is_admin: bool,
     created_at: i64,
+    disabled: bool,
 }
 
 pub(crate) fn user(r: UserRow) -> User {
@@ -19,13 +20,14 @@ pub(crate) fn user(r: UserRow) -> User {
         password_hash: r.password_hash,
         is_admin: r.is_admin,
         created_at: r.created_at,
+        disabled: r.disabled,
     }
 }
 
 /// The columns of [`UserRow`], for `SELECT` and `RETURNING`.
 macro_rules! user_cols {
     () => {
-        "id, username, password_hash, is_admin, created_at"
+        "id, username, password_hash, is_admin, created_at, disabled"
     };
 }
 
@@ -61,12 +63,17 @@ macro_rules! token_cols {
     };
 }
 
-/// A sign-in failure window of one key (`u:<user>` or `c:<client>`).
+/// The sign-in failures counted under one key.
 #[derive(sqlx::FromRow)]
 pub(crate) struct FailureRow {
-    pub(crate) key: String,
-    pub(crate) window_start: i64,
-    pub(crate) failures: i64,
+    key: String,
+    window_start: i64,
+    failures: i64,
+    last_at: i64,
+}
+
+pub(crate) fn failures(r: FailureRow) -> LoginFailures {
+    LoginFailures { key: r.key, window_start: r.window_start, failures: r.failures, last_at: r.last_at }
 }
 
 macro_rules! identity_sql {
@@ -198,22 +205,27 @@ macro_rules! identity_sql {
                 Ok(())
             }
 
-            async fn login_failures(&self, user_key: &str, client_key: &str) -> Result<Vec<(String, i64, i64)>> {
-                let r: Vec<FailureRow> =
-                    sqlx::query_as("SELECT key, window_start, failures FROM login_failures WHERE key = $1 OR key = $2")
-                        .bind(user_key)
-                        .bind(client_key)
-                        .fetch_all(&self.read)
-                        .await
-                        .map_err(db)?;
-                Ok(r.into_iter().map(|f| (f.key, f.window_start, f.failures)).collect())
+            async fn login_failures(&self, keys: &[String]) -> Result<Vec<LoginFailures>> {
+                let mut out = Vec::new();
+                let mut c = self.read.acquire().await.map_err(db)?;
+                for key in keys {
+                    let r: Option<FailureRow> =
+                        sqlx::query_as("SELECT key, window_start, failures, last_at FROM login_failures WHERE key = $1")
+                            .bind(key)
+                            .fetch_optional(&mut *c)
+                            .await
+                            .map_err(db)?;
+                    out.extend(r.map(failures));
+                }
+                Ok(out)
             }
 
             async fn record_login_failure(&self, key: &str, now: i64, window: i64) -> Result<()> {
                 sqlx::query(
-                    "INSERT INTO login_failures (key, window_start, failures) VALUES ($1, $2, 1) ON CONFLICT (key) DO UPDATE SET \
+                    "INSERT INTO login_failures (key, window_start, failures, last_at) VALUES ($1, $2, 1, $2) ON CONFLICT (key) DO UPDATE SET \
                      failures = CASE WHEN login_failures.window_start > $2 - $3 THEN login_failures.failures + 1 ELSE 1 END, \
-                     window_start = CASE WHEN login_failures.window_start > $2 - $3 THEN login_failures.window_start ELSE $2 END",
+                     window_start = CASE WHEN login_failures.window_start > $2 - $3 THEN login_failures.window_start ELSE $2 END, \
+                     last_at = $2",
                 )
                 .bind(key)
                 .bind(now)
@@ -222,6 +234,34 @@ macro_rules! identity_sql {
                 .await
                 .map_err(db)?;
                 Ok(())
+            }
+
+            async fn clear_login_failures(&self, key: &str, prefix: bool) -> Result<u64> {
+                let r = if prefix {
+                    sqlx::query("DELETE FROM login_failures WHERE substr(key, 1, length($1)) = $1")
+                } else {
+                    sqlx::query("DELETE FROM login_failures WHERE key = $1")
+                }
+                .bind(key)
+                .execute(&self.write)
+                .await
+                .map_err(db)?;
+                Ok(r.rows_affected())
+            }
+
+            async fn set_user_disabled(&self, user_id: i64, disabled: bool) -> Result<bool> {
+                let r = sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
+                    .bind(disabled)
+                    .bind(user_id)
+                    .execute(&self.write)
+                    .await
+                    .map_err(db)?;
+                Ok(r.rows_affected() > 0)
+            }
+
+            async fn delete_user(&self, user_id: i64) -> Result<bool> {
+                let r = sqlx::query("DELETE FROM users WHERE id = $1").bind(user_id).execute(&self.write).await.map_err(db)?;
+                Ok(r.rows_affected() > 0)
             }
         });
     };

@@ -182,7 +182,7 @@ macro_rules! orgs_sql {
 
             async fn team_members(&self, team_id: i64) -> Result<Vec<User>> {
                 let r: Vec<UserRow> = sqlx::query_as(
-                    "SELECT u.id, u.username, u.password_hash, u.is_admin, u.created_at FROM users u \
+                    "SELECT u.id, u.username, u.password_hash, u.is_admin, u.created_at, u.disabled FROM users u \
                      JOIN team_members m ON m.user_id = u.id WHERE m.team_id = $1 ORDER BY u.username",
                 )
                 .bind(team_id)
@@ -222,7 +222,7 @@ macro_rules! orgs_sql {
 
             async fn load_directory(&self) -> Result<DirectoryRows> {
                 let mut c = self.read.acquire().await.map_err(db)?;
-                let users = sqlx::query_as("SELECT id, username, is_admin FROM users").fetch_all(&mut *c).await.map_err(db)?;
+                let users = sqlx::query_as("SELECT id, username, is_admin, disabled FROM users").fetch_all(&mut *c).await.map_err(db)?;
                 let orgs = sqlx::query_as("SELECT id, name FROM orgs").fetch_all(&mut *c).await.map_err(db)?;
                 let teams = sqlx::query_as("SELECT id, org_id, name FROM teams").fetch_all(&mut *c).await.map_err(db)?;
                 let members =

@@ -48,6 +48,7 @@ pub(crate) struct RequestRow {
     decided_at: Option<i64>,
     note: Option<String>,
     exception_id: Option<i64>,
+    denial: Option<String>,
 }
 
 pub(crate) fn request(r: RequestRow) -> ExceptionRequest {
@@ -64,6 +65,7 @@ pub(crate) fn request(r: RequestRow) -> ExceptionRequest {
         decided_at: r.decided_at,
         note: r.note,
         exception_id: r.exception_id,
+        denial: r.denial,
     }
 }
 
@@ -158,8 +160,8 @@ macro_rules! policy_sql {
 
             async fn create_exception_request(&self, org_id: i64, r: &ExceptionRequest) -> Result<i64> {
                 let (id,): (i64,) = sqlx::query_as(
-                    "INSERT INTO exception_requests (org_id, requester, image, digest, reason, status, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, 'pending', $6) RETURNING id",
+                    "INSERT INTO exception_requests (org_id, requester, image, digest, reason, status, created_at, denial) \
+                     VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7) RETURNING id",
                 )
                 .bind(org_id)
                 .bind(&r.requester)
@@ -167,6 +169,7 @@ macro_rules! policy_sql {
                 .bind(&r.digest)
                 .bind(&r.reason)
                 .bind(r.created_at)
+                .bind(&r.denial)
                 .fetch_one(&self.write)
                 .await
                 .map_err(db)?;
@@ -176,7 +179,7 @@ macro_rules! policy_sql {
             async fn exception_requests(&self, org_id: i64) -> Result<Vec<ExceptionRequest>> {
                 let rows: Vec<RequestRow> = sqlx::query_as(
                     "SELECT r.id, o.name AS org, r.requester, r.image, r.digest, r.reason, r.status, r.created_at, r.decided_by, \
-                     r.decided_at, r.note, r.exception_id FROM exception_requests r JOIN orgs o ON o.id = r.org_id \
+                     r.decided_at, r.note, r.exception_id, r.denial FROM exception_requests r JOIN orgs o ON o.id = r.org_id \
                      WHERE r.org_id = $1 ORDER BY r.id DESC",
                 )
                 .bind(org_id)

@@ -10,6 +10,7 @@ pub(crate) struct SessionRow {
     password_hash: String,
     is_admin: bool,
     created_at: i64,
+    disabled: bool,
     csrf: String,
     expires_at: i64,
 }
@@ -22,6 +23,7 @@ pub(crate) fn session(r: SessionRow) -> Session {
             password_hash: r.password_hash,
             is_admin: r.is_admin,
             created_at: r.created_at,
+            disabled: r.disabled,
         },
         csrf: r.csrf,
         expires_at: r.expires_at,
@@ -48,7 +50,7 @@ macro_rules! sessions_sql {
 
             async fn session(&self, id_hash: &str, now: i64) -> Result<Option<Session>> {
                 let r: Option<SessionRow> = sqlx::query_as(
-                    "SELECT u.id, u.username, u.password_hash, u.is_admin, u.created_at, s.csrf, s.expires_at \
+                    "SELECT u.id, u.username, u.password_hash, u.is_admin, u.created_at, u.disabled, s.csrf, s.expires_at \
                      FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = $1 AND s.expires_at > $2",
                 )
                 .bind(id_hash)
