@@ -78,6 +78,15 @@ impl Orgs {
         }
     }
 
+    /// The org, when `who` owns it (or is the administrator), for pages and data only owners
+    /// see (the audit log, activity); members are told so.
+    pub async fn owned_to_see(&self, who: &Principal, name: &str) -> Result<Org> {
+        self.owned(who, name).await.map_err(|e| match e {
+            Error::Denied(_) => Error::Denied(format!("only owners of {name} can see this")),
+            e => e,
+        })
+    }
+
     pub async fn create(&self, who: &Principal, name: &str) -> Result<Org> {
         if self.admins_only_create && !who.is_admin {
             return Err(Error::Denied("only the instance administrator may create organizations here".into()));

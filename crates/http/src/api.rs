@@ -380,7 +380,7 @@ async fn audit(
     Path(org): Path<String>,
     Query(q): Query<portcullis_core::model::AuditQuery>,
 ) -> ApiResult {
-    st.orgs.owned(&u.0, &org).await?;
+    st.orgs.owned_to_see(&u.0, &org).await?;
     ok(json!(st.audit.query(&org, &q).await?))
 }
 

@@ -55,7 +55,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(token::routes())
         .merge(api::routes())
         .merge(ops::routes())
-        .merge(ui::routes())
+        .merge(ui::routes(state.clone()))
         .layer(axum::middleware::from_fn(ops::request_id_and_log))
         .with_state(state)
 }

@@ -84,7 +84,53 @@ pub struct Row {
     decision: String,
     category: String,
     rule: String,
-    detail: String,
+    details: Vec<String>,
+}
+
+/// An entry's details as lines a person reads: for a settings change, each setting that
+/// changed (`restricted_images.allow_community: false → true`); otherwise each field.
+fn details(action: &str, detail: Option<&str>) -> Vec<String> {
+    use serde_json::Value;
+    fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
+        match v {
+            Value::Object(m) if !m.is_empty() => {
+                for (k, v) in m {
+                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    flatten(&key, v, out);
+                }
+            }
+            Value::String(s) => out.push((prefix.to_owned(), s.clone())),
+            Value::Null => {}
+            Value::Number(n) if prefix.ends_with("_at") => {
+                out.push((prefix.to_owned(), n.as_i64().map(super::format::time).unwrap_or_else(|| n.to_string())))
+            }
+            Value::Array(a) if a.iter().all(Value::is_string) => {
+                let items: Vec<&str> = a.iter().filter_map(Value::as_str).collect();
+                out.push((prefix.to_owned(), if items.is_empty() { "(none)".into() } else { items.join(", ") }));
+            }
+            other => out.push((prefix.to_owned(), other.to_string())),
+        }
+    }
+    let Some(Ok(v)) = detail.map(serde_json::from_str::<Value>) else {
+        return detail.map(|d| vec![d.chars().take(300).collect()]).unwrap_or_default();
+    };
+    if action == "settings.update"
+        && let (Some(before), Some(after)) = (v.get("before"), v.get("after"))
+    {
+        let (mut b, mut a) = (vec![], vec![]);
+        flatten("", before, &mut b);
+        flatten("", after, &mut a);
+        let old: std::collections::HashMap<_, _> = b.into_iter().collect();
+        let changed: Vec<String> = a
+            .into_iter()
+            .filter(|(k, v)| old.get(k) != Some(v))
+            .map(|(k, v)| format!("{k}: {} → {v}", old.get(&k).map(String::as_str).unwrap_or("(unset)")))
+            .collect();
+        return if changed.is_empty() { vec!["no change".into()] } else { changed };
+    }
+    let mut fields = vec![];
+    flatten("", &v, &mut fields);
+    fields.into_iter().map(|(k, v)| if k.is_empty() { v } else { format!("{k}: {v}") }).collect()
 }
 
 /// An `<option>` of a filter.
@@ -127,7 +173,7 @@ pub async fn log(
     Path(org): Path<String>,
     Query(f): Query<Filters>,
 ) -> UiResult {
-    st.orgs.owned(&c.who, &org).await?;
+    st.orgs.owned_to_see(&c.who, &org).await?;
     let entries = st.audit.query(&org, &f.query()?).await?;
     let next = match entries.last() {
         Some(e) if entries.len() as i64 == PAGE => f.next(e.id),
@@ -138,18 +184,19 @@ pub async fn log(
         .map(|e| Row {
             time: format::time(e.at),
             actor: if e.actor.is_empty() { "(anonymous)".into() } else { e.actor },
-            action: e.action,
             image: e.image.unwrap_or_default(),
             short: e.digest.as_deref().map(format::short_digest).unwrap_or_default(),
             digest: e.digest.unwrap_or_default(),
             decision: e.decision.unwrap_or_default(),
             category: e.category.unwrap_or_default(),
             rule: e.rule.unwrap_or_default(),
-            detail: e.detail.map(|d| d.chars().take(160).collect()).unwrap_or_default(),
+            details: details(&e.action, e.detail.as_deref()),
+            action: e.action,
         })
         .collect();
     let (decisions, categories) = (options(&DECISIONS, &f.decision), options(&CATEGORIES, &f.category));
-    ok(&AuditPage { l: Layout::org(&c, &st, &org, "Audit log", "audit"), f, decisions, categories, rows, next })
+    let l = Layout { wide: true, ..Layout::org(&c, &st, &org, "Audit log", "audit") };
+    ok(&AuditPage { l, f, decisions, categories, rows, next })
 }
 
 #[derive(Template)]
@@ -163,8 +210,30 @@ struct ActivityPage {
 const DAYS: i64 = 14;
 
 pub async fn activity(axum::extract::State(st): St, c: Console, Path(org): Path<String>) -> UiResult {
-    st.orgs.owned(&c.who, &org).await?;
+    st.orgs.owned_to_see(&c.who, &org).await?;
     let rows = st.audit.activity(&org, DAYS).await?;
     let (svg, days) = chart::render(&rows, st.clock.now() / 86_400, DAYS);
     ok(&ActivityPage { l: Layout::org(&c, &st, &org, "Activity", "activity"), svg, days })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::details;
+
+    #[test]
+    fn details_read_as_fields_and_settings_as_a_diff() {
+        let change = r#"{"before":{"restricted_images":{"enabled":false,"mode":"enforce"},"docker_hub_namespaces":[]},"after":{"restricted_images":{"enabled":true,"mode":"enforce"},"docker_hub_namespaces":["acmecorp"]}}"#;
+        assert_eq!(
+            details("settings.update", Some(change)),
+            ["docker_hub_namespaces: (none) → acmecorp", "restricted_images.enabled: false → true"]
+        );
+        assert_eq!(details("member.add", Some(r#"{"team":"dev","username":"bob"}"#)), ["team: dev", "username: bob"]);
+        assert_eq!(
+            details("exception.create", Some(r#"{"id":3,"expires_at":0,"team":null}"#)),
+            ["expires_at: 1970-01-01 00:00 UTC", "id: 3"],
+            "times as times, nothing for null"
+        );
+        assert_eq!(details("x", Some("not json")), ["not json"]);
+        assert!(details("pull", None).is_empty());
+    }
 }

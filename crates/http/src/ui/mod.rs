@@ -33,7 +33,7 @@ type UiResult = Result<Response, UiError>;
 /// The embedded stylesheet.
 const CSS: &str = include_str!("../../static/console.css");
 
-pub fn routes() -> Router<Arc<AppState>> {
+pub fn routes(st: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/orgs") }))
         .route("/static/console.css", get(css))
@@ -48,6 +48,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/orgs/{org}/teams/{team}/members/{user}/remove", post(org::remove_member))
         .route("/orgs/{org}/teams/{team}/permissions", post(org::set_permission))
         .route("/orgs/{org}/repositories", get(org::repositories))
+        .route("/orgs/{org}/repositories/visibility", post(org::set_visibility))
         .route("/orgs/{org}/permissions", get(permissions::page).post(permissions::save))
         .route("/orgs/{org}/exceptions", post(permissions::add_exception))
         .route("/orgs/{org}/exceptions/{id}/delete", post(permissions::delete_exception))
@@ -59,7 +60,49 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/tokens", get(tokens::page).post(tokens::create))
         .route("/tokens/{id}/revoke", post(tokens::revoke))
         .route("/admin", get(tokens::admin).post(tokens::create_user))
+        .route("/admin/users/{name}/{action}", post(tokens::user_action))
+        .layer(axum::middleware::from_fn_with_state(st, error_pages))
         .layer(axum::middleware::map_response(security_headers))
+}
+
+/// What an error page says; the page itself is drawn by [`error_pages`], which knows who is
+/// signed in.
+#[derive(Debug, Clone)]
+struct ErrorInfo {
+    status: StatusCode,
+    heading: &'static str,
+    message: String,
+}
+
+/// Draws error pages with the navigation and "Sign out" of the signed-in user (and the org's
+/// navigation when they belong to it), like every other page.
+async fn error_pages(
+    axum::extract::State(st): St,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_owned();
+    let kept = axum::http::Request::from_parts(parts.clone(), ());
+    let resp = next.run(axum::extract::Request::from_parts(parts, body)).await;
+    let Some(info) = resp.extensions().get::<ErrorInfo>().cloned() else { return resp };
+    let (parts, _) = kept.into_parts();
+    let viewer = session::console_of(&st, &parts).await.ok().flatten();
+    let l = match viewer {
+        Some(c) => {
+            let org = path.strip_prefix("/orgs/").and_then(|r| r.split('/').next()).unwrap_or("");
+            let dir = st.identity.directory().snapshot();
+            let mut l = if !org.is_empty() && (c.who.is_admin || dir.is_member(org, c.who.id)) {
+                Layout::org(&c, &st, org, info.heading, "")
+            } else {
+                Layout::new(&c, info.heading, "")
+            };
+            l.title = info.heading.into();
+            l
+        }
+        None => Layout { title: info.heading.into(), ..Default::default() },
+    };
+    render(info.status, &ErrorPage { l, status: info.status.as_u16(), heading: info.heading, message: info.message })
 }
 
 async fn css() -> Response {
@@ -98,6 +141,8 @@ pub struct Layout {
     pub tab: &'static str,
     /// A fixed message after a successful form (chosen by key, never echoed from the URL).
     pub notice: &'static str,
+    /// The page uses the whole width of the window (wide tables).
+    pub wide: bool,
 }
 
 impl Layout {
@@ -146,6 +191,12 @@ fn notice(key: &str) -> &'static str {
         "declined" => "Request declined.",
         "revoked" => "Token revoked.",
         "user-created" => "User created.",
+        "user-disabled" => "User disabled: they cannot sign in, their sessions ended and their tokens are refused.",
+        "user-enabled" => "User enabled again.",
+        "user-deleted" => "User deleted.",
+        "password-reset" => "Password set. The user's console sessions ended.",
+        "throttle-lifted" => "Sign-in throttle lifted.",
+        "visibility-set" => "Visibility changed.",
         _ => "",
     }
 }
@@ -218,7 +269,9 @@ impl IntoResponse for UiError {
             StatusCode::TOO_MANY_REQUESTS => "Too many attempts",
             _ => "Something went wrong",
         };
-        let l = Layout { title: heading.into(), ..Default::default() };
-        render(status, &ErrorPage { l, status: status.as_u16(), heading, message: public_message(&e, "console") })
+        let message = public_message(&e, "console");
+        let mut r = (status, Html(message.clone())).into_response();
+        r.extensions_mut().insert(ErrorInfo { status, heading, message });
+        r
     }
 }

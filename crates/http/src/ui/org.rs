@@ -3,7 +3,8 @@
 
 use askama::Template;
 use axum::extract::{Path, Query};
-use portcullis_core::model::{OWNERS_TEAM, Permission};
+use portcullis_core::Error;
+use portcullis_core::model::{OWNERS_TEAM, Permission, Visibility};
 use portcullis_core::orgs::Member;
 use serde::Deserialize;
 
@@ -36,7 +37,9 @@ pub async fn list(axum::extract::State(st): St, c: Console) -> UiResult {
         let restricted = st.iam.settings(&c.who, &o.name).await?.restricted_images.enabled;
         orgs.push(OrgRow { name: o.name, role, restricted });
     }
-    ok(&OrgsPage { l: Layout::new(&c, "My organizations", "orgs"), orgs })
+    // The administrator sees every organization, not only theirs.
+    let title = if c.who.is_admin { "All organizations" } else { "My organizations" };
+    ok(&OrgsPage { l: Layout::new(&c, title, "orgs"), orgs })
 }
 
 #[derive(Template)]
@@ -199,6 +202,8 @@ pub struct TagView {
 pub struct RepoView {
     name: String,
     visibility: &'static str,
+    /// The viewer may make it public or private (admin permission on it).
+    admin: bool,
     tags: Vec<TagView>,
 }
 
@@ -215,10 +220,14 @@ pub async fn repositories(
     c: Console,
     headers: axum::http::HeaderMap,
     Path(org): Path<String>,
+    Query(q): Query<Done>,
 ) -> UiResult {
     st.orgs.visible(&c.who, &org).await?;
+    let snap = st.identity.directory().snapshot();
+    let viewer = portcullis_core::authz::Subject::User(c.who.clone());
     let mut repos = Vec::new();
     for r in st.orgs.repositories(&c.who, Some(&org)).await? {
+        let admin = r.name.parse().is_ok_and(|n| snap.permitted(&viewer, &n).delete);
         let tags = st
             .orgs
             .tags(&c.who, &r.name)
@@ -236,8 +245,30 @@ pub async fn repositories(
                 digest: t.digest,
             })
             .collect();
-        repos.push(RepoView { name: r.name, visibility: r.visibility.as_str(), tags });
+        repos.push(RepoView { name: r.name, visibility: r.visibility.as_str(), admin, tags });
     }
     let registry = super::registry_host(&st, &headers);
-    ok(&ReposPage { l: Layout::org(&c, &st, &org, "Repositories", "repositories"), registry, repos })
+    let l = Layout::org(&c, &st, &org, "Repositories", "repositories").with_notice(q.done.as_deref());
+    ok(&ReposPage { l, registry, repos })
+}
+
+#[derive(Deserialize)]
+pub struct VisibilityForm {
+    repository: String,
+    visibility: String,
+}
+
+/// Makes a repository public or private (admins of it: the org's owners, teams with admin).
+pub async fn set_visibility(
+    axum::extract::State(st): St,
+    Path(org): Path<String>,
+    p: Posted<VisibilityForm>,
+) -> UiResult {
+    let v = Visibility::parse(&p.form.visibility)
+        .ok_or_else(|| Error::Invalid(format!("unknown visibility {:?}; use public or private", p.form.visibility)))?;
+    if p.form.repository.split('/').next() != Some(org.as_str()) {
+        return Err(Error::NotFound(format!("no repository {} in {org}", p.form.repository)).into());
+    }
+    st.orgs.set_visibility(&p.c.who, &p.form.repository, v).await?;
+    done(&format!("/orgs/{org}/repositories"), "visibility-set")
 }

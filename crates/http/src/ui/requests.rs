@@ -20,6 +20,10 @@ pub struct RequestView {
     created: String,
     decided: String,
     note: String,
+    /// What the requester was told when denied.
+    denial: String,
+    /// The team an approval is for by default: the requester's (other than owners).
+    team: String,
 }
 
 #[derive(Template)]
@@ -43,12 +47,20 @@ pub async fn page(
     Path(org): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> UiResult {
+    let dir = st.identity.directory().snapshot();
+    let team_of = |user: &str| -> String {
+        let Some((id, _)) = dir.user(user) else { return String::new() };
+        let m = dir.memberships(id).into_iter().find(|m| m.org == org);
+        m.and_then(|m| m.teams.into_iter().find(|t| t != portcullis_core::model::OWNERS_TEAM)).unwrap_or_default()
+    };
     let requests = st
         .iam
         .exception_requests(&c.who, &org)
         .await?
         .into_iter()
         .map(|r| RequestView {
+            team: team_of(&r.requester),
+            denial: r.denial.unwrap_or_default(),
             id: r.id,
             requester: r.requester,
             image: r.image,

@@ -19,8 +19,11 @@ use serde::de::DeserializeOwned;
 use super::{Layout, UiError, UiResult, render};
 use crate::AppState;
 use crate::auth::client_addr;
+use portcullis_core::identity::new_secret;
 
 const COOKIE: &str = "pcl_session";
+/// The sign-in form's own CSRF token, before there is a session (double-submitted).
+const LOGIN_COOKIE: &str = "pcl_login";
 const MAX_FORM: usize = 64 * 1024;
 
 /// A signed-in console user.
@@ -30,7 +33,7 @@ pub struct Console {
     pub csrf: String,
 }
 
-fn cookie_secret(parts: &Parts) -> Option<String> {
+fn cookie(parts: &Parts, name: &str) -> Option<String> {
     parts
         .headers
         .get_all(header::COOKIE)
@@ -38,8 +41,12 @@ fn cookie_secret(parts: &Parts) -> Option<String> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_owned())
+}
+
+fn cookie_secret(parts: &Parts) -> Option<String> {
+    cookie(parts, COOKIE)
 }
 
 impl FromRequestParts<Arc<AppState>> for Console {
@@ -47,22 +54,29 @@ impl FromRequestParts<Arc<AppState>> for Console {
 
     async fn from_request_parts(parts: &mut Parts, st: &Arc<AppState>) -> Result<Self, UiError> {
         let next = parts.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
-        let Some(secret) = cookie_secret(parts) else { return Err(UiError::SignIn { next }) };
-        st.catch_up().await?;
-        match st.sessions.resolve(&secret).await? {
-            Some(s) => Ok(Console { who: s.principal, csrf: s.csrf }),
+        match console_of(st, parts).await? {
+            Some(c) => Ok(c),
             None => Err(UiError::SignIn { next }),
         }
     }
 }
 
-/// Forms may be posted only from pages of this server: when the browser names the origin, it
-/// must be ours (a second line behind `SameSite=Strict` and the CSRF token).
+/// The signed-in console user of a request, if any.
+pub async fn console_of(st: &AppState, parts: &Parts) -> Result<Option<Console>, Error> {
+    let Some(secret) = cookie_secret(parts) else { return Ok(None) };
+    st.catch_up().await?;
+    Ok(st.sessions.resolve(&secret).await?.map(|s| Console { who: s.principal, csrf: s.csrf }))
+}
+
+/// Forms may be posted only from pages of this server: when the browser names where the post
+/// comes from (`Origin`, else `Referer`), it must be this host (a second line behind
+/// `SameSite=Strict` and the CSRF tokens).
 fn same_origin(parts: &Parts) -> Result<(), Error> {
-    let Some(origin) = parts.headers.get(header::ORIGIN) else { return Ok(()) };
     let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
-    let origin_host = origin.to_str().ok().and_then(|o| o.split_once("://")).map(|(_, h)| h).unwrap_or("null");
-    if origin_host == host { Ok(()) } else { Err(Error::Denied("cross-origin form posts are refused".into())) }
+    let from = |h: header::HeaderName| parts.headers.get(h).map(|v| v.to_str().unwrap_or("null").to_owned());
+    let Some(source) = from(header::ORIGIN).or_else(|| from(header::REFERER)) else { return Ok(()) };
+    let source_host = source.split_once("://").map(|(_, h)| h.split('/').next().unwrap_or("")).unwrap_or("null");
+    if source_host == host { Ok(()) } else { Err(Error::Denied("cross-origin form posts are refused".into())) }
 }
 
 /// Equal without an early exit, so the comparison time does not tell how much matched.
@@ -126,6 +140,30 @@ struct LoginPage {
     next: String,
     username: String,
     error: String,
+    /// The form's CSRF token (also in the `pcl_login` cookie).
+    csrf: String,
+}
+
+/// The sign-in form with its CSRF token, and the cookie holding the same token.
+fn login_form(
+    st: &AppState,
+    status: StatusCode,
+    next: String,
+    username: String,
+    error: String,
+    token: Option<String>,
+) -> Response {
+    let csrf =
+        token.filter(|t| t.len() == 48 && t.bytes().all(|b| b.is_ascii_hexdigit())).unwrap_or_else(|| new_secret(""));
+    let l = Layout { title: "Sign in".into(), tab: "login", ..Default::default() };
+    let mut r = render(status, &LoginPage { l, next, username, error, csrf: csrf.clone() });
+    let secure = if st.tls { "; Secure" } else { "" };
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{LOGIN_COOKIE}={csrf}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=3600{secure}"
+    )) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
 }
 
 #[derive(Deserialize)]
@@ -138,8 +176,7 @@ pub async fn login_page(State(st): State<Arc<AppState>>, Query(q): Query<NextQue
     if Console::from_request_parts(&mut parts, &st).await.is_ok() {
         return Redirect::to(&next).into_response();
     }
-    let l = Layout { title: "Sign in".into(), tab: "login", ..Default::default() };
-    render(StatusCode::OK, &LoginPage { l, next, username: String::new(), error: String::new() })
+    login_form(&st, StatusCode::OK, next, String::new(), String::new(), cookie(&parts, LOGIN_COOKIE))
 }
 
 #[derive(Deserialize)]
@@ -147,6 +184,8 @@ pub struct LoginForm {
     username: String,
     password: String,
     next: Option<String>,
+    #[serde(default)]
+    csrf: String,
 }
 
 pub async fn login(State(st): State<Arc<AppState>>, req: Request) -> UiResult {
@@ -156,6 +195,16 @@ pub async fn login(State(st): State<Arc<AppState>>, req: Request) -> UiResult {
     let f: LoginForm =
         serde_urlencoded::from_bytes(&bytes).map_err(|e| Error::Invalid(format!("invalid form: {e}")))?;
     let next = safe_next(f.next.as_deref());
+    // Login CSRF: the form's token must be the one its cookie holds (a page of this server
+    // set both), so another site cannot sign a browser in to an account of its choosing.
+    let token = cookie(&parts, LOGIN_COOKIE);
+    if !token.as_deref().is_some_and(|t| !f.csrf.is_empty() && same_secret(t, &f.csrf)) {
+        return Err(Error::Denied(
+            "this sign-in form has no valid token (it may be stale or come from another site); reload the page and sign in again"
+                .into(),
+        )
+        .into());
+    }
     match st.sessions.sign_in(f.username.trim(), &f.password, &client_addr(&st, &parts)).await {
         Ok((secret, _)) => {
             let mut r = Redirect::to(&next).into_response();
@@ -168,8 +217,7 @@ pub async fn login(State(st): State<Arc<AppState>>, req: Request) -> UiResult {
             } else {
                 StatusCode::TOO_MANY_REQUESTS
             };
-            let l = Layout { title: "Sign in".into(), tab: "login", ..Default::default() };
-            Ok(render(status, &LoginPage { l, next, username: f.username, error: e.to_string() }))
+            Ok(login_form(&st, status, next, f.username, e.to_string(), token))
         }
         Err(e) => Err(e.into()),
     }
@@ -198,6 +246,23 @@ mod tests {
             assert_eq!(safe_next(Some(bad)), "/orgs", "{bad}");
         }
         assert_eq!(safe_next(None), "/orgs");
+    }
+
+    #[test]
+    fn posts_come_from_this_host() {
+        let parts = |headers: &[(&str, &str)]| {
+            let mut b = axum::http::Request::builder().header("host", "gw.example:5000");
+            for (k, v) in headers {
+                b = b.header(*k, *v);
+            }
+            b.body(()).unwrap().into_parts().0
+        };
+        assert!(same_origin(&parts(&[])).is_ok(), "nothing said: the tokens decide");
+        assert!(same_origin(&parts(&[("origin", "https://gw.example:5000")])).is_ok());
+        assert!(same_origin(&parts(&[("origin", "https://evil.example")])).is_err());
+        assert!(same_origin(&parts(&[("origin", "null")])).is_err());
+        assert!(same_origin(&parts(&[("referer", "https://gw.example:5000/orgs/acme")])).is_ok());
+        assert!(same_origin(&parts(&[("referer", "https://evil.example/x")])).is_err());
     }
 
     #[test]

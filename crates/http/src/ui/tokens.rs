@@ -90,6 +90,9 @@ fn hidden(e: Error) -> Error {
 pub struct UserView {
     username: String,
     admin: bool,
+    disabled: bool,
+    /// The signed-in administrator (who does not act on their own account here).
+    me: bool,
     created: String,
 }
 
@@ -108,7 +111,13 @@ pub async fn admin(axum::extract::State(st): St, c: Console, Query(q): Query<Don
         .await
         .map_err(hidden)?
         .into_iter()
-        .map(|u| UserView { username: u.username, admin: u.is_admin, created: format::time(u.created_at) })
+        .map(|u| UserView {
+            me: u.username == c.who.username,
+            username: u.username,
+            admin: u.is_admin,
+            disabled: u.disabled,
+            created: format::time(u.created_at),
+        })
         .collect();
     let l = Layout::new(&c, "Administration", "admin").with_notice(q.done.as_deref());
     ok(&AdminPage { l, users, publishers: st.iam.publishers().len() })
@@ -125,4 +134,30 @@ pub async fn create_user(axum::extract::State(st): St, p: Posted<UserForm>) -> U
     let f = p.form;
     st.identity.create_user(&p.c.who, f.username.trim(), &f.password, f.admin.is_some()).await.map_err(hidden)?;
     done("/admin", "user-created")
+}
+
+#[derive(Deserialize)]
+pub struct UserActionForm {
+    #[serde(default)]
+    password: String,
+}
+
+/// The administrator acts on an account: `disable`, `enable`, `delete`, `password` (sets the
+/// one given) or `throttle` (lifts the sign-in throttle).
+pub async fn user_action(
+    axum::extract::State(st): St,
+    Path((name, action)): Path<(String, String)>,
+    p: Posted<UserActionForm>,
+) -> UiResult {
+    let (who, id) = (&p.c.who, &st.identity);
+    let key = match action.as_str() {
+        "disable" => id.set_disabled(who, &name, true).await.map(|_| "user-disabled"),
+        "enable" => id.set_disabled(who, &name, false).await.map(|_| "user-enabled"),
+        "delete" => id.delete_user(who, &name).await.map(|_| "user-deleted"),
+        "password" => id.set_password(who, &name, &p.form.password).await.map(|_| "password-reset"),
+        "throttle" => id.lift_throttle(who, &name).await.map(|_| "throttle-lifted"),
+        _ => Err(Error::NotFound("no such page".into())),
+    }
+    .map_err(hidden)?;
+    done("/admin", key)
 }

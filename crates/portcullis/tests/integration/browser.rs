@@ -242,6 +242,24 @@ async fn owner_restricts_member_requests_owner_approves() {
         shot(&b, name).await;
     }
     assert!(text(&b, "main").await.contains("Create a token"));
+    // the audit log at 1280 px: the page's whole width, no sideways scrolling, times on one line
+    b.goto(&s.url("/orgs/acme/audit")).await.unwrap();
+    let layout = b
+        .execute(
+            "const times = [...document.querySelectorAll('table.audit td.time')].map(td => { \
+               const r = document.createRange(); r.selectNodeContents(td); return r.getClientRects().length; }); \
+             return { viewport: window.innerWidth, scroll: document.documentElement.scrollWidth, \
+                      main: document.querySelector('main').getBoundingClientRect().width, times };",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(layout["viewport"], 1280, "{layout}");
+    assert!(layout["scroll"].as_f64().unwrap() <= 1280.0, "no sideways scrolling: {layout}");
+    assert!(layout["main"].as_f64().unwrap() > 1200.0, "the log uses the page's width: {layout}");
+    let times = layout["times"].as_array().unwrap();
+    assert!(!times.is_empty() && times.iter().all(|n| n == 1), "each time on one line: {layout}");
+    assert!(text(&b, "table.audit").await.contains("restricted_images.enabled: false → true"), "a readable diff");
     b.goto(&s.url("/orgs/acme/audit?decision=denied")).await.unwrap();
     let audit = text(&b, "table.audit").await;
     assert!(audit.contains("docker.io/someone/app") && !audit.contains("allowed"), "{audit}");

@@ -33,9 +33,24 @@ async fn sign_in_sessions_and_guarded_forms() {
         (303, "/login?next=/orgs/acme/permissions")
     );
     let login = |u: &str, p: &str, next: &str| {
-        let f = [("username", u.to_owned()), ("password", p.to_owned()), ("next", next.to_owned())];
-        http.post(s.url("/login")).form(&f).send()
+        let (u, p, next, http, s) = (u.to_owned(), p.to_owned(), next.to_owned(), http.clone(), &s);
+        async move { Ok::<_, ()>(crate::web::login_form(&http, s, &u, &p, &next).await) }
     };
+    // login CSRF: a sign-in post without the form's token (another site's form) is refused
+    let f = [("username", "alice".to_owned()), ("password", pw("alice")), ("next", "/orgs".to_owned())];
+    let r = http.post(s.url("/login")).form(&f).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.headers().get("set-cookie").is_none_or(|c| !c.to_str().unwrap().contains("pcl_session")));
+    let mut forged = f.to_vec();
+    forged.push(("csrf", "0".repeat(48)));
+    let r = http
+        .post(s.url("/login"))
+        .header("cookie", format!("pcl_login={}", "1".repeat(48)))
+        .form(&forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "a token that is not the cookie's");
     let r = login("alice", &pw("alice"), "//evil.example/x").await.unwrap();
     assert_eq!(r.headers()["location"], "/orgs", "no open redirect");
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
@@ -262,6 +277,10 @@ async fn requests_pinned_to_the_denied_digest_or_declined() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let ask = [("image", "docker.io/someone/app"), ("reason", "pinned base")];
     assert_eq!(bob.post("/orgs/acme/requests", &ask).await.0, 303);
+    // the owner sees the denial bob got, and the approval is for bob's team unless changed
+    let (_, page) = alice.get("/orgs/acme/requests").await;
+    assert!(page.contains("Denied with: Image Access Management: community image docker.io/someone/app"), "{page}");
+    assert!(page.contains("<option value=\"dev\" selected>team dev</option>"), "{page}");
     assert_eq!(bob.post("/orgs/acme/requests", &ask).await.0, 409, "one pending request per image");
     let other = [("image", "ghcr.io/owner/tool"), ("reason", "a tool")];
     assert_eq!(bob.post("/orgs/acme/requests", &other).await.0, 303);
@@ -311,4 +330,58 @@ fn pcore_now() -> i64 {
 #[should_panic(expected = "no label for #q")]
 fn the_label_check_catches_an_unlabelled_control() {
     assert_labelled("sample", r#"<form><label for="p">P</label><input id="p"><input id="q"></form>"#);
+}
+
+#[tokio::test]
+async fn administration_and_repository_pages() {
+    let s = Server::start().await;
+    s.create_user("alice").await;
+    acme(&s).await;
+    let gw = s.addr();
+    let admin = Web::sign_in(&s, "admin", crate::support::ADMIN_PW).await;
+    // the administrator's home lists every organization, and says so
+    let (_, page) = admin.get("/orgs").await;
+    assert!(page.contains("<h1>All organizations</h1>") && page.contains("/orgs/acme"), "{page}");
+    let alice = Web::sign_in(&s, "alice", &pw("alice")).await;
+    assert!(alice.get("/orgs").await.1.contains("<h1>My organizations</h1>"));
+    // disable, enable, set a password, lift a throttle, delete
+    let (st, loc, _) = admin.post("/admin/users/bob/disable", &[]).await;
+    assert_eq!((st, loc.as_str()), (303, "/admin?done=user-disabled"));
+    assert_eq!(s.api("GET", "/api/v1/me", ("bob", &pw("bob")), None).await.0, 401);
+    assert!(admin.get("/admin").await.1.contains("<span class=\"badge off\">disabled</span>"));
+    assert_eq!(admin.post("/admin/users/bob/enable", &[]).await.0, 303);
+    assert_eq!(admin.post("/admin/users/bob/password", &[("password", "short")]).await.0, 400);
+    assert_eq!(admin.post("/admin/users/bob/password", &[("password", "bob-password-new")]).await.0, 303);
+    assert_eq!(s.api("GET", "/api/v1/me", ("bob", "bob-password-new"), None).await.0, 200);
+    for i in 0..5 {
+        s.api("GET", "/api/v1/me", ("carol", &format!("guess-{i}")), None).await;
+    }
+    assert_eq!(s.api("GET", "/api/v1/me", ("carol", &pw("carol")), None).await.0, 429);
+    assert_eq!(admin.post("/admin/users/carol/throttle", &[]).await.1, "/admin?done=throttle-lifted");
+    assert_eq!(s.api("GET", "/api/v1/me", ("carol", &pw("carol")), None).await.0, 200);
+    assert_eq!(admin.post("/admin/users/alice/delete", &[]).await.0, 409, "the last owner of acme");
+    assert_eq!(admin.post("/admin/users/carol/delete", &[]).await.0, 303);
+    assert!(!admin.get("/admin").await.1.contains(">carol<"));
+    assert_eq!(alice.post("/admin/users/bob/disable", &[]).await.0, 404, "not the administrator's: no such page");
+    // repositories: a pull command per tag, and visibility for whoever administers the repository
+    let work = tempfile::tempdir().unwrap();
+    let layout = crate::images::make(&work.path().join("l"));
+    let (ok, out) =
+        crate::support::skopeo_push(&layout.dir, "tiny", &gw, &format!("alice:{}", pw("alice")), "acme/app:1");
+    assert!(ok, "{out}");
+    let (_, page) = alice.get("/orgs/acme/repositories").await;
+    assert!(page.contains(&format!("docker pull {gw}/acme/app:1")), "{page}");
+    let make_public = [("repository", "acme/app"), ("visibility", "public")];
+    let (st, loc, _) = alice.post("/orgs/acme/repositories/visibility", &make_public).await;
+    assert_eq!((st, loc.as_str()), (303, "/orgs/acme/repositories?done=visibility-set"));
+    let anon = s.token(None, &["repository:acme/app:pull"]).await;
+    assert_eq!(s.req("GET", "/v2/acme/app/manifests/1", Some(&anon)).await.send().await.unwrap().status(), 200);
+    let bob = Web::sign_in(&s, "bob", "bob-password-new").await;
+    assert!(!bob.get("/orgs/acme/repositories").await.1.contains("Make acme/app private"), "members only read");
+    assert_eq!(
+        bob.post("/orgs/acme/repositories/visibility", &[("repository", "acme/app"), ("visibility", "private")])
+            .await
+            .0,
+        403
+    );
 }

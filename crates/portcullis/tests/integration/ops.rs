@@ -25,11 +25,21 @@ async fn serves_tls_with_rustls() {
     let (ok, out) = run(Command::new("curl").args(["-s", "-i", "--cacert", cert.to_str().unwrap(), &url]));
     assert!(ok && out.starts_with("HTTP/") && out.contains(" 401"), "{out}");
     assert!(out.contains(&format!("realm=\"https://127.0.0.1:{}/token\"", s.port)), "{out}");
-    // the console's session cookie is Secure under TLS
+    // the console's cookies (the sign-in form's token, then the session) are Secure under TLS
     let login = format!("https://127.0.0.1:{}/login", s.port);
-    let form = format!("username=admin&password={ADMIN_PW}&next=/orgs");
-    let (ok, out) =
-        run(Command::new("curl").args(["-s", "-i", "--cacert", cert.to_str().unwrap(), "-d", &form, &login]));
+    let jar = certs.path().join("cookies");
+    let (ok, page) = run(Command::new("curl")
+        .args(["-s", "-i", "--cacert", cert.to_str().unwrap(), "-c"])
+        .arg(&jar)
+        .arg(&login));
+    let cookie = page.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).unwrap_or_default();
+    assert!(ok && cookie.contains("pcl_login=") && cookie.contains("; Secure"), "{page}");
+    let token = crate::web::csrf_of(&page);
+    let form = format!("username=admin&password={ADMIN_PW}&next=/orgs&csrf={token}");
+    let (ok, out) = run(Command::new("curl")
+        .args(["-s", "-i", "--cacert", cert.to_str().unwrap(), "-b"])
+        .arg(&jar)
+        .args(["-d", &form, &login]));
     let cookie = out.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).unwrap_or_default();
     assert!(ok && cookie.contains("pcl_session=") && cookie.contains("; Secure"), "{out}");
     // skopeo through TLS with the test CA

@@ -16,6 +16,23 @@ pub fn csrf_of(html: &str) -> String {
     html[at..].split('"').next().unwrap().to_owned()
 }
 
+/// Posts the sign-in form as a browser does: the form's page first (its token, and the cookie
+/// holding the same token), then the form.
+pub async fn login_form(
+    http: &reqwest::Client,
+    s: &Server,
+    user: &str,
+    password: &str,
+    next: &str,
+) -> reqwest::Response {
+    let page = http.get(s.url("/login")).send().await.unwrap();
+    let set = page.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let token = csrf_of(&page.text().await.unwrap());
+    let f = [("username", user), ("password", password), ("next", next), ("csrf", &token)];
+    http.post(s.url("/login")).header("cookie", cookie).form(&f).send().await.unwrap()
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
@@ -24,12 +41,7 @@ impl Web {
     /// Signs in through `POST /login`; panics unless it redirects with a session cookie.
     pub async fn sign_in(s: &Server, user: &str, password: &str) -> Web {
         let http = client();
-        let r = http
-            .post(s.url("/login"))
-            .form(&[("username", user), ("password", password), ("next", "/orgs")])
-            .send()
-            .await
-            .unwrap();
+        let r = login_form(&http, s, user, password, "/orgs").await;
         assert_eq!(r.status(), 303, "sign-in of {user}");
         let set = r.headers()["set-cookie"].to_str().unwrap().to_owned();
         let cookie = set.split(';').next().unwrap().to_owned();
