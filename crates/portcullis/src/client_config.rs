@@ -61,20 +61,58 @@ pub fn generate(o: &Options, out: &Path) -> anyhow::Result<()> {
         ));
     }
     write(out, "podman/registries.conf", &conf)?;
-    let mut k3s = String::from("# k3s / rke2: /etc/rancher/k3s/registries.yaml\nmirrors:\n");
+    let mut k3s = String::from("# k3s / rke2: /etc/rancher/k3s/registries.yaml (then restart k3s)\nmirrors:\n");
     for r in &registries {
         k3s.push_str(&format!("  \"{r}\":\n    endpoint:\n      - \"{gw}\"\n"));
     }
+    k3s.push_str(&format!(
+        "configs:\n  \"{host}\":\n    # the node's account at the gateway: a portcullis user and a read-only access token\n    \
+         auth:\n      username: \"REPLACE-with-a-portcullis-user\"\n      password: \"REPLACE-with-an-access-token\"\n{}",
+        if insecure { "    tls:\n      insecure_skip_verify: true\n" } else { "" }
+    ));
     write(out, "k3s/registries.yaml", &k3s)?;
     let daemon = serde_json::json!({ "registry-mirrors": [gw] });
     write(out, "docker/daemon.json", &format!("{}\n", serde_json::to_string_pretty(&daemon)?))?;
-    write(
-        out,
-        "README.txt",
-        "docker/daemon.json: a registry mirror for Docker Hub only; dockerd falls back to Docker Hub when the\n\
-         gateway refuses, so it caches but does not enforce: pull with explicit gateway names instead, and block\n\
-         direct egress to registries at the firewall.\n\
-         docker-desktop/registry.json: makes Docker Desktop require sign-in to these organizations.\n",
-    )?;
+    write(out, "README.md", &readme(gw, host, &registries))?;
     Ok(())
+}
+
+/// Where each file goes, and the credentials each client needs.
+fn readme(gw: &str, host: &str, registries: &[String]) -> String {
+    let list = registries.join(", ");
+    format!(
+        "# Sending pulls through the gateway {gw}\n\n\
+         Pulls of {list} go to the gateway, which decides each one (Image Access Management) and\n\
+         fetches and caches what it allows. Clients sign in to the gateway with a portcullis account:\n\
+         a person's password, or for machines an access token (console: Access tokens; read scope).\n\n\
+         ## containerd (and Kubernetes nodes that use it)\n\
+         Copy `containerd/certs.d/*` to `/etc/containerd/certs.d/`, and point containerd at that directory:\n\
+         `config_path = \"/etc/containerd/certs.d\"` under `[plugins.\"io.containerd.grpc.v1.cri\".registry]`\n\
+         (containerd 1.x) or `[plugins.\"io.containerd.cri.v1.images\".registry]` (2.x); restart containerd.\n\
+         The gateway is each registry's `server`, so there is no way around it. Credentials: `ctr images pull\n\
+         --user NAME:TOKEN`; for Kubernetes, an image pull secret for the images' registry (docker.io, …)\n\
+         holding the gateway account, or the kubelet's credential provider.\n\n\
+         ## Podman, Buildah, Skopeo, CRI-O\n\
+         Copy `podman/registries.conf` to `/etc/containers/registries.conf.d/50-portcullis.conf` (per user:\n\
+         `~/.config/containers/registries.conf.d/`). The gateway is each registry's `location`: no fallback.\n\
+         Credentials: `podman login {host}` (or `skopeo login`, `buildah login`; CRI-O: the auth file).\n\n\
+         ## k3s, RKE2\n\
+         Copy `k3s/registries.yaml` to `/etc/rancher/k3s/registries.yaml` (RKE2: `/etc/rancher/rke2/`), put\n\
+         the node's account in its `configs:` `auth:` section (a user and an access token), restart k3s.\n\n\
+         ## Docker Engine (dockerd)\n\
+         `docker/daemon.json` (merge into `/etc/docker/daemon.json`, restart dockerd) makes the gateway a\n\
+         registry mirror — for Docker Hub only. dockerd sends no credentials to mirrors, so the gateway must\n\
+         allow anonymous pulls through its cache (`proxy.allow_anonymous = true`), and dockerd falls back to\n\
+         Docker Hub itself when the gateway refuses: a mirror caches, it does not enforce. To enforce, pull by\n\
+         the gateway's names after `docker login {host}` (`docker pull {host}/library/alpine`), and block\n\
+         direct egress to registries at the firewall.\n\n\
+         ## Docker Desktop\n\
+         `docker-desktop/registry.json` makes Docker Desktop require sign-in to these organizations. It goes to\n\
+         `/Library/Application Support/com.docker.docker/registry.json` (macOS),\n\
+         `C:\\ProgramData\\DockerDesktop\\registry.json` (Windows) or\n\
+         `/usr/share/docker-desktop/registry/registry.json` (Linux). Only the gateway enforces for Linux\n\
+         servers, CI runners and Kubernetes nodes.\n\n\
+         Check a node with `portcullis doctor --gateway {gw}`: it reports every way a pull can go around the\n\
+         gateway.\n"
+    )
 }

@@ -136,3 +136,27 @@ async fn config_check_explains_and_serve_takes_host_names() {
     let _ = child.wait();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn the_walkthrough_image_is_built_offline_and_pushed() {
+    let s = Server::start().await;
+    s.create_user("alice").await;
+    s.create_org("acme", "alice").await;
+    let work = tempfile::tempdir().unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/example-image.sh");
+    let (ok, out) = run(Command::new(script).arg(work.path()));
+    assert!(ok, "{out}");
+    let creds = format!("alice:{}", pw("alice"));
+    let (ok, out) = run(Command::new("skopeo").args([
+        "copy",
+        "-q",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds,
+        &format!("docker-archive:{}", work.path().join("app.tar").display()),
+        &format!("docker://{}/acme/app:1", s.addr()),
+    ]));
+    assert!(ok, "push of app.tar: {out}");
+    let (ok, out) = crate::support::skopeo_pull(&s.addr(), &creds, "acme/app:1", &work.path().join("pulled"));
+    assert!(ok, "{out}");
+}

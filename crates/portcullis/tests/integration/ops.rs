@@ -28,10 +28,8 @@ async fn serves_tls_with_rustls() {
     // the console's cookies (the sign-in form's token, then the session) are Secure under TLS
     let login = format!("https://127.0.0.1:{}/login", s.port);
     let jar = certs.path().join("cookies");
-    let (ok, page) = run(Command::new("curl")
-        .args(["-s", "-i", "--cacert", cert.to_str().unwrap(), "-c"])
-        .arg(&jar)
-        .arg(&login));
+    let (ok, page) =
+        run(Command::new("curl").args(["-s", "-i", "--cacert", cert.to_str().unwrap(), "-c"]).arg(&jar).arg(&login));
     let cookie = page.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).unwrap_or_default();
     assert!(ok && cookie.contains("pcl_login=") && cookie.contains("; Secure"), "{page}");
     let token = crate::web::csrf_of(&page);

@@ -358,6 +358,23 @@ async fn ctr_and_podman_pull_through_mirror_configurations() {
     let daemon: Value =
         serde_json::from_str(&std::fs::read_to_string(generated.join("docker/daemon.json")).unwrap()).unwrap();
     assert_eq!(daemon["registry-mirrors"][0], format!("http://{gw}"));
+    // the README says where each file goes and which credentials each client needs
+    let readme = std::fs::read_to_string(generated.join("README.md")).unwrap();
+    for needed in [
+        "/etc/containerd/certs.d/",
+        "config_path",
+        "/etc/containers/registries.conf.d/50-portcullis.conf",
+        &format!("podman login {gw}"),
+        "/etc/rancher/k3s/registries.yaml",
+        "`configs:` `auth:`",
+        "proxy.allow_anonymous = true",
+        "/etc/docker/daemon.json",
+        "C:\\ProgramData\\DockerDesktop\\registry.json",
+    ] {
+        assert!(readme.contains(needed), "README lacks {needed}: {readme}");
+    }
+    let k3s = std::fs::read_to_string(generated.join("k3s/registries.yaml")).unwrap();
+    assert!(k3s.contains(&format!("configs:\n  \"{gw}\":")) && k3s.contains("auth:\n      username:"), "{k3s}");
     let gen_hosts = generated.join("containerd/certs.d");
     for image in ["docker.io/library/tiny:1", "ghcr.io/owner/tool:1"] {
         let (ok, out) = ctr(&["images", "pull", "--hosts-dir", gen_hosts.to_str().unwrap(), "--user", &a, image]);
