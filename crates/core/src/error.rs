@@ -20,6 +20,9 @@ pub enum Error {
     Invalid(String),
     #[error("{0}")]
     Conflict(String),
+    /// A request body larger than the endpoint accepts.
+    #[error("{0}")]
+    TooLarge(String),
     #[error("too many failed sign-ins; retry in {retry_after} s")]
     RateLimited { retry_after: u64 },
     /// An upstream registry asked us to slow down; passed on to the client.

@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, put};
+use http_body_util::BodyExt;
 use portcullis_core::Error;
 use portcullis_core::model::{Permission, TokenScope, Visibility};
 use serde::Deserialize;
@@ -57,9 +58,51 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/repositories/{*name}", axum::routing::patch(patch_repository).delete(delete_repository))
 }
 
-/// Parses a JSON body, turning every failure into a 400 with the reason.
-fn body<T: DeserializeOwned>(b: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(b).map_err(|e| ApiError(Error::Invalid(format!("invalid JSON body: {e}"))))
+/// The largest request body the API reads (its largest documents are settings of a few KiB).
+const MAX_BODY: usize = 256 * 1024;
+
+/// A request body, read up to [`MAX_BODY`] (a larger one is a 413 in the API's JSON shape).
+struct JsonBody(Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
+        let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY);
+        match limited.collect().await {
+            Ok(b) => Ok(JsonBody(b.to_bytes())),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                Err(ApiError(Error::TooLarge(format!("the request body is larger than {MAX_BODY} bytes"))))
+            }
+            Err(e) => Err(ApiError(Error::Invalid(format!("the request body could not be read: {e}")))),
+        }
+    }
+}
+
+impl JsonBody {
+    /// The body as `T`, which must be written as one JSON object: serde would also take a
+    /// struct from an array and a defaulted one from `null`, and an endpoint must never read a
+    /// malformed request as "reset everything".
+    fn object<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        let invalid = |m: String| ApiError(Error::Invalid(m));
+        let value: serde_json::Value =
+            serde_json::from_slice(&self.0).map_err(|e| invalid(format!("the body is not valid JSON: {e}")))?;
+        if !value.is_object() {
+            return Err(invalid(format!("the body must be a JSON object, not {}", kind(&value))));
+        }
+        serde_json::from_value(value).map_err(|e| invalid(format!("invalid body: {e}")))
+    }
+}
+
+fn kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
 }
 
 fn ok(v: serde_json::Value) -> ApiResult {
@@ -91,8 +134,8 @@ struct NewUser {
     admin: bool,
 }
 
-async fn create_user(State(st): St, u: ApiUser, b: Bytes) -> ApiResult {
-    let n: NewUser = body(&b)?;
+async fn create_user(State(st): St, u: ApiUser, b: JsonBody) -> ApiResult {
+    let n: NewUser = b.object()?;
     let user = st.identity.create_user(&u.0, &n.username, &n.password, n.admin).await?;
     created(json!(user))
 }
@@ -107,8 +150,8 @@ struct UserPatch {
     disabled: bool,
 }
 
-async fn patch_user(State(st): St, u: ApiUser, Path(name): Path<String>, b: Bytes) -> ApiResult {
-    let p: UserPatch = body(&b)?;
+async fn patch_user(State(st): St, u: ApiUser, Path(name): Path<String>, b: JsonBody) -> ApiResult {
+    let p: UserPatch = b.object()?;
     st.identity.set_disabled(&u.0, &name, p.disabled).await?;
     ok(json!({ "username": name, "disabled": p.disabled }))
 }
@@ -129,8 +172,8 @@ struct NewPassword {
     password: String,
 }
 
-async fn set_password(State(st): St, u: ApiUser, Path(name): Path<String>, b: Bytes) -> ApiResult {
-    let p: NewPassword = body(&b)?;
+async fn set_password(State(st): St, u: ApiUser, Path(name): Path<String>, b: JsonBody) -> ApiResult {
+    let p: NewPassword = b.object()?;
     st.identity.set_password(&u.0, &name, &p.password).await?;
     no_content()
 }
@@ -145,8 +188,8 @@ struct NewToken {
     expires_at: Option<i64>,
 }
 
-async fn create_token(State(st): St, u: ApiUser, b: Bytes) -> ApiResult {
-    let n: NewToken = body(&b)?;
+async fn create_token(State(st): St, u: ApiUser, b: JsonBody) -> ApiResult {
+    let n: NewToken = b.object()?;
     let scope = match n.scopes.as_slice() {
         [] => TokenScope::ReadWrite,
         [s] => TokenScope::parse(s)
@@ -174,8 +217,8 @@ struct Named {
     name: String,
 }
 
-async fn create_org(State(st): St, u: ApiUser, b: Bytes) -> ApiResult {
-    let n: Named = body(&b)?;
+async fn create_org(State(st): St, u: ApiUser, b: JsonBody) -> ApiResult {
+    let n: Named = b.object()?;
     created(json!(st.orgs.create(&u.0, &n.name).await?))
 }
 
@@ -197,8 +240,8 @@ async fn teams(State(st): St, u: ApiUser, Path(org): Path<String>) -> ApiResult 
     ok(json!(st.orgs.teams(&u.0, &org).await?))
 }
 
-async fn create_team(State(st): St, u: ApiUser, Path(org): Path<String>, b: Bytes) -> ApiResult {
-    let n: Named = body(&b)?;
+async fn create_team(State(st): St, u: ApiUser, Path(org): Path<String>, b: JsonBody) -> ApiResult {
+    let n: Named = b.object()?;
     created(json!(st.orgs.create_team(&u.0, &org, &n.name).await?))
 }
 
@@ -217,8 +260,8 @@ struct NewMember {
     username: String,
 }
 
-async fn add_member(State(st): St, u: ApiUser, Path((org, team)): Path<(String, String)>, b: Bytes) -> ApiResult {
-    let n: NewMember = body(&b)?;
+async fn add_member(State(st): St, u: ApiUser, Path((org, team)): Path<(String, String)>, b: JsonBody) -> ApiResult {
+    let n: NewMember = b.object()?;
     let added = st.orgs.add_member(&u.0, &org, &team, &n.username).await?;
     let v = json!({ "username": n.username, "team": team });
     if added { created(v) } else { ok(v) }
@@ -254,9 +297,9 @@ async fn set_permission(
     State(st): St,
     u: ApiUser,
     Path((org, team, repo)): Path<(String, String, String)>,
-    b: Bytes,
+    b: JsonBody,
 ) -> ApiResult {
-    let n: NewPermission = body(&b)?;
+    let n: NewPermission = b.object()?;
     let p = Permission::parse(&n.permission).ok_or_else(|| {
         ApiError(Error::Invalid(format!("unknown permission {:?}; use read, write or admin", n.permission)))
     })?;
@@ -288,8 +331,8 @@ struct RepoPatch {
     visibility: String,
 }
 
-async fn patch_repository(State(st): St, u: ApiUser, Path(name): Path<String>, b: Bytes) -> ApiResult {
-    let p: RepoPatch = body(&b)?;
+async fn patch_repository(State(st): St, u: ApiUser, Path(name): Path<String>, b: JsonBody) -> ApiResult {
+    let p: RepoPatch = b.object()?;
     let v = Visibility::parse(&p.visibility).ok_or_else(|| {
         ApiError(Error::Invalid(format!("unknown visibility {:?}; use public or private", p.visibility)))
     })?;
@@ -306,8 +349,8 @@ async fn get_settings(State(st): St, u: ApiUser, Path(org): Path<String>) -> Api
     ok(json!(st.iam.settings(&u.0, &org).await?))
 }
 
-async fn put_settings(State(st): St, u: ApiUser, Path(org): Path<String>, b: Bytes) -> ApiResult {
-    let changes: serde_json::Value = body(&b)?;
+async fn put_settings(State(st): St, u: ApiUser, Path(org): Path<String>, b: JsonBody) -> ApiResult {
+    let changes: serde_json::Value = b.object()?;
     ok(json!(st.iam.set_settings(&u.0, &org, &changes).await?))
 }
 
@@ -315,8 +358,8 @@ async fn list_exceptions(State(st): St, u: ApiUser, Path(org): Path<String>) -> 
     ok(json!(st.iam.exceptions(&u.0, &org).await?))
 }
 
-async fn add_exception(State(st): St, u: ApiUser, Path(org): Path<String>, b: Bytes) -> ApiResult {
-    let n: portcullis_core::iam::NewException = body(&b)?;
+async fn add_exception(State(st): St, u: ApiUser, Path(org): Path<String>, b: JsonBody) -> ApiResult {
+    let n: portcullis_core::iam::NewException = b.object()?;
     created(json!(st.iam.add_exception(&u.0, &org, n).await?))
 }
 
@@ -336,8 +379,8 @@ struct NewRequest {
     reason: String,
 }
 
-async fn create_request(State(st): St, u: ApiUser, Path(org): Path<String>, b: Bytes) -> ApiResult {
-    let n: NewRequest = body(&b)?;
+async fn create_request(State(st): St, u: ApiUser, Path(org): Path<String>, b: JsonBody) -> ApiResult {
+    let n: NewRequest = b.object()?;
     created(json!(st.iam.request_exception(&u.0, &org, &n.image, &n.reason).await?))
 }
 
@@ -351,8 +394,8 @@ struct ApprovalBody {
     note: Option<String>,
 }
 
-async fn approve_request(State(st): St, u: ApiUser, Path((org, id)): Path<(String, i64)>, b: Bytes) -> ApiResult {
-    let a: ApprovalBody = if b.is_empty() { ApprovalBody::default() } else { body(&b)? };
+async fn approve_request(State(st): St, u: ApiUser, Path((org, id)): Path<(String, i64)>, b: JsonBody) -> ApiResult {
+    let a: ApprovalBody = if b.0.is_empty() { ApprovalBody::default() } else { b.object()? };
     let a = portcullis_core::requests::Approval {
         pin_digest: a.pin_digest,
         digest: a.digest,
@@ -369,8 +412,8 @@ struct Decline {
     note: String,
 }
 
-async fn decline_request(State(st): St, u: ApiUser, Path((org, id)): Path<(String, i64)>, b: Bytes) -> ApiResult {
-    let d: Decline = body(&b)?;
+async fn decline_request(State(st): St, u: ApiUser, Path((org, id)): Path<(String, i64)>, b: JsonBody) -> ApiResult {
+    let d: Decline = b.object()?;
     ok(json!(st.iam.decline_request(&u.0, &org, id, &d.note).await?))
 }
 
@@ -394,8 +437,8 @@ async fn check(State(st): St, u: ApiUser, Path(org): Path<String>, Query(q): Que
     ok(json!(st.gate.check(&u.0, &org, &q.user, &q.image).await?))
 }
 
-async fn preview(State(st): St, u: ApiUser, Path(org): Path<String>, b: Bytes) -> ApiResult {
-    let changes: serde_json::Value = body(&b)?;
+async fn preview(State(st): St, u: ApiUser, Path(org): Path<String>, b: JsonBody) -> ApiResult {
+    let changes: serde_json::Value = b.object()?;
     ok(json!(st.iam.preview(&u.0, &org, &changes).await?))
 }
 
@@ -410,8 +453,8 @@ struct NewBadge {
     badge: String,
 }
 
-async fn set_publisher(State(st): St, u: ApiUser, Path(ns): Path<String>, b: Bytes) -> ApiResult {
-    let n: NewBadge = body(&b)?;
+async fn set_publisher(State(st): St, u: ApiUser, Path(ns): Path<String>, b: JsonBody) -> ApiResult {
+    let n: NewBadge = b.object()?;
     st.iam.set_publisher(&u.0, &ns, Some(&n.badge)).await?;
     ok(json!({ "namespace": ns, "badge": n.badge }))
 }

@@ -78,6 +78,7 @@ impl From<Error> for V2Error {
             Error::Unauthenticated(m) => (ErrorCode::Unauthorized, m.clone()),
             Error::Denied(m) => (ErrorCode::Denied, m.clone()),
             Error::Invalid(m) | Error::Conflict(m) => (ErrorCode::Unsupported, m.clone()),
+            Error::TooLarge(m) => (ErrorCode::SizeInvalid, m.clone()),
             Error::RateLimited { .. } | Error::Throttled { .. } => (ErrorCode::Toomanyrequests, e.to_string()),
             Error::Unavailable(m) => (ErrorCode::Unavailable, m.clone()),
             Error::Storage(_) | Error::Db(_) => {
@@ -133,6 +134,7 @@ pub fn status_of(e: &Error) -> (StatusCode, &'static str) {
         Error::Denied(_) => (StatusCode::FORBIDDEN, "denied"),
         Error::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
         Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+        Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
         Error::RateLimited { .. } | Error::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
         Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         Error::Storage(_) | Error::Db(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{ADMIN_PW, Server, pw};
+use crate::support::{ADMIN_PW, Server, acme_with_member_bob, pw};
 
 #[tokio::test]
 async fn users_tokens_and_rate_limits() {
@@ -229,4 +229,119 @@ async fn openapi_document_lists_every_route() {
     let r = s.http.get(s.url("/healthz")).header("x-request-id", "abc-123").send().await.unwrap();
     assert_eq!(r.headers()["x-request-id"], "abc-123");
     let _ = ADMIN_PW;
+}
+
+/// Every endpoint that takes a body (found in the router's source, so a new one is covered)
+/// refuses anything but a JSON object, a malformed or oversized body, wrong types and unknown
+/// fields with a 4xx in the API's shape, and none of them changes anything.
+#[tokio::test]
+async fn bodies_must_be_json_objects() {
+    let s = Server::start().await;
+    s.create_user("alice").await;
+    acme_with_member_bob(&s).await;
+    let (ap, bp) = (pw("alice"), pw("bob"));
+    let alice = ("alice", ap.as_str());
+    let ask = json!({"image": "quay.io/x/y:2", "reason": "tests"});
+    let (st, req) = s.api("POST", "/api/v1/orgs/acme/exception-requests", ("bob", &bp), Some(ask)).await;
+    assert_eq!(st, 201, "{req}");
+    let settings = json!({"restricted_images": {"enabled": true}});
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(settings)).await.0, 200);
+
+    let src = include_str!("../../../http/src/api.rs");
+    let mut writes = Vec::new();
+    for line in src.lines().filter_map(|l| l.trim().strip_prefix(".route(\"")) {
+        let template = line.split('"').next().unwrap();
+        let path = template
+            .replace("{name}", "bob")
+            .replace("{org}", "acme")
+            .replace("{team}", "dev")
+            .replace("{*repo}", "app")
+            .replace("{id}", &req["id"].to_string())
+            .replace("{namespace}", "someone")
+            .replace("{*name}", "acme/app")
+            .replace("{user}", "bob");
+        assert!(!path.contains('{'), "no value for a parameter of {template}");
+        for method in ["post", "put", "patch"] {
+            if line.contains(&format!("{method}(")) {
+                writes.push((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    assert!(writes.len() >= 15, "{writes:?}");
+
+    let state = || async {
+        let mut all = Vec::new();
+        for p in [
+            "/api/v1/users",
+            "/api/v1/orgs",
+            "/api/v1/access-tokens",
+            "/api/v1/orgs/acme/members",
+            "/api/v1/orgs/acme/teams",
+            "/api/v1/orgs/acme/teams/dev/permissions",
+            "/api/v1/orgs/acme/settings",
+            "/api/v1/orgs/acme/exceptions",
+            "/api/v1/orgs/acme/exception-requests",
+            "/api/v1/publishers",
+            "/api/v1/repositories",
+        ] {
+            let (st, v) = s.admin("GET", p, None).await;
+            assert_eq!(st, 200, "{p}: {v}");
+            all.push(v);
+        }
+        all
+    };
+    let before = state().await;
+
+    let huge = format!("{{\"note\": \"{}\"}}", "x".repeat(300 * 1024));
+    let bodies: [(&str, u16); 12] = [
+        ("[]", 400),
+        ("[\"eve\", \"longenough\"]", 400),
+        ("1", 400),
+        ("\"x\"", 400),
+        ("null", 400),
+        ("true", 400),
+        ("", 400),
+        ("{\"unterminated\": ", 400),
+        ("{\"name\": 1, \"username\": [], \"password\": {}, \"image\": 2}", 400),
+        ("{\"zzz_unknown\": \"'; DROP TABLE users; --\"}", 400),
+        ("{\"username\": \"\u{0130}\u{200d}\u{1f600}\", \"password\": \"\u{0000}\"}", 400),
+        (huge.as_str(), 413),
+    ];
+    for (method, path) in &writes {
+        for (body, want) in &bodies {
+            // the empty body is the one form an approval may take ("approve as asked")
+            if body.is_empty() && path.ends_with("/approve") {
+                continue;
+            }
+            let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let r = s
+                .http
+                .request(m, s.url(path))
+                .basic_auth("admin", Some(ADMIN_PW))
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let v: Value = r.json().await.unwrap_or(Value::Null);
+            let shown: String = body.chars().take(60).collect();
+            assert_eq!(status, *want, "{method} {path} with {shown}: {v}");
+            assert!(v["error"].is_string() && v["message"].is_string(), "{method} {path} with {shown}: {v}");
+        }
+        let r = s
+            .http
+            .request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), s.url(path))
+            .basic_auth("admin", Some(ADMIN_PW))
+            .body("[]")
+            .send()
+            .await
+            .unwrap();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["message"], "the body must be a JSON object, not an array", "{method} {path}");
+    }
+    assert_eq!(state().await, before, "no refused body changed anything");
+    assert_eq!(s.api("GET", "/api/v1/me", ("bob", &bp), None).await.0, 200, "bob's password is unchanged");
+    let (_, v) = s.admin("GET", "/api/v1/orgs/acme/settings", None).await;
+    assert_eq!(v["restricted_images"]["enabled"], true, "a body of [] did not reset the settings");
 }
