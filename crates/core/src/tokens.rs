@@ -281,4 +281,38 @@ mod tests {
         assert_eq!(parse_scope("nonsense"), None);
         assert_eq!(parse_scope("repository::pull"), None);
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 500, failure_persistence: None, ..Default::default() })]
+
+        /// Fuzzing the verifier: arbitrary text, JWT-shaped triples with any header (our kid,
+        /// `none`, HMAC, RSA) and any payload, and a real token with one character changed are all
+        /// refused without a panic; so is every scope the token endpoint may be asked for.
+        #[test]
+        fn verify_refuses_everything_it_did_not_sign(
+            junk in "\\PC{0,300}",
+            alg in "(none|None|HS256|RS256|EdDSA|ES256|)",
+            payload in "\\PC{0,200}",
+            sig in "[A-Za-z0-9_-]{0,90}",
+            flip in 0usize..400,
+        ) {
+            let t = issuer();
+            let now = crate::clock::system_now();
+            let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            proptest::prop_assert!(t.verify(&junk, now).is_err());
+            let header = b64.encode(format!(r#"{{"alg":"{alg}","typ":"JWT","kid":"{}"}}"#, t.kid()));
+            let forged = format!("{header}.{}.{sig}", b64.encode(&payload));
+            proptest::prop_assert!(t.verify(&forged, now).is_err());
+            let good = t.issue("bob", acc("acme/app", &["pull"]), now).unwrap();
+            let i = flip % good.len();
+            let mut bytes = good.clone().into_bytes();
+            bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+            let changed = String::from_utf8(bytes).unwrap();
+            // base64's last character of a part may carry spare bits: a change there can decode
+            // to the same bytes, which is no forgery
+            let spare_bits = i == good.len() - 1 || good[i + 1..].starts_with('.');
+            proptest::prop_assert!(changed == good || spare_bits || t.verify(&changed, now).is_err(), "changed at {i}");
+            let _ = parse_scope(&junk);
+        }
+    }
 }

@@ -672,4 +672,65 @@ mod tests {
             Ok(())
         });
     }
+
+    /// Fuzzing the configuration loader: files of known and unknown keys with values of every
+    /// type (and raw junk) load or fail with a message, never a panic; what loads validates and
+    /// explains itself.
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own large error type
+    fn arbitrary_files_load_or_explain() {
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config as Cases, TestRunner};
+        let key = prop_oneof![
+            Just("listen"),
+            Just("public_url"),
+            Just("upstreams_open"),
+            Just("log.format"),
+            Just("auth.token_ttl_secs"),
+            Just("auth.org_creation"),
+            Just("http.max_connections"),
+            Just("http.header_timeout_secs"),
+            Just("http.trusted_proxies"),
+            Just("tls.cert"),
+            Just("proxy.tag_ttl_secs"),
+            Just("cache.max_bytes"),
+            Just("nonsense.key"),
+        ];
+        let value = prop_oneof![
+            Just("\"127.0.0.1:0\"".to_owned()),
+            Just("\"localhost:99999\"".to_owned()),
+            Just("-1".to_owned()),
+            Just("0".to_owned()),
+            Just("18446744073709551616".to_owned()),
+            Just("true".to_owned()),
+            Just("[\"10.0.0.0/8\", \"::1/200\"]".to_owned()),
+            Just("{ a = 1 }".to_owned()),
+            "\"\\PC{0,20}\"".prop_map(|s| s.replace(['\\', '"'], "")),
+            "\\PC{0,20}",
+        ];
+        let file = proptest::collection::vec((key, value), 0..6);
+        figment::Jail::expect_with(|jail| {
+            let mut runner = TestRunner::new(Cases { cases: 300, failure_persistence: None, ..Cases::default() });
+            runner
+                .run(&file, |lines| {
+                    let mut text = String::new();
+                    for (k, v) in lines {
+                        let (section, key) = k.split_once('.').map_or(("", k), |(s, k)| (s, k));
+                        if !section.is_empty() {
+                            text.push_str(&format!("[{section}]\n"));
+                        }
+                        text.push_str(&format!("{key} = {v}\n"));
+                    }
+                    jail.create_file("f.toml", &text).unwrap();
+                    if let Ok(c) = Config::load(Some(Path::new("f.toml")), &Flags::default()) {
+                        prop_assert!(c.listen_addr().is_ok());
+                        prop_assert!(c.explained().is_ok());
+                        let _ = c.upstreams();
+                    }
+                    Ok(())
+                })
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        });
+    }
 }

@@ -192,8 +192,11 @@ impl Client {
                 resp.status()
             )));
         }
-        let v: serde_json::Value =
-            resp.json().await.map_err(|e| unavailable(&u.config.registry, format!("token response: {e}")))?;
+        let body = bounded_body(resp, 64 * 1024)
+            .await
+            .map_err(|e| unavailable(&u.config.registry, format!("token response: {e}")))?;
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| unavailable(&u.config.registry, format!("token response: {e}")))?;
         let token = v["token"]
             .as_str()
             .or_else(|| v["access_token"].as_str())
@@ -288,13 +291,9 @@ impl Client {
         match resp.status() {
             StatusCode::OK => {
                 let more = resp.headers().get(reqwest::header::LINK).is_some();
-                if resp.content_length().is_some_and(|l| l > listing::MAX_LISTING_BYTES as u64) {
-                    return Err(unavailable(&u.config.registry, "listing too large"));
-                }
-                let body = resp.bytes().await.map_err(|e| unavailable(&u.config.registry, format!("listing: {e}")))?;
-                if body.len() > listing::MAX_LISTING_BYTES {
-                    return Err(unavailable(&u.config.registry, "listing too large"));
-                }
+                let body = bounded_body(resp, listing::MAX_LISTING_BYTES)
+                    .await
+                    .map_err(|e| unavailable(&u.config.registry, format!("listing: {e}")))?;
                 Ok(Some((body, more)))
             }
             StatusCode::NOT_FOUND => Ok(None),
@@ -341,8 +340,9 @@ impl UpstreamRegistry for Client {
                 if resp.content_length().is_some_and(|l| l > manifest::MAX_MANIFEST_BYTES as u64) {
                     return Err(unavailable(&u.config.registry, "manifest too large"));
                 }
-                let content =
-                    resp.bytes().await.map_err(|e| unavailable(&u.config.registry, format!("manifest body: {e}")))?;
+                let content = bounded_body(resp, manifest::MAX_MANIFEST_BYTES)
+                    .await
+                    .map_err(|e| unavailable(&u.config.registry, format!("manifest body: {e}")))?;
                 Ok(FetchedManifest { digest, media_type, content })
             }
             StatusCode::NOT_FOUND => Err(Error::Registry(
@@ -433,6 +433,22 @@ impl UpstreamRegistry for Client {
             None => Ok(None),
         }
     }
+}
+
+/// A response body read whole, refused once it passes `max` bytes: an upstream that sends no
+/// `Content-Length` and never stops costs at most `max` bytes of memory.
+async fn bounded_body(resp: reqwest::Response, max: usize) -> Result<bytes::Bytes, String> {
+    use futures_util::StreamExt;
+    let mut body = resp.bytes_stream();
+    let mut out = bytes::BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        if out.len() + chunk.len() > max {
+            return Err(format!("larger than {max} bytes"));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out.freeze())
 }
 
 #[cfg(test)]

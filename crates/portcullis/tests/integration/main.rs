@@ -9,6 +9,7 @@ mod clients;
 mod connections;
 mod console;
 mod crash;
+mod faults;
 mod iam;
 mod images;
 mod ops;

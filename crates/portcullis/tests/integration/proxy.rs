@@ -76,7 +76,7 @@ pub async fn upstream_image(r: &Registry, repo: &str, tag: &str, layer: &[u8]) -
     l
 }
 
-fn random_bytes(n: usize, seed: u32) -> Vec<u8> {
+pub fn random_bytes(n: usize, seed: u32) -> Vec<u8> {
     let mut x = seed.wrapping_mul(2_654_435_761).max(1);
     (0..n)
         .map(|_| {

@@ -100,6 +100,8 @@ pub enum Fault {
     Reset,
     /// Sends one byte every 2 s.
     SlowDrip,
+    /// Sends half, then holds the connection open without sending more.
+    Stall,
     /// Answers every request (manifests too) with this status.
     Status(u16),
     /// Adds a byte to manifest bodies, keeping the upstream's `Docker-Content-Digest`.
@@ -225,6 +227,11 @@ async fn forward(State(st): State<ProxyState>, req: Request) -> Response {
                 Ok::<Bytes, std::io::Error>(Bytes::from(vec![x]))
             });
             b.body(Body::from_stream(s)).unwrap()
+        }
+        Fault::Stall => {
+            let first = futures_util::stream::iter(vec![Ok::<Bytes, std::io::Error>(bytes.slice(..half))]);
+            let never = futures_util::stream::pending::<Result<Bytes, std::io::Error>>();
+            b.body(Body::from_stream(first.chain(never))).unwrap()
         }
         Fault::None | Fault::Status(_) | Fault::LyingManifest => b.body(Body::from(bytes)).unwrap(),
     }

@@ -500,6 +500,11 @@ async fn bad_input_gets_spec_errors_and_stores_nothing() {
     .to_string()
     .into_bytes();
     assert_eq!(bad(index, "application/vnd.oci.image.index.v1+json", "v1".into()).await.1, "MANIFEST_BLOB_UNKNOWN");
+    let unknown = json!({"schemaVersion": 2, "mediaType": "application/x-unknown", "config": {}}).to_string();
+    assert_eq!(bad(unknown.into_bytes(), "application/x-unknown", "v1".into()).await.1, "MANIFEST_INVALID");
+    for body in [&b"[]"[..], b"null", b"{\"schemaVersion\": 1}", b"{\"schemaVersion\": 2, \"manifests\": 7}"] {
+        assert_eq!(bad(body.to_vec(), OCI_MANIFEST, "v1".into()).await.1, "MANIFEST_INVALID");
+    }
     assert_eq!(
         code(s.req("GET", "/v2/acme/app/tags/list", Some(&t)).await.send().await.unwrap()).await.1,
         "NAME_UNKNOWN",
@@ -569,4 +574,34 @@ async fn a_final_chunk_must_start_where_the_upload_ends() {
         .unwrap();
     assert_eq!(r.status(), 201);
     assert_eq!(s.get_bytes(&format!("/v2/acme/app/blobs/{whole}"), &t).await, b"abcdef");
+}
+
+/// An index of an index of ... 40 levels deep is stored and served like any manifest: nothing
+/// walks it recursively without a bound (a cycle cannot be written, digests name content).
+#[tokio::test]
+async fn deeply_nested_indexes_are_served() {
+    let s = setup().await;
+    let t = alice_token(&s, "acme/app").await;
+    let (mut child, _, m) = push_image(&s, &t, "acme/app", "leaf", b"leaf layer").await;
+    let (mut media, mut size) = (OCI_MANIFEST, m.len());
+    const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    for level in 0..40 {
+        let doc = json!({"schemaVersion": 2, "mediaType": INDEX,
+            "manifests": [{"mediaType": media, "digest": child, "size": size}]})
+        .to_string();
+        let r = s
+            .req("PUT", &format!("/v2/acme/app/manifests/level{level}"), Some(&t))
+            .await
+            .header(header::CONTENT_TYPE, INDEX)
+            .body(doc.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "level {level}");
+        (child, media, size) = (sha256(doc.as_bytes()), INDEX, doc.len());
+    }
+    let r =
+        s.req("GET", "/v2/acme/app/manifests/level39", Some(&t)).await.header("accept", INDEX).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["docker-content-digest"], child.as_str());
 }
