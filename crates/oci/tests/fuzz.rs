@@ -105,7 +105,7 @@ proptest! {
     }
 
     #[test]
-    fn absurd_range_lists(n in 1usize..5000, size in 1u64..1 << 40) {
+    fn absurd_range_lists(n in 2usize..5000, size in 1u64..1 << 40) {
         let list: Vec<String> = (0..n).map(|i| format!("{i}-{i}")).collect();
         // several ranges are served whole (RFC 9110 lets a server ignore them): no 5000-part answer
         prop_assert_eq!(parse_range(Some(&format!("bytes={}", list.join(","))), size), RangeRequest::Full);
