@@ -161,10 +161,26 @@ MANIFEST=$(curl -sf -H "Accept: $ACC" "http://$PEER/v2/library/big/manifests/1")
 read -r D512 SZ512 < <(jq -r '.layers | max_by(.size) | "\(.digest) \(.size)"' <<<"$MANIFEST")
 read -r D64 _ < <(jq -r '[.layers[] | select(.size > 30000000 and .size < 100000000)][0] | "\(.digest) \(.size)"' <<<"$MANIFEST")
 : >"$PEER_STATE/results/gw-cold.txt"; : >"$PEER_STATE/results/gw-ttfb.txt"
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # user + system, in 1/100 s
+: >"$PEER_STATE/results/gw-cold-cpu.txt"
 for i in $(seq "$RUNS"); do
   gw_start; gw_get manifests/1 '' >/dev/null
+  before=$(cpu_ticks "$GWPID")
   gw_get "blobs/$D512" '%{speed_download} %{time_starttransfer}\n' | tee -a "$PEER_STATE/results/gw-cold.txt" | awk '{print $2}' >>"$PEER_STATE/results/gw-ttfb.txt"
+  sleep 0.2; echo "$(( $(cpu_ticks "$GWPID") - before ))" >>"$PEER_STATE/results/gw-cold-cpu.txt"
 done
+# the SHA-256 cost of the same bytes (OpenSSL, SHA extensions where the CPU has them), same run
+BLOBFILE=$(find "$PEER_STATE" -path "*/blobs/sha256/${D512:7:2}/${D512:7}/data" | head -1)
+cat "$BLOBFILE" >/dev/null
+: >"$PEER_STATE/results/sha-cpu.txt"
+for i in $(seq "$RUNS"); do
+  /usr/bin/time -f "%U %S" -a -o "$PEER_STATE/results/sha-cpu.txt" openssl dgst -sha256 "$BLOBFILE" >/dev/null
+done
+SHA_S=$(awk '{print $1 + $2}' "$PEER_STATE/results/sha-cpu.txt" | median)
+FILL_S=$(awk '{print $1 / 100}' "$PEER_STATE/results/gw-cold-cpu.txt" | median)
+say portcullis proxy_cold_fill_cpu_s.512MiB_median "$FILL_S"
+say openssl sha256_cpu_s.512MiB_median "$SHA_S"
+say portcullis proxy_cold_fill_cpu_over_sha "$(awk -v a="$FILL_S" -v b="$SHA_S" 'BEGIN{printf "%.2f", a/b}')"
 curl -s -o /dev/null "http://$PEER/v2/library/big/blobs/$D512"
 for i in $(seq "$RUNS"); do curl -s -o /dev/null -w '%{speed_download} %{time_starttransfer}\n' "http://$PEER/v2/library/big/blobs/$D512"; done >"$PEER_STATE/results/direct.txt"
 for i in $(seq "$RUNS"); do gw_get "blobs/$D512" '%{speed_download}\n'; done >"$PEER_STATE/results/gw-warm.txt"
