@@ -2,6 +2,7 @@
 //! and the HTTP server. Nothing here decides anything about images or access.
 
 mod app;
+mod backup;
 mod cli_api;
 mod client_config;
 mod config;
@@ -62,6 +63,28 @@ enum Command {
         /// Move bad blobs aside and forget them, so they are never served.
         #[arg(long)]
         quarantine: bool,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Back up an embedded instance while it serves: a consistent snapshot of the database, the
+    /// blobs it references (hard-linked where possible) and a list of their digests.
+    Backup {
+        /// The backup directory (must not exist or be empty).
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// Copy blobs even where a hard link would do (for a backup on another disk's mount, a
+        /// copy is made anyway).
+        #[arg(long)]
+        copy: bool,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Restore a backup into a new data directory: every file is verified against the backup's
+    /// list before anything is put in place, and the database is upgraded to this version.
+    Restore {
+        /// The backup directory.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
         #[command(flatten)]
         data: DataDir,
     },
@@ -286,6 +309,8 @@ fn main() -> std::process::ExitCode {
     let (listen, data_dir) = match &cli.command {
         Command::Serve { listen, data } => (listen.clone(), data.data_dir.clone()),
         Command::Fsck { data, .. }
+        | Command::Backup { data, .. }
+        | Command::Restore { data, .. }
         | Command::Gc { data, .. }
         | Command::Admin { data, .. }
         | Command::Config { command: ConfigCommand::Check { data } } => (None, data.data_dir.clone()),
@@ -314,6 +339,8 @@ fn main() -> std::process::ExitCode {
                 Ok(())
             }
             Command::Fsck { quarantine, .. } => tasks::fsck(&config, quarantine).await,
+            Command::Backup { to, copy, .. } => backup::backup(&config, &to, copy).await,
+            Command::Restore { from, .. } => backup::restore(&config, &from).await,
             Command::Gc { max_bytes, uploads_older_than, .. } => {
                 tasks::gc(&config, max_bytes, uploads_older_than).await
             }

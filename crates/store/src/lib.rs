@@ -2,6 +2,7 @@
 //! capability port, with the same SQL: `sql/`, one module per capability), `FsBlobs` and `S3Blobs` implement `portcullis_core::ports::BlobStore`, each
 //! through `measured_impl!` (`measure.rs`), which times every operation. The `testsuite`
 //! module holds the one suite every adapter of a port must pass; each adapter's tests run it.
+//! `backup` takes and restores backups of an embedded instance.
 
 #[macro_use]
 mod measure;
@@ -9,6 +10,7 @@ mod measure;
 mod sql;
 #[macro_use]
 pub mod migrate;
+pub mod backup;
 pub mod copy;
 pub mod fs;
 pub mod postgres;

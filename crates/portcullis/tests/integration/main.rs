@@ -3,6 +3,7 @@
 //! clients (skopeo, ctr, podman, buildah). Test images are made by `images.rs`.
 
 mod api;
+mod backup;
 mod browser;
 mod cli;
 mod clients;
