@@ -19,6 +19,7 @@ mod proxy;
 mod replicas;
 mod startup;
 mod support;
+mod upgrade;
 mod upstreams;
 mod v2;
 mod web;
