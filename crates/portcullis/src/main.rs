@@ -6,6 +6,7 @@ mod backup;
 mod cli_api;
 mod client_config;
 mod config;
+mod doctor;
 mod login;
 mod publishers_sync;
 mod serve;
@@ -129,6 +130,33 @@ enum Command {
         /// Output directory.
         #[arg(long, value_name = "DIR", default_value = "portcullis-client-config")]
         out: PathBuf,
+    },
+    /// Check this node: report every way an image pull can go around the gateway (containerd,
+    /// podman/buildah/skopeo/CRI-O, dockerd, docker credentials), with the fix for each. Exit
+    /// status 0 only when none is found.
+    Doctor {
+        /// The gateway's URL, e.g. https://gw.example.com.
+        #[arg(long, value_name = "URL")]
+        gateway: String,
+        /// Registries that must go through the gateway besides Docker Hub; repeat for several.
+        #[arg(long = "registry", value_name = "HOST")]
+        registries: Vec<String>,
+        /// Read the configuration under this directory instead of / (a node's image, a fixture).
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        root: PathBuf,
+        /// The home directory whose .docker/config.json is read (default: $HOME).
+        #[arg(long, value_name = "DIR")]
+        home: Option<PathBuf>,
+        /// Also ask the gateway's /v2/ and each real registry's over the network.
+        #[arg(long)]
+        probe: bool,
+        /// With --probe: a registry URL to try directly instead of the registries' own; repeat
+        /// for several.
+        #[arg(long, value_name = "URL")]
+        direct: Vec<String>,
+        /// Print the report as JSON (for fleet tools).
+        #[arg(long)]
+        json: bool,
     },
     /// Sign in to a server for the API commands: checks the password (or access token, read
     /// from standard input or a prompt) and saves it, readable only by you.
@@ -351,6 +379,10 @@ fn main() -> std::process::ExitCode {
                 &client_config::Options { gateway: &gateway, orgs: &orgs, registries: &registries },
                 &out,
             ),
+            Command::Doctor { gateway, registries, root, home, probe, direct, json } => {
+                let home = home.or_else(|| std::env::var_os("HOME").map(PathBuf::from));
+                doctor::run(&doctor::Options { gateway, registries, root, home, probe, direct, json }).await
+            }
             Command::Login { password_stdin } => login::login(&config, password_stdin).await,
             Command::Logout => login::logout(),
             Command::Admin { command: AdminCommand::ResetPassword { username }, .. } => {
@@ -393,7 +425,7 @@ fn main() -> std::process::ExitCode {
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) if e.is::<cli_api::Denied>() => std::process::ExitCode::FAILURE,
+        Err(e) if e.is::<cli_api::Denied>() || e.is::<doctor::BypassFound>() => std::process::ExitCode::FAILURE,
         Err(e) => {
             eprintln!("portcullis: {e:#}");
             std::process::ExitCode::FAILURE
