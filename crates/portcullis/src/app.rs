@@ -58,12 +58,20 @@ pub async fn signing_keys(meta: &dyn MetaStore, data_dir: &Path) -> anyhow::Resu
     Ok(meta.signing_keys().await?.into_iter().map(|(_, k)| k).collect())
 }
 
-fn init_logging(config: &Config) {
+/// Changes the log level of a running server.
+type LogLevel = tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>;
+
+fn init_logging(config: &Config) -> LogLevel {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = EnvFilter::try_new(&config.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     // Colour only for a person at a terminal, never into a file or a journal.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    let _ = if config.log.format == "json" { b.json().try_init() } else { b.try_init() };
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+    let logs = tracing_subscriber::registry().with(filter);
+    let _ = if config.log.format == "json" { logs.with(fmt.json()).try_init() } else { logs.with(fmt).try_init() };
+    handle
 }
 
 /// Builds the application state from a configuration.
@@ -212,8 +220,11 @@ fn uses_data_dir(config: &Config) -> anyhow::Result<bool> {
     Ok(config.database.url()?.is_none() || config.s3.config()?.is_none())
 }
 
-pub async fn serve(config: Config) -> anyhow::Result<()> {
-    init_logging(&config);
+/// Reads the configuration again (for SIGHUP).
+pub type Reload = Box<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
+
+pub async fn serve(config: Config, reload: Reload) -> anyhow::Result<()> {
+    let log_level = init_logging(&config);
     crate::serve::raise_open_files_limit();
     let _lock = if uses_data_dir(&config)? { Some(lock_data_dir(&config.data_dir)?) } else { None };
     let state = build(&config).await?;
@@ -233,11 +244,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
+        crate::systemd::notify("STOPPING=1");
         let _ = stop.send(true);
     });
-    if let Some(t) = tls.clone() {
-        tokio::spawn(reload_on_sighup(t));
-    }
+    tokio::spawn(reload_on_sighup(reload, log_level, tls.clone()));
     let h = &config.http;
     let limits = crate::serve::Limits {
         max_connections: h.max_connections,
@@ -247,18 +257,38 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     eprintln!("portcullis: listening on {scheme}://{}", listener.local_addr()?);
     let app = portcullis_http::router(state);
+    crate::systemd::notify("READY=1");
     crate::serve::run(listener, tls, app, limits, stopped, Duration::from_secs(h.drain_secs)).await
 }
 
-/// Reloads the TLS certificate and key on SIGHUP (renewed certificates, without a restart).
-async fn reload_on_sighup(tls: Arc<crate::serve::TlsFiles>) {
+/// On SIGHUP, reloads what is safe to change without a restart: the log level (`log.level`,
+/// from the configuration read again) and the TLS certificate and key (renewed files at the
+/// configured paths). Anything else in the configuration needs a restart; a configuration that
+/// no longer loads changes nothing.
+async fn reload_on_sighup(reload: Reload, log_level: LogLevel, tls: Option<Arc<crate::serve::TlsFiles>>) {
     let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
     while hup.recv().await.is_some() {
-        match tls.reload() {
-            Ok(()) => tracing::info!("TLS certificate reloaded"),
+        crate::systemd::notify("RELOADING=1");
+        match reload() {
+            Ok(config) => match EnvFilter::try_new(&config.log.level) {
+                Ok(f) => match log_level.reload(f) {
+                    Ok(()) => tracing::info!(level = %config.log.level, "log level reloaded"),
+                    Err(e) => tracing::error!(error = %e, "cannot change the log level"),
+                },
+                Err(e) => tracing::error!(error = %e, "log.level is invalid; keeping the current level"),
+            },
             Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "cannot reload the TLS certificate; keeping the current one")
+                tracing::error!(error = %format!("{e:#}"), "the configuration does not load; nothing reloaded from it")
             }
         }
+        if let Some(tls) = &tls {
+            match tls.reload() {
+                Ok(()) => tracing::info!("TLS certificate reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "cannot reload the TLS certificate; keeping the current one")
+                }
+            }
+        }
+        crate::systemd::notify("READY=1");
     }
 }

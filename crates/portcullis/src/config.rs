@@ -353,7 +353,7 @@ impl Default for Log {
 }
 
 /// Values given as command-line flags (highest precedence).
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Clone, Serialize)]
 pub struct Flags {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
@@ -364,7 +364,7 @@ pub struct Flags {
 }
 
 /// `--server` and `--username`.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Clone, Serialize)]
 pub struct ClientFlags {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
@@ -398,7 +398,8 @@ impl Config {
             }
             fig = fig.merge(Toml::file(f));
         }
-        let fig = fig.merge(Env::prefixed("PORTCULLIS_").split("__")).merge(Serialized::globals(flags));
+        let fig =
+            fig.merge(Env::prefixed("PORTCULLIS_").ignore(&["CONFIG"]).split("__")).merge(Serialized::globals(flags));
         let cfg: Config = fig.extract().map_err(|e| anyhow::anyhow!(explain(e)))?;
         cfg.validate()?;
         Ok(cfg)

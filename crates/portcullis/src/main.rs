@@ -10,6 +10,7 @@ mod doctor;
 mod login;
 mod publishers_sync;
 mod serve;
+mod systemd;
 mod tasks;
 
 use std::path::PathBuf;
@@ -22,7 +23,7 @@ use crate::config::{Config, Flags};
 #[command(name = "portcullis", version = env!("BUILD_VERSION"), about = "Container registry gateway with Image Access Management")]
 struct Cli {
     /// TOML configuration file (settings also come from PORTCULLIS_* variables).
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE", env = "PORTCULLIS_CONFIG")]
     config: Option<PathBuf>,
     /// The server that API commands (org, check, publishers, login) talk to; default: the one
     /// `portcullis login` saved, else this configuration's own listen address.
@@ -345,6 +346,7 @@ fn main() -> std::process::ExitCode {
         _ => (None, None),
     };
     let flags = Flags::new(listen, data_dir, cli.server.clone(), cli.username.clone());
+    let config_file = cli.config.clone();
     let config = match Config::load(cli.config.as_deref(), &flags) {
         Ok(c) => c,
         Err(e) => {
@@ -361,7 +363,10 @@ fn main() -> std::process::ExitCode {
     };
     let result = rt.block_on(async move {
         match cli.command {
-            Command::Serve { .. } => app::serve(config).await,
+            Command::Serve { .. } => {
+                let reload = move || Config::load(config_file.as_deref(), &flags);
+                app::serve(config, Box::new(reload)).await
+            }
             Command::Config { command: ConfigCommand::Check { .. } } => {
                 print!("{}", config.explained()?);
                 Ok(())

@@ -10,6 +10,7 @@ mod clients;
 mod connections;
 mod console;
 mod crash;
+mod deploy;
 mod doctor;
 mod faults;
 mod iam;
