@@ -506,6 +506,11 @@ impl Config {
         if !self.client.server.is_empty() {
             return self.client.server.trim_end_matches('/').to_owned();
         }
+        self.own_url()
+    }
+
+    /// This server's URL on this machine, from its listen address (loopback for a wildcard).
+    pub fn own_url(&self) -> String {
         let scheme = if self.tls.cert.is_some() { "https" } else { "http" };
         match self.listen_addr() {
             Ok(a) if a.ip().is_unspecified() && a.is_ipv4() => format!("{scheme}://127.0.0.1:{}", a.port()),

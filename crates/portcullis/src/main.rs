@@ -7,6 +7,7 @@ mod cli_api;
 mod client_config;
 mod config;
 mod doctor;
+mod health;
 mod login;
 mod publishers_sync;
 mod serve;
@@ -158,6 +159,12 @@ enum Command {
         /// Print the report as JSON (for fleet tools).
         #[arg(long)]
         json: bool,
+    },
+    /// Ask a server's /healthz (exit 0 only on 200): the container image's HEALTHCHECK.
+    Health {
+        /// The server's URL (default: this configuration's own listen address).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
     },
     /// Sign in to a server for the API commands: checks the password (or access token, read
     /// from standard input or a prompt) and saves it, readable only by you.
@@ -388,6 +395,7 @@ fn main() -> std::process::ExitCode {
                 let home = home.or_else(|| std::env::var_os("HOME").map(PathBuf::from));
                 doctor::run(&doctor::Options { gateway, registries, root, home, probe, direct, json }).await
             }
+            Command::Health { url } => health::check(&config, url).await,
             Command::Login { password_stdin } => login::login(&config, password_stdin).await,
             Command::Logout => login::logout(),
             Command::Admin { command: AdminCommand::ResetPassword { username }, .. } => {

@@ -14,6 +14,7 @@ mod deploy;
 mod doctor;
 mod faults;
 mod iam;
+mod image;
 mod images;
 mod ops;
 mod postgres;
