@@ -26,6 +26,7 @@ pub mod replica;
 pub mod requests;
 pub mod services;
 pub mod sessions;
+pub mod sso;
 pub mod tokens;
 
 pub use error::{Error, Result};

@@ -13,6 +13,9 @@ pub struct User {
     pub created_at: i64,
     /// Disabled by an administrator or the directory: no sign-in, tokens refused.
     pub disabled: bool,
+    /// Where the account comes from: `local` (a password here) or an identity provider
+    /// (`oidc`, `ldap`).
+    pub source: String,
 }
 
 /// What an access token may do.

@@ -57,6 +57,7 @@ pub struct Services {
     pub proxy: Arc<Proxy>,
     pub contents: Arc<Contents>,
     pub sessions: Sessions,
+    pub sso: Arc<crate::sso::Sso>,
     pub tokens: Arc<TokenIssuer>,
     pub gate: Gate,
     pub replica: Arc<Replica>,
@@ -102,6 +103,7 @@ impl Services {
         let replica = Arc::new(Replica::new(meta.clone(), identity.clone(), iam.clone(), tokens.clone(), generation));
         Ok(Services {
             sessions: Sessions::new(meta.clone(), identity.clone()),
+            sso: Arc::new(crate::sso::Sso::new(meta.clone(), identity.clone(), audit.clone())),
             meta,
             blobs,
             clock,

@@ -26,10 +26,22 @@ use Kind::*;
 /// Tables in foreign-key order, with their columns. Uploads in progress and console sessions
 /// are not moved (clients restart uploads; users sign in again).
 const TABLES: &[(&str, &[(&str, Kind)])] = &[
-    ("users", &[("id", I), ("username", T), ("password_hash", T), ("is_admin", Z), ("created_at", I), ("disabled", Z)]),
+    (
+        "users",
+        &[
+            ("id", I),
+            ("username", T),
+            ("password_hash", T),
+            ("is_admin", Z),
+            ("created_at", I),
+            ("disabled", Z),
+            ("source", T),
+            ("external_id", T),
+        ],
+    ),
     ("orgs", &[("id", I), ("name", T), ("created_at", I)]),
     ("teams", &[("id", I), ("org_id", I), ("name", T)]),
-    ("team_members", &[("team_id", I), ("user_id", I)]),
+    ("team_members", &[("team_id", I), ("user_id", I), ("source", T)]),
     ("team_permissions", &[("team_id", I), ("repo_path", T), ("permission", T)]),
     (
         "access_tokens",

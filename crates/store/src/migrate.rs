@@ -81,6 +81,7 @@ pub const SQLITE: &[(i64, &str, &str)] = &[
     (9, "leases", include_str!("../../../migrations/sqlite/0009_leases.sql")),
     (10, "upload_hash_state", include_str!("../../../migrations/sqlite/0010_upload_hash_state.sql")),
     (11, "accounts", include_str!("../../../migrations/sqlite/0011_accounts.sql")),
+    (12, "directory", include_str!("../../../migrations/sqlite/0012_directory.sql")),
 ];
 
 /// The PostgreSQL migrations: the same versions, in PostgreSQL's dialect.
@@ -96,4 +97,5 @@ pub const POSTGRES: &[(i64, &str, &str)] = &[
     (9, "leases", include_str!("../../../migrations/postgres/0009_leases.sql")),
     (10, "upload_hash_state", include_str!("../../../migrations/postgres/0010_upload_hash_state.sql")),
     (11, "accounts", include_str!("../../../migrations/postgres/0011_accounts.sql")),
+    (12, "directory", include_str!("../../../migrations/postgres/0012_directory.sql")),
 ];

@@ -147,6 +147,22 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     assert!(!dir.members.iter().any(|(t, _)| *t == tmp.id) && !dir.permissions.iter().any(|(t, _, _)| *t == tmp.id));
     assert_eq!(s.list_teams(acme.id).await.unwrap().len(), 2);
 
+    // accounts of an identity provider and the memberships the directory granted
+    let carol = s.create_external_user("carol", "oidc", "https://idp|c1", 10).await.unwrap();
+    assert_eq!((carol.source.as_str(), carol.password_hash.as_str()), ("oidc", "!"));
+    assert_eq!(s.user_by_name("alice").await.unwrap().unwrap().source, "local");
+    assert_eq!(s.external_user("oidc", "https://idp|c1").await.unwrap().map(|u| u.id), Some(carol.id));
+    assert!(s.external_user("ldap", "https://idp|c1").await.unwrap().is_none(), "per source");
+    assert!(matches!(s.create_external_user("carol2", "oidc", "https://idp|c1", 10).await, Err(Error::Conflict(_))));
+    assert!(matches!(s.create_external_user("alice", "oidc", "https://idp|a", 10).await, Err(Error::Conflict(_))));
+    assert!(s.add_directory_member(dev.id, carol.id).await.unwrap());
+    assert!(!s.add_directory_member(dev.id, bob.id).await.unwrap(), "bob's hand-made membership stays hand-made");
+    assert_eq!(s.directory_memberships(carol.id).await.unwrap(), vec![dev.id]);
+    assert!(s.directory_memberships(bob.id).await.unwrap().is_empty());
+    assert!(s.remove_member(dev.id, carol.id).await.unwrap());
+    assert!(s.directory_memberships(carol.id).await.unwrap().is_empty());
+    s.delete_user(carol.id).await.unwrap();
+
     // repositories
     let r = s.ensure_repo("acme/app", Visibility::Private, 10).await.unwrap();
     assert_eq!(s.ensure_repo("acme/app", Visibility::Public, 11).await.unwrap(), r, "ensure is idempotent");

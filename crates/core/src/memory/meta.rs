@@ -30,6 +30,10 @@ struct State {
     orgs: BTreeMap<i64, Org>,
     teams: BTreeMap<i64, Team>,
     members: BTreeSet<(i64, i64)>,
+    /// The memberships the directory granted (a subset of `members`).
+    directory_members: BTreeSet<(i64, i64)>,
+    /// (source, external id) → user id
+    external: BTreeMap<(String, String), i64>,
     permissions: BTreeMap<(i64, String), Permission>,
     repos: BTreeMap<i64, Repo>,
     blobs: BTreeMap<String, BlobRecord>,
@@ -122,10 +126,44 @@ impl IdentityStore for MemoryMeta {
                 is_admin,
                 created_at: now,
                 disabled: false,
+                source: "local".into(),
             };
             s.users.insert(id, u.clone());
             s.changed();
             Ok(u)
+        })
+    }
+
+    async fn create_external_user(&self, username: &str, source: &str, external_id: &str, now: i64) -> Result<User> {
+        self.with(|s| {
+            if s.name_taken(username) {
+                return Err(Error::Conflict(format!("the name {username} is taken")));
+            }
+            let key = (source.to_owned(), external_id.to_owned());
+            if s.external.contains_key(&key) {
+                return Err(Error::Conflict(format!("{source} account {external_id} exists")));
+            }
+            let id = s.id();
+            let u = User {
+                id,
+                username: username.into(),
+                password_hash: "!".into(),
+                is_admin: false,
+                created_at: now,
+                disabled: false,
+                source: source.into(),
+            };
+            s.users.insert(id, u.clone());
+            s.external.insert(key, id);
+            s.changed();
+            Ok(u)
+        })
+    }
+
+    async fn external_user(&self, source: &str, external_id: &str) -> Result<Option<User>> {
+        self.with(|s| {
+            let id = s.external.get(&(source.to_owned(), external_id.to_owned()));
+            Ok(id.and_then(|id| s.users.get(id)).cloned())
         })
     }
 
@@ -364,8 +402,27 @@ impl OrgStore for MemoryMeta {
                 return Err(Error::Conflict("the last owner cannot be removed; add another owner first".into()));
             }
             s.members.remove(&(team_id, user_id));
+            s.directory_members.remove(&(team_id, user_id));
             s.changed();
             Ok(true)
+        })
+    }
+
+    async fn add_directory_member(&self, team_id: i64, user_id: i64) -> Result<bool> {
+        self.with(|s| {
+            let added = s.members.insert((team_id, user_id));
+            if added {
+                s.directory_members.insert((team_id, user_id));
+                s.changed();
+            }
+            Ok(added)
+        })
+    }
+
+    async fn directory_memberships(&self, user_id: i64) -> Result<Vec<i64>> {
+        self.with(|s| {
+            s.directory_members.retain(|m| s.members.contains(m));
+            Ok(s.directory_members.iter().filter(|(_, u)| *u == user_id).map(|(t, _)| *t).collect())
         })
     }
 

@@ -14,6 +14,10 @@ pub trait IdentityStore: Send + Sync {
     /// Creates a user; `Conflict` when the name is taken by a user or an organization.
     async fn create_user(&self, username: &str, password_hash: &str, is_admin: bool, now: i64) -> Result<User>;
     async fn user_by_name(&self, username: &str) -> Result<Option<User>>;
+    /// Creates an account of an identity provider (`source`), known by its stable id there; it
+    /// has no password here.
+    async fn create_external_user(&self, username: &str, source: &str, external_id: &str, now: i64) -> Result<User>;
+    async fn external_user(&self, source: &str, external_id: &str) -> Result<Option<User>>;
     async fn list_users(&self) -> Result<Vec<User>>;
     async fn set_password(&self, user_id: i64, password_hash: &str) -> Result<()>;
     async fn count_users(&self) -> Result<i64>;
@@ -63,6 +67,10 @@ pub trait OrgStore: Send + Sync {
     async fn add_member(&self, team_id: i64, user_id: i64) -> Result<bool>;
     /// Removes a member. Refuses (`Conflict`) to remove the last member of `owners`.
     async fn remove_member(&self, team_id: i64, user_id: i64) -> Result<bool>;
+    /// Adds a membership the directory granted (a hand-made one stays as it is).
+    async fn add_directory_member(&self, team_id: i64, user_id: i64) -> Result<bool>;
+    /// The teams the directory made `user_id` a member of.
+    async fn directory_memberships(&self, user_id: i64) -> Result<Vec<i64>>;
     async fn team_members(&self, team_id: i64) -> Result<Vec<User>>;
     async fn set_permission(&self, team_id: i64, repo_path: &str, permission: Option<Permission>) -> Result<()>;
     async fn team_permissions(&self, team_id: i64) -> Result<Vec<(String, Permission)>>;

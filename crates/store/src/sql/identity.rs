@@ -11,6 +11,7 @@ pub(crate) struct UserRow {
     is_admin: bool,
     created_at: i64,
     disabled: bool,
+    source: String,
 }
 
 pub(crate) fn user(r: UserRow) -> User {
@@ -21,13 +22,14 @@ pub(crate) fn user(r: UserRow) -> User {
         is_admin: r.is_admin,
         created_at: r.created_at,
         disabled: r.disabled,
+        source: r.source,
     }
 }
 
 /// The columns of [`UserRow`], for `SELECT` and `RETURNING`.
 macro_rules! user_cols {
     () => {
-        "id, username, password_hash, is_admin, created_at, disabled"
+        "id, username, password_hash, is_admin, created_at, disabled, source"
     };
 }
 
@@ -97,6 +99,39 @@ macro_rules! identity_sql {
                 .map_err(db)?;
                 tx.commit().await.map_err(db)?;
                 Ok(user(r))
+            }
+
+            async fn create_external_user(&self, username: &str, source: &str, external_id: &str, now: i64) -> Result<User> {
+                let mut tx = self.write.begin().await.map_err(db)?;
+                if Self::name_taken(&mut tx, username).await? {
+                    return Err(Error::Conflict(format!("the name {username} is taken")));
+                }
+                // "!" is no argon2 hash: no password ever matches it.
+                let r: UserRow = sqlx::query_as(concat!(
+                    "INSERT INTO users (username, password_hash, is_admin, created_at, source, external_id) \
+                     VALUES ($1, '!', FALSE, $2, $3, $4) RETURNING ",
+                    user_cols!()
+                ))
+                .bind(username)
+                .bind(now)
+                .bind(source)
+                .bind(external_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+                tx.commit().await.map_err(db)?;
+                Ok(user(r))
+            }
+
+            async fn external_user(&self, source: &str, external_id: &str) -> Result<Option<User>> {
+                let r: Option<UserRow> =
+                    sqlx::query_as(concat!("SELECT ", user_cols!(), " FROM users WHERE source = $1 AND external_id = $2"))
+                        .bind(source)
+                        .bind(external_id)
+                        .fetch_optional(&self.write)
+                        .await
+                        .map_err(db)?;
+                Ok(r.map(user))
             }
 
             async fn user_by_name(&self, username: &str) -> Result<Option<User>> {

@@ -148,6 +148,28 @@ macro_rules! orgs_sql {
                 Ok(r.rows_affected() > 0)
             }
 
+            async fn add_directory_member(&self, team_id: i64, user_id: i64) -> Result<bool> {
+                let r = sqlx::query(
+                    "INSERT INTO team_members (team_id, user_id, source) VALUES ($1, $2, 'directory') ON CONFLICT DO NOTHING",
+                )
+                .bind(team_id)
+                .bind(user_id)
+                .execute(&self.write)
+                .await
+                .map_err(db)?;
+                Ok(r.rows_affected() > 0)
+            }
+
+            async fn directory_memberships(&self, user_id: i64) -> Result<Vec<i64>> {
+                let r: Vec<(i64,)> =
+                    sqlx::query_as("SELECT team_id FROM team_members WHERE user_id = $1 AND source = 'directory'")
+                        .bind(user_id)
+                        .fetch_all(&self.write)
+                        .await
+                        .map_err(db)?;
+                Ok(r.into_iter().map(|(t,)| t).collect())
+            }
+
             async fn remove_member(&self, team_id: i64, user_id: i64) -> Result<bool> {
                 let mut tx = self.write.begin().await.map_err(db)?;
                 let (name, count): (String, i64) = sqlx::query_as(
@@ -182,7 +204,7 @@ macro_rules! orgs_sql {
 
             async fn team_members(&self, team_id: i64) -> Result<Vec<User>> {
                 let r: Vec<UserRow> = sqlx::query_as(
-                    "SELECT u.id, u.username, u.password_hash, u.is_admin, u.created_at, u.disabled FROM users u \
+                    "SELECT u.id, u.username, u.password_hash, u.is_admin, u.created_at, u.disabled, u.source FROM users u \
                      JOIN team_members m ON m.user_id = u.id WHERE m.team_id = $1 ORDER BY u.username",
                 )
                 .bind(team_id)

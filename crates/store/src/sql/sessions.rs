@@ -11,6 +11,7 @@ pub(crate) struct SessionRow {
     is_admin: bool,
     created_at: i64,
     disabled: bool,
+    source: String,
     csrf: String,
     expires_at: i64,
 }
@@ -24,6 +25,7 @@ pub(crate) fn session(r: SessionRow) -> Session {
             is_admin: r.is_admin,
             created_at: r.created_at,
             disabled: r.disabled,
+            source: r.source,
         },
         csrf: r.csrf,
         expires_at: r.expires_at,
@@ -50,7 +52,7 @@ macro_rules! sessions_sql {
 
             async fn session(&self, id_hash: &str, now: i64) -> Result<Option<Session>> {
                 let r: Option<SessionRow> = sqlx::query_as(
-                    "SELECT u.id, u.username, u.password_hash, u.is_admin, u.created_at, u.disabled, s.csrf, s.expires_at \
+                    "SELECT u.id, u.username, u.password_hash, u.is_admin, u.created_at, u.disabled, u.source, s.csrf, s.expires_at \
                      FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = $1 AND s.expires_at > $2",
                 )
                 .bind(id_hash)

@@ -1,0 +1,266 @@
+//! Sign-in through the organization's identity provider (OIDC, LDAP): the account is made just
+//! in time on the first sign-in and is known afterwards by the provider's stable id (never by
+//! its name, so a provider user can never take over a local account that has the same name),
+//! and its team memberships are brought in line with the provider's groups at every sign-in:
+//! a group named `<org>:<team>` (Docker's convention) makes the user a member of that team of
+//! that existing org (the team is created on first use; `<org>:owners` makes an owner). Only
+//! memberships the directory granted are ever removed; hand-made ones stay. Every sign-in and
+//! every change is audited.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crate::audit::Audit;
+use crate::authz::Principal;
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::identity::{Identity, check_account_name};
+use crate::model::{AuditEntry, User};
+use crate::ports::MetaStore;
+
+/// Who the provider says signed in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalIdentity {
+    /// `oidc` or `ldap`.
+    pub source: &'static str,
+    /// The provider's stable id: issuer and subject for OIDC, the entry's DN for LDAP.
+    pub external_id: String,
+    /// The account name here, from the provider's username claim or attribute.
+    pub username: String,
+    pub groups: Vec<String>,
+}
+
+/// The actor named in audit entries for changes the directory made.
+pub const DIRECTORY_ACTOR: &str = "directory";
+
+pub struct Sso {
+    meta: Arc<dyn MetaStore>,
+    identity: Arc<Identity>,
+    audit: Arc<Audit>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Sso {
+    pub fn new(meta: Arc<dyn MetaStore>, identity: Arc<Identity>, audit: Arc<Audit>) -> Sso {
+        Sso { meta, clock: identity.clock().clone(), identity, audit }
+    }
+
+    async fn audit_sign_in(&self, ext: &ExternalIdentity, client: &str, outcome: std::result::Result<(), &str>) {
+        let (action, detail) = match outcome {
+            Ok(()) => ("auth.success", serde_json::json!({ "method": ext.source })),
+            Err(reason) => ("auth.failure", serde_json::json!({ "method": ext.source, "reason": reason })),
+        };
+        self.audit
+            .record(AuditEntry {
+                actor: ext.username.clone(),
+                action: action.into(),
+                client: Some(client.to_owned()),
+                detail: Some(detail.to_string()),
+                ..Default::default()
+            })
+            .await;
+    }
+
+    /// Records a sign-in the provider refused or that failed before an identity was known.
+    pub async fn failed(&self, source: &'static str, username: &str, client: &str, reason: &str) {
+        let ext = ExternalIdentity { source, external_id: String::new(), username: username.into(), groups: vec![] };
+        self.audit_sign_in(&ext, client, Err(reason)).await;
+    }
+
+    /// Signs in the provider's user: finds or makes the account, refuses a disabled one, and
+    /// brings its team memberships in line with `groups`.
+    pub async fn sign_in(&self, ext: &ExternalIdentity, client: &str) -> Result<User> {
+        let user = match self.meta.external_user(ext.source, &ext.external_id).await? {
+            Some(u) => u,
+            None => match self.create(ext).await {
+                Ok(u) => u,
+                Err(e) => {
+                    self.audit_sign_in(ext, client, Err(&e.to_string())).await;
+                    return Err(e);
+                }
+            },
+        };
+        if user.disabled {
+            self.audit_sign_in(ext, client, Err("the account is disabled")).await;
+            return Err(Error::Unauthenticated("this account is disabled; ask an administrator".into()));
+        }
+        self.sync_groups(&user, &ext.groups).await?;
+        self.audit_sign_in(&ExternalIdentity { username: user.username.clone(), ..ext.clone() }, client, Ok(())).await;
+        Ok(user)
+    }
+
+    async fn create(&self, ext: &ExternalIdentity) -> Result<User> {
+        check_account_name(&ext.username).map_err(|_| {
+            Error::Invalid(format!(
+                "the identity provider's user name {:?} cannot be an account name here (lowercase letters, digits, \
+                 '.', '_' and '-'); ask an administrator to map another claim",
+                ext.username
+            ))
+        })?;
+        let user =
+            match self.meta.create_external_user(&ext.username, ext.source, &ext.external_id, self.clock.now()).await {
+                Err(Error::Conflict(_)) => {
+                    return Err(Error::Conflict(format!(
+                        "the name {} is taken here by an account that is not linked to this identity provider; an \
+                     administrator can rename or delete it",
+                        ext.username
+                    )));
+                }
+                r => r?,
+            };
+        let actor = Principal { id: 0, username: DIRECTORY_ACTOR.into(), is_admin: false, scope: None };
+        let detail = serde_json::json!({ "username": user.username, "source": ext.source });
+        self.audit.change(&actor, None, "user.create", detail).await;
+        self.identity.refresh_directory().await?;
+        Ok(user)
+    }
+
+    /// Makes the user's directory-granted memberships exactly those `groups` name.
+    pub async fn sync_groups(&self, user: &User, groups: &[String]) -> Result<()> {
+        let actor = Principal { id: 0, username: DIRECTORY_ACTOR.into(), is_admin: false, scope: None };
+        let mut wanted = BTreeSet::new();
+        let mut changed = false;
+        for g in groups {
+            let Some((org_name, team_name)) = g.split_once(':') else { continue };
+            let Some(org) = self.meta.org_by_name(org_name).await? else { continue };
+            if check_account_name(team_name).is_err() {
+                tracing::warn!(group = %g, "a group names a team that cannot exist; ignored");
+                continue;
+            }
+            let team = match self.meta.team(org.id, team_name).await? {
+                Some(t) => t,
+                None => {
+                    let t = self.meta.create_team(org.id, team_name).await?;
+                    self.audit
+                        .change(&actor, Some(&org.name), "team.create", serde_json::json!({ "team": team_name }))
+                        .await;
+                    t
+                }
+            };
+            wanted.insert(team.id);
+            if self.meta.add_directory_member(team.id, user.id).await? {
+                changed = true;
+                let detail = serde_json::json!({ "team": team_name, "username": user.username });
+                self.audit.change(&actor, Some(&org.name), "team.member.add", detail).await;
+            }
+        }
+        for team_id in self.meta.directory_memberships(user.id).await? {
+            if wanted.contains(&team_id) {
+                continue;
+            }
+            let Some((org, team)) = self.team_by_id(team_id).await? else { continue };
+            match self.meta.remove_member(team_id, user.id).await {
+                Ok(_) => {
+                    changed = true;
+                    let detail = serde_json::json!({ "team": team, "username": user.username });
+                    self.audit.change(&actor, Some(&org), "team.member.remove", detail).await;
+                }
+                Err(Error::Conflict(e)) => tracing::warn!(org = %org, user = %user.username, "kept: {e}"),
+                Err(e) => return Err(e),
+            }
+        }
+        if changed {
+            self.identity.refresh_directory().await?;
+        }
+        Ok(())
+    }
+
+    /// (org name, team name) of a team id, from the directory snapshot's rows.
+    async fn team_by_id(&self, team_id: i64) -> Result<Option<(String, String)>> {
+        for org in self.meta.list_orgs().await? {
+            if let Some(t) = self.meta.list_teams(org.id).await?.into_iter().find(|t| t.id == team_id) {
+                return Ok(Some((org.name, t.name)));
+            }
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authz::Directory;
+    use crate::clock::SystemClock;
+    use crate::memory::MemoryMeta;
+    use crate::metrics::Metrics;
+    use crate::ports::{IdentityStore, OrgStore};
+
+    async fn setup() -> (Arc<MemoryMeta>, Sso, Arc<Identity>) {
+        let meta = Arc::new(MemoryMeta::new());
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let audit = Arc::new(Audit::start(meta.clone(), 0, clock.clone()));
+        let identity = Arc::new(Identity::new(
+            meta.clone(),
+            Directory::default(),
+            clock,
+            audit.clone(),
+            Arc::new(Metrics::default()),
+        ));
+        let owner = meta.create_user("olivia", "x", false, 1).await.unwrap();
+        meta.create_org("acme", owner.id, 1).await.unwrap();
+        (meta.clone(), Sso::new(meta, identity.clone(), audit), identity)
+    }
+
+    fn ext(name: &str, groups: &[&str]) -> ExternalIdentity {
+        ExternalIdentity {
+            source: "oidc",
+            external_id: format!("https://idp.example|{name}-sub"),
+            username: name.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+
+    async fn teams(meta: &MemoryMeta, user: &str) -> Vec<String> {
+        let org = meta.org_by_name("acme").await.unwrap().unwrap();
+        let mut out = vec![];
+        for t in meta.list_teams(org.id).await.unwrap() {
+            if meta.team_members(t.id).await.unwrap().iter().any(|u| u.username == user) {
+                out.push(t.name);
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn accounts_are_made_once_and_known_by_the_providers_id() {
+        let (meta, sso, _) = setup().await;
+        let u = sso.sign_in(&ext("alice", &[]), "10.0.0.1").await.unwrap();
+        assert_eq!((u.source.as_str(), u.is_admin), ("oidc", false));
+        assert_eq!(sso.sign_in(&ext("alice", &[]), "10.0.0.1").await.unwrap().id, u.id, "the same account again");
+        // the password sign-in can never match a directory account
+        assert_eq!(meta.user_by_name("alice").await.unwrap().unwrap().password_hash, "!");
+        // a provider user named like a local account is refused, never linked
+        let e = sso.sign_in(&ext("olivia", &[]), "10.0.0.1").await.unwrap_err();
+        assert!(matches!(e, Error::Conflict(ref m) if m.contains("not linked")), "{e}");
+        // nor like an org; and a name that cannot be an account name is refused clearly
+        assert!(matches!(sso.sign_in(&ext("acme", &[]), "x").await, Err(Error::Conflict(_))));
+        assert!(matches!(sso.sign_in(&ext("Alice@Example.com", &[]), "x").await, Err(Error::Invalid(_))));
+        // a disabled account cannot sign in through the provider either
+        meta.set_user_disabled(u.id, true).await.unwrap();
+        assert!(matches!(sso.sign_in(&ext("alice", &[]), "x").await, Err(Error::Unauthenticated(_))));
+    }
+
+    #[tokio::test]
+    async fn groups_bring_directory_memberships_in_line_and_leave_manual_ones() {
+        let (meta, sso, identity) = setup().await;
+        let u = sso
+            .sign_in(&ext("alice", &["acme:dev", "acme:ops", "other:dev", "no-colon", "acme:Bad Name"]), "x")
+            .await
+            .unwrap();
+        assert_eq!(teams(&meta, "alice").await, ["dev", "ops"], "teams made on first use; unknown orgs ignored");
+        assert!(identity.directory().snapshot().is_member("acme", u.id), "the authorization snapshot is refreshed");
+        // an owner adds alice to `qa` by hand: the directory never removes that
+        let org = meta.org_by_name("acme").await.unwrap().unwrap();
+        let qa = meta.create_team(org.id, "qa").await.unwrap();
+        meta.add_member(qa.id, u.id).await.unwrap();
+        sso.sign_in(&ext("alice", &["acme:ops", "acme:owners"]), "x").await.unwrap();
+        assert_eq!(teams(&meta, "alice").await, ["ops", "owners", "qa"]);
+        // the provider drops every group: only the directory's memberships go
+        sso.sign_in(&ext("alice", &[]), "x").await.unwrap();
+        assert_eq!(teams(&meta, "alice").await, ["qa"]);
+        // a group that names a hand-made membership does not make it the directory's
+        sso.sign_in(&ext("alice", &["acme:qa"]), "x").await.unwrap();
+        sso.sign_in(&ext("alice", &[]), "x").await.unwrap();
+        assert_eq!(teams(&meta, "alice").await, ["qa"]);
+    }
+}
