@@ -3,15 +3,18 @@
 # `apt-get update` + `apt-get install` only when a package is missing.
 set -euo pipefail
 PKGS=(skopeo containerd podman buildah docker.io docker-registry umoci wrk apache2-utils jq curl openssl
-      nginx-light busybox-static hyperfine time binutils systemd python3-cryptography chromium chromium-driver fonts-dejavu-core postgresql)
+      nginx-light busybox-static hyperfine time binutils systemd nodejs python3-cryptography chromium chromium-driver fonts-dejavu-core postgresql)
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 missing=(); for p in "${PKGS[@]}"; do installed "$p" || missing+=("$p"); done
-if [ ${#missing[@]} -eq 0 ]; then echo "install-deps: all packages present"; exit 0; fi
 SUDO=(); [ "$(id -u)" = 0 ] || SUDO=(sudo)
-echo "install-deps: installing ${missing[*]}"
-"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
-"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
-for p in "${PKGS[@]}"; do installed "$p" || { echo "install-deps: $p is still missing" >&2; exit 1; }; done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all packages present"
+else
+  echo "install-deps: installing ${missing[*]}"
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  for p in "${PKGS[@]}"; do installed "$p" || { echo "install-deps: $p is still missing" >&2; exit 1; }; done
+fi
 # An S3-compatible server for the storage tests: moto, from PyPI, in a virtualenv outside the
 # checkout (idempotent: installed once).
 VENV=${PCL_VENV:-/var/cache/pcl-venv}
@@ -19,4 +22,13 @@ if [ ! -x "$VENV/bin/moto_server" ]; then
   echo "install-deps: installing moto[server] into $VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q 'moto[server]==5.1.*'
+fi
+# A real OpenID provider for the single sign-on tests: oidc-provider, from npm, outside the
+# checkout (idempotent). Version 8 supports the Node.js 18/20 of Debian and NodeSource.
+NPM_DIR=${PCL_NPM_DIR:-/var/cache/portcullis-npm}
+if [ ! -f "$NPM_DIR/node_modules/oidc-provider/package.json" ]; then
+  echo "install-deps: installing oidc-provider into $NPM_DIR"
+  mkdir -p "$NPM_DIR"
+  [ -f "$NPM_DIR/package.json" ] || echo '{"private": true}' >"$NPM_DIR/package.json"
+  npm install --prefix "$NPM_DIR" --no-audit --no-fund --loglevel=error oidc-provider@8.8.1
 fi

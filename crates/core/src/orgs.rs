@@ -20,6 +20,8 @@ pub struct Member {
     pub username: String,
     pub teams: Vec<String>,
     pub owner: bool,
+    /// Where the account comes from (`local`, `oidc`, `ldap`).
+    pub source: String,
 }
 
 /// A tag of a hosted repository: its manifest's digest, type and size (config and layers of an
@@ -117,7 +119,12 @@ impl Orgs {
             for u in self.meta.team_members(team.id).await? {
                 match out.iter_mut().find(|m| m.username == u.username) {
                     Some(m) => m.teams.push(team.name.clone()),
-                    None => out.push(Member { username: u.username, teams: vec![team.name.clone()], owner: false }),
+                    None => out.push(Member {
+                        username: u.username,
+                        teams: vec![team.name.clone()],
+                        owner: false,
+                        source: u.source,
+                    }),
                 }
             }
         }

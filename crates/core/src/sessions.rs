@@ -43,6 +43,17 @@ impl Sessions {
             ));
         }
         let principal = self.identity.authenticate(username, password, client).await?;
+        self.open(principal).await
+    }
+
+    /// Opens a session for someone the identity provider signed in (`core::sso`).
+    pub async fn open_for(&self, user: &crate::model::User) -> Result<(String, SignedIn)> {
+        let principal =
+            Principal { id: user.id, username: user.username.clone(), is_admin: user.is_admin, scope: None };
+        self.open(principal).await
+    }
+
+    async fn open(&self, principal: Principal) -> Result<(String, SignedIn)> {
         let now = self.clock.now();
         let (secret, csrf) = (new_secret(SESSION_PREFIX), new_secret(""));
         self.meta.prune_sessions(now).await?;

@@ -30,6 +30,9 @@ pub struct AppState {
     pub tls: bool,
     /// Reverse proxies whose `X-Forwarded-For` names the client (`http.trusted_proxies`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The OpenID provider for console sign-in (`[auth.oidc]`), and its name on the button.
+    pub oidc: Option<Arc<idp::oidc::Oidc>>,
+    pub oidc_name: String,
 }
 
 impl std::ops::Deref for AppState {

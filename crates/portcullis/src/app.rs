@@ -103,11 +103,20 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
         catalog: portcullis_core::iam::builtin_catalog(),
     };
     let core = Services::start(ports, settings, &keys).await?;
+    let oidc = match &config.auth.oidc {
+        Some(o) => Some(Arc::new(
+            idp::oidc::Oidc::new(o.settings(config.public_url.as_deref())?)
+                .map_err(|e| anyhow::anyhow!("auth.oidc: {e}"))?,
+        )),
+        None => None,
+    };
     Ok(Arc::new(AppState {
         core,
         public_url: config.public_url.clone(),
         tls: config.tls.cert.is_some(),
         trusted_proxies: config.http.trusted_proxies()?,
+        oidc,
+        oidc_name: config.auth.oidc.as_ref().map(|o| o.name()).unwrap_or_default(),
     }))
 }
 

@@ -301,6 +301,81 @@ pub struct Auth {
     /// Enforce sign-in (the server-side `registry.json`): when not empty, only members of these
     /// organizations (and the instance administrator) may use the registry.
     pub allowed_orgs: Vec<String>,
+    /// Console sign-in through an OpenID provider (authorization code flow with PKCE).
+    pub oidc: Option<Oidc>,
+}
+
+/// `[auth.oidc]`: the OpenID provider the console signs people in with.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Oidc {
+    /// The issuer URL; discovery is at `<issuer>/.well-known/openid-configuration`.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Option<Secret>,
+    /// A file holding the client secret (preferred over `client_secret`).
+    pub client_secret_file: Option<PathBuf>,
+    #[serde(default = "oidc_scopes")]
+    pub scopes: Vec<String>,
+    /// The claim that names the account here.
+    #[serde(default = "oidc_username_claim")]
+    pub username_claim: String,
+    /// The claim listing the user's groups (`<org>:<team>` makes a team membership).
+    #[serde(default = "oidc_groups_claim")]
+    pub groups_claim: String,
+    /// The name on the sign-in button (default: the issuer's host).
+    pub display_name: Option<String>,
+    /// The longest wait for one request to the provider.
+    #[serde(default = "oidc_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn oidc_scopes() -> Vec<String> {
+    ["openid", "profile", "email", "groups"].map(String::from).to_vec()
+}
+fn oidc_username_claim() -> String {
+    "preferred_username".into()
+}
+fn oidc_groups_claim() -> String {
+    "groups".into()
+}
+fn oidc_timeout() -> u64 {
+    10
+}
+
+impl Oidc {
+    /// The relying party's settings; `public_url` is where the provider sends browsers back.
+    pub fn settings(&self, public_url: Option<&str>) -> anyhow::Result<idp::oidc::OidcSettings> {
+        let Some(base) = public_url else {
+            bail!("auth.oidc needs public_url: the provider sends browsers back to <public_url>/auth/oidc/callback");
+        };
+        let client_secret = match (&self.client_secret_file, &self.client_secret) {
+            (Some(f), _) => read_secret(f)?,
+            (None, Some(s)) => s.0.clone(),
+            (None, None) => bail!("auth.oidc needs client_secret_file or client_secret"),
+        };
+        if !self.scopes.iter().any(|s| s == "openid") {
+            bail!("auth.oidc.scopes must include openid");
+        }
+        Ok(idp::oidc::OidcSettings {
+            issuer: self.issuer.clone(),
+            client_id: self.client_id.clone(),
+            client_secret,
+            scopes: self.scopes.clone(),
+            username_claim: self.username_claim.clone(),
+            groups_claim: self.groups_claim.clone(),
+            redirect_url: format!("{}/auth/oidc/callback", base.trim_end_matches('/')),
+            timeout: std::time::Duration::from_secs(self.timeout_secs.clamp(1, 120)),
+        })
+    }
+
+    /// The name on the sign-in button.
+    pub fn name(&self) -> String {
+        self.display_name.clone().unwrap_or_else(|| {
+            let host = self.issuer.trim_start_matches("https://").trim_start_matches("http://");
+            host.split('/').next().unwrap_or(host).to_owned()
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -342,6 +417,7 @@ impl Default for Auth {
             token_ttl_secs: 300,
             org_creation: "everyone".into(),
             allowed_orgs: Vec::new(),
+            oidc: None,
         }
     }
 }
@@ -407,6 +483,9 @@ impl Config {
 
     fn validate(&self) -> anyhow::Result<()> {
         self.listen_addr()?;
+        if let Some(o) = &self.auth.oidc {
+            o.settings(self.public_url.as_deref())?;
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!("log.format must be text or json, not {:?}", self.log.format);
         }

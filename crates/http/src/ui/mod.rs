@@ -22,6 +22,7 @@ mod org;
 mod permissions;
 mod requests;
 mod session;
+mod sso;
 mod tokens;
 
 pub use format::query_escape;
@@ -39,6 +40,8 @@ pub fn routes(st: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/static/console.css", get(css))
         .route("/login", get(session::login_page).post(session::login))
         .route("/logout", post(session::logout))
+        .route("/auth/oidc/login", get(sso::login))
+        .route("/auth/oidc/callback", get(sso::callback))
         .route("/orgs", get(org::list))
         .route("/orgs/{org}", get(org::overview))
         .route("/orgs/{org}/members", get(org::members))

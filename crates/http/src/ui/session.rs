@@ -33,7 +33,7 @@ pub struct Console {
     pub csrf: String,
 }
 
-fn cookie(parts: &Parts, name: &str) -> Option<String> {
+pub(super) fn cookie(parts: &Parts, name: &str) -> Option<String> {
     parts
         .headers
         .get_all(header::COOKIE)
@@ -120,14 +120,14 @@ async fn form_bytes(parts: &Parts, body: axum::body::Body) -> Result<axum::body:
 }
 
 /// Only local paths are followed after sign-in (no open redirect).
-fn safe_next(next: Option<&str>) -> String {
+pub(super) fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
         _ => "/orgs".into(),
     }
 }
 
-fn set_cookie(st: &AppState, value: &str, max_age: i64) -> HeaderValue {
+pub(super) fn set_cookie(st: &AppState, value: &str, max_age: i64) -> HeaderValue {
     let secure = if st.tls { "; Secure" } else { "" };
     HeaderValue::from_str(&format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"))
         .unwrap_or(HeaderValue::from_static(""))
@@ -142,10 +142,12 @@ struct LoginPage {
     error: String,
     /// The form's CSRF token (also in the `pcl_login` cookie).
     csrf: String,
+    /// The identity provider's name when single sign-on is configured.
+    sso: String,
 }
 
 /// The sign-in form with its CSRF token, and the cookie holding the same token.
-fn login_form(
+pub(super) fn login_form(
     st: &AppState,
     status: StatusCode,
     next: String,
@@ -156,7 +158,8 @@ fn login_form(
     let csrf =
         token.filter(|t| t.len() == 48 && t.bytes().all(|b| b.is_ascii_hexdigit())).unwrap_or_else(|| new_secret(""));
     let l = Layout { title: "Sign in".into(), tab: "login", ..Default::default() };
-    let mut r = render(status, &LoginPage { l, next, username, error, csrf: csrf.clone() });
+    let sso = st.oidc.as_ref().map(|_| st.oidc_name.clone()).unwrap_or_default();
+    let mut r = render(status, &LoginPage { l, next, username, error, csrf: csrf.clone(), sso });
     let secure = if st.tls { "; Secure" } else { "" };
     if let Ok(v) = HeaderValue::from_str(&format!(
         "{LOGIN_COOKIE}={csrf}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=3600{secure}"

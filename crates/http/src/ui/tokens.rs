@@ -91,6 +91,7 @@ pub struct UserView {
     username: String,
     admin: bool,
     disabled: bool,
+    source: String,
     /// The signed-in administrator (who does not act on their own account here).
     me: bool,
     created: String,
@@ -116,6 +117,7 @@ pub async fn admin(axum::extract::State(st): St, c: Console, Query(q): Query<Don
             username: u.username,
             admin: u.is_admin,
             disabled: u.disabled,
+            source: u.source.clone(),
             created: format::time(u.created_at),
         })
         .collect();

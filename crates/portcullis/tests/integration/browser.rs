@@ -17,14 +17,14 @@ use serde_json::json;
 use crate::support::{pw, skopeo_pull};
 
 /// chromedriver on a free loopback port, stopped on drop.
-struct Driver {
+pub struct Driver {
     child: Child,
     port: u16,
     profile: tempfile::TempDir,
 }
 
 impl Driver {
-    async fn start() -> Driver {
+    pub async fn start() -> Driver {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -37,7 +37,7 @@ impl Driver {
     }
 
     /// A new headless browser that talks only to loopback.
-    async fn browser(&self) -> Client {
+    pub async fn browser(&self) -> Client {
         let args = [
             "--headless=new",
             "--no-sandbox",

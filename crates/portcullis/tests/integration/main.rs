@@ -20,6 +20,7 @@ mod ops;
 mod postgres;
 mod proxy;
 mod replicas;
+mod sso;
 mod startup;
 mod support;
 mod upgrade;

@@ -17,7 +17,7 @@ pub struct Server {
     pub http: reqwest::Client,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -47,7 +47,17 @@ impl Server {
     /// Starts a server with extra environment, stderr captured to a file if given, and the
     /// scheme its health check uses (`https` is checked with curl and the test CA).
     pub async fn launch(dir: tempfile::TempDir, env: &[(&str, &str)], stderr: Option<&Path>, scheme: &str) -> Server {
-        let port = free_port();
+        Server::launch_at(free_port(), dir, env, stderr, scheme).await
+    }
+
+    /// [`Server::launch`] on a port chosen beforehand (for a URL given to another party).
+    pub async fn launch_at(
+        port: u16,
+        dir: tempfile::TempDir,
+        env: &[(&str, &str)],
+        stderr: Option<&Path>,
+        scheme: &str,
+    ) -> Server {
         let mut cmd = portcullis(dir.path());
         cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")]).env("PORTCULLIS_LOG__LEVEL", "warn");
         for (k, v) in env {
