@@ -129,6 +129,7 @@ pub struct Iam {
     catalog: Catalog,
     snapshot: RwLock<Arc<policy::Snapshot>>,
     pub(crate) clock: Arc<dyn Clock>,
+    sso_available: std::sync::atomic::AtomicBool,
 }
 
 /// Canonical form of an exception pattern: registry aliases folded, `library/` added to
@@ -173,7 +174,42 @@ impl Iam {
         audit: Arc<crate::audit::Audit>,
         catalog: Catalog,
     ) -> Iam {
-        Iam { audit, meta, clock: identity.clock().clone(), identity, orgs, catalog, snapshot: RwLock::default() }
+        Iam {
+            audit,
+            meta,
+            clock: identity.clock().clone(),
+            identity,
+            orgs,
+            catalog,
+            snapshot: RwLock::default(),
+            sso_available: Default::default(),
+        }
+    }
+
+    /// Whether an identity provider is configured, so that an org may enforce single sign-on.
+    pub fn set_sso_available(&self, yes: bool) {
+        self.sso_available.store(yes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Turning `sso_enforced` on needs an identity provider, and an owner who would not lock
+    /// themselves out: one signed in through it, or the instance administrator.
+    async fn check_sso_change(&self, who: &Principal, org: &str, before: &Settings, after: &Settings) -> Result<()> {
+        if !after.sso_enforced || before.sso_enforced {
+            return Ok(());
+        }
+        if !self.sso_available.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Error::Invalid(
+                "sso_enforced needs single sign-on: configure [auth.oidc] (or [auth.ldap]) first".into(),
+            ));
+        }
+        let local = self.meta.user_by_name(&who.username).await?.is_none_or(|u| u.source == "local");
+        if local && !who.is_admin {
+            return Err(Error::Invalid(format!(
+                "enforcing single sign-on would lock you out of {org}: turn it on while signed in through the identity \
+                 provider, or ask the instance administrator"
+            )));
+        }
+        Ok(())
     }
 
     pub(crate) async fn record_change(&self, who: &Principal, org: &str, action: &str, detail: serde_json::Value) {
@@ -209,6 +245,9 @@ impl Iam {
         for row in self.meta.all_exceptions().await? {
             snap.orgs.entry(row.org).or_default().exceptions.push(row.exception);
         }
+        self.identity.set_sso_enforced(
+            snap.orgs.iter().filter(|(_, p)| p.settings.sso_enforced).map(|(o, _)| o.clone()).collect(),
+        );
         for p in snap.orgs.values_mut() {
             p.reindex();
         }
@@ -338,6 +377,7 @@ impl Iam {
         let o = self.orgs.owned(who, org).await?;
         let s = self.changed_settings(org, changes)?;
         let before = self.snapshot().orgs.get(org).map(|p| p.settings.clone()).unwrap_or_default();
+        self.check_sso_change(who, org, &before, &s).await?;
         let json = serde_json::to_string(&s).map_err(|e| Error::Storage(e.to_string()))?;
         self.meta.put_org_settings(o.id, &json, self.clock.now()).await?;
         self.refresh().await?;

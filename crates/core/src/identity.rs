@@ -223,6 +223,8 @@ pub struct Identity {
     verified: Mutex<HashMap<String, i64>>,
     touched: Mutex<HashMap<i64, i64>>,
     argon_slots: Semaphore,
+    /// Orgs whose members must sign in through the identity provider (`sso_enforced`).
+    sso_orgs: std::sync::RwLock<Arc<std::collections::HashSet<String>>>,
 }
 
 impl Identity {
@@ -242,6 +244,37 @@ impl Identity {
             verified: Mutex::default(),
             touched: Mutex::default(),
             argon_slots: Semaphore::new(2),
+            sso_orgs: Default::default(),
+        }
+    }
+
+    /// The orgs that enforce single sign-on (from their settings; `Iam` keeps this current).
+    pub fn set_sso_enforced(&self, orgs: std::collections::HashSet<String>) {
+        if let Ok(mut g) = self.sso_orgs.write() {
+            *g = Arc::new(orgs);
+        }
+    }
+
+    /// Refuses a local account's password or token when an org it belongs to enforces single
+    /// sign-on. The instance administrator keeps a break-glass password; accounts of the
+    /// identity provider have no password here and their tokens were made in SSO sessions.
+    fn sso_check(&self, user: &User) -> Result<()> {
+        if user.is_admin || user.source != "local" {
+            return Ok(());
+        }
+        let orgs = self.sso_orgs.read().map(|g| g.clone()).unwrap_or_default();
+        if orgs.is_empty() {
+            return Ok(());
+        }
+        let snap = self.directory.snapshot();
+        let mut enforcing: Vec<&String> = orgs.iter().filter(|o| snap.is_member(o, user.id)).collect();
+        enforcing.sort();
+        match enforcing.first() {
+            None => Ok(()),
+            Some(org) => Err(Error::Unauthenticated(format!(
+                "{org} requires single sign-on: sign in to the console through its identity provider, and use an \
+                 access token made there; this account's password and tokens are not accepted"
+            ))),
         }
     }
 
@@ -286,8 +319,9 @@ impl Identity {
             }
         }
         match self.check_password(username, secret, now).await {
-            Ok(p) => {
+            Ok((p, user)) => {
                 LoginThrottle::password_worked(self.meta.as_ref(), username, client).await?;
+                self.sso_allowed(&user, client, "password").await?;
                 Ok(p)
             }
             Err(e @ Error::Unauthenticated(_)) => {
@@ -307,12 +341,25 @@ impl Identity {
             return Err(e);
         }
         match self.check_token(secret, now).await {
+            Ok((p, user)) => {
+                self.sso_allowed(&user, client, "token").await?;
+                Ok(p)
+            }
             Err(e @ Error::Unauthenticated(_)) => {
                 LoginThrottle::token_failed(self.meta.as_ref(), client, now).await?;
                 Err(self.failed("token", "", client, &e.to_string()).await)
             }
-            r => r,
+            Err(e) => Err(e),
         }
+    }
+
+    /// [`Identity::sso_check`], audited when it refuses.
+    async fn sso_allowed(&self, user: &User, client: &str, method: &str) -> Result<()> {
+        if let Err(e) = self.sso_check(user) {
+            self.audit_auth("auth.failure", &user.username, client, method, &e.to_string()).await;
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Audits and counts a failed sign-in; the error to answer with.
@@ -338,7 +385,7 @@ impl Identity {
             .await;
     }
 
-    async fn check_password(&self, username: &str, password: &str, now: i64) -> Result<Principal> {
+    async fn check_password(&self, username: &str, password: &str, now: i64) -> Result<(Principal, User)> {
         let bad = || Error::Unauthenticated("invalid username or password".into());
         let Some(user) = self.meta.user_by_name(username).await? else {
             // Spend comparable time so that unknown names are not told apart by timing.
@@ -368,10 +415,10 @@ impl Identity {
             // Said only to someone who knows the password.
             return Err(Error::Unauthenticated("this account is disabled; ask the administrator".into()));
         }
-        Ok(Self::principal(&user, None))
+        Ok((Self::principal(&user, None), user))
     }
 
-    async fn check_token(&self, secret: &str, now: i64) -> Result<Principal> {
+    async fn check_token(&self, secret: &str, now: i64) -> Result<(Principal, User)> {
         let bad = || Error::Unauthenticated("invalid or expired token".into());
         let Some((token, user)) = self.meta.token_by_hash(&token_hash(secret)).await? else {
             return Err(bad());
@@ -394,7 +441,7 @@ impl Identity {
         if due {
             self.meta.touch_token(token.id, now).await?;
         }
-        Ok(Self::principal(&user, Some(token.scope)))
+        Ok((Self::principal(&user, Some(token.scope)), user))
     }
 
     /// Creates a user (instance administrator only).

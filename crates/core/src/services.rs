@@ -42,6 +42,8 @@ pub struct Settings {
     pub token_ttl_secs: i64,
     /// The publisher catalog shipped with the binary.
     pub catalog: policy::Catalog,
+    /// Whether an identity provider is configured (an org may then enforce single sign-on).
+    pub sso_available: bool,
 }
 
 pub struct Services {
@@ -77,6 +79,7 @@ impl Services {
         identity.refresh_directory().await?;
         let orgs = Arc::new(Orgs::new(meta.clone(), identity.clone(), audit.clone(), settings.admins_only_create_orgs));
         let iam = Arc::new(Iam::new(meta.clone(), identity.clone(), orgs.clone(), audit.clone(), settings.catalog));
+        iam.set_sso_available(settings.sso_available);
         iam.refresh().await?;
         let tokens =
             Arc::new(TokenIssuer::new(signing_keys, "portcullis", &settings.token_service, settings.token_ttl_secs)?);

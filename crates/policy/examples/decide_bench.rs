@@ -16,6 +16,7 @@ fn main() {
             allowed_registries: vec!["docker.io".into(), "ghcr.io".into()],
         },
         docker_hub_namespaces: vec!["acmecorp".into()],
+        ..Default::default()
     };
     let exceptions: Vec<Exception> = (0..1000)
         .map(|i| Exception {

@@ -325,6 +325,7 @@ mod tests {
             },
             registry_access: RegistryAccess { enabled: b[5], allowed_registries: vec!["docker.io".into()] },
             docker_hub_namespaces: vec![],
+            sso_enforced: false,
         })
     }
 

@@ -145,6 +145,9 @@ pub struct Settings {
     pub registry_access: RegistryAccess,
     /// Docker Hub namespaces the organization declares as its own (category Organization).
     pub docker_hub_namespaces: Vec<String>,
+    /// Members sign in only through the identity provider: their local passwords and the
+    /// tokens of their local accounts are refused (the instance administrator excepted).
+    pub sso_enforced: bool,
 }
 
 /// A repository allowlist entry.

@@ -101,6 +101,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
         token_service: config.auth.service.clone(),
         token_ttl_secs: config.auth.token_ttl_secs,
         catalog: portcullis_core::iam::builtin_catalog(),
+        sso_available: config.auth.oidc.is_some(),
     };
     let core = Services::start(ports, settings, &keys).await?;
     let oidc = match &config.auth.oidc {

@@ -73,6 +73,7 @@ async fn env(config: GateConfig) -> Env {
         token_service: "portcullis".into(),
         token_ttl_secs: 300,
         catalog: policy::Catalog::default(),
+        sso_available: false,
     };
     let s = Services::start(ports, settings, &[generate_signing_key().unwrap()]).await.unwrap();
     s.identity.bootstrap_admin(Some("admin-password")).await.unwrap();
@@ -477,6 +478,7 @@ mod property {
             },
             registry_access: RegistryAccess { enabled: ram, allowed_registries: vec!["docker.io".into()] },
             docker_hub_namespaces: vec![],
+            sso_enforced: false,
         })
     }
 

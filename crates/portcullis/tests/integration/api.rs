@@ -115,7 +115,7 @@ async fn orgs_teams_members_permissions_repositories() {
     );
     assert_eq!(s.api("POST", "/api/v1/orgs", bob, Some(json!({"name": "library"}))).await.0, 409, "reserved");
     let (_, members) = s.api("GET", "/api/v1/orgs/acme/members", alice, None).await;
-    assert_eq!(members, json!([{"username": "alice", "teams": ["owners"], "owner": true}]));
+    assert_eq!(members, json!([{"username": "alice", "teams": ["owners"], "owner": true, "source": "local"}]));
     // non-members do not see the org
     assert_eq!(s.api("GET", "/api/v1/orgs/acme", bob, None).await.0, 404);
     assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams", alice, Some(json!({"name": "dev"}))).await.0, 201);

@@ -151,6 +151,34 @@ async fn oidc_sign_in_maps_groups_to_teams_and_its_tokens_pull() {
     let (_, audit) = s.admin("GET", "/api/v1/audit?limit=50", None).await;
     let audit = audit.to_string();
     assert!(audit.contains("auth.success") && audit.contains("team.member.add"), "{audit}");
+
+    // acme enforces single sign-on: a local member's password and token stop working at once
+    s.create_user("carol").await;
+    let cp = pw("carol");
+    let (st, b) =
+        s.api("POST", "/api/v1/orgs/acme/teams/dev/members", ("owner", &op), Some(json!({"username": "carol"}))).await;
+    assert_eq!(st, 201, "{b}");
+    let (st, t) =
+        s.api("POST", "/api/v1/access-tokens", ("carol", &cp), Some(json!({"label": "ci", "scopes": ["read"]}))).await;
+    assert_eq!(st, 201, "{t}");
+    let carol_token = t["token"].as_str().unwrap().to_owned();
+    let (ok, out) = skopeo_pull(&s.addr(), &format!("carol:{carol_token}"), "acme/app:1", &work.path().join("c0"));
+    assert!(ok, "before: {out}");
+    let on = json!({"sso_enforced": true});
+    let (st, b) = s.api("PUT", "/api/v1/orgs/acme/settings", ("owner", &op), Some(on.clone())).await;
+    assert!(st == 400 && b.to_string().contains("lock you out"), "a local owner cannot lock themselves out: {st} {b}");
+    let (st, b) = s.admin("PUT", "/api/v1/orgs/acme/settings", Some(on)).await;
+    assert_eq!(st, 200, "{b}");
+    let r = s.http.get(s.url("/token?service=portcullis")).basic_auth("carol", Some(&cp)).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("acme requires single sign-on"));
+    let (ok, out) = skopeo_pull(&s.addr(), &format!("carol:{carol_token}"), "acme/app:1", &work.path().join("c1"));
+    assert!(!ok, "carol's token is refused: {out}");
+    let (ok, out) = skopeo_pull(&s.addr(), &format!("alice:{token}"), "acme/app:1", &work.path().join("a2"));
+    assert!(ok, "alice signed in through SSO: {out}");
+    let (_, b) = s.api("GET", "/api/v1/orgs/acme/settings", ("alice", &token), None).await;
+    assert_eq!(b["sso_enforced"], true, "members see it: {b}");
+    assert!(!s.token(Some(("admin", ADMIN_PW)), &[]).await.is_empty(), "the administrator's break-glass password");
 }
 
 /// What a browser keeps: cookies by (host:port, name).
