@@ -4,7 +4,8 @@
 # the test images and the common measurements, and adds the ones the kit lacks:
 #   token_rps        GET /token with an access token as Basic password (wrk)
 #   push_MBps        monolithic push (POST + PUT with the whole 512 MiB body), median of RUNS
-#   rss16_*          RSS idle and peak while 16 clients download the 512 MiB blob at once
+#   rss16_*          RSS idle, peak while 16 clients download the 512 MiB blob at once, and
+#                    idle 12 s after
 # Prints "RESULT <target> <key> <value>" lines; also written to $OUT.
 #   proxy_*          pull-through of the peer registry: cold and warm blob GET and skopeo copy,
 #                    time to first byte, RSS while filling blobs of different sizes, next to
@@ -112,6 +113,9 @@ rss16() { # label pid url auth...
   kill "$sampler"; wait "$sampler" 2>/dev/null || true
   say "$label" rss16_idle_MiB "$(awk -v k="$idle" 'BEGIN{printf "%.1f", k/1024}')"
   say "$label" rss16_peak_MiB "$(sort -n "$PEER_STATE/results/rss16-$label.txt" | tail -1 | awk '{printf "%.1f", $1/1024}')"
+  # idle again after the load: what stays resident (portcullis returns freed memory every 10 s)
+  sleep 12
+  say "$label" rss16_after_MiB "$(awk '/VmRSS/{printf "%.1f", $2/1024}' "/proc/$pid/status")"
 }
 PULL_TOKEN=$(curl -sf -u "admin:$ADMIN_PW" "http://$PCL/token?service=portcullis&scope=repository:acme/big:pull" | jq -r .token)
 rss16 distribution "$PEER_PID" "http://$PEER/v2/library/big/blobs/$BD"

@@ -225,6 +225,20 @@ async fn purge_uploads_hourly(state: Arc<AppState>) {
     }
 }
 
+/// Gives memory freed after a burst (transfer buffers, argon2's 19 MiB blocks) back to the
+/// system every ten seconds: glibc keeps freed heap in its arenas otherwise, and an idle server
+/// would stay at its peak. `malloc_trim` leaves the allocator's fast paths and its dynamic mmap
+/// threshold alone (setting `M_TRIM_THRESHOLD` would not: it doubled the CPU of a blob GET).
+async fn return_freed_memory() {
+    let mut every = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        every.tick().await;
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim only releases free memory of the allocator's own arenas.
+        let _ = tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) }).await;
+    }
+}
+
 /// Whether the configuration keeps anything in the data directory (SQLite or blobs).
 fn uses_data_dir(config: &Config) -> anyhow::Result<bool> {
     Ok(config.database.url()?.is_none() || config.s3.config()?.is_none())
@@ -251,6 +265,7 @@ pub async fn serve(config: Config, reload: Reload) -> anyhow::Result<()> {
     bootstrap(&state, &config).await?;
     tokio::spawn(state.replica.clone().follow());
     tokio::spawn(purge_uploads_hourly(state.clone()));
+    tokio::spawn(return_freed_memory());
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
