@@ -225,6 +225,10 @@ pub struct Identity {
     argon_slots: Semaphore,
     /// Orgs whose members must sign in through the identity provider (`sso_enforced`).
     sso_orgs: std::sync::RwLock<Arc<std::collections::HashSet<String>>>,
+    /// The LDAP directory that checks passwords of accounts it holds, and the sign-in that
+    /// makes their accounts and teams (set once at start when `[auth.ldap]` is configured).
+    password_directory:
+        std::sync::OnceLock<(Arc<dyn crate::ports::PasswordDirectory>, std::sync::Weak<crate::sso::Sso>)>,
 }
 
 impl Identity {
@@ -245,6 +249,55 @@ impl Identity {
             touched: Mutex::default(),
             argon_slots: Semaphore::new(2),
             sso_orgs: Default::default(),
+            password_directory: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Passwords of names the directory holds (and that are no local account) are checked by
+    /// `dir`; `sso` makes their accounts and team memberships.
+    pub fn set_password_directory(&self, dir: Arc<dyn crate::ports::PasswordDirectory>, sso: &Arc<crate::sso::Sso>) {
+        let _ = self.password_directory.set((dir, Arc::downgrade(sso)));
+    }
+
+    /// Signs in a name the password directory holds: its answer (remembered for a minute like a
+    /// verified password), then the account and its teams brought in line.
+    async fn authenticate_directory(
+        &self,
+        username: &str,
+        password: &str,
+        client: &str,
+        now: i64,
+    ) -> Result<Principal> {
+        let Some((dir, sso)) = self.password_directory.get() else {
+            return Err(Error::Unauthenticated("invalid username or password".into()));
+        };
+        let key = token_hash(&format!("directory\0{username}\0{password}"));
+        let cached = self.verified.lock().ok().and_then(|m| m.get(&key).copied()).is_some_and(|exp| exp > now);
+        if cached
+            && let Some(u) = self.meta.user_by_name(username).await?
+            && u.source == "ldap"
+            && !u.disabled
+        {
+            return Ok(Self::principal(&u, None));
+        }
+        match dir.verify(username, password).await {
+            Ok(Some(ext)) => {
+                let sso = sso.upgrade().ok_or_else(|| Error::Unavailable("shutting down".into()))?;
+                let user = sso.sign_in(&ext, client).await?;
+                LoginThrottle::password_worked(self.meta.as_ref(), username, client).await?;
+                if let Ok(mut m) = self.verified.lock() {
+                    m.insert(key, now + VERIFIED_TTL_SECS);
+                }
+                Ok(Self::principal(&user, None))
+            }
+            Ok(None) => {
+                LoginThrottle::password_failed(self.meta.as_ref(), username, client, now).await?;
+                Err(self.failed("ldap", username, client, "the directory refused the name or password").await)
+            }
+            Err(e) => {
+                self.audit_auth("auth.failure", username, client, "ldap", &e.to_string()).await;
+                Err(e)
+            }
         }
     }
 
@@ -317,6 +370,11 @@ impl Identity {
                 self.audit_auth("auth.throttled", username, client, "password", &e.to_string()).await;
                 return Err(e);
             }
+        }
+        if self.password_directory.get().is_some()
+            && self.meta.user_by_name(username).await?.is_none_or(|u| u.source == "ldap")
+        {
+            return self.authenticate_directory(username, secret, client, now).await;
         }
         match self.check_password(username, secret, now).await {
             Ok((p, user)) => {

@@ -101,9 +101,13 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
         token_service: config.auth.service.clone(),
         token_ttl_secs: config.auth.token_ttl_secs,
         catalog: portcullis_core::iam::builtin_catalog(),
-        sso_available: config.auth.oidc.is_some(),
+        sso_available: config.auth.oidc.is_some() || config.auth.ldap.is_some(),
     };
     let core = Services::start(ports, settings, &keys).await?;
+    if let Some(l) = &config.auth.ldap {
+        let ldap = idp::ldap::Ldap::new(l.settings()?).map_err(|e| anyhow::anyhow!("auth.ldap: {e}"))?;
+        core.identity.set_password_directory(Arc::new(ldap), &core.sso);
+    }
     let oidc = match &config.auth.oidc {
         Some(o) => Some(Arc::new(
             idp::oidc::Oidc::new(o.settings(config.public_url.as_deref())?)

@@ -303,6 +303,85 @@ pub struct Auth {
     pub allowed_orgs: Vec<String>,
     /// Console sign-in through an OpenID provider (authorization code flow with PKCE).
     pub oidc: Option<Oidc>,
+    /// Password sign-in (console, `docker login`, `/token`) checked by an LDAP directory.
+    pub ldap: Option<Ldap>,
+}
+
+/// `[auth.ldap]`: the LDAP or Active Directory server that checks passwords.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Ldap {
+    /// `ldap://host:389` (StartTLS unless `starttls = false`) or `ldaps://host:636`.
+    pub url: String,
+    #[serde(default = "yes")]
+    pub starttls: bool,
+    /// The service account that searches users and groups.
+    pub bind_dn: String,
+    pub bind_password: Option<Secret>,
+    /// A file holding the service account's password (preferred over `bind_password`).
+    pub bind_password_file: Option<PathBuf>,
+    pub user_base: String,
+    /// With `{username}` (escaped as RFC 4515 requires).
+    #[serde(default = "ldap_user_filter")]
+    pub user_filter: String,
+    /// The attribute that names the account here.
+    #[serde(default = "ldap_username_attribute")]
+    pub username_attribute: String,
+    pub group_base: String,
+    /// With `{dn}` (the user's entry) or `{username}`.
+    #[serde(default = "ldap_group_filter")]
+    pub group_filter: String,
+    /// The attribute holding a group's name (`<org>:<team>` makes a team membership).
+    #[serde(default = "ldap_group_name_attribute")]
+    pub group_name_attribute: String,
+    /// PEM CA certificates to verify the server with (default: the system's).
+    pub ca_file: Option<PathBuf>,
+    #[serde(default = "oidc_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+fn ldap_user_filter() -> String {
+    "(uid={username})".into()
+}
+fn ldap_username_attribute() -> String {
+    "uid".into()
+}
+fn ldap_group_filter() -> String {
+    "(member={dn})".into()
+}
+fn ldap_group_name_attribute() -> String {
+    "cn".into()
+}
+
+impl Ldap {
+    pub fn settings(&self) -> anyhow::Result<idp::ldap::LdapSettings> {
+        let bind_password = match (&self.bind_password_file, &self.bind_password) {
+            (Some(f), _) => read_secret(f)?,
+            (None, Some(s)) => s.0.clone(),
+            (None, None) => bail!("auth.ldap needs bind_password_file or bind_password"),
+        };
+        let ca_pem = match &self.ca_file {
+            Some(f) => Some(std::fs::read(f).with_context(|| format!("auth.ldap.ca_file {}", f.display()))?),
+            None => None,
+        };
+        Ok(idp::ldap::LdapSettings {
+            url: self.url.clone(),
+            starttls: self.starttls,
+            bind_dn: self.bind_dn.clone(),
+            bind_password,
+            user_base: self.user_base.clone(),
+            user_filter: self.user_filter.clone(),
+            username_attribute: self.username_attribute.clone(),
+            group_base: self.group_base.clone(),
+            group_filter: self.group_filter.clone(),
+            group_name_attribute: self.group_name_attribute.clone(),
+            ca_pem,
+            timeout: std::time::Duration::from_secs(self.timeout_secs.clamp(1, 120)),
+        })
+    }
 }
 
 /// `[auth.oidc]`: the OpenID provider the console signs people in with.
@@ -418,6 +497,7 @@ impl Default for Auth {
             org_creation: "everyone".into(),
             allowed_orgs: Vec::new(),
             oidc: None,
+            ldap: None,
         }
     }
 }
@@ -485,6 +565,9 @@ impl Config {
         self.listen_addr()?;
         if let Some(o) = &self.auth.oidc {
             o.settings(self.public_url.as_deref())?;
+        }
+        if let Some(l) = &self.auth.ldap {
+            idp::ldap::Ldap::new(l.settings()?).map_err(|e| anyhow::anyhow!("auth.ldap: {e}"))?;
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!("log.format must be text or json, not {:?}", self.log.format);

@@ -1,5 +1,6 @@
 //! The ports services need: metadata (`MetaStore`, split by capability in `meta.rs`), content
-//! (`BlobStore`), other registries (`UpstreamRegistry`) and time (`Clock`). Adapters live in
+//! (`BlobStore`), other registries (`UpstreamRegistry`), a directory that checks passwords
+//! (`PasswordDirectory`, LDAP) and time (`Clock`). Adapters live in
 //! `portcullis-store` and `portcullis-upstream`; every store adapter passes the same test suite
 //! there, and so does the in-memory store of `memory.rs`.
 
@@ -14,6 +15,14 @@ use crate::model::*;
 
 mod meta;
 pub use meta::*;
+
+/// A directory that checks passwords itself (LDAP, Active Directory); `idp::ldap` implements it.
+#[async_trait]
+pub trait PasswordDirectory: Send + Sync {
+    /// Who `username` is when `password` is theirs; `None` when it is not (or no such user).
+    /// `Error::Unavailable` when the directory cannot be asked.
+    async fn verify(&self, username: &str, password: &str) -> Result<Option<crate::sso::ExternalIdentity>>;
+}
 
 /// A stream of blob bytes.
 pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;

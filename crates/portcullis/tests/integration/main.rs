@@ -16,6 +16,7 @@ mod faults;
 mod iam;
 mod image;
 mod images;
+mod ldap;
 mod ops;
 mod postgres;
 mod proxy;
