@@ -69,6 +69,17 @@ fn refused(msg: impl Into<String>) -> OidcError {
 #[error("{0}")]
 pub struct HttpError(String);
 
+/// The client as discovery configures it: an authorization endpoint, and perhaps token and
+/// userinfo endpoints.
+type RelyingParty = CoreClient<
+    openidconnect::EndpointSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointMaybeSet,
+    openidconnect::EndpointMaybeSet,
+>;
+
 /// The most a response from the provider may hold.
 const MAX_RESPONSE: usize = 1 << 20;
 
@@ -138,20 +149,7 @@ impl Oidc {
         Ok(m)
     }
 
-    fn client(
-        &self,
-        meta: &CoreProviderMetadata,
-    ) -> Result<
-        openidconnect::core::CoreClient<
-            openidconnect::EndpointSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointMaybeSet,
-            openidconnect::EndpointMaybeSet,
-        >,
-        OidcError,
-    > {
+    fn client(&self, meta: &CoreProviderMetadata) -> Result<RelyingParty, OidcError> {
         let redirect = RedirectUrl::new(self.settings.redirect_url.clone()).map_err(|e| refused(e.to_string()))?;
         Ok(CoreClient::from_provider_metadata(
             meta.clone(),
@@ -265,14 +263,7 @@ impl Oidc {
     /// and an `iat` no more than five minutes ahead or ten behind.
     fn verifier<'a>(
         &self,
-        client: &'a openidconnect::core::CoreClient<
-            openidconnect::EndpointSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointMaybeSet,
-            openidconnect::EndpointMaybeSet,
-        >,
+        client: &'a RelyingParty,
         meta: &CoreProviderMetadata,
     ) -> openidconnect::core::CoreIdTokenVerifier<'a> {
         let algs: Vec<CoreJwsSigningAlgorithm> = meta
