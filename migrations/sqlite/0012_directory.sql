@@ -6,3 +6,5 @@ ALTER TABLE users ADD COLUMN source TEXT NOT NULL DEFAULT 'local';
 ALTER TABLE users ADD COLUMN external_id TEXT;
 CREATE UNIQUE INDEX users_by_external_id ON users (source, external_id) WHERE external_id IS NOT NULL;
 ALTER TABLE team_members ADD COLUMN source TEXT NOT NULL DEFAULT 'manual';
+-- A directory-managed team's members come only from the provider's groups: hand edits are refused.
+ALTER TABLE teams ADD COLUMN directory_managed INTEGER NOT NULL DEFAULT 0;

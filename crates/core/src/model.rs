@@ -71,6 +71,8 @@ pub struct Team {
     #[serde(skip)]
     pub org_id: i64,
     pub name: String,
+    /// Members come only from the identity provider's groups; hand edits are refused.
+    pub directory_managed: bool,
 }
 
 /// The name of the team whose members own an organization.

@@ -175,10 +175,34 @@ impl Orgs {
         self.meta.user_by_name(username).await?.ok_or_else(|| Error::NotFound(format!("no user {username}")))
     }
 
+    /// Refuses a hand edit of a directory-managed team's members.
+    fn hand_edit(t: &Team, org: &str) -> Result<()> {
+        if t.directory_managed {
+            return Err(Error::Conflict(format!(
+                "the members of {org}/{} come from the identity provider (the team is directory-managed): change \
+                 the group {org}:{} there",
+                t.name, t.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Marks a team's members as the directory's alone, or hands them back to owners (owners only).
+    pub async fn set_directory_managed(&self, who: &Principal, org: &str, team: &str, managed: bool) -> Result<Team> {
+        let o = self.owned(who, org).await?;
+        let mut t = self.team_of(&o, team).await?;
+        self.meta.set_directory_managed(t.id, managed).await?;
+        t.directory_managed = managed;
+        let detail = serde_json::json!({ "team": team, "directory_managed": managed });
+        self.changed(who, org, "team.directory_managed", detail).await;
+        Ok(t)
+    }
+
     /// Adds a user to a team; true when newly added.
     pub async fn add_member(&self, who: &Principal, org: &str, team: &str, username: &str) -> Result<bool> {
         let o = self.owned(who, org).await?;
         let t = self.team_of(&o, team).await?;
+        Self::hand_edit(&t, org)?;
         let u = self.user(username).await?;
         let added = self.meta.add_member(t.id, u.id).await?;
         self.identity.refresh_directory().await?;
@@ -191,6 +215,7 @@ impl Orgs {
     pub async fn remove_member(&self, who: &Principal, org: &str, team: &str, username: &str) -> Result<()> {
         let o = self.owned(who, org).await?;
         let t = self.team_of(&o, team).await?;
+        Self::hand_edit(&t, org)?;
         let u = self.user(username).await?;
         if !self.meta.remove_member(t.id, u.id).await? {
             return Err(Error::NotFound(format!("{username} is not in {org}/{team}")));

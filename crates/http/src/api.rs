@@ -37,7 +37,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/orgs/{org}", get(get_org))
         .route("/api/v1/orgs/{org}/members", get(members))
         .route("/api/v1/orgs/{org}/teams", get(teams).post(create_team))
-        .route("/api/v1/orgs/{org}/teams/{team}", delete(delete_team))
+        .route("/api/v1/orgs/{org}/teams/{team}", delete(delete_team).patch(update_team))
         .route("/api/v1/orgs/{org}/teams/{team}/members", get(team_members).post(add_member))
         .route("/api/v1/orgs/{org}/teams/{team}/members/{user}", delete(remove_member))
         .route("/api/v1/orgs/{org}/teams/{team}/permissions", get(team_permissions))
@@ -248,6 +248,17 @@ async fn create_team(State(st): St, u: ApiUser, Path(org): Path<String>, b: Json
 async fn delete_team(State(st): St, u: ApiUser, Path((org, team)): Path<(String, String)>) -> ApiResult {
     st.orgs.delete_team(&u.0, &org, &team).await?;
     no_content()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TeamChange {
+    directory_managed: bool,
+}
+
+async fn update_team(State(st): St, u: ApiUser, Path((org, team)): Path<(String, String)>, b: JsonBody) -> ApiResult {
+    let c: TeamChange = b.object()?;
+    ok(json!(st.orgs.set_directory_managed(&u.0, &org, &team, c.directory_managed).await?))
 }
 
 async fn team_members(State(st): St, u: ApiUser, Path((org, team)): Path<(String, String)>) -> ApiResult {

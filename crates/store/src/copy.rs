@@ -40,7 +40,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
         ],
     ),
     ("orgs", &[("id", I), ("name", T), ("created_at", I)]),
-    ("teams", &[("id", I), ("org_id", I), ("name", T)]),
+    ("teams", &[("id", I), ("org_id", I), ("name", T), ("directory_managed", Z)]),
     ("team_members", &[("team_id", I), ("user_id", I), ("source", T)]),
     ("team_permissions", &[("team_id", I), ("repo_path", T), ("permission", T)]),
     (

@@ -326,7 +326,7 @@ impl OrgStore for MemoryMeta {
             let org = Org { id, name: name.into(), created_at: now };
             s.orgs.insert(id, org.clone());
             let team = s.id();
-            s.teams.insert(team, Team { id: team, org_id: id, name: OWNERS_TEAM.into() });
+            s.teams.insert(team, Team { id: team, org_id: id, name: OWNERS_TEAM.into(), directory_managed: false });
             s.members.insert((team, creator));
             s.changed();
             Ok(org)
@@ -351,7 +351,7 @@ impl OrgStore for MemoryMeta {
                 return Err(Error::Conflict(format!("team {name} exists")));
             }
             let id = s.id();
-            let t = Team { id, org_id, name: name.into() };
+            let t = Team { id, org_id, name: name.into(), directory_managed: false };
             s.teams.insert(id, t.clone());
             s.changed();
             Ok(t)
@@ -405,6 +405,16 @@ impl OrgStore for MemoryMeta {
             s.directory_members.remove(&(team_id, user_id));
             s.changed();
             Ok(true)
+        })
+    }
+
+    async fn set_directory_managed(&self, team_id: i64, managed: bool) -> Result<()> {
+        self.with(|s| {
+            if let Some(t) = s.teams.get_mut(&team_id) {
+                t.directory_managed = managed;
+                s.changed();
+            }
+            Ok(())
         })
     }
 

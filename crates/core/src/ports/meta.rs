@@ -67,6 +67,8 @@ pub trait OrgStore: Send + Sync {
     async fn add_member(&self, team_id: i64, user_id: i64) -> Result<bool>;
     /// Removes a member. Refuses (`Conflict`) to remove the last member of `owners`.
     async fn remove_member(&self, team_id: i64, user_id: i64) -> Result<bool>;
+    /// Marks a team's members as the directory's alone (or not).
+    async fn set_directory_managed(&self, team_id: i64, managed: bool) -> Result<()>;
     /// Adds a membership the directory granted (a hand-made one stays as it is).
     async fn add_directory_member(&self, team_id: i64, user_id: i64) -> Result<bool>;
     /// The teams the directory made `user_id` a member of.

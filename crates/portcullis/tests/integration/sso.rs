@@ -3,7 +3,7 @@
 //! the console as herself, her `acme:dev` group made her a member of team `dev`, and an access
 //! token she creates there pulls the team's private image with skopeo. Without the group the pull
 //! is refused. Refusals: no or forged sign-in state, a mismatched state, the provider's own
-//! refusal, a groups claim that is not a list, a provider user named like a local account, and
+//! refusal, a groups claim that is not a list, hand edits of a directory-managed team, a provider user named like a local account, and
 //! a provider that is down (503; the administrator still signs in with a password).
 
 use std::collections::BTreeMap;
@@ -151,6 +151,18 @@ async fn oidc_sign_in_maps_groups_to_teams_and_its_tokens_pull() {
     let (_, audit) = s.admin("GET", "/api/v1/audit?limit=50", None).await;
     let audit = audit.to_string();
     assert!(audit.contains("auth.success") && audit.contains("team.member.add"), "{audit}");
+
+    // dev becomes directory-managed: its members come only from the provider's group
+    let managed = json!({"directory_managed": true});
+    let (st, b) = s.api("PATCH", "/api/v1/orgs/acme/teams/dev", ("owner", &op), Some(managed)).await;
+    assert!(st == 200 && b["directory_managed"] == true, "{st} {b}");
+    let (st, b) = s.api("DELETE", "/api/v1/orgs/acme/teams/dev/members/alice", ("owner", &op), None).await;
+    assert!(st == 409 && b.to_string().contains("directory-managed"), "{st} {b}");
+    let (st, b) =
+        s.api("POST", "/api/v1/orgs/acme/teams/dev/members", ("owner", &op), Some(json!({"username": "owner"}))).await;
+    assert!(st == 409 && b.to_string().contains("acme:dev"), "{st} {b}");
+    let handed_back = json!({"directory_managed": false});
+    assert_eq!(s.api("PATCH", "/api/v1/orgs/acme/teams/dev", ("owner", &op), Some(handed_back)).await.0, 200);
 
     // acme enforces single sign-on: a local member's password and token stop working at once
     s.create_user("carol").await;

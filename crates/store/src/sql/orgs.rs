@@ -20,10 +20,11 @@ pub(crate) fn org(r: OrgRow) -> Org {
 pub(crate) struct TeamRow {
     pub(crate) id: i64,
     pub(crate) name: String,
+    pub(crate) directory_managed: bool,
 }
 
 pub(crate) fn team(org_id: i64, r: TeamRow) -> Team {
-    Team { id: r.id, org_id, name: r.name }
+    Team { id: r.id, org_id, name: r.name, directory_managed: r.directory_managed }
 }
 
 /// A team's permission on a repository path of its organization.
@@ -111,21 +112,22 @@ macro_rules! orgs_sql {
                         Error::Conflict(_) => Error::Conflict(format!("team {name} exists")),
                         other => other,
                     })?;
-                Ok(Team { id, org_id, name: name.to_owned() })
+                Ok(Team { id, org_id, name: name.to_owned(), directory_managed: false })
             }
 
             async fn team(&self, org_id: i64, name: &str) -> Result<Option<Team>> {
-                let r: Option<(i64,)> = sqlx::query_as("SELECT id FROM teams WHERE org_id = $1 AND name = $2")
-                    .bind(org_id)
-                    .bind(name)
-                    .fetch_optional(&self.read)
-                    .await
-                    .map_err(db)?;
-                Ok(r.map(|(id,)| Team { id, org_id, name: name.to_owned() }))
+                let r: Option<TeamRow> =
+                    sqlx::query_as("SELECT id, name, directory_managed FROM teams WHERE org_id = $1 AND name = $2")
+                        .bind(org_id)
+                        .bind(name)
+                        .fetch_optional(&self.read)
+                        .await
+                        .map_err(db)?;
+                Ok(r.map(|t| team(org_id, t)))
             }
 
             async fn list_teams(&self, org_id: i64) -> Result<Vec<Team>> {
-                let r: Vec<TeamRow> = sqlx::query_as("SELECT id, name FROM teams WHERE org_id = $1 ORDER BY name")
+                let r: Vec<TeamRow> = sqlx::query_as("SELECT id, name, directory_managed FROM teams WHERE org_id = $1 ORDER BY name")
                     .bind(org_id)
                     .fetch_all(&self.read)
                     .await
@@ -146,6 +148,16 @@ macro_rules! orgs_sql {
                     .await
                     .map_err(db)?;
                 Ok(r.rows_affected() > 0)
+            }
+
+            async fn set_directory_managed(&self, team_id: i64, managed: bool) -> Result<()> {
+                sqlx::query("UPDATE teams SET directory_managed = $1 WHERE id = $2")
+                    .bind(managed)
+                    .bind(team_id)
+                    .execute(&self.write)
+                    .await
+                    .map_err(db)?;
+                Ok(())
             }
 
             async fn add_directory_member(&self, team_id: i64, user_id: i64) -> Result<bool> {
