@@ -23,6 +23,17 @@ pub(crate) struct TeamRow {
     pub(crate) directory_managed: bool,
 }
 
+/// The columns of [`TeamRow`].
+macro_rules! team_cols {
+    () => {
+        "id, name, directory_managed"
+    };
+}
+
+/// Adds a membership with its source (`manual` or `directory`), keeping an existing one as it is.
+pub(crate) const ADD_MEMBER: &str =
+    "INSERT INTO team_members (team_id, user_id, source) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+
 pub(crate) fn team(org_id: i64, r: TeamRow) -> Team {
     Team { id: r.id, org_id, name: r.name, directory_managed: r.directory_managed }
 }
@@ -117,7 +128,7 @@ macro_rules! orgs_sql {
 
             async fn team(&self, org_id: i64, name: &str) -> Result<Option<Team>> {
                 let r: Option<TeamRow> =
-                    sqlx::query_as("SELECT id, name, directory_managed FROM teams WHERE org_id = $1 AND name = $2")
+                    sqlx::query_as(concat!("SELECT ", team_cols!(), " FROM teams WHERE org_id = $1 AND name = $2"))
                         .bind(org_id)
                         .bind(name)
                         .fetch_optional(&self.read)
@@ -127,7 +138,7 @@ macro_rules! orgs_sql {
             }
 
             async fn list_teams(&self, org_id: i64) -> Result<Vec<Team>> {
-                let r: Vec<TeamRow> = sqlx::query_as("SELECT id, name, directory_managed FROM teams WHERE org_id = $1 ORDER BY name")
+                let r: Vec<TeamRow> = sqlx::query_as(concat!("SELECT ", team_cols!(), " FROM teams WHERE org_id = $1 ORDER BY name"))
                     .bind(org_id)
                     .fetch_all(&self.read)
                     .await
@@ -141,13 +152,8 @@ macro_rules! orgs_sql {
             }
 
             async fn add_member(&self, team_id: i64, user_id: i64) -> Result<bool> {
-                let r = sqlx::query("INSERT INTO team_members (team_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                    .bind(team_id)
-                    .bind(user_id)
-                    .execute(&self.write)
-                    .await
-                    .map_err(db)?;
-                Ok(r.rows_affected() > 0)
+                let r = sqlx::query(ADD_MEMBER).bind(team_id).bind(user_id).bind("manual");
+                Ok(r.execute(&self.write).await.map_err(db)?.rows_affected() > 0)
             }
 
             async fn set_directory_managed(&self, team_id: i64, managed: bool) -> Result<()> {
@@ -161,15 +167,8 @@ macro_rules! orgs_sql {
             }
 
             async fn add_directory_member(&self, team_id: i64, user_id: i64) -> Result<bool> {
-                let r = sqlx::query(
-                    "INSERT INTO team_members (team_id, user_id, source) VALUES ($1, $2, 'directory') ON CONFLICT DO NOTHING",
-                )
-                .bind(team_id)
-                .bind(user_id)
-                .execute(&self.write)
-                .await
-                .map_err(db)?;
-                Ok(r.rows_affected() > 0)
+                let r = sqlx::query(ADD_MEMBER).bind(team_id).bind(user_id).bind("directory");
+                Ok(r.execute(&self.write).await.map_err(db)?.rows_affected() > 0)
             }
 
             async fn directory_memberships(&self, user_id: i64) -> Result<Vec<i64>> {
