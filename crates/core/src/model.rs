@@ -285,3 +285,24 @@ pub struct LoginFailures {
     /// When the last failure happened.
     pub last_at: i64,
 }
+
+/// A SCIM bearer token (its secret is shown once and stored as a hash): an organization's
+/// (`org_id`, made by an owner) or the instance's (`None`, made by the administrator).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScimToken {
+    pub id: i64,
+    pub org_id: Option<i64>,
+    pub name: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+/// The SCIM attributes kept for a provisioned user: the org whose token made it (`None`: an
+/// instance token) and the attributes as JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScimUserRow {
+    pub user_id: i64,
+    pub org_id: Option<i64>,
+    pub attrs: String,
+}

@@ -112,6 +112,20 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
     ),
     ("signing_keys", &[("kid", T), ("pkcs8", B), ("created_at", I)]),
     (
+        "scim_tokens",
+        &[
+            ("id", I),
+            ("org_id", I),
+            ("name", T),
+            ("token_hash", T),
+            ("created_by", T),
+            ("created_at", I),
+            ("last_used_at", I),
+        ],
+    ),
+    ("scim_users", &[("user_id", I), ("org_id", I), ("attrs", T), ("updated_at", I)]),
+    ("scim_groups", &[("team_id", I), ("attrs", T), ("updated_at", I)]),
+    (
         "audit_log",
         &[
             ("id", I),
@@ -132,8 +146,17 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
 ];
 
 /// Tables whose `id` is an identity column.
-const IDENTITY: &[&str] =
-    &["users", "orgs", "teams", "access_tokens", "repositories", "exceptions", "exception_requests", "audit_log"];
+const IDENTITY: &[&str] = &[
+    "users",
+    "orgs",
+    "teams",
+    "access_tokens",
+    "repositories",
+    "exceptions",
+    "exception_requests",
+    "audit_log",
+    "scim_tokens",
+];
 
 const BATCH: usize = 500;
 

@@ -82,6 +82,7 @@ pub const SQLITE: &[(i64, &str, &str)] = &[
     (10, "upload_hash_state", include_str!("../../../migrations/sqlite/0010_upload_hash_state.sql")),
     (11, "accounts", include_str!("../../../migrations/sqlite/0011_accounts.sql")),
     (12, "directory", include_str!("../../../migrations/sqlite/0012_directory.sql")),
+    (13, "scim", include_str!("../../../migrations/sqlite/0013_scim.sql")),
 ];
 
 /// The PostgreSQL migrations: the same versions, in PostgreSQL's dialect.
@@ -98,4 +99,5 @@ pub const POSTGRES: &[(i64, &str, &str)] = &[
     (10, "upload_hash_state", include_str!("../../../migrations/postgres/0010_upload_hash_state.sql")),
     (11, "accounts", include_str!("../../../migrations/postgres/0011_accounts.sql")),
     (12, "directory", include_str!("../../../migrations/postgres/0012_directory.sql")),
+    (13, "scim", include_str!("../../../migrations/postgres/0013_scim.sql")),
 ];

@@ -163,6 +163,42 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     assert!(s.directory_memberships(carol.id).await.unwrap().is_empty());
     s.delete_user(carol.id).await.unwrap();
 
+    // SCIM: tokens by hash (marked used), per org or all; provisioned users and groups with their
+    // attributes, gone with the user or team; deprovisioning deletes every access token
+    let org_tok = s.create_scim_token(Some(acme.id), "okta", "h1", "alice", 10).await.unwrap();
+    let inst_tok = s.create_scim_token(None, "entra", "h2", "admin", 11).await.unwrap();
+    assert!(matches!(s.create_scim_token(None, "again", "h1", "admin", 11).await, Err(Error::Conflict(_))));
+    assert_eq!(s.use_scim_token("h1", 20).await.unwrap().map(|t| (t.id, t.last_used_at)), Some((org_tok.id, Some(20))));
+    assert!(s.use_scim_token("nope", 20).await.unwrap().is_none());
+    let ids = |v: Vec<ScimToken>| v.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    assert_eq!(ids(s.list_scim_tokens(Some(acme.id)).await.unwrap()), [org_tok.id]);
+    assert_eq!(ids(s.list_scim_tokens(None).await.unwrap()), [org_tok.id, inst_tok.id]);
+    assert!(s.delete_scim_token(inst_tok.id).await.unwrap() && !s.delete_scim_token(inst_tok.id).await.unwrap());
+    let dave = s.create_scim_user("dave", Some(acme.id), r#"{"displayName":"Dave"}"#, true, 12).await.unwrap();
+    assert_eq!((dave.source.as_str(), dave.password_hash.as_str(), dave.disabled), ("scim", "!", true));
+    assert!(matches!(s.create_scim_user("acme", None, "{}", false, 12).await, Err(Error::Conflict(_))));
+    let dave_row = ScimUserRow { user_id: dave.id, org_id: Some(acme.id), attrs: r#"{"displayName":"Dave"}"#.into() };
+    assert_eq!(s.scim_users().await.unwrap(), [dave_row]);
+    s.put_scim_user(dave.id, None, r#"{"displayName":"D"}"#, 13).await.unwrap();
+    s.put_scim_user(bob.id, Some(acme.id), "{}", 13).await.unwrap();
+    let rows = s.scim_users().await.unwrap();
+    assert_eq!(
+        rows.iter().map(|r| (r.user_id, r.org_id)).collect::<Vec<_>>(),
+        [(bob.id, Some(acme.id)), (dave.id, None)]
+    );
+    s.create_token(dave.id, "ci", "pat", "dave-tok", TokenScope::Read, None, 10).await.unwrap();
+    s.create_token(dave.id, "ci2", "pat", "dave-tok2", TokenScope::Read, None, 10).await.unwrap();
+    assert_eq!(s.delete_user_tokens(dave.id).await.unwrap(), 2);
+    assert!(s.token_by_hash("dave-tok").await.unwrap().is_none() && s.list_tokens(dave.id).await.unwrap().is_empty());
+    let grp = s.create_team(acme.id, "scimmed").await.unwrap();
+    s.put_scim_group(grp.id, r#"{"externalId":"g1"}"#, 14).await.unwrap();
+    s.put_scim_group(grp.id, r#"{"externalId":"g2"}"#, 15).await.unwrap();
+    assert_eq!(s.scim_groups().await.unwrap(), [(grp.id, r#"{"externalId":"g2"}"#.to_owned())]);
+    s.delete_team(grp.id).await.unwrap();
+    s.delete_user(dave.id).await.unwrap();
+    assert!(s.scim_groups().await.unwrap().is_empty());
+    assert_eq!(s.scim_users().await.unwrap().iter().map(|r| r.user_id).collect::<Vec<_>>(), [bob.id]);
+
     // repositories
     let r = s.ensure_repo("acme/app", Visibility::Private, 10).await.unwrap();
     assert_eq!(s.ensure_repo("acme/app", Visibility::Public, 11).await.unwrap(), r, "ensure is idempotent");

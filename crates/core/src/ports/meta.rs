@@ -222,6 +222,44 @@ pub trait ClusterStore: Send + Sync {
     async fn ping(&self) -> Result<()>;
 }
 
+/// SCIM provisioning: the tokens identity providers present and the SCIM attributes of the
+/// users and teams (groups) they manage.
+#[async_trait]
+pub trait ScimStore: Send + Sync {
+    async fn create_scim_token(
+        &self,
+        org_id: Option<i64>,
+        name: &str,
+        token_hash: &str,
+        created_by: &str,
+        now: i64,
+    ) -> Result<ScimToken>;
+    /// The token with this secret hash, marked as used at `now`.
+    async fn use_scim_token(&self, token_hash: &str, now: i64) -> Result<Option<ScimToken>>;
+    /// One org's tokens (`Some`) or every token (`None`), oldest first.
+    async fn list_scim_tokens(&self, org_id: Option<i64>) -> Result<Vec<ScimToken>>;
+    async fn delete_scim_token(&self, id: i64) -> Result<bool>;
+    /// Creates an account of the directory (`source = scim`, no password) with its SCIM
+    /// attributes, at once; `Conflict` when the name is taken by a user or an organization.
+    async fn create_scim_user(
+        &self,
+        username: &str,
+        org_id: Option<i64>,
+        attrs: &str,
+        disabled: bool,
+        now: i64,
+    ) -> Result<User>;
+    /// Every user's SCIM attributes.
+    async fn scim_users(&self) -> Result<Vec<ScimUserRow>>;
+    /// Sets a user's SCIM attributes (and the org that provisions it).
+    async fn put_scim_user(&self, user_id: i64, org_id: Option<i64>, attrs: &str, now: i64) -> Result<()>;
+    /// Every team's SCIM attributes: (team id, attributes).
+    async fn scim_groups(&self) -> Result<Vec<(i64, String)>>;
+    async fn put_scim_group(&self, team_id: i64, attrs: &str, now: i64) -> Result<()>;
+    /// Deletes every access token of a user (deprovisioning); how many there were.
+    async fn delete_user_tokens(&self, user_id: i64) -> Result<u64>;
+}
+
 /// Every metadata capability: what a database adapter implements.
 pub trait MetaStore:
     IdentityStore
@@ -233,6 +271,7 @@ pub trait MetaStore:
     + AuditStore
     + SessionStore
     + ClusterStore
+    + ScimStore
     + super::Measured
     + 'static
 {

@@ -1,6 +1,6 @@
 //! The SQL both metadata stores share, one module per capability of the metadata port
 //! (`identity`, `orgs`, `content`, `uploads`, `cache`, `policy`, `audit`, `sessions`,
-//! `cluster`). Each module holds its named row types and a macro implementing its port for a
+//! `cluster`, `scim`). Each module holds its named row types and a macro implementing its port for a
 //! store; [`meta_store!`] instantiates them all for SQLite and PostgreSQL (sqlx's query types are
 //! per database, and a generic impl would need a bound for every column type). Queries use `$n`
 //! placeholders, `ON CONFLICT`, `RETURNING` and `CAST`, which both engines read alike; each
@@ -23,6 +23,8 @@ mod orgs;
 #[macro_use]
 mod policy;
 #[macro_use]
+mod scim;
+#[macro_use]
 mod sessions;
 #[macro_use]
 mod uploads;
@@ -32,6 +34,7 @@ pub(crate) use content::*;
 pub(crate) use identity::*;
 pub(crate) use orgs::*;
 pub(crate) use policy::*;
+pub(crate) use scim::*;
 pub(crate) use sessions::*;
 pub(crate) use uploads::*;
 
@@ -80,5 +83,6 @@ macro_rules! meta_store {
         audit_sql!($store, $db);
         sessions_sql!($store, $db);
         cluster_sql!($store, $db);
+        scim_sql!($store, $db);
     };
 }
