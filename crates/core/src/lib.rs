@@ -24,6 +24,7 @@ pub mod purge;
 pub mod registry;
 pub mod replica;
 pub mod requests;
+pub mod scim;
 pub mod services;
 pub mod sessions;
 pub mod sso;

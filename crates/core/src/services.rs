@@ -60,6 +60,7 @@ pub struct Services {
     pub contents: Arc<Contents>,
     pub sessions: Sessions,
     pub sso: Arc<crate::sso::Sso>,
+    pub scim: Arc<crate::scim::Scim>,
     pub tokens: Arc<TokenIssuer>,
     pub gate: Gate,
     pub replica: Arc<Replica>,
@@ -107,6 +108,7 @@ impl Services {
         Ok(Services {
             sessions: Sessions::new(meta.clone(), identity.clone()),
             sso: Arc::new(crate::sso::Sso::new(meta.clone(), identity.clone(), audit.clone())),
+            scim: Arc::new(crate::scim::Scim::new(meta.clone(), identity.clone(), audit.clone())),
             meta,
             blobs,
             clock,

@@ -3,7 +3,9 @@
 //! its name, so a provider user can never take over a local account that has the same name),
 //! and its team memberships are brought in line with the provider's groups at every sign-in:
 //! a group named `<org>:<team>` (Docker's convention) makes the user a member of that team of
-//! that existing org (the team is created on first use; `<org>:owners` makes an owner). Only
+//! that existing org (the team is created on first use; `<org>:owners` makes an owner). An
+//! account the directory provisioned through SCIM is the one its user of the same name signs in
+//! to (the provider both provisions and signs in; SCIM accounts have no password). Only
 //! memberships the directory granted are ever removed; hand-made ones stay. Every sign-in and
 //! every change is audited.
 
@@ -72,6 +74,8 @@ impl Sso {
     pub async fn sign_in(&self, ext: &ExternalIdentity, client: &str) -> Result<User> {
         let user = match self.meta.external_user(ext.source, &ext.external_id).await? {
             Some(u) => u,
+            // The directory provisioned this person through SCIM before their first sign-in.
+            None if let Some(u) = self.meta.user_by_name(&ext.username).await?.filter(|u| u.source == "scim") => u,
             None => match self.create(ext).await {
                 Ok(u) => u,
                 Err(e) => {
