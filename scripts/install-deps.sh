@@ -23,6 +23,15 @@ if [ ! -x "$VENV/bin/moto_server" ]; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q 'moto[server]==5.1.*'
 fi
+# The SCIM compliance checker scim2-tester (with scim2-client's httpx2 engine), from PyPI, in its
+# own virtualenv (its pydantic must not meet moto's dependencies).
+SCIM_VENV=${PCL_SCIM_VENV:-/var/cache/pcl-scim-venv}
+if [ ! -f "$SCIM_VENV/.scim2-tester-0.5.2" ]; then
+  echo "install-deps: installing scim2-tester into $SCIM_VENV"
+  python3 -m venv "$SCIM_VENV"
+  "$SCIM_VENV/bin/pip" install -q 'scim2-tester==0.5.2' 'scim2-client[httpx2]==0.13.2'
+  touch "$SCIM_VENV/.scim2-tester-0.5.2"
+fi
 # A real OpenID provider for the single sign-on tests: oidc-provider, from npm, outside the
 # checkout (idempotent). Version 8 supports the Node.js 18/20 of Debian and NodeSource.
 NPM_DIR=${PCL_NPM_DIR:-/var/cache/portcullis-npm}

@@ -33,6 +33,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/users/{name}/throttle", delete(lift_throttle))
         .route("/api/v1/access-tokens", get(list_tokens).post(create_token))
         .route("/api/v1/access-tokens/{id}", delete(delete_token))
+        .route("/api/v1/scim-tokens", get(list_scim_tokens).post(create_scim_token))
+        .route("/api/v1/scim-tokens/{id}", delete(delete_scim_token))
         .route("/api/v1/orgs", get(list_orgs).post(create_org))
         .route("/api/v1/orgs/{org}", get(get_org))
         .route("/api/v1/orgs/{org}/members", get(members))
@@ -215,6 +217,38 @@ async fn delete_token(State(st): St, u: ApiUser, Path(id): Path<i64>) -> ApiResu
 #[serde(deny_unknown_fields)]
 struct Named {
     name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewScimToken {
+    name: String,
+    /// The organization the token provisions; none: the whole instance (administrator only).
+    #[serde(default)]
+    org: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct OrgParam {
+    org: Option<String>,
+}
+
+async fn create_scim_token(State(st): St, u: ApiUser, b: JsonBody) -> ApiResult {
+    let n: NewScimToken = b.object()?;
+    let (t, secret) = st.scim.create_token(&u.0, n.org.as_deref(), &n.name).await?;
+    let mut v = json!(t);
+    v["org"] = json!(n.org);
+    v["token"] = secret.into();
+    created(v)
+}
+
+async fn list_scim_tokens(State(st): St, u: ApiUser, Query(p): Query<OrgParam>) -> ApiResult {
+    ok(json!(st.scim.list_tokens(&u.0, p.org.as_deref()).await?))
+}
+
+async fn delete_scim_token(State(st): St, u: ApiUser, Path(id): Path<i64>) -> ApiResult {
+    st.scim.delete_token(&u.0, id).await?;
+    no_content()
 }
 
 async fn create_org(State(st): St, u: ApiUser, b: JsonBody) -> ApiResult {

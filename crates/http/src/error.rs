@@ -1,6 +1,7 @@
 //! Domain errors to wire errors, once per surface: `V2Error` for the distribution API (spec
-//! JSON, Bearer challenge on 401), `ApiError` for `/api/v1` (`{"error","message"}`). Internal
-//! causes are logged here with the request's id and replaced by a generic message.
+//! JSON, Bearer challenge on 401), `ApiError` for `/api/v1` (`{"error","message"}`),
+//! `ScimError` for `/scim/v2` (RFC 7644 error bodies). Internal causes are logged here with the
+//! request's id and replaced by a generic message.
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -171,6 +172,54 @@ impl IntoResponse for ApiError {
             Error::Unauthenticated(_) => {
                 r.headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"portcullis\""));
+            }
+            Error::RateLimited { retry_after } => {
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            _ => {}
+        }
+        r
+    }
+}
+
+/// An error on SCIM (`/scim/v2`): RFC 7644's error body, with `scimType` for a 400 or 409.
+#[derive(Debug)]
+pub struct ScimError(pub portcullis_core::scim::Failure);
+
+impl From<Error> for ScimError {
+    fn from(e: Error) -> Self {
+        ScimError(e.into())
+    }
+}
+
+impl From<portcullis_core::scim::Failure> for ScimError {
+    fn from(f: portcullis_core::scim::Failure) -> Self {
+        ScimError(f)
+    }
+}
+
+impl IntoResponse for ScimError {
+    fn into_response(self) -> Response {
+        let portcullis_core::scim::Failure { error, scim_type } = self.0;
+        let (status, _) = status_of(&error);
+        let scim_type = scim_type.or(match status {
+            StatusCode::BAD_REQUEST => Some("invalidValue"),
+            StatusCode::CONFLICT => Some("uniqueness"),
+            _ => None,
+        });
+        let mut body = serde_json::json!({
+            "schemas": [portcullis_core::scim::schema::ERROR],
+            "status": status.as_u16().to_string(),
+            "detail": public_message(&error, "SCIM"),
+        });
+        if let Some(t) = scim_type {
+            body["scimType"] = t.into();
+        }
+        let mut r = (status, [(header::CONTENT_TYPE, "application/scim+json")], body.to_string()).into_response();
+        match error {
+            Error::Unauthenticated(_) => {
+                r.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"portcullis SCIM\""));
             }
             Error::RateLimited { retry_after } => {
                 r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));

@@ -65,6 +65,20 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The resource id of a user or team: ids are unique across both (RFC 7643 §3.1).
+    pub fn id(self, n: i64) -> String {
+        match self {
+            Kind::User => format!("u{n}"),
+            Kind::Group => format!("g{n}"),
+        }
+    }
+
+    /// The user or team id of a resource id.
+    pub fn parse_id(self, id: &str) -> Option<i64> {
+        let prefix = if self == Kind::User { 'u' } else { 'g' };
+        id.strip_prefix(prefix)?.parse().ok().filter(|n| *n > 0)
+    }
+
     pub fn endpoint(self) -> &'static str {
         match self {
             Kind::User => "Users",
@@ -261,18 +275,25 @@ impl Scim {
             .teams
             .iter()
             .filter(|(t, _)| w.members.contains(&(t.id, u.id)))
-            .map(|(t, org)| json!({ "value": t.id.to_string(), "$ref": format!("{base}/Groups/{}", t.id), "display": Self::group_name(w, t, org) }))
+            .map(|(t, org)| {
+                let id = Kind::Group.id(t.id);
+                json!({ "value": id, "$ref": format!("{base}/Groups/{id}"), "display": Self::group_name(w, t, org) })
+            })
             .collect();
         doc["schemas"] = json!([schema::USER]);
-        doc["id"] = json!(u.id.to_string());
+        doc["id"] = json!(Kind::User.id(u.id));
         doc["userName"] = json!(u.username);
-        doc["active"] = json!(!u.disabled);
+        // A disabled account always says so; an enabled one shows `active` unless the provider
+        // provisioned it without (or removed) the attribute.
+        if u.disabled || w.user_attrs.get(&u.id).is_none_or(|(_, a)| a.get("active").is_some()) {
+            doc["active"] = json!(!u.disabled);
+        }
         if !groups.is_empty() {
             doc["groups"] = Value::Array(groups);
         }
         doc["meta"] = json!({
             "resourceType": "User", "created": rfc3339(u.created_at), "lastModified": rfc3339(u.created_at),
-            "location": format!("{base}/Users/{}", u.id),
+            "location": format!("{base}/Users/{}", Kind::User.id(u.id)),
         });
         doc
     }
@@ -291,13 +312,13 @@ impl Scim {
             .users
             .iter()
             .filter(|u| w.members.contains(&(t.id, u.id)))
-            .map(|u| json!({ "value": u.id.to_string(), "$ref": format!("{base}/Users/{}", u.id), "display": u.username, "type": "User" }))
+            .map(|u| json!({ "value": Kind::User.id(u.id), "$ref": format!("{base}/Users/{}", Kind::User.id(u.id)) }))
             .collect();
         doc["schemas"] = json!([schema::GROUP]);
-        doc["id"] = json!(t.id.to_string());
+        doc["id"] = json!(Kind::Group.id(t.id));
         doc["displayName"] = json!(Self::group_name(w, t, org));
         doc["members"] = Value::Array(members);
-        doc["meta"] = json!({ "resourceType": "Group", "location": format!("{base}/Groups/{}", t.id) });
+        doc["meta"] = json!({ "resourceType": "Group", "location": format!("{base}/Groups/{}", Kind::Group.id(t.id)) });
         doc
     }
 
@@ -333,7 +354,7 @@ impl Scim {
     }
 
     fn find(&self, w: &World, kind: Kind, base: &str, id: &str) -> ScimResult<Value> {
-        let n: Option<i64> = id.parse().ok();
+        let n = kind.parse_id(id);
         let doc = match kind {
             Kind::User => w.users.iter().find(|u| Some(u.id) == n).map(|u| self.user_doc(w, u, base)),
             Kind::Group => {

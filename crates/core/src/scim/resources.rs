@@ -46,6 +46,9 @@ struct UserAttrs {
     name: Option<Name>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     emails: Vec<Email>,
+    /// Whether the provider set `active` (an account it never set it on shows none while enabled).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    active: Option<bool>,
 }
 
 /// A user resource as written (`serde(flatten)` would lose the path of a wrong type).
@@ -72,6 +75,7 @@ impl UserIn {
             display_name: self.display_name.clone(),
             name: self.name.clone(),
             emails: self.emails.clone(),
+            active: self.active,
         }
     }
 }
@@ -156,12 +160,12 @@ fn stored(attrs: &impl Serialize) -> String {
 
 impl Scim {
     fn visible_user<'a>(&self, w: &'a World, id: &str) -> ScimResult<&'a User> {
-        let n: Option<i64> = id.parse().ok();
+        let n = Kind::User.parse_id(id);
         w.users.iter().find(|u| Some(u.id) == n).ok_or_else(|| Error::NotFound(format!("no User {id}")).into())
     }
 
     fn visible_team<'a>(&self, w: &'a World, id: &str) -> ScimResult<&'a (Team, String)> {
-        let n: Option<i64> = id.parse().ok();
+        let n = Kind::Group.parse_id(id);
         w.teams.iter().find(|(t, _)| Some(t.id) == n).ok_or_else(|| Error::NotFound(format!("no Group {id}")).into())
     }
 
@@ -177,14 +181,14 @@ impl Scim {
             Kind::Group => self.create_group(caller, read(body, schema::GROUP)?).await?,
         };
         let w = self.world(caller).await?;
-        self.find(&w, kind, base, &id.to_string())
+        self.find(&w, kind, base, &kind.id(id))
     }
 
     /// PUT: replaces a resource's attributes.
     pub async fn replace(&self, caller: &Caller, kind: Kind, base: &str, id: &str, body: Value) -> ScimResult<Value> {
         let w = self.world(caller).await?;
         match kind {
-            Kind::User => self.replace_user(caller, &w, id, read(body, schema::USER)?).await?,
+            Kind::User => self.replace_user(caller, &w, id, read(body, schema::USER)?, false).await?,
             Kind::Group => self.replace_group(caller, &w, id, read(body, schema::GROUP)?).await?,
         }
         let w = self.world(caller).await?;
@@ -206,7 +210,16 @@ impl Scim {
             Kind::User => &["emails"],
             Kind::Group => &["members"],
         };
+        let had_active = doc.contains_key("active");
         patch::apply(&mut doc, &body, multi).map_err(|patch::PatchError(t, m)| fail(t, m))?;
+        if kind == Kind::User && had_active && !doc.contains_key("active") {
+            // An explicit `remove active` unassigns it: the account is as one provisioned
+            // without it, enabled (unlike a PUT that leaves it out, which changes nothing).
+            let input: UserIn = read(Value::Object(doc), schema::USER)?;
+            self.replace_user(caller, &w, id, input, true).await?;
+            let w = self.world(caller).await?;
+            return self.find(&w, kind, base, id);
+        }
         self.replace(caller, kind, base, id, Value::Object(doc)).await
     }
 
@@ -265,7 +278,15 @@ impl Scim {
         Ok(u.id)
     }
 
-    async fn replace_user(&self, caller: &Caller, w: &World, id: &str, input: UserIn) -> ScimResult<()> {
+    /// Replaces a user's attributes; `unset_active`: `active` was removed (enable, show none).
+    async fn replace_user(
+        &self,
+        caller: &Caller,
+        w: &World,
+        id: &str,
+        input: UserIn,
+        unset_active: bool,
+    ) -> ScimResult<()> {
         let u = self.visible_user(w, id)?;
         match &input.user_name {
             Some(n) if n.eq_ignore_ascii_case(&u.username) => {}
@@ -279,8 +300,10 @@ impl Scim {
         }
         let org = w.user_attrs.get(&u.id).and_then(|(o, _)| *o);
         self.meta.put_scim_user(u.id, org, &stored(&input.attrs()), self.clock.now()).await?;
-        let active = input.active.unwrap_or(true);
-        if active == u.disabled {
+        // An absent `active` leaves the account as it is: a PUT never re-enables by omission.
+        if let Some(active) = input.active.or(unset_active.then_some(true))
+            && active == u.disabled
+        {
             self.set_active(caller, u, active).await?;
         }
         self.done().await
@@ -358,10 +381,10 @@ impl Scim {
     fn wanted_members(w: &World, members: &[MemberIn]) -> ScimResult<Vec<i64>> {
         let mut out = Vec::new();
         for m in members {
-            if m.kind.as_deref().is_some_and(|k| !k.eq_ignore_ascii_case("User")) {
+            if m.kind.as_deref().is_some_and(|k| k.eq_ignore_ascii_case("Group")) {
                 return Err(fail("invalidValue", "members are users: groups do not nest here"));
             }
-            let id: Option<i64> = m.value.parse().ok();
+            let id = Kind::User.parse_id(&m.value);
             let u = w.users.iter().find(|u| Some(u.id) == id);
             let u = u.ok_or_else(|| fail("invalidValue", format!("members: no User {}", m.value)))?;
             if !out.contains(&u.id) {

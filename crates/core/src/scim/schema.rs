@@ -161,11 +161,9 @@ pub fn schemas(base: &str) -> Vec<Value> {
             .required()
             .mutability("immutable")
             .unique("server"),
-        a("members", "complex", "The group's users.").multi().subs(vec![
+        a("members", "complex", "The group's users (groups do not nest here).").multi().subs(vec![
             a("value", "string", "The user's id.").mutability("immutable"),
             a("$ref", "reference", "The user's URI.").mutability("immutable").refs(&["User"]),
-            a("display", "string", "The user's name.").mutability("readOnly"),
-            a("type", "string", "User (groups do not nest here).").mutability("immutable"),
         ]),
     ];
     let spc = vec![

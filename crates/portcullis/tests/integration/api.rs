@@ -277,6 +277,7 @@ async fn bodies_must_be_json_objects() {
             "/api/v1/users",
             "/api/v1/orgs",
             "/api/v1/access-tokens",
+            "/api/v1/scim-tokens",
             "/api/v1/orgs/acme/members",
             "/api/v1/orgs/acme/teams",
             "/api/v1/orgs/acme/teams/dev/permissions",

@@ -21,6 +21,7 @@ mod ops;
 mod postgres;
 mod proxy;
 mod replicas;
+mod scim;
 mod sso;
 mod startup;
 mod support;
