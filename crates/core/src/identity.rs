@@ -431,6 +431,20 @@ impl Identity {
         })
     }
 
+    /// Audits an interactive sign-in that worked (the console's; the directory's are audited by
+    /// `sso`). Registry clients' token requests are counted in metrics, not audited one by one.
+    pub async fn signed_in(&self, username: &str, client: &str, method: &str) {
+        self.audit
+            .record(AuditEntry {
+                actor: username.to_owned(),
+                action: "auth.success".into(),
+                client: Some(client.to_owned()),
+                detail: Some(serde_json::json!({ "method": method }).to_string()),
+                ..Default::default()
+            })
+            .await;
+    }
+
     async fn audit_auth(&self, action: &str, username: &str, client: &str, method: &str, reason: &str) {
         self.audit
             .record(AuditEntry {

@@ -43,6 +43,7 @@ impl Sessions {
             ));
         }
         let principal = self.identity.authenticate(username, password, client).await?;
+        self.identity.signed_in(&principal.username, client, "console password").await;
         self.open(principal).await
     }
 

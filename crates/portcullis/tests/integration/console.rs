@@ -58,6 +58,18 @@ async fn sign_in_sessions_and_guarded_forms() {
         assert!(cookie.contains(attr), "{attr} in {cookie}");
     }
     assert!(!cookie.contains("Secure"), "plain HTTP here; Secure is set under TLS");
+    // audit entries are written in batches: wait for it (bounded)
+    let mut found = None;
+    for _ in 0..50 {
+        let (_, audit) = s.admin("GET", "/api/v1/audit?action=auth.success", None).await;
+        found = audit.as_array().unwrap().iter().find(|e| e["actor"] == "alice").cloned();
+        if found.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let e = found.expect("the sign-in is audited");
+    assert!(e["detail"].as_str().unwrap().contains("console password") && e["client"] == "127.0.0.1", "{e}");
     // wrong passwords: the form again with the reason, then throttled like the API
     let r = login("alice", "wrong-password", "/orgs").await.unwrap();
     assert_eq!(r.status(), 401);
