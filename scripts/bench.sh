@@ -13,10 +13,12 @@
 # Env: ROUNDS (2) RUNS (3) WRK_ARGS ("-t2 -c32 -d5s") PORT (7000) BIG_SIZES_MIB ("1 64 512")
 #   iam_*            manifest GET latency of a restricted member with Image Access Management off and on
 #   policy decide_*  decision latency with 1 000 exceptions (crates/policy/examples/decide_bench.rs)
+#   ldap_*           (PARTS=ldap) sign-in latency through a real OpenLDAP, cold and cached, next to
+#                    a local password and an access token (scripts/bench-ldap.sh)
 #   scale            (PARTS=scale) authenticated manifest GET (the kit's wrk section) on SQLite, on
 #                    PostgreSQL, and on two PostgreSQL replicas behind nginx, next to the peer with
 #                    token auth; PostgreSQL is the throwaway cluster of scripts/daemons.sh
-#      PARTS ("registry extra proxy policy"; add "scale": which groups to run)
+#      PARTS ("registry extra proxy policy ldap"; add "scale": which groups to run)
 #   BASE_BIN=<path to an earlier build of portcullis>: also runs it (label portcullis-base) in the
 #      registry and Image Access Management parts, interleaved, to compare a change with before it
 set -euo pipefail
@@ -69,7 +71,7 @@ kit() { # label, env..., sections...: the kit's bench.sh, RESULT lines relabelle
   local label=$1; shift
   env "$@" "$KIT/bench.sh" $SECTIONS 2>/dev/null | sed -n "s/^RESULT /RESULT $label /p" | tee -a "$OUT"
 }
-PARTS=${PARTS:-"registry extra proxy policy"}
+PARTS=${PARTS:-"registry extra proxy policy ldap"}
 has() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
 if has registry; then for r in $(seq "$ROUNDS"); do
   SECTIONS="blob wrk skopeo" kit distribution REG=$PEER TARGET_PID=$PEER_PID
@@ -213,6 +215,9 @@ for pair in "64 $D64" "512 $D512"; do
   say portcullis "proxy_cold_fill_rss_peak_MiB.${1}MiB_blob" "$(sort -n "$PEER_STATE/results/gw-rss-$1.txt" | tail -1 | awk '{printf "%.1f", $1/1024}')"
 done
 kill "$GWPID" 2>/dev/null || true
+fi
+if has ldap; then
+BIN=$BIN PORT=$PORT ADMIN_PW=$ADMIN_PW OUT=$OUT scripts/bench-ldap.sh
 fi
 if has scale; then
 scripts/daemons.sh start >/dev/null; eval "export $(scripts/daemons.sh env)"
