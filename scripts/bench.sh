@@ -13,7 +13,7 @@
 # Env: ROUNDS (2) RUNS (3) WRK_ARGS ("-t2 -c32 -d5s") PORT (7000) BIG_SIZES_MIB ("1 64 512")
 #   iam_*            manifest GET latency of a restricted member with Image Access Management off and on
 #   policy decide_*  decision latency with 1 000 exceptions (crates/policy/examples/decide_bench.rs)
-#   ldap_*           (PARTS=ldap) sign-in latency through a real OpenLDAP, cold and cached, next to
+#   ldap_*           sign-in latency through a real OpenLDAP, cold and cached, next to
 #                    a local password and an access token (scripts/bench-ldap.sh)
 #   scale            (PARTS=scale) authenticated manifest GET (the kit's wrk section) on SQLite, on
 #                    PostgreSQL, and on two PostgreSQL replicas behind nginx, next to the peer with

@@ -90,7 +90,7 @@ async fn an_org_token_sees_what_it_provisioned_and_the_instance_token_everyone_b
     assert_eq!(ids(&t.scim.list(&org, &[Kind::Group], BASE, &all).await.unwrap()), ["acme:owners", "acme:dev"]);
     assert_eq!(ids(&t.scim.list(&inst, &[Kind::Group], BASE, &all).await.unwrap()).len(), 3);
     // the administrator can never be reached through SCIM
-    let admin_id = t.admin.id.to_string();
+    let admin_id = Kind::User.id(t.admin.id);
     assert!(matches!(
         t.scim.get(&inst, Kind::User, BASE, &admin_id, &all).await,
         Err(Failure { error: Error::NotFound(_), .. })
@@ -132,10 +132,9 @@ async fn users_are_created_replaced_patched_and_deactivated_with_their_rules() {
 
     let alice = t.scim.create(&org, Kind::User, BASE, user("alice")).await.unwrap();
     let id = alice["id"].as_str().unwrap().to_owned();
-    assert_eq!(
-        (alice["active"].as_bool(), alice["meta"]["location"].as_str()),
-        (Some(true), Some(format!("{BASE}/Users/{id}").as_str()))
-    );
+    assert_eq!(alice["meta"]["location"].as_str(), Some(format!("{BASE}/Users/{id}").as_str()));
+    // provisioned without `active`: enabled, and shown without it (as the provider wrote it)
+    assert!(alice.get("active").is_none() && !t.meta.user_by_name("alice").await.unwrap().unwrap().disabled);
     let renamed = json!({"schemas": [schema::USER], "userName": "alicia"});
     assert_eq!(err(t.scim.replace(&org, Kind::User, BASE, &id, renamed).await), Some("mutability"));
     let put = json!({"schemas": [schema::USER], "userName": "alice", "displayName": "Alice L", "externalId": "00u1"});
@@ -163,7 +162,7 @@ async fn users_are_created_replaced_patched_and_deactivated_with_their_rules() {
 
     t.scim.delete(&org, Kind::User, &id).await.unwrap();
     assert!(t.meta.user_by_name("alice").await.unwrap().is_none());
-    let mallory = t.meta.user_by_name("mallory").await.unwrap().unwrap().id.to_string();
+    let mallory = Kind::User.id(t.meta.user_by_name("mallory").await.unwrap().unwrap().id);
     assert!(
         matches!(t.scim.delete(&org, Kind::User, &mallory).await, Err(Failure { error: Error::NotFound(_), .. })),
         "not this org's"
@@ -178,14 +177,14 @@ async fn groups_are_teams_and_a_token_changes_only_the_members_it_sees() {
     let alice = t.scim.create(&org, Kind::User, BASE, user("alice")).await.unwrap()["id"].as_str().unwrap().to_owned();
     let g = |name: &str, members: Value| json!({"schemas": [schema::GROUP], "displayName": name, "members": members});
     let ops = t.scim.create(&org, Kind::Group, BASE, g("ops", json!([{"value": alice}]))).await.unwrap();
-    assert_eq!((ops["displayName"].as_str(), ops["members"][0]["display"].as_str()), (Some("ops"), Some("alice")));
-    assert!(t.identity.directory().snapshot().is_member("acme", alice.parse().unwrap()));
+    assert_eq!((ops["displayName"].as_str(), ops["members"][0]["value"].as_str()), (Some("ops"), Some(alice.as_str())));
+    assert!(t.identity.directory().snapshot().is_member("acme", Kind::User.parse_id(&alice).unwrap()));
     let err = |r: ScimResult<Value>| r.unwrap_err().scim_type;
     assert_eq!(err(t.scim.create(&org, Kind::Group, BASE, g("other:ops", json!([]))).await), Some("invalidValue"));
     assert_eq!(err(t.scim.create(&inst, Kind::Group, BASE, g("ops", json!([]))).await), Some("invalidValue"));
     assert_eq!(err(t.scim.create(&inst, Kind::Group, BASE, g("acme:ops", json!([]))).await), Some("uniqueness"));
     assert_eq!(
-        err(t.scim.create(&org, Kind::Group, BASE, g("x", json!([{"value": "999"}]))).await),
+        err(t.scim.create(&org, Kind::Group, BASE, g("x", json!([{"value": "u999"}]))).await),
         Some("invalidValue")
     );
     let nested = json!([{"value": alice, "type": "Group"}]);
@@ -206,8 +205,9 @@ async fn groups_are_teams_and_a_token_changes_only_the_members_it_sees() {
     assert_eq!(dev["Resources"][0]["members"], json!([]), "only visible members are listed");
     t.scim.replace(&org, Kind::Group, BASE, &dev_id, g("acme:dev", json!([{"value": alice}]))).await.unwrap();
     let seen = t.scim.get(&inst, Kind::Group, BASE, &dev_id, &Query::default()).await.unwrap();
-    let names: Vec<&str> = seen["members"].as_array().unwrap().iter().map(|m| m["display"].as_str().unwrap()).collect();
-    assert_eq!(names, ["alice", "mallory"]);
+    let ids: Vec<&str> = seen["members"].as_array().unwrap().iter().map(|m| m["value"].as_str().unwrap()).collect();
+    let mallory = Kind::User.id(t.meta.user_by_name("mallory").await.unwrap().unwrap().id);
+    assert_eq!(ids, [alice.as_str(), mallory.as_str()], "mallory's membership stays");
     assert_eq!(
         err(t.scim.replace(&org, Kind::Group, BASE, &dev_id, g("acme:devs", json!([]))).await),
         Some("mutability")
@@ -233,7 +233,7 @@ async fn groups_are_teams_and_a_token_changes_only_the_members_it_sees() {
     assert_eq!(err(t.scim.delete(&inst, Kind::Group, &owners_id).await.map(|_| json!({}))), Some("mutability"));
     let r = t.scim.replace(&inst, Kind::Group, BASE, &owners_id, g("acme:owners", json!([]))).await.unwrap_err();
     assert!(matches!(r.error, Error::Conflict(_)), "{}", r.error);
-    let olivia = t.olivia.id.to_string();
+    let olivia = Kind::User.id(t.olivia.id);
     assert!(matches!(t.scim.delete(&inst, Kind::User, &olivia).await, Err(Failure { error: Error::Conflict(_), .. })));
     let ops_id = ops["id"].as_str().unwrap();
     t.scim.delete(&org, Kind::Group, ops_id).await.unwrap();
@@ -253,7 +253,7 @@ async fn a_directory_sign_in_finds_the_account_scim_provisioned() {
         username: "alice".into(),
         groups: vec![],
     };
-    assert_eq!(sso.sign_in(&ext, "x").await.unwrap().id.to_string(), id);
+    assert_eq!(Kind::User.id(sso.sign_in(&ext, "x").await.unwrap().id), id);
     let ext = crate::sso::ExternalIdentity { username: "olivia".into(), external_id: "iss|o".into(), ..ext };
     assert!(matches!(sso.sign_in(&ext, "x").await, Err(Error::Conflict(_))), "never a local account");
 }
