@@ -20,6 +20,7 @@ mod chart;
 mod format;
 mod org;
 mod permissions;
+mod provisioning;
 mod requests;
 mod session;
 mod sso;
@@ -60,6 +61,8 @@ pub fn routes(st: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/orgs/{org}/requests", get(requests::page).post(requests::create))
         .route("/orgs/{org}/requests/{id}/approve", post(requests::approve))
         .route("/orgs/{org}/requests/{id}/decline", post(requests::decline))
+        .route("/orgs/{org}/provisioning", get(provisioning::page).post(provisioning::create))
+        .route("/orgs/{org}/provisioning/{id}/revoke", post(provisioning::revoke))
         .route("/tokens", get(tokens::page).post(tokens::create))
         .route("/tokens/{id}/revoke", post(tokens::revoke))
         .route("/admin", get(tokens::admin).post(tokens::create_user))
@@ -185,6 +188,7 @@ fn notice(key: &str) -> &'static str {
         "exception-added" => "Exception added.",
         "exception-deleted" => "Exception deleted.",
         "team-created" => "Team created.",
+        "scim-token-revoked" => "SCIM token revoked: the identity provider can no longer use it.",
         "team-deleted" => "Team deleted.",
         "member-added" => "Member added.",
         "member-removed" => "Member removed.",

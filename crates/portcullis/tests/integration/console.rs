@@ -157,7 +157,7 @@ async fn sign_in_sessions_and_guarded_forms() {
 }
 
 /// What changes from run to run in a page (times, ports, secrets), for snapshots.
-const UNSTABLE: [(&str, &str); 7] = [
+const UNSTABLE: [(&str, &str); 8] = [
     (r"&#34;:1\d{9}", "&#34;:[ts]"),
     (r#"name="csrf" value="[0-9a-f]+""#, r#"name="csrf" value="[csrf]""#),
     (r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC", "[time]"),
@@ -165,6 +165,7 @@ const UNSTABLE: [(&str, &str); 7] = [
     (r">\d{2}-\d{2}</text>", ">[mm-dd]</text>"),
     (r"127\.0\.0\.1:\d+", "[gateway]"),
     (r"pcl_[0-9a-f]+", "[token]"),
+    (r"pcscim_[0-9a-f]+", "[scim-token]"),
 ];
 
 /// Every control has a label (or an `aria-label`), every button a name: what a screen reader
@@ -230,6 +231,19 @@ async fn every_page_for_owner_member_and_non_member() {
     assert_eq!(st, 200);
     assert!(created.contains("<output id=\"new-token\"><code>pcl_"), "the secret, shown once");
     snapshot("tokens-created-owner", &created);
+    // an owner gives the identity provider a SCIM token; members cannot
+    let (st, _, created) = alice.post("/orgs/acme/provisioning", &[("name", "okta")]).await;
+    assert_eq!(st, 200);
+    let scim_token =
+        created.split("<output id=\"new-token\"><code>").nth(1).unwrap().split('<').next().unwrap().to_owned();
+    assert!(scim_token.starts_with("pcscim_"), "the secret, shown once");
+    snapshot("provisioning-created-owner", &created);
+    assert_eq!(bob.post("/orgs/acme/provisioning", &[("name", "mine")]).await.0, 403);
+    let scim_users = || async {
+        let r = s.http.get(s.url("/scim/v2/Users")).bearer_auth(&scim_token).send().await.unwrap();
+        r.status().as_u16()
+    };
+    assert_eq!(scim_users().await, 200);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let pages = [
@@ -241,6 +255,7 @@ async fn every_page_for_owner_member_and_non_member() {
         ("requests", "/orgs/acme/requests"),
         ("audit", "/orgs/acme/audit"),
         ("activity", "/orgs/acme/activity"),
+        ("provisioning", "/orgs/acme/provisioning"),
         ("tokens", "/tokens"),
         ("admin", "/admin"),
     ];
@@ -254,6 +269,11 @@ async fn every_page_for_owner_member_and_non_member() {
         }
     }
     insta::assert_snapshot!("statuses", statuses.join("\n"));
+    // revoked in the console: the provider is refused at once
+    let revoke = format!("/orgs/acme/provisioning/{}/revoke", 1);
+    assert_eq!(bob.post(&revoke, &[]).await.0, 403, "a member cannot revoke it");
+    assert_eq!(alice.post(&revoke, &[]).await.1, "/orgs/acme/provisioning?done=scim-token-revoked");
+    assert_eq!(scim_users().await, 401);
     // the impact preview: taking Docker Official Images away would have denied bob's pull
     let stricter = [("enabled", "on"), ("mode", "enforce"), ("intent", "save")];
     let (st, _, html) = alice.post("/orgs/acme/permissions", &stricter).await;
