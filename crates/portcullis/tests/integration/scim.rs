@@ -8,7 +8,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::support::{ADMIN_PW, Server, acme_with_member_bob, pw, run, skopeo_pull};
+use crate::support::{ADMIN_PW, Server, acme_with_member_bob, audit_entry, pw, run, skopeo_pull};
 use crate::v2::push_image;
 
 /// A SCIM token created through the admin API by `creds`, for `org` (or the instance).
@@ -101,8 +101,7 @@ async fn deprovisioning_revokes_every_token_at_once() {
     assert!(!ok, "the access token is revoked");
     let r = s.http.get(s.url("/token?service=portcullis")).basic_auth("bob", Some(&bp)).send().await.unwrap();
     assert_eq!(r.status(), 401, "and the password refused");
-    let (_, audit) = s.admin("GET", "/api/v1/audit?action=user.disable", None).await;
-    let e = audit.as_array().unwrap().iter().find(|e| e["action"] == "user.disable").expect("audited").clone();
+    let e = audit_entry(&s, "user.disable", |e| e["action"] == "user.disable").await;
     assert_eq!(e["actor"], "scim:idp", "{e}");
     assert!(e["detail"].as_str().unwrap().contains("\"revoked_tokens\":1"), "{e}");
 

@@ -269,3 +269,16 @@ pub fn skopeo_pull(registry: &str, creds: &str, name: &str, dst: &Path) -> (bool
         &format!("dir:{}", dst.display()),
     ]))
 }
+
+/// The first audit entry of `action` that `pred` accepts, waiting for it up to 5 s (entries are
+/// written in batches); panics when none comes.
+pub async fn audit_entry(s: &Server, action: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..50 {
+        let (_, log) = s.admin("GET", &format!("/api/v1/audit?action={action}"), None).await;
+        if let Some(e) = log.as_array().and_then(|a| a.iter().find(|e| pred(e)).cloned()) {
+            return e;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no audit entry {action} came");
+}
