@@ -1,5 +1,6 @@
 //! `portcullis client-config`: writes client configuration that sends pulls through the
-//! gateway — Docker Desktop `registry.json` (sign-in enforcement), containerd `hosts.toml` per
+//! gateway — Docker Desktop's sign-in enforcement in each of its forms (`registry.json`, the
+//! Windows registry file, the macOS configuration profile and `desktop.plist`), containerd `hosts.toml` per
 //! registry with the gateway as `server` (no fallback), Podman `registries.conf` with the gateway
 //! as `location` (no fallback), k3s `registries.yaml`, and Docker `daemon.json` mirrors (which
 //! fall back to Docker Hub: a cache, not an enforcement point).
@@ -43,6 +44,7 @@ pub fn generate(o: &Options, out: &Path) -> anyhow::Result<()> {
     }
     let orgs = serde_json::to_string(o.orgs)?;
     write(out, "docker-desktop/registry.json", &format!("{{\"allowedOrgs\": {orgs}}}\n"))?;
+    desktop_policies(o.orgs, out)?;
     for r in &registries {
         let toml = format!(
             "# containerd: pulls of {r} go to the gateway only (it is the server: no fallback).\n\
@@ -77,6 +79,68 @@ pub fn generate(o: &Options, out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Docker Desktop's other ways to require sign-in to `orgs`: the Windows registry value
+/// (`HKLM\SOFTWARE\Policies\Docker\Docker Desktop`, multi-string `allowedOrgs`) as a `.reg`
+/// file (UTF-16LE with a byte order mark, as regedit writes), the macOS configuration profile
+/// (payload `com.docker.config`, `allowedOrgs` as one `;`-separated string) and `desktop.plist`
+/// (`allowedOrgs` as an array).
+fn desktop_policies(orgs: &[String], out: &Path) -> anyhow::Result<()> {
+    for org in orgs {
+        if org.is_empty() || !org.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        {
+            bail!("--org {org:?}: Docker Desktop takes organization names in lowercase letters, digits, '-' and '_'");
+        }
+    }
+    // REG_MULTI_SZ: each name in UTF-16LE ending with a NUL, then one more NUL.
+    let mut bytes: Vec<u8> =
+        orgs.iter().flat_map(|o| o.encode_utf16().chain([0])).chain([0]).flat_map(u16::to_le_bytes).collect();
+    if orgs.is_empty() {
+        bytes = vec![0, 0, 0, 0];
+    }
+    let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let reg = format!(
+        "Windows Registry Editor Version 5.00\r\n\r\n[HKEY_LOCAL_MACHINE\\SOFTWARE\\Policies\\Docker\\Docker Desktop]\r\n\
+         \"allowedOrgs\"=hex(7):{}\r\n",
+        hex.join(",")
+    );
+    let utf16: Vec<u8> = [0xFF, 0xFE].into_iter().chain(reg.encode_utf16().flat_map(u16::to_le_bytes)).collect();
+    let path = out.join("docker-desktop/windows/allowedOrgs.reg");
+    std::fs::create_dir_all(path.parent().unwrap_or(out))?;
+    std::fs::write(&path, utf16).with_context(|| format!("cannot write {}", path.display()))?;
+    println!("wrote {}", path.display());
+
+    let strings: String = orgs.iter().map(|o| format!("        <string>{o}</string>\n")).collect();
+    let plist = format!(
+        "{PLIST_HEAD}<dict>\n    <key>allowedOrgs</key>\n    <array>\n{strings}    </array>\n</dict>\n</plist>\n"
+    );
+    write(out, "docker-desktop/macos/desktop.plist", &plist)?;
+    let id = uuid::Uuid::new_v4().to_string().to_uppercase();
+    let payload = uuid::Uuid::new_v4().to_string().to_uppercase();
+    let profile = format!(
+        "{PLIST_HEAD}<dict>\n    <key>PayloadContent</key>\n    <array>\n        <dict>\n\
+         \x20           <key>PayloadType</key>\n            <string>com.docker.config</string>\n\
+         \x20           <key>PayloadIdentifier</key>\n            <string>com.docker.config.{payload}</string>\n\
+         \x20           <key>PayloadUUID</key>\n            <string>{payload}</string>\n\
+         \x20           <key>PayloadVersion</key>\n            <integer>1</integer>\n\
+         \x20           <key>PayloadDisplayName</key>\n            <string>Docker Desktop sign-in</string>\n\
+         \x20           <key>allowedOrgs</key>\n            <string>{}</string>\n\
+         \x20       </dict>\n    </array>\n\
+         \x20   <key>PayloadDisplayName</key>\n    <string>Docker Desktop: sign in to {}</string>\n\
+         \x20   <key>PayloadIdentifier</key>\n    <string>portcullis.docker-desktop.{id}</string>\n\
+         \x20   <key>PayloadScope</key>\n    <string>System</string>\n\
+         \x20   <key>PayloadType</key>\n    <string>Configuration</string>\n\
+         \x20   <key>PayloadUUID</key>\n    <string>{id}</string>\n\
+         \x20   <key>PayloadVersion</key>\n    <integer>1</integer>\n</dict>\n</plist>\n",
+        orgs.join(";"),
+        orgs.join(", ")
+    );
+    write(out, "docker-desktop/macos/portcullis-sign-in.mobileconfig", &profile)
+}
+
+const PLIST_HEAD: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+    <!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" \"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n\
+    <plist version=\"1.0\">\n";
+
 /// Where each file goes, and the credentials each client needs.
 fn readme(gw: &str, host: &str, registries: &[String]) -> String {
     let list = registries.join(", ");
@@ -107,11 +171,16 @@ fn readme(gw: &str, host: &str, registries: &[String]) -> String {
          the gateway's names after `docker login {host}` (`docker pull {host}/library/alpine`), and block\n\
          direct egress to registries at the firewall.\n\n\
          ## Docker Desktop\n\
-         `docker-desktop/registry.json` makes Docker Desktop require sign-in to these organizations. It goes to\n\
-         `/Library/Application Support/com.docker.docker/registry.json` (macOS),\n\
-         `C:\\ProgramData\\DockerDesktop\\registry.json` (Windows) or\n\
-         `/usr/share/docker-desktop/registry/registry.json` (Linux). Only the gateway enforces for Linux\n\
-         servers, CI runners and Kubernetes nodes.\n\n\
+         Each file under `docker-desktop/` makes Docker Desktop require sign-in to these organizations; use\n\
+         one per machine. Where two exist, Docker Desktop uses, in this order: the Windows registry key\n\
+         (`windows/allowedOrgs.reg`: `reg import` it, or deploy the value by Group Policy), the macOS\n\
+         configuration profile (`macos/portcullis-sign-in.mobileconfig`, through your MDM; the most tamper-proof\n\
+         on a Mac), `macos/desktop.plist` (to `/Library/Application Support/com.docker.docker/desktop.plist`,\n\
+         writable by administrators only), then `registry.json` (to\n\
+         `/Library/Application Support/com.docker.docker/registry.json` on macOS,\n\
+         `C:\\ProgramData\\DockerDesktop\\registry.json` on Windows,\n\
+         `/usr/share/docker-desktop/registry/registry.json` on Linux). They bind only people on Docker Desktop;\n\
+         the gateway is what enforces for Linux servers, CI runners and Kubernetes nodes.\n\n\
          Check a node with `portcullis doctor --gateway {gw}`: it reports every way a pull can go around the\n\
          gateway.\n"
     )

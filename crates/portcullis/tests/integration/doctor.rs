@@ -215,3 +215,63 @@ async fn the_probe_says_what_answered() {
     assert_eq!(code, Some(1), "{out}");
     assert_eq!(kinds(&v), ["gateway_unreachable"], "{out}");
 }
+
+/// Docker Desktop's four ways to require sign-in, as `client-config` writes them, read back by
+/// independent parsers: Python's `plistlib` for the plist and the configuration profile, a
+/// `.reg` reader here (UTF-16LE, `hex(7)` multi-string), `serde_json` for `registry.json`.
+#[test]
+fn desktop_sign_in_files_parse_with_the_orgs() {
+    let out = tempfile::tempdir().unwrap();
+    let generate = |orgs: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        c.args(["client-config", "--gateway", GW, "--out"]).arg(out.path());
+        for o in orgs {
+            c.args(["--org", o]);
+        }
+        run(&mut c)
+    };
+    let (ok, msg) = generate(&["Acme Corp"]);
+    assert!(!ok && msg.contains("lowercase"), "{msg}");
+    let (ok, msg) = generate(&["acme", "beta-team"]);
+    assert!(ok, "{msg}");
+    let d = out.path().join("docker-desktop");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("registry.json")).unwrap()).unwrap();
+    assert_eq!(json, serde_json::json!({"allowedOrgs": ["acme", "beta-team"]}));
+
+    // the registry file: what regedit writes and imports
+    let raw = std::fs::read(d.join("windows/allowedOrgs.reg")).unwrap();
+    assert_eq!(&raw[..2], &[0xFF, 0xFE], "UTF-16LE with a byte order mark");
+    let units: Vec<u16> = raw[2..].chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+    let text = String::from_utf16(&units).unwrap();
+    let lines: Vec<&str> = text.split("\r\n").collect();
+    assert_eq!(lines[0], "Windows Registry Editor Version 5.00");
+    assert_eq!(lines[2], r"[HKEY_LOCAL_MACHINE\SOFTWARE\Policies\Docker\Docker Desktop]");
+    let hex = lines[3].strip_prefix("\"allowedOrgs\"=hex(7):").expect(lines[3]);
+    let bytes: Vec<u8> = hex.split(',').map(|b| u8::from_str_radix(b, 16).unwrap()).collect();
+    let value: Vec<u16> = bytes.chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+    let strings: Vec<String> = String::from_utf16(&value).unwrap().split('\0').map(str::to_owned).collect();
+    assert_eq!(strings, ["acme", "beta-team", "", ""], "each name NUL-terminated, then one more NUL");
+
+    // the plist and the configuration profile
+    let script = r#"
+import plistlib, sys, uuid
+d = plistlib.load(open(sys.argv[1], 'rb'))
+assert d == {'allowedOrgs': ['acme', 'beta-team']}, d
+p = plistlib.load(open(sys.argv[2], 'rb'))
+assert p['PayloadType'] == 'Configuration' and p['PayloadVersion'] == 1 and p['PayloadScope'] == 'System', p
+uuid.UUID(p['PayloadUUID'])
+[c] = p['PayloadContent']
+assert c['PayloadType'] == 'com.docker.config' and c['allowedOrgs'] == 'acme;beta-team', c
+uuid.UUID(c['PayloadUUID'])
+assert c['PayloadUUID'] != p['PayloadUUID']
+print('ok')
+"#;
+    let (ok, msg) = run(Command::new("python3")
+        .args(["-c", script])
+        .arg(d.join("macos/desktop.plist"))
+        .arg(d.join("macos/portcullis-sign-in.mobileconfig")));
+    assert!(ok && msg.trim() == "ok", "{msg}");
+    let readme = std::fs::read_to_string(out.path().join("README.md")).unwrap();
+    assert!(readme.contains("registry key") && readme.contains("then `registry.json`"), "{readme}");
+}
