@@ -378,11 +378,42 @@ impl Iam {
         let s = self.changed_settings(org, changes)?;
         let before = self.snapshot().orgs.get(org).map(|p| p.settings.clone()).unwrap_or_default();
         self.check_sso_change(who, org, &before, &s).await?;
+        if s.disable_public_repositories && !before.disable_public_repositories {
+            let public: Vec<String> = self
+                .meta
+                .list_repos()
+                .await?
+                .into_iter()
+                .filter(|r| r.visibility == crate::model::Visibility::Public && r.name.split('/').next() == Some(org))
+                .map(|r| r.name)
+                .collect();
+            if !public.is_empty() {
+                return Err(Error::Conflict(format!(
+                    "{org} has public repositories ({}); make them private before disabling public repositories",
+                    public.join(", ")
+                )));
+            }
+        }
         let json = serde_json::to_string(&s).map_err(|e| Error::Storage(e.to_string()))?;
         self.meta.put_org_settings(o.id, &json, self.clock.now()).await?;
         self.refresh().await?;
         self.record_change(who, org, "settings.update", serde_json::json!({ "before": before, "after": s })).await;
         Ok(s)
+    }
+
+    /// Changes a repository's visibility (`Orgs::set_visibility`), refusing to make public a
+    /// repository of an org that disables public repositories.
+    pub async fn set_visibility(&self, who: &Principal, repo: &str, v: crate::model::Visibility) -> Result<()> {
+        let ns = repo.split('/').next().unwrap_or_default();
+        let disabled = self.snapshot().orgs.get(ns).is_some_and(|p| p.settings.disable_public_repositories);
+        if v == crate::model::Visibility::Public && disabled {
+            // Said only to who may change the repository at all.
+            self.orgs.admin_of_repo(who, repo).await?;
+            return Err(Error::Conflict(format!(
+                "{ns} disables public repositories: {repo} stays private (an owner can change the org's settings)"
+            )));
+        }
+        self.orgs.set_visibility(who, repo, v).await
     }
 
     pub async fn exceptions(&self, who: &Principal, org: &str) -> Result<Vec<Exception>> {

@@ -289,7 +289,7 @@ impl Orgs {
         Ok(out)
     }
 
-    async fn admin_of_repo(&self, who: &Principal, repo: &str) -> Result<RepoName> {
+    pub(crate) async fn admin_of_repo(&self, who: &Principal, repo: &str) -> Result<RepoName> {
         let name: RepoName = repo.parse().map_err(|_| Error::Invalid(format!("invalid repository name {repo:?}")))?;
         let snap = self.identity.directory().snapshot();
         let acts = snap.permitted(&crate::authz::Subject::User(who.clone()), &name);

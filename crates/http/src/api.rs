@@ -381,7 +381,7 @@ async fn patch_repository(State(st): St, u: ApiUser, Path(name): Path<String>, b
     let v = Visibility::parse(&p.visibility).ok_or_else(|| {
         ApiError(Error::Invalid(format!("unknown visibility {:?}; use public or private", p.visibility)))
     })?;
-    st.orgs.set_visibility(&u.0, &name, v).await?;
+    st.iam.set_visibility(&u.0, &name, v).await?;
     ok(json!({ "name": name, "visibility": v }))
 }
 

@@ -50,7 +50,9 @@ fn allowed_by_category(r: &RestrictedImages, c: &Category) -> bool {
         Category::Organization(_) | Category::OtherRegistry(_) => true,
         Category::Official => r.allow_official_images,
         Category::VerifiedPublisher => r.allow_verified_publishers,
-        Category::SponsoredOss => r.allow_sponsored_oss,
+        // Docker counts Docker-Sponsored Open Source images as community images: allowing
+        // community allows them; `allow_sponsored_oss` allows them without community.
+        Category::SponsoredOss => r.allow_sponsored_oss || r.allow_community,
         Category::Community => r.allow_community,
     }
 }
@@ -326,10 +328,36 @@ mod tests {
             registry_access: RegistryAccess { enabled: b[5], allowed_registries: vec!["docker.io".into()] },
             docker_hub_namespaces: vec![],
             sso_enforced: false,
+            restrict_personal_namespaces: false,
+            disable_public_repositories: false,
         })
     }
 
+    #[test]
+    fn sponsored_open_source_counts_as_community() {
+        let with = |sponsored: bool, community: bool| {
+            let mut s = on();
+            s.restricted_images.allow_sponsored_oss = sponsored;
+            s.restricted_images.allow_community = community;
+            decide(&member(false), &hub("grafana/grafana"), &snap(s, vec![]), 0).effect
+        };
+        assert_eq!(with(false, false), Effect::Deny);
+        assert_eq!(with(true, false), Effect::Allow, "our switch: sponsored OSS without community");
+        assert_eq!(with(false, true), Effect::Allow, "allowing community allows sponsored OSS (Docker)");
+        assert_eq!(with(true, true), Effect::Allow);
+    }
+
     proptest! {
+        #[test]
+        fn allowing_community_allows_sponsored_open_source_too(img in any_category(), mut s in any_settings()) {
+            s.registry_access.enabled = false;
+            s.restricted_images.allow_community = true;
+            let sn = snap(s.clone(), vec![]);
+            let c = categorize("acme", &s, &img, &sn.catalog);
+            let effect = decide(&member(false), &img, &sn, 0).effect;
+            prop_assert!(!matches!(c, Category::Community | Category::SponsoredOss) || effect != Effect::Deny, "{c:?} {effect:?}");
+        }
+
         #[test]
         fn owners_are_never_denied_by_image_restrictions(img in any_category(), mut s in any_settings()) {
             s.registry_access.enabled = false;

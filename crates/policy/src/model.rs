@@ -148,6 +148,11 @@ pub struct Settings {
     /// Members sign in only through the identity provider: their local passwords and the
     /// tokens of their local accounts are refused (the instance administrator excepted).
     pub sso_enforced: bool,
+    /// Namespace access control: members may not push to their personal namespaces here (a
+    /// member of any org that sets it; the instance administrator excepted).
+    pub restrict_personal_namespaces: bool,
+    /// The org's repositories cannot be made public.
+    pub disable_public_repositories: bool,
 }
 
 /// A repository allowlist entry.

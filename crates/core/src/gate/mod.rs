@@ -4,7 +4,8 @@
 //!
 //! 1. sign-in: a request without credentials is challenged; with `auth.allowed_orgs` only
 //!    members of those orgs (and the administrator) pass;
-//! 2. hosted permissions: the directory's rules for repositories hosted here;
+//! 2. hosted permissions: the directory's rules for repositories hosted here, less pushes to
+//!    a member's personal namespace when one of their orgs sets namespace access control;
 //! 3. the upstream rule: images of other registries may be pulled, never pushed, by signed-in
 //!    users (anonymously only with `proxy.allow_anonymous`);
 //!    and the token must grant every action the request needs;
@@ -283,6 +284,9 @@ impl Gate {
     ) -> Result<(Source, Actions), WireError> {
         let source = resolve(name, ns, host, |n| snap.namespace(n).is_some())?;
         let actions = match &source {
+            Source::Hosted(n) if self.personal_push_blocked(snap, subject, n).is_some() => {
+                Actions { push: false, ..snap.permitted(subject, n) }
+            }
             Source::Hosted(n) => snap.permitted(subject, n),
             Source::Upstream(_) => match subject {
                 Subject::User(_) => Actions::PULL,
@@ -291,6 +295,21 @@ impl Gate {
             },
         };
         Ok((source, actions))
+    }
+
+    /// Namespace access control: the org that stops `subject` pushing to `name`, when `name` is
+    /// in their personal namespace and an org they belong to sets `restrict_personal_namespaces`
+    /// (the instance administrator is not bound).
+    fn personal_push_blocked(&self, snap: &Snapshot, subject: &Subject, name: &RepoName) -> Option<String> {
+        let Subject::User(p) = subject else { return None };
+        if p.is_admin || name.namespace() != p.username {
+            return None;
+        }
+        let policy = self.iam.snapshot();
+        snap.memberships(p.id)
+            .into_iter()
+            .map(|m| m.org)
+            .find(|org| policy.orgs.get(org).is_some_and(|o| o.settings.restrict_personal_namespaces))
     }
 
     /// Enforced sign-in (`auth.allowed_orgs`).
@@ -364,6 +383,16 @@ impl Gate {
                         scope: scope_of(&ep),
                         error: None,
                     },
+                    (_, Action::Push, Subject::User(p))
+                        if let Some(org) = self.personal_push_blocked(&snap, &subject, name) =>
+                    {
+                        Denial::Forbidden(format!(
+                            "{} may not push to the personal namespace {}: {org} turns off its members' pushes to \
+                             personal namespaces (namespace access control); push to {org}/... instead",
+                            p.username,
+                            name.namespace()
+                        ))
+                    }
                     (_, _, Subject::User(p)) => Denial::Forbidden(format!(
                         "{} may not {} {name}: {}",
                         p.username,

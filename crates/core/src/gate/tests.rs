@@ -478,7 +478,7 @@ mod property {
             },
             registry_access: RegistryAccess { enabled: ram, allowed_registries: vec!["docker.io".into()] },
             docker_hub_namespaces: vec![],
-            sso_enforced: false,
+            ..Default::default()
         })
     }
 

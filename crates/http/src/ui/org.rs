@@ -269,6 +269,6 @@ pub async fn set_visibility(
     if p.form.repository.split('/').next() != Some(org.as_str()) {
         return Err(Error::NotFound(format!("no repository {} in {org}", p.form.repository)).into());
     }
-    st.orgs.set_visibility(&p.c.who, &p.form.repository, v).await?;
+    st.iam.set_visibility(&p.c.who, &p.form.repository, v).await?;
     done(&format!("/orgs/{org}/repositories"), "visibility-set")
 }

@@ -22,6 +22,8 @@ pub struct SettingsView {
     registry_access: bool,
     registries: String,
     hub_namespaces: String,
+    personal_namespaces: bool,
+    no_public_repos: bool,
 }
 
 impl From<&Settings> for SettingsView {
@@ -37,6 +39,8 @@ impl From<&Settings> for SettingsView {
             registry_access: s.registry_access.enabled,
             registries: s.registry_access.allowed_registries.join("\n"),
             hub_namespaces: s.docker_hub_namespaces.join("\n"),
+            personal_namespaces: s.restrict_personal_namespaces,
+            no_public_repos: s.disable_public_repositories,
         }
     }
 }
@@ -72,6 +76,9 @@ pub struct Impact {
 struct PermissionsPage {
     l: Layout,
     s: SettingsView,
+    /// Exceptions for everyone, with no end and no pinned digest: Docker's repository allowlist.
+    allowlist: Vec<ExceptionView>,
+    /// The others: for one team, until a date, or pinned to a digest.
     exceptions: Vec<ExceptionView>,
     teams: Vec<String>,
     impact: Option<Impact>,
@@ -84,7 +91,7 @@ async fn page_of(
     settings: &Settings,
     impact: Option<Impact>,
 ) -> Result<PermissionsPage, Error> {
-    let exceptions = st
+    let (allowlist, exceptions): (Vec<ExceptionView>, Vec<ExceptionView>) = st
         .iam
         .exceptions(&c.who, org)
         .await?
@@ -100,11 +107,12 @@ async fn page_of(
             created_by: e.created_by,
             created: format::time(e.created_at),
         })
-        .collect();
+        .partition(|e| e.team.is_empty() && e.digest.is_empty() && e.expires == "never");
     let teams = st.orgs.teams(&c.who, org).await?.into_iter().map(|t| t.name).collect();
     Ok(PermissionsPage {
         l: Layout::org(c, st, org, "Org permissions", "permissions"),
         s: settings.into(),
+        allowlist,
         exceptions,
         teams,
         impact,
@@ -136,6 +144,8 @@ pub struct SettingsForm {
     registries: String,
     #[serde(default)]
     hub_namespaces: String,
+    restrict_personal_namespaces: Option<String>,
+    disable_public_repositories: Option<String>,
     /// `preview` or `save`.
     intent: Option<String>,
     /// The settings JSON whose impact the owner has seen.
@@ -163,18 +173,22 @@ impl SettingsForm {
         s.registry_access.enabled = self.registry_access.is_some();
         s.registry_access.allowed_registries = lines(&self.registries);
         s.docker_hub_namespaces = lines(&self.hub_namespaces);
+        s.restrict_personal_namespaces = self.restrict_personal_namespaces.is_some();
+        s.disable_public_repositories = self.disable_public_repositories.is_some();
         Ok(s)
     }
 }
 
 pub async fn save(axum::extract::State(st): St, Path(org): Path<String>, p: Posted<SettingsForm>) -> UiResult {
     let (c, f) = (p.c, p.form);
-    // The page shows these three sections: a save changes them and nothing else.
+    // The page shows these sections: a save changes them and nothing else.
     let shown = f.settings()?;
     let changes = serde_json::json!({
         "restricted_images": shown.restricted_images,
         "registry_access": shown.registry_access,
         "docker_hub_namespaces": shown.docker_hub_namespaces,
+        "restrict_personal_namespaces": shown.restrict_personal_namespaces,
+        "disable_public_repositories": shown.disable_public_repositories,
     });
     let json = changes.to_string();
     let preview = st.iam.preview(&c.who, &org, &changes).await?;

@@ -58,17 +58,7 @@ async fn sign_in_sessions_and_guarded_forms() {
         assert!(cookie.contains(attr), "{attr} in {cookie}");
     }
     assert!(!cookie.contains("Secure"), "plain HTTP here; Secure is set under TLS");
-    // audit entries are written in batches: wait for it (bounded)
-    let mut found = None;
-    for _ in 0..50 {
-        let (_, audit) = s.admin("GET", "/api/v1/audit?action=auth.success", None).await;
-        found = audit.as_array().unwrap().iter().find(|e| e["actor"] == "alice").cloned();
-        if found.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let e = found.expect("the sign-in is audited");
+    let e = crate::support::audit_entry(&s, "auth.success", |e| e["actor"] == "alice").await;
     assert!(e["detail"].as_str().unwrap().contains("console password") && e["client"] == "127.0.0.1", "{e}");
     // wrong passwords: the form again with the reason, then throttled like the API
     let r = login("alice", "wrong-password", "/orgs").await.unwrap();
@@ -224,6 +214,12 @@ async fn every_page_for_owner_member_and_non_member() {
     assert!(!ok && out.contains("/orgs/acme/requests?image=docker.io/someone/app"), "{out}");
     let exception = [("pattern", "docker.io/someone/tool"), ("team", "dev"), ("reason", "build tooling")];
     assert_eq!(alice.post("/orgs/acme/exceptions", &exception).await.0, 303);
+    // for everyone, with no expiry and no digest: the repository allowlist
+    let allow = [("pattern", "docker.io/someone/lib"), ("reason", "everyone's base image")];
+    assert_eq!(alice.post("/orgs/acme/exceptions", &allow).await.0, 303);
+    let (_, page) = alice.get("/orgs/acme/permissions").await;
+    let allowlist = page.split("<h2 id=\"allowlist\">").nth(1).unwrap().split("<h2 id=\"exceptions\">").next().unwrap();
+    assert!(allowlist.contains("docker.io/someone/lib") && !allowlist.contains("docker.io/someone/tool"), "{allowlist}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let request = [("image", "docker.io/someone/app"), ("reason", "our CI base image")];
     assert_eq!(bob.post("/orgs/acme/requests", &request).await.1, "/orgs/acme/requests?done=requested");

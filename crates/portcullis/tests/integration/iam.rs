@@ -528,3 +528,60 @@ async fn a_settings_body_changes_only_what_it_names() {
     }
     assert_eq!(s.api("GET", "/api/v1/orgs/acme/settings", alice, None).await.1, v2, "unchanged");
 }
+
+/// Namespace access control and disabled public repositories, with skopeo: a member's push to
+/// their personal namespace is refused with the reason while pushes to the org go on; an org's
+/// repository cannot be made public, and the setting cannot be turned on while one is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_access_control_and_no_public_repositories() {
+    let work = tempfile::tempdir().unwrap();
+    let layout = crate::images::make(&work.path().join("layout"));
+    let s = crate::support::Server::start().await;
+    s.create_user("alice").await;
+    crate::support::acme_with_member_bob(&s).await;
+    let (ap, bp) = (pw("alice"), pw("bob"));
+    let (alice, bob) = (("alice", ap.as_str()), ("bob", bp.as_str()));
+    let (st, _) =
+        s.api("PUT", "/api/v1/orgs/acme/teams/dev/permissions/app", alice, Some(json!({"permission": "write"}))).await;
+    assert!(st == 200 || st == 204);
+    let push = |creds: &str, name: &str| crate::support::skopeo_push(&layout.dir, "tiny", &s.addr(), creds, name);
+    let bob_creds = format!("bob:{bp}");
+    assert!(push(&bob_creds, "bob/tool:1").0, "personal pushes work by default");
+
+    let on = json!({"restrict_personal_namespaces": true});
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", bob, Some(on.clone())).await.0, 403, "owners only");
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(on)).await.0, 200);
+    let (_, seen) = s.api("GET", "/api/v1/orgs/acme/settings", bob, None).await;
+    assert_eq!(seen["restrict_personal_namespaces"], true, "members see it");
+    let (ok, out) = push(&bob_creds, "bob/tool:2");
+    assert!(!ok && out.contains("namespace access control"), "{out}");
+    assert!(push(&bob_creds, "acme/app:1").0, "the org's repositories take bob's pushes");
+    assert!(push(&format!("admin:{}", crate::support::ADMIN_PW), "admin/x:1").0, "the administrator is not bound");
+    let work2 = tempfile::tempdir().unwrap();
+    assert!(skopeo_pull(&s.addr(), &bob_creds, "bob/tool:1", &work2.path().join("p")).0, "pulls stay");
+
+    // public repositories: acme/app made public, then the setting is refused until it is private
+    let public = json!({"visibility": "public"});
+    assert_eq!(s.api("PATCH", "/api/v1/repositories/acme/app", alice, Some(public.clone())).await.0, 200);
+    let off = json!({"disable_public_repositories": true});
+    let (st, e) = s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(off.clone())).await;
+    assert_eq!(st, 409, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("acme/app"), "{e}");
+    let private = json!({"visibility": "private"});
+    assert_eq!(s.api("PATCH", "/api/v1/repositories/acme/app", alice, Some(private)).await.0, 200);
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(off)).await.0, 200);
+    let (st, e) = s.api("PATCH", "/api/v1/repositories/acme/app", alice, Some(public.clone())).await;
+    assert_eq!(st, 409, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("disables public repositories"), "{e}");
+    let (_, repos) = s.admin("GET", "/api/v1/repositories", None).await;
+    let app = repos.as_array().unwrap().iter().find(|r| r["name"] == "acme/app").unwrap().clone();
+    assert_eq!(app["visibility"], "private", "{app}");
+    assert_eq!(
+        s.api("PATCH", "/api/v1/repositories/acme/app", bob, Some(public)).await.0,
+        403,
+        "bob may not change it at all"
+    );
+    // personal repositories are not the org's: bob's stays as it is
+    let (st, _) = s.api("PATCH", "/api/v1/repositories/bob/tool", bob, Some(json!({"visibility": "public"}))).await;
+    assert_eq!(st, 200);
+}
