@@ -219,7 +219,10 @@ async fn every_page_for_owner_member_and_non_member() {
     assert_eq!(alice.post("/orgs/acme/exceptions", &allow).await.0, 303);
     let (_, page) = alice.get("/orgs/acme/permissions").await;
     let allowlist = page.split("<h2 id=\"allowlist\">").nth(1).unwrap().split("<h2 id=\"exceptions\">").next().unwrap();
-    assert!(allowlist.contains("docker.io/someone/lib") && !allowlist.contains("docker.io/someone/tool"), "{allowlist}");
+    assert!(
+        allowlist.contains("docker.io/someone/lib") && !allowlist.contains("docker.io/someone/tool"),
+        "{allowlist}"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let request = [("image", "docker.io/someone/app"), ("reason", "our CI base image")];
     assert_eq!(bob.post("/orgs/acme/requests", &request).await.1, "/orgs/acme/requests?done=requested");
