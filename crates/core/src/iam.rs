@@ -245,6 +245,15 @@ impl Iam {
         for row in self.meta.all_exceptions().await? {
             snap.orgs.entry(row.org).or_default().exceptions.push(row.exception);
         }
+        for (org, team, json) in self.meta.all_team_settings().await? {
+            // An unreadable team rule widens nothing (fail closed).
+            match serde_json::from_str::<policy::TeamSettings>(&json) {
+                Ok(t) => {
+                    snap.orgs.entry(org).or_default().teams.insert(team, t);
+                }
+                Err(e) => tracing::error!(org, team, error = %e, "unreadable team rule; ignored"),
+            }
+        }
         self.identity.set_sso_enforced(
             snap.orgs.iter().filter(|(_, p)| p.settings.sso_enforced).map(|(o, _)| o.clone()).collect(),
         );
@@ -296,6 +305,15 @@ impl Iam {
     pub async fn preview(&self, who: &Principal, org: &str, changes: &serde_json::Value) -> Result<Preview> {
         self.orgs.owned(who, org).await?;
         let proposed = self.changed_settings(org, changes)?;
+        let mut policy = self.snapshot().orgs.get(org).cloned().unwrap_or_default();
+        policy.settings = proposed;
+        self.impact(org, policy).await
+    }
+
+    /// [`Iam::preview`] of a whole proposed policy of `org` (settings, team rules, exceptions).
+    pub(crate) async fn impact(&self, org: &str, mut policy: policy::OrgPolicy) -> Result<Preview> {
+        policy.reindex();
+        let proposed = policy.settings.clone();
         let q = crate::model::AuditQuery {
             action: Some("pull".into()),
             since: Some(self.clock.now() - 30 * 86_400),
@@ -304,7 +322,7 @@ impl Iam {
         };
         let pulls = self.meta.query_audit(Some(org), &q).await?;
         let mut snap = (*self.snapshot()).clone();
-        snap.orgs.entry(org.to_owned()).or_default().settings = proposed.clone();
+        snap.orgs.insert(org.to_owned(), policy);
         let dir = self.identity.directory().snapshot();
         let mut hits: std::collections::BTreeMap<(String, String), (u64, String)> = Default::default();
         let mut already_denied = 0;
@@ -376,6 +394,15 @@ impl Iam {
     pub async fn set_settings(&self, who: &Principal, org: &str, changes: &serde_json::Value) -> Result<Settings> {
         let o = self.orgs.owned(who, org).await?;
         let s = self.changed_settings(org, changes)?;
+        let s = self.store_settings(who, &o, s).await?;
+        self.record_version(who, o.id, org, "settings changed").await?;
+        Ok(s)
+    }
+
+    /// Checks and stores new settings of `o` (and audits them): the part of a change that a
+    /// restore shares.
+    pub(crate) async fn store_settings(&self, who: &Principal, o: &crate::model::Org, s: Settings) -> Result<Settings> {
+        let org = o.name.as_str();
         let before = self.snapshot().orgs.get(org).map(|p| p.settings.clone()).unwrap_or_default();
         self.check_sso_change(who, org, &before, &s).await?;
         if s.disable_public_repositories && !before.disable_public_repositories {
@@ -452,6 +479,7 @@ impl Iam {
         e.id = self.meta.create_exception(o.id, &e).await?;
         self.refresh().await?;
         self.record_change(who, org, "exception.create", serde_json::json!(e)).await;
+        self.record_version(who, o.id, org, &format!("exception added: {}", e.pattern)).await?;
         Ok(e)
     }
 
@@ -462,6 +490,7 @@ impl Iam {
         }
         self.refresh().await?;
         self.record_change(who, org, "exception.delete", serde_json::json!({ "id": id })).await;
+        self.record_version(who, o.id, org, &format!("exception {id} deleted")).await?;
         Ok(())
     }
 }

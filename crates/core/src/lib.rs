@@ -18,6 +18,7 @@ pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod orgs;
+pub mod policy_history;
 pub mod ports;
 pub mod proxy;
 pub mod purge;
@@ -28,6 +29,7 @@ pub mod scim;
 pub mod services;
 pub mod sessions;
 pub mod sso;
+pub mod team_rules;
 pub mod tokens;
 
 pub use error::{Error, Result};

@@ -306,3 +306,14 @@ pub struct ScimUserRow {
     pub org_id: Option<i64>,
     pub attrs: String,
 }
+
+/// One version of an organization's policy: the whole policy after a change, as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PolicyVersion {
+    pub version: i64,
+    pub author: String,
+    pub created_at: i64,
+    pub summary: String,
+    #[serde(skip)]
+    pub state: String,
+}

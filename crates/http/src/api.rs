@@ -44,7 +44,11 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/orgs/{org}/teams/{team}/members/{user}", delete(remove_member))
         .route("/api/v1/orgs/{org}/teams/{team}/permissions", get(team_permissions))
         .route("/api/v1/orgs/{org}/teams/{team}/permissions/{*repo}", put(set_permission).delete(revoke_permission))
+        .route("/api/v1/orgs/{org}/teams/{team}/settings", get(get_team_settings).put(put_team_settings))
         .route("/api/v1/orgs/{org}/settings", get(get_settings).put(put_settings))
+        .route("/api/v1/orgs/{org}/policy/versions", get(policy_versions))
+        .route("/api/v1/orgs/{org}/policy/diff", get(policy_diff))
+        .route("/api/v1/orgs/{org}/policy/versions/{id}/restore", axum::routing::post(restore_version))
         .route("/api/v1/orgs/{org}/exceptions", get(list_exceptions).post(add_exception))
         .route("/api/v1/orgs/{org}/exceptions/{id}", delete(delete_exception))
         .route("/api/v1/orgs/{org}/exception-requests", get(list_requests).post(create_request))
@@ -397,6 +401,60 @@ async fn get_settings(State(st): St, u: ApiUser, Path(org): Path<String>) -> Api
 async fn put_settings(State(st): St, u: ApiUser, Path(org): Path<String>, b: JsonBody) -> ApiResult {
     let changes: serde_json::Value = b.object()?;
     ok(json!(st.iam.set_settings(&u.0, &org, &changes).await?))
+}
+
+async fn get_team_settings(State(st): St, u: ApiUser, Path((org, team)): Path<(String, String)>) -> ApiResult {
+    ok(json!(st.iam.team_settings(&u.0, &org, &team).await?))
+}
+
+async fn put_team_settings(
+    State(st): St,
+    u: ApiUser,
+    Path((org, team)): Path<(String, String)>,
+    b: JsonBody,
+) -> ApiResult {
+    let body: serde_json::Value = b.object()?;
+    ok(json!(st.iam.set_team_settings(&u.0, &org, &team, &body).await?))
+}
+
+async fn policy_versions(State(st): St, u: ApiUser, Path(org): Path<String>) -> ApiResult {
+    ok(json!(st.iam.versions(&u.0, &org).await?))
+}
+
+#[derive(Deserialize)]
+struct DiffQuery {
+    from: i64,
+    to: i64,
+}
+
+async fn policy_diff(State(st): St, u: ApiUser, Path(org): Path<String>, Query(q): Query<DiffQuery>) -> ApiResult {
+    ok(json!({ "from": q.from, "to": q.to, "changes": st.iam.version_diff(&u.0, &org, q.from, q.to).await? }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestoreBody {
+    /// Restore even though the preview shows recent pulls it would deny.
+    #[serde(default)]
+    confirmed: bool,
+}
+
+async fn restore_version(State(st): St, u: ApiUser, Path((org, n)): Path<(String, i64)>, b: JsonBody) -> ApiResult {
+    let r: RestoreBody = b.object()?;
+    match st.iam.restore(&u.0, &org, n, r.confirmed).await? {
+        portcullis_core::policy_history::Restored::Done { version, skipped } => {
+            ok(json!({ "restored": n, "version": version, "skipped": skipped }))
+        }
+        portcullis_core::policy_history::Restored::Unconfirmed(preview) => Ok((
+            StatusCode::CONFLICT,
+            axum::Json(json!({
+                "error": "conflict",
+                "message": format!("restoring version {n} would deny recent pulls; send {{\"confirmed\": true}} to restore anyway"),
+                "preview": preview,
+            })),
+        )
+            .into_response()),
+    }
 }
 
 async fn list_exceptions(State(st): St, u: ApiUser, Path(org): Path<String>) -> ApiResult {

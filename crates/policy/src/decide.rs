@@ -57,6 +57,22 @@ fn allowed_by_category(r: &RestrictedImages, c: &Category) -> bool {
     }
 }
 
+/// The first of `teams` whose own rule allows `c` (a team rule only widens the org's).
+fn team_allowing<'a>(p: &OrgPolicy, teams: &'a [String], c: &Category) -> Option<&'a String> {
+    teams.iter().find(|t| {
+        p.teams.get(t.as_str()).is_some_and(|ts| {
+            let r = &ts.restricted_images;
+            match c {
+                Category::Official => r.allow_official_images,
+                Category::VerifiedPublisher => r.allow_verified_publishers,
+                Category::SponsoredOss => r.allow_sponsored_oss || r.allow_community,
+                Category::Community => r.allow_community,
+                Category::Organization(_) | Category::OtherRegistry(_) => false,
+            }
+        })
+    })
+}
+
 /// Why one org refuses the image, if it does.
 fn refusal(
     m: &Membership,
@@ -83,7 +99,12 @@ fn refusal(
         );
         return Some(("registry_access".into(), category, msg));
     }
-    if s.restricted_images.enabled && !m.owner && !allowed_by_category(&s.restricted_images, &category) && !excepted() {
+    if s.restricted_images.enabled
+        && !m.owner
+        && !allowed_by_category(&s.restricted_images, &category)
+        && team_allowing(p, &m.teams, &category).is_none()
+        && !excepted()
+    {
         let msg = format!(
             "Image Access Management: {} {} is not allowed for members of {}. Ask an owner of {} for an exception.",
             category.label(),
@@ -106,6 +127,8 @@ pub struct TraceStep {
     pub category: Category,
     pub allowed_by_category: bool,
     pub registry_access_enabled: bool,
+    /// The team whose own rule allows the image's category, if one does.
+    pub team_rule: Option<String>,
     /// The id of the exception that allows the image, if one does.
     pub exception: Option<i64>,
     /// `allow`, `deny` or `would_deny`, with the rule.
@@ -133,6 +156,7 @@ pub fn explain(memberships: &[Membership], image: &Image, snap: &Snapshot, now: 
                 restrictions_enabled: s.restricted_images.enabled,
                 mode: s.restricted_images.mode,
                 allowed_by_category: allowed_by_category(&s.restricted_images, &category),
+                team_rule: team_allowing(p, &m.teams, &category).cloned(),
                 registry_access_enabled: s.registry_access.enabled,
                 exception: p.exception_for(&image.canonical(), image.digest.as_deref(), &m.teams, now).map(|e| e.id),
                 category,
@@ -347,7 +371,67 @@ mod tests {
         assert_eq!(with(true, true), Effect::Allow);
     }
 
+    fn with_team_rule(s: Settings, team: &str, rule: TeamCategories) -> Snapshot {
+        let mut sn = snap(s, vec![]);
+        let p = sn.orgs.get_mut("acme").unwrap();
+        p.teams.insert(team.into(), TeamSettings { restricted_images: rule });
+        sn
+    }
+
+    #[test]
+    fn a_team_rule_widens_what_its_members_may_pull() {
+        let community = TeamCategories { allow_community: true, ..Default::default() };
+        let sn = with_team_rule(on(), "platform", community.clone());
+        let platform =
+            vec![Membership { org: "acme".into(), owner: false, teams: vec!["dev".into(), "platform".into()] }];
+        assert_eq!(decide(&platform, &hub("someone/app"), &sn, 0).effect, Effect::Allow);
+        assert_eq!(
+            decide(&platform, &hub("grafana/grafana"), &sn, 0).effect,
+            Effect::Allow,
+            "sponsored OSS is community"
+        );
+        assert_eq!(decide(&member(false), &hub("someone/app"), &sn, 0).effect, Effect::Deny, "dev alone: denied");
+        let (_, steps) = explain(&platform, &hub("someone/app"), &sn, 0);
+        assert_eq!((steps[0].team_rule.as_deref(), steps[0].outcome.as_str()), (Some("platform"), "allow"));
+        // a team rule in another org does nothing here
+        let other = vec![Membership { org: "other".into(), owner: false, teams: vec!["platform".into()] }];
+        let mut two = sn.clone();
+        two.orgs.insert("other".into(), OrgPolicy::new(Settings::default(), vec![]));
+        let both: Vec<Membership> = member(false).into_iter().chain(other).collect();
+        assert_eq!(decide(&both, &hub("someone/app"), &two, 0).effect, Effect::Deny);
+        // Registry Access Management is not widened by team rules
+        let mut ram = on();
+        ram.registry_access.enabled = true;
+        let sn = with_team_rule(ram, "platform", community);
+        let ghcr = Image { registry: Some("ghcr.io".into()), path: "o/t".into(), digest: None };
+        assert_eq!(decide(&platform, &ghcr, &sn, 0).effect, Effect::Deny);
+    }
+
+    fn any_team_rule() -> impl Strategy<Value = TeamCategories> {
+        any::<[bool; 4]>().prop_map(|b| TeamCategories {
+            allow_official_images: b[0],
+            allow_verified_publishers: b[1],
+            allow_sponsored_oss: b[2],
+            allow_community: b[3],
+        })
+    }
+
     proptest! {
+        #[test]
+        fn a_team_rule_never_narrows(img in any_category(), s in any_settings(), rule in any_team_rule(), owner in any::<bool>()) {
+            let m = vec![Membership { org: "acme".into(), owner, teams: vec!["platform".into()] }];
+            let before = decide(&m, &img, &snap(s.clone(), vec![]), 0).effect;
+            let after = decide(&m, &img, &with_team_rule(s, "platform", rule), 0).effect;
+            if before == Effect::Allow { prop_assert_eq!(after, Effect::Allow); }
+            if before == Effect::WouldDeny { prop_assert_ne!(after, Effect::Deny); }
+        }
+
+        #[test]
+        fn owners_are_never_denied_by_their_orgs_image_rules_with_team_rules(img in any_category(), mut s in any_settings(), rule in any_team_rule()) {
+            s.registry_access.enabled = false;
+            prop_assert_eq!(decide(&member(true), &img, &with_team_rule(s, "dev", rule), 0).effect, Effect::Allow);
+        }
+
         #[test]
         fn allowing_community_allows_sponsored_open_source_too(img in any_category(), mut s in any_settings()) {
             s.registry_access.enabled = false;

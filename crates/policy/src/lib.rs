@@ -4,7 +4,8 @@
 //! [`decide`]`(subject, image, snapshot, now)`. No IO, no async, no clock.
 //!
 //! Rule: for every org the subject belongs to whose restrictions are on and whose `owners`
-//! team the subject is not in, the image must be allowed by that org; any such org denying
+//! team the subject is not in, the image must be allowed by that org — by its categories,
+//! widened by the rules of the subject's teams there, or by an exception; any such org denying
 //! denies (in dry-run mode it would deny: the image is served with a warning).
 
 mod decide;

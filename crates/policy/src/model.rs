@@ -197,18 +197,45 @@ impl Exception {
     }
 }
 
+/// A team's own categories (`/api/v1/orgs/{org}/teams/{team}/settings`): what its members may
+/// pull beyond what the org allows. A team rule only widens, never narrows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TeamCategories {
+    pub allow_official_images: bool,
+    pub allow_verified_publishers: bool,
+    pub allow_sponsored_oss: bool,
+    pub allow_community: bool,
+}
+
+/// A team's settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TeamSettings {
+    pub restricted_images: TeamCategories,
+}
+
+impl TeamSettings {
+    /// True when the team allows nothing beyond the org (nothing to keep).
+    pub fn is_empty(&self) -> bool {
+        *self == TeamSettings::default()
+    }
+}
+
 /// One organization's policy inputs, with its exceptions indexed by pattern so that a decision
 /// looks up the image's name and its `prefix/*` forms instead of scanning every exception.
 #[derive(Debug, Clone, Default)]
 pub struct OrgPolicy {
     pub settings: Settings,
     pub exceptions: Vec<Exception>,
+    /// Team name → its rules (teams without any are absent).
+    pub teams: HashMap<String, TeamSettings>,
     by_pattern: HashMap<String, Vec<usize>>,
 }
 
 impl OrgPolicy {
     pub fn new(settings: Settings, exceptions: Vec<Exception>) -> OrgPolicy {
-        let mut p = OrgPolicy { settings, exceptions, by_pattern: HashMap::new() };
+        let mut p = OrgPolicy { settings, exceptions, teams: HashMap::new(), by_pattern: HashMap::new() };
         p.reindex();
         p
     }

@@ -199,6 +199,24 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     assert!(s.scim_groups().await.unwrap().is_empty());
     assert_eq!(s.scim_users().await.unwrap().iter().map(|r| r.user_id).collect::<Vec<_>>(), [bob.id]);
 
+    // team rules (gone with their team) and the policy history, numbered per org
+    let platform = s.create_team(acme.id, "platform").await.unwrap();
+    s.put_team_settings(platform.id, Some(r#"{"x":1}"#), 10).await.unwrap();
+    s.put_team_settings(platform.id, Some(r#"{"x":2}"#), 11).await.unwrap();
+    let rule = ("acme".to_owned(), "platform".to_owned(), r#"{"x":2}"#.to_owned());
+    assert_eq!(s.all_team_settings().await.unwrap(), [rule]);
+    s.put_team_settings(platform.id, None, 12).await.unwrap();
+    assert!(s.all_team_settings().await.unwrap().is_empty());
+    s.put_team_settings(platform.id, Some("{}"), 12).await.unwrap();
+    s.delete_team(platform.id).await.unwrap();
+    assert!(s.all_team_settings().await.unwrap().is_empty());
+    assert_eq!(s.append_policy_version(acme.id, "alice", "settings", "{\"v\":1}", 20).await.unwrap(), 1);
+    assert_eq!(s.append_policy_version(acme.id, "bob", "exception", "{\"v\":2}", 21).await.unwrap(), 2);
+    let versions = s.policy_versions(acme.id).await.unwrap();
+    let seen: Vec<(i64, &str, &str)> =
+        versions.iter().map(|v| (v.version, v.author.as_str(), v.state.as_str())).collect();
+    assert_eq!(seen, [(2, "bob", "{\"v\":2}"), (1, "alice", "{\"v\":1}")], "newest first");
+
     // repositories
     let r = s.ensure_repo("acme/app", Visibility::Private, 10).await.unwrap();
     assert_eq!(s.ensure_repo("acme/app", Visibility::Public, 11).await.unwrap(), r, "ensure is idempotent");

@@ -63,6 +63,10 @@ struct State {
     scim_users: BTreeMap<i64, (Option<i64>, String)>,
     /// team id → attributes
     scim_groups: BTreeMap<i64, String>,
+    /// team id → its rule (JSON)
+    team_settings: BTreeMap<i64, String>,
+    /// (org id, version) → the version
+    policy_versions: BTreeMap<(i64, i64), PolicyVersion>,
 }
 
 impl State {
@@ -383,6 +387,7 @@ impl OrgStore for MemoryMeta {
                 s.members.retain(|(t, _)| *t != team_id);
                 s.permissions.retain(|(t, _), _| *t != team_id);
                 s.scim_groups.remove(&team_id);
+                s.team_settings.remove(&team_id);
                 s.changed();
             }
             Ok(())
@@ -778,6 +783,65 @@ impl PolicyStore for MemoryMeta {
                 s.settings.iter().filter_map(|(o, j)| s.orgs.get(o).map(|org| (org.name.clone(), j.clone()))).collect();
             v.sort();
             Ok(v)
+        })
+    }
+
+    async fn all_team_settings(&self) -> Result<Vec<(String, String, String)>> {
+        self.with(|s| {
+            let mut v: Vec<(String, String, String)> = s
+                .team_settings
+                .iter()
+                .filter_map(|(t, j)| {
+                    let team = s.teams.get(t)?;
+                    Some((s.orgs.get(&team.org_id)?.name.clone(), team.name.clone(), j.clone()))
+                })
+                .collect();
+            v.sort();
+            Ok(v)
+        })
+    }
+
+    async fn put_team_settings(&self, team_id: i64, settings_json: Option<&str>, _now: i64) -> Result<()> {
+        self.with(|s| {
+            match settings_json {
+                Some(j) if s.teams.contains_key(&team_id) => {
+                    s.team_settings.insert(team_id, j.into());
+                }
+                Some(_) => return Err(Error::NotFound(format!("no team {team_id}"))),
+                None => {
+                    s.team_settings.remove(&team_id);
+                }
+            }
+            s.changed();
+            Ok(())
+        })
+    }
+
+    async fn append_policy_version(
+        &self,
+        org_id: i64,
+        author: &str,
+        summary: &str,
+        state: &str,
+        now: i64,
+    ) -> Result<i64> {
+        self.with(|s| {
+            let n = s.policy_versions.range((org_id, 0)..=(org_id, i64::MAX)).next_back().map_or(0, |(k, _)| k.1) + 1;
+            let v = PolicyVersion {
+                version: n,
+                author: author.into(),
+                created_at: now,
+                summary: summary.into(),
+                state: state.into(),
+            };
+            s.policy_versions.insert((org_id, n), v);
+            Ok(n)
+        })
+    }
+
+    async fn policy_versions(&self, org_id: i64) -> Result<Vec<PolicyVersion>> {
+        self.with(|s| {
+            Ok(s.policy_versions.range((org_id, 0)..=(org_id, i64::MAX)).rev().map(|(_, v)| v.clone()).collect())
         })
     }
 

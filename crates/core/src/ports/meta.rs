@@ -167,6 +167,21 @@ pub trait PolicyStore: Send + Sync {
     async fn create_exception(&self, org_id: i64, e: &policy::Exception) -> Result<i64>;
     async fn delete_exception(&self, org_id: i64, id: i64) -> Result<bool>;
     /// Publisher overrides: (namespace, badge or "none").
+    /// Every team rule: (org name, team name, settings JSON).
+    async fn all_team_settings(&self) -> Result<Vec<(String, String, String)>>;
+    /// Sets a team's rule; `None` removes it.
+    async fn put_team_settings(&self, team_id: i64, settings_json: Option<&str>, now: i64) -> Result<()>;
+    /// Appends the next version of an org's policy (numbered from 1); its number.
+    async fn append_policy_version(
+        &self,
+        org_id: i64,
+        author: &str,
+        summary: &str,
+        state: &str,
+        now: i64,
+    ) -> Result<i64>;
+    /// An org's policy versions, newest first.
+    async fn policy_versions(&self, org_id: i64) -> Result<Vec<PolicyVersion>>;
     async fn publisher_overrides(&self) -> Result<Vec<(String, String)>>;
     async fn set_publisher_override(&self, namespace: &str, badge: Option<&str>, by: &str, now: i64) -> Result<bool>;
     /// Stores a request (its `id`, `org` and decision fields are ignored); returns the new id.

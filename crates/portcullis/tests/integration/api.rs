@@ -282,6 +282,8 @@ async fn bodies_must_be_json_objects() {
             "/api/v1/orgs/acme/teams",
             "/api/v1/orgs/acme/teams/dev/permissions",
             "/api/v1/orgs/acme/settings",
+            "/api/v1/orgs/acme/teams/dev/settings",
+            "/api/v1/orgs/acme/policy/versions",
             "/api/v1/orgs/acme/exceptions",
             "/api/v1/orgs/acme/exception-requests",
             "/api/v1/publishers",

@@ -585,3 +585,93 @@ async fn namespace_access_control_and_no_public_repositories() {
     let (st, _) = s.api("PATCH", "/api/v1/repositories/bob/tool", bob, Some(json!({"visibility": "public"}))).await;
     assert_eq!(st, 200);
 }
+
+/// Team rules and the policy history, with skopeo through the gateway: a member of team
+/// `platform` pulls a community image the rest of the org cannot; `check` names the team rule;
+/// every change is a version; restoring the version before the rule is previewed (carol's pull
+/// would be denied), applied once confirmed, and bites on the next pull.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn team_rules_widen_and_the_policy_history_restores() {
+    let e = setup(&[]).await;
+    let s = &e.s;
+    let gw = s.addr();
+    for u in ["bob", "carol"] {
+        s.create_user(u).await;
+    }
+    s.create_org("acme", "alice").await;
+    let ap = pw("alice");
+    let alice = ("alice", ap.as_str());
+    for (team, user) in [("dev", "bob"), ("platform", "carol")] {
+        assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams", alice, Some(json!({"name": team}))).await.0, 201);
+        let m = json!({"username": user});
+        assert_eq!(s.api("POST", &format!("/api/v1/orgs/acme/teams/{team}/members"), alice, Some(m)).await.0, 201);
+    }
+    let creds = |u: &str| format!("{u}:{}", pw(u));
+    let dst = |n: &str| e.work.path().join(n);
+    let on = json!({"restricted_images": {"enabled": true, "allow_official_images": true, "allow_verified_publishers": false}});
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(on)).await.0, 200);
+    for u in ["bob", "carol"] {
+        let (ok, out) = skopeo_pull(&gw, &creds(u), "someone/app:1", &dst(&format!("{u}0")));
+        assert!(!ok && out.contains(DENIAL), "{u}: {out}");
+    }
+
+    // platform's own rule allows community images: carol pulls, bob still cannot
+    let rule = json!({"restricted_images": {"allow_community": true}});
+    let bob = ("bob", pw("bob"));
+    assert_eq!(
+        s.api("PUT", "/api/v1/orgs/acme/teams/platform/settings", (bob.0, &bob.1), Some(rule.clone())).await.0,
+        403
+    );
+    let (st, v) = s
+        .api(
+            "PUT",
+            "/api/v1/orgs/acme/teams/platform/settings",
+            alice,
+            Some(json!({"restricted_images": {"allow_everything": true}})),
+        )
+        .await;
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/teams/platform/settings", alice, Some(rule)).await.0, 200);
+    let (_, seen) = s.api("GET", "/api/v1/orgs/acme/teams/platform/settings", (bob.0, &bob.1), None).await;
+    assert_eq!(seen["restricted_images"]["allow_community"], true, "members read team rules");
+    let (ok, out) = skopeo_pull(&gw, &creds("carol"), "someone/app:1", &dst("c1"));
+    assert!(ok, "{out}");
+    let (ok, out) = skopeo_pull(&gw, &creds("bob"), "someone/app:1", &dst("b1"));
+    assert!(!ok && out.contains(DENIAL), "{out}");
+    let (_, check) = s.api("GET", "/api/v1/orgs/acme/check?user=carol&image=someone/app:1", alice, None).await;
+    assert!(check.to_string().contains("\"team_rule\":\"platform\""), "{check}");
+
+    // two versions so far, and their difference
+    let (_, versions) = s.api("GET", "/api/v1/orgs/acme/policy/versions", alice, None).await;
+    let list: Vec<(i64, String)> = versions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["version"].as_i64().unwrap(), v["author"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(list, [(2, "alice".to_owned()), (1, "alice".to_owned())], "{versions}");
+    assert_eq!(s.api("GET", "/api/v1/orgs/acme/policy/versions", (bob.0, &bob.1), None).await.0, 403);
+    let (_, d) = s.api("GET", "/api/v1/orgs/acme/policy/diff?from=1&to=2", alice, None).await;
+    let change = d["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["path"] == "teams.platform.restricted_images.allow_community");
+    assert_eq!(change.map(|c| (&c["before"], &c["after"])), Some((&Value::Null, &json!(true))), "{d}");
+
+    // restoring version 1 would deny carol's pull: previewed, then confirmed
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (st, v) = s.api("POST", "/api/v1/orgs/acme/policy/versions/1/restore", alice, Some(json!({}))).await;
+    assert_eq!(st, 409, "{v}");
+    assert!(v["preview"]["would_deny"].to_string().contains("carol"), "{v}");
+    let (st, v) =
+        s.api("POST", "/api/v1/orgs/acme/policy/versions/1/restore", alice, Some(json!({"confirmed": true}))).await;
+    assert_eq!((st, v["version"].as_i64()), (200, Some(3)), "{v}");
+    let (ok, out) = skopeo_pull(&gw, &creds("carol"), "someone/app:1", &dst("c2"));
+    assert!(!ok && out.contains(DENIAL), "the restored policy decides the next pull: {out}");
+    // and back to version 2: nothing it would deny, so no confirmation
+    let (st, v) = s.api("POST", "/api/v1/orgs/acme/policy/versions/2/restore", alice, Some(json!({}))).await;
+    assert_eq!(st, 200, "{v}");
+    assert!(skopeo_pull(&gw, &creds("carol"), "someone/app:1", &dst("c3")).0);
+    assert_eq!(s.api("POST", "/api/v1/orgs/acme/policy/versions/99/restore", alice, Some(json!({}))).await.0, 404);
+}

@@ -1,7 +1,7 @@
-//! Image Access Management's inputs (`PolicyStore`): org settings, exceptions, exception
-//! requests and publisher overrides.
+//! Image Access Management's inputs (`PolicyStore`): org settings, team rules, exceptions,
+//! exception requests, publisher overrides, and the history of each org's policy.
 
-use portcullis_core::model::{ExceptionRequest, ExceptionRow};
+use portcullis_core::model::{ExceptionRequest, ExceptionRow, PolicyVersion};
 
 /// An exception with the name of its organization.
 #[derive(sqlx::FromRow)]
@@ -131,6 +131,81 @@ macro_rules! policy_sql {
                     .await
                     .map_err(db)?;
                 Ok(r.rows_affected() > 0)
+            }
+
+            async fn all_team_settings(&self) -> Result<Vec<(String, String, String)>> {
+                sqlx::query_as(
+                    "SELECT o.name, t.name, s.settings FROM team_settings s JOIN teams t ON t.id = s.team_id \
+                     JOIN orgs o ON o.id = t.org_id ORDER BY o.name, t.name",
+                )
+                .fetch_all(&self.read)
+                .await
+                .map_err(db)
+            }
+
+            async fn put_team_settings(&self, team_id: i64, settings_json: Option<&str>, now: i64) -> Result<()> {
+                match settings_json {
+                    Some(j) => sqlx::query(
+                        "INSERT INTO team_settings (team_id, settings, updated_at) VALUES ($1, $2, $3) \
+                         ON CONFLICT (team_id) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at",
+                    )
+                    .bind(team_id)
+                    .bind(j)
+                    .bind(now),
+                    None => sqlx::query("DELETE FROM team_settings WHERE team_id = $1").bind(team_id),
+                }
+                .execute(&self.write)
+                .await
+                .map_err(db)?;
+                Ok(())
+            }
+
+            async fn append_policy_version(
+                &self,
+                org_id: i64,
+                author: &str,
+                summary: &str,
+                state: &str,
+                now: i64,
+            ) -> Result<i64> {
+                let mut tx = self.write.begin().await.map_err(db)?;
+                let (n,): (i64,) = sqlx::query_as(
+                    "SELECT CAST(COALESCE(MAX(version), 0) + 1 AS BIGINT) FROM policy_versions WHERE org_id = $1",
+                )
+                .bind(org_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+                sqlx::query(
+                    "INSERT INTO policy_versions (org_id, version, author, created_at, summary, state) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(org_id)
+                .bind(n)
+                .bind(author)
+                .bind(now)
+                .bind(summary)
+                .bind(state)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                tx.commit().await.map_err(db)?;
+                Ok(n)
+            }
+
+            async fn policy_versions(&self, org_id: i64) -> Result<Vec<PolicyVersion>> {
+                let rows: Vec<(i64, String, i64, String, String)> = sqlx::query_as(
+                    "SELECT version, author, created_at, summary, state FROM policy_versions WHERE org_id = $1 \
+                     ORDER BY version DESC",
+                )
+                .bind(org_id)
+                .fetch_all(&self.read)
+                .await
+                .map_err(db)?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(version, author, created_at, summary, state)| PolicyVersion { version, author, created_at, summary, state })
+                    .collect())
             }
 
             async fn publisher_overrides(&self) -> Result<Vec<(String, String)>> {
