@@ -1,7 +1,7 @@
 //! Image Access Management's inputs (`PolicyStore`): org settings, team rules, exceptions,
 //! exception requests, publisher overrides, and the history of each org's policy.
 
-use portcullis_core::model::{ExceptionRequest, ExceptionRow, PolicyVersion};
+use portcullis_core::model::{ExceptionRequest, ExceptionRow};
 
 /// An exception with the name of its organization.
 #[derive(sqlx::FromRow)]
