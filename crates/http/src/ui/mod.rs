@@ -18,6 +18,7 @@ use crate::error::{public_message, status_of};
 mod audit;
 mod chart;
 mod format;
+mod history;
 mod org;
 mod permissions;
 mod provisioning;
@@ -54,6 +55,9 @@ pub fn routes(st: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/orgs/{org}/repositories", get(org::repositories))
         .route("/orgs/{org}/repositories/visibility", post(org::set_visibility))
         .route("/orgs/{org}/permissions", get(permissions::page).post(permissions::save))
+        .route("/orgs/{org}/team-rules", post(permissions::set_team_rule))
+        .route("/orgs/{org}/history", get(history::page))
+        .route("/orgs/{org}/history/{n}/restore", post(history::restore))
         .route("/orgs/{org}/exceptions", post(permissions::add_exception))
         .route("/orgs/{org}/exceptions/{id}/delete", post(permissions::delete_exception))
         .route("/orgs/{org}/audit", get(audit::log))
@@ -188,6 +192,8 @@ fn notice(key: &str) -> &'static str {
         "exception-added" => "Exception added.",
         "exception-deleted" => "Exception deleted.",
         "team-created" => "Team created.",
+        "team-rule-saved" => "Team rule saved. It applies to the next pull.",
+        "restored" => "Version restored. It applies to the next pull.",
         "scim-token-revoked" => "SCIM token revoked: the identity provider can no longer use it.",
         "team-deleted" => "Team deleted.",
         "member-added" => "Member added.",

@@ -71,6 +71,23 @@ pub struct Impact {
     confirm: String,
 }
 
+/// A team's own rule, as the page lists it.
+pub struct TeamRuleView {
+    team: String,
+    /// The categories it adds, in words.
+    adds: String,
+}
+
+fn adds(t: &policy::TeamCategories) -> String {
+    let names = [
+        (t.allow_official_images, "Docker Official Images"),
+        (t.allow_verified_publishers, "Verified Publisher images"),
+        (t.allow_sponsored_oss, "Docker-Sponsored Open Source images"),
+        (t.allow_community, "community images"),
+    ];
+    names.iter().filter(|(on, _)| *on).map(|(_, n)| *n).collect::<Vec<_>>().join(", ")
+}
+
 #[derive(Template)]
 #[template(path = "permissions.html")]
 struct PermissionsPage {
@@ -81,6 +98,7 @@ struct PermissionsPage {
     /// The others: for one team, until a date, or pinned to a digest.
     exceptions: Vec<ExceptionView>,
     teams: Vec<String>,
+    team_rules: Vec<TeamRuleView>,
     impact: Option<Impact>,
 }
 
@@ -109,12 +127,20 @@ async fn page_of(
         })
         .partition(|e| e.team.is_empty() && e.digest.is_empty() && e.expires == "never");
     let teams = st.orgs.teams(&c.who, org).await?.into_iter().map(|t| t.name).collect();
+    let team_rules = st
+        .iam
+        .team_rules(&c.who, org)
+        .await?
+        .into_iter()
+        .map(|(team, t)| TeamRuleView { team, adds: adds(&t.restricted_images) })
+        .collect();
     Ok(PermissionsPage {
         l: Layout::org(c, st, org, "Org permissions", "permissions"),
         s: settings.into(),
         allowlist,
         exceptions,
         teams,
+        team_rules,
         impact,
     })
 }
@@ -255,4 +281,26 @@ pub async fn delete_exception(
 ) -> UiResult {
     st.iam.delete_exception(&p.c.who, &org, id).await?;
     done(&format!("/orgs/{org}/permissions"), "exception-deleted")
+}
+
+#[derive(Deserialize)]
+pub struct TeamRuleForm {
+    team: String,
+    allow_official: Option<String>,
+    allow_verified: Option<String>,
+    allow_sponsored: Option<String>,
+    allow_community: Option<String>,
+}
+
+/// Sets a team's own categories (owners); all unchecked removes the rule.
+pub async fn set_team_rule(axum::extract::State(st): St, Path(org): Path<String>, p: Posted<TeamRuleForm>) -> UiResult {
+    let f = p.form;
+    let body = serde_json::json!({ "restricted_images": {
+        "allow_official_images": f.allow_official.is_some(),
+        "allow_verified_publishers": f.allow_verified.is_some(),
+        "allow_sponsored_oss": f.allow_sponsored.is_some(),
+        "allow_community": f.allow_community.is_some(),
+    }});
+    st.iam.set_team_settings(&p.c.who, &org, f.team.trim(), &body).await?;
+    done(&format!("/orgs/{org}/permissions"), "team-rule-saved")
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::{Server, pw, skopeo_pull};
 use crate::web::{Web, client};
@@ -214,6 +214,13 @@ async fn every_page_for_owner_member_and_non_member() {
     assert!(!ok && out.contains("/orgs/acme/requests?image=docker.io/someone/app"), "{out}");
     let exception = [("pattern", "docker.io/someone/tool"), ("team", "dev"), ("reason", "build tooling")];
     assert_eq!(alice.post("/orgs/acme/exceptions", &exception).await.0, 303);
+    // a team rule: dev may also pull community images
+    let rule = [("team", "dev"), ("allow_community", "on")];
+    assert_eq!(alice.post("/orgs/acme/team-rules", &rule).await.1, "/orgs/acme/permissions?done=team-rule-saved");
+    assert_eq!(bob.post("/orgs/acme/team-rules", &rule).await.0, 403);
+    let (_, page) = alice.get("/orgs/acme/permissions").await;
+    assert!(page.contains("<tr><td>dev</td><td>community images</td></tr>"), "the rule is listed");
+    assert_eq!(alice.post("/orgs/acme/team-rules", &[("team", "dev")]).await.0, 303, "nothing checked: removed");
     // for everyone, with no expiry and no digest: the repository allowlist
     let allow = [("pattern", "docker.io/someone/lib"), ("reason", "everyone's base image")];
     assert_eq!(alice.post("/orgs/acme/exceptions", &allow).await.0, 303);
@@ -254,6 +261,7 @@ async fn every_page_for_owner_member_and_non_member() {
         ("requests", "/orgs/acme/requests"),
         ("audit", "/orgs/acme/audit"),
         ("activity", "/orgs/acme/activity"),
+        ("history", "/orgs/acme/history"),
         ("provisioning", "/orgs/acme/provisioning"),
         ("tokens", "/tokens"),
         ("admin", "/admin"),
@@ -415,4 +423,51 @@ async fn administration_and_repository_pages() {
             .0,
         403
     );
+}
+
+/// The policy history page: versions with what each changed; a restore that would deny a
+/// recent pull shows the impact first and applies once confirmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_history_restores_through_the_preview() {
+    let e = crate::proxy::setup(&[]).await;
+    let s = &e.s;
+    acme(s).await;
+    let alice = Web::sign_in(s, "alice", &pw("alice")).await;
+    let bob = Web::sign_in(s, "bob", &pw("bob")).await;
+    let ap = pw("alice");
+    let put = |body: Value| {
+        let ap = ap.clone();
+        async move { s.api("PUT", "/api/v1/orgs/acme/settings", ("alice", &ap), Some(body)).await.0 }
+    };
+    assert_eq!(put(json!({"restricted_images": {"enabled": true}})).await, 200);
+    assert!(skopeo_pull(&s.addr(), &format!("bob:{}", pw("bob")), "library/tiny:1", &e.work.path().join("p")).0);
+    assert_eq!(put(json!({"restricted_images": {"allow_official_images": false}})).await, 200);
+    assert_eq!(put(json!({"restricted_images": {"allow_official_images": true}})).await, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(bob.get("/orgs/acme/history").await.0, 403, "owners only");
+    let (st, page) = alice.get("/orgs/acme/history").await;
+    assert_eq!(st, 200);
+    assert!(
+        page.contains("Version 3 (current)") && page.contains("settings.restricted_images.allow_official_images"),
+        "{page}"
+    );
+    // version 2 denied official images: bob's pull of library/tiny would be denied
+    let (st, _, page) = alice.post("/orgs/acme/history/2/restore", &[]).await;
+    assert_eq!(st, 200, "shown first, not restored");
+    assert!(
+        page.contains("Impact preview: version 2 not restored yet") && page.contains("docker.io/library/tiny"),
+        "{page}"
+    );
+    assert_labelled("history-preview", &page);
+    assert!(!restricted_official(s).await, "unchanged until confirmed");
+    let (_, to, _) = alice.post("/orgs/acme/history/2/restore", &[("confirmed", "on")]).await;
+    assert_eq!(to, "/orgs/acme/history?done=restored");
+    assert!(restricted_official(s).await);
+    let (_, page) = alice.get("/orgs/acme/history").await;
+    assert!(page.contains("Version 4 (current)") && page.contains("restored version 2"), "{page}");
+}
+
+async fn restricted_official(s: &Server) -> bool {
+    let (_, v) = s.admin("GET", "/api/v1/orgs/acme/settings", None).await;
+    !v["restricted_images"]["allow_official_images"].as_bool().unwrap()
 }
