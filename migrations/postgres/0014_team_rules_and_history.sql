@@ -1,7 +1,9 @@
 -- Team rules: a team's own Image Access Management categories (JSON), which widen what its
 -- members may pull beyond the org's. Policy history: every change of an org's settings, team
 -- rules or exceptions is a numbered version holding the whole policy after it (JSON), with its
--- author and a summary, so that any version can be compared and restored.
+-- author and a summary, so that any version can be compared and restored. Docker Hub badges
+-- looked up for namespaces the catalog does not know, with their expiry (a NULL badge: none,
+-- community), so that a restart or another replica does not ask again.
 CREATE TABLE team_settings (
     team_id BIGINT PRIMARY KEY REFERENCES teams(id) ON DELETE CASCADE,
     settings TEXT COLLATE "C" NOT NULL,
@@ -16,4 +18,9 @@ CREATE TABLE policy_versions (
     summary TEXT COLLATE "C" NOT NULL,
     state TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (org_id, version)
+);
+CREATE TABLE hub_badges (
+    namespace TEXT COLLATE "C" PRIMARY KEY,
+    badge TEXT COLLATE "C",
+    expires_at BIGINT NOT NULL
 );

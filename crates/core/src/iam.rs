@@ -130,6 +130,8 @@ pub struct Iam {
     snapshot: RwLock<Arc<policy::Snapshot>>,
     pub(crate) clock: Arc<dyn Clock>,
     sso_available: std::sync::atomic::AtomicBool,
+    /// Docker Hub badge lookups (`badges.rs`).
+    pub(crate) hub: crate::badges::HubBadges,
 }
 
 /// Canonical form of an exception pattern: registry aliases folded, `library/` added to
@@ -183,6 +185,7 @@ impl Iam {
             catalog,
             snapshot: RwLock::default(),
             sso_available: Default::default(),
+            hub: Default::default(),
         }
     }
 
@@ -234,6 +237,19 @@ impl Iam {
                 }
             });
             snap.orgs.entry(org).or_default().settings = settings;
+        }
+        // Badges Docker Hub gave (still fresh), then the administrator's overrides, which win.
+        let now = self.clock.now();
+        for (ns, badge, until) in self.meta.hub_badges().await? {
+            if until <= now {
+                continue;
+            }
+            match badge.as_deref() {
+                Some("verified_publisher") => snap.catalog.badges.insert(ns.clone(), Badge::VerifiedPublisher),
+                Some("open_source") => snap.catalog.badges.insert(ns.clone(), Badge::OpenSource),
+                _ => None,
+            };
+            self.hub.remember(&ns, until);
         }
         for (ns, badge) in self.meta.publisher_overrides().await? {
             match badge.as_str() {

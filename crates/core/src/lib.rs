@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod authz;
+pub mod badges;
 pub mod clock;
 pub mod content;
 pub mod error;

@@ -15,6 +15,9 @@ pub struct Metrics {
     pub evictions: AtomicU64,
     pub signin_failures: AtomicU64,
     pub signin_throttled: AtomicU64,
+    pub badge_lookups: AtomicU64,
+    pub badge_hits: AtomicU64,
+    pub badge_failures: AtomicU64,
 }
 
 impl Metrics {
@@ -24,7 +27,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &AtomicU64); 11] = [
+        let rows: [(&str, &str, &AtomicU64); 14] = [
             (
                 "portcullis_proxy_cache_hits_total{kind=\"manifest\"}",
                 "Pull-through requests served from the cache",
@@ -67,6 +70,17 @@ impl Metrics {
                 "portcullis_signin_throttled_total",
                 "Sign-ins refused because of earlier failures (growing delays, per-address limit)",
                 &self.signin_throttled,
+            ),
+            (
+                "portcullis_hub_badge_lookups_total",
+                "Docker Hub badge lookups of namespaces the catalog did not know",
+                &self.badge_lookups,
+            ),
+            ("portcullis_hub_badge_hits_total", "Badge checks answered from the lookup cache", &self.badge_hits),
+            (
+                "portcullis_hub_badge_failures_total",
+                "Badge lookups that failed (the namespace stays community until asked again)",
+                &self.badge_failures,
             ),
         ];
         let mut out = String::new();

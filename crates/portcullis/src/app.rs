@@ -104,6 +104,17 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
         sso_available: config.auth.oidc.is_some() || config.auth.ldap.is_some(),
     };
     let core = Services::start(ports, settings, &keys).await?;
+    let hub = &config.docker_hub;
+    if hub.badge_lookups {
+        let api = upstream::hub::HubApi::new(&hub.api_url, std::time::Duration::from_secs(10))?;
+        let cfg = portcullis_core::badges::HubLookupConfig {
+            positive_ttl_secs: hub.badge_ttl_secs,
+            negative_ttl_secs: hub.no_badge_ttl_secs,
+            retry_secs: hub.retry_secs,
+            wait_ms: hub.lookup_wait_ms,
+        };
+        core.iam.set_badge_lookup(Arc::new(api), cfg, core.metrics.clone());
+    }
     if let Some(l) = &config.auth.ldap {
         let ldap = idp::ldap::Ldap::new(l.settings()?).map_err(|e| anyhow::anyhow!("auth.ldap: {e}"))?;
         core.identity.set_password_directory(Arc::new(ldap), &core.sso);

@@ -49,6 +49,7 @@ pub struct Config {
     pub upstreams: Vec<UpstreamEntry>,
     pub proxy: ProxySettings,
     pub audit: AuditSettings,
+    pub docker_hub: DockerHub,
     pub database: Database,
     pub s3: S3,
     /// Where the CLI's API commands (`org`, `check`, `publishers`) connect.
@@ -185,6 +186,37 @@ pub struct AuditSettings {
 impl Default for AuditSettings {
     fn default() -> Self {
         AuditSettings { retention_days: 90 }
+    }
+}
+
+/// Docker Hub's API, asked for the badges of namespaces the publisher catalog does not know.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DockerHub {
+    /// Look badges up (off: namespaces the catalog does not know are community).
+    pub badge_lookups: bool,
+    /// Base URL of Docker Hub's search API.
+    pub api_url: String,
+    /// The longest a pull waits for a lookup, in milliseconds.
+    pub lookup_wait_ms: u64,
+    /// How long a badge (or "no badge") Docker Hub gave is kept.
+    pub badge_ttl_secs: i64,
+    pub no_badge_ttl_secs: i64,
+    /// How long after a failed lookup a namespace is asked again.
+    pub retry_secs: i64,
+}
+
+impl Default for DockerHub {
+    fn default() -> Self {
+        let d = portcullis_core::badges::HubLookupConfig::default();
+        DockerHub {
+            badge_lookups: true,
+            api_url: "https://hub.docker.com".into(),
+            lookup_wait_ms: d.wait_ms,
+            badge_ttl_secs: d.positive_ttl_secs,
+            no_badge_ttl_secs: d.negative_ttl_secs,
+            retry_secs: d.retry_secs,
+        }
     }
 }
 
@@ -482,6 +514,7 @@ impl Default for Config {
             upstreams: Vec::new(),
             proxy: ProxySettings::default(),
             audit: AuditSettings::default(),
+            docker_hub: DockerHub::default(),
             database: Database::default(),
             s3: S3::default(),
             client: ClientSettings::default(),

@@ -217,6 +217,13 @@ pub async fn meta_suite(s: &dyn MetaStore) {
         versions.iter().map(|v| (v.version, v.author.as_str(), v.state.as_str())).collect();
     assert_eq!(seen, [(2, "bob", "{\"v\":2}"), (1, "alice", "{\"v\":1}")], "newest first");
 
+    // Docker Hub badges looked up, kept with their expiry (none: community)
+    s.put_hub_badge("acmesoft", Some("verified_publisher"), 100).await.unwrap();
+    s.put_hub_badge("someone", None, 50).await.unwrap();
+    s.put_hub_badge("acmesoft", Some("open_source"), 200).await.unwrap();
+    let badges = s.hub_badges().await.unwrap();
+    assert_eq!(badges, [("acmesoft".into(), Some("open_source".into()), 200), ("someone".into(), None, 50)]);
+
     // repositories
     let r = s.ensure_repo("acme/app", Visibility::Private, 10).await.unwrap();
     assert_eq!(s.ensure_repo("acme/app", Visibility::Public, 11).await.unwrap(), r, "ensure is idempotent");

@@ -19,6 +19,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, RETRY_AFTER, WWW_AUTHENTI
 use reqwest::{Method, Response, StatusCode};
 use tokio::sync::Semaphore;
 
+pub mod hub;
 mod listing;
 
 /// One configured upstream.

@@ -297,6 +297,26 @@ impl Gate {
         Ok((source, actions))
     }
 
+    /// Looks up the Docker Hub badge of the image's namespace when the catalog does not know it
+    /// and an org of the puller restricts images so that it would be community (bounded wait).
+    async fn hub_badge(&self, memberships: &[Membership], image: &Image) -> crate::badges::BadgeCheck {
+        if image.registry.as_deref() != Some(oci::source::DOCKER_HUB) {
+            return crate::badges::BadgeCheck::Known;
+        }
+        let policy = self.iam.snapshot();
+        let matters = memberships.iter().any(|m| {
+            policy.orgs.get(&m.org).is_some_and(|p| {
+                p.settings.restricted_images.enabled
+                    && !m.owner
+                    && policy::categorize(&m.org, &p.settings, image, &policy.catalog) == policy::Category::Community
+            })
+        });
+        if !matters {
+            return crate::badges::BadgeCheck::Known;
+        }
+        self.iam.ensure_badge(image.namespace()).await
+    }
+
     /// Namespace access control: the org that stops `subject` pushing to `name`, when `name` is
     /// in their personal namespace and an org they belong to sets `restrict_personal_namespaces`
     /// (the instance administrator is not bound).
@@ -436,9 +456,19 @@ impl Gate {
                 Subject::User(p) => snap.memberships(p.id),
                 Subject::Anonymous => vec![],
             };
+            let badge = self.hub_badge(&memberships, &image).await;
             let policy = self.iam.snapshot();
             let now = self.clock.now();
             let mut decision = policy::decide(&memberships, &image, &policy, now);
+            if decision.effect != Effect::Allow
+                && badge == crate::badges::BadgeCheck::Unchecked
+                && decision.category == Some(policy::Category::Community)
+            {
+                decision.message.push_str(&format!(
+                    " (Docker Hub could not be asked for the badge of {}; it is asked again shortly)",
+                    image.namespace()
+                ));
+            }
             if decision.effect == Effect::Deny
                 && let Some(src) = source.as_ref()
                 && let Some((allowed, resolved)) = self.pinned(&memberships, &image, &ep, src, &policy, now, run).await

@@ -67,6 +67,8 @@ struct State {
     team_settings: BTreeMap<i64, String>,
     /// (org id, version) → the version
     policy_versions: BTreeMap<(i64, i64), PolicyVersion>,
+    /// namespace → (badge, expires at)
+    hub_badges: BTreeMap<String, (Option<String>, i64)>,
 }
 
 impl State {
@@ -783,6 +785,17 @@ impl PolicyStore for MemoryMeta {
                 s.settings.iter().filter_map(|(o, j)| s.orgs.get(o).map(|org| (org.name.clone(), j.clone()))).collect();
             v.sort();
             Ok(v)
+        })
+    }
+
+    async fn hub_badges(&self) -> Result<Vec<(String, Option<String>, i64)>> {
+        self.with(|s| Ok(s.hub_badges.iter().map(|(n, (b, e))| (n.clone(), b.clone(), *e)).collect()))
+    }
+
+    async fn put_hub_badge(&self, namespace: &str, badge: Option<&str>, expires_at: i64) -> Result<()> {
+        self.with(|s| {
+            s.hub_badges.insert(namespace.into(), (badge.map(str::to_owned), expires_at));
+            Ok(())
         })
     }
 

@@ -182,6 +182,9 @@ pub trait PolicyStore: Send + Sync {
     ) -> Result<i64>;
     /// An org's policy versions, newest first.
     async fn policy_versions(&self, org_id: i64) -> Result<Vec<PolicyVersion>>;
+    /// Docker Hub badges looked up: (namespace, badge or none, expires at).
+    async fn hub_badges(&self) -> Result<Vec<(String, Option<String>, i64)>>;
+    async fn put_hub_badge(&self, namespace: &str, badge: Option<&str>, expires_at: i64) -> Result<()>;
     async fn publisher_overrides(&self) -> Result<Vec<(String, String)>>;
     async fn set_publisher_override(&self, namespace: &str, badge: Option<&str>, by: &str, now: i64) -> Result<bool>;
     /// Stores a request (its `id`, `org` and decision fields are ignored); returns the new id.

@@ -1,6 +1,6 @@
 //! The ports services need: metadata (`MetaStore`, split by capability in `meta.rs`), content
 //! (`BlobStore`), other registries (`UpstreamRegistry`), a directory that checks passwords
-//! (`PasswordDirectory`, LDAP) and time (`Clock`). Adapters live in
+//! (`PasswordDirectory`, LDAP), Docker Hub's badges (`BadgeLookup`) and time (`Clock`). Adapters live in
 //! `portcullis-store` and `portcullis-upstream`; every store adapter passes the same test suite
 //! there, and so does the in-memory store of `memory.rs`.
 
@@ -22,6 +22,13 @@ pub trait PasswordDirectory: Send + Sync {
     /// Who `username` is when `password` is theirs; `None` when it is not (or no such user).
     /// `Error::Unavailable` when the directory cannot be asked.
     async fn verify(&self, username: &str, password: &str) -> Result<Option<crate::sso::ExternalIdentity>>;
+}
+
+/// Docker Hub's badge of a namespace (`upstream::hub`): `Ok(None)` when it has none (community);
+/// `Error::Unavailable` when Docker Hub cannot be asked or answers nonsense.
+#[async_trait]
+pub trait BadgeLookup: Send + Sync {
+    async fn badge(&self, namespace: &str) -> Result<Option<policy::Badge>>;
 }
 
 /// A stream of blob bytes.

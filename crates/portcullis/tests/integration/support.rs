@@ -31,6 +31,8 @@ pub fn portcullis(data_dir: &Path) -> Command {
         }
     }
     c.env("PORTCULLIS_DATA_DIR", data_dir);
+    // No test reaches the internet: Docker Hub badge lookups only where a test sets a stand-in.
+    c.env("PORTCULLIS_DOCKER_HUB__BADGE_LOOKUPS", "false");
     c
 }
 

@@ -208,6 +208,27 @@ macro_rules! policy_sql {
                     .collect())
             }
 
+            async fn hub_badges(&self) -> Result<Vec<(String, Option<String>, i64)>> {
+                sqlx::query_as("SELECT namespace, badge, expires_at FROM hub_badges ORDER BY namespace")
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(db)
+            }
+
+            async fn put_hub_badge(&self, namespace: &str, badge: Option<&str>, expires_at: i64) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO hub_badges (namespace, badge, expires_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (namespace) DO UPDATE SET badge = excluded.badge, expires_at = excluded.expires_at",
+                )
+                .bind(namespace)
+                .bind(badge)
+                .bind(expires_at)
+                .execute(&self.write)
+                .await
+                .map_err(db)?;
+                Ok(())
+            }
+
             async fn publisher_overrides(&self) -> Result<Vec<(String, String)>> {
                 sqlx::query_as("SELECT namespace, badge FROM publisher_overrides ORDER BY namespace")
                     .fetch_all(&self.read)
