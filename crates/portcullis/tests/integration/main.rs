@@ -13,6 +13,7 @@ mod crash;
 mod deploy;
 mod doctor;
 mod faults;
+mod hub_badges;
 mod iam;
 mod image;
 mod images;
