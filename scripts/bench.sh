@@ -45,7 +45,7 @@ median() { sort -g | awk '{a[NR]=$1} END{ if (NR%2) print a[(NR+1)/2]; else prin
 # --- portcullis on its own data directory, access log off like the peer's BENCH=1
 start_pcl() { # binary, data directory, listen address: prints the PID once it answers
   rm -rf "$2"
-  PORTCULLIS_ADMIN_PASSWORD=$ADMIN_PW PORTCULLIS_LOG__LEVEL=warn "$1" serve --data-dir "$2" --listen "$3" >/dev/null 2>>"$PEER_STATE/logs/portcullis.log" &
+  PORTCULLIS_ADMIN_PASSWORD=$ADMIN_PW PORTCULLIS_LOG__LEVEL=warn PORTCULLIS_DOCKER_HUB__BADGE_LOOKUPS=false "$1" serve --data-dir "$2" --listen "$3" >/dev/null 2>>"$PEER_STATE/logs/portcullis.log" &
   local pid=$!
   for _ in $(seq 100); do curl -sf "http://$3/healthz" >/dev/null && break; sleep 0.1; done
   curl -sf -u "admin:$ADMIN_PW" -X POST "http://$3/api/v1/orgs" -d '{"name":"acme"}' >/dev/null
@@ -155,7 +155,7 @@ GW=127.0.0.1:$((PORT + 1)); GWDATA=$PEER_STATE/pcl-gw; GWPID=
 gw_start() { # a fresh, empty gateway whose docker.io is the peer registry
   [ -n "$GWPID" ] && { kill "$GWPID" 2>/dev/null; wait "$GWPID" 2>/dev/null || true; }
   rm -rf "$GWDATA"
-  PORTCULLIS_ADMIN_PASSWORD=$ADMIN_PW PORTCULLIS_LOG__LEVEL=warn PORTCULLIS_UPSTREAMS="[{registry=\"docker.io\",url=\"http://$PEER\"}]" \
+  PORTCULLIS_ADMIN_PASSWORD=$ADMIN_PW PORTCULLIS_LOG__LEVEL=warn PORTCULLIS_DOCKER_HUB__BADGE_LOOKUPS=false PORTCULLIS_UPSTREAMS="[{registry=\"docker.io\",url=\"http://$PEER\"}]" \
     "$BIN" serve --data-dir "$GWDATA" --listen "$GW" 2>>"$PEER_STATE/logs/portcullis-gw.log" &
   GWPID=$!
   for _ in $(seq 100); do curl -sf "http://$GW/healthz" >/dev/null && break; sleep 0.1; done
@@ -226,7 +226,7 @@ PGURL=${PCL_TEST_POSTGRES_URL%/*}/$DB
 P1=127.0.0.1:$((PORT + 11)); P2=127.0.0.1:$((PORT + 12)); LB=127.0.0.1:$((PORT + 13))
 pg_replica() { # listen data-dir
   rm -rf "$2"
-  PORTCULLIS_ADMIN_PASSWORD=$ADMIN_PW PORTCULLIS_LOG__LEVEL=warn PORTCULLIS_DATABASE__URL=$PGURL \
+  PORTCULLIS_ADMIN_PASSWORD=$ADMIN_PW PORTCULLIS_LOG__LEVEL=warn PORTCULLIS_DATABASE__URL=$PGURL PORTCULLIS_DOCKER_HUB__BADGE_LOOKUPS=false \
     "$BIN" serve --data-dir "$2" --listen "$1" 2>>"$PEER_STATE/logs/portcullis-pg.log" &
   echo $! >"$2.pid"
   for _ in $(seq 100); do curl -sf "http://$1/healthz" >/dev/null && return 0; sleep 0.1; done
