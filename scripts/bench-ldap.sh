@@ -8,7 +8,7 @@
 #   pat_signin_ms.p50            an access token, wrk
 # Env: BIN (the portcullis binary), PORT, ADMIN_PW, OUT; prints "RESULT portcullis <key> <value>".
 set -euo pipefail
-BIN=${BIN:?the portcullis binary}; PORT=${PORT:-7000}; ADMIN_PW=${ADMIN_PW:-bench-admin-password}
+BIN=$(realpath "${BIN:?the portcullis binary}"); PORT=${PORT:-7000}; ADMIN_PW=${ADMIN_PW:-bench-admin-password}
 STATE=${PEER_STATE:-/tmp/portcullis-peer}/ldap; OUT=${OUT:-/dev/null}
 LPORT=$((PORT + 30)); GW=127.0.0.1:$((PORT + 31)); SUFFIX=dc=example,dc=org
 say() { echo "RESULT portcullis $*" | tee -a "$OUT"; }
