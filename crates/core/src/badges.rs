@@ -99,6 +99,11 @@ impl Iam {
         }
     }
 
+    /// Whether badges are looked up at all.
+    pub fn badge_lookups_on(&self) -> bool {
+        self.hub.lookup.read().is_ok_and(|l| l.is_some())
+    }
+
     /// Makes sure the badge of Docker Hub namespace `ns` is known (or being asked), waiting at
     /// most the configured time.
     pub async fn ensure_badge(self: &Arc<Self>, ns: &str) -> BadgeCheck {

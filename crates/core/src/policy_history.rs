@@ -141,6 +141,25 @@ impl Iam {
         self.meta.policy_versions(o.id).await
     }
 
+    /// The org's newest `limit` versions, each with what it changed from the one before
+    /// (owners), from one read of the history.
+    pub async fn versions_with_changes(
+        &self,
+        who: &Principal,
+        org: &str,
+        limit: usize,
+    ) -> Result<Vec<(PolicyVersion, Vec<Change>)>> {
+        let o = self.orgs.owned_to_see(who, org).await?;
+        let all = self.meta.policy_versions(o.id).await?;
+        let state = |v: &PolicyVersion| serde_json::from_str::<PolicyState>(&v.state).unwrap_or_default();
+        let mut out = Vec::new();
+        for (i, v) in all.iter().enumerate().take(limit) {
+            let before = all.get(i + 1).map(state).unwrap_or_default();
+            out.push((v.clone(), diff(&before, &state(v))));
+        }
+        Ok(out)
+    }
+
     /// The policy at version `n`; version 0 is the defaults, before any change.
     async fn version_state(&self, org_id: i64, org: &str, n: i64) -> Result<PolicyState> {
         if n == 0 {

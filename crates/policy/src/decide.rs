@@ -45,32 +45,33 @@ pub fn categorize(org: &str, settings: &Settings, image: &Image, catalog: &Catal
     }
 }
 
-fn allowed_by_category(r: &RestrictedImages, c: &Category) -> bool {
+/// Whether the four Docker Hub category flags (an org's or a team's) allow `c`; images of
+/// the org itself or of other registries are not theirs to allow.
+fn flags_allow(f: &TeamCategories, c: &Category) -> bool {
     match c {
-        Category::Organization(_) | Category::OtherRegistry(_) => true,
-        Category::Official => r.allow_official_images,
-        Category::VerifiedPublisher => r.allow_verified_publishers,
+        Category::Official => f.allow_official_images,
+        Category::VerifiedPublisher => f.allow_verified_publishers,
         // Docker counts Docker-Sponsored Open Source images as community images: allowing
         // community allows them; `allow_sponsored_oss` allows them without community.
-        Category::SponsoredOss => r.allow_sponsored_oss || r.allow_community,
-        Category::Community => r.allow_community,
+        Category::SponsoredOss => f.allow_sponsored_oss || f.allow_community,
+        Category::Community => f.allow_community,
+        Category::Organization(_) | Category::OtherRegistry(_) => false,
     }
+}
+
+fn allowed_by_category(r: &RestrictedImages, c: &Category) -> bool {
+    let flags = TeamCategories {
+        allow_official_images: r.allow_official_images,
+        allow_verified_publishers: r.allow_verified_publishers,
+        allow_sponsored_oss: r.allow_sponsored_oss,
+        allow_community: r.allow_community,
+    };
+    matches!(c, Category::Organization(_) | Category::OtherRegistry(_)) || flags_allow(&flags, c)
 }
 
 /// The first of `teams` whose own rule allows `c` (a team rule only widens the org's).
 fn team_allowing<'a>(p: &OrgPolicy, teams: &'a [String], c: &Category) -> Option<&'a String> {
-    teams.iter().find(|t| {
-        p.teams.get(t.as_str()).is_some_and(|ts| {
-            let r = &ts.restricted_images;
-            match c {
-                Category::Official => r.allow_official_images,
-                Category::VerifiedPublisher => r.allow_verified_publishers,
-                Category::SponsoredOss => r.allow_sponsored_oss || r.allow_community,
-                Category::Community => r.allow_community,
-                Category::Organization(_) | Category::OtherRegistry(_) => false,
-            }
-        })
-    })
+    teams.iter().find(|t| p.teams.get(t.as_str()).is_some_and(|ts| flags_allow(&ts.restricted_images, c)))
 }
 
 /// Why one org refuses the image, if it does.

@@ -297,13 +297,18 @@ impl Gate {
         Ok((source, actions))
     }
 
-    /// Looks up the Docker Hub badge of the image's namespace when the catalog does not know it
-    /// and an org of the puller restricts images so that it would be community (bounded wait).
-    async fn hub_badge(&self, memberships: &[Membership], image: &Image) -> crate::badges::BadgeCheck {
-        if image.registry.as_deref() != Some(oci::source::DOCKER_HUB) {
-            return crate::badges::BadgeCheck::Known;
+    /// Looks up the Docker Hub badge of the image's namespace when lookups are on, the catalog
+    /// does not know it, and an org of the puller restricts images so that it would be community
+    /// (bounded wait); `None` when no lookup was needed.
+    async fn hub_badge(
+        &self,
+        memberships: &[Membership],
+        image: &Image,
+        policy: &policy::Snapshot,
+    ) -> Option<crate::badges::BadgeCheck> {
+        if image.registry.as_deref() != Some(oci::source::DOCKER_HUB) || !self.iam.badge_lookups_on() {
+            return None;
         }
-        let policy = self.iam.snapshot();
         let matters = memberships.iter().any(|m| {
             policy.orgs.get(&m.org).is_some_and(|p| {
                 p.settings.restricted_images.enabled
@@ -312,9 +317,9 @@ impl Gate {
             })
         });
         if !matters {
-            return crate::badges::BadgeCheck::Known;
+            return None;
         }
-        self.iam.ensure_badge(image.namespace()).await
+        Some(self.iam.ensure_badge(image.namespace()).await)
     }
 
     /// Namespace access control: the org that stops `subject` pushing to `name`, when `name` is
@@ -456,12 +461,16 @@ impl Gate {
                 Subject::User(p) => snap.memberships(p.id),
                 Subject::Anonymous => vec![],
             };
-            let badge = self.hub_badge(&memberships, &image).await;
-            let policy = self.iam.snapshot();
+            let mut policy = self.iam.snapshot();
+            let badge = self.hub_badge(&memberships, &image, &policy).await;
+            if badge.is_some() {
+                // A lookup may have taught the catalog the namespace's badge.
+                policy = self.iam.snapshot();
+            }
             let now = self.clock.now();
             let mut decision = policy::decide(&memberships, &image, &policy, now);
             if decision.effect != Effect::Allow
-                && badge == crate::badges::BadgeCheck::Unchecked
+                && badge == Some(crate::badges::BadgeCheck::Unchecked)
                 && decision.category == Some(policy::Category::Community)
             {
                 decision.message.push_str(&format!(

@@ -53,26 +53,22 @@ async fn render(
     impact: Option<RestoreImpact>,
     notice: Option<&str>,
 ) -> UiResult {
-    let all = st.iam.versions(&c.who, org).await?;
-    let latest = all.first().map(|v| v.version);
-    let mut versions = Vec::new();
-    for v in all.into_iter().take(SHOWN) {
-        let changes = st
-            .iam
-            .version_diff(&c.who, org, v.version - 1, v.version)
-            .await?
-            .into_iter()
-            .map(|ch| ChangeView { path: ch.path, before: shown(&ch.before), after: shown(&ch.after) })
-            .collect();
-        versions.push(VersionView {
+    let all = st.iam.versions_with_changes(&c.who, org, SHOWN).await?;
+    let latest = all.first().map(|(v, _)| v.version);
+    let versions = all
+        .into_iter()
+        .map(|(v, changes)| VersionView {
             latest: Some(v.version) == latest,
             version: v.version,
             author: v.author,
             created: format::time(v.created_at),
             summary: v.summary,
-            changes,
-        });
-    }
+            changes: changes
+                .into_iter()
+                .map(|ch| ChangeView { path: ch.path, before: shown(&ch.before), after: shown(&ch.after) })
+                .collect(),
+        })
+        .collect();
     let l = Layout::org(c, st, org, "Policy history", "history").with_notice(notice);
     ok(&HistoryPage { l, versions, impact })
 }
