@@ -104,6 +104,7 @@ fn checked(mut s: Settings) -> Result<Settings> {
             return Err(Error::Invalid(format!("{n:?} is not a Docker Hub namespace")));
         }
     }
+    crate::signatures::check_rules(&mut s.signatures.rules, canonical_pattern)?;
     Ok(s)
 }
 
@@ -132,6 +133,8 @@ pub struct Iam {
     sso_available: std::sync::atomic::AtomicBool,
     /// Docker Hub badge lookups (`badges.rs`).
     pub(crate) hub: crate::badges::HubBadges,
+    /// Signatures verified at pulls (`signatures`): the gate's memory, and the preview's.
+    pub(crate) signatures: crate::signatures::Verified,
 }
 
 /// Canonical form of an exception pattern: registry aliases folded, `library/` added to
@@ -186,6 +189,7 @@ impl Iam {
             snapshot: RwLock::default(),
             sso_available: Default::default(),
             hub: Default::default(),
+            signatures: Default::default(),
         }
     }
 
@@ -352,9 +356,15 @@ impl Iam {
                 i.digest = p.digest.clone();
                 i
             })?;
-            let d = policy::decide(&dir.memberships(uid), &img, &snap, self.clock.now());
-            if d.effect != policy::Effect::Allow && d.org.as_deref() == Some(org) {
-                let e = hits.entry((img.canonical(), p.actor.clone())).or_insert((0, d.message.clone()));
+            let memberships = dir.memberships(uid);
+            let d = policy::decide(&memberships, &img, &snap, self.clock.now());
+            let message = if d.effect != policy::Effect::Allow && d.org.as_deref() == Some(org) {
+                Some(d.message)
+            } else {
+                self.unverified(&memberships, &img, &snap, org)
+            };
+            if let Some(message) = message {
+                let e = hits.entry((img.canonical(), p.actor.clone())).or_insert((0, message));
                 e.0 += 1;
             }
         }
@@ -363,6 +373,28 @@ impl Iam {
             .map(|((image, user), (pulls, message))| ImpactRow { image, user, pulls, message })
             .collect();
         Ok(Preview { pulls_considered: pulls.len(), already_denied, would_deny, proposed })
+    }
+
+    /// Why a signature rule of `org` would refuse a pull of `img`, unless its digest verified
+    /// for the rule at a pull since this process started (the preview fetches nothing).
+    fn unverified(
+        &self,
+        memberships: &[policy::Membership],
+        img: &Image,
+        snap: &policy::Snapshot,
+        org: &str,
+    ) -> Option<String> {
+        let digest = img.digest.as_deref().and_then(|d| d.parse::<oci::Digest>().ok());
+        let req = policy::required(memberships, img, snap).into_iter().filter(|r| r.org == org).find(|r| {
+            !digest.as_ref().is_some_and(|d| self.signatures.contains(d, &crate::signatures::rule_key(r.rule)))
+        })?;
+        Some(format!(
+            "Signature requirement: needs a signature by {} (signature rule {}: {}); not verified for {} at a pull yet",
+            crate::signatures::keys::ids(&req.rule.keys),
+            req.index,
+            req.rule.images,
+            img.digest.as_deref().unwrap_or("this pull")
+        ))
     }
 
     /// The effective publisher catalog (seed plus overrides).

@@ -29,6 +29,7 @@ pub mod requests;
 pub mod scim;
 pub mod services;
 pub mod sessions;
+pub mod signatures;
 pub mod sso;
 pub mod team_rules;
 pub mod tokens;

@@ -47,14 +47,15 @@ impl V2Error {
             Denial::Forbidden(m) => V2Error::new(ErrorCode::Denied, m),
             Denial::Policy(p) => {
                 let (decision, image) = (p.decision, p.image);
+                // An exception waives a category, never a signature rule: no request link there.
                 let msg = match &decision.org {
-                    Some(org) => format!(
+                    Some(org) if decision.rule != "signature" => format!(
                         "{} Request one at {}/orgs/{org}/requests?image={}",
                         decision.message,
                         base_url(st, headers),
                         crate::ui::query_escape(&image.canonical())
                     ),
-                    None => decision.message,
+                    _ => decision.message,
                 };
                 V2Error::new(ErrorCode::Denied, msg)
             }

@@ -355,6 +355,7 @@ mod tests {
             sso_enforced: false,
             restrict_personal_namespaces: false,
             disable_public_repositories: false,
+            signatures: Default::default(),
         })
     }
 

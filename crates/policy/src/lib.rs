@@ -6,10 +6,16 @@
 //! Rule: for every org the subject belongs to whose restrictions are on and whose `owners`
 //! team the subject is not in, the image must be allowed by that org — by its categories,
 //! widened by the rules of the subject's teams there, or by an exception; any such org denying
-//! denies (in dry-run mode it would deny: the image is served with a warning).
+//! denies (in dry-run mode it would deny: the image is served with a warning). Signature
+//! rules (`signatures`) say which images of those orgs must also carry a signature by given
+//! keys; which rules apply is decided here, the signatures are verified by the gate.
 
 mod decide;
 mod model;
+mod signatures;
 
 pub use decide::{Decision, Effect, TraceStep, categorize, decide, explain};
 pub use model::*;
+pub use signatures::{
+    MAX_RULE_KEYS, MAX_SIGNATURE_RULES, RULE_CATEGORIES, Requirement, SignatureRule, Signatures, required,
+};

@@ -153,6 +153,8 @@ pub struct Settings {
     pub restrict_personal_namespaces: bool,
     /// The org's repositories cannot be made public.
     pub disable_public_repositories: bool,
+    /// Signature requirements (`signatures.rs`).
+    pub signatures: crate::signatures::Signatures,
 }
 
 /// A repository allowlist entry.
@@ -190,10 +192,16 @@ impl Exception {
         {
             return false;
         }
-        match self.pattern.strip_suffix("/*") {
-            Some(prefix) => name.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/') && rest.len() > 1),
-            None => name == self.pattern,
-        }
+        pattern_matches(&self.pattern, name)
+    }
+}
+
+/// Anchored match of a canonical name against a pattern: the name itself, or `prefix/*` for
+/// any name below `prefix` (`*` only as the whole last component).
+pub fn pattern_matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix("/*") {
+        Some(prefix) => name.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/') && rest.len() > 1),
+        None => name == pattern,
     }
 }
 

@@ -1,6 +1,8 @@
 //! `check`: "can USER pull IMAGE?" asked of the gate itself — the same function a pull goes
 //! through, on the user's behalf, with a trace of each step — so the answer can never disagree
-//! with a pull. Nothing is audited, fetched or stored (a tag is resolved as a pull resolves it).
+//! with a pull. Nothing is audited, fetched or stored (a tag is resolved as a pull resolves it),
+//! except that a signature rule reads the image's signatures as a pull would (for a cached
+//! image, from its upstream).
 
 use oci::{Endpoint, Method, Reference, RepoName, Tag};
 use policy::Image;
@@ -13,7 +15,7 @@ use crate::error::{Error, Result};
 /// One step of the gate, as `check` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Step {
-    /// `sign_in`, `repository`, `mount`, `pin`, `policy`.
+    /// `sign_in`, `repository`, `mount`, `pin`, `policy`, `signature`.
     pub step: &'static str,
     /// `pass`, `deny`, `would_deny` or `skip`.
     pub outcome: &'static str,

@@ -16,7 +16,10 @@
 //!    blob, tags-list and referrers reads, with digest-pinned exceptions: a tag is resolved to
 //!    its digest first (a cached tag or a HEAD, nothing fetched or stored), a child manifest or
 //!    blob is allowed as a part of an allowed pinned manifest already stored;
-//! 6. the audit entry the decision implies (denials at once, served manifests once served).
+//! 6. signature requirements (`signed.rs`) for manifest reads the policy allowed: each org
+//!    rule covering the image must be met by a verified sigstore signature of the digest
+//!    served (a tag is resolved first and that digest is served);
+//! 7. the audit entry the decision implies (denials at once, served manifests once served).
 //!
 //! `check` asks the same function on a user's behalf, with a trace of each step, so it can
 //! never disagree with a pull. Any error while deciding denies.
@@ -40,6 +43,7 @@ use crate::tokens::{Claims, TokenIssuer};
 
 mod check;
 mod pins;
+mod signed;
 #[cfg(test)]
 mod tests;
 
@@ -485,11 +489,19 @@ impl Gate {
                 decision = allowed;
                 digest = resolved;
             }
+            run.step("policy", effect_str(decision.effect), || decision.message.clone());
+            if decision.effect != Effect::Deny
+                && let Some(src) = source.as_ref()
+                && let Some(unmet) = self.signed(&memberships, &image, &ep, src, &policy, &mut digest, run).await?
+                && (unmet.effect == Effect::Deny || decision.effect == Effect::Allow)
+            {
+                decision = unmet;
+            }
             if run.trace.is_some() {
                 run.decision = Some(decision.clone());
                 run.digest = digest.clone();
             }
-            run.step("policy", effect_str(decision.effect), || decision.message.clone());
+            let image = Image { digest: digest.as_ref().map(|d| d.to_string()).or(image.digest), ..image };
             let manifest = matches!(ep, Endpoint::Manifest { .. });
             if decision.effect == Effect::Deny {
                 tracing::info!(user = subject.name(), image = %image.canonical(), org = ?decision.org, rule = %decision.rule, "pull denied");
@@ -504,7 +516,6 @@ impl Gate {
                 would_deny = Some(decision.message.clone());
             }
             if manifest {
-                let image = Image { digest: digest.as_ref().map(|d| d.to_string()).or(image.digest), ..image };
                 record = Some(PullRecord {
                     image,
                     decision,

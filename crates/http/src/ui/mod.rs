@@ -24,6 +24,7 @@ mod permissions;
 mod provisioning;
 mod requests;
 mod session;
+mod signatures;
 mod sso;
 mod tokens;
 
@@ -56,6 +57,8 @@ pub fn routes(st: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/orgs/{org}/repositories/visibility", post(org::set_visibility))
         .route("/orgs/{org}/permissions", get(permissions::page).post(permissions::save))
         .route("/orgs/{org}/team-rules", post(permissions::set_team_rule))
+        .route("/orgs/{org}/signature-rules", post(signatures::add))
+        .route("/orgs/{org}/signature-rules/{n}/delete", post(signatures::delete))
         .route("/orgs/{org}/history", get(history::page))
         .route("/orgs/{org}/history/{n}/restore", post(history::restore))
         .route("/orgs/{org}/exceptions", post(permissions::add_exception))
@@ -193,6 +196,8 @@ fn notice(key: &str) -> &'static str {
         "exception-deleted" => "Exception deleted.",
         "team-created" => "Team created.",
         "team-rule-saved" => "Team rule saved. It applies to the next pull.",
+        "signature-rule-added" => "Signature rule added. It applies to the next pull.",
+        "signature-rule-removed" => "Signature rule removed.",
         "restored" => "Version restored. It applies to the next pull.",
         "scim-token-revoked" => "SCIM token revoked: the identity provider can no longer use it.",
         "team-deleted" => "Team deleted.",

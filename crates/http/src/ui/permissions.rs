@@ -1,5 +1,6 @@
 //! The *Org permissions* page: Image Access Management (on/off, each category, enforce or dry
-//! run), Registry Access Management and its allowlist, and the exceptions. Owners edit; members
+//! run), Registry Access Management and its allowlist, the exceptions, and the signature
+//! requirements (edited in `signatures.rs`). Owners edit; members
 //! see the same page read-only. Saving a setting that would have denied recent pulls first
 //! shows those pulls (the impact preview) and saves only when the owner confirms.
 
@@ -65,10 +66,23 @@ pub struct ImpactRow {
 
 /// The impact preview of unsaved settings.
 pub struct Impact {
-    considered: u64,
-    rows: Vec<ImpactRow>,
+    pub(super) considered: u64,
+    pub(super) rows: Vec<ImpactRow>,
     /// The previewed settings, which "Save" confirms.
-    confirm: String,
+    pub(super) confirm: String,
+    /// A signature rule being added, which its own "Add anyway" confirms.
+    pub(super) rule: Option<super::signatures::RuleForm>,
+}
+
+impl Impact {
+    pub(super) fn of(preview: portcullis_core::iam::Preview, confirm: String) -> Impact {
+        let rows = preview
+            .would_deny
+            .into_iter()
+            .map(|r| ImpactRow { image: r.image, user: r.user, pulls: r.pulls })
+            .collect();
+        Impact { considered: preview.pulls_considered as u64, rows, confirm, rule: None }
+    }
 }
 
 /// A team's own rule, as the page lists it.
@@ -90,7 +104,7 @@ fn adds(t: &policy::TeamCategories) -> String {
 
 #[derive(Template)]
 #[template(path = "permissions.html")]
-struct PermissionsPage {
+pub(super) struct PermissionsPage {
     l: Layout,
     s: SettingsView,
     /// Exceptions for everyone, with no end and no pinned digest: Docker's repository allowlist.
@@ -99,10 +113,11 @@ struct PermissionsPage {
     exceptions: Vec<ExceptionView>,
     teams: Vec<String>,
     team_rules: Vec<TeamRuleView>,
+    signature_rules: Vec<super::signatures::RuleView>,
     impact: Option<Impact>,
 }
 
-async fn page_of(
+pub(super) async fn page_of(
     st: &crate::AppState,
     c: &Console,
     org: &str,
@@ -141,6 +156,7 @@ async fn page_of(
         exceptions,
         teams,
         team_rules,
+        signature_rules: super::signatures::views(&settings.signatures),
         impact,
     })
 }
@@ -218,13 +234,11 @@ pub async fn save(axum::extract::State(st): St, Path(org): Path<String>, p: Post
     });
     let json = changes.to_string();
     let preview = st.iam.preview(&c.who, &org, &changes).await?;
-    let proposed = preview.proposed;
-    let rows: Vec<ImpactRow> =
-        preview.would_deny.into_iter().map(|r| ImpactRow { image: r.image, user: r.user, pulls: r.pulls }).collect();
+    let proposed = preview.proposed.clone();
+    let impact = Impact::of(preview, json);
     let wants_preview = f.intent.as_deref() == Some("preview");
-    let unconfirmed = !rows.is_empty() && f.confirmed.as_deref() != Some(json.as_str());
+    let unconfirmed = !impact.rows.is_empty() && f.confirmed.as_deref() != Some(impact.confirm.as_str());
     if wants_preview || unconfirmed {
-        let impact = Impact { considered: preview.pulls_considered as u64, rows, confirm: json };
         let page = page_of(&st, &c, &org, &proposed, Some(impact)).await?;
         return ok(&page);
     }

@@ -74,6 +74,17 @@ fn image(dir: &Path, arch: &str, text: &str) -> (String, usize, String) {
     (m, m_size, layer)
 }
 
+/// Adds a one-layer image saying `text`, named `name`, to the layout; returns its digest.
+pub fn add_image(layout: &Layout, name: &str, text: &str) -> String {
+    let (m, size, _) = image(&layout.dir, "amd64", text);
+    let path = layout.dir.join("index.json");
+    let mut index: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    index["manifests"].as_array_mut().unwrap().push(json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": m, "size": size, "annotations": {"org.opencontainers.image.ref.name": name}}));
+    std::fs::write(&path, index.to_string()).unwrap();
+    m
+}
+
 /// Writes the layout into `dir`.
 pub fn make(dir: &Path) -> Layout {
     std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();

@@ -23,6 +23,7 @@ mod postgres;
 mod proxy;
 mod replicas;
 mod scim;
+mod signatures;
 mod sso;
 mod startup;
 mod support;

@@ -1,0 +1,177 @@
+//! Signature requirements at the gate: after the policy allows a manifest read, the org rules
+//! that cover the image (`policy::required`) must each be met by a signature of the manifest's
+//! digest — a tag is resolved first, as for pins, and the grant then serves exactly that
+//! digest. What verified is remembered (`signatures::Verified`); signature objects themselves
+//! are served, so that clients can verify them too. An unmet rule in `enforce` denies (403
+//! `DENIED`, naming the rule and the keys), one in `dry_run` serves with a warning; anything
+//! that cannot be checked (a tag that cannot be resolved, an upstream that fails) is unmet.
+
+use oci::source::Source;
+use oci::{Digest, Endpoint, ErrorCode, Manifest, Method, Reference, WireError};
+use policy::{Decision, Effect, Image, Membership, Mode, Requirement};
+
+use super::{Denial, Gate, Run};
+use crate::signatures::{self, Evidence, cosign, keys, rule_key};
+
+/// The rules a pull did not meet, enforced first.
+struct Unmet {
+    enforced: Option<Decision>,
+    dry_run: Option<Decision>,
+}
+
+/// The outcome of the signature step: met (or no rule), or the decision of the first unmet
+/// rule (`Deny` when enforced, else `WouldDeny`), decided and audited as the policy's are.
+pub(super) type Verdict = Option<Decision>;
+
+impl Gate {
+    /// Checks the signature rules covering a manifest read of `image`. Sets `digest` to the
+    /// digest decided on.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn signed(
+        &self,
+        memberships: &[Membership],
+        image: &Image,
+        ep: &Endpoint,
+        source: &Source,
+        snap: &policy::Snapshot,
+        digest: &mut Option<Digest>,
+        run: &mut Run,
+    ) -> Result<Verdict, Denial> {
+        let Endpoint::Manifest { method: Method::Get | Method::Head, reference, .. } = ep else { return Ok(None) };
+        let reqs = policy::required(memberships, image, snap);
+        if reqs.is_empty() {
+            let ruled = memberships
+                .iter()
+                .any(|m| snap.orgs.get(&m.org).is_some_and(|p| !p.settings.signatures.rules.is_empty()));
+            if ruled {
+                run.step("signature", "pass", || {
+                    format!("no signature rule binding this user covers {}", image.canonical())
+                });
+            }
+            return Ok(None);
+        }
+        let content = self.contents.of(source);
+        let d = match (reference, digest.as_ref()) {
+            (Reference::Digest(d), _) | (_, Some(d)) => d.clone(),
+            (Reference::Tag(tag), None) => match content.resolve_tag(source, tag).await {
+                Ok(Some(d)) => d,
+                Ok(None) => {
+                    return Err(Denial::Invalid(WireError::new(
+                        ErrorCode::ManifestUnknown,
+                        format!("manifest {tag} is not in {}", image.canonical()),
+                    )));
+                }
+                Err(e) => {
+                    let why = format!("which manifest {tag} names could not be asked: {e}");
+                    return self.unmet_all(&reqs, image, snap, &why, run);
+                }
+            },
+        };
+        *digest = Some(d.clone());
+        let verified = &self.iam.signatures;
+        let keys: Vec<_> = reqs.iter().map(|r| rule_key(r.rule)).collect();
+        if keys.iter().all(|k| verified.contains(&d, k)) {
+            run.step("signature", "pass", || {
+                format!("{d} is signed as {} rule(s) require (verified before)", reqs.len())
+            });
+            return Ok(None);
+        }
+        let manifest = match content.stored_manifest(source, &d).await {
+            Ok(Some(m)) => Ok(m),
+            Ok(None) => content.manifest(source, &Reference::Digest(d.clone())).await,
+            Err(e) => Err(e),
+        };
+        let manifest = match manifest.map(|m| Manifest::parse(&m.content, Some(&m.media_type))) {
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) => return self.unmet_all(&reqs, image, snap, &format!("{d} is not a valid manifest: {e}"), run),
+            // The manifest itself is missing or unreadable: serving will say so.
+            Err(e) if e.is_backend_failure() => return Err(e.into()),
+            Err(_) => return Ok(None),
+        };
+        if cosign::is_signature(&manifest) {
+            run.step("signature", "pass", || format!("{d} is a signature object: served so clients can verify it"));
+            for k in &keys {
+                verified.remember([d.clone()], k);
+            }
+            return Ok(None);
+        }
+        let evidence = signatures::gather(content, source, &d).await;
+        let mut unmet = Unmet { enforced: None, dry_run: None };
+        for (req, key) in reqs.iter().zip(&keys) {
+            if verified.contains(&d, key) {
+                continue;
+            }
+            match evidence_for(&evidence, &d, req) {
+                Ok(by) => {
+                    run.step("signature", "pass", || {
+                        format!("{d} is signed by {by} (rule {} of {})", req.index, req.org)
+                    });
+                    let children = manifest.manifests.iter().map(|c| c.digest.clone());
+                    verified.remember(std::iter::once(d.clone()).chain(children), key);
+                }
+                Err(why) => self.record_unmet(&mut unmet, req, image, snap, &d.to_string(), &why, run),
+            }
+        }
+        finish(unmet)
+    }
+
+    /// Every rule unmet for the same reason (the digest could not be known).
+    fn unmet_all(
+        &self,
+        reqs: &[Requirement<'_>],
+        image: &Image,
+        snap: &policy::Snapshot,
+        why: &str,
+        run: &mut Run,
+    ) -> Result<Verdict, Denial> {
+        let mut unmet = Unmet { enforced: None, dry_run: None };
+        for req in reqs {
+            self.record_unmet(&mut unmet, req, image, snap, &image.canonical(), why, run);
+        }
+        finish(unmet)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record_unmet(
+        &self,
+        unmet: &mut Unmet,
+        req: &Requirement<'_>,
+        image: &Image,
+        snap: &policy::Snapshot,
+        what: &str,
+        why: &str,
+        run: &mut Run,
+    ) {
+        let settings = snap.orgs.get(req.org).map(|p| p.settings.clone()).unwrap_or_default();
+        let message = format!(
+            "Signature requirement: {} must be signed by {} for members of {} (signature rule {}: {}); {why}. \
+             Ask an owner of {} to check the image's signatures or the rule.",
+            image.canonical(),
+            keys::ids(&req.rule.keys),
+            req.org,
+            req.index,
+            req.rule.images,
+            req.org
+        );
+        let dry = req.rule.mode == Mode::DryRun;
+        run.step("signature", if dry { "would_deny" } else { "deny" }, || format!("{what}: {message}"));
+        let decision = Decision {
+            effect: if dry { Effect::WouldDeny } else { Effect::Deny },
+            org: Some(req.org.to_owned()),
+            rule: "signature".into(),
+            category: Some(policy::categorize(req.org, &settings, image, &snap.catalog)),
+            message,
+        };
+        let slot = if dry { &mut unmet.dry_run } else { &mut unmet.enforced };
+        slot.get_or_insert(decision);
+    }
+}
+
+fn evidence_for(ev: &Evidence, d: &Digest, req: &Requirement<'_>) -> Result<String, String> {
+    ev.satisfies(d, req.rule)
+}
+
+/// An enforced unmet rule decides; else a dry-run one.
+fn finish(unmet: Unmet) -> Result<Verdict, Denial> {
+    Ok(unmet.enforced.or(unmet.dry_run))
+}
