@@ -292,3 +292,87 @@ async fn cached_images_an_index_and_its_children_by_signature() {
     let (ok, out) = skopeo_pull(&gw, &bp, &format!("library/multi@{}", e.layout.multi), &e.work.path().join("again"));
     assert!(ok, "{out}");
 }
+
+/// Un-escapes an HTML attribute value as askama escapes it.
+fn unescape(v: &str) -> String {
+    v.replace("&#10;", "\n")
+        .replace("&#34;", "\"")
+        .replace("&quot;", "\"")
+        .replace("&#43;", "+")
+        .replace("&#47;", "/")
+        .replace("&#61;", "=")
+        .replace("&amp;", "&")
+}
+
+#[tokio::test]
+async fn owners_add_and_remove_rules_in_the_console_through_the_impact_preview() {
+    let s = Server::start().await;
+    s.create_user("alice").await;
+    acme_with_member_bob(&s).await;
+    let work = tempfile::tempdir().unwrap();
+    let layout = images::make(&work.path().join("layout"));
+    let (gw, ap, bp) = (s.addr(), format!("alice:{}", pw("alice")), format!("bob:{}", pw("bob")));
+    assert!(skopeo_push(&layout.dir, "tiny", &gw, &ap, "acme/app:1").0);
+    let alice_pw = pw("alice");
+    let read = json!({"permission": "read"});
+    let perm = "/api/v1/orgs/acme/teams/dev/permissions/app";
+    assert_eq!(s.api("PUT", perm, ("alice", &alice_pw), Some(read)).await.0, 200);
+    let (ok, out) = skopeo_pull(&gw, &bp, "acme/app:1", &work.path().join("before"));
+    assert!(ok, "{out}");
+    audit_entry(&s, "pull", |e| e["actor"] == "bob" && e["image"] == "acme/app").await;
+    let keys = Keys::new();
+    let alice = crate::web::Web::sign_in(&s, "alice", &alice_pw).await;
+    let bob = crate::web::Web::sign_in(&s, "bob", &pw("bob")).await;
+
+    // bob's unsigned pull would be refused: the preview shows it and nothing is saved yet.
+    let form = [("images", "org"), ("keys", keys.a.as_str()), ("identity", ""), ("mode", "enforce")];
+    let (st, _, html) = alice.post("/orgs/acme/signature-rules", &form).await;
+    assert_eq!(st, 200, "{html}");
+    assert!(html.contains("Impact preview: not saved yet") && html.contains("<code>acme/app</code>"), "{html}");
+    assert!(html.contains("Add the signature rule anyway"));
+    let (_, v) = s.admin("GET", "/api/v1/orgs/acme/settings", None).await;
+    assert_eq!(v["signatures"]["rules"], json!([]), "unchanged until confirmed");
+    let hidden = |name: &str| {
+        let marker = format!("name=\"{name}\" value=\"");
+        unescape(html.split(&marker).nth(1).unwrap().split('"').next().unwrap())
+    };
+    let (keys_field, confirmed) = (hidden("keys"), hidden("confirmed"));
+    assert_eq!(keys_field.trim(), keys.a.trim(), "the form carries the key as given");
+    let confirm = [
+        ("images", "org"),
+        ("keys", keys_field.as_str()),
+        ("identity", ""),
+        ("mode", "enforce"),
+        ("confirmed", confirmed.as_str()),
+    ];
+    let (st, loc, _) = alice.post("/orgs/acme/signature-rules", &confirm).await;
+    assert_eq!((st, loc.as_str()), (303, "/orgs/acme/permissions?done=signature-rule-added"));
+    let (_, v) = s.admin("GET", "/api/v1/orgs/acme/settings", None).await;
+    assert_eq!(v["signatures"]["rules"][0]["images"], "organization", "{v}");
+
+    // Members see the rule, read-only; they cannot add or remove one.
+    let (_, page) = bob.get("/orgs/acme/permissions").await;
+    let section =
+        page.split("<h2 id=\"signature-rules\">").nth(1).unwrap().split("<h2 id=\"team-rules\">").next().unwrap();
+    assert!(section.contains("<td><code>organization</code></td>") && section.contains("SHA256:"), "{section}");
+    assert!(!section.contains("Require a signature") && !section.contains("signature-rules/1/delete"), "{section}");
+    assert_eq!(bob.post("/orgs/acme/signature-rules", &form).await.0, 403);
+    assert_eq!(bob.post("/orgs/acme/signature-rules/1/delete", &[]).await.0, 403);
+    let (ok, out) = skopeo_pull(&gw, &bp, "acme/app:1", &work.path().join("during"));
+    assert!(!ok && out.contains("Signature requirement"), "{out}");
+
+    // Bad input is refused with the reason; removing the rule serves bob again.
+    let bad = [
+        ("images", "org"),
+        ("keys", "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"),
+        ("mode", "enforce"),
+    ];
+    let (st, _, html) = alice.post("/orgs/acme/signature-rules", &bad).await;
+    assert_eq!(st, 400, "{html}");
+    assert!(html.contains("signature rule 2: key 1: the public key is neither ECDSA P-256 nor Ed25519"), "{html}");
+    assert_eq!(alice.post("/orgs/acme/signature-rules/7/delete", &[]).await.0, 404);
+    let (st, loc, _) = alice.post("/orgs/acme/signature-rules/1/delete", &[]).await;
+    assert_eq!((st, loc.as_str()), (303, "/orgs/acme/permissions?done=signature-rule-removed"));
+    let (ok, out) = skopeo_pull(&gw, &bp, "acme/app:1", &work.path().join("after"));
+    assert!(ok, "{out}");
+}
