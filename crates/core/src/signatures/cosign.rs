@@ -39,22 +39,19 @@ pub struct Layer {
     pub signature: Vec<u8>,
 }
 
-/// The signature layers of a signature object, at most `limit`; layers that are not
-/// signatures (no or undecodable annotation, oversized payload) are skipped.
-pub fn layers(m: &Manifest, limit: usize) -> Vec<Layer> {
-    m.layers
-        .iter()
-        .filter(|l| l.media_type == SIMPLESIGNING && l.size <= MAX_PAYLOAD)
-        .filter_map(|l| {
-            let sig = l.annotations.as_ref()?.get(SIGNATURE_ANNOTATION)?.as_str()?;
-            if sig.len() > MAX_SIGNATURE * 2 {
-                return None;
-            }
-            let signature = base64::engine::general_purpose::STANDARD.decode(sig.trim()).ok()?;
-            Some(Layer { payload: l.digest.clone(), size: l.size, signature })
-        })
-        .take(limit)
-        .collect()
+/// The signature layers of a signature object, at most `limit`, and how many more there were;
+/// layers that are not signatures (no or undecodable annotation, oversized payload) are skipped.
+pub fn layers(m: &Manifest, limit: usize) -> (Vec<Layer>, usize) {
+    let mut all = m.layers.iter().filter(|l| l.media_type == SIMPLESIGNING && l.size <= MAX_PAYLOAD).filter_map(|l| {
+        let sig = l.annotations.as_ref()?.get(SIGNATURE_ANNOTATION)?.as_str()?;
+        if sig.len() > MAX_SIGNATURE * 2 {
+            return None;
+        }
+        let signature = base64::engine::general_purpose::STANDARD.decode(sig.trim()).ok()?;
+        Some(Layer { payload: l.digest.clone(), size: l.size, signature })
+    });
+    let taken: Vec<Layer> = all.by_ref().take(limit).collect();
+    (taken, all.count())
 }
 
 /// What a payload says it signs.
@@ -129,7 +126,10 @@ mod tests {
     fn signature_objects_and_their_layers() {
         let m = sig_manifest(&[layer(SIMPLESIGNING, 200, Some("AAEC")), layer(SIMPLESIGNING, 200, None)].join(","));
         assert!(is_signature(&m));
-        assert_eq!(layers(&m, 10), vec![Layer { payload: D.parse().unwrap(), size: 200, signature: vec![0, 1, 2] }]);
+        assert_eq!(
+            layers(&m, 10),
+            (vec![Layer { payload: D.parse().unwrap(), size: 200, signature: vec![0, 1, 2] }], 0)
+        );
         let image = sig_manifest(&layer("application/vnd.oci.image.layer.v1.tar+gzip", 200, Some("AAEC")));
         assert!(!is_signature(&image), "an image is not a signature");
         assert!(!is_signature(&sig_manifest("")), "no layers");
@@ -139,9 +139,10 @@ mod tests {
             &[layer(SIMPLESIGNING, MAX_PAYLOAD + 1, Some("AAEC")), layer(SIMPLESIGNING, 1, Some("not base64!"))]
                 .join(","),
         );
-        assert!(layers(&odd, 10).is_empty(), "oversized payloads and bad signatures are skipped");
+        assert_eq!(layers(&odd, 10), (vec![], 0), "oversized payloads and bad signatures are skipped");
         let many = sig_manifest(&vec![layer(SIMPLESIGNING, 1, Some("AAEC")); 300].join(","));
-        assert_eq!(layers(&many, 256).len(), 256, "bounded");
+        let (checked, more) = layers(&many, 256);
+        assert_eq!((checked.len(), more), (256, 44), "bounded, and the rest counted");
     }
 
     #[test]

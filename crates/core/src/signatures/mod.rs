@@ -63,6 +63,8 @@ pub struct Evidence {
     pub trouble: Option<String>,
     /// Something under the signature tag or among the referrers was not a signature.
     pub not_signatures: bool,
+    /// Signatures beyond the bounds, not checked.
+    pub unchecked: usize,
 }
 
 impl Evidence {
@@ -88,13 +90,20 @@ impl Evidence {
                 Ok(_) => return Ok(key.id.clone()),
             }
         }
-        Err(why.or_else(|| self.trouble.clone()).unwrap_or_else(|| {
+        let why = why.or_else(|| self.trouble.clone()).unwrap_or_else(|| {
             match (self.found.is_empty(), self.not_signatures) {
                 (true, true) => "its signature tag holds something that is not a signature".into(),
                 (true, false) => "it has no signature".into(),
                 (false, _) => "no signature verifies with the required keys".into(),
             }
-        }))
+        });
+        Err(match self.unchecked {
+            0 => why,
+            n => format!(
+                "{why} ({} signatures checked, {n} more not: at most {MAX_LAYERS} per object and {MAX_PAYLOADS} payloads)",
+                self.found.len()
+            ),
+        })
     }
 }
 
@@ -152,9 +161,12 @@ pub async fn gather(content: &dyn Content, source: &Source, digest: &Digest) -> 
                 continue;
             }
         };
-        for layer in cosign::layers(&m, MAX_LAYERS) {
+        let (layers, more) = cosign::layers(&m, MAX_LAYERS);
+        ev.unchecked += more;
+        for layer in layers {
             if !payloads.contains_key(&layer.payload) {
                 if payloads.len() >= MAX_PAYLOADS {
+                    ev.unchecked += 1;
                     continue;
                 }
                 let read = read_payload(content, source, &layer.payload, layer.size).await;

@@ -102,6 +102,9 @@ async fn hosted_images_are_served_to_members_only_when_signed_by_a_rule_key() {
     let ed = images::add_image(&layout, "ed", "signed with Ed25519\n");
     let elsewhere = images::add_image(&layout, "elsewhere", "its signature names another image\n");
     let junk = images::add_image(&layout, "junk", "its signature tag holds an image\n");
+    let crowded = images::add_image(&layout, "crowded", "a good signature, then hundreds of others\n");
+    let buried = images::add_image(&layout, "buried", "hundreds of others, then a good signature\n");
+    let referred = images::add_image(&layout, "referred", "signed by an OCI 1.1 referrer\n");
     let keys = Keys::new();
     let (gw, ap, bp) = (s.addr(), format!("alice:{}", pw("alice")), format!("bob:{}", pw("bob")));
     for (image, tag) in [
@@ -111,6 +114,9 @@ async fn hosted_images_are_served_to_members_only_when_signed_by_a_rule_key() {
         ("ed", "ed"),
         ("elsewhere", "elsewhere"),
         ("junk", "junk"),
+        ("crowded", "crowded"),
+        ("buried", "buried"),
+        ("referred", "referred"),
     ] {
         let (ok, out) = skopeo_push(&layout.dir, image, &gw, &ap, &format!("acme/app:{tag}"));
         assert!(ok, "{out}");
@@ -120,6 +126,8 @@ async fn hosted_images_are_served_to_members_only_when_signed_by_a_rule_key() {
         (&other, vec![keys.key("b")]),
         (&ed, vec![keys.key("e")]),
         (&elsewhere, vec![format!("{}={}", keys.key("a"), layout.tiny)]),
+        (&crowded, vec![keys.key("a"), format!("{}*270", keys.key("b"))]),
+        (&buried, vec![format!("{}*270", keys.key("b")), keys.key("a")]),
     ];
     let mut sig_of_tiny = None;
     for (i, (digest, by)) in signatures.iter().enumerate() {
@@ -128,6 +136,29 @@ async fn hosted_images_are_served_to_members_only_when_signed_by_a_rule_key() {
         sig_of_tiny.get_or_insert((out.clone(), m));
         push_signature(&out, &gw, Some(&ap), "acme/app", digest);
     }
+    // A signature kept as a referrer (cosign's OCI 1.1 mode), pushed under a tag of its own.
+    let manifest = std::fs::read(layout.dir.join("blobs/sha256").join(&referred[7..])).unwrap();
+    let subject = format!("{referred}:{}:application/vnd.oci.image.manifest.v1+json", manifest.len());
+    let out = work.path().join("referrer");
+    let (ok, text) = run(Command::new("python3").arg(helper()).args([
+        "referrer",
+        &out.display().to_string(),
+        &subject,
+        &format!("{gw}/acme/app"),
+        &keys.key("a"),
+    ]));
+    assert!(ok, "{text}");
+    let (ok, text) = run(Command::new("skopeo").args([
+        "copy",
+        "-q",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &ap,
+        &format!("oci:{}:sig", out.display()),
+        &format!("docker://{gw}/acme/app:referrer-of-referred"),
+    ]));
+    assert!(ok, "{text}");
     // A runnable image where a signature should be.
     let (ok, out) = skopeo_push(&layout.dir, "tiny", &gw, &ap, &format!("acme/app:{}", sig_tag(&junk)));
     assert!(ok, "{out}");
@@ -151,12 +182,17 @@ async fn hosted_images_are_served_to_members_only_when_signed_by_a_rule_key() {
     assert!(ok, "signed by digest: {out}");
     let (ok, out) = pull("acme/app:ed", "bob");
     assert!(ok, "Ed25519: {out}");
+    let (ok, out) = pull("acme/app:referred", "bob");
+    assert!(ok, "signed by a referrer: {out}");
+    let (ok, out) = pull("acme/app:crowded", "bob");
+    assert!(ok, "the good signature comes first: {out}");
     for (name, why) in [
         ("acme/app:unsigned".to_owned(), "it has no signature"),
         (format!("acme/app@{unsigned}"), "it has no signature"),
         ("acme/app:other".to_owned(), "no signature verifies with the required keys"),
         ("acme/app:elsewhere".to_owned(), "is for another image"),
         ("acme/app:junk".to_owned(), "holds something that is not a signature"),
+        ("acme/app:buried".to_owned(), "(256 signatures checked, 15 more not: at most 256 per object"),
     ] {
         let (ok, out) = pull(&name, "bob");
         assert!(!ok, "{name} was served");

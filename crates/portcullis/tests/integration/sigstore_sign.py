@@ -9,7 +9,10 @@ signature tests — an implementation independent of portcullis' verifier (Pytho
                                       attachment of DIGEST: one simplesigning layer per KEY, the
                                       base64 signature in `dev.cosignproject.cosign/signature`.
                                       KEY may be `path` or `path=OTHER_DIGEST` (a payload that
-                                      names another image)
+                                      names another image), or `path*N` (N copies of its layer)
+  referrer OUT DIGEST:SIZE:TYPE REFERENCE KEY
+                                      the same signature as an OCI 1.1 referrer of DIGEST
+                                      (`subject`, cosign's signature `artifactType`)
   verify DIR DIGEST PUB               checks a `skopeo copy ... dir:DIR` of a signature object:
                                       some layer's payload names DIGEST and its signature verifies
                                       with PUB; prints `verified <digest>`
@@ -59,27 +62,34 @@ def payload_for(digest, reference):
     }, separators=(",", ":")).encode()
 
 
-def sign(out, digest, reference, keys):
+def sign(out, digest, reference, keys, subject=None):
     os.makedirs(os.path.join(out, "blobs", "sha256"), exist_ok=True)
     open(os.path.join(out, "oci-layout"), "w").write('{"imageLayoutVersion":"1.0.0"}')
     layers, diff_ids = [], []
     for spec in keys:
+        spec, _, copies = spec.partition("*")
         path, _, named = spec.partition("=")
         key = serialization.load_pem_private_key(open(path, "rb").read(), password=None)
         payload = payload_for(named or digest, reference)
         d, n = put(out, payload)
         sig = base64.b64encode(sign_bytes(key, payload)).decode()
-        layers.append({"mediaType": SIMPLESIGNING, "digest": d, "size": n, "annotations": {ANNOTATION: sig}})
-        diff_ids.append(d)
+        for _ in range(int(copies or 1)):
+            layers.append({"mediaType": SIMPLESIGNING, "digest": d, "size": n, "annotations": {ANNOTATION: sig}})
+            diff_ids.append(d)
     config = json.dumps({"architecture": "", "os": "", "config": {},
                          "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
     c, cn = put(out, config)
-    manifest = json.dumps({
+    manifest = {
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c, "size": cn},
         "layers": layers,
-    }).encode()
+    }
+    if subject:
+        d, size, media_type = subject.rsplit(":", 2)
+        manifest["artifactType"] = "application/vnd.dev.cosign.artifact.sig.v1+json"
+        manifest["subject"] = {"mediaType": media_type, "digest": d, "size": int(size)}
+    manifest = json.dumps(manifest).encode()
     m, mn = put(out, manifest)
     index = {"schemaVersion": 2, "manifests": [{
         "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": m, "size": mn,
@@ -117,6 +127,8 @@ if __name__ == "__main__":
         keygen(*args)
     elif cmd == "sign":
         sign(args[0], args[1], args[2], args[3:])
+    elif cmd == "referrer":
+        sign(args[0], args[1].rsplit(":", 2)[0], args[2], args[3:], subject=args[1])
     elif cmd == "verify":
         verify(*args)
     else:
