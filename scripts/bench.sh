@@ -15,10 +15,12 @@
 #   policy decide_*  decision latency with 1 000 exceptions (crates/policy/examples/decide_bench.rs)
 #   ldap_*           sign-in latency through a real OpenLDAP, cold and cached, next to
 #                    a local password and an access token (scripts/bench-ldap.sh)
+#   sig_*            manifest GET of a signed image with a signature rule, cold and verified
+#                    before, next to no rule and to the peer (scripts/bench-signatures.sh)
 #   scale            (PARTS=scale) authenticated manifest GET (the kit's wrk section) on SQLite, on
 #                    PostgreSQL, and on two PostgreSQL replicas behind nginx, next to the peer with
 #                    token auth; PostgreSQL is the throwaway cluster of scripts/daemons.sh
-#      PARTS ("registry extra proxy policy ldap"; add "scale": which groups to run)
+#      PARTS ("registry extra proxy policy ldap signatures"; add "scale": which groups to run)
 #   BASE_BIN=<path to an earlier build of portcullis>: also runs it (label portcullis-base) in the
 #      registry and Image Access Management parts, interleaved, to compare a change with before it
 set -euo pipefail
@@ -71,7 +73,7 @@ kit() { # label, env..., sections...: the kit's bench.sh, RESULT lines relabelle
   local label=$1; shift
   env "$@" "$KIT/bench.sh" $SECTIONS 2>/dev/null | sed -n "s/^RESULT /RESULT $label /p" | tee -a "$OUT"
 }
-PARTS=${PARTS:-"registry extra proxy policy ldap"}
+PARTS=${PARTS:-"registry extra proxy policy ldap signatures"}
 has() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
 if has registry; then for r in $(seq "$ROUNDS"); do
   SECTIONS="blob wrk skopeo" kit distribution REG=$PEER TARGET_PID=$PEER_PID
@@ -216,6 +218,10 @@ for pair in "64 $D64" "512 $D512"; do
 done
 kill "$GWPID" 2>/dev/null || true
 fi
+if has signatures; then
+BIN=$BIN PORT=$PORT ADMIN_PW=$ADMIN_PW OUT=$OUT PEER=$PEER scripts/bench-signatures.sh
+fi
+
 if has ldap; then
 BIN=$BIN PORT=$PORT ADMIN_PW=$ADMIN_PW OUT=$OUT scripts/bench-ldap.sh
 fi

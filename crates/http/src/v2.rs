@@ -130,9 +130,10 @@ async fn serve(st: &AppState, req: Request, grant: &Grant) -> Result<Response, V
         }
         Endpoint::Manifest { method, reference, .. } => {
             // A tag the gate resolved is served by the digest it decided on.
-            let m = match &grant.digest {
-                Some(d) => content.manifest(source, &Reference::Digest(d.clone())).await?,
-                None => content.manifest(source, reference).await?,
+            let m = match (&grant.manifest, &grant.digest) {
+                (Some(m), _) => m.clone(),
+                (None, Some(d)) => content.manifest(source, &Reference::Digest(d.clone())).await?,
+                (None, None) => content.manifest(source, reference).await?,
             };
             Ok(mark_stale(manifest_response(*method, &m), m.stale))
         }

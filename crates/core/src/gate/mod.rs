@@ -92,6 +92,8 @@ pub struct Grant {
     pub source: Option<Source>,
     /// The digest a manifest tag was resolved to before deciding: serve exactly this.
     pub digest: Option<Digest>,
+    /// The hosted manifest the gate read to decide (a signature rule): serve exactly this.
+    pub manifest: Option<crate::content::ServedManifest>,
     /// Dry-run: served, but the org's settings would deny it (`Warning: 299`).
     pub would_deny: Option<String>,
     record: Option<PullRecord>,
@@ -458,6 +460,7 @@ impl Gate {
 
         // Registry and Image Access Management, for reads of content.
         let mut digest = None;
+        let mut manifest = None;
         let mut would_deny = None;
         let mut record = None;
         if let Some(image) = pull_image(&ep, source.as_ref()) {
@@ -492,7 +495,8 @@ impl Gate {
             run.step("policy", effect_str(decision.effect), || decision.message.clone());
             if decision.effect != Effect::Deny
                 && let Some(src) = source.as_ref()
-                && let Some(unmet) = self.signed(&memberships, &image, &ep, src, &policy, &mut digest, run).await?
+                && let Some(unmet) =
+                    self.signed(&memberships, &image, &ep, src, &policy, (&mut digest, &mut manifest), run).await?
                 && (unmet.effect == Effect::Deny || decision.effect == Effect::Allow)
             {
                 decision = unmet;
@@ -525,7 +529,7 @@ impl Gate {
                 });
             }
         }
-        Ok(Grant { subject, endpoint: ep, source, digest, would_deny, record })
+        Ok(Grant { subject, endpoint: ep, source, digest, manifest, would_deny, record })
     }
 
     /// A caller may pull the hosted repository `name` (a mount's source): permitted, and not

@@ -1,7 +1,7 @@
 //! Signature requirements at the gate: after the policy allows a manifest read, the org rules
 //! that cover the image (`policy::required`) must each be met by a signature of the manifest's
-//! digest — a tag is resolved first, as for pins, and the grant then serves exactly that
-//! digest. What verified is remembered (`signatures::Verified`); signature objects themselves
+//! digest — a tag is resolved first (a hosted manifest is read, and served from the grant; a
+//! cached one is resolved as for pins) and the grant then serves exactly that digest. What verified is remembered (`signatures::Verified`); signature objects themselves
 //! are served, so that clients can verify them too. An unmet rule in `enforce` denies (403
 //! `DENIED`, naming the rule and the keys), one in `dry_run` serves with a warning; anything
 //! that cannot be checked (a tag that cannot be resolved, an upstream that fails) is unmet.
@@ -11,6 +11,7 @@ use oci::{Digest, Endpoint, ErrorCode, Manifest, Method, Reference, WireError};
 use policy::{Decision, Effect, Image, Membership, Mode, Requirement};
 
 use super::{Denial, Gate, Run};
+use crate::content::ServedManifest;
 use crate::signatures::{self, Evidence, cosign, keys, rule_key};
 
 /// The rules a pull did not meet, enforced first.
@@ -24,8 +25,8 @@ struct Unmet {
 pub(super) type Verdict = Option<Decision>;
 
 impl Gate {
-    /// Checks the signature rules covering a manifest read of `image`. Sets `digest` to the
-    /// digest decided on.
+    /// Checks the signature rules covering a manifest read of `image`. Sets `decided` to the
+    /// digest decided on and, when it was read here, the hosted manifest itself.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn signed(
         &self,
@@ -34,9 +35,10 @@ impl Gate {
         ep: &Endpoint,
         source: &Source,
         snap: &policy::Snapshot,
-        digest: &mut Option<Digest>,
+        decided: (&mut Option<Digest>, &mut Option<ServedManifest>),
         run: &mut Run,
     ) -> Result<Verdict, Denial> {
+        let (digest, served) = decided;
         let Endpoint::Manifest { method: Method::Get | Method::Head, reference, .. } = ep else { return Ok(None) };
         let reqs = policy::required(memberships, image, snap);
         if reqs.is_empty() {
@@ -51,16 +53,29 @@ impl Gate {
             return Ok(None);
         }
         let content = self.contents.of(source);
+        let unknown = |tag: &oci::Tag| {
+            Denial::Invalid(WireError::new(
+                ErrorCode::ManifestUnknown,
+                format!("manifest {tag} is not in {}", image.canonical()),
+            ))
+        };
         let d = match (reference, digest.as_ref()) {
             (Reference::Digest(d), _) | (_, Some(d)) => d.clone(),
+            // A hosted manifest is read once, here, and served from the grant.
+            (Reference::Tag(tag), None) if matches!(source, Source::Hosted(_)) => {
+                match content.manifest(source, reference).await {
+                    Ok(m) => {
+                        let d = m.digest.parse::<Digest>().map_err(|_| unknown(tag))?;
+                        *served = Some(m);
+                        d
+                    }
+                    Err(e) if e.is_backend_failure() => return Err(e.into()),
+                    Err(_) => return Err(unknown(tag)),
+                }
+            }
             (Reference::Tag(tag), None) => match content.resolve_tag(source, tag).await {
                 Ok(Some(d)) => d,
-                Ok(None) => {
-                    return Err(Denial::Invalid(WireError::new(
-                        ErrorCode::ManifestUnknown,
-                        format!("manifest {tag} is not in {}", image.canonical()),
-                    )));
-                }
+                Ok(None) => return Err(unknown(tag)),
                 Err(e) => {
                     let why = format!("which manifest {tag} names could not be asked: {e}");
                     return self.unmet_all(&reqs, image, snap, &why, run);
@@ -76,10 +91,13 @@ impl Gate {
             });
             return Ok(None);
         }
-        let manifest = match content.stored_manifest(source, &d).await {
-            Ok(Some(m)) => Ok(m),
-            Ok(None) => content.manifest(source, &Reference::Digest(d.clone())).await,
-            Err(e) => Err(e),
+        let manifest = match served.clone() {
+            Some(m) => Ok(m),
+            None => match content.stored_manifest(source, &d).await {
+                Ok(Some(m)) => Ok(m),
+                Ok(None) => content.manifest(source, &Reference::Digest(d.clone())).await,
+                Err(e) => Err(e),
+            },
         };
         let manifest = match manifest.map(|m| Manifest::parse(&m.content, Some(&m.media_type))) {
             Ok(Ok(m)) => m,
