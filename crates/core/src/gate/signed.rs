@@ -12,7 +12,8 @@ use policy::{Decision, Effect, Image, Membership, Mode, Requirement};
 
 use super::{Denial, Gate, Run};
 use crate::content::ServedManifest;
-use crate::signatures::{self, Evidence, cosign, keys, rule_key};
+use crate::error::Error;
+use crate::signatures::{self, cosign, keys, rule_key};
 
 /// The rules a pull did not meet, enforced first.
 struct Unmet {
@@ -102,9 +103,12 @@ impl Gate {
         let manifest = match manifest.map(|m| Manifest::parse(&m.content, Some(&m.media_type))) {
             Ok(Ok(m)) => m,
             Ok(Err(e)) => return self.unmet_all(&reqs, image, snap, &format!("{d} is not a valid manifest: {e}"), run),
-            // The manifest itself is missing or unreadable: serving will say so.
             Err(e) if e.is_backend_failure() => return Err(e.into()),
-            Err(_) => return Ok(None),
+            Err(Error::Registry(ErrorCode::ManifestUnknown | ErrorCode::NameUnknown, m)) => {
+                return Err(Denial::Invalid(WireError::new(ErrorCode::ManifestUnknown, m)));
+            }
+            // Not readable now (an upstream failing): nothing that could not be checked is served.
+            Err(e) => return self.unmet_all(&reqs, image, snap, &format!("{d} could not be read: {e}"), run),
         };
         if cosign::is_signature(&manifest) {
             run.step("signature", "pass", || format!("{d} is a signature object: served so clients can verify it"));
@@ -119,7 +123,7 @@ impl Gate {
             if verified.contains(&d, key) {
                 continue;
             }
-            match evidence_for(&evidence, &d, req) {
+            match evidence.satisfies(&d, req.rule) {
                 Ok(by) => {
                     run.step("signature", "pass", || {
                         format!("{d} is signed by {by} (rule {} of {})", req.index, req.org)
@@ -183,10 +187,6 @@ impl Gate {
         let slot = if dry { &mut unmet.dry_run } else { &mut unmet.enforced };
         slot.get_or_insert(decision);
     }
-}
-
-fn evidence_for(ev: &Evidence, d: &Digest, req: &Requirement<'_>) -> Result<String, String> {
-    ev.satisfies(d, req.rule)
 }
 
 /// An enforced unmet rule decides; else a dry-run one.
