@@ -111,3 +111,24 @@ fn rules_are_checked_and_canonical() {
     let mut many = vec![rule(&[P256]); policy::MAX_SIGNATURE_RULES + 1];
     assert!(check_rules(&mut many, canonical).is_err());
 }
+
+proptest::proptest! {
+    /// No change to a signed payload or to its signature leaves it verifying: never an allow the
+    /// rule forbids.
+    #[test]
+    fn any_flipped_byte_fails(in_payload: bool, at: usize, bit in 0u8..8) {
+        let mut f = found(PAYLOAD, BY_P256);
+        let mut payload = f.payload.to_vec();
+        if in_payload {
+            let i = at % payload.len();
+            payload[i] ^= 1 << bit;
+        } else {
+            let i = at % f.signature.len();
+            f.signature[i] ^= 1 << bit;
+        }
+        f.says = cosign::payload(&payload);
+        f.payload = payload.into();
+        let ev = Evidence { found: vec![f], ..Default::default() };
+        proptest::prop_assert!(ev.satisfies(&digest(), &rule(&[P256, ED25519_KEY])).is_err());
+    }
+}

@@ -316,6 +316,11 @@ async fn cached_images_an_index_and_its_children_by_signature() {
     let dir = e.work.path().join("sig-pulled");
     let (ok, out) = skopeo_pull(&gw, &bp, &format!("library/multi:{}", sig_tag(&e.layout.multi)), &dir);
     assert!(ok, "{out}");
+    let pushed = std::fs::read_to_string(sig.join("index.json")).unwrap();
+    let sig_digest =
+        serde_json::from_str::<Value>(&pushed).unwrap()["manifests"][0]["digest"].as_str().unwrap().to_owned();
+    let pulled = std::fs::read(dir.join("manifest.json")).unwrap();
+    assert_eq!(pulled, std::fs::read(sig.join("blobs/sha256").join(&sig_digest[7..])).unwrap(), "byte-identical");
     verify_outside(&dir, &e.layout.multi, &keys.public("a"));
 
     // An upstream that fails while a new image is checked: refused with the reason.
