@@ -219,6 +219,11 @@ enum OrgCommand {
         #[command(subcommand)]
         command: ExceptionsCommand,
     },
+    /// Signature requirements: which images must be signed by which keys.
+    Signatures {
+        #[command(subcommand)]
+        command: SignaturesCommand,
+    },
     /// The org's audit log, newest first.
     Audit {
         /// The organization.
@@ -291,6 +296,39 @@ enum ExceptionsCommand {
         org: String,
         /// The exception's id (see `list`).
         id: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum SignaturesCommand {
+    /// List the rules, numbered.
+    List {
+        /// The organization.
+        org: String,
+    },
+    /// Require a signature by one of the given keys on the images named.
+    Add {
+        /// The organization.
+        org: String,
+        /// A category (organization, official, verified_publisher, sponsored_oss, community,
+        /// other_registry), a repository pattern (docker.io/library/*) or *.
+        images: String,
+        /// A PEM public key file (cosign.pub), ECDSA P-256 or Ed25519; repeat for more.
+        #[arg(long = "key", required = true, value_name = "FILE")]
+        keys: Vec<std::path::PathBuf>,
+        /// The docker-reference the signed payload must name (exact or prefix/*).
+        #[arg(long)]
+        identity: Option<String>,
+        /// Serve unsigned images with a warning instead of refusing them.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Remove rule N (see `list`).
+    Remove {
+        /// The organization.
+        org: String,
+        /// The rule's number.
+        n: usize,
     },
 }
 
@@ -468,6 +506,7 @@ async fn org_command(api: &cli_api::Api, command: OrgCommand) -> anyhow::Result<
         OrgCommand::Exceptions { command: ExceptionsCommand::Delete { org, id } } => {
             api.call("DELETE", &format!("/api/v1/orgs/{org}/exceptions/{id}"), None).await
         }
+        OrgCommand::Signatures { command } => signatures_command(api, command).await,
         OrgCommand::Audit { org, decision, actor, limit } => {
             let mut q = format!("limit={limit}");
             if let Some(d) = decision {
@@ -480,6 +519,45 @@ async fn org_command(api: &cli_api::Api, command: OrgCommand) -> anyhow::Result<
         }
     }
     .map(|_| ())
+}
+
+/// Signature rules through the settings API: read the rules, change the list, write it back.
+async fn signatures_command(api: &cli_api::Api, command: SignaturesCommand) -> anyhow::Result<serde_json::Value> {
+    let org = match &command {
+        SignaturesCommand::List { org }
+        | SignaturesCommand::Add { org, .. }
+        | SignaturesCommand::Remove { org, .. } => org.clone(),
+    };
+    let path = format!("/api/v1/orgs/{org}/settings");
+    let settings = api.quiet("GET", &path, None).await?;
+    let mut rules = settings["signatures"]["rules"].as_array().cloned().unwrap_or_default();
+    match command {
+        SignaturesCommand::List { .. } => {
+            let numbered: Vec<_> =
+                rules.iter().enumerate().map(|(i, r)| serde_json::json!({"n": i + 1, "rule": r})).collect();
+            let numbered = serde_json::Value::Array(numbered);
+            println!("{}", serde_json::to_string_pretty(&numbered)?);
+            return Ok(numbered);
+        }
+        SignaturesCommand::Add { images, keys, identity, dry_run, .. } => {
+            let keys = keys
+                .iter()
+                .map(|k| std::fs::read_to_string(k).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", k.display())))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let mode = if dry_run { "dry_run" } else { "enforce" };
+            rules.push(serde_json::json!({ "images": images, "keys": keys, "identity": identity, "mode": mode }));
+        }
+        SignaturesCommand::Remove { n, .. } => {
+            if n == 0 || n > rules.len() {
+                anyhow::bail!("{org} has no signature rule {n} (it has {})", rules.len());
+            }
+            rules.remove(n - 1);
+        }
+    }
+    let body = serde_json::json!({ "signatures": { "rules": rules } });
+    let saved = api.quiet("PUT", &path, Some(body)).await?;
+    println!("{}", serde_json::to_string_pretty(&saved["signatures"])?);
+    Ok(saved)
 }
 
 #[cfg(test)]

@@ -417,3 +417,42 @@ async fn owners_add_and_remove_rules_in_the_console_through_the_impact_preview()
     let (ok, out) = skopeo_pull(&gw, &bp, "acme/app:1", &work.path().join("after"));
     assert!(ok, "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_adds_lists_and_removes_rules_from_key_files() {
+    let s = Server::start().await;
+    s.create_user("alice").await;
+    acme_with_member_bob(&s).await;
+    let work = tempfile::tempdir().unwrap();
+    let layout = images::make(&work.path().join("layout"));
+    let ap = format!("alice:{}", pw("alice"));
+    assert!(skopeo_push(&layout.dir, "tiny", &s.addr(), &ap, "acme/app:1").0);
+    let alice_pw = pw("alice");
+    let read = json!({"permission": "read"});
+    assert_eq!(
+        s.api("PUT", "/api/v1/orgs/acme/teams/dev/permissions/app", ("alice", &alice_pw), Some(read)).await.0,
+        200
+    );
+    let keys = Keys::new();
+    let cli = |args: &[&str]| {
+        let mut c = crate::support::portcullis(work.path());
+        c.env("PORTCULLIS_CLIENT__PASSWORD", &alice_pw)
+            .args(["--server", &s.url(""), "--username", "alice"])
+            .args(args);
+        run(&mut c)
+    };
+    let key = keys.public("a").display().to_string();
+    let (ok, out) = cli(&["org", "signatures", "add", "acme", "org", "--key", &key, "--dry-run"]);
+    assert!(ok && out.contains("\"images\": \"organization\"") && out.contains("\"mode\": \"dry_run\""), "{out}");
+    let (ok, out) = cli(&["org", "signatures", "list", "acme"]);
+    assert!(ok && out.contains("\"n\": 1") && out.contains("BEGIN PUBLIC KEY"), "{out}");
+    let (ok, out) = cli(&["check", "acme", "bob", "acme/app:1"]);
+    assert!(ok, "dry run: allowed with a warning: {out}");
+    assert!(out.contains("signature") && out.contains("it has no signature"), "{out}");
+    let (ok, out) = cli(&["org", "signatures", "add", "acme", "org", "--key", "/nonexistent.pub"]);
+    assert!(!ok && out.contains("cannot read /nonexistent.pub"), "{out}");
+    let (ok, out) = cli(&["org", "signatures", "remove", "acme", "2"]);
+    assert!(!ok && out.contains("acme has no signature rule 2 (it has 1)"), "{out}");
+    let (ok, out) = cli(&["org", "signatures", "remove", "acme", "1"]);
+    assert!(ok && out.contains("\"rules\": []"), "{out}");
+}
