@@ -2,7 +2,8 @@
 //! that cover the image (`policy::required`) must each be met by a signature of the manifest's
 //! digest — a tag is resolved first (a hosted manifest is read, and served from the grant; a
 //! cached one is resolved as for pins) and the grant then serves exactly that digest. What verified is remembered (`signatures::Verified`); signature objects themselves
-//! are served, so that clients can verify them too. An unmet rule in `enforce` denies (403
+//! (and attestations and SBOMs: attachments that run nothing) are served, so that clients can
+//! verify them too. An unmet rule in `enforce` denies (403
 //! `DENIED`, naming the rule and the keys), one in `dry_run` serves with a warning; anything
 //! that cannot be checked (a tag that cannot be resolved, an upstream that fails) is unmet.
 
@@ -110,8 +111,10 @@ impl Gate {
             // Not readable now (an upstream failing): nothing that could not be checked is served.
             Err(e) => return self.unmet_all(&reqs, image, snap, &format!("{d} could not be read: {e}"), run),
         };
-        if cosign::is_signature(&manifest) {
-            run.step("signature", "pass", || format!("{d} is a signature object: served so clients can verify it"));
+        if cosign::is_attachment(&manifest) {
+            run.step("signature", "pass", || {
+                format!("{d} is a signature, attestation or SBOM: served so clients can verify the image")
+            });
             for k in &keys {
                 verified.remember([d.clone()], k);
             }

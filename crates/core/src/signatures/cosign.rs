@@ -31,6 +31,30 @@ pub fn is_signature(m: &Manifest) -> bool {
             || m.layers.iter().all(|l| l.media_type == SIMPLESIGNING))
 }
 
+/// Layer types of what supply-chain tools attach to an image: cosign signatures, in-toto
+/// attestations in DSSE envelopes, sigstore bundles, SPDX and CycloneDX SBOMs.
+const ATTACHMENT_LAYERS: [&str; 9] = [
+    SIMPLESIGNING,
+    "application/vnd.dsse.envelope.v1+json",
+    "application/vnd.in-toto+json",
+    "application/vnd.dev.sigstore.bundle.v0.3+json",
+    "application/vnd.dev.sigstore.bundle+json;version=0.3",
+    "text/spdx",
+    "text/spdx+json",
+    "application/spdx+json",
+    "application/vnd.cyclonedx+json",
+];
+
+/// Whether `m` is an attachment — a signature, attestation or SBOM (cosign's `.sig`, `.att`,
+/// `.sbom`, or such a referrer): every layer is one of those documents, so it runs nothing, and
+/// clients fetch it to verify the image. A signature rule serves these as they are.
+pub fn is_attachment(m: &Manifest) -> bool {
+    is_signature(m)
+        || (m.manifests.is_empty()
+            && !m.layers.is_empty()
+            && m.layers.iter().all(|l| ATTACHMENT_LAYERS.contains(&l.media_type.as_str())))
+}
+
 /// One signature layer: the payload blob it signs and the signature bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layer {
@@ -135,6 +159,11 @@ mod tests {
         assert!(!is_signature(&sig_manifest("")), "no layers");
         let mixed = sig_manifest(&[layer(SIMPLESIGNING, 1, Some("AA==")), layer("x/y", 1, None)].join(","));
         assert!(!is_signature(&mixed), "a runnable layer beside a signature");
+        assert!(!is_attachment(&mixed) && !is_attachment(&image));
+        let attestation = sig_manifest(&layer("application/vnd.dsse.envelope.v1+json", 900, None));
+        let sbom = sig_manifest(&layer("text/spdx+json", 900, None));
+        assert!(is_attachment(&attestation) && is_attachment(&sbom) && is_attachment(&m));
+        assert!(!is_signature(&attestation), "an attestation is not a signature");
         let odd = sig_manifest(
             &[layer(SIMPLESIGNING, MAX_PAYLOAD + 1, Some("AAEC")), layer(SIMPLESIGNING, 1, Some("not base64!"))]
                 .join(","),

@@ -159,6 +159,26 @@ async fn hosted_images_are_served_to_members_only_when_signed_by_a_rule_key() {
         &format!("docker://{gw}/acme/app:referrer-of-referred"),
     ]));
     assert!(ok, "{text}");
+    // An attestation, as cosign attaches it: served under a rule (it runs nothing).
+    let att = work.path().join("attestation");
+    let (ok, text) = run(Command::new("python3").arg(helper()).args([
+        "attachment",
+        &att.display().to_string(),
+        "application/vnd.dsse.envelope.v1+json",
+    ]));
+    assert!(ok, "{text}");
+    let att_tag = format!("{}.att", layout.tiny.replace(':', "-"));
+    let (ok, text) = run(Command::new("skopeo").args([
+        "copy",
+        "-q",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &ap,
+        &format!("oci:{}:sig", att.display()),
+        &format!("docker://{gw}/acme/app:{att_tag}"),
+    ]));
+    assert!(ok, "{text}");
     // A runnable image where a signature should be.
     let (ok, out) = skopeo_push(&layout.dir, "tiny", &gw, &ap, &format!("acme/app:{}", sig_tag(&junk)));
     assert!(ok, "{out}");
@@ -186,6 +206,8 @@ async fn hosted_images_are_served_to_members_only_when_signed_by_a_rule_key() {
     assert!(ok, "signed by a referrer: {out}");
     let (ok, out) = pull("acme/app:crowded", "bob");
     assert!(ok, "the good signature comes first: {out}");
+    let (ok, out) = pull(&format!("acme/app:{att_tag}"), "bob");
+    assert!(ok, "an attestation is served: {out}");
     for (name, why) in [
         ("acme/app:unsigned".to_owned(), "it has no signature"),
         (format!("acme/app@{unsigned}"), "it has no signature"),

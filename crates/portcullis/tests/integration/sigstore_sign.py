@@ -13,6 +13,8 @@ signature tests — an implementation independent of portcullis' verifier (Pytho
   referrer OUT DIGEST:SIZE:TYPE REFERENCE KEY
                                       the same signature as an OCI 1.1 referrer of DIGEST
                                       (`subject`, cosign's signature `artifactType`)
+  attachment OUT MEDIA_TYPE           an OCI layout at OUT whose image `sig` has one layer of
+                                      MEDIA_TYPE (an attestation or SBOM, as cosign attaches them)
   verify DIR DIGEST PUB               checks a `skopeo copy ... dir:DIR` of a signature object:
                                       some layer's payload names DIGEST and its signature verifies
                                       with PUB; prints `verified <digest>`
@@ -98,6 +100,25 @@ def sign(out, digest, reference, keys, subject=None):
     print(m)
 
 
+def attachment(out, media_type):
+    os.makedirs(os.path.join(out, "blobs", "sha256"), exist_ok=True)
+    open(os.path.join(out, "oci-layout"), "w").write('{"imageLayoutVersion":"1.0.0"}')
+    d, n = put(out, b'{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[]}')
+    c, cn = put(out, b'{"architecture":"","os":"","config":{},"rootfs":{"type":"layers","diff_ids":[]}}')
+    manifest = json.dumps({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c, "size": cn},
+        "layers": [{"mediaType": media_type, "digest": d, "size": n}],
+    }).encode()
+    m, mn = put(out, manifest)
+    index = {"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": m, "size": mn,
+        "annotations": {"org.opencontainers.image.ref.name": "sig"}}]}
+    open(os.path.join(out, "index.json"), "w").write(json.dumps(index))
+    print(m)
+
+
 def verify(d, digest, pub_path):
     pub = serialization.load_pem_public_key(open(pub_path, "rb").read())
     manifest = json.load(open(os.path.join(d, "manifest.json")))
@@ -129,6 +150,8 @@ if __name__ == "__main__":
         sign(args[0], args[1], args[2], args[3:])
     elif cmd == "referrer":
         sign(args[0], args[1].rsplit(":", 2)[0], args[2], args[3:], subject=args[1])
+    elif cmd == "attachment":
+        attachment(*args)
     elif cmd == "verify":
         verify(*args)
     else:
