@@ -31,9 +31,12 @@ impl SqliteMeta {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let write = SqlitePoolOptions::new().max_connections(1).connect_with(opts.clone()).await.map_err(db)?;
+        // No ping before each use: a connection to a local file does not go stale as a network
+        // one does, and the ping is a round trip to the connection's worker thread per query.
+        let pool = || SqlitePoolOptions::new().test_before_acquire(false);
+        let write = pool().max_connections(1).connect_with(opts.clone()).await.map_err(db)?;
         let store = SqliteMeta {
-            read: SqlitePoolOptions::new().max_connections(4).connect_with(opts.read_only(true)).await.map_err(db)?,
+            read: pool().max_connections(4).connect_with(opts.read_only(true)).await.map_err(db)?,
             write,
             stats: BackendStats::new("database", "sqlite"),
         };
