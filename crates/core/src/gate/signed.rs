@@ -167,7 +167,8 @@ impl Gate {
         why: &str,
         run: &mut Run,
     ) {
-        let settings = snap.orgs.get(req.org).map(|p| p.settings.clone()).unwrap_or_default();
+        let unset = policy::Settings::default();
+        let settings = snap.orgs.get(req.org).map_or(&unset, |p| &p.settings);
         let message = format!(
             "Signature requirement: {} must be signed by {} for members of {} (signature rule {}: {}); {why}. \
              Ask an owner of {} to check the image's signatures or the rule.",
@@ -184,7 +185,7 @@ impl Gate {
             effect: if dry { Effect::WouldDeny } else { Effect::Deny },
             org: Some(req.org.to_owned()),
             rule: "signature".into(),
-            category: Some(policy::categorize(req.org, &settings, image, &snap.catalog)),
+            category: Some(policy::categorize(req.org, settings, image, &snap.catalog)),
             message,
         };
         let slot = if dry { &mut unmet.dry_run } else { &mut unmet.enforced };
