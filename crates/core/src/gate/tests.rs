@@ -547,3 +547,61 @@ mod property {
         }
     }
 }
+
+/// A PEM public key and a cosign signature attachment of `digest` by a new P-256 key, put at
+/// the upstream next to `repo`.
+fn sign_upstream(up: &MemoryUpstream, repo: &str, digest: &Digest) -> String {
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).unwrap();
+    let der = key.public_key().as_der().unwrap();
+    let body = b64.encode(der.as_ref());
+    let lines: Vec<&str> = body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
+    let pem = format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", lines.join("\n"));
+    let payload = serde_json::json!({"critical": {"identity": {"docker-reference": format!("docker.io/{repo}")},
+        "image": {"docker-manifest-digest": digest}, "type": "cosign container image signature"}, "optional": null})
+    .to_string();
+    let signature = key.sign(&aws_lc_rs::rand::SystemRandom::new(), payload.as_bytes()).unwrap();
+    let p = up.put_blob(payload.as_bytes());
+    let c = up.put_blob(b"{}");
+    let sig = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c, "size": 2},
+        "layers": [{"mediaType": crate::signatures::cosign::SIMPLESIGNING, "digest": p, "size": payload.len(),
+            "annotations": {(crate::signatures::cosign::SIGNATURE_ANNOTATION): b64.encode(signature.as_ref())}}]});
+    let tag = crate::signatures::cosign::signature_tag(digest);
+    up.put_manifest(&format!("docker.io/{repo}"), tag.as_str(), OCI_MANIFEST, sig.to_string().as_bytes());
+    pem
+}
+
+#[tokio::test]
+async fn signature_rules_serve_what_a_rule_key_signed_and_remember_it() {
+    let e = env(GateConfig::default()).await;
+    let key = sign_upstream(&e.up, "someone/app", &e.community);
+    let unsigned = e.up.put_manifest("docker.io/someone/other", "1", OCI_MANIFEST, &manifest(&e.layer, &e.layer));
+    let rule = |mode: &str| serde_json::json!({"signatures": {"rules": [{"images": "docker.io/someone/*", "keys": [key], "mode": mode}]}});
+    e.s.iam.set_settings(&e.alice, "acme", &rule("enforce")).await.unwrap();
+    let bob = user(&e.bob);
+    let (o, g) = ask(&e, &bob, get_manifest("someone/app", "1")).await;
+    assert_eq!((o, g.and_then(|g| g.digest)), (Out::Grant, Some(e.community.clone())), "served exactly what verified");
+    let before = e.up.calls();
+    assert_eq!(out(&e, &bob, get_manifest("someone/app", &e.community.to_string())).await, Out::Grant);
+    assert_eq!(e.up.calls().gets(), before.gets(), "verified before: nothing fetched again");
+    assert_eq!(out(&e, &bob, get_manifest("someone/other", "1")).await, Out::Policy("signature".into()));
+    assert_eq!(
+        out(&e, &bob, get_manifest("someone/other", &unsigned.to_string())).await,
+        Out::Policy("signature".into())
+    );
+    assert_eq!(out(&e, &bob, get_blob("someone/other", &e.layer)).await, Out::Grant, "rules bind manifests");
+    assert_eq!(out(&e, &user(&e.alice), get_manifest("someone/other", "1")).await, Out::Grant, "owners bypass");
+    assert_eq!(
+        out(&e, &user(&e.carol), get_manifest("someone/other", "1")).await,
+        Out::Grant,
+        "outsiders are not bound"
+    );
+    let sig_tag = crate::signatures::cosign::signature_tag(&e.community);
+    assert_eq!(out(&e, &bob, get_manifest("someone/app", sig_tag.as_str())).await, Out::Grant, "signature objects");
+    e.s.iam.set_settings(&e.alice, "acme", &rule("dry_run")).await.unwrap();
+    assert_eq!(out(&e, &bob, get_manifest("someone/other", "1")).await, Out::WouldDeny);
+}
