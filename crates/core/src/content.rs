@@ -111,6 +111,9 @@ pub trait Content: Send + Sync {
     async fn resolve_tag(&self, repo: &Source, tag: &Tag) -> Result<Option<Digest>>;
     /// A manifest already stored under `digest` (never fetched).
     async fn stored_manifest(&self, repo: &Source, digest: &Digest) -> Result<Option<ServedManifest>>;
+    /// Stored indexes of the repository, among those its first `limit` stored tags name, that
+    /// list `digest` as a child (never fetched).
+    async fn stored_parents(&self, repo: &Source, digest: &Digest, limit: usize) -> Result<Vec<Digest>>;
 
     async fn put_manifest(
         &self,
@@ -162,6 +165,28 @@ pub trait Content: Send + Sync {
     async fn cancel_upload(&self, repo: &Source, _id: &str) -> Result<()> {
         Err(read_only(repo))
     }
+}
+
+/// The indexes, among those the first `limit` tags of repository `repo_id` name, that list
+/// `child` (both implementations keep tags and manifests in the metadata store).
+pub(crate) async fn parents_in(
+    meta: &dyn crate::ports::MetaStore,
+    repo_id: i64,
+    child: &Digest,
+    limit: usize,
+) -> Result<Vec<Digest>> {
+    let mut out = Vec::new();
+    for tag in meta.list_tags(repo_id, None, Some(limit)).await? {
+        let Some(row) = meta.manifest_by_tag(repo_id, &tag).await? else { continue };
+        let Ok(m) = oci::Manifest::parse(&row.content, Some(&row.media_type)) else { continue };
+        if m.manifests.iter().any(|c| &c.digest == child)
+            && let Ok(d) = row.digest.parse::<Digest>()
+            && !out.contains(&d)
+        {
+            out.push(d);
+        }
+    }
+    Ok(out)
 }
 
 /// Where each kind of repository's content lives.

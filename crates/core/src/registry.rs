@@ -266,6 +266,11 @@ impl Content for Registry {
         Ok(self.meta.tag_digest(repo, tag.as_str()).await?.and_then(|d| d.parse().ok()))
     }
 
+    async fn stored_parents(&self, repo: &Source, digest: &Digest, limit: usize) -> Result<Vec<Digest>> {
+        let Some(repo) = self.repo_id(hosted(repo)?).await? else { return Ok(vec![]) };
+        crate::content::parents_in(self.meta.as_ref(), repo, digest, limit).await
+    }
+
     async fn stored_manifest(&self, repo: &Source, digest: &Digest) -> Result<Option<ServedManifest>> {
         let name = hosted(repo)?;
         let Some(repo) = self.repo_id(name).await? else { return Ok(None) };

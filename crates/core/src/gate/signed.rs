@@ -1,11 +1,14 @@
 //! Signature requirements at the gate: after the policy allows a manifest read, the org rules
 //! that cover the image (`policy::required`) must each be met by a signature of the manifest's
 //! digest — a tag is resolved first (a hosted manifest is read, and served from the grant; a
-//! cached one is resolved as for pins) and the grant then serves exactly that digest. What verified is remembered (`signatures::Verified`); signature objects themselves
-//! (and attestations and SBOMs: attachments that run nothing) are served, so that clients can
-//! verify them too. An unmet rule in `enforce` denies (403
-//! `DENIED`, naming the rule and the keys), one in `dry_run` serves with a warning; anything
-//! that cannot be checked (a tag that cannot be resolved, an upstream that fails) is unmet.
+//! cached one is resolved as for pins) and the grant then serves exactly that digest. A child
+//! manifest without a signature of its own is covered by a signed index stored here that lists
+//! it (clients pull the index just before). What verified is remembered
+//! (`signatures::Verified`). Signature objects, attestations and SBOMs (attachments that run
+//! nothing) are served, so that clients can verify the image. An unmet rule in `enforce` denies
+//! (403 `DENIED`, naming the rule and the keys), one in `dry_run` serves with a warning;
+//! anything that cannot be checked (a tag that cannot be resolved, an upstream that fails) is
+//! unmet.
 
 use oci::source::Source;
 use oci::{Digest, Endpoint, ErrorCode, Manifest, Method, Reference, WireError};
@@ -14,7 +17,12 @@ use policy::{Decision, Effect, Image, Membership, Mode, Requirement};
 use super::{Denial, Gate, Run};
 use crate::content::ServedManifest;
 use crate::error::Error;
-use crate::signatures::{self, cosign, keys, rule_key};
+use crate::signatures::{self, Evidence, cosign, keys, rule_key};
+
+/// How many stored tags are looked through for indexes listing a child, and how many such
+/// indexes have their signatures read.
+const MAX_PARENT_TAGS: usize = 100;
+const MAX_PARENTS: usize = 4;
 
 /// The rules a pull did not meet, enforced first.
 struct Unmet {
@@ -122,19 +130,50 @@ impl Gate {
         }
         let evidence = signatures::gather(content, source, &d).await;
         let mut unmet = Unmet { enforced: None, dry_run: None };
+        // Stored indexes listing this manifest, with their signatures once read.
+        let mut parents: Option<Vec<(Digest, Option<Evidence>)>> = None;
         for (req, key) in reqs.iter().zip(&keys) {
             if verified.contains(&d, key) {
                 continue;
             }
-            match evidence.satisfies(&d, req.rule) {
+            let why = match evidence.satisfies(&d, req.rule) {
                 Ok(by) => {
                     run.step("signature", "pass", || {
                         format!("{d} is signed by {by} (rule {} of {})", req.index, req.org)
                     });
                     let children = manifest.manifests.iter().map(|c| c.digest.clone());
                     verified.remember(std::iter::once(d.clone()).chain(children), key);
+                    continue;
                 }
-                Err(why) => self.record_unmet(&mut unmet, req, image, snap, &d.to_string(), &why, run),
+                Err(why) => why,
+            };
+            // A child pulled on its own: covered by a signed index stored here that lists it.
+            if parents.is_none() {
+                let found = content.stored_parents(source, &d, MAX_PARENT_TAGS).await.unwrap_or_default();
+                parents = Some(found.into_iter().take(MAX_PARENTS).map(|p| (p, None)).collect());
+            }
+            let mut by_parent = None;
+            for (p, ev) in parents.iter_mut().flatten() {
+                if verified.contains(p, key) {
+                    by_parent = Some((p.clone(), "a key it requires".to_owned()));
+                    break;
+                }
+                if ev.is_none() {
+                    *ev = Some(signatures::gather(content, source, p).await);
+                }
+                if let Some(Ok(by)) = ev.as_ref().map(|ev| ev.satisfies(p, req.rule)) {
+                    by_parent = Some((p.clone(), by));
+                    break;
+                }
+            }
+            match by_parent {
+                Some((p, by)) => {
+                    run.step("signature", "pass", || {
+                        format!("{d} is listed by the index {p}, signed by {by} (rule {} of {})", req.index, req.org)
+                    });
+                    verified.remember([p, d.clone()], key);
+                }
+                None => self.record_unmet(&mut unmet, req, image, snap, &d.to_string(), &why, run),
             }
         }
         finish(unmet)

@@ -605,3 +605,43 @@ async fn signature_rules_serve_what_a_rule_key_signed_and_remember_it() {
     e.s.iam.set_settings(&e.alice, "acme", &rule("dry_run")).await.unwrap();
     assert_eq!(out(&e, &bob, get_manifest("someone/other", "1")).await, Out::WouldDeny);
 }
+
+#[tokio::test]
+async fn a_child_pulled_alone_is_covered_by_a_signed_index_stored_here() {
+    let e = env(GateConfig::default()).await;
+    let repo = "docker.io/someone/multi";
+    let child = |text: &'static [u8]| {
+        let (c, l) = (e.up.put_blob(b"{}"), e.up.put_blob(text));
+        let m = manifest(&c, &l);
+        (e.up.put_manifest(repo, &format!("part-{}", text.len()), OCI_MANIFEST, &m), m.len())
+    };
+    let index = |children: &[(Digest, usize)]| {
+        let list: Vec<_> = children
+            .iter()
+            .map(|(d, n)| serde_json::json!({"mediaType": OCI_MANIFEST, "digest": d, "size": n}))
+            .collect();
+        serde_json::json!({"schemaVersion": 2, "mediaType": oci::manifest::OCI_INDEX, "manifests": list}).to_string()
+    };
+    let (a, b) = (child(b"amd64"), child(b"arm64 layer"));
+    let signed = e.up.put_manifest(repo, "1", oci::manifest::OCI_INDEX, index(std::slice::from_ref(&a)).as_bytes());
+    e.up.put_manifest(repo, "2", oci::manifest::OCI_INDEX, index(std::slice::from_ref(&b)).as_bytes());
+    let key = sign_upstream(&e.up, "someone/multi", &signed);
+    // both indexes were pulled (and stored) before the rule, or before a restart
+    let src = Source::Upstream(oci::source::UpstreamRepo { registry: "docker.io".into(), path: name("someone/multi") });
+    for tag in ["1", "2"] {
+        e.s.contents.cached.manifest(&src, &Reference::Tag(tag.parse().unwrap())).await.unwrap();
+    }
+    let rule = serde_json::json!({"signatures": {"rules": [{"images": "docker.io/someone/*", "keys": [key]}]}});
+    e.s.iam.set_settings(&e.alice, "acme", &rule).await.unwrap();
+    let bob = user(&e.bob);
+    assert_eq!(
+        out(&e, &bob, get_manifest("someone/multi", &a.0.to_string())).await,
+        Out::Grant,
+        "listed by a signed index"
+    );
+    assert_eq!(
+        out(&e, &bob, get_manifest("someone/multi", &b.0.to_string())).await,
+        Out::Policy("signature".into()),
+        "listed only by an unsigned one"
+    );
+}

@@ -153,6 +153,11 @@ impl Content for Proxy {
         self.tag_digest(upstream(repo)?, tag).await
     }
 
+    async fn stored_parents(&self, repo: &Source, digest: &Digest, limit: usize) -> Result<Vec<Digest>> {
+        let Some(id) = self.existing_repo(upstream(repo)?).await? else { return Ok(vec![]) };
+        crate::content::parents_in(self.shared.meta.as_ref(), id, digest, limit).await
+    }
+
     async fn stored_manifest(&self, repo: &Source, digest: &Digest) -> Result<Option<ServedManifest>> {
         let Some(id) = self.existing_repo(upstream(repo)?).await? else { return Ok(None) };
         Ok(self.shared.meta.manifest(id, &digest.to_string()).await?.map(|row| served(row, false)))
