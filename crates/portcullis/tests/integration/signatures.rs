@@ -15,22 +15,25 @@ fn helper() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/sigstore_sign.py")
 }
 
+/// Runs `sigstore_sign.py` with `args`; returns what it printed (it must succeed).
+fn python(args: &[&str]) -> String {
+    let (ok, out) = run(Command::new("python3").arg(helper()).args(args));
+    assert!(ok, "sigstore_sign.py {args:?}: {out}");
+    out.trim().to_owned()
+}
+
 /// A key pair `name` (`p256` or `ed25519`) in `dir`; returns the public key PEM.
 fn keygen(dir: &Path, name: &str, kind: &str) -> String {
-    let (ok, out) = run(Command::new("python3").arg(helper()).args(["keygen", &dir.display().to_string(), name, kind]));
-    assert!(ok, "{out}");
+    python(&["keygen", dir.to_str().unwrap(), name, kind]);
     std::fs::read_to_string(dir.join(format!("{name}.pub"))).unwrap()
 }
 
 /// Signs `digest` with `keys` (`path` or `path=other-digest`) into a layout at `out`; returns the
 /// signature manifest's digest.
 fn sign(out: &Path, digest: &str, reference: &str, keys: &[String]) -> String {
-    let (ok, text) = run(Command::new("python3")
-        .arg(helper())
-        .args(["sign", &out.display().to_string(), digest, reference])
-        .args(keys));
-    assert!(ok, "{text}");
-    text.trim().to_owned()
+    let mut args = vec!["sign", out.to_str().unwrap(), digest, reference];
+    args.extend(keys.iter().map(String::as_str));
+    python(&args)
 }
 
 /// The tag cosign keeps the signatures of `digest` under.
@@ -38,27 +41,27 @@ fn sig_tag(digest: &str) -> String {
     format!("{}.sig", digest.replace(':', "-"))
 }
 
-/// Pushes the signature layout at `sig` as the attachment of `digest` in `registry/repo`.
-fn push_signature(sig: &Path, registry: &str, creds: Option<&str>, repo: &str, digest: &str) {
+/// Pushes the image `sig` of the helper's layout at `layout` to `registry/repo_tag`, as it is.
+fn push_layout(layout: &Path, registry: &str, creds: Option<&str>, repo_tag: &str) {
     let mut cmd = Command::new("skopeo");
     cmd.args(["copy", "-q", "--preserve-digests", "--dest-tls-verify=false"]);
     if let Some(c) = creds {
         cmd.args(["--dest-creds", c]);
     }
-    cmd.arg(format!("oci:{}:sig", sig.display())).arg(format!("docker://{registry}/{repo}:{}", sig_tag(digest)));
+    cmd.arg(format!("oci:{}:sig", layout.display())).arg(format!("docker://{registry}/{repo_tag}"));
     let (ok, out) = run(&mut cmd);
-    assert!(ok, "push signature: {out}");
+    assert!(ok, "push {repo_tag}: {out}");
+}
+
+/// Pushes the signature layout at `sig` as the attachment of `digest` in `registry/repo`.
+fn push_signature(sig: &Path, registry: &str, creds: Option<&str>, repo: &str, digest: &str) {
+    push_layout(sig, registry, creds, &format!("{repo}:{}", sig_tag(digest)));
 }
 
 /// Verifies a pulled signature object outside the product, as a client-side verifier would.
 fn verify_outside(dir: &Path, digest: &str, public_key: &Path) {
-    let (ok, out) = run(Command::new("python3").arg(helper()).args([
-        "verify",
-        &dir.display().to_string(),
-        digest,
-        &public_key.display().to_string(),
-    ]));
-    assert!(ok && out.contains(&format!("verified {digest}")), "{out}");
+    let out = python(&["verify", dir.to_str().unwrap(), digest, public_key.to_str().unwrap()]);
+    assert!(out.contains(&format!("verified {digest}")), "{out}");
 }
 
 fn rule(images: &str, keys: &[&str], mode: &str) -> Value {
@@ -140,45 +143,13 @@ async fn hosted_images_are_served_to_members_only_when_signed_by_a_rule_key() {
     let manifest = std::fs::read(layout.dir.join("blobs/sha256").join(&referred[7..])).unwrap();
     let subject = format!("{referred}:{}:application/vnd.oci.image.manifest.v1+json", manifest.len());
     let out = work.path().join("referrer");
-    let (ok, text) = run(Command::new("python3").arg(helper()).args([
-        "referrer",
-        &out.display().to_string(),
-        &subject,
-        &format!("{gw}/acme/app"),
-        &keys.key("a"),
-    ]));
-    assert!(ok, "{text}");
-    let (ok, text) = run(Command::new("skopeo").args([
-        "copy",
-        "-q",
-        "--preserve-digests",
-        "--dest-tls-verify=false",
-        "--dest-creds",
-        &ap,
-        &format!("oci:{}:sig", out.display()),
-        &format!("docker://{gw}/acme/app:referrer-of-referred"),
-    ]));
-    assert!(ok, "{text}");
+    python(&["referrer", out.to_str().unwrap(), &subject, &format!("{gw}/acme/app"), &keys.key("a")]);
+    push_layout(&out, &gw, Some(&ap), "acme/app:referrer-of-referred");
     // An attestation, as cosign attaches it: served under a rule (it runs nothing).
     let att = work.path().join("attestation");
-    let (ok, text) = run(Command::new("python3").arg(helper()).args([
-        "attachment",
-        &att.display().to_string(),
-        "application/vnd.dsse.envelope.v1+json",
-    ]));
-    assert!(ok, "{text}");
+    python(&["attachment", att.to_str().unwrap(), "application/vnd.dsse.envelope.v1+json"]);
     let att_tag = format!("{}.att", layout.tiny.replace(':', "-"));
-    let (ok, text) = run(Command::new("skopeo").args([
-        "copy",
-        "-q",
-        "--preserve-digests",
-        "--dest-tls-verify=false",
-        "--dest-creds",
-        &ap,
-        &format!("oci:{}:sig", att.display()),
-        &format!("docker://{gw}/acme/app:{att_tag}"),
-    ]));
-    assert!(ok, "{text}");
+    push_layout(&att, &gw, Some(&ap), &format!("acme/app:{att_tag}"));
     // A runnable image where a signature should be.
     let (ok, out) = skopeo_push(&layout.dir, "tiny", &gw, &ap, &format!("acme/app:{}", sig_tag(&junk)));
     assert!(ok, "{out}");

@@ -52,6 +52,21 @@ def put(out, data):
     return "sha256:" + d, len(data)
 
 
+def start_layout(out):
+    os.makedirs(os.path.join(out, "blobs", "sha256"), exist_ok=True)
+    open(os.path.join(out, "oci-layout"), "w").write('{"imageLayoutVersion":"1.0.0"}')
+
+
+def finish_layout(out, manifest):
+    """Stores the manifest as the layout's image `sig`; returns its digest."""
+    m, mn = put(out, manifest)
+    index = {"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": m, "size": mn,
+        "annotations": {"org.opencontainers.image.ref.name": "sig"}}]}
+    open(os.path.join(out, "index.json"), "w").write(json.dumps(index))
+    return m
+
+
 def payload_for(digest, reference):
     # cosign's simplesigning payload (sigstore/sigstore pkg/signature/payload).
     return json.dumps({
@@ -65,8 +80,7 @@ def payload_for(digest, reference):
 
 
 def sign(out, digest, reference, keys, subject=None):
-    os.makedirs(os.path.join(out, "blobs", "sha256"), exist_ok=True)
-    open(os.path.join(out, "oci-layout"), "w").write('{"imageLayoutVersion":"1.0.0"}')
+    start_layout(out)
     layers, diff_ids = [], []
     for spec in keys:
         spec, _, copies = spec.partition("*")
@@ -92,17 +106,11 @@ def sign(out, digest, reference, keys, subject=None):
         manifest["artifactType"] = "application/vnd.dev.cosign.artifact.sig.v1+json"
         manifest["subject"] = {"mediaType": media_type, "digest": d, "size": int(size)}
     manifest = json.dumps(manifest).encode()
-    m, mn = put(out, manifest)
-    index = {"schemaVersion": 2, "manifests": [{
-        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": m, "size": mn,
-        "annotations": {"org.opencontainers.image.ref.name": "sig"}}]}
-    open(os.path.join(out, "index.json"), "w").write(json.dumps(index))
-    print(m)
+    print(finish_layout(out, manifest))
 
 
 def attachment(out, media_type):
-    os.makedirs(os.path.join(out, "blobs", "sha256"), exist_ok=True)
-    open(os.path.join(out, "oci-layout"), "w").write('{"imageLayoutVersion":"1.0.0"}')
+    start_layout(out)
     d, n = put(out, b'{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[]}')
     c, cn = put(out, b'{"architecture":"","os":"","config":{},"rootfs":{"type":"layers","diff_ids":[]}}')
     manifest = json.dumps({
@@ -111,12 +119,7 @@ def attachment(out, media_type):
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c, "size": cn},
         "layers": [{"mediaType": media_type, "digest": d, "size": n}],
     }).encode()
-    m, mn = put(out, manifest)
-    index = {"schemaVersion": 2, "manifests": [{
-        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": m, "size": mn,
-        "annotations": {"org.opencontainers.image.ref.name": "sig"}}]}
-    open(os.path.join(out, "index.json"), "w").write(json.dumps(index))
-    print(m)
+    print(finish_layout(out, manifest))
 
 
 def verify(d, digest, pub_path):
