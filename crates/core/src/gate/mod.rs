@@ -120,7 +120,9 @@ pub enum Denial {
     Policy(Box<PolicyDenial>),
     /// 405 `UNSUPPORTED`: writes to a pull-through cache.
     Unsupported(String),
-    /// A name that resolves to nothing valid (`NAME_INVALID`).
+    /// A request that names nothing valid, answered with its wire error: a name that resolves
+    /// to nothing (`NAME_INVALID`), a tag a signature rule needs resolved that does not exist
+    /// (`MANIFEST_UNKNOWN`).
     Invalid(WireError),
     /// The gate could not decide (a store failed): nothing is served.
     Unavailable(String),

@@ -11,7 +11,7 @@
 //! [`MAX_REFERRERS`] referrers, [`MAX_LAYERS`] signature layers each, [`MAX_PAYLOADS`]
 //! distinct payloads of at most 64 KiB read.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use futures_util::StreamExt;
@@ -107,24 +107,27 @@ impl Evidence {
     }
 }
 
-/// What verified, remembered.
+/// What verified, remembered: digest → the key sets that signed it.
 #[derive(Default)]
 pub struct Verified {
-    set: Mutex<HashSet<(Digest, RuleKey)>>,
+    map: Mutex<HashMap<Digest, Vec<RuleKey>>>,
 }
 
 impl Verified {
     pub fn contains(&self, digest: &Digest, rule: &RuleKey) -> bool {
-        self.set.lock().unwrap_or_else(|e| e.into_inner()).contains(&(digest.clone(), *rule))
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).get(digest).is_some_and(|keys| keys.contains(rule))
     }
 
     pub fn remember(&self, digests: impl IntoIterator<Item = Digest>, rule: &RuleKey) {
-        let mut set = self.set.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         for d in digests {
-            if set.len() >= MAX_REMEMBERED {
-                set.clear();
+            if map.len() >= MAX_REMEMBERED {
+                map.clear();
             }
-            set.insert((d, *rule));
+            let keys = map.entry(d).or_default();
+            if !keys.contains(rule) {
+                keys.push(*rule);
+            }
         }
     }
 }
