@@ -257,6 +257,12 @@ async fn hosted_images_are_served_to_members_only_when_signed_by_a_rule_key() {
         assert_eq!(st, 400, "{body}");
         assert!(body["message"].as_str().unwrap().contains(why), "{body}");
     }
+    for bad in
+        [json!({"signatures": []}), json!({"signatures": {"rules": "org"}}), json!({"signatures": {"rules": [7]}})]
+    {
+        let (st, body) = s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(bad)).await;
+        assert_eq!(st, 400, "{body}");
+    }
     let (_, now) = s.api("GET", "/api/v1/orgs/acme/settings", alice, None).await;
     assert_eq!(now["signatures"]["rules"][0]["mode"], "dry_run");
 }
