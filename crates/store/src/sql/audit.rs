@@ -52,31 +52,35 @@ pub(crate) fn activity(r: ActivityCount) -> ActivityRow {
     ActivityRow { day: r.day, category: r.category, decision: r.decision, pulls: r.pulls }
 }
 
+/// Rows per `INSERT` of a batch: 12 binds each, well under SQLite's and PostgreSQL's limits.
+pub(crate) const AUDIT_ROWS_PER_INSERT: usize = 64;
+
 macro_rules! audit_sql {
     ($store:ident, $db:ty) => {
         measured_impl!(portcullis_core::ports::AuditStore, $store, {
             async fn append_audit(&self, entries: &[AuditEntry]) -> Result<()> {
                 let mut tx = self.write.begin().await.map_err(db)?;
-                for e in entries {
-                    sqlx::query(
-                        "INSERT INTO audit_log (at, org, actor, action, image, digest, category, rule, decision, client, user_agent, detail) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                    )
-                    .bind(e.at)
-                    .bind(&e.org)
-                    .bind(&e.actor)
-                    .bind(&e.action)
-                    .bind(&e.image)
-                    .bind(&e.digest)
-                    .bind(&e.category)
-                    .bind(&e.rule)
-                    .bind(&e.decision)
-                    .bind(&e.client)
-                    .bind(&e.user_agent)
-                    .bind(&e.detail)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
+                // Many rows per statement: each statement is a round trip to the connection
+                // (a thread wake-up for SQLite), so a row per statement cost a pull one.
+                for chunk in entries.chunks(AUDIT_ROWS_PER_INSERT) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO audit_log (at, org, actor, action, image, digest, category, rule, decision, client, user_agent, detail) ",
+                    );
+                    q.push_values(chunk, |mut row, e| {
+                        row.push_bind(e.at)
+                            .push_bind(&e.org)
+                            .push_bind(&e.actor)
+                            .push_bind(&e.action)
+                            .push_bind(&e.image)
+                            .push_bind(&e.digest)
+                            .push_bind(&e.category)
+                            .push_bind(&e.rule)
+                            .push_bind(&e.decision)
+                            .push_bind(&e.client)
+                            .push_bind(&e.user_agent)
+                            .push_bind(&e.detail);
+                    });
+                    q.build().execute(&mut *tx).await.map_err(db)?;
                 }
                 tx.commit().await.map_err(db)
             }
