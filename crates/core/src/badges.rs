@@ -243,7 +243,13 @@ mod tests {
         let metrics = Arc::new(Metrics::default());
         let identity =
             Arc::new(Identity::new(meta.clone(), Directory::default(), clock, audit.clone(), metrics.clone()));
-        let orgs = Arc::new(Orgs::new(meta.clone(), identity.clone(), audit.clone(), false));
+        let orgs = Arc::new(Orgs::new(
+            meta.clone(),
+            identity.clone(),
+            audit.clone(),
+            false,
+            Arc::new(crate::registry::ManifestCache::new(0)),
+        ));
         let iam = Arc::new(Iam::new(meta, identity, orgs, audit, policy::Catalog::default()));
         let cfg = HubLookupConfig { wait_ms, ..Default::default() };
         iam.set_badge_lookup(hub, cfg, metrics);

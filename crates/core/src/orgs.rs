@@ -41,6 +41,7 @@ pub struct Orgs {
     audit: Arc<crate::audit::Audit>,
     admins_only_create: bool,
     clock: Arc<dyn Clock>,
+    manifests: Arc<crate::registry::ManifestCache>,
 }
 
 fn not_found(org: &str) -> Error {
@@ -54,8 +55,9 @@ impl Orgs {
         identity: Arc<Identity>,
         audit: Arc<crate::audit::Audit>,
         admins_only_create: bool,
+        manifests: Arc<crate::registry::ManifestCache>,
     ) -> Orgs {
-        Orgs { meta, clock: identity.clock().clone(), identity, audit, admins_only_create }
+        Orgs { meta, clock: identity.clock().clone(), identity, audit, admins_only_create, manifests }
     }
 
     async fn changed(&self, who: &Principal, org: &str, action: &str, detail: serde_json::Value) {
@@ -310,7 +312,10 @@ impl Orgs {
 
     pub async fn delete_repository(&self, who: &Principal, repo: &str) -> Result<()> {
         self.admin_of_repo(who, repo).await?;
-        self.meta.delete_repo(repo).await?;
+        let deleted = self.meta.delete_repo(repo).await;
+        // Its id may be given to the next repository created: nothing of it is served again.
+        self.manifests.invalidate();
+        deleted?;
         self.identity.refresh_directory().await
     }
 }

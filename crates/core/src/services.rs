@@ -15,7 +15,7 @@ use crate::metrics::Metrics;
 use crate::orgs::Orgs;
 use crate::ports::{BlobStore, MetaStore, UpstreamRegistry};
 use crate::proxy::{Proxy, ProxyConfig};
-use crate::registry::Registry;
+use crate::registry::{ManifestCache, Registry};
 use crate::replica::Replica;
 use crate::sessions::Sessions;
 use crate::tokens::TokenIssuer;
@@ -44,6 +44,9 @@ pub struct Settings {
     pub catalog: policy::Catalog,
     /// Whether an identity provider is configured (an org may then enforce single sign-on).
     pub sso_available: bool,
+    /// Bytes of hosted manifests kept in memory (0: none). Only for a process that is its
+    /// database's sole writer: see [`ManifestCache`].
+    pub manifest_cache_bytes: u64,
 }
 
 pub struct Services {
@@ -78,13 +81,20 @@ impl Services {
         let identity =
             Arc::new(Identity::new(meta.clone(), Directory::default(), clock.clone(), audit.clone(), metrics.clone()));
         identity.refresh_directory().await?;
-        let orgs = Arc::new(Orgs::new(meta.clone(), identity.clone(), audit.clone(), settings.admins_only_create_orgs));
+        let manifests = Arc::new(ManifestCache::new(settings.manifest_cache_bytes));
+        let orgs = Arc::new(Orgs::new(
+            meta.clone(),
+            identity.clone(),
+            audit.clone(),
+            settings.admins_only_create_orgs,
+            manifests.clone(),
+        ));
         let iam = Arc::new(Iam::new(meta.clone(), identity.clone(), orgs.clone(), audit.clone(), settings.catalog));
         iam.set_sso_available(settings.sso_available);
         iam.refresh().await?;
         let tokens =
             Arc::new(TokenIssuer::new(signing_keys, "portcullis", &settings.token_service, settings.token_ttl_secs)?);
-        let registry = Arc::new(Registry::new(meta.clone(), blobs.clone(), identity.clone()));
+        let registry = Arc::new(Registry::new(meta.clone(), blobs.clone(), identity.clone(), manifests));
         let proxy = Arc::new(Proxy::new(
             meta.clone(),
             blobs.clone(),

@@ -74,6 +74,9 @@ fn init_logging(config: &Config) -> LogLevel {
     handle
 }
 
+/// Hosted manifests kept in memory on SQLite: thousands of typical manifests (a few KiB each).
+const MANIFEST_CACHE_BYTES: u64 = 32 << 20;
+
 /// Builds the application state from a configuration.
 pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
     let stores = open_stores(config).await?;
@@ -102,6 +105,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
         token_ttl_secs: config.auth.token_ttl_secs,
         catalog: portcullis_core::iam::builtin_catalog(),
         sso_available: config.auth.oidc.is_some() || config.auth.ldap.is_some(),
+        // SQLite: this process is the database's only writer. PostgreSQL: replicas are not.
+        manifest_cache_bytes: if config.database.url()?.is_some() { 0 } else { MANIFEST_CACHE_BYTES },
     };
     let core = Services::start(ports, settings, &keys).await?;
     let hub = &config.docker_hub;

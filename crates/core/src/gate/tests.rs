@@ -74,6 +74,7 @@ async fn env(config: GateConfig) -> Env {
         token_ttl_secs: 300,
         catalog: policy::Catalog::default(),
         sso_available: false,
+        manifest_cache_bytes: 1 << 20,
     };
     let s = Services::start(ports, settings, &[generate_signing_key().unwrap()]).await.unwrap();
     s.identity.bootstrap_admin(Some("admin-password")).await.unwrap();

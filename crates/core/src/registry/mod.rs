@@ -30,6 +30,9 @@ use crate::identity::Identity;
 use crate::model::{ManifestRow, Referrer, Visibility};
 use crate::ports::{BlobStore, ByteStream, MetaStore};
 
+mod cache;
+pub use cache::ManifestCache;
+
 /// Bytes gathered before one write + hash step.
 const WRITE_CHUNK: usize = 1 << 20;
 
@@ -46,6 +49,7 @@ pub struct Registry {
     identity: Arc<Identity>,
     uploads: Mutex<HashMap<String, SharedUpload>>,
     clock: Arc<dyn Clock>,
+    manifests: Arc<ManifestCache>,
 }
 
 fn blob_unknown(d: &Digest) -> Error {
@@ -69,8 +73,30 @@ fn name_unknown(name: &RepoName) -> Error {
 }
 
 impl Registry {
-    pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>, identity: Arc<Identity>) -> Registry {
-        Registry { meta, blobs, clock: identity.clock().clone(), identity, uploads: Mutex::default() }
+    /// `manifests`: the manifests kept in memory, shared with whatever else writes hosted
+    /// repositories (deleting one).
+    pub fn new(
+        meta: Arc<dyn MetaStore>,
+        blobs: Arc<dyn BlobStore>,
+        identity: Arc<Identity>,
+        manifests: Arc<ManifestCache>,
+    ) -> Registry {
+        Registry { meta, blobs, clock: identity.clock().clone(), identity, uploads: Mutex::default(), manifests }
+    }
+
+    /// The manifest `reference` names in `repo`: from memory, or read and remembered.
+    async fn stored(&self, repo: i64, reference: &Reference) -> Result<Option<ServedManifest>> {
+        if let Some(m) = self.manifests.get(repo, reference) {
+            return Ok(Some(m));
+        }
+        let generation = self.manifests.generation();
+        let row = match reference {
+            Reference::Digest(d) => self.meta.manifest(repo, &d.to_string()).await?,
+            Reference::Tag(t) => self.meta.manifest_by_tag(repo, t.as_str()).await?,
+        };
+        let Some(m) = row.map(served) else { return Ok(None) };
+        self.manifests.insert(generation, repo, reference, &m);
+        Ok(Some(m))
     }
 
     /// The repository's id: from the directory, or — for one another replica has just
@@ -225,12 +251,7 @@ impl Content for Registry {
         let name = hosted(repo)?;
         let unknown = || Error::registry(ErrorCode::ManifestUnknown, format!("manifest {reference} is not in {name}"));
         let repo = self.repo_id(name).await?.ok_or_else(|| name_unknown(name))?;
-        let row = match reference {
-            Reference::Digest(d) => self.meta.manifest(repo, &d.to_string()).await?,
-            Reference::Tag(t) => self.meta.manifest_by_tag(repo, t.as_str()).await?,
-        }
-        .ok_or_else(unknown)?;
-        Ok(served(row))
+        self.stored(repo, reference).await?.ok_or_else(unknown)
     }
 
     /// A blob reachable through the repository (linked to it).
@@ -274,7 +295,7 @@ impl Content for Registry {
     async fn stored_manifest(&self, repo: &Source, digest: &Digest) -> Result<Option<ServedManifest>> {
         let name = hosted(repo)?;
         let Some(repo) = self.repo_id(name).await? else { return Ok(None) };
-        Ok(self.meta.manifest(repo, &digest.to_string()).await?.map(served))
+        self.stored(repo, &Reference::Digest(digest.clone())).await
     }
 
     /// PUT of a manifest by tag or digest.
@@ -344,7 +365,10 @@ impl Content for Registry {
             Reference::Tag(t) => Some(t.as_str()),
             Reference::Digest(_) => None,
         };
-        self.meta.put_manifest(repo, &row, &blob_refs, tag, self.clock.now()).await?;
+        // Invalidated whatever the answer: a write that failed may still have committed.
+        let put = self.meta.put_manifest(repo, &row, &blob_refs, tag, self.clock.now()).await;
+        self.manifests.invalidate();
+        put?;
         Ok(PushedManifest { digest, subject: m.subject.map(|s| s.digest) })
     }
 
@@ -352,10 +376,11 @@ impl Content for Registry {
         let name = hosted(repo)?;
         let repo = self.repo_id(name).await?.ok_or_else(|| name_unknown(name))?;
         let found = match reference {
-            Reference::Digest(d) => self.meta.delete_manifest(repo, &d.to_string()).await?,
-            Reference::Tag(t) => self.meta.delete_tag(repo, t.as_str()).await?,
+            Reference::Digest(d) => self.meta.delete_manifest(repo, &d.to_string()).await,
+            Reference::Tag(t) => self.meta.delete_tag(repo, t.as_str()).await,
         };
-        if found {
+        self.manifests.invalidate();
+        if found? {
             Ok(())
         } else {
             Err(Error::registry(ErrorCode::ManifestUnknown, format!("manifest {reference} is not in {name}")))

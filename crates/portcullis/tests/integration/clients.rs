@@ -8,7 +8,7 @@ use std::process::Command;
 use serde_json::json;
 
 use crate::images;
-use crate::support::{Server, pw, run};
+use crate::support::{Server, pw, run, sha256, skopeo_inspect_raw, skopeo_push};
 
 /// A server with alice owning acme, bob in team `dev` with read on acme/tiny and acme/multi
 /// and write on acme/pushed.
@@ -74,6 +74,47 @@ fn push_fixtures(s: &Server, layout: &images::Layout) {
         &format!("docker://{reg}/acme/multi:1"),
     ]);
     assert!(ok, "skopeo push index: {out}");
+}
+
+/// Hosted manifests are kept in memory (SQLite): a moved tag, a deleted manifest and a deleted
+/// then recreated repository (whose id SQLite may give again) are pulled as they are now.
+#[tokio::test]
+async fn pulls_see_moved_tags_deletions_and_recreated_repositories_at_once() {
+    let s = setup().await;
+    let work = tempfile::tempdir().unwrap();
+    let layout = images::make(&work.path().join("layout"));
+    let [one, two, three] =
+        [("one", "first\n"), ("two", "second\n"), ("three", "third\n")].map(|(n, t)| images::add_image(&layout, n, t));
+    let (reg, a) = (s.addr(), creds("alice"));
+    let push = |image: &str| {
+        let (ok, out) = skopeo_push(&layout.dir, image, &reg, &a, "acme/pushed:1");
+        assert!(ok, "skopeo push {image}: {out}");
+    };
+    let served = |reference: &str| {
+        let (ok, out) = skopeo_inspect_raw(&reg, &a, &format!("acme/pushed{reference}"));
+        ok.then(|| sha256(out.as_bytes()))
+    };
+    push("one");
+    assert_eq!(served(":1").as_ref(), Some(&one));
+    assert_eq!(served(":1").as_ref(), Some(&one), "again, from memory");
+    push("two");
+    assert_eq!(served(":1").as_ref(), Some(&two), "the tag moved");
+    assert_eq!(served(&format!("@{one}")).as_ref(), Some(&one));
+    let (ok, out) =
+        skopeo(&["delete", "--tls-verify=false", "--creds", &a, &format!("docker://{reg}/acme/pushed@{one}")]);
+    assert!(ok, "skopeo delete: {out}");
+    assert_eq!(served(&format!("@{one}")), None, "a deleted manifest");
+    assert_eq!(served(":1").as_ref(), Some(&two));
+    assert_eq!(served(&format!("@{two}")).as_ref(), Some(&two));
+    let ap = pw("alice");
+    assert_eq!(s.api("DELETE", "/api/v1/repositories/acme/pushed", ("alice", &ap), None).await.0, 204);
+    assert_eq!(served(":1"), None, "a deleted repository");
+    // A blob pushed makes the repository again (with the same id: it was the only one).
+    let t = s.token(Some(("alice", &ap)), &["repository:acme/pushed:push,pull"]).await;
+    crate::v2::push_blob(&s, &t, "acme/pushed", b"a blob").await;
+    assert_eq!(served(&format!("@{two}")), None, "nothing of the deleted repository");
+    push("three");
+    assert_eq!(served(":1").as_ref(), Some(&three), "the repository made again");
 }
 
 #[tokio::test]
