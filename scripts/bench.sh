@@ -9,7 +9,9 @@
 # Prints "RESULT <target> <key> <value>" lines; also written to $OUT.
 #   proxy_*          pull-through of the peer registry: cold and warm blob GET and skopeo copy,
 #                    time to first byte, RSS while filling blobs of different sizes, next to
-#                    distribution's own proxy (the kit's `proxy` section) and a direct GET upstream
+#                    distribution's own proxy (the kit's `proxy` section) and a direct GET upstream;
+#                    the gateway's CPU per cold 512 MiB fill next to openssl's SHA-256 of the same
+#                    bytes and to the floor (floor_*: curl into a file + sync, no gateway at all)
 # Env: ROUNDS (2) RUNS (3) WRK_ARGS ("-t2 -c32 -d5s") PORT (7000) BIG_SIZES_MIB ("1 64 512")
 #   iam_*            manifest GET latency of a restricted member with Image Access Management off and on
 #   policy decide_*  decision latency with 1 000 exceptions (crates/policy/examples/decide_bench.rs)
@@ -185,6 +187,18 @@ for i in $(seq "$RUNS"); do
   /usr/bin/time -f "%U %S" -a -o "$PEER_STATE/results/sha-cpu.txt" openssl dgst -sha256 "$BLOBFILE" >/dev/null
 done
 SHA_S=$(awk '{print $1 + $2}' "$PEER_STATE/results/sha-cpu.txt" | median)
+# the floor without any gateway: receiving the same blob from the peer into a file and syncing it
+# (curl + sync, kernel time almost all): what storing a cold blob durably costs before hashing
+: >"$PEER_STATE/results/store-cpu.txt"
+for i in $(seq "$RUNS"); do
+  rm -f "$PEER_STATE/run/floor.bin"
+  /usr/bin/time -f "%U %S" -a -o "$PEER_STATE/results/store-cpu.txt" \
+    sh -c "curl -s -o '$PEER_STATE/run/floor.bin' 'http://$PEER/v2/library/big/blobs/$D512' && sync '$PEER_STATE/run/floor.bin'"
+done
+rm -f "$PEER_STATE/run/floor.bin"
+STORE_S=$(awk '{print $1 + $2}' "$PEER_STATE/results/store-cpu.txt" | median)
+say floor receive_and_store_cpu_s.512MiB_median "$STORE_S"
+say floor verify_and_store_over_sha "$(awk -v a="$STORE_S" -v b="$SHA_S" 'BEGIN{printf "%.2f", (a+b)/b}')"
 FILL_S=$(awk '{print $1 / 100}' "$PEER_STATE/results/gw-cold-cpu.txt" | median)
 say portcullis proxy_cold_fill_cpu_s.512MiB_median "$FILL_S"
 say openssl sha256_cpu_s.512MiB_median "$SHA_S"
