@@ -22,17 +22,24 @@ use crate::ports::{ByteStream, GrowingReader};
 
 const FILL_CHUNK: usize = 1024 * 1024;
 const READ_CHUNK: u64 = 512 * 1024;
+/// How many of the last received bytes a fill keeps in memory for its followers.
+const WINDOW: u64 = 4 * 1024 * 1024;
 
-/// The batch of bytes the fill wrote last, still in memory: followers at the live edge take
-/// their bytes from it rather than reading the file back.
-#[derive(Clone)]
+/// The bytes the fill received last, still in memory: followers near the live edge take their
+/// bytes from here as soon as they arrive, not from the file once written.
+#[derive(Clone, Default)]
 pub(super) struct Recent {
     start: u64,
     pieces: Arc<Vec<Bytes>>,
 }
 
 impl Recent {
-    /// Up to `max` bytes at `off`, when the batch holds `off` (a view, not a copy).
+    /// Where the received bytes end.
+    fn end(&self) -> u64 {
+        self.start + self.pieces.iter().map(|p| p.len() as u64).sum::<u64>()
+    }
+
+    /// Up to `max` bytes at `off`, when the window holds `off` (a view, not a copy).
     fn slice(&self, off: u64, max: u64) -> Option<Bytes> {
         let mut at = self.start;
         for p in self.pieces.iter() {
@@ -56,7 +63,7 @@ pub(super) enum Fill {
         written: u64,
         size: u64,
         reader: Arc<dyn GrowingReader>,
-        recent: Option<Recent>,
+        recent: Recent,
     },
     Done {
         size: u64,
@@ -185,13 +192,14 @@ fn follow(watch: watch::Receiver<Fill>, start: u64, end: u64) -> ByteStream {
                 Fill::Starting => (0, None),
                 // Hold back the last byte until the digest is verified.
                 Fill::Running { written, size, reader, recent } => {
-                    let available = written.min(size.saturating_sub(1));
-                    let max = available.saturating_sub(off).min(end - off).min(READ_CHUNK);
-                    if let Some(b) = recent.filter(|_| max > 0).and_then(|r| r.slice(off, max)) {
+                    let held = size.saturating_sub(1);
+                    let max = recent.end().min(held).saturating_sub(off).min(end - off).min(READ_CHUNK);
+                    if let Some(b) = recent.slice(off, max).filter(|_| max > 0) {
                         let next = off + b.len() as u64;
                         return Some((Ok(b), (w, next, closed)));
                     }
-                    (available, Some(reader))
+                    // Behind the window: the file has it once written.
+                    (written.min(held), Some(reader))
                 }
                 Fill::Done { size, reader } => (size, Some(reader)),
                 Fill::Cached { .. } => {
@@ -286,13 +294,7 @@ async fn run_fill(s: Arc<Shared>, up: UpstreamRepo, digest: Digest, tx: watch::S
     renew.abort();
     let _ = s.meta.release_lease(&lease, &s.holder).await;
     match result {
-        Ok(size) => {
-            // The open upload file stays readable after its rename into the blob store.
-            let last = tx.borrow().clone();
-            if let Fill::Running { reader, .. } = last {
-                let _ = tx.send(Fill::Done { size, reader });
-            }
-        }
+        Ok(_) => {}
         Err(e) => {
             Metrics::inc(&s.metrics.upstream_errors);
             tracing::warn!(image = %up.canonical(), digest = %d, error = %e, "blob fill failed; nothing cached");
@@ -311,62 +313,69 @@ async fn run_fill(s: Arc<Shared>, up: UpstreamRepo, digest: Digest, tx: watch::S
     }
 }
 
-/// Fetches one blob: the network loop feeds a bounded channel (a few MiB per fill at most) and
-/// one blocking thread hashes, writes and publishes progress, so receiving, hashing and writing
-/// overlap.
+/// Fetches one blob. The network loop keeps the last bytes in memory for followers and feeds a
+/// bounded channel (a few MiB per fill at most) to one blocking thread that writes, publishes how
+/// far the file goes, and hashes; so followers get bytes as they arrive, and the writer keeps up.
 async fn fill(s: &Shared, up: &UpstreamRepo, digest: &Digest, id: &str, tx: &Arc<watch::Sender<Fill>>) -> Result<u64> {
     let fetched = s.upstream.blob(up, &digest.to_string()).await?;
     let size = fetched.size;
     s.blobs.upload_create(id).await?;
     let reader = s.blobs.upload_open(id).await?;
     let mut out = s.blobs.upload_writer(id).await?;
-    let _ = tx.send(Fill::Running { written: 0, size, reader: reader.clone(), recent: None });
-    let (chunks, mut incoming) = tokio::sync::mpsc::channel::<Vec<Bytes>>(4);
-    let (progress, algo, metrics) = (tx.clone(), digest.algorithm(), s.metrics.clone());
-    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<(Hasher, u64)> {
-        let mut hasher = Hasher::new(algo);
+    let _ = tx.send(Fill::Running { written: 0, size, reader: reader.clone(), recent: Recent::default() });
+    let (to_writer, mut writes) = tokio::sync::mpsc::channel::<Vec<Bytes>>(4);
+    let (progress, metrics, algo) = (tx.clone(), s.metrics.clone(), digest.algorithm());
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, Digest)> {
         let mut written = 0u64;
-        while let Some(pieces) = incoming.blocking_recv() {
+        let mut hasher = Hasher::new(algo);
+        while let Some(pieces) = writes.blocking_recv() {
             let start = written;
             for p in &pieces {
-                hasher.update(p);
                 out.write_all(p)?;
                 written += p.len() as u64;
             }
             metrics.upstream_bytes.fetch_add(written - start, std::sync::atomic::Ordering::Relaxed);
-            let recent = Some(Recent { start, pieces: Arc::new(pieces) });
-            progress.send_replace(Fill::Running { written, size, reader: reader.clone(), recent });
+            progress.send_modify(|f| {
+                if let Fill::Running { written: w, .. } = f {
+                    *w = written;
+                }
+            });
+            pieces.iter().for_each(|p| hasher.update(p));
         }
         out.flush()?;
-        Ok((hasher, written))
+        Ok((written, hasher.finish()))
     });
-    let received = receive(fetched.body, size, digest, &chunks).await;
-    drop(chunks);
-    let (hasher, written) = writer.await.map_err(|e| Error::Storage(e.to_string()))??;
+    let received = receive(fetched.body, size, digest, tx, &to_writer).await;
+    drop(to_writer);
+    let (written, got) = writer.await.map_err(|e| Error::Storage(e.to_string()))??;
     received?;
     if written != size {
         return Err(Error::Unavailable(format!("upstream sent {written} of {size} bytes of {digest}")));
     }
-    let got = hasher.finish();
     if &got != digest {
         return Err(Error::Unavailable(format!("upstream sent content with digest {got} for {digest}")));
     }
+    // Verified: followers may have the last byte now, while the blob is made durable.
+    let _ = tx.send(Fill::Done { size, reader });
     s.blobs.upload_commit(id, &digest.to_string(), size).await?;
     s.meta.put_cached_blob(&digest.to_string(), size, s.clock.now()).await?;
     Ok(size)
 }
 
-/// Moves the upstream body into the writer's channel in batches of about `FILL_CHUNK` bytes
-/// (the pieces as received, not copied).
+/// Moves the upstream body to the writer in batches of about `FILL_CHUNK` bytes (the pieces as
+/// received, not copied), publishing the last `WINDOW` bytes to followers as each batch arrives.
 async fn receive(
     mut body: ByteStream,
     size: u64,
     digest: &Digest,
-    chunks: &tokio::sync::mpsc::Sender<Vec<Bytes>>,
+    progress: &watch::Sender<Fill>,
+    writer: &tokio::sync::mpsc::Sender<Vec<Bytes>>,
 ) -> Result<()> {
     let mut batch: Vec<Bytes> = Vec::new();
     let mut batched = 0usize;
     let mut total = 0u64;
+    let mut window: std::collections::VecDeque<Bytes> = std::collections::VecDeque::new();
+    let mut window_start = 0u64;
     loop {
         let next = body.next().await;
         let done = next.is_none();
@@ -383,7 +392,20 @@ async fn receive(
         }
         if batched >= FILL_CHUNK || (done && !batch.is_empty()) {
             batched = 0;
-            chunks.send(std::mem::take(&mut batch)).await.map_err(|_| Error::Storage("blob writer stopped".into()))?;
+            window.extend(batch.iter().cloned());
+            while let Some(first) = window.front()
+                && total - window_start - first.len() as u64 >= WINDOW
+            {
+                window_start += first.len() as u64;
+                window.pop_front();
+            }
+            let recent = Recent { start: window_start, pieces: Arc::new(window.iter().cloned().collect()) };
+            progress.send_modify(|f| {
+                if let Fill::Running { recent: r, .. } = f {
+                    *r = recent;
+                }
+            });
+            writer.send(std::mem::take(&mut batch)).await.map_err(|_| Error::Storage("blob writer stopped".into()))?;
         }
         if done {
             return Ok(());
@@ -402,7 +424,9 @@ mod tests {
         assert_eq!(r.slice(101, 1).as_deref(), Some(&b"b"[..]));
         assert_eq!(r.slice(103, 10).as_deref(), Some(&b"defgh"[..]), "one piece at a time");
         assert_eq!(r.slice(105, 2).as_deref(), Some(&b"fg"[..]));
-        assert_eq!(r.slice(99, 10), None, "before the batch: read the file");
-        assert_eq!(r.slice(108, 10), None, "past the batch");
+        assert_eq!(r.slice(99, 10), None, "before the window: read the file");
+        assert_eq!(r.slice(108, 10), None, "past the window");
+        assert_eq!(r.end(), 108);
+        assert_eq!(Recent::default().end(), 0);
     }
 }

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::proxy::{blob_file, random_bytes, upstream_image};
-use crate::support::{ADMIN_PW, Server, portcullis, pw, run, sha256};
+use crate::support::{ADMIN_PW, Server, eventually, portcullis, pw, run, sha256};
 use crate::upstreams::{Fault, FaultProxy, Registry};
 
 /// A gateway whose Docker Hub is at `upstream`, with short upstream timeouts.
@@ -63,7 +63,7 @@ async fn sigkill_mid_fill_serves_nothing_partial() {
     let b = s.get_bytes(&format!("/v2/library/big/blobs/{d}"), &t).await;
     assert!(b == layer, "byte-identical after the restart");
     assert_eq!(fp.count("GET", &format!("/blobs/{d}")), fetched_before + 1, "fetched afresh");
-    assert!(blob_file(&s, &d).exists(), "and now cached");
+    eventually("the refetched blob is cached", || blob_file(&s, &d).exists()).await;
     let dir = s.kill();
     let (ok, out) = run(portcullis(dir.path()).arg("fsck"));
     assert!(ok && out.contains(" 0 bad"), "{out}");

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::proxy::setup;
-use crate::support::{pw, run, skopeo_pull};
+use crate::support::{eventually, pw, run, skopeo_pull};
 
 const DENIAL: &str = "Image Access Management: community image docker.io/someone/app is not allowed for members of acme. Ask an owner of acme for an exception.";
 
@@ -477,7 +477,7 @@ async fn a_denied_pull_costs_the_gateway_nothing() {
     // the owner's pull goes upstream: the counter counts
     assert!(skopeo_pull(&gw, &format!("alice:{ap}"), "someone/app:1", &e.work.path().join("a")).0);
     assert!(e.fp.count("GET", "someone/app") > 0);
-    assert!(crate::proxy::blob_file(s, &e.layout.tiny_layer).exists());
+    eventually("the owner's pull is cached", || crate::proxy::blob_file(s, &e.layout.tiny_layer).exists()).await;
 }
 
 #[tokio::test]

@@ -223,7 +223,16 @@ pub fn podman(dir: &Path) -> Command {
     c
 }
 
-/// `skopeo copy` of `docker://{registry}/{name}` into a `dir:` destination, with credentials.
+/// Waits until `done()` holds, for work the server finishes after it has answered (storing a
+/// verified fill, evicting); panics naming `what` after 20 s.
+pub async fn eventually(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}: not after 20 s");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits until something listens on loopback `port`; panics naming `what` after `secs`.
 pub async fn wait_for_port(port: u16, what: &str, secs: u64) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
