@@ -330,10 +330,8 @@ async fn fill(s: &Shared, up: &UpstreamRepo, digest: &Digest, id: &str, tx: &Arc
         let mut hasher = Hasher::new(algo);
         while let Some(pieces) = writes.blocking_recv() {
             let start = written;
-            for p in &pieces {
-                out.write_all(p)?;
-                written += p.len() as u64;
-            }
+            write_batch(&mut out, &pieces)?;
+            written += pieces.iter().map(|p| p.len() as u64).sum::<u64>();
             metrics.upstream_bytes.fetch_add(written - start, std::sync::atomic::Ordering::Relaxed);
             progress.send_modify(|f| {
                 if let Fill::Running { written: w, .. } = f {
@@ -360,6 +358,21 @@ async fn fill(s: &Shared, up: &UpstreamRepo, digest: &Digest, id: &str, tx: &Arc
     s.blobs.upload_commit(id, &digest.to_string(), size).await?;
     s.meta.put_cached_blob(&digest.to_string(), size, s.clock.now()).await?;
     Ok(size)
+}
+
+/// Writes a batch with as few system calls as the file takes (one `writev` when it takes all).
+fn write_batch(out: &mut dyn std::io::Write, pieces: &[Bytes]) -> std::io::Result<()> {
+    let mut slices: Vec<std::io::IoSlice<'_>> = pieces.iter().map(|p| std::io::IoSlice::new(p)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match out.write_vectored(rest) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => std::io::IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Moves the upstream body to the writer in batches of about `FILL_CHUNK` bytes (the pieces as
@@ -416,6 +429,38 @@ async fn receive(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file that takes at most 3 bytes per call, and fails once with `Interrupted`.
+    struct Trickle(Vec<u8>, bool);
+
+    impl std::io::Write for Trickle {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let n = b.len().min(3);
+            self.0.extend_from_slice(&b[..n]);
+            Ok(n)
+        }
+
+        fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+            if !std::mem::replace(&mut self.1, true) {
+                return Err(std::io::ErrorKind::Interrupted.into());
+            }
+            let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &b[..]);
+            self.write(first)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_batch_is_written_whole_across_short_writes() {
+        let pieces =
+            [Bytes::from_static(b"hello "), Bytes::new(), Bytes::from_static(b"wor"), Bytes::from_static(b"ld")];
+        let mut out = Trickle(Vec::new(), false);
+        write_batch(&mut out, &pieces).unwrap();
+        assert_eq!(out.0, b"hello world");
+    }
 
     #[test]
     fn recent_bytes_are_sliced_where_a_follower_stands() {
