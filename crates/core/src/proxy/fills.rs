@@ -333,11 +333,7 @@ async fn fill(s: &Shared, up: &UpstreamRepo, digest: &Digest, id: &str, tx: &Arc
             write_batch(&mut out, &pieces)?;
             written += pieces.iter().map(|p| p.len() as u64).sum::<u64>();
             metrics.upstream_bytes.fetch_add(written - start, std::sync::atomic::Ordering::Relaxed);
-            progress.send_modify(|f| {
-                if let Fill::Running { written: w, .. } = f {
-                    *w = written;
-                }
-            });
+            publish_written(&progress, written);
             pieces.iter().for_each(|p| hasher.update(p));
         }
         out.flush()?;
@@ -358,6 +354,15 @@ async fn fill(s: &Shared, up: &UpstreamRepo, digest: &Digest, id: &str, tx: &Arc
     s.blobs.upload_commit(id, &digest.to_string(), size).await?;
     s.meta.put_cached_blob(&digest.to_string(), size, s.clock.now()).await?;
     Ok(size)
+}
+
+/// Publishes how far the file goes. Only followers behind the in-memory window wait for the
+/// file, so they are woken only when the file was behind the window too.
+fn publish_written(progress: &watch::Sender<Fill>, written: u64) {
+    progress.send_if_modified(|f| match f {
+        Fill::Running { written: w, recent, .. } => std::mem::replace(w, written) < recent.start,
+        _ => false,
+    });
 }
 
 /// Writes a batch with as few system calls as the file takes (one `writev` when it takes all).
@@ -460,6 +465,41 @@ mod tests {
         let mut out = Trickle(Vec::new(), false);
         write_batch(&mut out, &pieces).unwrap();
         assert_eq!(out.0, b"hello world");
+    }
+
+    /// A fill's file, all of it readable (the watch says how much is written).
+    struct Mem(Vec<u8>);
+
+    impl GrowingReader for Mem {
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+            let rest = self.0.get(offset as usize..).unwrap_or_default();
+            let n = buf.len().min(rest.len());
+            buf[..n].copy_from_slice(&rest[..n]);
+            Ok(n)
+        }
+    }
+
+    #[tokio::test]
+    async fn followers_take_the_window_the_file_behind_it_and_the_last_byte_once_verified() {
+        use futures_util::FutureExt as _;
+        let reader: Arc<dyn GrowingReader> = Arc::new(Mem(b"0123456789".to_vec()));
+        let recent = Recent { start: 6, pieces: Arc::new(vec![Bytes::from_static(b"6789")]) };
+        let (tx, rx) = watch::channel(Fill::Running { written: 0, size: 10, reader: reader.clone(), recent });
+        let mut s = follow(rx, 0, 10);
+        // Polled once, without waiting: what the follower has now (`None` while it waits).
+        let mut now = move || s.next().now_or_never().map(|b| b.map(|b| b.unwrap()));
+        assert_eq!(now(), None, "0 is neither written nor in the window");
+        publish_written(&tx, 4);
+        assert_eq!(now(), Some(Some(Bytes::from_static(b"0123"))), "woken by the file");
+        assert_eq!(now(), None, "4 is in the gap");
+        publish_written(&tx, 6);
+        assert_eq!(now(), Some(Some(Bytes::from_static(b"45"))), "woken by the file");
+        assert_eq!(now(), Some(Some(Bytes::from_static(b"678"))), "from the window, the last byte held back");
+        publish_written(&tx, 8);
+        assert_eq!(now(), None, "the last byte waits for the digest");
+        tx.send(Fill::Done { size: 10, reader }).unwrap();
+        assert_eq!(now(), Some(Some(Bytes::from_static(b"9"))));
+        assert_eq!(now(), Some(None), "the end");
     }
 
     #[test]
