@@ -12,7 +12,8 @@
 #                    distribution's own proxy (the kit's `proxy` section) and a direct GET upstream;
 #                    the gateway's CPU per cold 512 MiB fill next to openssl's SHA-256 of the same
 #                    bytes and to the floor (floor *: receiving them with curl and storing them
-#                    with dd + fsync, no gateway at all)
+#                    with dd + fsync, no gateway at all); and cold 512 MiB GETs in PAIRS (6) of a
+#                    fresh distribution proxy then a fresh gateway (cold_paired_*)
 # Env: ROUNDS (2) RUNS (3) WRK_ARGS ("-t2 -c32 -d5s") PORT (7000) BIG_SIZES_MIB ("1 64 512")
 #   iam_*            manifest GET latency of a restricted member with Image Access Management off and on
 #   policy decide_*  decision latency with 1 000 exceptions (crates/policy/examples/decide_bench.rs)
@@ -234,6 +235,24 @@ for pair in "64 $D64" "512 $D512"; do
   kill "$sampler"; wait "$sampler" 2>/dev/null || true
   say portcullis "proxy_cold_fill_rss_peak_MiB.${1}MiB_blob" "$(sort -n "$PEER_STATE/results/gw-rss-$1.txt" | tail -1 | awk '{printf "%.1f", $1/1024}')"
 done
+# cold 512 MiB GET in pairs: a fresh distribution proxy, then a fresh gateway, PAIRS times, so
+# both meet the same machine state. distribution stores a cold blob with a second, background
+# fetch: its proxy is stopped before the gateway's turn, so that fetch takes none of its CPU.
+PROXY=127.0.0.1:${PROXY_PORT:-5002}
+: >"$PEER_STATE/results/pair-dist.txt"; : >"$PEER_STATE/results/pair-gw.txt"
+for i in $(seq "${PAIRS:-6}"); do
+  "$KIT/peers.sh" stop proxy >/dev/null; rm -rf "$PEER_STATE/run/proxy-data"; BENCH=1 "$KIT/peers.sh" start proxy >/dev/null
+  curl -sf -o /dev/null -H "Accept: $ACC" "http://$PROXY/v2/library/big/manifests/1"
+  curl -sf -o /dev/null -w '%{speed_download}\n' "http://$PROXY/v2/library/big/blobs/$D512" >>"$PEER_STATE/results/pair-dist.txt"
+  "$KIT/peers.sh" stop proxy >/dev/null
+  gw_start; gw_get manifests/1 '' >/dev/null
+  gw_get "blobs/$D512" '%{speed_download}\n' >>"$PEER_STATE/results/pair-gw.txt"
+done
+PAIR_DIST=$(median <"$PEER_STATE/results/pair-dist.txt" | awk '{printf "%.0f", $1/1e6}')
+PAIR_GW=$(median <"$PEER_STATE/results/pair-gw.txt" | awk '{printf "%.0f", $1/1e6}')
+say distribution proxy_blob_GET_MBps.cold_paired_median "$PAIR_DIST"
+say portcullis proxy_blob_GET_MBps.cold_paired_median "$PAIR_GW"
+say portcullis proxy_cold_paired_over_distribution "$(awk -v a="$PAIR_GW" -v b="$PAIR_DIST" 'BEGIN{printf "%.2f", a/b}')"
 kill "$GWPID" 2>/dev/null || true
 fi
 if has signatures; then
