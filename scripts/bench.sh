@@ -158,9 +158,12 @@ if has proxy; then
 BENCH=1 "$KIT/peers.sh" start proxy >/dev/null
 SECTIONS="proxy" kit distribution REG=$PEER TARGET_PID=$PEER_PID
 GW=127.0.0.1:$((PORT + 1)); GWDATA=$PEER_STATE/pcl-gw; GWPID=
-gw_start() { # a fresh, empty gateway whose docker.io is the peer registry
-  [ -n "$GWPID" ] && { kill "$GWPID" 2>/dev/null; wait "$GWPID" 2>/dev/null || true; }
+gw_stop() { # stops the gateway and removes its data
+  if [ -n "$GWPID" ]; then kill "$GWPID" 2>/dev/null; wait "$GWPID" 2>/dev/null || true; GWPID=; fi
   rm -rf "$GWDATA"
+}
+gw_start() { # a fresh, empty gateway whose docker.io is the peer registry
+  gw_stop
   PORTCULLIS_ADMIN_PASSWORD=$ADMIN_PW PORTCULLIS_LOG__LEVEL=warn PORTCULLIS_DOCKER_HUB__BADGE_LOOKUPS=false PORTCULLIS_UPSTREAMS="[{registry=\"docker.io\",url=\"http://$PEER\"}]" \
     "$BIN" serve --data-dir "$GWDATA" --listen "$GW" 2>>"$PEER_STATE/logs/portcullis-gw.log" &
   GWPID=$!
@@ -237,14 +240,16 @@ for pair in "64 $D64" "512 $D512"; do
 done
 # cold 512 MiB GET in pairs: a fresh distribution proxy, then a fresh gateway, PAIRS times, so
 # both meet the same machine state. distribution stores a cold blob with a second, background
-# fetch: its proxy is stopped before the gateway's turn, so that fetch takes none of its CPU.
+# fetch: its proxy is stopped, its data removed and the disk synced before the gateway's turn, so
+# neither that fetch nor the writeback of its file takes CPU from the gateway (and the other way).
 PROXY=127.0.0.1:${PROXY_PORT:-5002}
 : >"$PEER_STATE/results/pair-dist.txt"; : >"$PEER_STATE/results/pair-gw.txt"
 for i in $(seq "${PAIRS:-6}"); do
+  gw_stop; sync
   "$KIT/peers.sh" stop proxy >/dev/null; rm -rf "$PEER_STATE/run/proxy-data"; BENCH=1 "$KIT/peers.sh" start proxy >/dev/null
   curl -sf -o /dev/null -H "Accept: $ACC" "http://$PROXY/v2/library/big/manifests/1"
   curl -sf -o /dev/null -w '%{speed_download}\n' "http://$PROXY/v2/library/big/blobs/$D512" >>"$PEER_STATE/results/pair-dist.txt"
-  "$KIT/peers.sh" stop proxy >/dev/null
+  "$KIT/peers.sh" stop proxy >/dev/null; rm -rf "$PEER_STATE/run/proxy-data"; sync
   gw_start; gw_get manifests/1 '' >/dev/null
   gw_get "blobs/$D512" '%{speed_download}\n' >>"$PEER_STATE/results/pair-gw.txt"
 done
