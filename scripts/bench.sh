@@ -13,7 +13,9 @@
 #                    the gateway's CPU per cold 512 MiB fill next to openssl's SHA-256 of the same
 #                    bytes and to the floor (floor *: receiving them with curl and storing them
 #                    with dd + fsync, no gateway at all); and cold 512 MiB GETs in PAIRS (6) of a
-#                    fresh distribution proxy then a fresh gateway (cold_paired_*)
+#                    fresh distribution proxy then a fresh gateway (cold_paired_*), each pair with
+#                    the floor's verifying and forwarding-only GET of the same blob (floor
+#                    cold_verify_*, cold_forward_*: crates/oci/examples/fill_floor.rs)
 # Env: ROUNDS (2) RUNS (3) WRK_ARGS ("-t2 -c32 -d5s") PORT (7000) BIG_SIZES_MIB ("1 64 512")
 #   iam_*            manifest GET latency of a restricted member with Image Access Management off and on
 #   policy decide_*  decision latency with 1 000 exceptions (crates/policy/examples/decide_bench.rs)
@@ -242,8 +244,23 @@ done
 # both meet the same machine state. distribution stores a cold blob with a second, background
 # fetch: its proxy is stopped, its data removed and the disk synced before the gateway's turn, so
 # neither that fetch nor the writeback of its file takes CPU from the gateway (and the other way).
+# Each pair also runs the floor (crates/oci/examples/fill_floor.rs), the same GET with no framework:
+# `verify` does only what any verifying cache must before the last byte (receive, forward, store,
+# SHA-256), `forward` only what distribution's proxy does on the client's path (receive, forward).
 PROXY=127.0.0.1:${PROXY_PORT:-5002}
+FLOOR=127.0.0.1:$((PORT + 5)); FLOORDATA=$PEER_STATE/run/floor-fill
+cargo build --release -q -p portcullis-oci --example fill_floor
+floor_get() { # mode: one cold GET through the floor, its data removed before and after
+  rm -rf "$FLOORDATA"; mkdir -p "$FLOORDATA"; sync
+  "$(dirname "$BIN")/examples/fill_floor" "$FLOOR" "$PEER" "$FLOORDATA" "$1" 2>>"$PEER_STATE/logs/floor.log" &
+  local pid=$!
+  for _ in $(seq 50); do (exec 3<>"/dev/tcp/${FLOOR%:*}/${FLOOR#*:}") 2>/dev/null && break; sleep 0.1; done
+  curl -sf -o /dev/null -w '%{speed_download}\n' "http://$FLOOR/v2/library/big/blobs/$D512" >>"$PEER_STATE/results/pair-floor-$1.txt"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  rm -rf "$FLOORDATA"
+}
 : >"$PEER_STATE/results/pair-dist.txt"; : >"$PEER_STATE/results/pair-gw.txt"
+: >"$PEER_STATE/results/pair-floor-verify.txt"; : >"$PEER_STATE/results/pair-floor-forward.txt"
 for i in $(seq "${PAIRS:-6}"); do
   gw_stop; sync
   "$KIT/peers.sh" stop proxy >/dev/null; rm -rf "$PEER_STATE/run/proxy-data"; BENCH=1 "$KIT/peers.sh" start proxy >/dev/null
@@ -252,12 +269,18 @@ for i in $(seq "${PAIRS:-6}"); do
   "$KIT/peers.sh" stop proxy >/dev/null; rm -rf "$PEER_STATE/run/proxy-data"; sync
   gw_start; gw_get manifests/1 '' >/dev/null
   gw_get "blobs/$D512" '%{speed_download}\n' >>"$PEER_STATE/results/pair-gw.txt"
+  gw_stop
+  floor_get verify; floor_get forward
 done
-PAIR_DIST=$(median <"$PEER_STATE/results/pair-dist.txt" | awk '{printf "%.0f", $1/1e6}')
-PAIR_GW=$(median <"$PEER_STATE/results/pair-gw.txt" | awk '{printf "%.0f", $1/1e6}')
+mbps() { median <"$PEER_STATE/results/$1.txt" | awk '{printf "%.0f", $1/1e6}'; }
+PAIR_DIST=$(mbps pair-dist); PAIR_GW=$(mbps pair-gw); PAIR_FLOOR=$(mbps pair-floor-verify)
 say distribution proxy_blob_GET_MBps.cold_paired_median "$PAIR_DIST"
 say portcullis proxy_blob_GET_MBps.cold_paired_median "$PAIR_GW"
+say floor proxy_blob_GET_MBps.cold_verify_paired_median "$PAIR_FLOOR"
+say floor proxy_blob_GET_MBps.cold_forward_paired_median "$(mbps pair-floor-forward)"
 say portcullis proxy_cold_paired_over_distribution "$(awk -v a="$PAIR_GW" -v b="$PAIR_DIST" 'BEGIN{printf "%.2f", a/b}')"
+say portcullis proxy_cold_paired_over_floor_verify "$(awk -v a="$PAIR_GW" -v b="$PAIR_FLOOR" 'BEGIN{printf "%.2f", a/b}')"
+say floor proxy_cold_verify_over_distribution "$(awk -v a="$PAIR_FLOOR" -v b="$PAIR_DIST" 'BEGIN{printf "%.2f", a/b}')"
 kill "$GWPID" 2>/dev/null || true
 fi
 if has signatures; then
