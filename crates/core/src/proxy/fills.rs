@@ -20,6 +20,10 @@ use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::ports::{ByteStream, GrowingReader};
 
+/// Bytes gathered before one write + hash step. A batch stays under 2 MiB (1 MiB plus one received
+/// piece): on VMs that hand free memory back to their host, one write of 2 MiB or more into a new
+/// file ran 20–50× slower here (`dd` 512 MiB into a new file: 0.10 s in 1 MiB writes, 1.8–5 s in
+/// 2 or 4 MiB ones), likely the page cache's 2 MiB folios being faulted back in from the host.
 const FILL_CHUNK: usize = 1024 * 1024;
 const READ_CHUNK: u64 = 512 * 1024;
 /// How many of the last received bytes a fill keeps in memory for its followers.

@@ -33,7 +33,7 @@ use crate::ports::{BlobStore, ByteStream, MetaStore};
 mod cache;
 pub use cache::ManifestCache;
 
-/// Bytes gathered before one write + hash step.
+/// Bytes gathered before one write + hash step (under 2 MiB a write: see `proxy::fills::FILL_CHUNK`).
 const WRITE_CHUNK: usize = 1 << 20;
 
 struct UploadState {
