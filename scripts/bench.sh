@@ -14,8 +14,9 @@
 #                    bytes and to the floor (floor *: receiving them with curl and storing them
 #                    with dd + fsync, no gateway at all); and cold 512 MiB GETs in PAIRS (6) of a
 #                    fresh distribution proxy then a fresh gateway (cold_paired_*), each pair with
-#                    the floor's verifying and forwarding-only GET of the same blob (floor
-#                    cold_verify_*, cold_forward_*: crates/oci/examples/fill_floor.rs)
+#                    the floor's verifying, hashing-only and forwarding-only GET of the same blob
+#                    (floor cold_verify_*, cold_hash_*, cold_forward_*:
+#                    crates/oci/examples/fill_floor.rs)
 # Env: ROUNDS (2) RUNS (3) WRK_ARGS ("-t2 -c32 -d5s") PORT (7000) BIG_SIZES_MIB ("1 64 512")
 #   iam_*            manifest GET latency of a restricted member with Image Access Management off and on
 #   policy decide_*  decision latency with 1 000 exceptions (crates/policy/examples/decide_bench.rs)
@@ -246,7 +247,8 @@ done
 # neither that fetch nor the writeback of its file takes CPU from the gateway (and the other way).
 # Each pair also runs the floor (crates/oci/examples/fill_floor.rs), the same GET with no framework:
 # `verify` does only what any verifying cache must before the last byte (receive, forward, store,
-# SHA-256), `forward` only what distribution's proxy does on the client's path (receive, forward).
+# SHA-256), `hash` the same without storing, `forward` only what distribution's proxy does on the
+# client's path (receive, forward).
 PROXY=127.0.0.1:${PROXY_PORT:-5002}
 FLOOR=127.0.0.1:$((PORT + 5)); FLOORDATA=$PEER_STATE/run/floor-fill
 cargo build --release -q -p portcullis-oci --example fill_floor
@@ -260,7 +262,7 @@ floor_get() { # mode: one cold GET through the floor, its data removed before an
   rm -rf "$FLOORDATA"
 }
 : >"$PEER_STATE/results/pair-dist.txt"; : >"$PEER_STATE/results/pair-gw.txt"
-: >"$PEER_STATE/results/pair-floor-verify.txt"; : >"$PEER_STATE/results/pair-floor-forward.txt"
+for m in verify hash forward; do : >"$PEER_STATE/results/pair-floor-$m.txt"; done
 for i in $(seq "${PAIRS:-6}"); do
   gw_stop; sync
   "$KIT/peers.sh" stop proxy >/dev/null; rm -rf "$PEER_STATE/run/proxy-data"; BENCH=1 "$KIT/peers.sh" start proxy >/dev/null
@@ -270,13 +272,14 @@ for i in $(seq "${PAIRS:-6}"); do
   gw_start; gw_get manifests/1 '' >/dev/null
   gw_get "blobs/$D512" '%{speed_download}\n' >>"$PEER_STATE/results/pair-gw.txt"
   gw_stop
-  floor_get verify; floor_get forward
+  floor_get verify; floor_get hash; floor_get forward
 done
 mbps() { median <"$PEER_STATE/results/$1.txt" | awk '{printf "%.0f", $1/1e6}'; }
 PAIR_DIST=$(mbps pair-dist); PAIR_GW=$(mbps pair-gw); PAIR_FLOOR=$(mbps pair-floor-verify)
 say distribution proxy_blob_GET_MBps.cold_paired_median "$PAIR_DIST"
 say portcullis proxy_blob_GET_MBps.cold_paired_median "$PAIR_GW"
 say floor proxy_blob_GET_MBps.cold_verify_paired_median "$PAIR_FLOOR"
+say floor proxy_blob_GET_MBps.cold_hash_paired_median "$(mbps pair-floor-hash)"
 say floor proxy_blob_GET_MBps.cold_forward_paired_median "$(mbps pair-floor-forward)"
 say portcullis proxy_cold_paired_over_distribution "$(awk -v a="$PAIR_GW" -v b="$PAIR_DIST" 'BEGIN{printf "%.2f", a/b}')"
 say portcullis proxy_cold_paired_over_floor_verify "$(awk -v a="$PAIR_GW" -v b="$PAIR_FLOOR" 'BEGIN{printf "%.2f", a/b}')"

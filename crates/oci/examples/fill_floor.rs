@@ -5,6 +5,7 @@
 //! - `verify`: the floor of a verifying cache. A second thread stores (to `<dir>/blob`) and hashes
 //!   while the connection thread forwards, and the last byte goes out only once the digest named in
 //!   the path matches; a mismatch closes the connection one byte short.
+//! - `hash`: the same without storing: what verifying alone costs the client.
 //! - `forward`: only forwards, as distribution's proxy does on the client's path (it neither stores
 //!   nor verifies there; it stores the blob with a second, background fetch).
 //!
@@ -25,15 +26,17 @@ type Res<T> = Result<T, Box<dyn std::error::Error>>;
 fn main() -> Res<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [listen, upstream, dir, mode] = args.as_slice() else {
-        return Err("usage: fill_floor <listen> <upstream host:port> <dir> verify|forward".into());
+        return Err("usage: fill_floor <listen> <upstream host:port> <dir> verify|hash|forward".into());
     };
-    let verify = match mode.as_str() {
-        "verify" => true,
-        "forward" => false,
+    // Whether the last byte waits for the digest, and whether the blob is stored.
+    let (verify, store) = match mode.as_str() {
+        "verify" => (true, true),
+        "hash" => (true, false),
+        "forward" => (false, false),
         other => return Err(format!("unknown mode {other}").into()),
     };
     for client in TcpListener::bind(listen)?.incoming() {
-        serve(client?, upstream, dir, verify)?;
+        serve(client?, upstream, store.then_some(dir.as_str()), verify)?;
     }
     Ok(())
 }
@@ -55,7 +58,8 @@ fn head(r: &mut impl BufRead) -> Res<(String, u64)> {
     }
 }
 
-fn serve(client: TcpStream, upstream: &str, dir: &str, verify: bool) -> Res<()> {
+/// Serves one client: stores into `dir` when given, hashes when verifying.
+fn serve(client: TcpStream, upstream: &str, dir: Option<&str>, verify: bool) -> Res<()> {
     let mut out = client.try_clone()?;
     let (request, _) = head(&mut BufReader::new(client))?;
     let Some(path) = request.split_whitespace().nth(1).map(str::to_owned) else {
@@ -76,13 +80,14 @@ fn serve(client: TcpStream, upstream: &str, dir: &str, verify: bool) -> Res<()> 
     let (to_store, pieces) = sync_channel::<Vec<u8>>(4);
     let (give_back, spare) = sync_channel::<Vec<u8>>(8);
     let algorithm = digest.algorithm();
-    let file = verify.then(|| std::fs::File::create(format!("{dir}/blob"))).transpose()?;
+    let mut file = dir.map(|d| std::fs::File::create(format!("{d}/blob"))).transpose()?;
     let store = std::thread::spawn(move || -> std::io::Result<Digest> {
         let mut hasher = Hasher::new(algorithm);
-        let mut file = file;
         for piece in pieces {
             if let Some(file) = file.as_mut() {
                 file.write_all(&piece)?;
+            }
+            if verify {
                 hasher.update(&piece);
             }
             let _ = give_back.try_send(piece);
