@@ -50,6 +50,7 @@ PEER_PID=$(cat "$PEER_STATE/run/reg.pid"); TOKENREG_PID=$(cat "$PEER_STATE/run/t
 mkdir -p "$(dirname "$OUT")"; : >"$OUT"
 say() { echo "RESULT $*" | tee -a "$OUT"; }
 median() { sort -g | awk '{a[NR]=$1} END{ if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; } # a / b, two decimals
 
 # --- portcullis on its own data directory, access log off like the peer's BENCH=1
 start_pcl() { # binary, data directory, listen address: prints the PID once it answers
@@ -213,7 +214,7 @@ say floor verify_receive_store_over_sha "$(awk -v a="$RECV_S" -v b="$STORE_S" -v
 FILL_S=$(awk '{print $1 / 100}' "$PEER_STATE/results/gw-cold-cpu.txt" | median)
 say portcullis proxy_cold_fill_cpu_s.512MiB_median "$FILL_S"
 say openssl sha256_cpu_s.512MiB_median "$SHA_S"
-say portcullis proxy_cold_fill_cpu_over_sha "$(awk -v a="$FILL_S" -v b="$SHA_S" 'BEGIN{printf "%.2f", a/b}')"
+say portcullis proxy_cold_fill_cpu_over_sha "$(ratio "$FILL_S" "$SHA_S")"
 curl -s -o /dev/null "http://$PEER/v2/library/big/blobs/$D512"
 for i in $(seq "$RUNS"); do curl -s -o /dev/null -w '%{speed_download} %{time_starttransfer}\n' "http://$PEER/v2/library/big/blobs/$D512"; done >"$PEER_STATE/results/direct.txt"
 for i in $(seq "$RUNS"); do gw_get "blobs/$D512" '%{speed_download}\n'; done >"$PEER_STATE/results/gw-warm.txt"
@@ -281,9 +282,9 @@ say portcullis proxy_blob_GET_MBps.cold_paired_median "$PAIR_GW"
 say floor proxy_blob_GET_MBps.cold_verify_paired_median "$PAIR_FLOOR"
 say floor proxy_blob_GET_MBps.cold_hash_paired_median "$(mbps pair-floor-hash)"
 say floor proxy_blob_GET_MBps.cold_forward_paired_median "$(mbps pair-floor-forward)"
-say portcullis proxy_cold_paired_over_distribution "$(awk -v a="$PAIR_GW" -v b="$PAIR_DIST" 'BEGIN{printf "%.2f", a/b}')"
-say portcullis proxy_cold_paired_over_floor_verify "$(awk -v a="$PAIR_GW" -v b="$PAIR_FLOOR" 'BEGIN{printf "%.2f", a/b}')"
-say floor proxy_cold_verify_over_distribution "$(awk -v a="$PAIR_FLOOR" -v b="$PAIR_DIST" 'BEGIN{printf "%.2f", a/b}')"
+say portcullis proxy_cold_paired_over_distribution "$(ratio "$PAIR_GW" "$PAIR_DIST")"
+say portcullis proxy_cold_paired_over_floor_verify "$(ratio "$PAIR_GW" "$PAIR_FLOOR")"
+say floor proxy_cold_verify_over_distribution "$(ratio "$PAIR_FLOOR" "$PAIR_DIST")"
 kill "$GWPID" 2>/dev/null || true
 fi
 if has signatures; then
