@@ -41,3 +41,9 @@ if [ ! -f "$NPM_DIR/node_modules/oidc-provider/package.json" ]; then
   [ -f "$NPM_DIR/package.json" ] || echo '{"private": true}' >"$NPM_DIR/package.json"
   npm install --prefix "$NPM_DIR" --no-audit --no-fund --loglevel=error oidc-provider@8.8.1
 fi
+# npm `@sigstore/oci`, what GitHub's attestation actions attach bundles with (0.6: Node.js 20;
+# its fetch.js requires promise-retry, which make-fetch-happen 15 no longer brings along).
+if [ ! -f "$NPM_DIR/node_modules/promise-retry/package.json" ]; then
+  echo "install-deps: installing @sigstore/oci into $NPM_DIR"
+  npm install --prefix "$NPM_DIR" --no-audit --no-fund --loglevel=error @sigstore/oci@0.6.0 promise-retry@2.0.1
+fi

@@ -114,6 +114,34 @@ impl Endpoint {
         }
     }
 
+    /// The actions a `WWW-Authenticate` challenge names, by repository: what a client should ask
+    /// the token server for to go on. Like CNCF distribution (and Docker Hub), a push endpoint
+    /// (a manifest `PUT`, every upload request) names `pull,push` on its repository, since a
+    /// client that follows the challenge literally — `@sigstore/oci`, GitHub's attestation
+    /// uploader — uses that one token for the whole push, reads included; a mount's source
+    /// names `pull`. Only the challenge says more: the endpoint still requires only
+    /// [`Endpoint::required_access`], and the token server grants only what the caller may have.
+    pub fn challenge_access(&self) -> Vec<(&RepoName, Vec<Action>)> {
+        let mut out: Vec<(&RepoName, Vec<Action>)> = Vec::new();
+        for (name, action) in self.required_access() {
+            let actions = match action {
+                Action::Push => vec![Action::Pull, Action::Push],
+                a => vec![a],
+            };
+            match out.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, v)) => {
+                    for a in actions {
+                        if !v.contains(&a) {
+                            v.push(a);
+                        }
+                    }
+                }
+                None => out.push((name, actions)),
+            }
+        }
+        out
+    }
+
     /// The repository the request is about, if any.
     pub fn repository(&self) -> Option<&RepoName> {
         match self {
@@ -313,6 +341,45 @@ mod tests {
 
     fn p(m: &str, path: &str, q: &str) -> Result<Endpoint, ErrorCode> {
         parse(Method::parse(m), path, q).map_err(|e| e.code)
+    }
+
+    /// The scope a challenge names, as `name:actions` per repository.
+    fn challenge(m: &str, path: &str, q: &str) -> Vec<String> {
+        let ep = p(m, path, q).unwrap();
+        ep.challenge_access()
+            .into_iter()
+            .map(|(n, a)| format!("{n}:{}", a.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(",")))
+            .collect()
+    }
+
+    #[test]
+    fn push_challenges_name_pull_and_push_as_distribution_does() {
+        let up = "/v2/acme/app/blobs/uploads/";
+        let session = "/v2/acme/app/blobs/uploads/abc-123";
+        for (m, path, q) in [
+            ("POST", up, ""),
+            ("POST", up, &*format!("digest={D}")),
+            ("PATCH", session, ""),
+            ("PUT", session, &*format!("digest={D}")),
+            ("GET", session, ""),
+            ("DELETE", session, ""),
+            ("PUT", "/v2/acme/app/manifests/1", ""),
+            ("PUT", &*format!("/v2/acme/app/manifests/{D}"), ""),
+        ] {
+            assert_eq!(challenge(m, path, q), ["acme/app:pull,push"], "{m} {path}?{q}");
+            // what the endpoint requires is still only push (a challenge is no requirement)
+            let ep = p(m, path, q).unwrap();
+            assert_eq!(ep.required_access().iter().map(|(_, a)| *a).collect::<Vec<_>>(), [Action::Push], "{m} {path}");
+        }
+        // a mount: pull,push on the target, pull on the source; a mount within one repository
+        assert_eq!(challenge("POST", up, &format!("mount={D}&from=acme/lib")), ["acme/app:pull,push", "acme/lib:pull"]);
+        assert_eq!(challenge("POST", up, &format!("mount={D}&from=acme/app")), ["acme/app:pull,push"]);
+        // reads and deletes name what they need, nothing more
+        assert_eq!(challenge("GET", "/v2/acme/app/manifests/1", ""), ["acme/app:pull"]);
+        assert_eq!(challenge("HEAD", &format!("/v2/acme/app/blobs/{D}"), ""), ["acme/app:pull"]);
+        assert_eq!(challenge("DELETE", "/v2/acme/app/manifests/1", ""), ["acme/app:delete"]);
+        assert_eq!(challenge("GET", "/v2/acme/app/tags/list", ""), ["acme/app:pull"]);
+        assert!(challenge("GET", "/v2/", "").is_empty());
     }
 
     #[test]

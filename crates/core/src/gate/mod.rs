@@ -147,15 +147,14 @@ impl From<Error> for Denial {
     }
 }
 
-/// The Bearer scope a request needs: `repository:<name>:<actions>` for each repository.
+/// The Bearer scope a challenge to `ep` names: `repository:<name>:<actions>` for each
+/// repository ([`Endpoint::challenge_access`]).
 pub fn scope_of(ep: &Endpoint) -> Option<String> {
-    let acc = ep.required_access();
-    let mut names: Vec<&RepoName> = acc.iter().map(|(n, _)| *n).collect();
-    names.dedup();
-    let scopes: Vec<String> = names
-        .iter()
-        .map(|name| {
-            let actions: Vec<&str> = acc.iter().filter(|(n, _)| n == name).map(|(_, a)| a.as_str()).collect();
+    let scopes: Vec<String> = ep
+        .challenge_access()
+        .into_iter()
+        .map(|(name, actions)| {
+            let actions: Vec<&str> = actions.iter().map(|a| a.as_str()).collect();
             format!("repository:{name}:{}", actions.join(","))
         })
         .collect();
@@ -250,12 +249,11 @@ impl Gate {
         if claims.sub.is_empty() {
             return Ok(Caller::Token { subject: Subject::Anonymous, claims });
         }
-        let (id, is_admin) = self
-            .identity
-            .directory()
-            .snapshot()
-            .user(&claims.sub)
-            .ok_or_else(|| invalid("the token's account no longer exists".into()))?;
+        let snap = self.identity.directory().snapshot();
+        let (id, is_admin) =
+            snap.user(&claims.sub).ok_or_else(|| invalid("the token's account no longer exists".into()))?;
+        // Issued before an org of a local account turned single sign-on enforcement on: ends now.
+        self.identity.sso_refusal(id, is_admin, snap.is_local(&claims.sub)).map_err(|e| invalid(e.to_string()))?;
         let subject = Subject::User(Principal { id, username: claims.sub.clone(), is_admin, scope: None });
         Ok(Caller::Token { subject, claims })
     }

@@ -388,7 +388,7 @@ async fn mounts_need_pull_on_their_source() {
     match e.s.gate.decide(&narrow, a).await {
         Err(Denial::SignIn { scope, error, .. }) => {
             assert_eq!(error, Some("insufficient_scope"));
-            assert_eq!(scope.as_deref(), Some("repository:bob/mine:push repository:acme/lib:pull"));
+            assert_eq!(scope.as_deref(), Some("repository:bob/mine:pull,push repository:acme/lib:pull"));
         }
         other => panic!("{other:?}"),
     }

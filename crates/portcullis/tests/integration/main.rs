@@ -5,6 +5,7 @@
 mod api;
 mod backup;
 mod browser;
+mod challenges;
 mod cli;
 mod clients;
 mod connections;

@@ -23,11 +23,34 @@ pub struct Registry {
 
 impl Registry {
     pub async fn start() -> Registry {
+        Registry::start_with(|_| String::new()).await
+    }
+
+    /// A registry with Docker token authentication (a token server that is never asked: what is
+    /// compared is the challenge distribution names, `/v2/` then answers 401).
+    pub async fn start_with_token_auth() -> Registry {
+        Registry::start_with(|dir| {
+            let (cert, key) = (dir.join("token.crt"), dir.join("token.key"));
+            let (ok, out) = crate::support::run(Command::new("openssl").args([
+                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+                "-subj", "/CN=token", "-keyout", &key.display().to_string(), "-out", &cert.display().to_string(),
+            ]));
+            assert!(ok, "openssl: {out}");
+            format!(
+                "auth:\n  token:\n    realm: http://127.0.0.1:9/token\n    service: peer\n    issuer: peer\n    rootcertbundle: {}\n",
+                cert.display()
+            )
+        })
+        .await
+    }
+
+    async fn start_with(extra: impl FnOnce(&Path) -> String) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let config = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("data").display()
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{}",
+            dir.path().join("data").display(),
+            extra(dir.path())
         );
         let cfg = dir.path().join("config.yml");
         std::fs::write(&cfg, config).unwrap();

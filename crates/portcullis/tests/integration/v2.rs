@@ -343,7 +343,7 @@ async fn blobs_are_served_only_through_linked_repositories_and_mounts_need_pull(
     assert_eq!(r.status(), 401);
     let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
     assert!(
-        challenge.contains("scope=\"repository:acme/third:push repository:acme/app:pull\"")
+        challenge.contains("scope=\"repository:acme/third:pull,push repository:acme/app:pull\"")
             && challenge.contains("error=\"insufficient_scope\""),
         "{challenge}"
     );
