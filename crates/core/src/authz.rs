@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 
 use oci::{Action, RepoName};
 
-use crate::model::{DirectoryRows, OWNERS_TEAM, Permission, TokenScope, Visibility};
+use crate::model::{DirectoryRows, DirectoryUser, OWNERS_TEAM, Permission, TokenScope, Visibility};
 
 /// Who is asking.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,8 +98,8 @@ pub enum Namespace {
 /// Immutable snapshot of everything authorization needs.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    /// name → (id, is_admin, disabled)
-    users: HashMap<String, (i64, bool, bool)>,
+    /// name → the user
+    users: HashMap<String, DirectoryUser>,
     /// user id → (org, team) pairs
     teams_of: HashMap<i64, Vec<(String, String)>>,
     orgs: HashMap<String, (i64, OrgEntry)>,
@@ -109,8 +109,8 @@ pub struct Snapshot {
 impl Snapshot {
     pub fn build(rows: DirectoryRows) -> Snapshot {
         let mut s = Snapshot::default();
-        for (id, name, admin, disabled) in rows.users {
-            s.users.insert(name, (id, admin, disabled));
+        for u in rows.users {
+            s.users.insert(u.username.clone(), u);
         }
         let mut org_names = HashMap::new();
         for (id, name) in rows.orgs {
@@ -157,8 +157,8 @@ impl Snapshot {
     }
 
     pub fn namespace(&self, ns: &str) -> Option<Namespace> {
-        if let Some((id, _, _)) = self.users.get(ns) {
-            return Some(Namespace::User(*id));
+        if let Some(u) = self.users.get(ns) {
+            return Some(Namespace::User(u.id));
         }
         self.orgs.get(ns).map(|(id, _)| Namespace::Org(*id))
     }
@@ -166,7 +166,12 @@ impl Snapshot {
     /// A user who may act now: (id, is_admin); `None` for unknown and disabled accounts (a
     /// disabled account keeps its name and namespace, but nothing it presents is accepted).
     pub fn user(&self, name: &str) -> Option<(i64, bool)> {
-        self.users.get(name).filter(|u| !u.2).map(|u| (u.0, u.1))
+        self.users.get(name).filter(|u| !u.disabled).map(|u| (u.id, u.is_admin))
+    }
+
+    /// Whether `name` is a local account (a password here), not one of an identity provider.
+    pub fn is_local(&self, name: &str) -> bool {
+        self.users.get(name).is_some_and(|u| u.local)
     }
 
     pub fn repo(&self, name: &str) -> Option<(i64, Visibility)> {
@@ -280,12 +285,9 @@ mod tests {
 
     fn snap() -> Snapshot {
         Snapshot::build(DirectoryRows {
-            users: vec![
-                (1, "alice".into(), false, false),
-                (2, "bob".into(), false, false),
-                (3, "root".into(), true, false),
-                (4, "carol".into(), false, false),
-            ],
+            users: [(1, "alice", false), (2, "bob", false), (3, "root", true), (4, "carol", false)]
+                .map(|(id, name, admin)| DirectoryUser::from_row((id, name.into(), admin, false, "local".into())))
+                .into(),
             orgs: vec![(10, "acme".into())],
             teams: vec![(100, 10, "owners".into()), (101, 10, "dev".into())],
             members: vec![(100, 1), (101, 2), (101, 4)],

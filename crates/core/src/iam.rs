@@ -472,6 +472,20 @@ impl Iam {
         let json = serde_json::to_string(&s).map_err(|e| Error::Storage(e.to_string()))?;
         self.meta.put_org_settings(o.id, &json, self.clock.now()).await?;
         self.refresh().await?;
+        if s.directory != before.directory {
+            let sso = crate::sso::Sso::new(self.meta.clone(), self.identity.clone(), self.audit.clone());
+            sso.withdraw(o, &s.directory).await?;
+        }
+        if s.sso_enforced && !before.sso_enforced {
+            // Console sessions of local members end now (registry tokens and access tokens are
+            // refused at their next use by `Identity`'s check).
+            let snap = self.identity.directory().snapshot();
+            for u in self.meta.list_users().await? {
+                if u.source == "local" && !u.is_admin && snap.is_member(org, u.id) {
+                    self.meta.delete_user_sessions(u.id).await?;
+                }
+            }
+        }
         self.record_change(who, org, "settings.update", serde_json::json!({ "before": before, "after": s })).await;
         Ok(s)
     }

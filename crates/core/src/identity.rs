@@ -275,7 +275,7 @@ impl Identity {
         let cached = self.verified.lock().ok().and_then(|m| m.get(&key).copied()).is_some_and(|exp| exp > now);
         if cached
             && let Some(u) = self.meta.user_by_name(username).await?
-            && u.source == "ldap"
+            && crate::sso::provider_of(&u) == "ldap"
             && !u.disabled
         {
             return Ok(Self::principal(&u, None));
@@ -312,7 +312,24 @@ impl Identity {
     /// sign-on. The instance administrator keeps a break-glass password; accounts of the
     /// identity provider have no password here and their tokens were made in SSO sessions.
     fn sso_check(&self, user: &User) -> Result<()> {
-        if user.is_admin || user.source != "local" {
+        self.sso_refusal(user.id, user.is_admin, user.source == "local")
+    }
+
+    /// [`Identity::sso_check`] of an account the authorization snapshot knows by name: for
+    /// what was issued before an org turned enforcement on (console sessions, registry tokens),
+    /// so that it ends at the next request.
+    pub fn sso_check_name(&self, username: &str) -> Result<()> {
+        let snap = self.directory.snapshot();
+        match snap.user(username) {
+            Some((id, is_admin)) => self.sso_refusal(id, is_admin, snap.is_local(username)),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses a local account (not the administrator) that belongs to an org enforcing single
+    /// sign-on.
+    pub fn sso_refusal(&self, user_id: i64, is_admin: bool, local: bool) -> Result<()> {
+        if is_admin || !local {
             return Ok(());
         }
         let orgs = self.sso_orgs.read().map(|g| g.clone()).unwrap_or_default();
@@ -320,7 +337,7 @@ impl Identity {
             return Ok(());
         }
         let snap = self.directory.snapshot();
-        let mut enforcing: Vec<&String> = orgs.iter().filter(|o| snap.is_member(o, user.id)).collect();
+        let mut enforcing: Vec<&String> = orgs.iter().filter(|o| snap.is_member(o, user_id)).collect();
         enforcing.sort();
         match enforcing.first() {
             None => Ok(()),
@@ -354,9 +371,12 @@ impl Identity {
     /// Signs in with a username and a password or access token. `client` is the caller's
     /// address, for throttling. Failures and throttling are audited and counted.
     pub async fn authenticate(&self, username: &str, secret: &str, client: &str) -> Result<Principal> {
+        // Account names are lower case: `Alice` is `alice` (as on Docker Hub), for the password,
+        // the directory and the throttle alike.
+        let username = &username.to_ascii_lowercase();
         if secret.starts_with(PAT_PREFIX) {
             let p = self.authenticate_token(secret, client).await?;
-            if p.username != username {
+            if p.username != *username {
                 return Err(self.failed("token", username, client, "the token belongs to another user").await);
             }
             return Ok(p);
@@ -371,8 +391,14 @@ impl Identity {
                 return Err(e);
             }
         }
+        // The directory checks the passwords of the names it holds: its own accounts, SCIM
+        // accounts not bound to another provider, and names no account has yet.
         if self.password_directory.get().is_some()
-            && self.meta.user_by_name(username).await?.is_none_or(|u| u.source == "ldap")
+            && self
+                .meta
+                .user_by_name(username)
+                .await?
+                .is_none_or(|u| crate::sso::provider_of(&u) == "ldap" || u.source == "scim" && u.external_id.is_none())
         {
             return self.authenticate_directory(username, secret, client, now).await;
         }

@@ -14,8 +14,12 @@ pub struct User {
     /// Disabled by an administrator or the directory: no sign-in, tokens refused.
     pub disabled: bool,
     /// Where the account comes from: `local` (a password here) or an identity provider
-    /// (`oidc`, `ldap`).
+    /// (`oidc`, `ldap`, `scim`).
     pub source: String,
+    /// The provider's stable id of the account (issuer and subject, an LDAP entry's DN); for a
+    /// SCIM account, the provider and subject it was bound to at its first sign-in.
+    #[serde(skip)]
+    pub external_id: Option<String>,
 }
 
 /// What an access token may do.
@@ -171,11 +175,28 @@ pub struct Upload {
     pub hash_state: Option<Vec<u8>>,
 }
 
+/// A user as the authorization snapshot knows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryUser {
+    pub id: i64,
+    pub username: String,
+    pub is_admin: bool,
+    pub disabled: bool,
+    /// A local account (a password here), which single sign-on enforcement refuses.
+    pub local: bool,
+}
+
+impl DirectoryUser {
+    /// From a row of (id, username, is_admin, disabled, source).
+    pub fn from_row((id, username, is_admin, disabled, source): (i64, String, bool, bool, String)) -> DirectoryUser {
+        DirectoryUser { id, username, is_admin, disabled, local: source == "local" }
+    }
+}
+
 /// Everything authorization needs, loaded at once into the in-memory directory.
 #[derive(Debug, Clone, Default)]
 pub struct DirectoryRows {
-    /// (id, username, is_admin, disabled)
-    pub users: Vec<(i64, String, bool, bool)>,
+    pub users: Vec<DirectoryUser>,
     /// (id, name)
     pub orgs: Vec<(i64, String)>,
     /// (team id, org id, team name)

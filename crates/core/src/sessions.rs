@@ -67,17 +67,25 @@ impl Sessions {
         if !secret.starts_with(SESSION_PREFIX) {
             return Ok(None);
         }
-        Ok(self.meta.session(&token_hash(secret), self.clock.now()).await?.filter(|s| !s.user.disabled).map(|s| {
-            SignedIn {
-                principal: Principal {
-                    id: s.user.id,
-                    username: s.user.username,
-                    is_admin: s.user.is_admin,
-                    scope: None,
-                },
-                csrf: s.csrf,
-            }
+        let hash = token_hash(secret);
+        let Some(s) = self.meta.session(&hash, self.clock.now()).await?.filter(|s| !s.user.disabled) else {
+            return Ok(None);
+        };
+        // A local account's session ends once an org of theirs enforces single sign-on.
+        if self.identity.sso_check_name(&s.user.username).is_err() {
+            self.meta.delete_session(&hash).await?;
+            return Ok(None);
+        }
+        Ok(Some(SignedIn {
+            principal: Principal { id: s.user.id, username: s.user.username, is_admin: s.user.is_admin, scope: None },
+            csrf: s.csrf,
         }))
+    }
+
+    /// True the first time `value` (a sign-in state) is presented before `expires_at`; false
+    /// on every later use, on any replica (the store remembers its hash until then).
+    pub async fn first_use(&self, value: &str, expires_at: i64) -> Result<bool> {
+        self.meta.use_once(&token_hash(value), self.clock.now(), expires_at).await
     }
 
     pub async fn sign_out(&self, secret: &str) -> Result<()> {

@@ -1,16 +1,25 @@
 //! Sign-in through the organization's identity provider (OIDC, LDAP): the account is made just
 //! in time on the first sign-in and is known afterwards by the provider's stable id (never by
 //! its name, so a provider user can never take over a local account that has the same name),
-//! and its team memberships are brought in line with the provider's groups at every sign-in:
-//! a group named `<org>:<team>` (Docker's convention) makes the user a member of that team of
-//! that existing org (the team is created on first use; `<org>:owners` makes an owner). An
-//! account the directory provisioned through SCIM is the one its user of the same name signs in
-//! to (the provider both provisions and signs in; SCIM accounts have no password). Only
-//! memberships the directory granted are ever removed; hand-made ones stay. Every sign-in and
-//! every change is audited.
+//! and its team memberships are brought in line with the provider's groups at every sign-in.
+//!
+//! Delegation is explicit: a group named `<org>:<team>` (Docker's convention) makes the user a
+//! member of that team only when that org's owners delegated its teams to this provider
+//! (`settings.directory.providers`; the team is created on first use), and `<org>:owners` makes
+//! an owner only when the org opted into that as well (`settings.directory.owners`). A group
+//! naming an org that did not delegate changes nothing and is audited (`directory.ignored`).
+//!
+//! An account the directory provisioned through SCIM is the one its user of the same name signs
+//! in to (the provider both provisions and signs in; SCIM accounts have no password), and the
+//! first sign-in binds it to that provider's subject: another subject with the same name is
+//! refused from then on, so a rename at the provider never hands an account to someone else.
+//! Only memberships the directory granted are ever removed; hand-made ones stay. Every sign-in
+//! and every change is audited.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+
+use policy::Delegation;
 
 use crate::audit::Audit;
 use crate::authz::Principal;
@@ -34,6 +43,34 @@ pub struct ExternalIdentity {
 
 /// The actor named in audit entries for changes the directory made.
 pub const DIRECTORY_ACTOR: &str = "directory";
+
+const SCIM: &str = "scim";
+
+/// What a SCIM account's `external_id` holds once bound: the provider and its stable id.
+fn scim_binding(ext: &ExternalIdentity) -> String {
+    format!("{}:{}", ext.source, ext.external_id)
+}
+
+/// Every org's delegation, read from the database (not a replica's snapshot, which may be a
+/// moment behind an owner's withdrawal).
+pub(crate) async fn delegations(meta: &dyn MetaStore) -> Result<HashMap<String, Delegation>> {
+    let mut out = HashMap::new();
+    for (org, json) in meta.all_org_settings().await? {
+        // Unreadable settings delegate nothing (fail closed).
+        let d = serde_json::from_str::<policy::Settings>(&json).map(|s| s.directory).unwrap_or_default();
+        out.insert(org, d);
+    }
+    Ok(out)
+}
+
+/// The provider whose groups manage `user`'s directory memberships: the account's source, or
+/// for a SCIM account the provider it is bound to (none before its first sign-in).
+pub fn provider_of(user: &User) -> &str {
+    match user.source.as_str() {
+        SCIM => user.external_id.as_deref().and_then(|b| b.split_once(':')).map(|(p, _)| p).unwrap_or(SCIM),
+        s => s,
+    }
+}
 
 pub struct Sso {
     meta: Arc<dyn MetaStore>,
@@ -74,8 +111,16 @@ impl Sso {
     pub async fn sign_in(&self, ext: &ExternalIdentity, client: &str) -> Result<User> {
         let user = match self.meta.external_user(ext.source, &ext.external_id).await? {
             Some(u) => u,
-            // The directory provisioned this person through SCIM before their first sign-in.
-            None if let Some(u) = self.meta.user_by_name(&ext.username).await?.filter(|u| u.source == "scim") => u,
+            // The directory provisioned this person through SCIM: bound to one subject.
+            None if let Some(u) = self.meta.user_by_name(&ext.username).await?.filter(|u| u.source == SCIM) => {
+                match self.bind_scim(ext, u).await {
+                    Ok(u) => u,
+                    Err(e) => {
+                        self.audit_sign_in(ext, client, Err(&e.to_string())).await;
+                        return Err(e);
+                    }
+                }
+            }
             None => match self.create(ext).await {
                 Ok(u) => u,
                 Err(e) => {
@@ -88,9 +133,33 @@ impl Sso {
             self.audit_sign_in(ext, client, Err("the account is disabled")).await;
             return Err(Error::Unauthenticated("this account is disabled; ask an administrator".into()));
         }
-        self.sync_groups(&user, &ext.groups).await?;
+        self.sync_groups(&user, ext.source, &ext.groups).await?;
         self.audit_sign_in(&ExternalIdentity { username: user.username.clone(), ..ext.clone() }, client, Ok(())).await;
         Ok(user)
+    }
+
+    /// The SCIM account `u` for `ext`: bound to `ext`'s subject at the first sign-in, and
+    /// refused to any other subject afterwards.
+    async fn bind_scim(&self, ext: &ExternalIdentity, u: User) -> Result<User> {
+        let bound = scim_binding(ext);
+        let refused = || {
+            Error::Unauthenticated(format!(
+                "the account {} is bound to another identity at the provider; ask an administrator",
+                u.username
+            ))
+        };
+        match u.external_id.as_deref() {
+            Some(b) if b == bound => Ok(u),
+            Some(_) => Err(refused()),
+            // Bound only if still unbound: of two first sign-ins at once, one wins.
+            None if self.meta.bind_external_id(u.id, &bound).await? => {
+                let actor = Principal { id: 0, username: DIRECTORY_ACTOR.into(), is_admin: false, scope: None };
+                let detail = serde_json::json!({ "username": u.username, "source": ext.source });
+                self.audit.change(&actor, None, "user.bind", detail).await;
+                Ok(User { external_id: Some(bound), ..u })
+            }
+            None => Err(refused()),
+        }
     }
 
     async fn create(&self, ext: &ExternalIdentity) -> Result<User> {
@@ -119,9 +188,11 @@ impl Sso {
         Ok(user)
     }
 
-    /// Makes the user's directory-granted memberships exactly those `groups` name.
-    pub async fn sync_groups(&self, user: &User, groups: &[String]) -> Result<()> {
+    /// Makes the user's directory-granted memberships exactly those `groups` name among the
+    /// teams their orgs delegated to `provider` (an account source: `oidc`, `ldap`).
+    pub async fn sync_groups(&self, user: &User, provider: &str, groups: &[String]) -> Result<()> {
         let actor = Principal { id: 0, username: DIRECTORY_ACTOR.into(), is_admin: false, scope: None };
+        let delegations = self.delegations().await?;
         let mut wanted = BTreeSet::new();
         let mut changed = false;
         for g in groups {
@@ -129,6 +200,18 @@ impl Sso {
             let Some(org) = self.meta.org_by_name(org_name).await? else { continue };
             if check_account_name(team_name).is_err() {
                 tracing::warn!(group = %g, "a group names a team that cannot exist; ignored");
+                continue;
+            }
+            if !delegations.get(org_name).is_some_and(|d| d.allows(provider, team_name)) {
+                let reason = if delegations.get(org_name).is_some_and(|d| d.allows(provider, "any")) {
+                    "the organization did not delegate its owners team to the directory"
+                } else {
+                    "the organization did not delegate its teams to this identity provider"
+                };
+                let detail = serde_json::json!({
+                    "group": g, "username": user.username, "provider": provider, "reason": reason,
+                });
+                self.audit.change(&actor, Some(&org.name), "directory.ignored", detail).await;
                 continue;
             }
             let team = match self.meta.team(org.id, team_name).await? {
@@ -153,14 +236,54 @@ impl Sso {
                 continue;
             }
             let Some((org, team)) = self.team_by_id(team_id).await? else { continue };
-            match self.meta.remove_member(team_id, user.id).await {
-                Ok(_) => {
-                    changed = true;
-                    let detail = serde_json::json!({ "team": team, "username": user.username });
-                    self.audit.change(&actor, Some(&org), "team.member.remove", detail).await;
+            changed |= self.remove_directory_member(&actor, &org, team_id, &team, user).await?;
+        }
+        if changed {
+            self.identity.refresh_directory().await?;
+        }
+        Ok(())
+    }
+
+    /// Removes a membership the directory granted (audited); the last owner stays.
+    async fn remove_directory_member(
+        &self,
+        actor: &Principal,
+        org: &str,
+        team_id: i64,
+        team: &str,
+        user: &User,
+    ) -> Result<bool> {
+        match self.meta.remove_member(team_id, user.id).await {
+            Ok(removed) => {
+                let detail = serde_json::json!({ "team": team, "username": user.username });
+                self.audit.change(actor, Some(org), "team.member.remove", detail).await;
+                Ok(removed)
+            }
+            Err(Error::Conflict(e)) => {
+                tracing::warn!(org = %org, user = %user.username, "kept: {e}");
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn delegations(&self) -> Result<HashMap<String, Delegation>> {
+        delegations(self.meta.as_ref()).await
+    }
+
+    /// After `org`'s delegation changed: removes the memberships the directory granted there
+    /// that it no longer may (audited), so a withdrawal applies at once, not at the next sign-in.
+    pub async fn withdraw(&self, org: &crate::model::Org, delegation: &Delegation) -> Result<()> {
+        let actor = Principal { id: 0, username: DIRECTORY_ACTOR.into(), is_admin: false, scope: None };
+        let mut changed = false;
+        for team in self.meta.list_teams(org.id).await? {
+            for user in self.meta.team_members(team.id).await? {
+                if delegation.allows(provider_of(&user), &team.name)
+                    || !self.meta.directory_memberships(user.id).await?.contains(&team.id)
+                {
+                    continue;
                 }
-                Err(Error::Conflict(e)) => tracing::warn!(org = %org, user = %user.username, "kept: {e}"),
-                Err(e) => return Err(e),
+                changed |= self.remove_directory_member(&actor, &org.name, team.id, &team.name, &user).await?;
             }
         }
         if changed {
@@ -187,7 +310,7 @@ mod tests {
     use crate::clock::SystemClock;
     use crate::memory::MemoryMeta;
     use crate::metrics::Metrics;
-    use crate::ports::{IdentityStore, OrgStore};
+    use crate::ports::{AuditStore, IdentityStore, OrgStore, PolicyStore, ScimStore};
 
     async fn setup() -> (Arc<MemoryMeta>, Sso, Arc<Identity>) {
         let meta = Arc::new(MemoryMeta::new());
@@ -244,9 +367,17 @@ mod tests {
         assert!(matches!(sso.sign_in(&ext("alice", &[]), "x").await, Err(Error::Unauthenticated(_))));
     }
 
+    /// acme delegates its teams to `providers` (and its owners team with `owners`).
+    async fn delegate(meta: &MemoryMeta, providers: &[&str], owners: bool) {
+        let org = meta.org_by_name("acme").await.unwrap().unwrap();
+        let s = serde_json::json!({ "directory": { "providers": providers, "owners": owners } });
+        meta.put_org_settings(org.id, &s.to_string(), 1).await.unwrap();
+    }
+
     #[tokio::test]
     async fn groups_bring_directory_memberships_in_line_and_leave_manual_ones() {
         let (meta, sso, identity) = setup().await;
+        delegate(&meta, &["oidc"], true).await;
         let u = sso
             .sign_in(&ext("alice", &["acme:dev", "acme:ops", "other:dev", "no-colon", "acme:Bad Name"]), "x")
             .await
@@ -266,5 +397,69 @@ mod tests {
         sso.sign_in(&ext("alice", &["acme:qa"]), "x").await.unwrap();
         sso.sign_in(&ext("alice", &[]), "x").await.unwrap();
         assert_eq!(teams(&meta, "alice").await, ["qa"]);
+    }
+
+    #[tokio::test]
+    async fn only_what_an_org_delegated_and_never_owners_without_the_opt_in() {
+        let (meta, sso, identity) = setup().await;
+        // acme delegated nothing: a group naming it changes nothing, and that is audited
+        let u = sso.sign_in(&ext("mallory", &["acme:owners", "acme:dev"]), "x").await.unwrap();
+        assert!(teams(&meta, "mallory").await.is_empty());
+        assert!(!identity.directory().snapshot().is_member("acme", u.id));
+        identity.refresh_directory().await.unwrap();
+        let org = meta.org_by_name("acme").await.unwrap().unwrap();
+        assert!(meta.team(org.id, "dev").await.unwrap().is_none(), "no team is made for an org that did not delegate");
+        // delegated to LDAP only: an OIDC group still changes nothing
+        delegate(&meta, &["ldap"], true).await;
+        sso.sign_in(&ext("mallory", &["acme:owners", "acme:dev"]), "x").await.unwrap();
+        assert!(teams(&meta, "mallory").await.is_empty());
+        // delegated to OIDC without owners: the teams, never owners
+        delegate(&meta, &["oidc"], false).await;
+        sso.sign_in(&ext("mallory", &["acme:owners", "acme:dev"]), "x").await.unwrap();
+        assert_eq!(teams(&meta, "mallory").await, ["dev"]);
+        assert!(!identity.directory().snapshot().is_owner("acme", u.id));
+        // with the opt-in, owners too
+        delegate(&meta, &["oidc"], true).await;
+        sso.sign_in(&ext("mallory", &["acme:owners", "acme:dev"]), "x").await.unwrap();
+        assert_eq!(teams(&meta, "mallory").await, ["dev", "owners"]);
+        // the org withdraws the owners opt-in: that membership goes at once, not at a sign-in
+        delegate(&meta, &["oidc"], false).await;
+        sso.withdraw(&org, &policy::Delegation { providers: vec![policy::Provider::Oidc], owners: false })
+            .await
+            .unwrap();
+        assert_eq!(teams(&meta, "mallory").await, ["dev"]);
+        assert!(!identity.directory().snapshot().is_owner("acme", u.id));
+        // and withdraws everything: the directory's memberships go; the local owner stays
+        sso.withdraw(&org, &policy::Delegation::default()).await.unwrap();
+        assert!(teams(&meta, "mallory").await.is_empty());
+        assert_eq!(teams(&meta, "olivia").await, ["owners"]);
+        // ignored groups are audited, with why (the audit writer is a task: wait for it)
+        let q = crate::model::AuditQuery { action: Some("directory.ignored".into()), ..Default::default() };
+        let mut reasons = String::new();
+        for _ in 0..100 {
+            let log = meta.query_audit(Some("acme"), &q).await.unwrap();
+            reasons = log.iter().filter_map(|e| e.detail.clone()).collect();
+            if reasons.contains("did not delegate its owners") && reasons.contains("to this identity provider") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(reasons.contains("did not delegate its owners"), "{reasons}");
+        assert!(reasons.contains("did not delegate its teams to this identity provider"), "{reasons}");
+    }
+
+    #[tokio::test]
+    async fn a_scim_account_is_bound_to_its_first_subject() {
+        let (meta, sso, _) = setup().await;
+        let u = meta.create_scim_user("sam", None, "{}", false, 1).await.unwrap();
+        let first = ext("sam", &[]);
+        assert_eq!(sso.sign_in(&first, "x").await.unwrap().id, u.id, "the first sign-in binds the SCIM account");
+        assert_eq!(sso.sign_in(&first, "x").await.unwrap().id, u.id, "and the same subject signs in again");
+        let other = ExternalIdentity { external_id: "https://idp.example|someone-else".into(), ..first.clone() };
+        let e = sso.sign_in(&other, "x").await.unwrap_err();
+        assert!(matches!(e, Error::Unauthenticated(ref m) if m.contains("bound to another identity")), "{e}");
+        // the same subject through another provider is another identity too
+        let ldap = ExternalIdentity { source: "ldap", ..first };
+        assert!(sso.sign_in(&ldap, "x").await.is_err());
     }
 }

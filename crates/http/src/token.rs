@@ -32,9 +32,13 @@ struct TokenError(Error);
 
 impl IntoResponse for TokenError {
     fn into_response(self) -> Response {
+        // A sign-in that cannot succeed as asked (a name conflict, throttling) is the caller's
+        // to fix: never a 503, which clients retry and monitoring pages on.
         let (status, code) = match &self.0 {
-            Error::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
-            Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
+            Error::Unauthenticated(_) | Error::Conflict(_) | Error::NotFound(_) => {
+                (StatusCode::UNAUTHORIZED, "UNAUTHORIZED")
+            }
+            Error::RateLimited { .. } | Error::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
             Error::Invalid(_) => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
             Error::Denied(_) => (StatusCode::FORBIDDEN, "DENIED"),
             _ => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),

@@ -356,6 +356,7 @@ mod tests {
             restrict_personal_namespaces: false,
             disable_public_repositories: false,
             signatures: Default::default(),
+            directory: Default::default(),
         })
     }
 

@@ -155,6 +155,56 @@ pub struct Settings {
     pub disable_public_repositories: bool,
     /// Signature requirements (`signatures.rs`).
     pub signatures: crate::signatures::Signatures,
+    /// What the organization delegates to the identity provider's groups (off by default).
+    pub directory: Delegation,
+}
+
+/// An identity provider whose groups an organization may trust.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// OpenID Connect sign-in (`[auth.oidc]`): the ID token's groups claim.
+    Oidc,
+    /// LDAP / Active Directory (`[auth.ldap]`): the groups `group_filter` finds.
+    Ldap,
+}
+
+impl Provider {
+    /// The account source (`users.source`) of the provider's accounts.
+    pub fn key(self) -> &'static str {
+        match self {
+            Provider::Oidc => "oidc",
+            Provider::Ldap => "ldap",
+        }
+    }
+
+    pub fn from_key(s: &str) -> Option<Provider> {
+        match s {
+            "oidc" => Some(Provider::Oidc),
+            "ldap" => Some(Provider::Ldap),
+            _ => None,
+        }
+    }
+}
+
+/// Group → team delegation (Docker Hub binds an SSO connection to the organizations that set it
+/// up): a group `<org>:<team>` from a provider listed here makes its user a member of that team;
+/// from any other provider, or for an org that lists none, it changes nothing. Membership of
+/// `owners` through the directory needs `owners` as well.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Delegation {
+    /// The providers whose groups manage this org's teams.
+    pub providers: Vec<Provider>,
+    /// Whether the group `<org>:owners` (from a delegated provider) makes owners.
+    pub owners: bool,
+}
+
+impl Delegation {
+    /// Whether `provider` (an account source) may make members of `team`.
+    pub fn allows(&self, provider: &str, team: &str) -> bool {
+        Provider::from_key(provider).is_some_and(|p| self.providers.contains(&p)) && (team != "owners" || self.owners)
+    }
 }
 
 /// A repository allowlist entry.

@@ -84,6 +84,7 @@ pub const SQLITE: &[(i64, &str, &str)] = &[
     (12, "directory", include_str!("../../../migrations/sqlite/0012_directory.sql")),
     (13, "scim", include_str!("../../../migrations/sqlite/0013_scim.sql")),
     (14, "team_rules_and_history", include_str!("../../../migrations/sqlite/0014_team_rules_and_history.sql")),
+    (15, "delegation", include_str!("../../../migrations/sqlite/0015_delegation.sql")),
 ];
 
 /// The PostgreSQL migrations: the same versions, in PostgreSQL's dialect.
@@ -102,4 +103,5 @@ pub const POSTGRES: &[(i64, &str, &str)] = &[
     (12, "directory", include_str!("../../../migrations/postgres/0012_directory.sql")),
     (13, "scim", include_str!("../../../migrations/postgres/0013_scim.sql")),
     (14, "team_rules_and_history", include_str!("../../../migrations/postgres/0014_team_rules_and_history.sql")),
+    (15, "delegation", include_str!("../../../migrations/postgres/0015_delegation.sql")),
 ];

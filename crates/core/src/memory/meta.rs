@@ -51,6 +51,8 @@ struct State {
     audit: Vec<AuditEntry>,
     /// secret hash → (user id, csrf, expires at)
     sessions: HashMap<String, (i64, String, i64)>,
+    /// one-time values (sign-in states) → when they may be forgotten
+    used_once: HashMap<String, i64>,
     /// id → (org id, request)
     requests: BTreeMap<i64, (i64, ExceptionRequest)>,
     /// name → (holder, expires at)
@@ -139,6 +141,7 @@ impl IdentityStore for MemoryMeta {
                 created_at: now,
                 disabled: false,
                 source: "local".into(),
+                external_id: None,
             };
             s.users.insert(id, u.clone());
             s.changed();
@@ -164,11 +167,25 @@ impl IdentityStore for MemoryMeta {
                 created_at: now,
                 disabled: false,
                 source: source.into(),
+                external_id: Some(external_id.into()),
             };
             s.users.insert(id, u.clone());
             s.external.insert(key, id);
             s.changed();
             Ok(u)
+        })
+    }
+
+    async fn bind_external_id(&self, user_id: i64, external_id: &str) -> Result<bool> {
+        self.with(|s| match s.users.get_mut(&user_id) {
+            Some(u) if u.external_id.is_none() => {
+                u.external_id = Some(external_id.to_owned());
+                let key = (u.source.clone(), external_id.to_owned());
+                s.external.insert(key, user_id);
+                s.changed();
+                Ok(true)
+            }
+            _ => Ok(false),
         })
     }
 
@@ -485,7 +502,13 @@ impl OrgStore for MemoryMeta {
     async fn load_directory(&self) -> Result<DirectoryRows> {
         self.with(|s| {
             Ok(DirectoryRows {
-                users: s.users.values().map(|u| (u.id, u.username.clone(), u.is_admin, u.disabled)).collect(),
+                users: s
+                    .users
+                    .values()
+                    .map(|u| {
+                        DirectoryUser::from_row((u.id, u.username.clone(), u.is_admin, u.disabled, u.source.clone()))
+                    })
+                    .collect(),
                 orgs: s.orgs.values().map(|o| (o.id, o.name.clone())).collect(),
                 teams: s.teams.values().map(|t| (t.id, t.org_id, t.name.clone())).collect(),
                 members: s.members.iter().copied().collect(),
@@ -1057,6 +1080,13 @@ impl SessionStore for MemoryMeta {
             Ok((n - s.sessions.len()) as u64)
         })
     }
+
+    async fn use_once(&self, key_hash: &str, now: i64, expires_at: i64) -> Result<bool> {
+        self.with(|s| {
+            s.used_once.retain(|_, exp| *exp > now);
+            Ok(s.used_once.insert(key_hash.to_owned(), expires_at).is_none())
+        })
+    }
 }
 
 #[async_trait]
@@ -1179,6 +1209,7 @@ impl ScimStore for MemoryMeta {
                 created_at: now,
                 disabled,
                 source: "scim".into(),
+                external_id: None,
             };
             s.users.insert(id, u.clone());
             s.scim_users.insert(id, (org_id, attrs.into()));

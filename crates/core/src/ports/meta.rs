@@ -18,6 +18,9 @@ pub trait IdentityStore: Send + Sync {
     /// has no password here.
     async fn create_external_user(&self, username: &str, source: &str, external_id: &str, now: i64) -> Result<User>;
     async fn external_user(&self, source: &str, external_id: &str) -> Result<Option<User>>;
+    /// Binds an account that has no external id yet to `external_id`; false when it had one
+    /// (or is gone), so that of two first sign-ins only one binds.
+    async fn bind_external_id(&self, user_id: i64, external_id: &str) -> Result<bool>;
     async fn list_users(&self) -> Result<Vec<User>>;
     async fn set_password(&self, user_id: i64, password_hash: &str) -> Result<()>;
     async fn count_users(&self) -> Result<i64>;
@@ -220,6 +223,9 @@ pub trait SessionStore: Send + Sync {
     async fn delete_user_sessions(&self, user_id: i64) -> Result<()>;
     /// Deletes expired sessions.
     async fn prune_sessions(&self, now: i64) -> Result<u64>;
+    /// Remembers a one-time value (the hash of a sign-in state) until `expires_at`: true the
+    /// first time, false when it was used already (on any replica). Forgets expired ones.
+    async fn use_once(&self, key_hash: &str, now: i64, expires_at: i64) -> Result<bool>;
 }
 
 /// What replicas share: leases, the generation they follow, token signing keys.

@@ -397,6 +397,20 @@ impl Scim {
     /// Makes the team's members among the accounts this token sees exactly `wanted`.
     async fn sync_members(&self, caller: &Caller, w: &World, t: &Team, org: &str, wanted: &[i64]) -> ScimResult<()> {
         let actor = caller.actor();
+        // Nothing from outside makes an owner unless the org opted into exactly that.
+        let adds = w.users.iter().any(|u| wanted.contains(&u.id) && !w.members.contains(&(t.id, u.id)));
+        if t.name == OWNERS_TEAM
+            && adds
+            && !crate::sso::delegations(self.meta.as_ref()).await?.get(org).is_some_and(|d| d.owners)
+        {
+            return Err(fail(
+                "mutability",
+                format!(
+                    "{org} did not let its directory make owners: an owner of {org} can turn on \
+                     settings.directory.owners"
+                ),
+            ));
+        }
         for u in &w.users {
             let (is, want) = (w.members.contains(&(t.id, u.id)), wanted.contains(&u.id));
             let detail = json!({ "team": t.name, "username": u.username });

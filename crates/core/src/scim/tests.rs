@@ -257,3 +257,34 @@ async fn a_directory_sign_in_finds_the_account_scim_provisioned() {
     let ext = crate::sso::ExternalIdentity { username: "olivia".into(), external_id: "iss|o".into(), ..ext };
     assert!(matches!(sso.sign_in(&ext, "x").await, Err(Error::Conflict(_))), "never a local account");
 }
+
+#[tokio::test]
+async fn scim_makes_owners_only_where_the_org_opted_in() {
+    let t = setup().await;
+    let org = t.caller(&t.olivia, Some("acme")).await;
+    let inst = t.caller(&t.admin, None).await;
+    let alice = t.scim.create(&org, Kind::User, BASE, user("alice")).await.unwrap()["id"].as_str().unwrap().to_owned();
+    let q = Query { filter: Some(r#"displayName eq "acme:owners""#.into()), ..Default::default() };
+    let owners = t.scim.list(&inst, &[Kind::Group], BASE, &q).await.unwrap();
+    let owners_id = owners["Resources"][0]["id"].as_str().unwrap().to_owned();
+    let olivia = Kind::User.id(t.olivia.id);
+    let group = |m: Value| json!({ "schemas": [schema::GROUP], "displayName": "acme:owners", "members": m });
+    // neither the org's token nor the instance's adds an owner without the org's opt-in (each
+    // names the members it sees: the org's token does not see olivia, who stays)
+    let org_view = json!([{"value": alice}]);
+    let inst_view = json!([{"value": olivia}, {"value": alice}]);
+    for (caller, members) in [(&org, org_view), (&inst, inst_view)] {
+        let r = t.scim.replace(caller, Kind::Group, BASE, &owners_id, group(members)).await.unwrap_err();
+        assert_eq!(r.scim_type, Some("mutability"));
+        assert!(r.error.to_string().contains("did not let its directory make owners"), "{}", r.error);
+    }
+    let add = json!({"schemas": [schema::PATCH_OP], "Operations": [{"op": "add", "path": "members", "value": [{"value": alice}]}]});
+    assert!(t.scim.patch(&org, Kind::Group, BASE, &owners_id, add.clone()).await.is_err());
+    assert!(!t.identity.directory().snapshot().is_owner("acme", Kind::User.parse_id(&alice).unwrap()));
+    // with it, the group adds owners
+    let acme = t.meta.org_by_name("acme").await.unwrap().unwrap();
+    let opt_in = json!({"directory": {"providers": [], "owners": true}}).to_string();
+    crate::ports::PolicyStore::put_org_settings(t.meta.as_ref(), acme.id, &opt_in, 1).await.unwrap();
+    t.scim.patch(&org, Kind::Group, BASE, &owners_id, add).await.unwrap();
+    assert!(t.identity.directory().snapshot().is_owner("acme", Kind::User.parse_id(&alice).unwrap()));
+}

@@ -49,6 +49,7 @@ pub fn routes(st: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/orgs/{org}", get(org::overview))
         .route("/orgs/{org}/members", get(org::members))
         .route("/orgs/{org}/teams", post(org::create_team))
+        .route("/orgs/{org}/directory", post(org::set_directory))
         .route("/orgs/{org}/teams/{team}/delete", post(org::delete_team))
         .route("/orgs/{org}/teams/{team}/members", post(org::add_member))
         .route("/orgs/{org}/teams/{team}/members/{user}/remove", post(org::remove_member))
@@ -195,6 +196,7 @@ fn notice(key: &str) -> &'static str {
         "exception-added" => "Exception added.",
         "exception-deleted" => "Exception deleted.",
         "team-created" => "Team created.",
+        "directory-saved" => "Saved what the identity provider's groups may manage.",
         "team-rule-saved" => "Team rule saved. It applies to the next pull.",
         "signature-rule-added" => "Signature rule added. It applies to the next pull.",
         "signature-rule-removed" => "Signature rule removed.",

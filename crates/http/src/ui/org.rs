@@ -95,6 +95,15 @@ pub struct TeamView {
     members: Vec<String>,
     permissions: Vec<(String, &'static str)>,
     removable: bool,
+    /// The identity providers whose groups manage this team's members (empty: none).
+    directory: String,
+}
+
+/// What the org delegated to the identity provider, as the members page shows it.
+pub struct DirectoryView {
+    oidc: bool,
+    ldap: bool,
+    owners: bool,
 }
 
 #[derive(Template)]
@@ -103,6 +112,7 @@ struct MembersPage {
     l: Layout,
     members: Vec<Member>,
     teams: Vec<TeamView>,
+    directory: DirectoryView,
 }
 
 pub async fn members(
@@ -112,8 +122,16 @@ pub async fn members(
     Query(q): Query<Done>,
 ) -> UiResult {
     let members = st.orgs.members(&c.who, &org).await?;
+    let delegation = st.iam.settings(&c.who, &org).await?.directory;
     let mut teams = Vec::new();
     for t in st.orgs.teams(&c.who, &org).await? {
+        let directory: Vec<&str> = delegation
+            .providers
+            .iter()
+            .filter(|p| delegation.allows(p.key(), &t.name))
+            .map(|p| if *p == policy::Provider::Oidc { "OIDC" } else { "LDAP" })
+            .collect();
+        let directory = directory.join(" and ");
         let members = st.orgs.team_members(&c.who, &org, &t.name).await?.into_iter().map(|u| u.username).collect();
         let permissions = st
             .orgs
@@ -122,10 +140,43 @@ pub async fn members(
             .into_iter()
             .map(|(repo, p)| (repo, p.as_str()))
             .collect();
-        teams.push(TeamView { removable: t.name != OWNERS_TEAM, name: t.name, members, permissions });
+        teams.push(TeamView { removable: t.name != OWNERS_TEAM, name: t.name, members, permissions, directory });
     }
+    let has = |p| delegation.providers.contains(&p);
+    let directory = DirectoryView {
+        oidc: has(policy::Provider::Oidc),
+        ldap: has(policy::Provider::Ldap),
+        owners: delegation.owners,
+    };
     let l = Layout::org(&c, &st, &org, "Members and teams", "members").with_notice(q.done.as_deref());
-    ok(&MembersPage { l, members, teams })
+    ok(&MembersPage { l, members, teams, directory })
+}
+
+#[derive(Deserialize)]
+pub struct DirectoryForm {
+    #[serde(default)]
+    oidc: Option<String>,
+    #[serde(default)]
+    ldap: Option<String>,
+    #[serde(default)]
+    owners: Option<String>,
+}
+
+/// Saves what the org delegates to the identity provider's groups (owners only).
+pub async fn set_directory(
+    axum::extract::State(st): St,
+    Path(org): Path<String>,
+    p: Posted<DirectoryForm>,
+) -> UiResult {
+    let f = &p.form;
+    let providers: Vec<&str> = [(f.oidc.is_some(), "oidc"), (f.ldap.is_some(), "ldap")]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, k)| k)
+        .collect();
+    let changes = serde_json::json!({ "directory": { "providers": providers, "owners": f.owners.is_some() } });
+    st.iam.set_settings(&p.c.who, &org, &changes).await?;
+    done(&format!("/orgs/{org}/members"), "directory-saved")
 }
 
 #[derive(Deserialize)]

@@ -119,11 +119,23 @@ async fn form_bytes(parts: &Parts, body: axum::body::Body) -> Result<axum::body:
     axum::body::to_bytes(body, MAX_FORM).await.map_err(|_| Error::Invalid("the form is too large".into()))
 }
 
-/// Only local paths are followed after sign-in (no open redirect).
+/// Where to go after sign-in: only a path on this gateway (no open redirect). It must be an
+/// absolute path (`/…`, never `//host` or `/\\host`, which browsers read as another site) of
+/// visible ASCII — no control characters, spaces, backslashes or encoded ones, which browsers
+/// strip or rewrite before they read the path — that parses as a request target's path and
+/// query; anything else goes to `/`.
 pub(super) fn safe_next(next: Option<&str>) -> String {
+    fn local(n: &str) -> bool {
+        let lower = n.to_ascii_lowercase();
+        n.starts_with('/')
+            && !n[1..].starts_with(['/', '\\'])
+            && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
+            && !["%2f", "%5c", "%0", "%1", "%7f", "%09", "%25"].iter().any(|e| lower.contains(e))
+            && n.parse::<axum::http::uri::PathAndQuery>().is_ok()
+    }
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
-        _ => "/orgs".into(),
+        Some(n) if n.len() <= 2048 && local(n) => n.to_owned(),
+        _ => "/".into(),
     }
 }
 
@@ -244,11 +256,41 @@ mod tests {
 
     #[test]
     fn next_stays_local() {
-        assert_eq!(safe_next(Some("/orgs/acme")), "/orgs/acme");
-        for bad in ["//evil.example", "https://evil.example", "/\\evil", "evil"] {
-            assert_eq!(safe_next(Some(bad)), "/orgs", "{bad}");
+        for good in ["/orgs/acme", "/orgs/acme/permissions?tab=audit&n=2", "/", "/orgs/acme%20x", "/a:b@c"] {
+            assert_eq!(safe_next(Some(good)), good);
         }
-        assert_eq!(safe_next(None), "/orgs");
+        let bad = [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil",
+            "\\\\evil",
+            "evil",
+            "",
+            "/\t/evil.example",
+            "/\t\t/evil.example",
+            "/\n/evil.example",
+            "/orgs\r\nSet-Cookie: x=y",
+            "/\0/evil",
+            "/ /evil.example",
+            "/%2F/evil.example",
+            "/%2f%2fevil.example",
+            "/%5Cevil.example",
+            "/%09/evil.example",
+            "/%0d%0aLocation:%20https://evil",
+            "/%252F/evil",
+            "javascript:alert(1)",
+            "/\u{00a0}/evil",
+            "/\u{2028}/evil",
+            "http:/evil.example",
+            "//[::1]/x",
+            "//user@evil.example",
+            "/\x7f/evil",
+        ];
+        for b in bad {
+            assert_eq!(safe_next(Some(b)), "/", "{b:?}");
+        }
+        assert_eq!(safe_next(Some(&format!("/{}", "a".repeat(4000)))), "/", "too long");
+        assert_eq!(safe_next(None), "/");
     }
 
     #[test]

@@ -88,7 +88,7 @@ pub struct CallbackQuery {
 pub async fn callback(State(st): State<Arc<AppState>>, Query(q): Query<CallbackQuery>, parts: Parts) -> Response {
     let client = client_addr(&st, &parts);
     let Some(oidc) = st.oidc.as_ref() else {
-        return failed(&st, StatusCode::NOT_FOUND, "/orgs".into(), "single sign-on is not configured here".into());
+        return failed(&st, StatusCode::NOT_FOUND, "/".into(), "single sign-on is not configured here".into());
     };
     let sealed = cookie(&parts, STATE_COOKIE).unwrap_or_default();
     let pending: Pending = match st.tokens.unseal(STATE_AUDIENCE, &sealed, st.clock.now()) {
@@ -98,12 +98,25 @@ pub async fn callback(State(st): State<Arc<AppState>>, Query(q): Query<CallbackQ
             return failed(
                 &st,
                 StatusCode::BAD_REQUEST,
-                "/orgs".into(),
+                "/".into(),
                 "This sign-in expired or was started in another browser. Sign in again.".into(),
             );
         }
     };
     let next = pending.next.clone();
+    // A sign-in state is good for one callback: a replay (of a code the provider would accept
+    // twice, or of a refused answer) is refused here, on every replica.
+    match st.sessions.first_use(&sealed, st.clock.now() + STATE_TTL_SECS).await {
+        Ok(true) => {}
+        Ok(false) => {
+            st.sso.failed("oidc", "", &client, "a sign-in state used before (a replayed callback)").await;
+            return failed(&st, StatusCode::BAD_REQUEST, next, "This sign-in was already used. Sign in again.".into());
+        }
+        Err(e) => {
+            let why = crate::error::public_message(&e, "console");
+            return failed(&st, StatusCode::SERVICE_UNAVAILABLE, next, format!("Single sign-on failed: {why}"));
+        }
+    }
     if let Some(e) = q.error {
         let why = q.error_description.unwrap_or(e);
         st.sso.failed("oidc", "", &client, &format!("the provider said: {why}")).await;

@@ -52,7 +52,7 @@ async fn sign_in_sessions_and_guarded_forms() {
         .unwrap();
     assert_eq!(r.status(), 403, "a token that is not the cookie's");
     let r = login("alice", &pw("alice"), "//evil.example/x").await.unwrap();
-    assert_eq!(r.headers()["location"], "/orgs", "no open redirect");
+    assert_eq!(r.headers()["location"], "/", "no open redirect");
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
     for attr in ["pcl_session=pcs_", "; Path=/", "; HttpOnly", "; SameSite=Strict", "; Max-Age=43200"] {
         assert!(cookie.contains(attr), "{attr} in {cookie}");

@@ -1,6 +1,9 @@
 //! LDAP sign-in against a real OpenLDAP server (Debian `slapd`, started by the test with a small
 //! directory and a test CA): docker login and skopeo with the directory's password over
-//! StartTLS, the `acme:dev` group making the user a member of team `dev` (whose image they then
+//! StartTLS, the `acme:dev` group making the user a member of team `dev` once acme delegated its
+//! teams to LDAP (groups of orgs that did not delegate, and `acme:owners` without the opt-in,
+//! change nothing; a name differing from a local account's only in case is that account; a SCIM
+//! account signs in through LDAP), the team (whose image they then
 //! pull), a wrong password and a filter injection refused like any bad password, and a directory
 //! that is down answering 503 while the administrator still signs in.
 
@@ -111,7 +114,11 @@ impl Slapd {
              dn: ou=groups,{SUFFIX}\nobjectClass: organizationalUnit\nou: groups\n\n\
              dn: uid=dave,ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: dave\ncn: Dave\nsn: D\nuserPassword: dave-ldap-password\n\n\
              dn: uid=erin,ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: erin\ncn: Erin\nsn: E\nuserPassword: erin-ldap-password\n\n\
-             dn: cn=acme:dev,ou=groups,{SUFFIX}\nobjectClass: groupOfNames\ncn: acme:dev\nmember: uid=dave,ou=people,{SUFFIX}\n"
+             dn: uid=gina,ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: gina\ncn: Gina\nsn: G\nuserPassword: gina-ldap-password\n\n\
+             dn: uid=owner,ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: owner\ncn: Another Owner\nsn: O\nuserPassword: owner-ldap-password\n\n\
+             dn: cn=acme:dev,ou=groups,{SUFFIX}\nobjectClass: groupOfNames\ncn: acme:dev\nmember: uid=dave,ou=people,{SUFFIX}\nmember: uid=gina,ou=people,{SUFFIX}\n\n\
+             dn: cn=acme:owners,ou=groups,{SUFFIX}\nobjectClass: groupOfNames\ncn: acme:owners\nmember: uid=erin,ou=people,{SUFFIX}\n\n\
+             dn: cn=victim:owners,ou=groups,{SUFFIX}\nobjectClass: groupOfNames\ncn: victim:owners\nmember: uid=dave,ou=people,{SUFFIX}\n"
         );
         std::fs::write(d.join("data.ldif"), ldif).unwrap();
         let (ok, out) = run(Command::new("/usr/sbin/slapadd")
@@ -184,9 +191,15 @@ async fn ldap_passwords_sign_in_with_starttls_and_groups_become_teams() {
     assert!(st == 200 || st == 204);
     let t = s.token(Some(owner), &["repository:acme/app:pull,push"]).await;
     push_image(&s, &t, "acme/app", "1", b"the team's private layer").await;
+    // victim, whose owner never connected the directory; acme delegates its teams (not owners)
+    s.create_user("vic").await;
+    s.create_org("victim", "vic").await;
+    let work = tempfile::tempdir().unwrap();
+    let delegate = json!({"directory": {"providers": ["ldap"]}});
+    let (st, b) = s.api("PUT", "/api/v1/orgs/acme/settings", owner, Some(delegate)).await;
+    assert!(st == 200 && b["directory"]["providers"] == json!(["ldap"]), "{st} {b}");
 
     // dave's directory password, over StartTLS: his group made him a member of dev
-    let work = tempfile::tempdir().unwrap();
     let (ok, out) = skopeo_pull(&s.addr(), "dave:dave-ldap-password", "acme/app:1", &work.path().join("d"));
     assert!(ok, "dave pulls through his group's team: {out}");
     let (_, users) = s.admin("GET", "/api/v1/users", None).await;
@@ -194,6 +207,19 @@ async fn ldap_passwords_sign_in_with_starttls_and_groups_become_teams() {
     assert_eq!(dave["source"], "ldap", "{dave}");
     let (_, members) = s.api("GET", "/api/v1/orgs/acme/teams/dev/members", owner, None).await;
     assert!(members.to_string().contains("\"dave\""), "{members}");
+    // his group victim:owners changed nothing: victim did not delegate (and that is audited)
+    let vp = pw("vic");
+    let (_, vm) = s.api("GET", "/api/v1/orgs/victim/members", ("vic", &vp), None).await;
+    assert!(!vm.to_string().contains("dave"), "{vm}");
+    let mut audit = serde_json::Value::Null;
+    for _ in 0..50 {
+        audit = s.api("GET", "/api/v1/orgs/victim/audit?limit=20", ("vic", &vp), None).await.1;
+        if audit.to_string().contains("directory.ignored") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(audit.to_string().contains("directory.ignored"), "{audit}");
     // docker login with the directory's password
     let sock = std::env::var("DOCKER_SOCK").unwrap_or_else(|_| "/tmp/pcl-test/docker/docker.sock".into());
     let cfg = work.path().join("docker-config");
@@ -211,10 +237,31 @@ async fn ldap_passwords_sign_in_with_starttls_and_groups_become_teams() {
     ]);
     let (ok, out) = run(&mut login);
     assert!(ok && out.contains("Login Succeeded"), "{out}");
-    // erin is in no group: signed in, but not in the team
+    // erin is only in acme:owners, which acme did not delegate: signed in, no member, no owner
     let (ok, _) = skopeo_pull(&s.addr(), "erin:erin-ldap-password", "acme/app:1", &work.path().join("e"));
     assert!(!ok, "erin is no member of dev");
     assert_eq!(token_status(&s, "erin", "erin-ldap-password").await.0, 200);
+    let (_, am) = s.api("GET", "/api/v1/orgs/acme/members", owner, None).await;
+    assert!(!am.to_string().contains("erin"), "{am}");
+
+    // a name that differs from a local account only in case is that account (never the
+    // directory's user of that name, never a 503); the directory's own "owner" gets a 401
+    assert_eq!(token_status(&s, "Owner", &op).await.0, 200);
+    let (status, body) = token_status(&s, "OWNER", "owner-ldap-password").await;
+    assert_eq!(status, 401, "{body}");
+
+    // a person the directory provisioned through SCIM signs in through LDAP to that account
+    let (st, tok) = s.api("POST", "/api/v1/scim-tokens", owner, Some(json!({"name": "idp", "org": "acme"}))).await;
+    assert_eq!(st, 201, "{tok}");
+    let scim = tok["token"].as_str().unwrap().to_owned();
+    let user = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "gina"});
+    let r = s.http.post(s.url("/scim/v2/Users")).bearer_auth(&scim).json(&user).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let (ok, out) = skopeo_pull(&s.addr(), "gina:gina-ldap-password", "acme/app:1", &work.path().join("g"));
+    assert!(ok, "gina pulls through her LDAP group: {out}");
+    let (_, users) = s.admin("GET", "/api/v1/users", None).await;
+    let gina = users.as_array().unwrap().iter().find(|u| u["username"] == "gina").unwrap().clone();
+    assert_eq!(gina["source"], "scim", "the SCIM account, not a second one: {gina}");
 
     // wrong passwords, an empty one and filter injection are refused like any bad password
     for (user, password) in

@@ -11,6 +11,7 @@ mod clients;
 mod connections;
 mod console;
 mod crash;
+mod delegation;
 mod deploy;
 mod doctor;
 mod faults;

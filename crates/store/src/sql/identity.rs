@@ -12,6 +12,7 @@ pub(crate) struct UserRow {
     created_at: i64,
     disabled: bool,
     source: String,
+    external_id: Option<String>,
 }
 
 pub(crate) fn user(r: UserRow) -> User {
@@ -23,13 +24,14 @@ pub(crate) fn user(r: UserRow) -> User {
         created_at: r.created_at,
         disabled: r.disabled,
         source: r.source,
+        external_id: r.external_id,
     }
 }
 
 /// The columns of [`UserRow`], for `SELECT` and `RETURNING`.
 macro_rules! user_cols {
     () => {
-        "id, username, password_hash, is_admin, created_at, disabled, source"
+        "id, username, password_hash, is_admin, created_at, disabled, source, external_id"
     };
 }
 
@@ -121,6 +123,16 @@ macro_rules! identity_sql {
                 .map_err(db)?;
                 tx.commit().await.map_err(db)?;
                 Ok(user(r))
+            }
+
+            async fn bind_external_id(&self, user_id: i64, external_id: &str) -> Result<bool> {
+                let r = sqlx::query("UPDATE users SET external_id = $1 WHERE id = $2 AND external_id IS NULL")
+                    .bind(external_id)
+                    .bind(user_id)
+                    .execute(&self.write)
+                    .await
+                    .map_err(db)?;
+                Ok(r.rows_affected() == 1)
             }
 
             async fn external_user(&self, source: &str, external_id: &str) -> Result<Option<User>> {

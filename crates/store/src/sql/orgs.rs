@@ -215,7 +215,7 @@ macro_rules! orgs_sql {
 
             async fn team_members(&self, team_id: i64) -> Result<Vec<User>> {
                 let r: Vec<UserRow> = sqlx::query_as(
-                    "SELECT u.id, u.username, u.password_hash, u.is_admin, u.created_at, u.disabled, u.source FROM users u \
+                    "SELECT u.id, u.username, u.password_hash, u.is_admin, u.created_at, u.disabled, u.source, u.external_id FROM users u \
                      JOIN team_members m ON m.user_id = u.id WHERE m.team_id = $1 ORDER BY u.username",
                 )
                 .bind(team_id)
@@ -255,7 +255,9 @@ macro_rules! orgs_sql {
 
             async fn load_directory(&self) -> Result<DirectoryRows> {
                 let mut c = self.read.acquire().await.map_err(db)?;
-                let users = sqlx::query_as("SELECT id, username, is_admin, disabled FROM users").fetch_all(&mut *c).await.map_err(db)?;
+                let users: Vec<(i64, String, bool, bool, String)> =
+                    sqlx::query_as("SELECT id, username, is_admin, disabled, source FROM users").fetch_all(&mut *c).await.map_err(db)?;
+                let users = users.into_iter().map(portcullis_core::model::DirectoryUser::from_row).collect();
                 let orgs = sqlx::query_as("SELECT id, name FROM orgs").fetch_all(&mut *c).await.map_err(db)?;
                 let teams = sqlx::query_as("SELECT id, org_id, name FROM teams").fetch_all(&mut *c).await.map_err(db)?;
                 let members =

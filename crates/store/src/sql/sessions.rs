@@ -12,6 +12,7 @@ pub(crate) struct SessionRow {
     created_at: i64,
     disabled: bool,
     source: String,
+    external_id: Option<String>,
     csrf: String,
     expires_at: i64,
 }
@@ -26,6 +27,7 @@ pub(crate) fn session(r: SessionRow) -> Session {
             created_at: r.created_at,
             disabled: r.disabled,
             source: r.source,
+            external_id: r.external_id,
         },
         csrf: r.csrf,
         expires_at: r.expires_at,
@@ -52,7 +54,7 @@ macro_rules! sessions_sql {
 
             async fn session(&self, id_hash: &str, now: i64) -> Result<Option<Session>> {
                 let r: Option<SessionRow> = sqlx::query_as(
-                    "SELECT u.id, u.username, u.password_hash, u.is_admin, u.created_at, u.disabled, u.source, s.csrf, s.expires_at \
+                    "SELECT u.id, u.username, u.password_hash, u.is_admin, u.created_at, u.disabled, u.source, u.external_id, s.csrf, s.expires_at \
                      FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = $1 AND s.expires_at > $2",
                 )
                 .bind(id_hash)
@@ -80,6 +82,17 @@ macro_rules! sessions_sql {
                     .await
                     .map_err(db)?;
                 Ok(r.rows_affected())
+            }
+
+            async fn use_once(&self, key_hash: &str, now: i64, expires_at: i64) -> Result<bool> {
+                sqlx::query("DELETE FROM used_once WHERE expires_at <= $1").bind(now).execute(&self.write).await.map_err(db)?;
+                let r = sqlx::query("INSERT INTO used_once (key_hash, expires_at) VALUES ($1, $2) ON CONFLICT (key_hash) DO NOTHING")
+                    .bind(key_hash)
+                    .bind(expires_at)
+                    .execute(&self.write)
+                    .await
+                    .map_err(db)?;
+                Ok(r.rows_affected() == 1)
             }
         });
     };
