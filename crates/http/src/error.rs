@@ -49,7 +49,7 @@ impl V2Error {
                 let (decision, image) = (p.decision, p.image);
                 // An exception waives a category, never a signature rule: no request link there.
                 let msg = match &decision.org {
-                    Some(org) if decision.rule != "signature" => format!(
+                    Some(org) if decision.exceptable() => format!(
                         "{} Request one at {}/orgs/{org}/requests?image={}",
                         decision.message,
                         base_url(st, headers),

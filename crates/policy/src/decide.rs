@@ -1,6 +1,6 @@
 //! Classification and the decision.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::*;
 
@@ -19,10 +19,52 @@ pub struct Decision {
     pub effect: Effect,
     /// The org whose settings decided (for denials).
     pub org: Option<String>,
-    /// `no_restrictions`, `owner`, `category`, `exception`, `registry_access`.
-    pub rule: String,
+    pub rule: Rule,
     pub category: Option<Category>,
     pub message: String,
+}
+
+/// The rule a decision names (the audit's `rule`, the check's `rule`): one vocabulary for every
+/// surface, serialized as its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// Nothing restricts the image for this subject.
+    Allowed,
+    /// An owner of an org with restrictions on: owners bypass their own org's policy.
+    Owner,
+    /// Image Access Management: the image's category is not allowed.
+    Category,
+    /// Registry Access Management: the image's registry is not allowed.
+    RegistryAccess,
+    /// A signature requirement is not met.
+    Signature,
+}
+
+impl Rule {
+    pub fn key(self) -> &'static str {
+        match self {
+            Rule::Allowed => "allowed",
+            Rule::Owner => "owner",
+            Rule::Category => "category",
+            Rule::RegistryAccess => "registry_access",
+            Rule::Signature => "signature",
+        }
+    }
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
+impl Decision {
+    /// Whether an owner's exception can waive this denial (categories and registries; never a
+    /// signature requirement), so a refusal may offer to request one.
+    pub fn exceptable(&self) -> bool {
+        matches!(self.rule, Rule::Category | Rule::RegistryAccess)
+    }
 }
 
 /// The category of `image` for organization `org`.
@@ -60,13 +102,7 @@ fn flags_allow(f: &TeamCategories, c: &Category) -> bool {
 }
 
 fn allowed_by_category(r: &RestrictedImages, c: &Category) -> bool {
-    let flags = TeamCategories {
-        allow_official_images: r.allow_official_images,
-        allow_verified_publishers: r.allow_verified_publishers,
-        allow_sponsored_oss: r.allow_sponsored_oss,
-        allow_community: r.allow_community,
-    };
-    matches!(c, Category::Organization(_) | Category::OtherRegistry(_)) || flags_allow(&flags, c)
+    matches!(c, Category::Organization(_) | Category::OtherRegistry(_)) || flags_allow(&r.flags(), c)
 }
 
 /// The first of `teams` whose own rule allows `c` (a team rule only widens the org's).
@@ -81,7 +117,7 @@ fn refusal(
     image: &Image,
     catalog: &Catalog,
     now: i64,
-) -> Option<(String, Category, String)> {
+) -> Option<(Rule, Category, String)> {
     let s = &p.settings;
     let category = categorize(&m.org, s, image, catalog);
     let name = image.canonical();
@@ -98,7 +134,7 @@ fn refusal(
             m.org,
             image.canonical()
         );
-        return Some(("registry_access".into(), category, msg));
+        return Some((Rule::RegistryAccess, category, msg));
     }
     if s.restricted_images.enabled
         && !m.owner
@@ -113,7 +149,7 @@ fn refusal(
             m.org,
             m.org
         );
-        return Some(("category".into(), category, msg));
+        return Some((Rule::Category, category, msg));
     }
     None
 }
@@ -184,7 +220,7 @@ pub fn decide(memberships: &[Membership], image: &Image, snap: &Snapshot, now: i
     would.unwrap_or(Decision {
         effect: Effect::Allow,
         org: None,
-        rule: "allowed".into(),
+        rule: Rule::Allowed,
         category: None,
         message: format!("{} is allowed", image.canonical()),
     })
@@ -226,6 +262,43 @@ mod tests {
             created_by: "o".into(),
             created_at: 0,
         }
+    }
+
+    #[test]
+    fn one_table_names_every_category_and_its_switch() {
+        let all = [
+            Category::Organization("o".into()),
+            Category::Official,
+            Category::VerifiedPublisher,
+            Category::SponsoredOss,
+            Category::Community,
+            Category::OtherRegistry("h".into()),
+        ];
+        let keys: Vec<&str> = Category::ALL.iter().map(|c| c.key).collect();
+        assert_eq!(keys, all.iter().map(|c| c.key()).collect::<Vec<_>>(), "one row per category, in order");
+        // each switch is a settings flag (org and team rule alike), read and written by its row
+        let json = serde_json::to_value(RestrictedImages::default()).unwrap();
+        let team = serde_json::to_value(TeamCategories::default()).unwrap();
+        for sw in &Category::SWITCHES {
+            assert!(json.get(sw.flag).is_some() && team.get(sw.flag).is_some(), "{}", sw.flag);
+            let mut t = TeamCategories::default();
+            (sw.set)(&mut t, true);
+            assert!((sw.get)(&t));
+            assert_eq!(serde_json::to_value(&t).unwrap()[sw.flag], true, "{} sets its own flag", sw.flag);
+            assert_eq!(t.allowed_labels(), [sw.name.label]);
+            let mut r = RestrictedImages {
+                allow_official_images: false,
+                allow_verified_publishers: false,
+                ..Default::default()
+            };
+            r.set_flags(&t);
+            assert_eq!(r.flags(), t);
+        }
+        assert_eq!(Category::name_of("sponsored_oss").map(|n| n.short), Some("Sponsored OSS"));
+        assert!(Category::name_of("nothing").is_none());
+        // rules serialize as their keys
+        assert_eq!(serde_json::to_value(Rule::RegistryAccess).unwrap(), "registry_access");
+        assert_eq!(Rule::Signature.to_string(), "signature");
     }
 
     #[test]
@@ -302,7 +375,7 @@ mod tests {
         };
         let ghcr = Image { registry: Some("ghcr.io".into()), path: "o/a".into(), digest: None };
         let d = decide(&member(true), &ghcr, &snap(ram, vec![]), 0);
-        assert_eq!((d.effect, d.rule.as_str()), (Effect::Deny, "registry_access"));
+        assert_eq!((d.effect, d.rule), (Effect::Deny, Rule::RegistryAccess));
     }
 
     #[test]

@@ -14,7 +14,7 @@ mod decide;
 mod model;
 mod signatures;
 
-pub use decide::{Decision, Effect, TraceStep, categorize, decide, explain};
+pub use decide::{Decision, Effect, Rule, TraceStep, categorize, decide, explain};
 pub use model::*;
 pub use signatures::{
     MAX_RULE_KEYS, MAX_SIGNATURE_RULES, RULE_CATEGORIES, Requirement, SignatureRule, Signatures, required,

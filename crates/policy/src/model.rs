@@ -65,6 +65,85 @@ impl Category {
     }
 }
 
+/// What a person calls a category, one row per category: the key (settings, audit, API), the
+/// name in lists ("Docker Official Images") and the short name of legends and filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CategoryName {
+    pub key: &'static str,
+    pub label: &'static str,
+    pub short: &'static str,
+}
+
+/// A category an organization switches on or off (Docker Hub's settings and ours): the table the
+/// console's forms, the overview and team rules iterate, so that a new category is a new row
+/// here (and a field of [`TeamCategories`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Switch {
+    pub name: CategoryName,
+    /// The settings flag (`restricted_images.<flag>`, a team rule's too).
+    pub flag: &'static str,
+    /// The console form's field.
+    pub field: &'static str,
+    /// What the console says of it.
+    pub hint: &'static str,
+    pub get: fn(&TeamCategories) -> bool,
+    pub set: fn(&mut TeamCategories, bool),
+}
+
+impl Category {
+    /// Every category, in the order people see them.
+    pub const ALL: [CategoryName; 6] = [
+        CategoryName { key: "organization", label: "Organization images", short: "Organization" },
+        CategoryName { key: "official", label: "Docker Official Images", short: "Docker Official" },
+        CategoryName { key: "verified_publisher", label: "Verified Publisher images", short: "Verified Publisher" },
+        CategoryName { key: "sponsored_oss", label: "Docker-Sponsored Open Source images", short: "Sponsored OSS" },
+        CategoryName { key: "community", label: "Community images", short: "Community" },
+        CategoryName { key: "other_registry", label: "Images from other registries", short: "Other registry" },
+    ];
+
+    /// The categories an org allows or not, with their settings flags.
+    pub const SWITCHES: [Switch; 4] = [
+        Switch {
+            name: Category::ALL[1],
+            flag: "allow_official_images",
+            field: "allow_official",
+            hint: "curated images maintained by Docker, such as <code>alpine</code> and <code>nginx</code>.",
+            get: |t| t.allow_official_images,
+            set: |t, on| t.allow_official_images = on,
+        },
+        Switch {
+            name: Category::ALL[2],
+            flag: "allow_verified_publishers",
+            field: "allow_verified",
+            hint: "from commercial publishers Docker has verified.",
+            get: |t| t.allow_verified_publishers,
+            set: |t, on| t.allow_verified_publishers = on,
+        },
+        Switch {
+            name: Category::ALL[3],
+            flag: "allow_sponsored_oss",
+            field: "allow_sponsored",
+            hint: "from open-source projects Docker sponsors. Docker counts them as community images, so allowing \
+                   community images allows them too; this allows them without community images.",
+            get: |t| t.allow_sponsored_oss,
+            set: |t, on| t.allow_sponsored_oss = on,
+        },
+        Switch {
+            name: Category::ALL[4],
+            flag: "allow_community",
+            field: "allow_community",
+            hint: "from anyone else on Docker Hub; nobody has vetted them.",
+            get: |t| t.allow_community,
+            set: |t, on| t.allow_community = on,
+        },
+    ];
+
+    /// The name of a category key (`None` for a key that is none).
+    pub fn name_of(key: &str) -> Option<CategoryName> {
+        Category::ALL.into_iter().find(|n| n.key == key)
+    }
+}
+
 impl Serialize for Category {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.key())
@@ -117,6 +196,33 @@ impl Default for RestrictedImages {
             allow_community: false,
             mode: Mode::Enforce,
         }
+    }
+}
+
+impl RestrictedImages {
+    /// The category switches as a team rule's (the same flags).
+    pub fn flags(&self) -> TeamCategories {
+        TeamCategories {
+            allow_official_images: self.allow_official_images,
+            allow_verified_publishers: self.allow_verified_publishers,
+            allow_sponsored_oss: self.allow_sponsored_oss,
+            allow_community: self.allow_community,
+        }
+    }
+
+    /// Sets the category switches from `f`.
+    pub fn set_flags(&mut self, f: &TeamCategories) {
+        self.allow_official_images = f.allow_official_images;
+        self.allow_verified_publishers = f.allow_verified_publishers;
+        self.allow_sponsored_oss = f.allow_sponsored_oss;
+        self.allow_community = f.allow_community;
+    }
+}
+
+impl TeamCategories {
+    /// The list names of the categories these flags allow, in the table's order.
+    pub fn allowed_labels(&self) -> Vec<&'static str> {
+        Category::SWITCHES.iter().filter(|s| (s.get)(self)).map(|s| s.name.label).collect()
     }
 }
 

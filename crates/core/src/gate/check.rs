@@ -48,7 +48,7 @@ pub struct Check {
     pub message: String,
     /// For policy decisions: the org that decided, its rule and the image's category there.
     pub org: Option<String>,
-    pub rule: Option<String>,
+    pub rule: Option<policy::Rule>,
     pub category: Option<String>,
     pub exception: Option<ExceptionRef>,
     pub trace: Vec<Step>,
@@ -133,7 +133,7 @@ impl Gate {
             decided_by: if effect == "allow" { "allowed" } else { decided_by },
             message,
             org: decision.as_ref().and_then(|d| d.org.clone()),
-            rule: decision.as_ref().map(|d| d.rule.clone()),
+            rule: decision.as_ref().map(|d| d.rule),
             category: decision
                 .as_ref()
                 .and_then(|d| d.category.as_ref())

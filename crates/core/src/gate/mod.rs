@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use oci::source::{Source, resolve};
 use oci::{Action, Digest, Endpoint, Method, Reference, RepoName, WireError};
-use policy::{Decision, Effect, Image, Membership};
+use policy::{Decision, Effect, Image, Membership, Rule};
 
 use crate::audit::Audit;
 use crate::authz::{Actions, Principal, Snapshot, Subject};
@@ -572,12 +572,12 @@ impl Gate {
             return vec![AuditEntry {
                 org: Some(org.clone()),
                 category: d.category.as_ref().map(|c| c.key().to_owned()),
-                rule: Some(d.rule.clone()),
+                rule: Some(d.rule.key().to_owned()),
                 ..base
             }];
         }
         if memberships.is_empty() {
-            return vec![AuditEntry { rule: Some(d.rule.clone()), ..base }];
+            return vec![AuditEntry { rule: Some(d.rule.key().to_owned()), ..base }];
         }
         let policy = self.iam.snapshot();
         memberships
@@ -585,11 +585,11 @@ impl Gate {
             .map(|m| {
                 let settings = policy.orgs.get(&m.org).map(|p| p.settings.clone()).unwrap_or_default();
                 let category = policy::categorize(&m.org, &settings, image, &policy.catalog);
-                let rule = if m.owner && settings.restricted_images.enabled { "owner" } else { "allowed" };
+                let rule = if m.owner && settings.restricted_images.enabled { Rule::Owner } else { Rule::Allowed };
                 AuditEntry {
                     org: Some(m.org.clone()),
                     category: Some(category.key().to_owned()),
-                    rule: Some(rule.into()),
+                    rule: Some(rule.key().to_owned()),
                     ..base.clone()
                 }
             })

@@ -225,7 +225,7 @@ impl Gate {
         let decision = Decision {
             effect: if dry { Effect::WouldDeny } else { Effect::Deny },
             org: Some(req.org.to_owned()),
-            rule: "signature".into(),
+            rule: policy::Rule::Signature,
             category: Some(policy::categorize(req.org, settings, image, &snap.catalog)),
             message,
         };

@@ -168,7 +168,7 @@ async fn ask(e: &Env, caller: &Caller, ep: Endpoint) -> (Out, Option<Grant>) {
         Ok(g) => (Out::Grant, Some(g)),
         Err(Denial::SignIn { error, .. }) => (Out::SignIn(error), None),
         Err(Denial::Forbidden(_)) => (Out::Forbidden, None),
-        Err(Denial::Policy(p)) => (Out::Policy(p.decision.rule.clone()), None),
+        Err(Denial::Policy(p)) => (Out::Policy(p.decision.rule.key().to_owned()), None),
         Err(Denial::Unsupported(_)) => (Out::Unsupported, None),
         Err(Denial::Invalid(_)) => (Out::Invalid, None),
         Err(Denial::Unavailable(_)) => (Out::Unavailable, None),

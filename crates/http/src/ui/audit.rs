@@ -146,15 +146,10 @@ fn options(all: &[(&'static str, &'static str)], current: &str) -> Vec<Opt> {
 
 const DECISIONS: [(&str, &str); 4] =
     [("", "any"), ("allowed", "allowed"), ("denied", "denied"), ("would_deny", "would be denied (dry run)")];
-const CATEGORIES: [(&str, &str); 7] = [
-    ("", "any"),
-    ("organization", "Organization"),
-    ("official", "Docker Official"),
-    ("verified_publisher", "Verified Publisher"),
-    ("sponsored_oss", "Sponsored OSS"),
-    ("community", "Community"),
-    ("other_registry", "Other registry"),
-];
+/// The category filter: any, or each category of the one table.
+fn categories() -> Vec<(&'static str, &'static str)> {
+    std::iter::once(("", "any")).chain(policy::Category::ALL.iter().map(|c| (c.key, c.short))).collect()
+}
 
 #[derive(Template)]
 #[template(path = "audit.html")]
@@ -194,7 +189,7 @@ pub async fn log(
             action: e.action,
         })
         .collect();
-    let (decisions, categories) = (options(&DECISIONS, &f.decision), options(&CATEGORIES, &f.category));
+    let (decisions, categories) = (options(&DECISIONS, &f.decision), options(&categories(), &f.category));
     let l = Layout { wide: true, ..Layout::org(&c, &st, &org, "Audit log", "audit") };
     ok(&AuditPage { l, f, decisions, categories, rows, next })
 }

@@ -12,16 +12,10 @@ use portcullis_core::model::ActivityRow;
 
 use super::format;
 
-/// Categories in drawing order, with their legend label and a colour-blind-safe colour.
-const CATEGORIES: [(&str, &str, &str); 7] = [
-    ("organization", "Organization", "#0072B2"),
-    ("official", "Docker Official", "#009E73"),
-    ("verified_publisher", "Verified Publisher", "#56B4E9"),
-    ("sponsored_oss", "Sponsored OSS", "#CC79A7"),
-    ("community", "Community", "#E69F00"),
-    ("other_registry", "Other registry", "#D55E00"),
-    ("unknown", "Unknown", "#999999"),
-];
+/// A colour-blind-safe colour per category, in `Category::ALL`'s order (the drawing order).
+const COLOURS: [&str; policy::Category::ALL.len()] = ["#0072B2", "#009E73", "#56B4E9", "#CC79A7", "#E69F00", "#D55E00"];
+/// Entries with no category (or one this build does not know).
+const UNKNOWN: (&str, &str) = ("Unknown", "#999999");
 
 /// One day of the table under the chart.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,15 +38,19 @@ struct Count {
 }
 
 fn label(key: &str) -> &str {
-    CATEGORIES.iter().find(|c| c.0 == key).map(|c| c.1).unwrap_or(key)
+    match policy::Category::name_of(key) {
+        Some(n) => n.short,
+        None if key == "unknown" => UNKNOWN.0,
+        None => key,
+    }
 }
 
 fn colour(key: &str) -> &'static str {
-    CATEGORIES.iter().find(|c| c.0 == key).map(|c| c.2).unwrap_or("#999999")
+    COLOURS.get(order(key)).copied().unwrap_or(UNKNOWN.1)
 }
 
 fn order(key: &str) -> usize {
-    CATEGORIES.iter().position(|c| c.0 == key).unwrap_or(CATEGORIES.len())
+    policy::Category::ALL.iter().position(|c| c.key == key).unwrap_or(COLOURS.len())
 }
 
 /// The y axis for a tallest bar of `peak`: its top and the step between ticks, both whole
@@ -184,7 +182,7 @@ pub fn render(rows: &[ActivityRow], today: i64, days: i64) -> (String, Vec<Day>)
     }
     let ly = h - 22.0;
     let mut lx = left;
-    for (key, name, _) in CATEGORIES.iter().filter(|c| c.0 != "unknown") {
+    for (key, name) in policy::Category::ALL.iter().map(|c| (c.key, c.short)) {
         let _ = write!(
             s,
             r##"<rect x="{lx:.1}" y="{:.1}" width="12" height="12" fill="{}"/><text x="{:.1}" y="{ly:.1}" font-size="11" fill="#333333">{name}</text>"##,

@@ -62,17 +62,7 @@ pub async fn overview(axum::extract::State(st): St, c: Console, Path(org): Path<
     let members = st.orgs.members(&c.who, &org).await?;
     let s = st.iam.settings(&c.who, &org).await?;
     let r = &s.restricted_images;
-    let allowed = [
-        (true, "the organization's own images"),
-        (r.allow_official_images, "Docker Official Images"),
-        (r.allow_verified_publishers, "Verified Publisher images"),
-        (r.allow_sponsored_oss, "Sponsored OSS images"),
-        (r.allow_community, "community images"),
-    ]
-    .into_iter()
-    .filter(|(on, _)| *on)
-    .map(|(_, n)| n)
-    .collect();
+    let allowed = std::iter::once("the organization's own images").chain(r.flags().allowed_labels()).collect();
     let pending = st.iam.exception_requests(&c.who, &org).await?.iter().filter(|r| r.status == "pending").count();
     let page = OverviewPage {
         l: Layout::org(&c, &st, &org, "Overview", "overview"),

@@ -6,19 +6,49 @@
 
 use askama::Template;
 use axum::extract::{Path, Query};
-use policy::{Mode, Settings};
+use policy::{Category, Mode, Settings, TeamCategories};
 use serde::Deserialize;
 
 use super::{Console, Done, Layout, Posted, St, UiResult, done, format, ok};
 use portcullis_core::Error;
 
+/// A category switch as the form shows it (one per row of `Category::SWITCHES`).
+pub struct SwitchView {
+    field: &'static str,
+    /// The id of the team-rule form's checkbox (`rule_official`, …).
+    rule_id: String,
+    label: &'static str,
+    hint: &'static str,
+    on: bool,
+}
+
+/// The switches of `flags`, in the table's order.
+fn switches(flags: &TeamCategories) -> Vec<SwitchView> {
+    Category::SWITCHES
+        .iter()
+        .map(|s| SwitchView {
+            field: s.field,
+            rule_id: s.field.replacen("allow_", "rule_", 1),
+            label: s.name.label,
+            hint: s.hint,
+            on: (s.get)(flags),
+        })
+        .collect()
+}
+
+/// The flags a form checked: each switch whose field it sent.
+fn checked(fields: &std::collections::HashMap<String, String>) -> TeamCategories {
+    let mut flags = TeamCategories::default();
+    for s in &Category::SWITCHES {
+        (s.set)(&mut flags, fields.contains_key(s.field));
+    }
+    flags
+}
+
 /// The settings as the form shows them.
 pub struct SettingsView {
     enabled: bool,
-    official: bool,
-    verified: bool,
-    sponsored: bool,
-    community: bool,
+    switches: Vec<SwitchView>,
     dry_run: bool,
     registry_access: bool,
     registries: String,
@@ -32,10 +62,7 @@ impl From<&Settings> for SettingsView {
         let r = &s.restricted_images;
         SettingsView {
             enabled: r.enabled,
-            official: r.allow_official_images,
-            verified: r.allow_verified_publishers,
-            sponsored: r.allow_sponsored_oss,
-            community: r.allow_community,
+            switches: switches(&r.flags()),
             dry_run: r.mode == Mode::DryRun,
             registry_access: s.registry_access.enabled,
             registries: s.registry_access.allowed_registries.join("\n"),
@@ -93,13 +120,7 @@ pub struct TeamRuleView {
 }
 
 fn adds(t: &policy::TeamCategories) -> String {
-    let names = [
-        (t.allow_official_images, "Docker Official Images"),
-        (t.allow_verified_publishers, "Verified Publisher images"),
-        (t.allow_sponsored_oss, "Docker-Sponsored Open Source images"),
-        (t.allow_community, "community images"),
-    ];
-    names.iter().filter(|(on, _)| *on).map(|(_, n)| *n).collect::<Vec<_>>().join(", ")
+    t.allowed_labels().join(", ")
 }
 
 #[derive(Template)]
@@ -176,10 +197,6 @@ pub async fn page(
 #[derive(Deserialize)]
 pub struct SettingsForm {
     enabled: Option<String>,
-    allow_official: Option<String>,
-    allow_verified: Option<String>,
-    allow_sponsored: Option<String>,
-    allow_community: Option<String>,
     mode: Option<String>,
     registry_access: Option<String>,
     #[serde(default)]
@@ -192,6 +209,9 @@ pub struct SettingsForm {
     intent: Option<String>,
     /// The settings JSON whose impact the owner has seen.
     confirmed: Option<String>,
+    /// The category switches (`Category::SWITCHES`' fields) and anything else sent.
+    #[serde(flatten)]
+    fields: std::collections::HashMap<String, String>,
 }
 
 fn lines(s: &str) -> Vec<String> {
@@ -203,10 +223,7 @@ impl SettingsForm {
         let mut s = Settings::default();
         let r = &mut s.restricted_images;
         r.enabled = self.enabled.is_some();
-        r.allow_official_images = self.allow_official.is_some();
-        r.allow_verified_publishers = self.allow_verified.is_some();
-        r.allow_sponsored_oss = self.allow_sponsored.is_some();
-        r.allow_community = self.allow_community.is_some();
+        r.set_flags(&checked(&self.fields));
         r.mode = match self.mode.as_deref().unwrap_or("enforce") {
             "enforce" => Mode::Enforce,
             "dry_run" => Mode::DryRun,
@@ -300,21 +317,15 @@ pub async fn delete_exception(
 #[derive(Deserialize)]
 pub struct TeamRuleForm {
     team: String,
-    allow_official: Option<String>,
-    allow_verified: Option<String>,
-    allow_sponsored: Option<String>,
-    allow_community: Option<String>,
+    /// The category switches (`Category::SWITCHES`' fields) and the CSRF token.
+    #[serde(flatten)]
+    fields: std::collections::HashMap<String, String>,
 }
 
 /// Sets a team's own categories (owners); all unchecked removes the rule.
 pub async fn set_team_rule(axum::extract::State(st): St, Path(org): Path<String>, p: Posted<TeamRuleForm>) -> UiResult {
     let f = p.form;
-    let body = serde_json::json!({ "restricted_images": {
-        "allow_official_images": f.allow_official.is_some(),
-        "allow_verified_publishers": f.allow_verified.is_some(),
-        "allow_sponsored_oss": f.allow_sponsored.is_some(),
-        "allow_community": f.allow_community.is_some(),
-    }});
+    let body = serde_json::json!({ "restricted_images": checked(&f.fields) });
     st.iam.set_team_settings(&p.c.who, &org, f.team.trim(), &body).await?;
     done(&format!("/orgs/{org}/permissions"), "team-rule-saved")
 }

@@ -219,7 +219,7 @@ async fn every_page_for_owner_member_and_non_member() {
     assert_eq!(alice.post("/orgs/acme/team-rules", &rule).await.1, "/orgs/acme/permissions?done=team-rule-saved");
     assert_eq!(bob.post("/orgs/acme/team-rules", &rule).await.0, 403);
     let (_, page) = alice.get("/orgs/acme/permissions").await;
-    assert!(page.contains("<tr><td>dev</td><td>community images</td></tr>"), "the rule is listed");
+    assert!(page.contains("<tr><td>dev</td><td>Community images</td></tr>"), "the rule is listed");
     assert_eq!(alice.post("/orgs/acme/team-rules", &[("team", "dev")]).await.0, 303, "nothing checked: removed");
     // for everyone, with no expiry and no digest: the repository allowlist
     let allow = [("pattern", "docker.io/someone/lib"), ("reason", "everyone's base image")];
