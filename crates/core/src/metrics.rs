@@ -1,4 +1,6 @@
-//! Process counters, rendered in the Prometheus text format at `/metrics`.
+//! Process counters, rendered in the Prometheus text format at `/metrics`: the service's own
+//! counters, registry API requests by endpoint (`RequestStats`), and storage backends'
+//! operations (`BackendStats`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -18,6 +20,8 @@ pub struct Metrics {
     pub badge_lookups: AtomicU64,
     pub badge_hits: AtomicU64,
     pub badge_failures: AtomicU64,
+    /// Registry API requests by endpoint and status class.
+    pub requests: RequestStats,
 }
 
 impl Metrics {
@@ -107,6 +111,87 @@ struct OpStat {
     errors: u64,
 }
 
+impl OpStat {
+    fn observe(&mut self, elapsed: std::time::Duration, failed: bool) {
+        let secs = elapsed.as_secs_f64();
+        if let Some(i) = BOUNDS.iter().position(|b| secs <= *b) {
+            self.buckets[i] += 1;
+        }
+        self.count += 1;
+        self.sum += secs;
+        self.errors += u64::from(failed);
+    }
+
+    /// The histogram's lines for one label set of `family`.
+    fn histogram(&self, out: &mut String, family: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (bound, n) in BOUNDS.iter().zip(self.buckets) {
+            cumulative += n;
+            out.push_str(&format!("{family}_bucket{{{labels},le=\"{bound}\"}} {cumulative}\n"));
+        }
+        out.push_str(&format!(
+            "{family}_bucket{{{labels},le=\"+Inf\"}} {}\n{family}_sum{{{labels}}} {}\n{family}_count{{{labels}}} {}\n",
+            self.count, self.sum, self.count
+        ));
+    }
+}
+
+/// Registry API requests by endpoint (`Endpoint::name`, the route vocabulary) and status class
+/// (`2xx` … `5xx`): counts and latency to the response head.
+#[derive(Debug, Default)]
+pub struct RequestStats {
+    rows: std::sync::Mutex<std::collections::BTreeMap<(&'static str, &'static str), OpStat>>,
+}
+
+impl RequestStats {
+    /// Records one request to `endpoint` answered with `status` after `elapsed`.
+    pub fn observe(&self, endpoint: &'static str, status: u16, elapsed: std::time::Duration) {
+        let class = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        if let Ok(mut rows) = self.rows.lock() {
+            rows.entry((endpoint, class)).or_default().observe(elapsed, status >= 500);
+        }
+    }
+
+    /// Requests to `endpoint` with a status of `class` so far.
+    pub fn count(&self, endpoint: &str, class: &str) -> u64 {
+        self.rows.lock().ok().and_then(|r| r.get(&(endpoint, class)).map(|s| s.count)).unwrap_or(0)
+    }
+
+    /// The Prometheus text exposition: a counter and a latency histogram per endpoint and class.
+    pub fn render(&self) -> String {
+        let rows: Vec<((&str, &str), OpStat)> =
+            self.rows.lock().map(|r| r.iter().map(|(k, v)| (*k, v.clone())).collect()).unwrap_or_default();
+        let mut out = String::from(
+            "# HELP portcullis_http_requests_total Registry API requests by endpoint and status class\n\
+             # TYPE portcullis_http_requests_total counter\n",
+        );
+        for ((endpoint, class), s) in &rows {
+            out.push_str(&format!(
+                "portcullis_http_requests_total{{endpoint=\"{endpoint}\",status=\"{class}\"}} {}\n",
+                s.count
+            ));
+        }
+        out.push_str(
+            "# HELP portcullis_http_request_duration_seconds Time to the response head of registry API requests\n\
+             # TYPE portcullis_http_request_duration_seconds histogram\n",
+        );
+        for ((endpoint, class), s) in &rows {
+            s.histogram(
+                &mut out,
+                "portcullis_http_request_duration_seconds",
+                &format!("endpoint=\"{endpoint}\",status=\"{class}\""),
+            );
+        }
+        out
+    }
+}
+
 /// Latency and failures of one storage backend's operations (a `MetaStore` or `BlobStore`),
 /// by operation. Failures are the backend's own (`Db`, `Storage`), not answers such as
 /// "already exists". Blob reads are timed to their first byte (the stream is the caller's).
@@ -126,15 +211,9 @@ impl BackendStats {
 
     /// Records one call of `op` that took `elapsed`.
     pub fn observe(&self, op: &'static str, elapsed: std::time::Duration, failed: bool) {
-        let secs = elapsed.as_secs_f64();
-        let Ok(mut ops) = self.ops.lock() else { return };
-        let s = ops.entry(op).or_default();
-        if let Some(i) = BOUNDS.iter().position(|b| secs <= *b) {
-            s.buckets[i] += 1;
+        if let Ok(mut ops) = self.ops.lock() {
+            ops.entry(op).or_default().observe(elapsed, failed);
         }
-        s.count += 1;
-        s.sum += secs;
-        s.errors += u64::from(failed);
     }
 
     /// Calls of `op` so far.
@@ -155,19 +234,7 @@ impl BackendStats {
         for (b, ops) in &snapshot {
             for (op, s) in ops {
                 let labels = format!("store=\"{}\",backend=\"{}\",op=\"{op}\"", b.store, b.backend);
-                let mut cumulative = 0;
-                for (bound, n) in BOUNDS.iter().zip(s.buckets) {
-                    cumulative += n;
-                    out.push_str(&format!(
-                        "portcullis_backend_op_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}\n"
-                    ));
-                }
-                out.push_str(&format!(
-                    "portcullis_backend_op_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}\n\
-                     portcullis_backend_op_duration_seconds_sum{{{labels}}} {}\n\
-                     portcullis_backend_op_duration_seconds_count{{{labels}}} {}\n",
-                    s.count, s.sum, s.count
-                ));
+                s.histogram(&mut out, "portcullis_backend_op_duration_seconds", &labels);
             }
         }
         out.push_str(
@@ -190,7 +257,30 @@ impl BackendStats {
 mod tests {
     use std::time::Duration;
 
-    use super::BackendStats;
+    use super::{BackendStats, RequestStats};
+
+    #[test]
+    fn requests_are_counted_by_endpoint_and_status_class() {
+        let r = RequestStats::default();
+        r.observe("manifest_get", 200, Duration::from_micros(80));
+        r.observe("manifest_get", 200, Duration::from_millis(3));
+        r.observe("manifest_get", 403, Duration::from_micros(90));
+        r.observe("blob_get", 503, Duration::from_secs(7));
+        assert_eq!(
+            (r.count("manifest_get", "2xx"), r.count("manifest_get", "4xx"), r.count("blob_get", "5xx")),
+            (2, 1, 1)
+        );
+        let text = r.render();
+        assert!(
+            text.contains("portcullis_http_requests_total{endpoint=\"manifest_get\",status=\"2xx\"} 2\n"),
+            "{text}"
+        );
+        let l = "endpoint=\"manifest_get\",status=\"2xx\"";
+        assert!(text.contains(&format!("portcullis_http_request_duration_seconds_bucket{{{l},le=\"0.0005\"}} 1\n")));
+        assert!(text.contains(&format!("portcullis_http_request_duration_seconds_bucket{{{l},le=\"0.005\"}} 2\n")));
+        assert!(text.contains("duration_seconds_bucket{endpoint=\"blob_get\",status=\"5xx\",le=\"+Inf\"} 1\n"));
+        assert_eq!(text.matches("# TYPE").count(), 2);
+    }
 
     #[test]
     fn backend_stats_render_a_cumulative_histogram_and_errors() {

@@ -39,6 +39,7 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
 /// The process counters, then latency and failures of each storage backend by operation.
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     let mut body = st.metrics.render();
+    body.push_str(&st.metrics.requests.render());
     body.push_str(&BackendStats::render(&[st.meta.stats(), st.blobs.stats()]));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

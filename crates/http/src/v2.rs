@@ -34,20 +34,25 @@ pub fn routes() -> Router<Arc<AppState>> {
 const API_VERSION: (&str, &str) = ("docker-distribution-api-version", "registry/2.0");
 
 async fn handle(State(st): St, req: Request) -> Response {
-    let mut r = match dispatch(&st, req).await {
+    let started = std::time::Instant::now();
+    // A request that does not parse is counted as `invalid`.
+    let mut route = "invalid";
+    let mut r = match dispatch(&st, req, &mut route).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
     r.headers_mut().insert(API_VERSION.0, HeaderValue::from_static(API_VERSION.1));
+    st.metrics.requests.observe(route, r.status().as_u16(), started.elapsed());
     r
 }
 
-/// Parse → gate → serve → map.
-async fn dispatch(st: &AppState, req: Request) -> Result<Response, V2Error> {
+/// Parse → gate → serve → map; `route` is set to the endpoint's name once parsed.
+async fn dispatch(st: &AppState, req: Request, route: &mut &'static str) -> Result<Response, V2Error> {
     let method = Method::parse(req.method().as_str());
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
     let endpoint = parse(method, &path, &query)?;
+    *route = endpoint.name();
     let ns = oci::endpoint::query_pairs(&query).into_iter().find(|(k, _)| k == "ns").map(|(_, v)| v);
     let headers = req.headers();
     let bearer = match credentials(headers) {

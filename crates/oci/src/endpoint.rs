@@ -90,6 +90,35 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// The route's name, for metrics and logs (`manifest_get`, `upload_patch`, …): the same
+    /// vocabulary that routes labels what was routed.
+    pub fn name(&self) -> &'static str {
+        let by = |m: &Method, get, head, put, delete, other| match m {
+            Method::Get => get,
+            Method::Head => head,
+            Method::Put => put,
+            Method::Delete => delete,
+            _ => other,
+        };
+        match self {
+            Endpoint::Base => "base",
+            Endpoint::Catalog { .. } => "catalog",
+            Endpoint::Tags { .. } => "tags_list",
+            Endpoint::Referrers { .. } => "referrers",
+            Endpoint::Manifest { method, .. } => {
+                by(method, "manifest_get", "manifest_head", "manifest_put", "manifest_delete", "manifest_other")
+            }
+            Endpoint::Blob { method, .. } => {
+                by(method, "blob_get", "blob_head", "blob_put", "blob_delete", "blob_other")
+            }
+            Endpoint::UploadStart { .. } => "upload_start",
+            Endpoint::Upload { method: Method::Patch, .. } => "upload_patch",
+            Endpoint::Upload { method, .. } => {
+                by(method, "upload_status", "upload_status", "upload_put", "upload_delete", "upload_other")
+            }
+        }
+    }
+
     /// The repository accesses this request needs; all must be granted.
     pub fn required_access(&self) -> Vec<(&RepoName, Action)> {
         match self {
@@ -380,6 +409,31 @@ mod tests {
         assert_eq!(challenge("DELETE", "/v2/acme/app/manifests/1", ""), ["acme/app:delete"]);
         assert_eq!(challenge("GET", "/v2/acme/app/tags/list", ""), ["acme/app:pull"]);
         assert!(challenge("GET", "/v2/", "").is_empty());
+    }
+
+    #[test]
+    fn every_route_has_a_name() {
+        let cases = [
+            ("GET", "/v2/".to_owned(), "", "base"),
+            ("GET", "/v2/_catalog".to_owned(), "", "catalog"),
+            ("GET", "/v2/a/b/tags/list".to_owned(), "", "tags_list"),
+            ("GET", "/v2/a/manifests/1".to_owned(), "", "manifest_get"),
+            ("HEAD", "/v2/a/manifests/1".to_owned(), "", "manifest_head"),
+            ("PUT", "/v2/a/manifests/1".to_owned(), "", "manifest_put"),
+            ("DELETE", "/v2/a/manifests/1".to_owned(), "", "manifest_delete"),
+            ("GET", format!("/v2/a/blobs/{D}"), "", "blob_get"),
+            ("HEAD", format!("/v2/a/blobs/{D}"), "", "blob_head"),
+            ("DELETE", format!("/v2/a/blobs/{D}"), "", "blob_delete"),
+            ("POST", "/v2/a/blobs/uploads/".to_owned(), "", "upload_start"),
+            ("PATCH", "/v2/a/blobs/uploads/x".to_owned(), "", "upload_patch"),
+            ("PUT", "/v2/a/blobs/uploads/x".to_owned(), "", "upload_put"),
+            ("GET", "/v2/a/blobs/uploads/x".to_owned(), "", "upload_status"),
+            ("DELETE", "/v2/a/blobs/uploads/x".to_owned(), "", "upload_delete"),
+            ("GET", format!("/v2/a/referrers/{D}"), "", "referrers"),
+        ];
+        for (m, path, q, name) in cases {
+            assert_eq!(p(m, &path, q).unwrap().name(), name, "{m} {path}");
+        }
     }
 
     #[test]

@@ -368,3 +368,35 @@ async fn the_administrator_disables_and_deletes_users() {
         assert!(actions.contains(&a), "{a}: {actions:?}");
     }
 }
+
+/// `/metrics` counts registry API requests by endpoint (the route vocabulary) and status class,
+/// with a latency histogram, as skopeo's pull makes them.
+#[tokio::test]
+async fn metrics_count_requests_by_endpoint_and_status() {
+    let s = Server::start().await;
+    s.create_user("alice").await;
+    s.create_org("acme", "alice").await;
+    let t = s.token(Some(("alice", &pw("alice"))), &["repository:acme/app:pull,push"]).await;
+    crate::v2::push_image(&s, &t, "acme/app", "1", b"a layer").await;
+    for _ in 0..3 {
+        assert_eq!(s.req("GET", "/v2/acme/app/manifests/1", Some(&t)).await.send().await.unwrap().status(), 200);
+    }
+    assert_eq!(s.req("GET", "/v2/acme/app/manifests/nope", Some(&t)).await.send().await.unwrap().status(), 404);
+    assert_eq!(s.req("GET", "/v2/acme/app/manifests/1", None).await.send().await.unwrap().status(), 401);
+    assert_eq!(s.req("GET", "/v2/Bad..Name/manifests/1", None).await.send().await.unwrap().status(), 400);
+    let m = s.http.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let value = |series: &str| {
+        m.lines().find(|l| l.starts_with(series)).and_then(|l| l.split_whitespace().last()).unwrap_or("").to_owned()
+    };
+    assert_eq!(value("portcullis_http_requests_total{endpoint=\"manifest_get\",status=\"2xx\"}"), "3", "{m}");
+    assert_eq!(value("portcullis_http_requests_total{endpoint=\"manifest_get\",status=\"4xx\"}"), "2", "{m}");
+    assert_eq!(value("portcullis_http_requests_total{endpoint=\"manifest_put\",status=\"2xx\"}"), "1", "{m}");
+    assert_eq!(value("portcullis_http_requests_total{endpoint=\"upload_start\",status=\"2xx\"}"), "2", "{m}");
+    assert_eq!(value("portcullis_http_requests_total{endpoint=\"invalid\",status=\"4xx\"}"), "1", "{m}");
+    let count = "portcullis_http_request_duration_seconds_count{endpoint=\"manifest_get\",status=\"2xx\"}";
+    assert_eq!(value(count), "3", "{m}");
+    assert_eq!(
+        value("portcullis_http_request_duration_seconds_bucket{endpoint=\"manifest_get\",status=\"2xx\",le=\"+Inf\"}"),
+        "3"
+    );
+}
