@@ -161,6 +161,47 @@ pub fn scope_of(ep: &Endpoint) -> Option<String> {
     (!scopes.is_empty()).then(|| scopes.join(" "))
 }
 
+/// Step 1's first half: who the caller is (no credentials: challenged) and what their token
+/// grants (`None`: asked on their behalf).
+fn signed_in<'c>(caller: &'c Caller, ep: &Endpoint) -> Result<(Subject, Option<&'c Claims>), Denial> {
+    match caller {
+        Caller::Nobody => {
+            Err(Denial::SignIn { message: "authentication required".into(), scope: scope_of(ep), error: None })
+        }
+        Caller::Token { subject, claims } => Ok((subject.clone(), Some(claims.as_ref()))),
+        Caller::OnBehalf(subject) => Ok((subject.clone(), None)),
+    }
+}
+
+/// The source repository of a cross-repository mount, if the request is one.
+fn mount_source(ep: &Endpoint) -> Option<&RepoName> {
+    match ep {
+        Endpoint::UploadStart { mount: Some(m), .. } => m.from.as_ref(),
+        _ => None,
+    }
+}
+
+/// A token that does not grant what `ep` needs: challenged for the scope that does.
+fn insufficient(ep: &Endpoint) -> Denial {
+    Denial::SignIn {
+        message: "the token does not grant this action; request a token with this scope".into(),
+        scope: scope_of(ep),
+        error: Some("insufficient_scope"),
+    }
+}
+
+/// What a read of content is decided on, shared by the policy, pin and signature steps: who
+/// (their memberships), the image, the request, where its repository lives, the policy
+/// snapshot and the time.
+pub(super) struct PullCheck<'a> {
+    pub(super) memberships: Vec<Membership>,
+    pub(super) image: Image,
+    pub(super) ep: &'a Endpoint,
+    pub(super) source: &'a Source,
+    pub(super) policy: Arc<policy::Snapshot>,
+    pub(super) now: i64,
+}
+
 /// The image a read (manifest, blob, tags list, referrers) is about, for the policy.
 fn pull_image(ep: &Endpoint, source: Option<&Source>) -> Option<Image> {
     let digest = match ep {
@@ -370,72 +411,66 @@ impl Gate {
         }
     }
 
+    /// Steps 1–7 of the module's list, in order; each returns its part of the grant.
     async fn run(&self, caller: &Caller, ask: Ask<'_>, run: &mut Run) -> Result<Grant, Denial> {
-        let mut ep = ask.endpoint;
-        let (subject, claims) = match caller {
-            Caller::Nobody => {
-                return Err(Denial::SignIn {
-                    message: "authentication required".into(),
-                    scope: scope_of(&ep),
-                    error: None,
-                });
-            }
-            Caller::Token { subject, claims } => (subject.clone(), Some(claims.as_ref())),
-            Caller::OnBehalf(subject) => (subject.clone(), None),
-        };
+        let (subject, claims) = signed_in(caller, &ask.endpoint)?;
         let snap = self.identity.directory().snapshot();
-        self.sign_in(&snap, &subject, &ep, run)?;
+        self.sign_in(&snap, &subject, &ask.endpoint, run)?;
+        let source = self.permissions(&snap, &subject, claims, &ask, run)?;
+        let mut ep = ask.endpoint.clone();
+        self.mount(&snap, &subject, claims, &mut ep, ask.host, run)?;
+        let mut grant =
+            Grant { subject, endpoint: ep, source, digest: None, manifest: None, would_deny: None, record: None };
+        let Some(image) = pull_image(&grant.endpoint, grant.source.as_ref()) else { return Ok(grant) };
+        let source = grant.source.clone().ok_or_else(|| Denial::Unavailable("no repository to decide on".into()))?;
+        let memberships = match &grant.subject {
+            Subject::User(p) => snap.memberships(p.id),
+            Subject::Anonymous => vec![],
+        };
+        let mut pc = PullCheck {
+            memberships,
+            image,
+            ep: &grant.endpoint,
+            source: &source,
+            policy: self.iam.snapshot(),
+            now: self.clock.now(),
+        };
+        let (decision, digest) = self.policy(&mut pc, run).await;
+        let mut manifest = None;
+        let decision = self.signatures(&pc, decision, (&mut grant.digest, &mut manifest), digest, run).await?;
+        let record = self.record(pc, &grant.subject, decision, &grant.digest, &ask, run).await?;
+        grant.manifest = manifest;
+        grant.would_deny =
+            record.as_ref().filter(|r| r.decision.effect == Effect::WouldDeny).map(|r| r.decision.message.clone());
+        grant.record = record.filter(|_| matches!(grant.endpoint, Endpoint::Manifest { .. }));
+        Ok(grant)
+    }
 
-        // Hosted permissions and the upstream rule, for every repository the request needs
-        // (a mount's source is decided below), and what the token grants.
-        let insufficient = |scope: Option<String>| Denial::SignIn {
-            message: "the token does not grant this action; request a token with this scope".into(),
-            scope,
-            error: Some("insufficient_scope"),
-        };
-        let mount_from = match &ep {
-            Endpoint::UploadStart { mount: Some(m), .. } => m.from.clone(),
-            _ => None,
-        };
+    /// Steps 2 and 3: hosted permissions and the upstream rule for every repository the request
+    /// needs (a mount's source is step 4's), and what the token grants; where the request's
+    /// repository lives.
+    fn permissions(
+        &self,
+        snap: &Snapshot,
+        subject: &Subject,
+        claims: Option<&Claims>,
+        ask: &Ask<'_>,
+        run: &mut Run,
+    ) -> Result<Option<Source>, Denial> {
+        let ep = &ask.endpoint;
+        let mount_from = mount_source(ep);
         let mut source = None;
         for (name, action) in ep.required_access() {
-            if mount_from.as_ref() == Some(name) && ep.repository() != Some(name) {
+            if mount_from == Some(name) && ep.repository() != Some(name) {
                 continue;
             }
-            let (src, actions) = self.access(&snap, &subject, name, ask.ns, ask.host).map_err(Denial::Invalid)?;
+            let (src, actions) = self.access(snap, subject, name, ask.ns, ask.host).map_err(Denial::Invalid)?;
             if !actions.allows(action) {
-                let denial = match (&src, action, &subject) {
-                    (Source::Upstream(u), Action::Push | Action::Delete, _) => Denial::Unsupported(format!(
-                        "{name} is a pull-through cache of {}: push and delete are not supported there",
-                        u.registry
-                    )),
-                    (_, _, Subject::Anonymous) => Denial::SignIn {
-                        message: format!("sign in to {} {name}", action.as_str()),
-                        scope: scope_of(&ep),
-                        error: None,
-                    },
-                    (_, Action::Push, Subject::User(p))
-                        if let Some(org) = self.personal_push_blocked(&snap, &subject, name) =>
-                    {
-                        Denial::Forbidden(format!(
-                            "{} may not push to the personal namespace {}: {org} turns off its members' pushes to \
-                             personal namespaces (namespace access control); push to {org}/... instead",
-                            p.username,
-                            name.namespace()
-                        ))
-                    }
-                    (_, _, Subject::User(p)) => Denial::Forbidden(format!(
-                        "{} may not {} {name}: {}",
-                        p.username,
-                        action.as_str(),
-                        why_denied(name, action)
-                    )),
-                };
                 run.step("repository", "deny", || format!("{} may not {} {name}", subject.name(), action.as_str()));
-                return Err(denial);
+                return Err(self.refusal(snap, subject, ep, &src, name, action));
             }
             if !token_grants(claims, name, action) {
-                return Err(insufficient(scope_of(&ep)));
+                return Err(insufficient(ep));
             }
             run.step("repository", "pass", || match &src {
                 Source::Hosted(_) => format!("{} may {} {name}", subject.name(), action.as_str()),
@@ -445,91 +480,146 @@ impl Gate {
                 source = Some(src);
             }
         }
+        Ok(source)
+    }
 
-        // A mount needs pull on its source; otherwise the client uploads the blob itself.
-        if let (Some(from), Endpoint::UploadStart { mount, .. }) = (&mount_from, &mut ep) {
-            let may = self.may_pull_hosted(&snap, &subject, from, ask.host);
-            if may && !token_grants(claims, from, Action::Pull) {
-                return Err(insufficient(scope_of(&ep)));
+    /// Why `subject` may not take `action` on `name` (step 2 or 3 refused it).
+    fn refusal(
+        &self,
+        snap: &Snapshot,
+        subject: &Subject,
+        ep: &Endpoint,
+        src: &Source,
+        name: &RepoName,
+        action: Action,
+    ) -> Denial {
+        match (src, action, subject) {
+            (Source::Upstream(u), Action::Push | Action::Delete, _) => Denial::Unsupported(format!(
+                "{name} is a pull-through cache of {}: push and delete are not supported there",
+                u.registry
+            )),
+            (_, _, Subject::Anonymous) => Denial::SignIn {
+                message: format!("sign in to {} {name}", action.as_str()),
+                scope: scope_of(ep),
+                error: None,
+            },
+            (_, Action::Push, Subject::User(p)) if let Some(org) = self.personal_push_blocked(snap, subject, name) => {
+                Denial::Forbidden(format!(
+                    "{} may not push to the personal namespace {}: {org} turns off its members' pushes to \
+                     personal namespaces (namespace access control); push to {org}/... instead",
+                    p.username,
+                    name.namespace()
+                ))
             }
-            if !may {
-                run.step("mount", "skip", || format!("{from} may not be pulled: the blob is uploaded instead"));
-                *mount = None;
-            }
+            (_, _, Subject::User(p)) => Denial::Forbidden(format!(
+                "{} may not {} {name}: {}",
+                p.username,
+                action.as_str(),
+                why_denied(name, action)
+            )),
         }
+    }
 
-        // Registry and Image Access Management, for reads of content.
+    /// Step 4: a mount needs pull on its source; otherwise the client uploads the blob itself.
+    fn mount(
+        &self,
+        snap: &Snapshot,
+        subject: &Subject,
+        claims: Option<&Claims>,
+        ep: &mut Endpoint,
+        host: Option<&str>,
+        run: &mut Run,
+    ) -> Result<(), Denial> {
+        let Some(from) = mount_source(ep).cloned() else { return Ok(()) };
+        let may = self.may_pull_hosted(snap, subject, &from, host);
+        if may && !token_grants(claims, &from, Action::Pull) {
+            return Err(insufficient(ep));
+        }
+        if !may && let Endpoint::UploadStart { mount, .. } = ep {
+            run.step("mount", "skip", || format!("{from} may not be pulled: the blob is uploaded instead"));
+            *mount = None;
+        }
+        Ok(())
+    }
+
+    /// Step 5: Registry and Image Access Management for a read of content (a Docker Hub badge
+    /// asked first where it matters; a digest-pinned exception may allow what the policy
+    /// denies): the decision, and the digest a tag was resolved to.
+    async fn policy(&self, pc: &mut PullCheck<'_>, run: &mut Run) -> (Decision, Option<Digest>) {
+        let badge = self.hub_badge(&pc.memberships, &pc.image, &pc.policy).await;
+        if badge.is_some() {
+            // A lookup may have taught the catalog the namespace's badge.
+            pc.policy = self.iam.snapshot();
+        }
+        let mut decision = policy::decide(&pc.memberships, &pc.image, &pc.policy, pc.now);
         let mut digest = None;
-        let mut manifest = None;
-        let mut would_deny = None;
-        let mut record = None;
-        if let Some(image) = pull_image(&ep, source.as_ref()) {
-            let memberships = match &subject {
-                Subject::User(p) => snap.memberships(p.id),
-                Subject::Anonymous => vec![],
-            };
-            let mut policy = self.iam.snapshot();
-            let badge = self.hub_badge(&memberships, &image, &policy).await;
-            if badge.is_some() {
-                // A lookup may have taught the catalog the namespace's badge.
-                policy = self.iam.snapshot();
-            }
-            let now = self.clock.now();
-            let mut decision = policy::decide(&memberships, &image, &policy, now);
-            if decision.effect != Effect::Allow
-                && badge == Some(crate::badges::BadgeCheck::Unchecked)
-                && decision.category == Some(policy::Category::Community)
-            {
-                decision.message.push_str(&format!(
-                    " (Docker Hub could not be asked for the badge of {}; it is asked again shortly)",
-                    image.namespace()
-                ));
-            }
-            if decision.effect == Effect::Deny
-                && let Some(src) = source.as_ref()
-                && let Some((allowed, resolved)) = self.pinned(&memberships, &image, &ep, src, &policy, now, run).await
-            {
-                decision = allowed;
-                digest = resolved;
-            }
-            run.step("policy", effect_str(decision.effect), || decision.message.clone());
-            if decision.effect != Effect::Deny
-                && let Some(src) = source.as_ref()
-                && let Some(unmet) =
-                    self.signed(&memberships, &image, &ep, src, &policy, (&mut digest, &mut manifest), run).await?
-                && (unmet.effect == Effect::Deny || decision.effect == Effect::Allow)
-            {
-                decision = unmet;
-            }
-            if run.trace.is_some() {
-                run.decision = Some(decision.clone());
-                run.digest = digest.clone();
-            }
-            let image = Image { digest: digest.as_ref().map(|d| d.to_string()).or(image.digest), ..image };
-            let manifest = matches!(ep, Endpoint::Manifest { .. });
-            if decision.effect == Effect::Deny {
-                tracing::info!(user = subject.name(), image = %image.canonical(), org = ?decision.org, rule = %decision.rule, "pull denied");
-                if manifest && run.trace.is_none() {
-                    for e in self.pull_entries(&memberships, &subject, &image, &decision, ask.client, ask.agent) {
-                        self.audit.record(e).await;
-                    }
-                }
-                return Err(Denial::Policy(Box::new(PolicyDenial { decision, image })));
-            }
-            if decision.effect == Effect::WouldDeny {
-                would_deny = Some(decision.message.clone());
-            }
-            if manifest {
-                record = Some(PullRecord {
-                    image,
-                    decision,
-                    memberships,
-                    client: ask.client.into(),
-                    agent: ask.agent.into(),
-                });
-            }
+        if decision.effect != Effect::Allow
+            && badge == Some(crate::badges::BadgeCheck::Unchecked)
+            && decision.category == Some(policy::Category::Community)
+        {
+            decision.message.push_str(&format!(
+                " (Docker Hub could not be asked for the badge of {}; it is asked again shortly)",
+                pc.image.namespace()
+            ));
         }
-        Ok(Grant { subject, endpoint: ep, source, digest, manifest, would_deny, record })
+        if decision.effect == Effect::Deny
+            && let Some((allowed, resolved)) = self.pinned(pc, run).await
+        {
+            decision = allowed;
+            digest = resolved;
+        }
+        run.step("policy", effect_str(decision.effect), || decision.message.clone());
+        (decision, digest)
+    }
+
+    /// Step 6: the signature rules of a manifest read the policy allowed; an unmet rule decides
+    /// instead (a dry-run one only over an allow). Sets the digest and manifest decided on.
+    async fn signatures(
+        &self,
+        pc: &PullCheck<'_>,
+        decision: Decision,
+        decided: (&mut Option<Digest>, &mut Option<crate::content::ServedManifest>),
+        pinned: Option<Digest>,
+        run: &mut Run,
+    ) -> Result<Decision, Denial> {
+        let (digest, manifest) = decided;
+        *digest = pinned;
+        if decision.effect == Effect::Deny {
+            return Ok(decision);
+        }
+        match self.signed(pc, (digest, manifest), run).await? {
+            Some(unmet) if unmet.effect == Effect::Deny || decision.effect == Effect::Allow => Ok(unmet),
+            _ => Ok(decision),
+        }
+    }
+
+    /// Step 7: what the decision implies — a denial is audited at once (manifest reads) and
+    /// refused; a served read carries its audit entry until it is served.
+    async fn record(
+        &self,
+        pc: PullCheck<'_>,
+        subject: &Subject,
+        decision: Decision,
+        digest: &Option<Digest>,
+        ask: &Ask<'_>,
+        run: &mut Run,
+    ) -> Result<Option<PullRecord>, Denial> {
+        if run.trace.is_some() {
+            run.decision = Some(decision.clone());
+            run.digest = digest.clone();
+        }
+        let PullCheck { memberships, image, ep, .. } = pc;
+        let image = Image { digest: digest.as_ref().map(|d| d.to_string()).or(image.digest), ..image };
+        if decision.effect == Effect::Deny {
+            tracing::info!(user = subject.name(), image = %image.canonical(), org = ?decision.org, rule = %decision.rule, "pull denied");
+            if matches!(ep, Endpoint::Manifest { .. }) && run.trace.is_none() {
+                for e in self.pull_entries(&memberships, subject, &image, &decision, ask.client, ask.agent) {
+                    self.audit.record(e).await;
+                }
+            }
+            return Err(Denial::Policy(Box::new(PolicyDenial { decision, image })));
+        }
+        Ok(Some(PullRecord { image, decision, memberships, client: ask.client.into(), agent: ask.agent.into() }))
     }
 
     /// A caller may pull the hosted repository `name` (a mount's source): permitted, and not

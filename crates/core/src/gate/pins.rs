@@ -8,7 +8,7 @@ use oci::source::Source;
 use oci::{Digest, Endpoint, Reference};
 use policy::{Decision, Effect, Image, Membership};
 
-use super::{Gate, Run};
+use super::{Gate, PullCheck, Run};
 
 /// How many levels of index a pinned manifest may nest its parts in.
 const MAX_DEPTH: u8 = 2;
@@ -36,17 +36,9 @@ impl Gate {
     /// The decision a pin gives a denied read, and the digest a tag was resolved to; `None`
     /// when no pin allows it. Errors (an upstream that cannot say what a tag names) leave the
     /// denial standing.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn pinned(
-        &self,
-        memberships: &[Membership],
-        image: &Image,
-        ep: &Endpoint,
-        source: &Source,
-        snap: &policy::Snapshot,
-        now: i64,
-        run: &mut Run,
-    ) -> Option<(Decision, Option<Digest>)> {
+    pub(super) async fn pinned(&self, pc: &PullCheck<'_>, run: &mut Run) -> Option<(Decision, Option<Digest>)> {
+        let PullCheck { memberships, image, ep, source, policy: snap, now } = pc;
+        let (ep, source, now) = (*ep, *source, *now);
         let pins = pinned_digests(memberships, image, snap, now);
         if pins.is_empty() {
             return None;

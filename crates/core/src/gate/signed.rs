@@ -12,9 +12,9 @@
 
 use oci::source::Source;
 use oci::{Digest, Endpoint, ErrorCode, Manifest, Method, Reference, WireError};
-use policy::{Decision, Effect, Image, Membership, Mode, Requirement};
+use policy::{Decision, Effect, Mode, Requirement};
 
-use super::{Denial, Gate, Run};
+use super::{Denial, Gate, PullCheck, Run};
 use crate::content::ServedManifest;
 use crate::error::Error;
 use crate::signatures::{self, Evidence, cosign, keys, rule_key};
@@ -37,17 +37,14 @@ pub(super) type Verdict = Option<Decision>;
 impl Gate {
     /// Checks the signature rules covering a manifest read of `image`. Sets `decided` to the
     /// digest decided on and, when it was read here, the hosted manifest itself.
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn signed(
         &self,
-        memberships: &[Membership],
-        image: &Image,
-        ep: &Endpoint,
-        source: &Source,
-        snap: &policy::Snapshot,
+        pc: &PullCheck<'_>,
         decided: (&mut Option<Digest>, &mut Option<ServedManifest>),
         run: &mut Run,
     ) -> Result<Verdict, Denial> {
+        let PullCheck { memberships, image, ep, source, policy: snap, .. } = pc;
+        let (ep, source) = (*ep, *source);
         let (digest, served) = decided;
         let Endpoint::Manifest { method: Method::Get | Method::Head, reference, .. } = ep else { return Ok(None) };
         let reqs = policy::required(memberships, image, snap);
@@ -90,7 +87,7 @@ impl Gate {
                 Ok(None) => return Err(unknown(tag)),
                 Err(e) => {
                     let why = format!("which manifest {tag} names could not be asked: {e}");
-                    return self.unmet_all(&reqs, image, snap, &why, run);
+                    return self.unmet_all(&reqs, pc, &why, run);
                 }
             },
         };
@@ -113,13 +110,13 @@ impl Gate {
         };
         let manifest = match manifest.map(|m| Manifest::parse(&m.content, Some(&m.media_type))) {
             Ok(Ok(m)) => m,
-            Ok(Err(e)) => return self.unmet_all(&reqs, image, snap, &format!("{d} is not a valid manifest: {e}"), run),
+            Ok(Err(e)) => return self.unmet_all(&reqs, pc, &format!("{d} is not a valid manifest: {e}"), run),
             Err(e) if e.is_backend_failure() => return Err(e.into()),
             Err(Error::Registry(ErrorCode::ManifestUnknown | ErrorCode::NameUnknown, m)) => {
                 return Err(Denial::Invalid(WireError::new(ErrorCode::ManifestUnknown, m)));
             }
             // Not readable now (an upstream failing): nothing that could not be checked is served.
-            Err(e) => return self.unmet_all(&reqs, image, snap, &format!("{d} could not be read: {e}"), run),
+            Err(e) => return self.unmet_all(&reqs, pc, &format!("{d} could not be read: {e}"), run),
         };
         if cosign::is_attachment(&manifest) {
             run.step("signature", "pass", || {
@@ -175,7 +172,7 @@ impl Gate {
                     });
                     verified.remember([p, d.clone()], key);
                 }
-                None => self.record_unmet(&mut unmet, req, image, snap, &d.to_string(), &why, run),
+                None => self.record_unmet(&mut unmet, req, pc, &d.to_string(), &why, run),
             }
         }
         finish(unmet)
@@ -185,29 +182,27 @@ impl Gate {
     fn unmet_all(
         &self,
         reqs: &[Requirement<'_>],
-        image: &Image,
-        snap: &policy::Snapshot,
+        pc: &PullCheck<'_>,
         why: &str,
         run: &mut Run,
     ) -> Result<Verdict, Denial> {
         let mut unmet = Unmet { enforced: None, dry_run: None };
         for req in reqs {
-            self.record_unmet(&mut unmet, req, image, snap, &image.canonical(), why, run);
+            self.record_unmet(&mut unmet, req, pc, &pc.image.canonical(), why, run);
         }
         finish(unmet)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn record_unmet(
         &self,
         unmet: &mut Unmet,
         req: &Requirement<'_>,
-        image: &Image,
-        snap: &policy::Snapshot,
+        pc: &PullCheck<'_>,
         what: &str,
         why: &str,
         run: &mut Run,
     ) {
+        let (image, snap) = (&pc.image, &*pc.policy);
         let unset = policy::Settings::default();
         let settings = snap.orgs.get(req.org).map_or(&unset, |p| &p.settings);
         let message = format!(
