@@ -38,16 +38,12 @@ pub enum Error {
 }
 
 impl Error {
-    /// A failure of the storage backend itself (not an answer such as "already exists").
-    pub fn is_backend_failure(&self) -> bool {
-        matches!(self, Error::Storage(_) | Error::Db(_))
-    }
-
     pub fn registry(code: ErrorCode, msg: impl Into<String>) -> Self {
         Error::Registry(code, msg.into())
     }
 
-    /// True for errors whose cause is internal and must not be shown to clients.
+    /// A failure of the storage backend itself (not an answer such as "already exists"): its
+    /// cause is internal, logged and never shown to clients, and it counts as a backend failure.
     pub fn is_internal(&self) -> bool {
         matches!(self, Error::Storage(_) | Error::Db(_))
     }

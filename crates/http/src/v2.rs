@@ -127,7 +127,7 @@ async fn serve(st: &AppState, req: Request, grant: &Grant) -> Result<Response, V
             if let Some(s) = pushed.subject {
                 b = b.header("oci-subject", s.to_string());
             }
-            Ok(b.body(Body::empty()).unwrap_or_default())
+            Ok(built(b.body(Body::empty())))
         }
         Endpoint::Manifest { method: Method::Delete, reference, .. } => {
             content.delete_manifest(source, reference).await?;
@@ -214,24 +214,37 @@ fn range_header(size: u64) -> String {
 }
 
 fn upload_response(status: StatusCode, name: &RepoName, id: &str, size: u64) -> Response {
-    Response::builder()
-        .status(status)
-        .header(header::LOCATION, format!("/v2/{name}/blobs/uploads/{id}"))
-        .header(header::RANGE, range_header(size))
-        .header("docker-upload-uuid", id)
-        .header(header::CONTENT_LENGTH, "0")
-        .body(Body::empty())
-        .unwrap_or_default()
+    built(
+        Response::builder()
+            .status(status)
+            .header(header::LOCATION, format!("/v2/{name}/blobs/uploads/{id}"))
+            .header(header::RANGE, range_header(size))
+            .header("docker-upload-uuid", id)
+            .header(header::CONTENT_LENGTH, "0")
+            .body(Body::empty()),
+    )
 }
 
 fn blob_created(name: &RepoName, digest: &oci::Digest) -> Response {
-    Response::builder()
-        .status(StatusCode::CREATED)
-        .header(header::LOCATION, format!("/v2/{name}/blobs/{digest}"))
-        .header("docker-content-digest", digest.to_string())
-        .header(header::CONTENT_LENGTH, "0")
-        .body(Body::empty())
-        .unwrap_or_default()
+    built(
+        Response::builder()
+            .status(StatusCode::CREATED)
+            .header(header::LOCATION, format!("/v2/{name}/blobs/{digest}"))
+            .header("docker-content-digest", digest.to_string())
+            .header(header::CONTENT_LENGTH, "0")
+            .body(Body::empty()),
+    )
+}
+
+/// A response built from its parts, or — when a part cannot be a header (a stored media type
+/// with a control character, say) — a 500 that says so: never a 200 with an empty body.
+fn built(r: Result<Response, axum::http::Error>) -> Response {
+    r.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a response could not be built; answered 500");
+        let body =
+            r#"{"errors":[{"code":"UNKNOWN","message":"internal error; the administrator can find it in the logs"}]}"#;
+        (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    })
 }
 
 fn json(status: StatusCode, v: serde_json::Value, content_type: &str) -> Response {
@@ -339,7 +352,7 @@ where
         b = b.header(header::CONTENT_RANGE, format!("bytes {}-{}/{size}", range.start, range.end));
     }
     let body = if method == Method::Head || len == 0 { Body::empty() } else { Body::from_stream(open(range).await?) };
-    Ok(b.body(body).unwrap_or_default())
+    Ok(built(b.body(body)))
 }
 
 fn manifest_response(method: Method, m: &ServedManifest) -> Response {
@@ -350,5 +363,26 @@ fn manifest_response(method: Method, m: &ServedManifest) -> Response {
         .header("docker-content-digest", &m.digest)
         .header(header::ETAG, format!("\"{}\"", m.digest));
     let body = if method == Method::Head { Body::empty() } else { Body::from(m.content.clone()) };
-    b.body(body).unwrap_or_default()
+    built(b.body(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_response_that_cannot_be_built_fails_closed() {
+        let m = ServedManifest {
+            digest: "sha256:aa".into(),
+            media_type: "application/vnd.oci.image.manifest.v1+json\nX-Injected: 1".into(),
+            content: bytes::Bytes::from_static(b"{}"),
+            stale: false,
+        };
+        let r = manifest_response(Method::Get, &m);
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR, "never a 200 with an empty body");
+        assert!(r.headers().get("x-injected").is_none());
+        let ok = ServedManifest { media_type: "application/vnd.oci.image.manifest.v1+json".into(), ..m };
+        let r = manifest_response(Method::Get, &ok);
+        assert_eq!((r.status(), r.headers()["content-length"].to_str().unwrap()), (StatusCode::OK, "2"));
+    }
 }

@@ -244,10 +244,12 @@ measured_impl!(BlobStore, FsBlobs, {
 
     async fn read(&self, digest: &str, offset: u64, len: u64) -> Result<ByteStream> {
         let p = self.blob_path(digest)?;
-        let file = blocking(move || File::open(p)).await.map_err(|e| match e {
-            Error::Storage(m) if m.contains("No such file") => Error::NotFound("blob content missing".into()),
-            e => e,
-        })?;
+        // Told apart by the OS error's kind, never its text.
+        let file = blocking(move || {
+            File::open(p).map(Some).or_else(|e| if e.kind() == ErrorKind::NotFound { Ok(None) } else { Err(e) })
+        })
+        .await?
+        .ok_or_else(|| Error::NotFound("blob content missing".into()))?;
         Ok(stream_file(file, offset, len))
     }
 

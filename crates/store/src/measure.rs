@@ -16,7 +16,7 @@ macro_rules! measured_impl {
                 async fn $op(&$self $(, $arg: $ty)*) -> $ret {
                     let started = std::time::Instant::now();
                     let result: $ret = async { $body }.await;
-                    let failed = result.as_ref().is_err_and(|e| e.is_backend_failure());
+                    let failed = result.as_ref().is_err_and(|e| e.is_internal());
                     $self.stats.observe(stringify!($op), started.elapsed(), failed);
                     result
                 }

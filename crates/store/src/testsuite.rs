@@ -513,6 +513,9 @@ pub async fn blob_suite(s: &dyn BlobStore) {
     assert_eq!(&buf, b"est");
     assert_eq!(collect(s.read(digest, 0, 4).await.unwrap()).await, b"test");
     assert_eq!(collect(s.read(digest, 1, 2).await.unwrap()).await, b"es");
+    // content that is not there is NotFound on every backend (not a storage failure)
+    let absent = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    assert!(matches!(s.read(absent, 0, 1).await, Err(Error::NotFound(_))), "a missing blob's content");
     // bytes past the recorded size (a write whose metadata update failed) are overwritten or
     // left out of the commit; a write past the end is refused or makes the upload uncommittable
     let abcd = "sha256:88d4266fd4e6338d13b845fcf289579d209c897823b9217da3e161936f031589";

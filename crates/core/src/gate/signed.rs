@@ -78,7 +78,7 @@ impl Gate {
                         *served = Some(m);
                         d
                     }
-                    Err(e) if e.is_backend_failure() => return Err(e.into()),
+                    Err(e) if e.is_internal() => return Err(e.into()),
                     Err(_) => return Err(unknown(tag)),
                 }
             }
@@ -111,7 +111,7 @@ impl Gate {
         let manifest = match manifest.map(|m| Manifest::parse(&m.content, Some(&m.media_type))) {
             Ok(Ok(m)) => m,
             Ok(Err(e)) => return self.unmet_all(&reqs, pc, &format!("{d} is not a valid manifest: {e}"), run),
-            Err(e) if e.is_backend_failure() => return Err(e.into()),
+            Err(e) if e.is_internal() => return Err(e.into()),
             Err(Error::Registry(ErrorCode::ManifestUnknown | ErrorCode::NameUnknown, m)) => {
                 return Err(Denial::Invalid(WireError::new(ErrorCode::ManifestUnknown, m)));
             }
