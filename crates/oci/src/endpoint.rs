@@ -201,6 +201,19 @@ fn digest(s: &str) -> Result<Digest, WireError> {
     s.parse().map_err(|_| WireError::new(ErrorCode::DigestInvalid, format!("invalid digest {s:?}")))
 }
 
+/// The one percent-encoder, for a query value (ours and the ones we send upstream): everything
+/// but unreserved characters, `/` and `:` (which a query may hold as they are) is `%XX`.
+pub fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' | b':' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// Decodes `%XX` escapes and `+`; invalid escapes are kept literally.
 pub fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();

@@ -70,7 +70,11 @@ fn init_logging(config: &Config) -> LogLevel {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
     let logs = tracing_subscriber::registry().with(filter);
-    let _ = if config.log.format == "json" { logs.with(fmt.json()).try_init() } else { logs.with(fmt).try_init() };
+    let _ = if config.log.format == crate::config::LogFormat::Json {
+        logs.with(fmt.json()).try_init()
+    } else {
+        logs.with(fmt).try_init()
+    };
     handle
 }
 
@@ -100,7 +104,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
         gate: GateConfig { allowed_orgs: config.auth.allowed_orgs.clone(), proxy_anonymous: p.allow_anonymous },
         proxy: portcullis_core::proxy::ProxyConfig { tag_ttl_secs: p.tag_ttl_secs, cache_max_bytes: p.cache_max_bytes },
         audit_retention_days: config.audit.retention_days,
-        admins_only_create_orgs: config.auth.org_creation == "admins",
+        admins_only_create_orgs: config.auth.org_creation == crate::config::OrgCreation::Admins,
         token_service: config.auth.service.clone(),
         token_ttl_secs: config.auth.token_ttl_secs,
         catalog: portcullis_core::iam::builtin_catalog(),

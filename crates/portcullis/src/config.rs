@@ -110,9 +110,18 @@ impl Default for S3 {
     }
 }
 
-fn read_secret(f: &Path) -> anyhow::Result<String> {
-    let s = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
-    Ok(s.trim().to_owned())
+/// The one way a secret is read: a `*_file` wins over the value, and gives its content less one
+/// final line break (as `echo`, editors and Kubernetes secrets leave it; other whitespace is
+/// kept: a password may begin or end with a space); neither: `None`.
+fn secret(value: Option<&str>, file: Option<&Path>) -> anyhow::Result<Option<String>> {
+    match file {
+        Some(f) => {
+            let s = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+            let s = s.strip_suffix('\n').map(|s| s.strip_suffix('\r').unwrap_or(s)).unwrap_or(&s);
+            Ok(Some(s.to_owned()))
+        }
+        None => Ok(value.map(str::to_owned)),
+    }
 }
 
 impl S3 {
@@ -124,15 +133,10 @@ impl S3 {
         if self.endpoint.is_empty() {
             anyhow::bail!("s3.endpoint is required with s3.bucket");
         }
-        let access_key_id = match &self.access_key_id_file {
-            Some(f) => read_secret(f)?,
-            None => self.access_key_id.clone(),
-        };
-        let secret_access_key = match (&self.secret_access_key_file, &self.secret_access_key) {
-            (Some(f), _) => read_secret(f)?,
-            (None, Some(s)) => s.0.clone(),
-            (None, None) => String::new(),
-        };
+        let access_key_id = secret(Some(&self.access_key_id), self.access_key_id_file.as_deref())?.unwrap_or_default();
+        let secret_access_key =
+            secret(self.secret_access_key.as_ref().map(|s| s.0.as_str()), self.secret_access_key_file.as_deref())?
+                .unwrap_or_default();
         Ok(Some(store::S3Config {
             endpoint: self.endpoint.clone(),
             bucket: self.bucket.clone(),
@@ -168,11 +172,7 @@ impl Default for Database {
 impl Database {
     /// The PostgreSQL URL, if one is configured.
     pub fn url(&self) -> anyhow::Result<Option<String>> {
-        if let Some(f) = &self.url_file {
-            let s = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
-            return Ok(Some(s.trim().to_owned()));
-        }
-        Ok(self.url.as_ref().map(|s| s.0.clone()))
+        secret(self.url.as_ref().map(|s| s.0.as_str()), self.url_file.as_deref())
     }
 }
 
@@ -329,7 +329,7 @@ pub struct Auth {
     /// Lifetime of registry bearer tokens, in seconds.
     pub token_ttl_secs: i64,
     /// Who may create organizations: `everyone` (signed-in users) or `admins`.
-    pub org_creation: String,
+    pub org_creation: OrgCreation,
     /// Enforce sign-in (the server-side `registry.json`): when not empty, only members of these
     /// organizations (and the instance administrator) may use the registry.
     pub allowed_orgs: Vec<String>,
@@ -390,10 +390,10 @@ fn ldap_group_name_attribute() -> String {
 
 impl Ldap {
     pub fn settings(&self) -> anyhow::Result<idp::ldap::LdapSettings> {
-        let bind_password = match (&self.bind_password_file, &self.bind_password) {
-            (Some(f), _) => read_secret(f)?,
-            (None, Some(s)) => s.0.clone(),
-            (None, None) => bail!("auth.ldap needs bind_password_file or bind_password"),
+        let Some(bind_password) =
+            secret(self.bind_password.as_ref().map(|s| s.0.as_str()), self.bind_password_file.as_deref())?
+        else {
+            bail!("auth.ldap needs bind_password_file or bind_password")
         };
         let ca_pem = match &self.ca_file {
             Some(f) => Some(std::fs::read(f).with_context(|| format!("auth.ldap.ca_file {}", f.display()))?),
@@ -460,10 +460,10 @@ impl Oidc {
         let Some(base) = public_url else {
             bail!("auth.oidc needs public_url: the provider sends browsers back to <public_url>/auth/oidc/callback");
         };
-        let client_secret = match (&self.client_secret_file, &self.client_secret) {
-            (Some(f), _) => read_secret(f)?,
-            (None, Some(s)) => s.0.clone(),
-            (None, None) => bail!("auth.oidc needs client_secret_file or client_secret"),
+        let Some(client_secret) =
+            secret(self.client_secret.as_ref().map(|s| s.0.as_str()), self.client_secret_file.as_deref())?
+        else {
+            bail!("auth.oidc needs client_secret_file or client_secret")
         };
         if !self.scopes.iter().any(|s| s == "openid") {
             bail!("auth.oidc.scopes must include openid");
@@ -489,11 +489,29 @@ impl Oidc {
     }
 }
 
+/// Who may create organizations (`auth.org_creation`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OrgCreation {
+    /// Every signed-in user (who then owns the org).
+    Everyone,
+    /// Only the instance administrator.
+    Admins,
+}
+
+/// How log lines are written (`log.format`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Log {
-    /// `text` or `json`.
-    pub format: String,
+    pub format: LogFormat,
     /// A tracing filter such as `info` or `warn,access=info`.
     pub level: String,
 }
@@ -527,7 +545,7 @@ impl Default for Auth {
         Auth {
             service: "portcullis".into(),
             token_ttl_secs: 300,
-            org_creation: "everyone".into(),
+            org_creation: OrgCreation::Everyone,
             allowed_orgs: Vec::new(),
             oidc: None,
             ldap: None,
@@ -537,7 +555,7 @@ impl Default for Auth {
 
 impl Default for Log {
     fn default() -> Self {
-        Log { format: "text".into(), level: "info".into() }
+        Log { format: LogFormat::Text, level: "info".into() }
     }
 }
 
@@ -601,12 +619,6 @@ impl Config {
         }
         if let Some(l) = &self.auth.ldap {
             idp::ldap::Ldap::new(l.settings()?).map_err(|e| anyhow::anyhow!("auth.ldap: {e}"))?;
-        }
-        if !matches!(self.log.format.as_str(), "text" | "json") {
-            bail!("log.format must be text or json, not {:?}", self.log.format);
-        }
-        if !matches!(self.auth.org_creation.as_str(), "everyone" | "admins") {
-            bail!("auth.org_creation must be everyone or admins, not {:?}", self.auth.org_creation);
         }
         if !(30..=86_400).contains(&self.auth.token_ttl_secs) {
             bail!("auth.token_ttl_secs must be between 30 and 86400");
@@ -720,16 +732,7 @@ impl Config {
         let mut list = upstream::default_upstreams();
         for u in &self.upstreams {
             let registry = oci::source::canonical_registry(&u.registry);
-            let password = match (&u.password, &u.password_file) {
-                (Some(p), _) => Some(p.0.clone()),
-                (None, Some(f)) => Some(
-                    std::fs::read_to_string(f)
-                        .with_context(|| format!("cannot read {}", f.display()))?
-                        .trim_end_matches(['\n', '\r'])
-                        .to_owned(),
-                ),
-                (None, None) => None,
-            };
+            let password = secret(u.password.as_ref().map(|s| s.0.as_str()), u.password_file.as_deref())?;
             list.retain(|c| c.registry != registry);
             list.push(upstream::UpstreamConfig {
                 registry,
@@ -743,11 +746,7 @@ impl Config {
 
     /// The bootstrap administrator password, from the value or the file.
     pub fn admin_password(&self) -> anyhow::Result<Option<String>> {
-        if let Some(f) = &self.admin_password_file {
-            let s = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
-            return Ok(Some(s.trim_end_matches(['\n', '\r']).to_owned()));
-        }
-        Ok(self.admin_password.as_ref().map(|s| s.0.clone()))
+        secret(self.admin_password.as_ref().map(|s| s.0.as_str()), self.admin_password_file.as_deref())
     }
 }
 
@@ -823,6 +822,30 @@ fn line_of(file: &Path, path: &[String]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_secret_is_read_one_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = |name: &str, content: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, content).unwrap();
+            p
+        };
+        let (echoed, crlf, spaced) = (f("a", "s3cret\n"), f("b", "s3cret\r\n"), f("c", " s3cret \n\n"));
+        assert_eq!(secret(None, Some(&echoed)).unwrap().as_deref(), Some("s3cret"), "one line break goes");
+        assert_eq!(secret(None, Some(&crlf)).unwrap().as_deref(), Some("s3cret"));
+        assert_eq!(secret(None, Some(&spaced)).unwrap().as_deref(), Some(" s3cret \n"), "only one, spaces kept");
+        assert_eq!(secret(Some("value"), Some(&echoed)).unwrap().as_deref(), Some("s3cret"), "the file wins");
+        assert_eq!(secret(Some("value"), None).unwrap().as_deref(), Some("value"));
+        assert_eq!(secret(None, None).unwrap(), None);
+        let err = secret(None, Some(&dir.path().join("missing"))).unwrap_err().to_string();
+        assert!(err.contains("cannot read") && err.contains("missing"), "{err}");
+        // every *_file goes through it: the database URL, the admin password and an upstream's
+        let db = Database { url_file: Some(echoed.clone()), ..Database::default() };
+        assert_eq!(db.url().unwrap().as_deref(), Some("s3cret"));
+        let c = Config { admin_password_file: Some(spaced), ..Config::default() };
+        assert_eq!(c.admin_password().unwrap().as_deref(), Some(" s3cret \n"));
+    }
 
     #[test]
     #[allow(clippy::result_large_err)] // figment's Jail API returns its own large error type

