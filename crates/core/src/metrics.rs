@@ -137,56 +137,84 @@ impl OpStat {
 }
 
 /// Registry API requests by endpoint (`Endpoint::name`, the route vocabulary) and status class
-/// (`2xx` … `5xx`): counts and latency to the response head.
-#[derive(Debug, Default)]
+/// (`2xx` … `5xx`): counts and latency to the response head, in atomics (no lock per request).
+#[derive(Debug)]
 pub struct RequestStats {
-    rows: std::sync::Mutex<std::collections::BTreeMap<(&'static str, &'static str), OpStat>>,
+    /// One cell per (endpoint name, status class), in `Endpoint::NAMES` × `CLASSES` order.
+    cells: Vec<Cell>,
+}
+
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+#[derive(Debug, Default)]
+struct Cell {
+    buckets: [AtomicU64; BOUNDS.len()],
+    count: AtomicU64,
+    micros: AtomicU64,
+}
+
+impl Default for RequestStats {
+    fn default() -> Self {
+        RequestStats { cells: (0..oci::Endpoint::NAMES.len() * CLASSES.len()).map(|_| Cell::default()).collect() }
+    }
 }
 
 impl RequestStats {
+    fn cell(&self, endpoint: &str, class: usize) -> Option<&Cell> {
+        let names = &oci::Endpoint::NAMES;
+        let e = names.iter().position(|n| *n == endpoint).unwrap_or(names.len() - 1);
+        self.cells.get(e * CLASSES.len() + class)
+    }
+
     /// Records one request to `endpoint` answered with `status` after `elapsed`.
-    pub fn observe(&self, endpoint: &'static str, status: u16, elapsed: std::time::Duration) {
-        let class = match status {
-            100..=199 => "1xx",
-            200..=299 => "2xx",
-            300..=399 => "3xx",
-            400..=499 => "4xx",
-            _ => "5xx",
-        };
-        if let Ok(mut rows) = self.rows.lock() {
-            rows.entry((endpoint, class)).or_default().observe(elapsed, status >= 500);
+    pub fn observe(&self, endpoint: &str, status: u16, elapsed: std::time::Duration) {
+        let class = usize::from((status / 100).clamp(1, 5)) - 1;
+        let Some(c) = self.cell(endpoint, class) else { return };
+        let secs = elapsed.as_secs_f64();
+        if let Some(i) = BOUNDS.iter().position(|b| secs <= *b) {
+            c.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
+        c.micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        c.count.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Requests to `endpoint` with a status of `class` so far.
+    /// Requests to `endpoint` with a status of `class` (`2xx`, …) so far.
     pub fn count(&self, endpoint: &str, class: &str) -> u64 {
-        self.rows.lock().ok().and_then(|r| r.get(&(endpoint, class)).map(|s| s.count)).unwrap_or(0)
+        let Some(k) = CLASSES.iter().position(|c| *c == class) else { return 0 };
+        self.cell(endpoint, k).map_or(0, |c| c.count.load(Ordering::Relaxed))
     }
 
-    /// The Prometheus text exposition: a counter and a latency histogram per endpoint and class.
+    /// The Prometheus text exposition: a counter and a latency histogram per endpoint and class
+    /// seen so far.
     pub fn render(&self) -> String {
-        let rows: Vec<((&str, &str), OpStat)> =
-            self.rows.lock().map(|r| r.iter().map(|(k, v)| (*k, v.clone())).collect()).unwrap_or_default();
+        let mut rows = Vec::new();
+        for (e, name) in oci::Endpoint::NAMES.iter().enumerate() {
+            for (k, class) in CLASSES.iter().enumerate() {
+                let c = &self.cells[e * CLASSES.len() + k];
+                let count = c.count.load(Ordering::Relaxed);
+                if count > 0 {
+                    let buckets = std::array::from_fn(|i| c.buckets[i].load(Ordering::Relaxed));
+                    let sum = c.micros.load(Ordering::Relaxed) as f64 / 1e6;
+                    rows.push((
+                        format!("endpoint=\"{name}\",status=\"{class}\""),
+                        OpStat { buckets, count, sum, errors: 0 },
+                    ));
+                }
+            }
+        }
         let mut out = String::from(
             "# HELP portcullis_http_requests_total Registry API requests by endpoint and status class\n\
              # TYPE portcullis_http_requests_total counter\n",
         );
-        for ((endpoint, class), s) in &rows {
-            out.push_str(&format!(
-                "portcullis_http_requests_total{{endpoint=\"{endpoint}\",status=\"{class}\"}} {}\n",
-                s.count
-            ));
+        for (labels, s) in &rows {
+            out.push_str(&format!("portcullis_http_requests_total{{{labels}}} {}\n", s.count));
         }
         out.push_str(
             "# HELP portcullis_http_request_duration_seconds Time to the response head of registry API requests\n\
              # TYPE portcullis_http_request_duration_seconds histogram\n",
         );
-        for ((endpoint, class), s) in &rows {
-            s.histogram(
-                &mut out,
-                "portcullis_http_request_duration_seconds",
-                &format!("endpoint=\"{endpoint}\",status=\"{class}\""),
-            );
+        for (labels, s) in &rows {
+            s.histogram(&mut out, "portcullis_http_request_duration_seconds", labels);
         }
         out
     }

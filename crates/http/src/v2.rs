@@ -36,7 +36,7 @@ const API_VERSION: (&str, &str) = ("docker-distribution-api-version", "registry/
 async fn handle(State(st): St, req: Request) -> Response {
     let started = std::time::Instant::now();
     // A request that does not parse is counted as `invalid`.
-    let mut route = "invalid";
+    let mut route = Endpoint::INVALID;
     let mut r = match dispatch(&st, req, &mut route).await {
         Ok(r) => r,
         Err(e) => e.into_response(),

@@ -90,6 +90,33 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// Every route name [`Endpoint::name`] gives, and [`Endpoint::INVALID`] last.
+    pub const NAMES: [&'static str; 21] = [
+        "base",
+        "catalog",
+        "tags_list",
+        "referrers",
+        "manifest_get",
+        "manifest_head",
+        "manifest_put",
+        "manifest_delete",
+        "manifest_other",
+        "blob_get",
+        "blob_head",
+        "blob_put",
+        "blob_delete",
+        "blob_other",
+        "upload_start",
+        "upload_patch",
+        "upload_status",
+        "upload_put",
+        "upload_delete",
+        "upload_other",
+        Endpoint::INVALID,
+    ];
+    /// The name of a request that does not parse into an endpoint.
+    pub const INVALID: &'static str = "invalid";
+
     /// The route's name, for metrics and logs (`manifest_get`, `upload_patch`, …): the same
     /// vocabulary that routes labels what was routed.
     pub fn name(&self) -> &'static str {
@@ -446,6 +473,7 @@ mod tests {
         ];
         for (m, path, q, name) in cases {
             assert_eq!(p(m, &path, q).unwrap().name(), name, "{m} {path}");
+            assert!(Endpoint::NAMES.contains(&name), "{name} is listed");
         }
     }
 

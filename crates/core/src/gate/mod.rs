@@ -417,12 +417,12 @@ impl Gate {
         let snap = self.identity.directory().snapshot();
         self.sign_in(&snap, &subject, &ask.endpoint, run)?;
         let source = self.permissions(&snap, &subject, claims, &ask, run)?;
-        let mut ep = ask.endpoint.clone();
-        self.mount(&snap, &subject, claims, &mut ep, ask.host, run)?;
+        let Ask { endpoint: mut ep, host, client, agent, .. } = ask;
+        self.mount(&snap, &subject, claims, &mut ep, host, run)?;
         let mut grant =
             Grant { subject, endpoint: ep, source, digest: None, manifest: None, would_deny: None, record: None };
-        let Some(image) = pull_image(&grant.endpoint, grant.source.as_ref()) else { return Ok(grant) };
-        let source = grant.source.clone().ok_or_else(|| Denial::Unavailable("no repository to decide on".into()))?;
+        let Some(source) = &grant.source else { return Ok(grant) };
+        let Some(image) = pull_image(&grant.endpoint, Some(source)) else { return Ok(grant) };
         let memberships = match &grant.subject {
             Subject::User(p) => snap.memberships(p.id),
             Subject::Anonymous => vec![],
@@ -431,14 +431,14 @@ impl Gate {
             memberships,
             image,
             ep: &grant.endpoint,
-            source: &source,
+            source,
             policy: self.iam.snapshot(),
             now: self.clock.now(),
         };
         let (decision, digest) = self.policy(&mut pc, run).await;
         let mut manifest = None;
         let decision = self.signatures(&pc, decision, (&mut grant.digest, &mut manifest), digest, run).await?;
-        let record = self.record(pc, &grant.subject, decision, &grant.digest, &ask, run).await?;
+        let record = self.record(pc, &grant.subject, decision, &grant.digest, (client, agent), run).await?;
         grant.manifest = manifest;
         grant.would_deny =
             record.as_ref().filter(|r| r.decision.effect == Effect::WouldDeny).map(|r| r.decision.message.clone());
@@ -601,7 +601,7 @@ impl Gate {
         subject: &Subject,
         decision: Decision,
         digest: &Option<Digest>,
-        ask: &Ask<'_>,
+        (client, agent): (&str, &str),
         run: &mut Run,
     ) -> Result<Option<PullRecord>, Denial> {
         if run.trace.is_some() {
@@ -613,13 +613,13 @@ impl Gate {
         if decision.effect == Effect::Deny {
             tracing::info!(user = subject.name(), image = %image.canonical(), org = ?decision.org, rule = %decision.rule, "pull denied");
             if matches!(ep, Endpoint::Manifest { .. }) && run.trace.is_none() {
-                for e in self.pull_entries(&memberships, subject, &image, &decision, ask.client, ask.agent) {
+                for e in self.pull_entries(&memberships, subject, &image, &decision, client, agent) {
                     self.audit.record(e).await;
                 }
             }
             return Err(Denial::Policy(Box::new(PolicyDenial { decision, image })));
         }
-        Ok(Some(PullRecord { image, decision, memberships, client: ask.client.into(), agent: ask.agent.into() }))
+        Ok(Some(PullRecord { image, decision, memberships, client: client.into(), agent: agent.into() }))
     }
 
     /// A caller may pull the hosted repository `name` (a mount's source): permitted, and not

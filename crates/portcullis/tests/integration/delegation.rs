@@ -217,14 +217,7 @@ async fn accounts_stay_bound_and_enforcement_ends_what_was_issued() {
     let public = format!("http://127.0.0.1:{pa}");
     let issuer = provider.issuer();
     let mut env = crate::support::scale_env(&db, &bucket);
-    env.extend([
-        ("PORTCULLIS_ADMIN_PASSWORD", ADMIN_PW),
-        ("PORTCULLIS_PUBLIC_URL", public.as_str()),
-        ("PORTCULLIS_AUTH__OIDC__ISSUER", issuer.as_str()),
-        ("PORTCULLIS_AUTH__OIDC__CLIENT_ID", "portcullis"),
-        ("PORTCULLIS_AUTH__OIDC__CLIENT_SECRET", "portcullis-client-secret-1"),
-        ("PORTCULLIS_AUTH__OIDC__TIMEOUT_SECS", "3"),
-    ]);
+    env.extend(crate::sso::oidc_env(&public, &issuer));
     let a = Server::launch_at(pa, tempfile::tempdir().unwrap(), &env, None, "http").await;
     let b = Server::launch_at(pb, tempfile::tempdir().unwrap(), &env, None, "http").await;
     acme(&a).await;

@@ -73,19 +73,23 @@ fn accounts() -> serde_json::Value {
     })
 }
 
-/// A portcullis whose console signs in through `provider`, on `port`.
-pub(crate) async fn gateway(port: u16, issuer: &str) -> Server {
-    let public = format!("http://127.0.0.1:{port}");
-    let env = [
+/// The settings of a gateway reached at `public` whose console signs in through `issuer`.
+pub(crate) fn oidc_env<'a>(public: &'a str, issuer: &'a str) -> [(&'static str, &'a str); 7] {
+    [
         ("PORTCULLIS_ADMIN_PASSWORD", ADMIN_PW),
-        ("PORTCULLIS_PUBLIC_URL", public.as_str()),
+        ("PORTCULLIS_PUBLIC_URL", public),
         ("PORTCULLIS_AUTH__OIDC__ISSUER", issuer),
         ("PORTCULLIS_AUTH__OIDC__CLIENT_ID", "portcullis"),
         ("PORTCULLIS_AUTH__OIDC__CLIENT_SECRET", "portcullis-client-secret-1"),
         ("PORTCULLIS_AUTH__OIDC__DISPLAY_NAME", "Example IdP"),
         ("PORTCULLIS_AUTH__OIDC__TIMEOUT_SECS", "3"),
-    ];
-    Server::launch_at(port, tempfile::tempdir().unwrap(), &env, None, "http").await
+    ]
+}
+
+/// A portcullis whose console signs in through `provider`, on `port`.
+pub(crate) async fn gateway(port: u16, issuer: &str) -> Server {
+    let public = format!("http://127.0.0.1:{port}");
+    Server::launch_at(port, tempfile::tempdir().unwrap(), &oidc_env(&public, issuer), None, "http").await
 }
 
 /// Org acme (owned by local user `owner`) with team `dev` allowed to pull the private
