@@ -225,6 +225,8 @@ pub struct Identity {
     argon_slots: Semaphore,
     /// Orgs whose members must sign in through the identity provider (`sso_enforced`).
     sso_orgs: std::sync::RwLock<Arc<std::collections::HashSet<String>>>,
+    /// Whether any org enforces single sign-on (the registry request path's one-load check).
+    sso_any: std::sync::atomic::AtomicBool,
     /// The LDAP directory that checks passwords of accounts it holds, and the sign-in that
     /// makes their accounts and teams (set once at start when `[auth.ldap]` is configured).
     password_directory:
@@ -249,6 +251,7 @@ impl Identity {
             touched: Mutex::default(),
             argon_slots: Semaphore::new(2),
             sso_orgs: Default::default(),
+            sso_any: Default::default(),
             password_directory: std::sync::OnceLock::new(),
         }
     }
@@ -303,6 +306,7 @@ impl Identity {
 
     /// The orgs that enforce single sign-on (from their settings; `Iam` keeps this current).
     pub fn set_sso_enforced(&self, orgs: std::collections::HashSet<String>) {
+        self.sso_any.store(!orgs.is_empty(), std::sync::atomic::Ordering::Relaxed);
         if let Ok(mut g) = self.sso_orgs.write() {
             *g = Arc::new(orgs);
         }
@@ -326,10 +330,15 @@ impl Identity {
         }
     }
 
+    /// Whether any org enforces single sign-on now (one atomic load: the common answer is no).
+    pub fn sso_enforced_anywhere(&self) -> bool {
+        self.sso_any.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Refuses a local account (not the administrator) that belongs to an org enforcing single
     /// sign-on.
     pub fn sso_refusal(&self, user_id: i64, is_admin: bool, local: bool) -> Result<()> {
-        if is_admin || !local {
+        if is_admin || !local || !self.sso_enforced_anywhere() {
             return Ok(());
         }
         let orgs = self.sso_orgs.read().map(|g| g.clone()).unwrap_or_default();
