@@ -86,6 +86,15 @@ pub(crate) fn oidc_env<'a>(public: &'a str, issuer: &'a str) -> [(&'static str, 
     ]
 }
 
+/// A provider with `accounts` and a gateway signing in through it, with org acme (`acme`).
+pub(crate) async fn provider_and_gateway(accounts: serde_json::Value) -> (Provider, Server) {
+    let port = free_port();
+    let provider = Provider::start(&format!("http://127.0.0.1:{port}/auth/oidc/callback"), accounts).await;
+    let s = gateway(port, &provider.issuer()).await;
+    acme(&s).await;
+    (provider, s)
+}
+
 /// A portcullis whose console signs in through `provider`, on `port`.
 pub(crate) async fn gateway(port: u16, issuer: &str) -> Server {
     let public = format!("http://127.0.0.1:{port}");
@@ -109,10 +118,7 @@ pub(crate) async fn acme(s: &Server) {
 
 #[tokio::test]
 async fn oidc_sign_in_maps_groups_to_teams_and_its_tokens_pull() {
-    let port = free_port();
-    let provider = Provider::start(&format!("http://127.0.0.1:{port}/auth/oidc/callback"), accounts()).await;
-    let s = gateway(port, &provider.issuer()).await;
-    acme(&s).await;
+    let (_provider, s) = provider_and_gateway(accounts()).await;
     let op = pw("owner");
     let delegate = json!({"directory": {"providers": ["oidc"]}});
     assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", ("owner", &op), Some(delegate)).await.0, 200);
@@ -278,10 +284,7 @@ pub(crate) async fn finish(callback: &str, jar: &Jar) -> (u16, String) {
 
 #[tokio::test]
 async fn oidc_refusals_are_clear_and_never_a_session() {
-    let port = free_port();
-    let provider = Provider::start(&format!("http://127.0.0.1:{port}/auth/oidc/callback"), accounts()).await;
-    let s = gateway(port, &provider.issuer()).await;
-    acme(&s).await;
+    let (provider, s) = provider_and_gateway(accounts()).await;
 
     // the flow works without a browser too (the helper is right)
     let (cb, jar) = through_provider(&s, "bob").await;
