@@ -192,7 +192,7 @@ impl Sso {
     /// teams their orgs delegated to `provider` (an account source: `oidc`, `ldap`).
     pub async fn sync_groups(&self, user: &User, provider: &str, groups: &[String]) -> Result<()> {
         let actor = Principal { id: 0, username: DIRECTORY_ACTOR.into(), is_admin: false, scope: None };
-        let delegations = self.delegations().await?;
+        let delegations = delegations(self.meta.as_ref()).await?;
         let mut wanted = BTreeSet::new();
         let mut changed = false;
         for g in groups {
@@ -265,10 +265,6 @@ impl Sso {
             }
             Err(e) => Err(e),
         }
-    }
-
-    async fn delegations(&self) -> Result<HashMap<String, Delegation>> {
-        delegations(self.meta.as_ref()).await
     }
 
     /// After `org`'s delegation changed: removes the memberships the directory granted there
