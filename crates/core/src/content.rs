@@ -15,38 +15,53 @@ use bytes::Bytes;
 use oci::endpoint::{Mount, Page};
 use oci::range::ByteRange;
 use oci::source::Source;
-use oci::{Digest, ErrorCode, Reference, RepoName, Tag};
+use oci::{Digest, ErrorCode, Method, Reference, RepoName, Tag};
 
 use crate::error::{Error, Result};
 use crate::model::Referrer;
-use crate::ports::ByteStream;
+use crate::ports::{BlobStore, ByteStream};
 use crate::proxy::{Following, Proxy};
 use crate::registry::Registry;
 
 /// A manifest as served.
 #[derive(Debug, Clone)]
 pub struct ServedManifest {
-    pub digest: String,
+    pub digest: Digest,
     pub media_type: String,
     pub content: Bytes,
     /// Served from the cache while its upstream fails.
     pub stale: bool,
 }
 
-/// How a blob will be served: whole from the store, or by following a fill in flight.
-pub struct BlobSource {
-    pub size: u64,
-    pub(crate) following: Option<Following>,
+impl ServedManifest {
+    /// A stored manifest as served; a row whose digest does not parse is a storage fault.
+    pub(crate) fn from_row(row: crate::model::ManifestRow, stale: bool) -> Result<ServedManifest> {
+        let digest = row
+            .digest
+            .parse()
+            .map_err(|_| Error::Storage(format!("a stored manifest's digest {:?} is not a digest", row.digest)))?;
+        Ok(ServedManifest { digest, media_type: row.media_type, content: Bytes::from(row.content), stale })
+    }
+}
+
+/// How a blob will be served.
+pub enum BlobSource {
+    /// Whole in the blob store: streamed from it.
+    Stored { size: u64 },
+    /// Being fetched from its upstream: streamed by following the fill as bytes arrive.
+    Following { size: u64, fill: Following },
+    /// Whole in a blob store that hands out presigned URLs (S3 with `s3.redirect`): a GET is
+    /// answered with a redirect there. Only [`Contents::blob`] answers this.
+    Redirect { size: u64, url: String },
 }
 
 impl BlobSource {
-    pub(crate) fn stored(size: u64) -> BlobSource {
-        BlobSource { size, following: None }
-    }
-
-    /// The blob is whole in the store (not a fill in flight): it may be redirected to.
-    pub fn is_stored(&self) -> bool {
-        self.following.is_none()
+    pub fn size(&self) -> u64 {
+        match self {
+            BlobSource::Stored { size } | BlobSource::Following { size, .. } | BlobSource::Redirect { size, .. } => {
+                *size
+            }
+        }
     }
 }
 
@@ -99,7 +114,7 @@ fn read_only(repo: &Source) -> Error {
 #[async_trait]
 pub trait Content: Send + Sync {
     async fn manifest(&self, repo: &Source, reference: &Reference) -> Result<ServedManifest>;
-    /// Prepares to serve a blob reachable through the repository.
+    /// Prepares to serve a blob reachable through the repository (`Stored` or `Following`).
     async fn blob(&self, repo: &Source, digest: &Digest) -> Result<BlobSource>;
     /// Streams `range` of a blob prepared by [`Content::blob`].
     async fn read(&self, source: BlobSource, digest: &Digest, range: ByteRange) -> Result<ByteStream>;
@@ -193,9 +208,26 @@ pub(crate) async fn parents_in(
 pub struct Contents {
     pub hosted: Arc<Registry>,
     pub cached: Arc<Proxy>,
+    blobs: Arc<dyn BlobStore>,
 }
 
 impl Contents {
+    pub fn new(hosted: Arc<Registry>, cached: Arc<Proxy>, blobs: Arc<dyn BlobStore>) -> Contents {
+        Contents { hosted, cached, blobs }
+    }
+
+    /// How to serve a blob of `repo` to a `method` request: a GET of a blob whole in a store
+    /// that hands out presigned URLs is redirected there. Access has been decided before.
+    pub async fn blob(&self, repo: &Source, digest: &Digest, method: Method) -> Result<BlobSource> {
+        let blob = self.of(repo).blob(repo, digest).await?;
+        if let (BlobSource::Stored { size }, Method::Get) = (&blob, method)
+            && let Some(url) = self.blobs.redirect_url(&digest.to_string()).await?
+        {
+            return Ok(BlobSource::Redirect { size: *size, url });
+        }
+        Ok(blob)
+    }
+
     /// The implementation serving `repo`.
     pub fn of(&self, repo: &Source) -> &dyn Content {
         match repo {

@@ -49,9 +49,10 @@ pub struct Settings {
     pub manifest_cache_bytes: u64,
 }
 
+/// The services. The stores are theirs: the HTTP layer reaches data only through a service.
 pub struct Services {
-    pub meta: Arc<dyn MetaStore>,
-    pub blobs: Arc<dyn BlobStore>,
+    pub(crate) meta: Arc<dyn MetaStore>,
+    pub(crate) blobs: Arc<dyn BlobStore>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
     pub audit: Arc<Audit>,
@@ -103,7 +104,7 @@ impl Services {
             metrics.clone(),
             settings.proxy,
         ));
-        let contents = Arc::new(Contents { hosted: registry.clone(), cached: proxy.clone() });
+        let contents = Arc::new(Contents::new(registry.clone(), proxy.clone(), blobs.clone()));
         let gate = Gate::new(
             identity.clone(),
             iam.clone(),
@@ -134,5 +135,24 @@ impl Services {
             gate,
             replica,
         })
+    }
+
+    /// Whether the database and the blob store answer, for `/readyz`.
+    pub async fn readiness(&self) -> (Result<()>, Result<()>) {
+        tokio::join!(self.meta.ping(), self.blobs.ping())
+    }
+
+    /// Latency and failures of each storage backend by operation (Prometheus text).
+    pub fn backend_stats(&self) -> String {
+        crate::metrics::BackendStats::render(&[self.meta.stats(), self.blobs.stats()])
+    }
+
+    /// Drops the in-memory state of idle uploads, then purges uploads untouched for
+    /// [`crate::purge::UPLOAD_MAX_AGE_SECS`] (idempotent: replicas may all do it); how many.
+    pub async fn purge_uploads(&self) -> Result<usize> {
+        self.registry.drop_idle_uploads();
+        let now = self.clock.now();
+        crate::purge::purge_uploads(self.meta.as_ref(), self.blobs.as_ref(), now, crate::purge::UPLOAD_MAX_AGE_SECS)
+            .await
     }
 }

@@ -13,7 +13,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use portcullis_core::metrics::BackendStats;
 
 use crate::AppState;
 
@@ -27,8 +26,7 @@ pub fn routes() -> Router<Arc<AppState>> {
 /// Ready when the database answers and the blob store can be read and written; what is wrong
 /// is said (for the operator: readiness is not public information worth hiding).
 async fn readyz(State(st): State<Arc<AppState>>) -> Response {
-    let meta = st.meta.ping().await;
-    let blobs = st.blobs.ping().await;
+    let (meta, blobs) = st.readiness().await;
     let problems: Vec<String> =
         [&meta, &blobs].into_iter().filter_map(|r| r.as_ref().err().map(|e| e.to_string())).collect();
     let body = serde_json::json!({ "database": meta.is_ok(), "blob_store": blobs.is_ok(), "problems": problems });
@@ -40,7 +38,7 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     let mut body = st.metrics.render();
     body.push_str(&st.metrics.requests.render());
-    body.push_str(&BackendStats::render(&[st.meta.stats(), st.blobs.stats()]));
+    body.push_str(&st.backend_stats());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

@@ -16,8 +16,8 @@ use http_body_util::BodyExt;
 use oci::endpoint::{Method, Page, parse};
 use oci::manifest::{MAX_MANIFEST_BYTES, OCI_INDEX};
 use oci::range::{ByteRange, RangeRequest, parse_content_range, parse_range};
-use oci::{Endpoint, ErrorCode, Reference, RepoName};
-use portcullis_core::content::{ServedManifest, UploadStart};
+use oci::{Endpoint, ErrorCode, RepoName};
+use portcullis_core::content::{BlobSource, ServedManifest, UploadStart};
 use portcullis_core::gate::{Ask, Grant};
 use portcullis_core::ports::ByteStream;
 
@@ -66,12 +66,7 @@ async fn dispatch(st: &AppState, req: Request, route: &mut &'static str) -> Resu
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned);
     let ask = Ask { endpoint, ns: ns.as_deref(), host: host.as_deref(), client: &client, agent: &agent };
     let grant = st.gate.decide(&caller, ask).await.map_err(|d| V2Error::denied(st, req.headers(), d))?;
-    let response = serve(st, req, &grant).await;
-    if let (Ok(r), Endpoint::Manifest { method: Method::Get | Method::Head, .. }) = (&response, &grant.endpoint) {
-        let digest = r.headers().get("docker-content-digest").and_then(|v| v.to_str().ok());
-        st.gate.served(&grant, digest).await;
-    }
-    let mut response = response?;
+    let mut response = serve(st, req, &grant).await?;
     if let Some(why) = &grant.would_deny {
         let text = format!("299 portcullis \"dry run, would be denied: {}\"", why.replace('"', "'"));
         if let Ok(v) = HeaderValue::from_str(&text) {
@@ -86,7 +81,7 @@ async fn serve(st: &AppState, req: Request, grant: &Grant) -> Result<Response, V
     let source = match (&grant.endpoint, &grant.source) {
         (Endpoint::Base, _) => return Ok(json(StatusCode::OK, serde_json::json!({}), "application/json")),
         (Endpoint::Catalog { page }, _) => {
-            let (repos, more) = st.registry.catalog(&grant.subject, page);
+            let (repos, more) = st.gate.catalog(&grant.subject, page);
             let r = json(StatusCode::OK, serde_json::json!({ "repositories": repos }), "application/json");
             return Ok(with_link(r, "/v2/_catalog", page, repos.last(), more));
         }
@@ -133,30 +128,23 @@ async fn serve(st: &AppState, req: Request, grant: &Grant) -> Result<Response, V
             content.delete_manifest(source, reference).await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
-        Endpoint::Manifest { method, reference, .. } => {
-            // A tag the gate resolved is served by the digest it decided on.
-            let m = match (&grant.manifest, &grant.digest) {
-                (Some(m), _) => m.clone(),
-                (None, Some(d)) => content.manifest(source, &Reference::Digest(d.clone())).await?,
-                (None, None) => content.manifest(source, reference).await?,
-            };
+        Endpoint::Manifest { method, .. } => {
+            // What the gate decided on, audited as served.
+            let m = st.gate.manifest(grant).await?;
             Ok(mark_stale(manifest_response(*method, &m), m.stale))
         }
         Endpoint::Blob { method: Method::Delete, digest, .. } => {
             content.delete_blob(source, digest).await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
-        Endpoint::Blob { method, digest, .. } => {
-            let blob = content.blob(source, digest).await?;
-            if blob.is_stored()
-                && let Some(r) = redirect(st, *method, digest).await?
-            {
-                return Ok(r);
+        Endpoint::Blob { method, digest, .. } => match st.contents.blob(source, digest, *method).await? {
+            BlobSource::Redirect { url, .. } => Ok(redirect(&url, digest)),
+            blob => {
+                let range = range_of(&req);
+                let size = blob.size();
+                blob_response(range.as_deref(), *method, digest, size, |r| content.read(blob, digest, r)).await
             }
-            let range = range_of(&req);
-            let size = blob.size;
-            blob_response(range.as_deref(), *method, digest, size, |r| content.read(blob, digest, r)).await
-        }
+        },
         Endpoint::UploadStart { name, digest, mount } => {
             let started = content.start_upload(source, digest.as_ref(), mount.as_ref(), body_stream(req)).await?;
             Ok(match started {
@@ -294,21 +282,16 @@ fn mark_stale(mut r: Response, stale: bool) -> Response {
     r
 }
 
-/// A 307 to a presigned URL of the blob, when the blob store hands those out (S3 with
-/// `s3.redirect`) and this is a GET. Access has been decided before this is asked.
-async fn redirect(st: &AppState, method: Method, digest: &oci::Digest) -> Result<Option<Response>, V2Error> {
-    if method != Method::Get {
-        return Ok(None);
-    }
-    let Some(to) = st.blobs.redirect_url(&digest.to_string()).await? else { return Ok(None) };
-    let r = Response::builder()
-        .status(StatusCode::TEMPORARY_REDIRECT)
-        .header(header::LOCATION, to)
-        .header("docker-content-digest", digest.to_string())
-        .header(header::CONTENT_LENGTH, 0)
-        .body(Body::empty())
-        .map_err(|e| V2Error::from(portcullis_core::Error::Storage(format!("redirect: {e}"))))?;
-    Ok(Some(r))
+/// A 307 to a presigned URL of the blob (S3 with `s3.redirect`).
+fn redirect(url: &str, digest: &oci::Digest) -> Response {
+    built(
+        Response::builder()
+            .status(StatusCode::TEMPORARY_REDIRECT)
+            .header(header::LOCATION, url)
+            .header("docker-content-digest", digest.to_string())
+            .header(header::CONTENT_LENGTH, 0)
+            .body(Body::empty()),
+    )
 }
 
 fn range_of(req: &Request) -> Option<String> {
@@ -360,7 +343,7 @@ fn manifest_response(method: Method, m: &ServedManifest) -> Response {
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, m.media_type.as_str())
         .header(header::CONTENT_LENGTH, m.content.len())
-        .header("docker-content-digest", &m.digest)
+        .header("docker-content-digest", m.digest.to_string())
         .header(header::ETAG, format!("\"{}\"", m.digest));
     let body = if method == Method::Head { Body::empty() } else { Body::from(m.content.clone()) };
     built(b.body(body))
@@ -373,7 +356,7 @@ mod tests {
     #[test]
     fn a_response_that_cannot_be_built_fails_closed() {
         let m = ServedManifest {
-            digest: "sha256:aa".into(),
+            digest: format!("sha256:{}", "a".repeat(64)).parse().unwrap(),
             media_type: "application/vnd.oci.image.manifest.v1+json\nX-Injected: 1".into(),
             content: bytes::Bytes::from_static(b"{}"),
             stale: false,

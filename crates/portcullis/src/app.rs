@@ -233,15 +233,7 @@ async fn purge_uploads_hourly(state: Arc<AppState>) {
     let mut every = tokio::time::interval(Duration::from_secs(3600));
     loop {
         every.tick().await;
-        state.registry.drop_idle_uploads();
-        let purged = portcullis_core::purge::purge_uploads(
-            state.meta.as_ref(),
-            state.blobs.as_ref(),
-            state.clock.now(),
-            portcullis_core::purge::UPLOAD_MAX_AGE_SECS,
-        )
-        .await;
-        match purged {
+        match state.purge_uploads().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "abandoned uploads purged"),
             Err(e) => tracing::error!(error = %e, "cannot purge abandoned uploads"),

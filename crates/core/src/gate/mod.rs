@@ -19,7 +19,8 @@
 //! 6. signature requirements (`signed.rs`) for manifest reads the policy allowed: each org
 //!    rule covering the image must be met by a verified sigstore signature of the digest
 //!    served (a tag is resolved first and that digest is served);
-//! 7. the audit entry the decision implies (denials at once, served manifests once served).
+//! 7. the audit entry the decision implies (denials at once, served manifests once read, by
+//!    `Gate::manifest` in `serve.rs`, which also filters the catalog).
 //!
 //! `check` asks the same function on a user's behalf, with a trace of each step, so it can
 //! never disagree with a pull. Any error while deciding denies.
@@ -43,6 +44,7 @@ use crate::tokens::{Claims, TokenIssuer};
 
 mod check;
 mod pins;
+mod serve;
 mod signed;
 #[cfg(test)]
 mod tests;
@@ -301,13 +303,14 @@ impl Gate {
         Ok(Caller::Token { subject, claims })
     }
 
-    /// Decides a request. A `Grant` says how to serve it; call [`Gate::served`] once it is.
+    /// Decides a request. A `Grant` says how to serve it; a manifest read is served by
+    /// [`Gate::manifest`], which audits it.
     pub async fn decide(&self, caller: &Caller, ask: Ask<'_>) -> Result<Grant, Denial> {
         self.run(caller, ask, &mut Run::default()).await
     }
 
     /// Writes the audit entries of a served manifest pull (`digest`: what was served).
-    pub async fn served(&self, grant: &Grant, digest: Option<&str>) {
+    pub(crate) async fn served(&self, grant: &Grant, digest: Option<&str>) {
         let Some(r) = &grant.record else { return };
         let image = Image { digest: digest.map(str::to_owned).or(r.image.digest.clone()), ..r.image.clone() };
         for e in self.pull_entries(&r.memberships, &grant.subject, &image, &r.decision, &r.client, &r.agent) {

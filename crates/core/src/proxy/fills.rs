@@ -78,7 +78,7 @@ pub(super) enum Fill {
 }
 
 /// A fill in flight that a client follows.
-pub(crate) struct Following(watch::Receiver<Fill>);
+pub struct Following(watch::Receiver<Fill>);
 
 /// The fills in flight on this replica, by digest.
 pub(super) type Fills = std::sync::Mutex<std::collections::HashMap<String, watch::Receiver<Fill>>>;
@@ -133,7 +133,7 @@ impl Proxy {
         if let Some(size) = s.meta.blob_size(&d).await? {
             Metrics::inc(&s.metrics.blob_hits);
             s.meta.touch_blob(&d, s.clock.now()).await?;
-            return Ok(BlobSource::stored(size));
+            return Ok(BlobSource::Stored { size });
         }
         let mut watch = {
             let mut fills = s.fills.lock().map_err(|_| Error::Storage("fill table poisoned".into()))?;
@@ -156,15 +156,15 @@ impl Proxy {
             match state {
                 Fill::Starting => {}
                 Fill::Running { size, .. } | Fill::Done { size, .. } => {
-                    return Ok(BlobSource { size, following: Some(Following(watch)) });
+                    return Ok(BlobSource::Following { size, fill: Following(watch) });
                 }
-                Fill::Cached { size } => return Ok(BlobSource::stored(size)),
+                Fill::Cached { size } => return Ok(BlobSource::Stored { size }),
                 Fill::Failed(e) => return Err(e.to_error()),
             }
             if watch.changed().await.is_err() {
                 // The fill ended between two looks: it is cached now, or it failed.
                 return match s.meta.blob_size(&d).await? {
-                    Some(size) => Ok(BlobSource::stored(size)),
+                    Some(size) => Ok(BlobSource::Stored { size }),
                     None => Err(Error::Unavailable(format!("fetching {d} from {} failed", up.registry))),
                 };
             }
@@ -173,9 +173,9 @@ impl Proxy {
 
     /// Streams `range` of a blob prepared by `cached_blob`.
     pub(super) async fn read_blob(&self, source: BlobSource, digest: &Digest, range: ByteRange) -> Result<ByteStream> {
-        match source.following {
-            None => self.shared.blobs.read(&digest.to_string(), range.start, range.len()).await,
-            Some(Following(watch)) => Ok(follow(watch, range.start, range.end + 1)),
+        match source {
+            BlobSource::Following { fill: Following(watch), .. } => Ok(follow(watch, range.start, range.end + 1)),
+            _ => self.shared.blobs.read(&digest.to_string(), range.start, range.len()).await,
         }
     }
 }

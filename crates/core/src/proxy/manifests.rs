@@ -7,7 +7,7 @@ use oci::manifest::MAX_MANIFEST_BYTES;
 use oci::source::UpstreamRepo;
 use oci::{Digest, Manifest, Reference, Tag};
 
-use super::{Proxy, served};
+use super::Proxy;
 use crate::content::ServedManifest;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -18,16 +18,16 @@ impl Proxy {
     pub(super) async fn cached_manifest(&self, up: &UpstreamRepo, reference: &Reference) -> Result<ServedManifest> {
         let s = &self.shared;
         let repo = self.repo_id(up).await?;
-        let fresh = |row: ManifestRow| served(row, false);
+        let fresh = |row: ManifestRow| ServedManifest::from_row(row, false);
         match reference {
             Reference::Digest(d) => {
                 if let Some(row) = s.meta.manifest(repo, &d.to_string()).await? {
                     Metrics::inc(&s.metrics.manifest_hits);
-                    return Ok(fresh(row));
+                    return fresh(row);
                 }
                 Metrics::inc(&s.metrics.manifest_misses);
                 let row = self.fetch_manifest(up, repo, &d.to_string(), Some(d), None).await?;
-                Ok(fresh(row))
+                fresh(row)
             }
             Reference::Tag(t) => {
                 let now = s.clock.now();
@@ -37,7 +37,7 @@ impl Proxy {
                     && let Some(row) = s.meta.manifest(repo, digest).await?
                 {
                     Metrics::inc(&s.metrics.manifest_hits);
-                    return Ok(fresh(row));
+                    return fresh(row);
                 }
                 Metrics::inc(&s.metrics.manifest_misses);
                 let fresh = match &cached {
@@ -47,13 +47,13 @@ impl Proxy {
                             s.meta
                                 .manifest(repo, digest)
                                 .await?
-                                .map(fresh)
                                 .ok_or_else(|| Error::Unavailable("cached manifest vanished".into()))
+                                .and_then(fresh)
                         }
-                        Ok(_) => self.fetch_manifest(up, repo, t.as_str(), None, Some(t.as_str())).await.map(fresh),
+                        Ok(_) => self.fetch_manifest(up, repo, t.as_str(), None, Some(t.as_str())).await.and_then(fresh),
                         Err(e) => Err(e),
                     },
-                    None => self.fetch_manifest(up, repo, t.as_str(), None, Some(t.as_str())).await.map(fresh),
+                    None => self.fetch_manifest(up, repo, t.as_str(), None, Some(t.as_str())).await.and_then(fresh),
                 };
                 match (fresh, cached) {
                     (Ok(m), _) => Ok(m),
@@ -62,7 +62,7 @@ impl Proxy {
                             Some(row) => {
                                 tracing::warn!(image = %up.canonical(), error = %e, "upstream failing; serving the cached tag");
                                 Metrics::inc(&s.metrics.stale_served);
-                                Ok(served(row, true))
+                                ServedManifest::from_row(row, true)
                             }
                             None => Err(e),
                         }

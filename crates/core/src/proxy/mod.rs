@@ -16,7 +16,6 @@
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use oci::endpoint::Page;
 use oci::range::ByteRange;
 use oci::source::{Source, UpstreamRepo};
@@ -27,7 +26,7 @@ use crate::content::{BlobSource, Content, Referrers, ServedManifest, TagPage, up
 use crate::error::{Error, Result};
 use crate::identity::Identity;
 use crate::metrics::Metrics;
-use crate::model::{ManifestRow, Visibility};
+use crate::model::Visibility;
 use crate::ports::{BlobStore, ByteStream, MetaStore, UpstreamRegistry};
 
 mod evict;
@@ -36,7 +35,7 @@ mod listing;
 mod manifests;
 
 pub use evict::evict;
-pub(crate) use fills::Following;
+pub use fills::Following;
 
 /// Settings of the cache.
 #[derive(Debug, Clone)]
@@ -68,10 +67,6 @@ fn unsupported_registry(registry: &str) -> Error {
         ErrorCode::NameUnknown,
         format!("registry {registry} is not configured as an upstream here; ask the administrator to add it"),
     )
-}
-
-fn served(row: ManifestRow, stale: bool) -> ServedManifest {
-    ServedManifest { digest: row.digest, media_type: row.media_type, content: Bytes::from(row.content), stale }
 }
 
 impl Proxy {
@@ -160,6 +155,6 @@ impl Content for Proxy {
 
     async fn stored_manifest(&self, repo: &Source, digest: &Digest) -> Result<Option<ServedManifest>> {
         let Some(id) = self.existing_repo(upstream(repo)?).await? else { return Ok(None) };
-        Ok(self.shared.meta.manifest(id, &digest.to_string()).await?.map(|row| served(row, false)))
+        self.shared.meta.manifest(id, &digest.to_string()).await?.map(|row| ServedManifest::from_row(row, false)).transpose()
     }
 }

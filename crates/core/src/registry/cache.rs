@@ -38,7 +38,7 @@ impl ManifestCache {
             Cache::builder()
                 .max_capacity(max_bytes)
                 .weigher(|_: &(i64, Reference), e: &Entry| {
-                    let n = e.manifest.content.len() + e.manifest.digest.len() + e.manifest.media_type.len();
+                    let n = e.manifest.content.len() + e.manifest.digest.hex().len() + 8 + e.manifest.media_type.len();
                     u32::try_from(n + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
                 })
                 .build()
@@ -81,9 +81,14 @@ mod tests {
     use super::*;
     use bytes::Bytes;
 
-    fn manifest(digest: &str) -> ServedManifest {
+    /// A digest of 64 `hex`.
+    fn digest(hex: char) -> oci::Digest {
+        format!("sha256:{}", hex.to_string().repeat(64)).parse().unwrap()
+    }
+
+    fn manifest(hex: char) -> ServedManifest {
         ServedManifest {
-            digest: digest.into(),
+            digest: digest(hex),
             media_type: "application/vnd.oci.image.manifest.v1+json".into(),
             content: Bytes::from_static(b"{}"),
             stale: false,
@@ -98,8 +103,8 @@ mod tests {
     fn serves_what_was_read_until_a_write() {
         let c = ManifestCache::new(1 << 20);
         let g = c.generation();
-        c.insert(g, 1, &tag("1"), &manifest("sha256:a"));
-        assert_eq!(c.get(1, &tag("1")).unwrap().digest, "sha256:a");
+        c.insert(g, 1, &tag("1"), &manifest('a'));
+        assert_eq!(c.get(1, &tag("1")).unwrap().digest, digest('a'));
         assert!(c.get(2, &tag("1")).is_none(), "another repository");
         assert!(c.get(1, &tag("2")).is_none(), "another tag");
         c.invalidate();
@@ -112,17 +117,17 @@ mod tests {
         let before = c.generation();
         // The write commits and invalidates while the reader still holds the old value.
         c.invalidate();
-        c.insert(before, 1, &tag("1"), &manifest("sha256:old"));
+        c.insert(before, 1, &tag("1"), &manifest('0'));
         assert!(c.get(1, &tag("1")).is_none());
         let now = c.generation();
-        c.insert(now, 1, &tag("1"), &manifest("sha256:new"));
-        assert_eq!(c.get(1, &tag("1")).unwrap().digest, "sha256:new");
+        c.insert(now, 1, &tag("1"), &manifest('1'));
+        assert_eq!(c.get(1, &tag("1")).unwrap().digest, digest('1'));
     }
 
     #[test]
     fn off_keeps_nothing() {
         let c = ManifestCache::new(0);
-        c.insert(c.generation(), 1, &tag("1"), &manifest("sha256:a"));
+        c.insert(c.generation(), 1, &tag("1"), &manifest('a'));
         assert!(c.get(1, &tag("1")).is_none());
     }
 }

@@ -22,7 +22,7 @@ use oci::{Algorithm, Digest, ErrorCode, Manifest, Reference, RepoName, Tag};
 use async_trait::async_trait;
 use oci::source::Source;
 
-use crate::authz::{Namespace, Subject};
+use crate::authz::Namespace;
 use crate::clock::Clock;
 use crate::content::{BlobSource, Content, PushedManifest, Referrers, ServedManifest, TagPage, UploadStart, hosted};
 use crate::error::{Error, Result};
@@ -64,10 +64,6 @@ fn out_of_order(start: u64, size: u64) -> Error {
     Error::registry(ErrorCode::RangeInvalid, format!("chunk starts at {start} but the upload has {size} bytes"))
 }
 
-fn served(row: ManifestRow) -> ServedManifest {
-    ServedManifest { digest: row.digest, media_type: row.media_type, content: Bytes::from(row.content), stale: false }
-}
-
 fn name_unknown(name: &RepoName) -> Error {
     Error::registry(ErrorCode::NameUnknown, format!("repository {name} is not known to this registry"))
 }
@@ -94,7 +90,8 @@ impl Registry {
             Reference::Digest(d) => self.meta.manifest(repo, &d.to_string()).await?,
             Reference::Tag(t) => self.meta.manifest_by_tag(repo, t.as_str()).await?,
         };
-        let Some(m) = row.map(served) else { return Ok(None) };
+        let Some(row) = row else { return Ok(None) };
+        let m = ServedManifest::from_row(row, false)?;
         self.manifests.insert(generation, repo, reference, &m);
         Ok(Some(m))
     }
@@ -229,20 +226,6 @@ impl Registry {
         state.size += len;
         Ok(())
     }
-
-    /// Repositories `subject` may pull, sorted, paginated.
-    pub fn catalog(&self, subject: &Subject, page: &Page) -> (Vec<String>, bool) {
-        let snap = self.identity.directory().snapshot();
-        let mut names: Vec<&String> = snap
-            .repo_names()
-            .filter(|n| page.last.as_ref().is_none_or(|l| n.as_str() > l.as_str()))
-            .filter(|n| n.parse::<RepoName>().is_ok_and(|r| snap.permitted(subject, &r).pull))
-            .collect();
-        names.sort();
-        let n = page.n.unwrap_or(usize::MAX);
-        let more = names.len() > n;
-        (names.into_iter().take(n).cloned().collect(), more)
-    }
 }
 
 #[async_trait]
@@ -259,7 +242,7 @@ impl Content for Registry {
         let name = hosted(repo)?;
         let repo = self.repo_id(name).await?.ok_or_else(|| blob_unknown(digest))?;
         let size = self.meta.linked_blob(repo, &digest.to_string()).await?.ok_or_else(|| blob_unknown(digest))?;
-        Ok(BlobSource::stored(size))
+        Ok(BlobSource::Stored { size })
     }
 
     async fn read(&self, _source: BlobSource, digest: &Digest, range: ByteRange) -> Result<ByteStream> {

@@ -189,8 +189,8 @@ pub async fn gather(content: &dyn Content, source: &Source, digest: &Digest) -> 
 /// Reads a payload blob whole (it is small) and checks its digest.
 async fn read_payload(content: &dyn Content, source: &Source, digest: &Digest, size: u64) -> Result<bytes::Bytes> {
     let blob = content.blob(source, digest).await?;
-    if blob.size != size || size == 0 || size > cosign::MAX_PAYLOAD {
-        return Err(Error::Invalid(format!("payload {digest} is {} bytes, not {size}", blob.size)));
+    if blob.size() != size || size == 0 || size > cosign::MAX_PAYLOAD {
+        return Err(Error::Invalid(format!("payload {digest} is {} bytes, not {size}", blob.size())));
     }
     let mut stream = content.read(blob, digest, oci::range::ByteRange { start: 0, end: size - 1 }).await?;
     let mut out = Vec::with_capacity(size as usize);
