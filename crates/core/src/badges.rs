@@ -9,7 +9,7 @@
 //! pause. No pull waits longer than `wait_ms` for an answer.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use policy::Badge;
@@ -59,7 +59,8 @@ type Lookup = (Arc<dyn BadgeLookup>, HubLookupConfig, Arc<Metrics>);
 /// The lookups' state, kept by `Iam`.
 #[derive(Default)]
 pub struct HubBadges {
-    lookup: RwLock<Option<Lookup>>,
+    /// `None`: badges are not looked up.
+    lookup: Option<Lookup>,
     entries: Mutex<HashMap<String, Entry>>,
     warned: Mutex<HashSet<String>>,
 }
@@ -72,6 +73,10 @@ fn badge_key(b: Option<Badge>) -> Option<&'static str> {
 }
 
 impl HubBadges {
+    pub(crate) fn new(lookup: Option<Lookup>) -> HubBadges {
+        HubBadges { lookup, ..HubBadges::default() }
+    }
+
     /// Where the lookup of `ns` stands; `None` while it is in flight.
     fn state(&self, ns: &str) -> Option<BadgeCheck> {
         match self.entries.lock().ok()?.get(ns) {
@@ -92,22 +97,15 @@ impl HubBadges {
 }
 
 impl Iam {
-    /// Looks Docker Hub badges up through `lookup` from now on.
-    pub fn set_badge_lookup(&self, lookup: Arc<dyn BadgeLookup>, cfg: HubLookupConfig, metrics: Arc<Metrics>) {
-        if let Ok(mut l) = self.hub.lookup.write() {
-            *l = Some((lookup, cfg, metrics));
-        }
-    }
-
     /// Whether badges are looked up at all.
     pub fn badge_lookups_on(&self) -> bool {
-        self.hub.lookup.read().is_ok_and(|l| l.is_some())
+        self.hub.lookup.is_some()
     }
 
     /// Makes sure the badge of Docker Hub namespace `ns` is known (or being asked), waiting at
     /// most the configured time.
     pub async fn ensure_badge(self: &Arc<Self>, ns: &str) -> BadgeCheck {
-        let Some((lookup, cfg, metrics)) = self.hub.lookup.read().ok().and_then(|l| l.clone()) else {
+        let Some((lookup, cfg, metrics)) = self.hub.lookup.clone() else {
             return BadgeCheck::Known;
         };
         let wait_ms = cfg.wait_ms;
@@ -213,6 +211,7 @@ mod tests {
     use crate::authz::Directory;
     use crate::clock::{Clock, SystemClock};
     use crate::error::{Error, Result};
+    use crate::iam::IamOptions;
     use crate::identity::Identity;
     use crate::memory::MemoryMeta;
     use crate::orgs::Orgs;
@@ -250,10 +249,9 @@ mod tests {
             false,
             Arc::new(crate::registry::ManifestCache::new(0)),
         ));
-        let iam = Arc::new(Iam::new(meta, identity, orgs, audit, policy::Catalog::default()));
         let cfg = HubLookupConfig { wait_ms, ..Default::default() };
-        iam.set_badge_lookup(hub, cfg, metrics);
-        iam
+        let options = IamOptions { badge_lookup: Some((hub, cfg, metrics)), ..IamOptions::default() };
+        Arc::new(Iam::new(meta, identity, orgs, audit, options))
     }
 
     #[tokio::test]

@@ -13,6 +13,8 @@ use crate::authz::Principal;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::identity::Identity;
+use crate::metrics::Metrics;
+use crate::model::AccountSource;
 use crate::orgs::Orgs;
 use crate::ports::MetaStore;
 
@@ -130,7 +132,7 @@ pub struct Iam {
     catalog: Catalog,
     snapshot: RwLock<Arc<policy::Snapshot>>,
     pub(crate) clock: Arc<dyn Clock>,
-    sso_available: std::sync::atomic::AtomicBool,
+    sso_available: bool,
     /// Docker Hub badge lookups (`badges.rs`).
     pub(crate) hub: crate::badges::HubBadges,
     /// Signatures verified at pulls (`signatures`): the gate's memory, and the preview's.
@@ -171,13 +173,24 @@ fn canonical_pattern(p: &str) -> Result<String> {
     Ok(if star { format!("{canonical}/*") } else { canonical })
 }
 
+/// What `Iam` is built with besides its collaborators.
+#[derive(Default)]
+pub struct IamOptions {
+    /// The publisher catalog shipped with the binary.
+    pub catalog: Catalog,
+    /// Whether an identity provider is configured, so that an org may enforce single sign-on.
+    pub sso_available: bool,
+    /// Docker Hub badge lookups (`badges.rs`): who is asked, how, and where it is counted.
+    pub badge_lookup: Option<(Arc<dyn crate::ports::BadgeLookup>, crate::badges::HubLookupConfig, Arc<Metrics>)>,
+}
+
 impl Iam {
     pub fn new(
         meta: Arc<dyn MetaStore>,
         identity: Arc<Identity>,
         orgs: Arc<Orgs>,
         audit: Arc<crate::audit::Audit>,
-        catalog: Catalog,
+        options: IamOptions,
     ) -> Iam {
         Iam {
             audit,
@@ -185,17 +198,12 @@ impl Iam {
             clock: identity.clock().clone(),
             identity,
             orgs,
-            catalog,
+            catalog: options.catalog,
             snapshot: RwLock::default(),
-            sso_available: Default::default(),
-            hub: Default::default(),
+            sso_available: options.sso_available,
+            hub: crate::badges::HubBadges::new(options.badge_lookup),
             signatures: Default::default(),
         }
-    }
-
-    /// Whether an identity provider is configured, so that an org may enforce single sign-on.
-    pub fn set_sso_available(&self, yes: bool) {
-        self.sso_available.store(yes, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Turning `sso_enforced` on needs an identity provider, and an owner who would not lock
@@ -204,12 +212,12 @@ impl Iam {
         if !after.sso_enforced || before.sso_enforced {
             return Ok(());
         }
-        if !self.sso_available.load(std::sync::atomic::Ordering::Relaxed) {
+        if !self.sso_available {
             return Err(Error::Invalid(
                 "sso_enforced needs single sign-on: configure [auth.oidc] (or [auth.ldap]) first".into(),
             ));
         }
-        let local = self.meta.user_by_name(&who.username).await?.is_none_or(|u| u.source == "local");
+        let local = self.meta.user_by_name(&who.username).await?.is_none_or(|u| u.source == AccountSource::Local);
         if local && !who.is_admin {
             return Err(Error::Invalid(format!(
                 "enforcing single sign-on would lock you out of {org}: turn it on while signed in through the identity \
@@ -481,7 +489,7 @@ impl Iam {
             // refused at their next use by `Identity`'s check).
             let snap = self.identity.directory().snapshot();
             for u in self.meta.list_users().await? {
-                if u.source == "local" && !u.is_admin && snap.is_member(org, u.id) {
+                if u.source == AccountSource::Local && !u.is_admin && snap.is_member(org, u.id) {
                     self.meta.delete_user_sessions(u.id).await?;
                 }
             }

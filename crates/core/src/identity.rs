@@ -18,7 +18,8 @@ use crate::authz::{Directory, Principal, Snapshot};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::model::{AccessToken, AuditEntry, LoginFailures, TokenScope, User};
+use crate::model::{AccessToken, AccountSource, AuditEntry, LoginFailures, TokenScope, User};
+use policy::Provider;
 use crate::ports::MetaStore;
 
 /// Prefix of personal access tokens.
@@ -258,7 +259,7 @@ impl Identity {
 
     /// Passwords of names the directory holds (and that are no local account) are checked by
     /// `dir`; `sso` makes their accounts and team memberships.
-    pub fn set_password_directory(&self, dir: Arc<dyn crate::ports::PasswordDirectory>, sso: &Arc<crate::sso::Sso>) {
+    pub(crate) fn set_password_directory(&self, dir: Arc<dyn crate::ports::PasswordDirectory>, sso: &Arc<crate::sso::Sso>) {
         let _ = self.password_directory.set((dir, Arc::downgrade(sso)));
     }
 
@@ -278,7 +279,7 @@ impl Identity {
         let cached = self.verified.lock().ok().and_then(|m| m.get(&key).copied()).is_some_and(|exp| exp > now);
         if cached
             && let Some(u) = self.meta.user_by_name(username).await?
-            && crate::sso::provider_of(&u) == "ldap"
+            && crate::sso::provider_of(&u) == Some(Provider::Ldap)
             && !u.disabled
         {
             return Ok(Self::principal(&u, None));
@@ -316,7 +317,7 @@ impl Identity {
     /// sign-on. The instance administrator keeps a break-glass password; accounts of the
     /// identity provider have no password here and their tokens were made in SSO sessions.
     fn sso_check(&self, user: &User) -> Result<()> {
-        self.sso_refusal(user.id, user.is_admin, user.source == "local")
+        self.sso_refusal(user.id, user.is_admin, user.source == AccountSource::Local)
     }
 
     /// [`Identity::sso_check`] of an account the authorization snapshot knows by name: for
@@ -407,7 +408,10 @@ impl Identity {
                 .meta
                 .user_by_name(username)
                 .await?
-                .is_none_or(|u| crate::sso::provider_of(&u) == "ldap" || u.source == "scim" && u.external_id.is_none())
+                .is_none_or(|u| {
+                    crate::sso::provider_of(&u) == Some(Provider::Ldap)
+                        || u.source == AccountSource::Scim && u.external_id.is_none()
+                })
         {
             return self.authenticate_directory(username, secret, client, now).await;
         }

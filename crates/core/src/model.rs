@@ -13,9 +13,8 @@ pub struct User {
     pub created_at: i64,
     /// Disabled by an administrator or the directory: no sign-in, tokens refused.
     pub disabled: bool,
-    /// Where the account comes from: `local` (a password here) or an identity provider
-    /// (`oidc`, `ldap`, `scim`).
-    pub source: String,
+    /// Where the account comes from.
+    pub source: AccountSource,
     /// The provider's stable id of the account (issuer and subject, an LDAP entry's DN); for a
     /// SCIM account, the provider and subject it was bound to at its first sign-in.
     #[serde(skip)]
@@ -175,6 +174,79 @@ pub struct Upload {
     pub hash_state: Option<Vec<u8>>,
 }
 
+/// Where an account comes from (`users.source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountSource {
+    /// A password here.
+    Local,
+    /// Made at its first OpenID Connect sign-in.
+    Oidc,
+    /// Made at its first LDAP sign-in.
+    Ldap,
+    /// Provisioned by an identity provider through SCIM (bound to a sign-in subject later).
+    Scim,
+}
+
+impl AccountSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountSource::Local => "local",
+            AccountSource::Oidc => "oidc",
+            AccountSource::Ldap => "ldap",
+            AccountSource::Scim => "scim",
+        }
+    }
+
+    /// How the account signs in, as the console says it.
+    pub fn sign_in(self) -> &'static str {
+        match self {
+            AccountSource::Local => "password",
+            AccountSource::Oidc => "OIDC sign-in",
+            AccountSource::Ldap => "LDAP sign-in",
+            AccountSource::Scim => "SCIM sign-in",
+        }
+    }
+}
+
+impl From<policy::Provider> for AccountSource {
+    fn from(p: policy::Provider) -> AccountSource {
+        match p {
+            policy::Provider::Oidc => AccountSource::Oidc,
+            policy::Provider::Ldap => AccountSource::Ldap,
+        }
+    }
+}
+
+impl std::fmt::Display for AccountSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A stored source that is none of the known ones (the database was written by something else).
+#[derive(Debug)]
+pub struct UnknownSource(pub String);
+
+impl std::fmt::Display for UnknownSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unknown account source {:?}", self.0)
+    }
+}
+
+impl std::error::Error for UnknownSource {}
+
+impl TryFrom<String> for AccountSource {
+    type Error = UnknownSource;
+
+    fn try_from(s: String) -> Result<AccountSource, UnknownSource> {
+        [AccountSource::Local, AccountSource::Oidc, AccountSource::Ldap, AccountSource::Scim]
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or(UnknownSource(s))
+    }
+}
+
 /// A user as the authorization snapshot knows them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectoryUser {
@@ -189,7 +261,7 @@ pub struct DirectoryUser {
 impl DirectoryUser {
     /// From a row of (id, username, is_admin, disabled, source).
     pub fn from_row((id, username, is_admin, disabled, source): (i64, String, bool, bool, String)) -> DirectoryUser {
-        DirectoryUser { id, username, is_admin, disabled, local: source == "local" }
+        DirectoryUser { id, username, is_admin, disabled, local: source == AccountSource::Local.as_str() }
     }
 }
 

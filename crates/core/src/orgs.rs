@@ -21,7 +21,7 @@ pub struct Member {
     pub teams: Vec<String>,
     pub owner: bool,
     /// Where the account comes from (`local`, `oidc`, `ldap`).
-    pub source: String,
+    pub source: crate::model::AccountSource,
 }
 
 /// A tag of a hosted repository: its manifest's digest, type and size (config and layers of an

@@ -9,11 +9,12 @@ use crate::clock::Clock;
 use crate::content::Contents;
 use crate::error::Result;
 use crate::gate::{Gate, GateConfig};
-use crate::iam::Iam;
+use crate::badges::HubLookupConfig;
+use crate::iam::{Iam, IamOptions};
 use crate::identity::Identity;
 use crate::metrics::Metrics;
 use crate::orgs::Orgs;
-use crate::ports::{BlobStore, MetaStore, UpstreamRegistry};
+use crate::ports::{BadgeLookup, BlobStore, MetaStore, PasswordDirectory, UpstreamRegistry};
 use crate::proxy::{Proxy, ProxyConfig};
 use crate::registry::{ManifestCache, Registry};
 use crate::replica::Replica;
@@ -26,6 +27,10 @@ pub struct Ports {
     pub blobs: Arc<dyn BlobStore>,
     pub upstream: Arc<dyn UpstreamRegistry>,
     pub clock: Arc<dyn Clock>,
+    /// Docker Hub's badge lookups (`docker_hub.badge_lookups`) and how they behave; `None`: off.
+    pub badge_lookup: Option<(Arc<dyn BadgeLookup>, HubLookupConfig)>,
+    /// The directory that checks the passwords of the names it holds (`[auth.ldap]`).
+    pub password_directory: Option<Arc<dyn PasswordDirectory>>,
 }
 
 /// How the services are configured.
@@ -74,7 +79,7 @@ impl Services {
     /// Builds every service and loads what they keep in memory. `signing_keys` are the token
     /// keys, newest (the signing one) first.
     pub async fn start(ports: Ports, settings: Settings, signing_keys: &[Vec<u8>]) -> Result<Services> {
-        let Ports { meta, blobs, upstream, clock } = ports;
+        let Ports { meta, blobs, upstream, clock, badge_lookup, password_directory } = ports;
         // Read before the first loads: a change made meanwhile is loaded again by `catch_up`.
         let generation = meta.generation().await?;
         let metrics = Arc::new(Metrics::default());
@@ -90,8 +95,12 @@ impl Services {
             settings.admins_only_create_orgs,
             manifests.clone(),
         ));
-        let iam = Arc::new(Iam::new(meta.clone(), identity.clone(), orgs.clone(), audit.clone(), settings.catalog));
-        iam.set_sso_available(settings.sso_available);
+        let options = IamOptions {
+            catalog: settings.catalog,
+            sso_available: settings.sso_available,
+            badge_lookup: badge_lookup.map(|(lookup, cfg)| (lookup, cfg, metrics.clone())),
+        };
+        let iam = Arc::new(Iam::new(meta.clone(), identity.clone(), orgs.clone(), audit.clone(), options));
         iam.refresh().await?;
         let tokens =
             Arc::new(TokenIssuer::new(signing_keys, "portcullis", &settings.token_service, settings.token_ttl_secs)?);
@@ -116,9 +125,13 @@ impl Services {
             settings.gate,
         );
         let replica = Arc::new(Replica::new(meta.clone(), identity.clone(), iam.clone(), tokens.clone(), generation));
+        let sso = Arc::new(crate::sso::Sso::new(meta.clone(), identity.clone(), audit.clone()));
+        if let Some(directory) = password_directory {
+            identity.set_password_directory(directory, &sso);
+        }
         Ok(Services {
             sessions: Sessions::new(meta.clone(), identity.clone()),
-            sso: Arc::new(crate::sso::Sso::new(meta.clone(), identity.clone(), audit.clone())),
+            sso,
             scim: Arc::new(crate::scim::Scim::new(meta.clone(), identity.clone(), audit.clone())),
             meta,
             blobs,

@@ -19,36 +19,23 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use policy::Delegation;
+use policy::{Delegation, Provider};
 
 use crate::audit::Audit;
 use crate::authz::Principal;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::identity::{Identity, check_account_name};
-use crate::model::{AuditEntry, User};
+use crate::model::{AccountSource, AuditEntry, User};
+pub use crate::ports::ExternalIdentity;
 use crate::ports::MetaStore;
-
-/// Who the provider says signed in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExternalIdentity {
-    /// `oidc` or `ldap`.
-    pub source: &'static str,
-    /// The provider's stable id: issuer and subject for OIDC, the entry's DN for LDAP.
-    pub external_id: String,
-    /// The account name here, from the provider's username claim or attribute.
-    pub username: String,
-    pub groups: Vec<String>,
-}
 
 /// The actor named in audit entries for changes the directory made.
 pub const DIRECTORY_ACTOR: &str = "directory";
 
-const SCIM: &str = "scim";
-
 /// What a SCIM account's `external_id` holds once bound: the provider and its stable id.
 fn scim_binding(ext: &ExternalIdentity) -> String {
-    format!("{}:{}", ext.source, ext.external_id)
+    format!("{}:{}", ext.source.key(), ext.external_id)
 }
 
 /// Every org's delegation, read from the database (not a replica's snapshot, which may be a
@@ -65,10 +52,14 @@ pub(crate) async fn delegations(meta: &dyn MetaStore) -> Result<HashMap<String, 
 
 /// The provider whose groups manage `user`'s directory memberships: the account's source, or
 /// for a SCIM account the provider it is bound to (none before its first sign-in).
-pub fn provider_of(user: &User) -> &str {
-    match user.source.as_str() {
-        SCIM => user.external_id.as_deref().and_then(|b| b.split_once(':')).map(|(p, _)| p).unwrap_or(SCIM),
-        s => s,
+pub fn provider_of(user: &User) -> Option<Provider> {
+    match user.source {
+        AccountSource::Oidc => Some(Provider::Oidc),
+        AccountSource::Ldap => Some(Provider::Ldap),
+        AccountSource::Scim => {
+            user.external_id.as_deref().and_then(|b| b.split_once(':')).and_then(|(p, _)| Provider::from_key(p))
+        }
+        AccountSource::Local => None,
     }
 }
 
@@ -101,7 +92,7 @@ impl Sso {
     }
 
     /// Records a sign-in the provider refused or that failed before an identity was known.
-    pub async fn failed(&self, source: &'static str, username: &str, client: &str, reason: &str) {
+    pub async fn failed(&self, source: Provider, username: &str, client: &str, reason: &str) {
         let ext = ExternalIdentity { source, external_id: String::new(), username: username.into(), groups: vec![] };
         self.audit_sign_in(&ext, client, Err(reason)).await;
     }
@@ -112,7 +103,7 @@ impl Sso {
         let user = match self.meta.external_user(ext.source, &ext.external_id).await? {
             Some(u) => u,
             // The directory provisioned this person through SCIM: bound to one subject.
-            None if let Some(u) = self.meta.user_by_name(&ext.username).await?.filter(|u| u.source == SCIM) => {
+            None if let Some(u) = self.meta.user_by_name(&ext.username).await?.filter(|u| u.source == AccountSource::Scim) => {
                 match self.bind_scim(ext, u).await {
                     Ok(u) => u,
                     Err(e) => {
@@ -189,8 +180,8 @@ impl Sso {
     }
 
     /// Makes the user's directory-granted memberships exactly those `groups` name among the
-    /// teams their orgs delegated to `provider` (an account source: `oidc`, `ldap`).
-    pub async fn sync_groups(&self, user: &User, provider: &str, groups: &[String]) -> Result<()> {
+    /// teams their orgs delegated to `provider`.
+    pub async fn sync_groups(&self, user: &User, provider: Provider, groups: &[String]) -> Result<()> {
         let actor = Principal { id: 0, username: DIRECTORY_ACTOR.into(), is_admin: false, scope: None };
         let delegations = delegations(self.meta.as_ref()).await?;
         let mut wanted = BTreeSet::new();
@@ -274,7 +265,7 @@ impl Sso {
         let mut changed = false;
         for team in self.meta.list_teams(org.id).await? {
             for user in self.meta.team_members(team.id).await? {
-                if delegation.allows(provider_of(&user), &team.name)
+                if provider_of(&user).is_some_and(|p| delegation.allows(p, &team.name))
                     || !self.meta.directory_memberships(user.id).await?.contains(&team.id)
                 {
                     continue;
@@ -326,7 +317,7 @@ mod tests {
 
     fn ext(name: &str, groups: &[&str]) -> ExternalIdentity {
         ExternalIdentity {
-            source: "oidc",
+            source: policy::Provider::Oidc,
             external_id: format!("https://idp.example|{name}-sub"),
             username: name.into(),
             groups: groups.iter().map(|g| g.to_string()).collect(),
@@ -455,7 +446,7 @@ mod tests {
         let e = sso.sign_in(&other, "x").await.unwrap_err();
         assert!(matches!(e, Error::Unauthenticated(ref m) if m.contains("bound to another identity")), "{e}");
         // the same subject through another provider is another identity too
-        let ldap = ExternalIdentity { source: "ldap", ..first };
+        let ldap = ExternalIdentity { source: policy::Provider::Ldap, ..first };
         assert!(sso.sign_in(&ldap, "x").await.is_err());
     }
 }

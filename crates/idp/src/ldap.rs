@@ -140,7 +140,7 @@ impl PasswordDirectory for Ldap {
             })
             .collect();
         Ok(Some(ExternalIdentity {
-            source: "ldap",
+            source: policy::Provider::Ldap,
             external_id: entry.dn,
             username: name.to_ascii_lowercase(),
             groups,

@@ -308,8 +308,8 @@ pub struct Delegation {
 
 impl Delegation {
     /// Whether `provider` (an account source) may make members of `team`.
-    pub fn allows(&self, provider: &str, team: &str) -> bool {
-        Provider::from_key(provider).is_some_and(|p| self.providers.contains(&p)) && (team != "owners" || self.owners)
+    pub fn allows(&self, provider: Provider, team: &str) -> bool {
+        self.providers.contains(&provider) && (team != "owners" || self.owners)
     }
 }
 

@@ -93,11 +93,30 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
         read_timeout: Duration::from_secs(p.read_timeout_secs),
         retries: p.retries,
     };
+    let hub = &config.docker_hub;
+    let badge_lookup: Option<(Arc<dyn portcullis_core::ports::BadgeLookup>, _)> = match hub.badge_lookups {
+        true => Some((
+            Arc::new(upstream::hub::HubApi::new(&hub.api_url, Duration::from_secs(10))?),
+            portcullis_core::badges::HubLookupConfig {
+                positive_ttl_secs: hub.badge_ttl_secs,
+                negative_ttl_secs: hub.no_badge_ttl_secs,
+                retry_secs: hub.retry_secs,
+                wait_ms: hub.lookup_wait_ms,
+            },
+        )),
+        false => None,
+    };
+    let password_directory: Option<Arc<dyn portcullis_core::ports::PasswordDirectory>> = match &config.auth.ldap {
+        Some(l) => Some(Arc::new(idp::ldap::Ldap::new(l.settings()?).map_err(|e| anyhow::anyhow!("auth.ldap: {e}"))?)),
+        None => None,
+    };
     let ports = Ports {
         upstream: Arc::new(upstream::Client::new(config.upstreams()?, settings)?),
         meta: stores.meta,
         blobs: stores.blobs,
         clock: Arc::new(SystemClock),
+        badge_lookup,
+        password_directory,
     };
     let keys = signing_keys(ports.meta.as_ref(), &config.data_dir).await?;
     let settings = portcullis_core::services::Settings {
@@ -113,21 +132,6 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
         manifest_cache_bytes: if config.database.url()?.is_some() { 0 } else { MANIFEST_CACHE_BYTES },
     };
     let core = Services::start(ports, settings, &keys).await?;
-    let hub = &config.docker_hub;
-    if hub.badge_lookups {
-        let api = upstream::hub::HubApi::new(&hub.api_url, std::time::Duration::from_secs(10))?;
-        let cfg = portcullis_core::badges::HubLookupConfig {
-            positive_ttl_secs: hub.badge_ttl_secs,
-            negative_ttl_secs: hub.no_badge_ttl_secs,
-            retry_secs: hub.retry_secs,
-            wait_ms: hub.lookup_wait_ms,
-        };
-        core.iam.set_badge_lookup(Arc::new(api), cfg, core.metrics.clone());
-    }
-    if let Some(l) = &config.auth.ldap {
-        let ldap = idp::ldap::Ldap::new(l.settings()?).map_err(|e| anyhow::anyhow!("auth.ldap: {e}"))?;
-        core.identity.set_password_directory(Arc::new(ldap), &core.sso);
-    }
     let oidc = match &config.auth.oidc {
         Some(o) => Some(Arc::new(
             idp::oidc::Oidc::new(o.settings(config.public_url.as_deref())?)

@@ -6,6 +6,7 @@ use futures_util::StreamExt;
 use portcullis_core::error::Error;
 use portcullis_core::model::*;
 use portcullis_core::ports::{BlobStore, MetaStore};
+use policy::Provider;
 use std::io::Write;
 
 /// A fresh database in the test PostgreSQL cluster (`PCL_TEST_POSTGRES_URL`, which
@@ -148,13 +149,13 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     assert_eq!(s.list_teams(acme.id).await.unwrap().len(), 2);
 
     // accounts of an identity provider and the memberships the directory granted
-    let carol = s.create_external_user("carol", "oidc", "https://idp|c1", 10).await.unwrap();
-    assert_eq!((carol.source.as_str(), carol.password_hash.as_str()), ("oidc", "!"));
-    assert_eq!(s.user_by_name("alice").await.unwrap().unwrap().source, "local");
-    assert_eq!(s.external_user("oidc", "https://idp|c1").await.unwrap().map(|u| u.id), Some(carol.id));
-    assert!(s.external_user("ldap", "https://idp|c1").await.unwrap().is_none(), "per source");
-    assert!(matches!(s.create_external_user("carol2", "oidc", "https://idp|c1", 10).await, Err(Error::Conflict(_))));
-    assert!(matches!(s.create_external_user("alice", "oidc", "https://idp|a", 10).await, Err(Error::Conflict(_))));
+    let carol = s.create_external_user("carol", Provider::Oidc, "https://idp|c1", 10).await.unwrap();
+    assert_eq!((carol.source, carol.password_hash.as_str()), (AccountSource::Oidc, "!"));
+    assert_eq!(s.user_by_name("alice").await.unwrap().unwrap().source, AccountSource::Local);
+    assert_eq!(s.external_user(Provider::Oidc, "https://idp|c1").await.unwrap().map(|u| u.id), Some(carol.id));
+    assert!(s.external_user(Provider::Ldap, "https://idp|c1").await.unwrap().is_none(), "per source");
+    assert!(matches!(s.create_external_user("carol2", Provider::Oidc, "https://idp|c1", 10).await, Err(Error::Conflict(_))));
+    assert!(matches!(s.create_external_user("alice", Provider::Oidc, "https://idp|a", 10).await, Err(Error::Conflict(_))));
     assert!(s.add_directory_member(dev.id, carol.id).await.unwrap());
     assert!(!s.add_directory_member(dev.id, bob.id).await.unwrap(), "bob's hand-made membership stays hand-made");
     assert_eq!(s.directory_memberships(carol.id).await.unwrap(), vec![dev.id]);
@@ -175,7 +176,7 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     assert_eq!(ids(s.list_scim_tokens(None).await.unwrap()), [org_tok.id, inst_tok.id]);
     assert!(s.delete_scim_token(inst_tok.id).await.unwrap() && !s.delete_scim_token(inst_tok.id).await.unwrap());
     let dave = s.create_scim_user("dave", Some(acme.id), r#"{"displayName":"Dave"}"#, true, 12).await.unwrap();
-    assert_eq!((dave.source.as_str(), dave.password_hash.as_str(), dave.disabled), ("scim", "!", true));
+    assert_eq!((dave.source, dave.password_hash.as_str(), dave.disabled), (AccountSource::Scim, "!", true));
     assert!(matches!(s.create_scim_user("acme", None, "{}", false, 12).await, Err(Error::Conflict(_))));
     let dave_row = ScimUserRow { user_id: dave.id, org_id: Some(acme.id), attrs: r#"{"displayName":"Dave"}"#.into() };
     assert_eq!(s.scim_users().await.unwrap(), [dave_row]);

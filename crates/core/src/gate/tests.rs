@@ -64,6 +64,8 @@ async fn env(config: GateConfig) -> Env {
         blobs: Arc::new(MemoryBlobs::new()),
         upstream: up.clone(),
         clock: Arc::new(ManualClock::at(T0)),
+        badge_lookup: None,
+        password_directory: None,
     };
     let settings = ServiceSettings {
         gate: config,

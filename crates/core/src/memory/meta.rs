@@ -8,6 +8,7 @@ use async_trait::async_trait;
 
 use crate::error::{Error, Result};
 use crate::metrics::BackendStats;
+use policy::Provider;
 use crate::model::*;
 use crate::ports::*;
 
@@ -33,7 +34,7 @@ struct State {
     /// The memberships the directory granted (a subset of `members`).
     directory_members: BTreeSet<(i64, i64)>,
     /// (source, external id) → user id
-    external: BTreeMap<(String, String), i64>,
+    external: BTreeMap<(AccountSource, String), i64>,
     permissions: BTreeMap<(i64, String), Permission>,
     repos: BTreeMap<i64, Repo>,
     blobs: BTreeMap<String, BlobRecord>,
@@ -140,7 +141,7 @@ impl IdentityStore for MemoryMeta {
                 is_admin,
                 created_at: now,
                 disabled: false,
-                source: "local".into(),
+                source: AccountSource::Local,
                 external_id: None,
             };
             s.users.insert(id, u.clone());
@@ -149,12 +150,13 @@ impl IdentityStore for MemoryMeta {
         })
     }
 
-    async fn create_external_user(&self, username: &str, source: &str, external_id: &str, now: i64) -> Result<User> {
+    async fn create_external_user(&self, username: &str, source: Provider, external_id: &str, now: i64) -> Result<User> {
+        let source = AccountSource::from(source);
         self.with(|s| {
             if s.name_taken(username) {
                 return Err(Error::Conflict(format!("the name {username} is taken")));
             }
-            let key = (source.to_owned(), external_id.to_owned());
+            let key = (source, external_id.to_owned());
             if s.external.contains_key(&key) {
                 return Err(Error::Conflict(format!("{source} account {external_id} exists")));
             }
@@ -166,7 +168,7 @@ impl IdentityStore for MemoryMeta {
                 is_admin: false,
                 created_at: now,
                 disabled: false,
-                source: source.into(),
+                source,
                 external_id: Some(external_id.into()),
             };
             s.users.insert(id, u.clone());
@@ -180,7 +182,7 @@ impl IdentityStore for MemoryMeta {
         self.with(|s| match s.users.get_mut(&user_id) {
             Some(u) if u.external_id.is_none() => {
                 u.external_id = Some(external_id.to_owned());
-                let key = (u.source.clone(), external_id.to_owned());
+                let key = (u.source, external_id.to_owned());
                 s.external.insert(key, user_id);
                 s.changed();
                 Ok(true)
@@ -189,9 +191,9 @@ impl IdentityStore for MemoryMeta {
         })
     }
 
-    async fn external_user(&self, source: &str, external_id: &str) -> Result<Option<User>> {
+    async fn external_user(&self, source: Provider, external_id: &str) -> Result<Option<User>> {
         self.with(|s| {
-            let id = s.external.get(&(source.to_owned(), external_id.to_owned()));
+            let id = s.external.get(&(AccountSource::from(source), external_id.to_owned()));
             Ok(id.and_then(|id| s.users.get(id)).cloned())
         })
     }
@@ -506,7 +508,7 @@ impl OrgStore for MemoryMeta {
                     .users
                     .values()
                     .map(|u| {
-                        DirectoryUser::from_row((u.id, u.username.clone(), u.is_admin, u.disabled, u.source.clone()))
+                        DirectoryUser::from_row((u.id, u.username.clone(), u.is_admin, u.disabled, u.source.as_str().into()))
                     })
                     .collect(),
                 orgs: s.orgs.values().map(|o| (o.id, o.name.clone())).collect(),
@@ -1208,7 +1210,7 @@ impl ScimStore for MemoryMeta {
                 is_admin: false,
                 created_at: now,
                 disabled,
-                source: "scim".into(),
+                source: AccountSource::Scim,
                 external_id: None,
             };
             s.users.insert(id, u.clone());

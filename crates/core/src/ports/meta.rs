@@ -6,6 +6,7 @@
 use async_trait::async_trait;
 
 use crate::error::Result;
+use policy::Provider;
 use crate::model::*;
 
 /// Users, access tokens and sign-in failures.
@@ -16,8 +17,9 @@ pub trait IdentityStore: Send + Sync {
     async fn user_by_name(&self, username: &str) -> Result<Option<User>>;
     /// Creates an account of an identity provider (`source`), known by its stable id there; it
     /// has no password here.
-    async fn create_external_user(&self, username: &str, source: &str, external_id: &str, now: i64) -> Result<User>;
-    async fn external_user(&self, source: &str, external_id: &str) -> Result<Option<User>>;
+    async fn create_external_user(&self, username: &str, source: Provider, external_id: &str, now: i64)
+    -> Result<User>;
+    async fn external_user(&self, source: Provider, external_id: &str) -> Result<Option<User>>;
     /// Binds an account that has no external id yet to `external_id`; false when it had one
     /// (or is gone), so that of two first sign-ins only one binds.
     async fn bind_external_id(&self, user_id: i64, external_id: &str) -> Result<bool>;

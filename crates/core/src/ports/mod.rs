@@ -21,7 +21,7 @@ pub use meta::*;
 pub trait PasswordDirectory: Send + Sync {
     /// Who `username` is when `password` is theirs; `None` when it is not (or no such user).
     /// `Error::Unavailable` when the directory cannot be asked.
-    async fn verify(&self, username: &str, password: &str) -> Result<Option<crate::sso::ExternalIdentity>>;
+    async fn verify(&self, username: &str, password: &str) -> Result<Option<ExternalIdentity>>;
 }
 
 /// Docker Hub's badge of a namespace (`upstream::hub`): `Ok(None)` when it has none (community);
@@ -32,6 +32,17 @@ pub trait BadgeLookup: Send + Sync {
 }
 
 /// A stream of blob bytes.
+/// Who an identity provider says signed in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalIdentity {
+    pub source: policy::Provider,
+    /// The provider's stable id: issuer and subject for OIDC, the entry's DN for LDAP.
+    pub external_id: String,
+    /// The account name here, from the provider's username claim or attribute.
+    pub username: String,
+    pub groups: Vec<String>,
+}
+
 pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
 
 /// Random-access reads of an upload that may still be growing (stream-through of fills).

@@ -248,7 +248,7 @@ async fn a_directory_sign_in_finds_the_account_scim_provisioned() {
     let audit = Arc::new(Audit::start(t.meta.clone(), 0, Arc::new(SystemClock)));
     let sso = crate::sso::Sso::new(t.meta.clone(), t.identity.clone(), audit);
     let ext = crate::sso::ExternalIdentity {
-        source: "oidc",
+        source: policy::Provider::Oidc,
         external_id: "iss|a".into(),
         username: "alice".into(),
         groups: vec![],

@@ -118,7 +118,7 @@ pub async fn members(
         let directory: Vec<&str> = delegation
             .providers
             .iter()
-            .filter(|p| delegation.allows(p.key(), &t.name))
+            .filter(|p| delegation.allows(**p, &t.name))
             .map(|p| if *p == policy::Provider::Oidc { "OIDC" } else { "LDAP" })
             .collect();
         let directory = directory.join(" and ");

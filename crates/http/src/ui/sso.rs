@@ -94,7 +94,7 @@ pub async fn callback(State(st): State<Arc<AppState>>, Query(q): Query<CallbackQ
     let pending: Pending = match st.tokens.unseal(STATE_AUDIENCE, &sealed, st.clock.now()) {
         Ok(p) => p,
         Err(_) => {
-            st.sso.failed("oidc", "", &client, "no valid sign-in state in the browser").await;
+            st.sso.failed(policy::Provider::Oidc, "", &client, "no valid sign-in state in the browser").await;
             return failed(
                 &st,
                 StatusCode::BAD_REQUEST,
@@ -109,7 +109,7 @@ pub async fn callback(State(st): State<Arc<AppState>>, Query(q): Query<CallbackQ
     match st.sessions.first_use(&sealed, st.clock.now() + STATE_TTL_SECS).await {
         Ok(true) => {}
         Ok(false) => {
-            st.sso.failed("oidc", "", &client, "a sign-in state used before (a replayed callback)").await;
+            st.sso.failed(policy::Provider::Oidc, "", &client, "a sign-in state used before (a replayed callback)").await;
             return failed(&st, StatusCode::BAD_REQUEST, next, "This sign-in was already used. Sign in again.".into());
         }
         Err(e) => {
@@ -119,7 +119,7 @@ pub async fn callback(State(st): State<Arc<AppState>>, Query(q): Query<CallbackQ
     }
     if let Some(e) = q.error {
         let why = q.error_description.unwrap_or(e);
-        st.sso.failed("oidc", "", &client, &format!("the provider said: {why}")).await;
+        st.sso.failed(policy::Provider::Oidc, "", &client, &format!("the provider said: {why}")).await;
         return failed(
             &st,
             StatusCode::UNAUTHORIZED,
@@ -137,12 +137,12 @@ pub async fn callback(State(st): State<Arc<AppState>>, Query(q): Query<CallbackQ
                 OidcError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
                 OidcError::Refused(_) => StatusCode::UNAUTHORIZED,
             };
-            st.sso.failed("oidc", "", &client, &e.to_string()).await;
+            st.sso.failed(policy::Provider::Oidc, "", &client, &e.to_string()).await;
             return failed(&st, status, next, format!("Single sign-on failed: {e}"));
         }
     };
     let ext = ExternalIdentity {
-        source: "oidc",
+        source: policy::Provider::Oidc,
         external_id: format!("{}|{}", claims.issuer, claims.subject),
         username: claims.username.to_ascii_lowercase(),
         groups: claims.groups,

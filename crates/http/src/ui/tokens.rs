@@ -91,7 +91,7 @@ pub struct UserView {
     username: String,
     admin: bool,
     disabled: bool,
-    source: String,
+    source: portcullis_core::model::AccountSource,
     /// The signed-in administrator (who does not act on their own account here).
     me: bool,
     created: String,
@@ -117,7 +117,7 @@ pub async fn admin(axum::extract::State(st): St, c: Console, Query(q): Query<Don
             username: u.username,
             admin: u.is_admin,
             disabled: u.disabled,
-            source: u.source.clone(),
+            source: u.source,
             created: format::time(u.created_at),
         })
         .collect();

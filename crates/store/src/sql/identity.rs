@@ -1,6 +1,6 @@
 //! Users, access tokens and sign-in failures (`IdentityStore`).
 
-use portcullis_core::model::{AccessToken, LoginFailures, TokenScope, User};
+use portcullis_core::model::{AccessToken, AccountSource, LoginFailures, TokenScope, User};
 
 /// A row of `users`.
 #[derive(sqlx::FromRow)]
@@ -11,7 +11,8 @@ pub(crate) struct UserRow {
     is_admin: bool,
     created_at: i64,
     disabled: bool,
-    source: String,
+    #[sqlx(try_from = "String")]
+    source: AccountSource,
     external_id: Option<String>,
 }
 
@@ -103,7 +104,13 @@ macro_rules! identity_sql {
                 Ok(user(r))
             }
 
-            async fn create_external_user(&self, username: &str, source: &str, external_id: &str, now: i64) -> Result<User> {
+            async fn create_external_user(
+                &self,
+                username: &str,
+                source: policy::Provider,
+                external_id: &str,
+                now: i64,
+            ) -> Result<User> {
                 let mut tx = self.write.begin().await.map_err(db)?;
                 if Self::name_taken(&mut tx, username).await? {
                     return Err(Error::Conflict(format!("the name {username} is taken")));
@@ -116,7 +123,7 @@ macro_rules! identity_sql {
                 ))
                 .bind(username)
                 .bind(now)
-                .bind(source)
+                .bind(source.key())
                 .bind(external_id)
                 .fetch_one(&mut *tx)
                 .await
@@ -135,10 +142,10 @@ macro_rules! identity_sql {
                 Ok(r.rows_affected() == 1)
             }
 
-            async fn external_user(&self, source: &str, external_id: &str) -> Result<Option<User>> {
+            async fn external_user(&self, source: policy::Provider, external_id: &str) -> Result<Option<User>> {
                 let r: Option<UserRow> =
                     sqlx::query_as(concat!("SELECT ", user_cols!(), " FROM users WHERE source = $1 AND external_id = $2"))
-                        .bind(source)
+                        .bind(source.key())
                         .bind(external_id)
                         .fetch_optional(&self.write)
                         .await

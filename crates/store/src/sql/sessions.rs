@@ -11,7 +11,8 @@ pub(crate) struct SessionRow {
     is_admin: bool,
     created_at: i64,
     disabled: bool,
-    source: String,
+    #[sqlx(try_from = "String")]
+    source: portcullis_core::model::AccountSource,
     external_id: Option<String>,
     csrf: String,
     expires_at: i64,
