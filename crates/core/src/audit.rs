@@ -11,22 +11,22 @@ use crate::authz::Principal;
 use crate::clock::Clock;
 use crate::error::Result;
 use crate::model::{ActivityRow, AuditEntry, AuditQuery};
-use crate::ports::MetaStore;
+use crate::ports::AuditStore;
 
 const BATCH: usize = 512;
 
 pub struct Audit {
     tx: mpsc::Sender<AuditEntry>,
-    meta: Arc<dyn MetaStore>,
+    store: Arc<dyn AuditStore>,
     clock: Arc<dyn Clock>,
 }
 
 impl Audit {
     /// Starts the writer; entries older than `retention_days` are pruned.
-    pub fn start(meta: Arc<dyn MetaStore>, retention_days: i64, clock: Arc<dyn Clock>) -> Audit {
+    pub fn start(store: Arc<dyn AuditStore>, retention_days: i64, clock: Arc<dyn Clock>) -> Audit {
         let (tx, rx) = mpsc::channel(16_384);
-        tokio::spawn(writer(meta.clone(), rx, retention_days, clock.clone()));
-        Audit { tx, meta, clock }
+        tokio::spawn(writer(store.clone(), rx, retention_days, clock.clone()));
+        Audit { tx, store, clock }
     }
 
     /// A change by `who` to `org` (or to no org), with details.
@@ -56,24 +56,24 @@ impl Audit {
         if !who.is_admin {
             return Err(crate::Error::Denied("only the instance administrator may read the whole audit log".into()));
         }
-        self.meta.query_audit(None, q).await
+        self.store.query_audit(None, q).await
     }
 
     /// An org's pull counts of the last `days` UTC days (today included), by day, category and
     /// decision; the caller has checked that the reader owns the org.
     pub async fn activity(&self, org: &str, days: i64) -> Result<Vec<ActivityRow>> {
         let since = (self.clock.now() / 86_400 - (days - 1)) * 86_400;
-        self.meta.audit_activity(org, since).await
+        self.store.audit_activity(org, since).await
     }
 
     /// An org's entries; the caller has checked that the reader owns the org.
     pub async fn query(&self, org: &str, q: &AuditQuery) -> Result<Vec<AuditEntry>> {
-        self.meta.query_audit(Some(org), q).await
+        self.store.query_audit(Some(org), q).await
     }
 }
 
 async fn writer(
-    meta: Arc<dyn MetaStore>,
+    store: Arc<dyn AuditStore>,
     mut rx: mpsc::Receiver<AuditEntry>,
     retention_days: i64,
     clock: Arc<dyn Clock>,
@@ -92,14 +92,14 @@ async fn writer(
                 _ = &mut deadline => break,
             }
         }
-        if let Err(e) = meta.append_audit(&batch).await {
+        if let Err(e) = store.append_audit(&batch).await {
             tracing::error!(error = %e, lost = batch.len(), "cannot write audit entries");
         }
         batch.clear();
         let t = clock.now();
         if retention_days > 0 && t >= next_prune {
             next_prune = t + 3600;
-            if let Err(e) = meta.prune_audit(t - retention_days * 86_400).await {
+            if let Err(e) = store.prune_audit(t - retention_days * 86_400).await {
                 tracing::error!(error = %e, "cannot prune the audit log");
             }
         }

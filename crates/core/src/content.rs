@@ -39,7 +39,7 @@ impl ServedManifest {
         let digest = row
             .digest
             .parse()
-            .map_err(|_| Error::Storage(format!("a stored manifest's digest {:?} is not a digest", row.digest)))?;
+            .map_err(|_| Error::storage(format!("a stored manifest's digest {:?} is not a digest", row.digest)))?;
         Ok(ServedManifest { digest, media_type: row.media_type, content: Bytes::from(row.content), stale })
     }
 }

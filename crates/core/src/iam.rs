@@ -82,7 +82,7 @@ pub fn merge_settings(current: &Settings, changes: &serde_json::Value) -> Result
             }
         }
     }
-    let mut v = serde_json::to_value(current).map_err(|e| Error::Storage(e.to_string()))?;
+    let mut v = serde_json::to_value(current).map_err(|e| Error::storage_from("", e))?;
     merge(&mut v, changes, "the settings (such as {\"restricted_images\": {\"enabled\": true}})")?;
     serde_json::from_value(v).map_err(|e| Error::Invalid(format!("invalid settings: {e}")))
 }
@@ -477,7 +477,7 @@ impl Iam {
                 )));
             }
         }
-        let json = serde_json::to_string(&s).map_err(|e| Error::Storage(e.to_string()))?;
+        let json = serde_json::to_string(&s).map_err(|e| Error::storage_from("", e))?;
         self.meta.put_org_settings(o.id, &json, self.clock.now()).await?;
         self.refresh().await?;
         if s.directory != before.directory {

@@ -36,11 +36,11 @@ const TOUCH_EVERY_SECS: i64 = 60;
 pub fn hash_password(password: &str) -> Result<String> {
     let mut salt = [0u8; 16];
     rand::rng().fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt).map_err(|e| Error::Storage(e.to_string()))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| Error::storage_from("", e))?;
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| Error::Storage(e.to_string()))
+        .map_err(|e| Error::storage_from("", e))
 }
 
 fn verify_password(password: &str, hash: &str) -> bool {
@@ -507,11 +507,11 @@ impl Identity {
         let key = token_hash(&format!("{}\0{}\0{}", user.username, password, user.password_hash));
         let cached = self.verified.lock().ok().and_then(|m| m.get(&key).copied()).is_some_and(|exp| exp > now);
         if !cached {
-            let _slot = self.argon_slots.acquire().await.map_err(|e| Error::Storage(e.to_string()))?;
+            let _slot = self.argon_slots.acquire().await.map_err(|e| Error::storage_from("", e))?;
             let (p, h) = (password.to_owned(), user.password_hash.clone());
             let ok = tokio::task::spawn_blocking(move || verify_password(&p, &h))
                 .await
-                .map_err(|e| Error::Storage(e.to_string()))?;
+                .map_err(|e| Error::storage_from("", e))?;
             if !ok {
                 return Err(bad());
             }

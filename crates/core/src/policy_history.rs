@@ -131,7 +131,7 @@ impl Iam {
 
     /// Appends the org's policy now as its next version.
     pub(crate) async fn record_version(&self, who: &Principal, org_id: i64, org: &str, summary: &str) -> Result<i64> {
-        let state = serde_json::to_string(&self.state_of(org)).map_err(|e| Error::Storage(e.to_string()))?;
+        let state = serde_json::to_string(&self.state_of(org)).map_err(|e| Error::storage_from("", e))?;
         self.meta.append_policy_version(org_id, &who.username, summary, &state, self.clock.now()).await
     }
 
@@ -167,7 +167,7 @@ impl Iam {
         }
         let v = self.meta.policy_versions(org_id).await?.into_iter().find(|v| v.version == n);
         let v = v.ok_or_else(|| Error::NotFound(format!("no version {n} of {org}'s policy")))?;
-        serde_json::from_str(&v.state).map_err(|e| Error::Storage(format!("version {n} of {org} is unreadable: {e}")))
+        serde_json::from_str(&v.state).map_err(|e| Error::storage_from(format!("version {n} of {org} is unreadable"), e))
     }
 
     /// What changed from version `from` to version `to` (owners).
@@ -223,7 +223,7 @@ impl Iam {
         self.store_settings(who, &o, target.settings.clone()).await?;
         for team in self.meta.list_teams(o.id).await? {
             let rule = target.teams.get(&team.name).filter(|t| !t.is_empty());
-            let json = rule.map(serde_json::to_string).transpose().map_err(|e| Error::Storage(e.to_string()))?;
+            let json = rule.map(serde_json::to_string).transpose().map_err(|e| Error::storage_from("", e))?;
             self.meta.put_team_settings(team.id, json.as_deref(), now).await?;
         }
         let current = self.snapshot().orgs.get(org).map(|p| p.exceptions.clone()).unwrap_or_default();

@@ -12,11 +12,11 @@ use std::time::Duration;
 use crate::error::Result;
 use crate::iam::Iam;
 use crate::identity::Identity;
-use crate::ports::MetaStore;
+use crate::ports::ClusterStore;
 use crate::tokens::TokenIssuer;
 
 pub struct Replica {
-    meta: Arc<dyn MetaStore>,
+    store: Arc<dyn ClusterStore>,
     identity: Arc<Identity>,
     iam: Arc<Iam>,
     tokens: Arc<TokenIssuer>,
@@ -27,23 +27,23 @@ pub struct Replica {
 impl Replica {
     /// `generation` is the one read before the in-memory state was first loaded.
     pub fn new(
-        meta: Arc<dyn MetaStore>,
+        store: Arc<dyn ClusterStore>,
         identity: Arc<Identity>,
         iam: Arc<Iam>,
         tokens: Arc<TokenIssuer>,
         generation: i64,
     ) -> Replica {
-        Replica { meta, identity, iam, tokens, generation: AtomicI64::new(generation) }
+        Replica { store, identity, iam, tokens, generation: AtomicI64::new(generation) }
     }
 
     /// Reloads the directory, the policy and the token keys when the database changed since
     /// they were loaded.
     pub async fn catch_up(&self) -> Result<()> {
-        let now = self.meta.generation().await?;
+        let now = self.store.generation().await?;
         if now == self.generation.load(Ordering::Acquire) {
             return Ok(());
         }
-        let keys: Vec<Vec<u8>> = self.meta.signing_keys().await?.into_iter().map(|(_, k)| k).collect();
+        let keys: Vec<Vec<u8>> = self.store.signing_keys().await?.into_iter().map(|(_, k)| k).collect();
         self.identity.refresh_directory().await?;
         self.iam.refresh().await?;
         self.tokens.set_keys(&keys)?;

@@ -10,7 +10,7 @@ use crate::authz::Principal;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::identity::{Identity, PAT_PREFIX, REFRESH_PREFIX, new_secret, token_hash};
-use crate::ports::MetaStore;
+use crate::ports::SessionStore;
 
 /// How long a console session lasts.
 pub const SESSION_TTL_SECS: i64 = 12 * 3600;
@@ -25,14 +25,14 @@ pub struct SignedIn {
 }
 
 pub struct Sessions {
-    meta: Arc<dyn MetaStore>,
+    store: Arc<dyn SessionStore>,
     identity: Arc<Identity>,
     clock: Arc<dyn Clock>,
 }
 
 impl Sessions {
-    pub fn new(meta: Arc<dyn MetaStore>, identity: Arc<Identity>) -> Sessions {
-        Sessions { meta, clock: identity.clock().clone(), identity }
+    pub fn new(store: Arc<dyn SessionStore>, identity: Arc<Identity>) -> Sessions {
+        Sessions { store, clock: identity.clock().clone(), identity }
     }
 
     /// Checks the password and opens a session; returns the cookie secret.
@@ -57,8 +57,8 @@ impl Sessions {
     async fn open(&self, principal: Principal) -> Result<(String, SignedIn)> {
         let now = self.clock.now();
         let (secret, csrf) = (new_secret(SESSION_PREFIX), new_secret(""));
-        self.meta.prune_sessions(now).await?;
-        self.meta.create_session(&token_hash(&secret), principal.id, &csrf, now, now + SESSION_TTL_SECS).await?;
+        self.store.prune_sessions(now).await?;
+        self.store.create_session(&token_hash(&secret), principal.id, &csrf, now, now + SESSION_TTL_SECS).await?;
         Ok((secret, SignedIn { principal, csrf }))
     }
 
@@ -68,12 +68,12 @@ impl Sessions {
             return Ok(None);
         }
         let hash = token_hash(secret);
-        let Some(s) = self.meta.session(&hash, self.clock.now()).await?.filter(|s| !s.user.disabled) else {
+        let Some(s) = self.store.session(&hash, self.clock.now()).await?.filter(|s| !s.user.disabled) else {
             return Ok(None);
         };
         // A local account's session ends once an org of theirs enforces single sign-on.
         if self.identity.sso_check_name(&s.user.username).is_err() {
-            self.meta.delete_session(&hash).await?;
+            self.store.delete_session(&hash).await?;
             return Ok(None);
         }
         Ok(Some(SignedIn {
@@ -85,10 +85,10 @@ impl Sessions {
     /// True the first time `value` (a sign-in state) is presented before `expires_at`; false
     /// on every later use, on any replica (the store remembers its hash until then).
     pub async fn first_use(&self, value: &str, expires_at: i64) -> Result<bool> {
-        self.meta.use_once(&token_hash(value), self.clock.now(), expires_at).await
+        self.store.use_once(&token_hash(value), self.clock.now(), expires_at).await
     }
 
     pub async fn sign_out(&self, secret: &str) -> Result<()> {
-        self.meta.delete_session(&token_hash(secret)).await
+        self.store.delete_session(&token_hash(secret)).await
     }
 }

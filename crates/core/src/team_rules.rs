@@ -42,7 +42,7 @@ impl Iam {
         let after: TeamSettings =
             serde_json::from_value(body.clone()).map_err(|e| Error::Invalid(format!("invalid team settings: {e}")))?;
         let before = self.snapshot().orgs.get(org).and_then(|p| p.teams.get(team)).cloned().unwrap_or_default();
-        let json = serde_json::to_string(&after).map_err(|e| Error::Storage(e.to_string()))?;
+        let json = serde_json::to_string(&after).map_err(|e| Error::storage_from("", e))?;
         let stored = (!after.is_empty()).then_some(json.as_str());
         self.meta.put_team_settings(t.id, stored, self.clock.now()).await?;
         self.refresh().await?;

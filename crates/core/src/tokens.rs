@@ -73,12 +73,12 @@ pub fn parse_scope(s: &str) -> Option<ScopeRequest> {
 pub fn generate_signing_key() -> Result<Vec<u8>> {
     Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
         .map(|d| d.as_ref().to_vec())
-        .map_err(|e| Error::Storage(format!("cannot generate signing key: {e}")))
+        .map_err(|e| Error::storage_from("cannot generate signing key", e))
 }
 
 /// The key id of an Ed25519 private key (PKCS#8): 12 bytes of its public key's SHA-256, hex.
 pub fn key_id(pkcs8: &[u8]) -> Result<String> {
-    let pair = Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|e| Error::Storage(format!("invalid signing key: {e}")))?;
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|e| Error::storage_from("invalid signing key", e))?;
     Ok(hex::encode(&Sha256::digest(pair.public_key().as_ref())[..12]))
 }
 
@@ -90,10 +90,10 @@ struct Keys {
 }
 
 fn keys(pkcs8s: &[Vec<u8>]) -> Result<Keys> {
-    let first = pkcs8s.first().ok_or_else(|| Error::Storage("no token signing key".into()))?;
+    let first = pkcs8s.first().ok_or_else(|| Error::storage("no token signing key"))?;
     let mut decoding = HashMap::new();
     for k in pkcs8s {
-        let pair = Ed25519KeyPair::from_pkcs8(k).map_err(|e| Error::Storage(format!("invalid signing key: {e}")))?;
+        let pair = Ed25519KeyPair::from_pkcs8(k).map_err(|e| Error::storage_from("invalid signing key", e))?;
         decoding.insert(key_id(k)?, DecodingKey::from_ed_der(pair.public_key().as_ref()));
     }
     Ok(Keys { kid: key_id(first)?, encoding: EncodingKey::from_ed_der(first), decoding })
@@ -132,7 +132,7 @@ impl TokenIssuer {
     }
 
     fn current(&self) -> Result<Arc<Keys>> {
-        self.keys.read().map(|g| g.clone()).map_err(|_| Error::Storage("token keys poisoned".into()))
+        self.keys.read().map(|g| g.clone()).map_err(|_| Error::storage("token keys poisoned"))
     }
 
     /// The id of the signing key.
@@ -164,7 +164,7 @@ impl TokenIssuer {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(keys.kid.clone());
         jsonwebtoken::encode(&header, &claims, &keys.encoding)
-            .map_err(|e| Error::Storage(format!("cannot sign token: {e}")))
+            .map_err(|e| Error::storage_from("cannot sign token", e))
     }
 
     /// Verifies signature, key id, algorithm, issuer, audience and time; caches good tokens.
@@ -179,7 +179,7 @@ impl TokenIssuer {
         });
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(keys.kid.clone());
-        jsonwebtoken::encode(&header, &claims, &keys.encoding).map_err(|e| Error::Storage(e.to_string()))
+        jsonwebtoken::encode(&header, &claims, &keys.encoding).map_err(|e| Error::storage_from("", e))
     }
 
     /// The value [`TokenIssuer::seal`] sealed for `audience`, if the seal is intact and fresh.

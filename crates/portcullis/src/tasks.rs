@@ -25,7 +25,7 @@ async fn scan(
     let mut n = 0u64;
     let mut s = blobs.read(digest, 0, stored).await?;
     while let Some(b) = futures_util::StreamExt::next(&mut s).await {
-        let b = b.map_err(|e| portcullis_core::Error::Storage(e.to_string()))?;
+        let b = b.map_err(|e| portcullis_core::Error::storage_from("", e))?;
         n += b.len() as u64;
         h.update(&b);
     }
@@ -93,6 +93,9 @@ pub async fn migrate_data(config: &Config, from: &Path, to: &str, blobs_to: Opti
         "row counts differ in {}: migrate into an empty database (do not start portcullis on it first)",
         mismatched.join(", ")
     );
+    for (table, why) in store::copy::NOT_COPIED {
+        println!("{table}: not moved ({why})");
+    }
     if let Some(target) = blobs_to {
         let bucket = target.strip_prefix("s3://").filter(|b| !b.is_empty() && !b.contains('/'));
         let bucket = bucket.with_context(|| format!("--blobs-to {target:?}: give s3://<bucket>"))?;

@@ -58,7 +58,7 @@ fn invalid(msg: impl Into<String>) -> Error {
 fn io(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
     let p = path.display().to_string();
     let what = what.to_owned();
-    move |e| Error::Storage(format!("{what} {p}: {e}"))
+    move |e| Error::storage_from(format!("{what} {p}"), e)
 }
 
 /// A blob's path below a data or backup directory, from its validated digest.
@@ -96,12 +96,12 @@ fn hash_file(src: &Path, algo: oci::Algorithm, mut dest: Option<&mut File>) -> R
         }
         h.update(&buf[..n]);
         if let Some(d) = dest.as_deref_mut() {
-            d.write_all(&buf[..n]).map_err(|e| Error::Storage(format!("cannot write: {e}")))?;
+            d.write_all(&buf[..n]).map_err(|e| Error::storage_from("cannot write", e))?;
         }
         size += n as u64;
     }
     if let Some(d) = dest {
-        d.sync_all().map_err(|e| Error::Storage(format!("cannot sync: {e}")))?;
+        d.sync_all().map_err(|e| Error::storage_from("cannot sync", e))?;
     }
     Ok((h.finish().to_string(), size))
 }
@@ -185,14 +185,14 @@ pub async fn backup(data_dir: &Path, to: &Path, copy: bool, version: &str, now: 
             blobs,
         };
         let tmp = to_dir.join(format!("{MANIFEST}.tmp"));
-        let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Storage(e.to_string()))?;
+        let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::storage_from("", e))?;
         let mut f = File::create(&tmp).map_err(io("cannot create", &tmp))?;
         f.write_all(&json).and_then(|_| f.sync_all()).map_err(io("cannot write", &tmp))?;
         std::fs::rename(&tmp, to_dir.join(MANIFEST)).map_err(io("cannot write", &tmp))?;
         Ok(taken)
     })
     .await
-    .map_err(|e| Error::Storage(e.to_string()))?
+    .map_err(|e| Error::storage_from("", e))?
 }
 
 /// Restores the backup in `from` into `data_dir` (absent or empty): every file is verified
@@ -259,7 +259,7 @@ async fn stage(from: &Path, staging: &Path, manifest: Manifest) -> Result<Manife
         Ok::<_, Error>(manifest)
     })
     .await
-    .map_err(|e| Error::Storage(e.to_string()))??;
+    .map_err(|e| Error::storage_from("", e))??;
     let db_path = staging.join(DATABASE);
     let pool = sqlite(&db_path, true).await?;
     let (check,): (String,) = sqlx::query_as("PRAGMA integrity_check").fetch_one(&pool).await.map_err(db)?;

@@ -25,7 +25,7 @@ pub struct FsBlobs {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Storage(e.to_string()))?.map_err(Error::from)
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::storage_from("", e))?.map_err(Error::from)
 }
 
 /// Validates an upload id (a UUID from us) before it becomes a path.
@@ -301,7 +301,7 @@ measured_impl!(BlobStore, FsBlobs, {
             std::fs::remove_file(&probe)
         })
         .await
-        .map_err(|e| Error::Storage(format!("the data directory cannot be written: {e}")))
+        .map_err(|e| Error::storage_from("the data directory cannot be written", e))
     }
 });
 

@@ -50,7 +50,7 @@ pub struct S3Blobs {
 }
 
 fn storage(e: object_store::Error) -> Error {
-    Error::Storage(format!("object store: {e}"))
+    Error::storage_from("object store", e)
 }
 
 fn upload_name(id: &str) -> Result<&str> {
@@ -98,7 +98,7 @@ fn split_at(all: Chunks, len: u64) -> Result<(Chunks, Chunks)> {
     let (kept, stale): (Chunks, Chunks) = all.into_iter().partition(|c| c.0 < len);
     let contiguous = kept.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0) && kept.first().is_none_or(|c| c.0 == 0);
     if !contiguous || end_of(&kept) != len {
-        return Err(Error::Storage(format!("upload holds {} bytes, {len} were recorded", end_of(&kept))));
+        return Err(Error::storage(format!("upload holds {} bytes, {len} were recorded", end_of(&kept))));
     }
     Ok((kept, stale))
 }
@@ -227,7 +227,7 @@ impl S3Blobs {
                 Ok(b) => b,
                 Err(e) => {
                     let _ = w.abort().await;
-                    return Err(Error::Storage(e.to_string()));
+                    return Err(Error::storage_from("", e));
                 }
             };
             hasher.update(&b);

@@ -131,7 +131,7 @@ impl Client {
             .pool_max_idle_per_host(settings.concurrency)
             .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| Error::Storage(format!("cannot build the HTTP client: {e}")))?;
+            .map_err(|e| Error::storage_from("cannot build the HTTP client", e))?;
         let c = Client { http, settings, upstreams: Mutex::default() };
         for cfg in configs {
             c.add(cfg);
@@ -286,7 +286,7 @@ impl Client {
     /// to a next page came with it, or `None` for 404.
     async fn listing(&self, repo: &UpstreamRepo, what: &str) -> Result<Option<(bytes::Bytes, bool)>, Error> {
         let u = self.upstream(&repo.registry)?;
-        let _slot = u.slots.acquire().await.map_err(|e| Error::Storage(e.to_string()))?;
+        let _slot = u.slots.acquire().await.map_err(|e| Error::storage_from("", e))?;
         let scope = format!("repository:{}:pull", repo.path);
         let resp = self.send(&u, Method::GET, &format!("{}/{what}", repo.path), &scope, "application/json").await?;
         match resp.status() {
@@ -319,7 +319,7 @@ impl UpstreamRegistry for Client {
 
     async fn manifest(&self, repo: &UpstreamRepo, reference: &str) -> Result<FetchedManifest, Error> {
         let u = self.upstream(&repo.registry)?;
-        let _slot = u.slots.acquire().await.map_err(|e| Error::Storage(e.to_string()))?;
+        let _slot = u.slots.acquire().await.map_err(|e| Error::storage_from("", e))?;
         let scope = format!("repository:{}:pull", repo.path);
         let resp = self
             .send(&u, Method::GET, &format!("{}/manifests/{reference}", repo.path), &scope, MANIFEST_ACCEPT)
@@ -357,7 +357,7 @@ impl UpstreamRegistry for Client {
 
     async fn manifest_digest(&self, repo: &UpstreamRepo, reference: &str) -> Result<Option<String>, Error> {
         let u = self.upstream(&repo.registry)?;
-        let _slot = u.slots.acquire().await.map_err(|e| Error::Storage(e.to_string()))?;
+        let _slot = u.slots.acquire().await.map_err(|e| Error::storage_from("", e))?;
         let scope = format!("repository:{}:pull", repo.path);
         let resp = self
             .send(&u, Method::HEAD, &format!("{}/manifests/{reference}", repo.path), &scope, MANIFEST_ACCEPT)
@@ -377,7 +377,7 @@ impl UpstreamRegistry for Client {
 
     async fn blob(&self, repo: &UpstreamRepo, digest: &str) -> Result<FetchedBlob, Error> {
         let u = self.upstream(&repo.registry)?;
-        let slot = u.slots.clone().acquire_owned().await.map_err(|e| Error::Storage(e.to_string()))?;
+        let slot = u.slots.clone().acquire_owned().await.map_err(|e| Error::storage_from("", e))?;
         let scope = format!("repository:{}:pull", repo.path);
         let resp = self.send(&u, Method::GET, &format!("{}/blobs/{digest}", repo.path), &scope, "*/*").await?;
         match resp.status() {

@@ -37,12 +37,12 @@ impl Default for MemoryBlobs {
 }
 
 fn poisoned() -> Error {
-    Error::Storage("memory blob store poisoned".into())
+    Error::storage("memory blob store poisoned")
 }
 
 fn check_id(id: &str) -> Result<()> {
     if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-        return Err(Error::Storage(format!("invalid upload id {id:?}")));
+        return Err(Error::storage(format!("invalid upload id {id:?}")));
     }
     Ok(())
 }
@@ -55,7 +55,7 @@ impl MemoryBlobs {
     fn upload(&self, id: &str) -> Result<Buffer> {
         check_id(id)?;
         let s = self.state.lock().map_err(|_| poisoned())?;
-        s.uploads.get(id).map(|(b, _)| b.clone()).ok_or_else(|| Error::Storage(format!("no upload {id}")))
+        s.uploads.get(id).map(|(b, _)| b.clone()).ok_or_else(|| Error::storage(format!("no upload {id}")))
     }
 
     fn touch(&self, id: &str) {
@@ -118,7 +118,7 @@ impl BlobStore for MemoryBlobs {
         {
             let mut b = buf.write().map_err(|_| poisoned())?;
             if (b.len() as u64) < offset {
-                return Err(Error::Storage(format!("upload holds {} bytes, {offset} were recorded", b.len())));
+                return Err(Error::storage(format!("upload holds {} bytes, {offset} were recorded", b.len())));
             }
             b.truncate(offset as usize);
             b.extend_from_slice(&data);
@@ -146,7 +146,7 @@ impl BlobStore for MemoryBlobs {
         let bytes = {
             let b = buf.read().map_err(|_| poisoned())?;
             if (b.len() as u64) < size {
-                return Err(Error::Storage(format!("upload holds {} bytes, {size} were recorded", b.len())));
+                return Err(Error::storage(format!("upload holds {} bytes, {size} were recorded", b.len())));
             }
             Bytes::copy_from_slice(&b[..size as usize])
         };

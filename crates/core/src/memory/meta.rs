@@ -113,7 +113,7 @@ impl MemoryMeta {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State) -> Result<T>) -> Result<T> {
-        let mut s = self.state.lock().map_err(|_| Error::Db("memory store poisoned".into()))?;
+        let mut s = self.state.lock().map_err(|_| Error::db("memory store poisoned"))?;
         f(&mut s)
     }
 }
@@ -427,7 +427,7 @@ impl OrgStore for MemoryMeta {
 
     async fn remove_member(&self, team_id: i64, user_id: i64) -> Result<bool> {
         self.with(|s| {
-            let team = s.teams.get(&team_id).cloned().ok_or_else(|| Error::Db("no such team".into()))?;
+            let team = s.teams.get(&team_id).cloned().ok_or_else(|| Error::db("no such team"))?;
             if !s.members.contains(&(team_id, user_id)) {
                 return Ok(false);
             }
@@ -585,7 +585,7 @@ impl ContentStore for MemoryMeta {
     async fn link_blob(&self, repo_id: i64, digest: &str) -> Result<()> {
         self.with(|s| {
             if !s.blobs.contains_key(digest) {
-                return Err(Error::Db(format!("link to unknown blob {digest}")));
+                return Err(Error::db(format!("link to unknown blob {digest}")));
             }
             s.links.insert((repo_id, digest.into()));
             Ok(())

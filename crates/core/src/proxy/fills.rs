@@ -136,7 +136,7 @@ impl Proxy {
             return Ok(BlobSource::Stored { size });
         }
         let mut watch = {
-            let mut fills = s.fills.lock().map_err(|_| Error::Storage("fill table poisoned".into()))?;
+            let mut fills = s.fills.lock().map_err(|_| Error::storage("fill table poisoned"))?;
             match fills.get(&d) {
                 Some(w) => {
                     Metrics::inc(&s.metrics.singleflight_waits);
@@ -339,7 +339,7 @@ async fn fill(s: &Shared, up: &UpstreamRepo, digest: &Digest, id: &str, tx: &Arc
     });
     let received = receive(fetched.body, size, digest, tx, &to_writer).await;
     drop(to_writer);
-    let (written, got) = writer.await.map_err(|e| Error::Storage(e.to_string()))??;
+    let (written, got) = writer.await.map_err(|e| Error::storage_from("", e))??;
     received?;
     if written != size {
         return Err(Error::Unavailable(format!("upstream sent {written} of {size} bytes of {digest}")));
@@ -421,7 +421,7 @@ async fn receive(
                     *r = recent;
                 }
             });
-            writer.send(std::mem::take(&mut batch)).await.map_err(|_| Error::Storage("blob writer stopped".into()))?;
+            writer.send(std::mem::take(&mut batch)).await.map_err(|_| Error::storage("blob writer stopped"))?;
         }
         if done {
             return Ok(());

@@ -127,7 +127,7 @@ impl Registry {
             return Err(upload_unknown());
         }
         let shared: SharedUpload = {
-            let mut map = self.uploads.lock().map_err(|_| Error::Storage("upload table poisoned".into()))?;
+            let mut map = self.uploads.lock().map_err(|_| Error::storage("upload table poisoned"))?;
             map.entry(id.to_owned()).or_insert_with(|| Arc::new(tokio::sync::Mutex::new(None))).clone()
         };
         let mut guard = shared.lock_owned().await;
@@ -158,7 +158,7 @@ impl Registry {
             read += take as u64;
         }
         if read < size {
-            return Err(Error::Storage(format!("upload {id} holds {read} bytes, {size} were recorded")));
+            return Err(Error::storage(format!("upload {id} holds {read} bytes, {size} were recorded")));
         }
         Ok(UploadState { hasher, size })
     }
@@ -219,7 +219,7 @@ impl Registry {
             hasher
         });
         let written = self.blobs.upload_write(id, state.size, data).await;
-        let hashed = hashing.await.map_err(|e| Error::Storage(e.to_string()))?;
+        let hashed = hashing.await.map_err(|e| Error::storage_from("", e))?;
         written?;
         self.meta.set_upload_progress(id, state.size + len, &hashed.save()).await?;
         state.hasher = hashed;
@@ -399,7 +399,7 @@ impl Content for Registry {
         let algo = digest.map(|d| d.algorithm()).unwrap_or(Algorithm::Sha256);
         let shared: SharedUpload =
             Arc::new(tokio::sync::Mutex::new(Some(UploadState { hasher: Hasher::new(algo), size: 0 })));
-        self.uploads.lock().map_err(|_| Error::Storage("upload table poisoned".into()))?.insert(id.clone(), shared);
+        self.uploads.lock().map_err(|_| Error::storage("upload table poisoned"))?.insert(id.clone(), shared);
         match digest {
             Some(d) => Content::finish_upload(self, repo, &id, d, None, body).await.map(UploadStart::Created),
             None => Ok(UploadStart::Session { id, size: 0 }),

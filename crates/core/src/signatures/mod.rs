@@ -195,7 +195,7 @@ async fn read_payload(content: &dyn Content, source: &Source, digest: &Digest, s
     let mut stream = content.read(blob, digest, oci::range::ByteRange { start: 0, end: size - 1 }).await?;
     let mut out = Vec::with_capacity(size as usize);
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| Error::Storage(e.to_string()))?;
+        let chunk = chunk.map_err(|e| Error::storage_from("", e))?;
         if (out.len() + chunk.len()) as u64 > size {
             return Err(Error::Invalid(format!("payload {digest} is longer than {size} bytes")));
         }

@@ -46,7 +46,7 @@ pub(crate) fn db(e: sqlx::Error) -> Error {
     {
         return Error::Conflict("already exists".into());
     }
-    Error::Db(e.to_string())
+    Error::Db(portcullis_core::error::Cause::from_error("", e))
 }
 
 /// Implements every metadata port for `$store` (a struct with `write` and `read` pools of
