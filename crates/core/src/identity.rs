@@ -19,8 +19,8 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::model::{AccessToken, AccountSource, AuditEntry, LoginFailures, TokenScope, User};
-use policy::Provider;
 use crate::ports::MetaStore;
+use policy::Provider;
 
 /// Prefix of personal access tokens.
 pub const PAT_PREFIX: &str = "pcl_";
@@ -259,7 +259,11 @@ impl Identity {
 
     /// Passwords of names the directory holds (and that are no local account) are checked by
     /// `dir`; `sso` makes their accounts and team memberships.
-    pub(crate) fn set_password_directory(&self, dir: Arc<dyn crate::ports::PasswordDirectory>, sso: &Arc<crate::sso::Sso>) {
+    pub(crate) fn set_password_directory(
+        &self,
+        dir: Arc<dyn crate::ports::PasswordDirectory>,
+        sso: &Arc<crate::sso::Sso>,
+    ) {
         let _ = self.password_directory.set((dir, Arc::downgrade(sso)));
     }
 
@@ -404,14 +408,10 @@ impl Identity {
         // The directory checks the passwords of the names it holds: its own accounts, SCIM
         // accounts not bound to another provider, and names no account has yet.
         if self.password_directory.get().is_some()
-            && self
-                .meta
-                .user_by_name(username)
-                .await?
-                .is_none_or(|u| {
-                    crate::sso::provider_of(&u) == Some(Provider::Ldap)
-                        || u.source == AccountSource::Scim && u.external_id.is_none()
-                })
+            && self.meta.user_by_name(username).await?.is_none_or(|u| {
+                crate::sso::provider_of(&u) == Some(Provider::Ldap)
+                    || u.source == AccountSource::Scim && u.external_id.is_none()
+            })
         {
             return self.authenticate_directory(username, secret, client, now).await;
         }

@@ -167,7 +167,8 @@ impl Iam {
         }
         let v = self.meta.policy_versions(org_id).await?.into_iter().find(|v| v.version == n);
         let v = v.ok_or_else(|| Error::NotFound(format!("no version {n} of {org}'s policy")))?;
-        serde_json::from_str(&v.state).map_err(|e| Error::storage_from(format!("version {n} of {org} is unreadable"), e))
+        serde_json::from_str(&v.state)
+            .map_err(|e| Error::storage_from(format!("version {n} of {org} is unreadable"), e))
     }
 
     /// What changed from version `from` to version `to` (owners).

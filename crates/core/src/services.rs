@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use crate::audit::Audit;
 use crate::authz::Directory;
+use crate::badges::HubLookupConfig;
 use crate::clock::Clock;
 use crate::content::Contents;
 use crate::error::Result;
 use crate::gate::{Gate, GateConfig};
-use crate::badges::HubLookupConfig;
 use crate::iam::{Iam, IamOptions};
 use crate::identity::Identity;
 use crate::metrics::Metrics;

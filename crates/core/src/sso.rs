@@ -103,7 +103,9 @@ impl Sso {
         let user = match self.meta.external_user(ext.source, &ext.external_id).await? {
             Some(u) => u,
             // The directory provisioned this person through SCIM: bound to one subject.
-            None if let Some(u) = self.meta.user_by_name(&ext.username).await?.filter(|u| u.source == AccountSource::Scim) => {
+            None if let Some(u) =
+                self.meta.user_by_name(&ext.username).await?.filter(|u| u.source == AccountSource::Scim) =>
+            {
                 match self.bind_scim(ext, u).await {
                     Ok(u) => u,
                     Err(e) => {

@@ -163,8 +163,7 @@ impl TokenIssuer {
         let keys = self.current()?;
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(keys.kid.clone());
-        jsonwebtoken::encode(&header, &claims, &keys.encoding)
-            .map_err(|e| Error::storage_from("cannot sign token", e))
+        jsonwebtoken::encode(&header, &claims, &keys.encoding).map_err(|e| Error::storage_from("cannot sign token", e))
     }
 
     /// Verifies signature, key id, algorithm, issuer, audience and time; caches good tokens.

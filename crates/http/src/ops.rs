@@ -13,7 +13,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-
 use crate::AppState;
 
 pub fn routes() -> Router<Arc<AppState>> {

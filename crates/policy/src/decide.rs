@@ -404,35 +404,6 @@ mod tests {
         assert!(!d.restricted_images.enabled && !d.registry_access.enabled);
     }
 
-    fn any_category() -> impl Strategy<Value = Image> {
-        (
-            prop_oneof![Just(Some("docker.io".to_string())), Just(Some("ghcr.io".to_string())), Just(None)],
-            prop_oneof!["library", "bitnami", "acme", "someone", "grafana"],
-            "[a-z]{1,5}",
-        )
-            .prop_map(|(registry, ns, name)| Image { registry, path: format!("{ns}/{name}"), digest: None })
-    }
-
-    fn any_settings() -> impl Strategy<Value = Settings> {
-        (any::<[bool; 6]>(), any::<bool>()).prop_map(|(b, dry)| Settings {
-            restricted_images: RestrictedImages {
-                enabled: b[0],
-                allow_official_images: b[1],
-                allow_verified_publishers: b[2],
-                allow_sponsored_oss: b[3],
-                allow_community: b[4],
-                mode: if dry { Mode::DryRun } else { Mode::Enforce },
-            },
-            registry_access: RegistryAccess { enabled: b[5], allowed_registries: vec!["docker.io".into()] },
-            docker_hub_namespaces: vec![],
-            sso_enforced: false,
-            restrict_personal_namespaces: false,
-            disable_public_repositories: false,
-            signatures: Default::default(),
-            directory: Default::default(),
-        })
-    }
-
     #[test]
     fn sponsored_open_source_counts_as_community() {
         let with = |sponsored: bool, community: bool| {
@@ -494,7 +465,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn a_team_rule_never_narrows(img in any_category(), s in any_settings(), rule in any_team_rule(), owner in any::<bool>()) {
+        fn a_team_rule_never_narrows(img in crate::strategies::image(), s in crate::strategies::settings(), rule in any_team_rule(), owner in any::<bool>()) {
             let m = vec![Membership { org: "acme".into(), owner, teams: vec!["platform".into()] }];
             let before = decide(&m, &img, &snap(s.clone(), vec![]), 0).effect;
             let after = decide(&m, &img, &with_team_rule(s, "platform", rule), 0).effect;
@@ -503,13 +474,13 @@ mod tests {
         }
 
         #[test]
-        fn owners_are_never_denied_by_their_orgs_image_rules_with_team_rules(img in any_category(), mut s in any_settings(), rule in any_team_rule()) {
+        fn owners_are_never_denied_by_their_orgs_image_rules_with_team_rules(img in crate::strategies::image(), mut s in crate::strategies::settings(), rule in any_team_rule()) {
             s.registry_access.enabled = false;
             prop_assert_eq!(decide(&member(true), &img, &with_team_rule(s, "dev", rule), 0).effect, Effect::Allow);
         }
 
         #[test]
-        fn allowing_community_allows_sponsored_open_source_too(img in any_category(), mut s in any_settings()) {
+        fn allowing_community_allows_sponsored_open_source_too(img in crate::strategies::image(), mut s in crate::strategies::settings()) {
             s.registry_access.enabled = false;
             s.restricted_images.allow_community = true;
             let sn = snap(s.clone(), vec![]);
@@ -519,20 +490,20 @@ mod tests {
         }
 
         #[test]
-        fn owners_are_never_denied_by_image_restrictions(img in any_category(), mut s in any_settings()) {
+        fn owners_are_never_denied_by_image_restrictions(img in crate::strategies::image(), mut s in crate::strategies::settings()) {
             s.registry_access.enabled = false;
             prop_assert_eq!(decide(&member(true), &img, &snap(s, vec![]), 0).effect, Effect::Allow);
         }
 
         #[test]
-        fn turning_restrictions_off_never_denies(img in any_category(), mut s in any_settings()) {
+        fn turning_restrictions_off_never_denies(img in crate::strategies::image(), mut s in crate::strategies::settings()) {
             s.restricted_images.enabled = false;
             s.registry_access.enabled = false;
             prop_assert_eq!(decide(&member(false), &img, &snap(s, vec![]), 0).effect, Effect::Allow);
         }
 
         #[test]
-        fn adding_an_exception_never_turns_allow_into_deny(img in any_category(), s in any_settings(), pat in "(docker.io|ghcr.io)/[a-z]{1,6}(/\\*)?") {
+        fn adding_an_exception_never_turns_allow_into_deny(img in crate::strategies::image(), s in crate::strategies::settings(), pat in "(docker.io|ghcr.io)/[a-z]{1,6}(/\\*)?") {
             let before = decide(&member(false), &img, &snap(s.clone(), vec![]), 0).effect;
             let after = decide(&member(false), &img, &snap(s, vec![exception(&pat)]), 0).effect;
             if before == Effect::Allow { prop_assert_eq!(after, Effect::Allow); }

@@ -13,6 +13,8 @@
 mod decide;
 mod model;
 mod signatures;
+#[cfg(any(test, feature = "proptest"))]
+pub mod strategies;
 
 pub use decide::{Decision, Effect, Rule, TraceStep, categorize, decide, explain};
 pub use model::*;

@@ -309,10 +309,8 @@ mod tests {
     #[tokio::test]
     async fn every_table_and_column_is_copied_or_left_on_purpose() {
         let schema = schema().await;
-        let listed: BTreeSet<(String, String)> = TABLES
-            .iter()
-            .flat_map(|(t, cols)| cols.iter().map(move |(c, _)| (t.to_string(), c.to_string())))
-            .collect();
+        let listed: BTreeSet<(String, String)> =
+            TABLES.iter().flat_map(|(t, cols)| cols.iter().map(move |(c, _)| (t.to_string(), c.to_string()))).collect();
         let left: BTreeSet<&str> = NOT_COPIED.iter().map(|(t, _)| *t).collect();
         let forgotten: Vec<_> =
             schema.iter().filter(|(t, _)| !left.contains(t.as_str())).filter(|tc| !listed.contains(*tc)).collect();

@@ -3,10 +3,10 @@
 
 use bytes::Bytes;
 use futures_util::StreamExt;
+use policy::Provider;
 use portcullis_core::error::Error;
 use portcullis_core::model::*;
 use portcullis_core::ports::{BlobStore, MetaStore};
-use policy::Provider;
 use std::io::Write;
 
 /// A fresh database in the test PostgreSQL cluster (`PCL_TEST_POSTGRES_URL`, which
@@ -154,8 +154,14 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     assert_eq!(s.user_by_name("alice").await.unwrap().unwrap().source, AccountSource::Local);
     assert_eq!(s.external_user(Provider::Oidc, "https://idp|c1").await.unwrap().map(|u| u.id), Some(carol.id));
     assert!(s.external_user(Provider::Ldap, "https://idp|c1").await.unwrap().is_none(), "per source");
-    assert!(matches!(s.create_external_user("carol2", Provider::Oidc, "https://idp|c1", 10).await, Err(Error::Conflict(_))));
-    assert!(matches!(s.create_external_user("alice", Provider::Oidc, "https://idp|a", 10).await, Err(Error::Conflict(_))));
+    assert!(matches!(
+        s.create_external_user("carol2", Provider::Oidc, "https://idp|c1", 10).await,
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(
+        s.create_external_user("alice", Provider::Oidc, "https://idp|a", 10).await,
+        Err(Error::Conflict(_))
+    ));
     assert!(s.add_directory_member(dev.id, carol.id).await.unwrap());
     assert!(!s.add_directory_member(dev.id, bob.id).await.unwrap(), "bob's hand-made membership stays hand-made");
     assert_eq!(s.directory_memberships(carol.id).await.unwrap(), vec![dev.id]);

@@ -469,19 +469,11 @@ mod property {
 
     use super::*;
 
+    /// The policy's settings, enforced (a dry run grants what it would deny).
     fn settings() -> impl Strategy<Value = Settings> {
-        (any::<[bool; 5]>(), any::<bool>()).prop_map(|(b, ram)| Settings {
-            restricted_images: RestrictedImages {
-                enabled: b[0],
-                allow_official_images: b[1],
-                allow_verified_publishers: b[2],
-                allow_sponsored_oss: b[3],
-                allow_community: b[4],
-                mode: policy::Mode::Enforce,
-            },
-            registry_access: RegistryAccess { enabled: ram, allowed_registries: vec!["docker.io".into()] },
-            docker_hub_namespaces: vec![],
-            ..Default::default()
+        policy::strategies::settings().prop_map(|mut s| {
+            s.restricted_images.mode = policy::Mode::Enforce;
+            s
         })
     }
 

@@ -6,8 +6,8 @@
 use async_trait::async_trait;
 
 use crate::error::Result;
-use policy::Provider;
 use crate::model::*;
+use policy::Provider;
 
 /// Users, access tokens and sign-in failures.
 #[async_trait]

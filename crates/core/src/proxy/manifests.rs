@@ -50,7 +50,9 @@ impl Proxy {
                                 .ok_or_else(|| Error::Unavailable("cached manifest vanished".into()))
                                 .and_then(fresh)
                         }
-                        Ok(_) => self.fetch_manifest(up, repo, t.as_str(), None, Some(t.as_str())).await.and_then(fresh),
+                        Ok(_) => {
+                            self.fetch_manifest(up, repo, t.as_str(), None, Some(t.as_str())).await.and_then(fresh)
+                        }
                         Err(e) => Err(e),
                     },
                     None => self.fetch_manifest(up, repo, t.as_str(), None, Some(t.as_str())).await.and_then(fresh),

@@ -109,7 +109,9 @@ pub async fn callback(State(st): State<Arc<AppState>>, Query(q): Query<CallbackQ
     match st.sessions.first_use(&sealed, st.clock.now() + STATE_TTL_SECS).await {
         Ok(true) => {}
         Ok(false) => {
-            st.sso.failed(policy::Provider::Oidc, "", &client, "a sign-in state used before (a replayed callback)").await;
+            st.sso
+                .failed(policy::Provider::Oidc, "", &client, "a sign-in state used before (a replayed callback)")
+                .await;
             return failed(&st, StatusCode::BAD_REQUEST, next, "This sign-in was already used. Sign in again.".into());
         }
         Err(e) => {

@@ -1,0 +1,60 @@
+//! `CacheStore` of the in-memory adapter (as `store/src/sql/cache.rs` is of the SQL ones).
+
+use super::*;
+
+#[async_trait]
+impl CacheStore for MemoryMeta {
+    async fn tag_entry(&self, repo_id: i64, tag: &str) -> Result<Option<(String, i64)>> {
+        self.with(|s| Ok(s.tags.get(&(repo_id, tag.to_owned())).cloned()))
+    }
+
+    async fn touch_tag(&self, repo_id: i64, tag: &str, now: i64) -> Result<()> {
+        self.with(|s| {
+            if let Some(e) = s.tags.get_mut(&(repo_id, tag.to_owned())) {
+                e.1 = now;
+            }
+            Ok(())
+        })
+    }
+
+    async fn blob_referenced(&self, repo_id: i64, digest: &str) -> Result<bool> {
+        self.with(|s| Ok(s.references.iter().any(|(r, _, b)| *r == repo_id && b == digest)))
+    }
+
+    async fn put_cached_blob(&self, digest: &str, size: u64, now: i64) -> Result<()> {
+        self.with(|s| {
+            let b = s.blobs.entry(digest.into()).or_insert(BlobRecord { size, cached: true, last_used_at: None });
+            b.last_used_at = Some(now);
+            Ok(())
+        })
+    }
+
+    async fn touch_blob(&self, digest: &str, now: i64) -> Result<()> {
+        self.with(|s| {
+            if let Some(b) = s.blobs.get_mut(digest)
+                && b.cached
+                && b.last_used_at.is_none_or(|t| t < now - 60)
+            {
+                b.last_used_at = Some(now);
+            }
+            Ok(())
+        })
+    }
+
+    async fn cached_bytes(&self) -> Result<u64> {
+        self.with(|s| Ok(s.blobs.values().filter(|b| b.cached).map(|b| b.size).sum()))
+    }
+
+    async fn cached_lru(&self, limit: usize) -> Result<Vec<(String, u64)>> {
+        self.with(|s| {
+            let mut v: Vec<(i64, String, u64)> = s
+                .blobs
+                .iter()
+                .filter(|(_, b)| b.cached)
+                .map(|(d, b)| (b.last_used_at.unwrap_or(0), d.clone(), b.size))
+                .collect();
+            v.sort();
+            Ok(v.into_iter().take(limit).map(|(_, d, size)| (d, size)).collect())
+        })
+    }
+}

@@ -1,0 +1,51 @@
+//! `ClusterStore` of the in-memory adapter (as `store/src/sql/cluster.rs` is of the SQL ones).
+
+use super::*;
+
+#[async_trait]
+impl ClusterStore for MemoryMeta {
+    async fn acquire_lease(&self, name: &str, holder: &str, now: i64, ttl: i64) -> Result<bool> {
+        self.with(|s| match s.leases.get(name) {
+            Some((h, exp)) if *exp > now && h != holder => Ok(false),
+            _ => {
+                s.leases.insert(name.into(), (holder.into(), now + ttl));
+                Ok(true)
+            }
+        })
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        self.with(|s| {
+            if s.leases.get(name).is_some_and(|(h, _)| h == holder) {
+                s.leases.remove(name);
+            }
+            Ok(())
+        })
+    }
+
+    async fn generation(&self) -> Result<i64> {
+        self.with(|s| Ok(s.generation))
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        self.with(|s| {
+            let mut v = s.keys.clone();
+            v.sort_by(|a, b| (b.2, &b.0).cmp(&(a.2, &a.0)));
+            Ok(v.into_iter().map(|(k, p, _)| (k, p)).collect())
+        })
+    }
+
+    async fn add_signing_key(&self, kid: &str, pkcs8: &[u8], now: i64) -> Result<()> {
+        self.with(|s| {
+            if !s.keys.iter().any(|(k, _, _)| k == kid) {
+                s.keys.push((kid.into(), pkcs8.to_vec(), now));
+                s.changed();
+            }
+            Ok(())
+        })
+    }
+
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
+}
