@@ -268,6 +268,12 @@ impl Orgs {
             .collect())
     }
 
+    /// Whether `who` may delete from repository `repo` (what the console offers).
+    pub fn may_delete(&self, who: &Principal, repo: &str) -> bool {
+        let snap = self.identity.directory().snapshot();
+        repo.parse().is_ok_and(|n| snap.permitted(&crate::authz::Subject::User(who.clone()), &n).delete)
+    }
+
     /// Tags of a repository `who` may pull (at most 1000), with what they point to.
     pub async fn tags(&self, who: &Principal, repo: &str) -> Result<Vec<TagInfo>> {
         let none = || Error::NotFound(format!("no repository {repo}"));

@@ -10,47 +10,18 @@
 use std::sync::Arc;
 
 use axum::Router;
-use portcullis_core::services::Services;
 
 mod api;
 mod auth;
 mod error;
 mod ops;
 mod scim;
+mod state;
 mod token;
 mod ui;
 mod v2;
 
-/// Everything the handlers need, shared by all requests: the services, and how clients reach
-/// this server.
-pub struct AppState {
-    pub core: Services,
-    /// Base URL clients reach us at (for the token realm); derived from `Host` when unset.
-    pub public_url: Option<String>,
-    /// Whether we serve TLS (for the realm URL when `public_url` is unset).
-    pub tls: bool,
-    /// Reverse proxies whose `X-Forwarded-For` names the client (`http.trusted_proxies`).
-    pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// The OpenID provider for console sign-in (`[auth.oidc]`), and its name on the button.
-    pub oidc: Option<Arc<idp::oidc::Oidc>>,
-    pub oidc_name: String,
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Services;
-
-    fn deref(&self) -> &Services {
-        &self.core
-    }
-}
-
-impl AppState {
-    /// Catches up with changes made through other replicas (see `portcullis_core::replica`);
-    /// the admin API, the console and `/token` call it before acting.
-    pub async fn catch_up(&self) -> portcullis_core::Result<()> {
-        self.replica.catch_up().await
-    }
-}
+pub use state::AppState;
 
 /// The whole application router.
 pub fn router(state: Arc<AppState>) -> Router {

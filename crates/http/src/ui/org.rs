@@ -264,11 +264,9 @@ pub async fn repositories(
     Query(q): Query<Done>,
 ) -> UiResult {
     st.orgs.visible(&c.who, &org).await?;
-    let snap = st.identity.directory().snapshot();
-    let viewer = portcullis_core::authz::Subject::User(c.who.clone());
     let mut repos = Vec::new();
     for r in st.orgs.repositories(&c.who, Some(&org)).await? {
-        let admin = r.name.parse().is_ok_and(|n| snap.permitted(&viewer, &n).delete);
+        let admin = st.orgs.may_delete(&c.who, &r.name);
         let tags = st
             .orgs
             .tags(&c.who, &r.name)
