@@ -221,7 +221,7 @@ impl Contents {
     pub async fn blob(&self, repo: &Source, digest: &Digest, method: Method) -> Result<BlobSource> {
         let blob = self.of(repo).blob(repo, digest).await?;
         if let (BlobSource::Stored { size }, Method::Get) = (&blob, method)
-            && let Some(url) = self.blobs.redirect_url(&digest.to_string()).await?
+            && let Some(url) = self.blobs.redirect_url(digest).await?
         {
             return Ok(BlobSource::Redirect { size: *size, url });
         }

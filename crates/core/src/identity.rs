@@ -18,7 +18,7 @@ use crate::authz::{Directory, Principal, Snapshot};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::model::{AccessToken, AccountSource, AuditEntry, LoginFailures, TokenScope, User};
+use crate::model::{AccessToken, AccountSource, AuditEntry, LoginFailures, TokenKind, TokenScope, User};
 use crate::ports::MetaStore;
 use policy::Provider;
 
@@ -604,7 +604,7 @@ impl Identity {
         &self,
         user: &Principal,
         label: &str,
-        kind: &str,
+        kind: TokenKind,
         scope: TokenScope,
         expires_at: Option<i64>,
     ) -> Result<(AccessToken, String)> {
@@ -618,7 +618,10 @@ impl Identity {
         if expires_at.is_some_and(|e| e <= now) {
             return Err(Error::Invalid("expiry must be in the future".into()));
         }
-        let prefix = if kind == "refresh" { REFRESH_PREFIX } else { PAT_PREFIX };
+        let prefix = match kind {
+            TokenKind::Refresh => REFRESH_PREFIX,
+            TokenKind::Pat => PAT_PREFIX,
+        };
         let secret = new_secret(prefix);
         let t = self.meta.create_token(user.id, label, kind, &token_hash(&secret), scope, expires_at, now).await?;
         Ok((t, secret))
@@ -632,7 +635,7 @@ impl Identity {
         scope: TokenScope,
         expires_at: Option<i64>,
     ) -> Result<(AccessToken, String)> {
-        let (t, secret) = self.create_token(who, label, "pat", scope, expires_at).await?;
+        let (t, secret) = self.create_token(who, label, TokenKind::Pat, scope, expires_at).await?;
         self.audit
             .change(who, None, "token.create", serde_json::json!({ "id": t.id, "label": t.label, "scope": t.scope }))
             .await;

@@ -47,14 +47,41 @@ impl TokenScope {
     }
 }
 
-/// Personal access token (`kind = "pat"`) or refresh token (`kind = "refresh"`), stored hashed.
+/// Which kind of credential an access token is (`access_tokens.kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenKind {
+    /// A personal access token, made by its owner.
+    Pat,
+    /// A refresh token `/token` issued to a client that signed in (`docker login`).
+    Refresh,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Pat => "pat",
+            TokenKind::Refresh => "refresh",
+        }
+    }
+}
+
+impl TryFrom<String> for TokenKind {
+    type Error = UnknownValue;
+
+    fn try_from(s: String) -> Result<TokenKind, UnknownValue> {
+        [TokenKind::Pat, TokenKind::Refresh].into_iter().find(|k| k.as_str() == s).ok_or(UnknownValue("token kind", s))
+    }
+}
+
+/// A personal access token or a refresh token, stored hashed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AccessToken {
     pub id: i64,
     #[serde(skip)]
     pub user_id: i64,
     pub label: String,
-    pub kind: String,
+    pub kind: TokenKind,
     pub scope: TokenScope,
     pub created_at: i64,
     pub expires_at: Option<i64>,
@@ -224,26 +251,27 @@ impl std::fmt::Display for AccountSource {
     }
 }
 
-/// A stored source that is none of the known ones (the database was written by something else).
+/// A stored value that is none of the known ones (the database was written by something else):
+/// what it should have been, and the value.
 #[derive(Debug)]
-pub struct UnknownSource(pub String);
+pub struct UnknownValue(pub &'static str, pub String);
 
-impl std::fmt::Display for UnknownSource {
+impl std::fmt::Display for UnknownValue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "unknown account source {:?}", self.0)
+        write!(f, "unknown {} {:?}", self.0, self.1)
     }
 }
 
-impl std::error::Error for UnknownSource {}
+impl std::error::Error for UnknownValue {}
 
 impl TryFrom<String> for AccountSource {
-    type Error = UnknownSource;
+    type Error = UnknownValue;
 
-    fn try_from(s: String) -> Result<AccountSource, UnknownSource> {
+    fn try_from(s: String) -> Result<AccountSource, UnknownValue> {
         [AccountSource::Local, AccountSource::Oidc, AccountSource::Ldap, AccountSource::Scim]
             .into_iter()
             .find(|a| a.as_str() == s)
-            .ok_or(UnknownSource(s))
+            .ok_or(UnknownValue("account source", s))
     }
 }
 

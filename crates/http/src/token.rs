@@ -132,8 +132,16 @@ async fn issue(
     if let (true, Some(p)) = (offline, principal) {
         let scope = p.scope.unwrap_or(TokenScope::ReadWrite);
         let expires = Some(now + portcullis_core::identity::REFRESH_TTL_SECS);
-        let (_, secret) =
-            st.identity.create_token(p, "refresh token (registry login)", "refresh", scope, expires).await?;
+        let (_, secret) = st
+            .identity
+            .create_token(
+                p,
+                "refresh token (registry login)",
+                portcullis_core::model::TokenKind::Refresh,
+                scope,
+                expires,
+            )
+            .await?;
         body["refresh_token"] = secret.into();
     }
     Ok(body)

@@ -14,18 +14,14 @@ use crate::app::open_stores;
 use crate::config::Config;
 
 /// Reads a whole blob and hashes it: (bytes read, digest).
-async fn scan(
-    blobs: &dyn BlobStore,
-    digest: &str,
-    algorithm: oci::Algorithm,
-) -> portcullis_core::Result<(u64, oci::Digest)> {
+async fn scan(blobs: &dyn BlobStore, digest: &oci::Digest) -> portcullis_core::Result<(u64, oci::Digest)> {
     let stored =
         blobs.stat(digest).await?.ok_or_else(|| portcullis_core::Error::NotFound("content is missing".into()))?;
-    let mut h = Hasher::new(algorithm);
+    let mut h = Hasher::new(digest.algorithm());
     let mut n = 0u64;
     let mut s = blobs.read(digest, 0, stored).await?;
     while let Some(b) = futures_util::StreamExt::next(&mut s).await {
-        let b = b.map_err(|e| portcullis_core::Error::storage_from("", e))?;
+        let b = b.map_err(portcullis_core::Error::from)?;
         n += b.len() as u64;
         h.update(&b);
     }
@@ -40,9 +36,9 @@ pub async fn fsck(config: &Config, quarantine: bool) -> anyhow::Result<()> {
     let (mut bad, mut missing) = (0usize, 0usize);
     for (i, (digest, size)) in recorded.iter().enumerate() {
         let d: oci::Digest = digest.parse().map_err(|_| anyhow::anyhow!("invalid digest {digest} in the database"))?;
-        let result = scan(stores.blobs.as_ref(), digest, d.algorithm()).await;
+        let result = scan(stores.blobs.as_ref(), &d).await;
         let problem = match result {
-            Ok((n, got)) if n == *size && got.to_string() == *digest => None,
+            Ok((n, got)) if n == *size && got == d => None,
             Ok((n, got)) => Some(format!("content is {n} bytes with digest {got}")),
             Err(_) => {
                 missing += 1;
@@ -53,7 +49,7 @@ pub async fn fsck(config: &Config, quarantine: bool) -> anyhow::Result<()> {
             bad += 1;
             println!("BAD {digest}: {p}");
             if quarantine {
-                let _ = stores.blobs.quarantine(digest).await;
+                let _ = stores.blobs.quarantine(&d).await;
                 stores.meta.forget_blob(digest).await?;
                 println!("    quarantined and forgotten");
             }
@@ -169,7 +165,10 @@ pub async fn gc(config: &Config, max_bytes: Option<u64>, uploads_older_than: i64
     let total = unreferenced.len();
     for (i, d) in unreferenced.iter().enumerate() {
         stores.meta.forget_blob(d).await?;
-        stores.blobs.delete(d).await?;
+        // A recorded name that is no digest names nothing in the blob store.
+        if let Ok(digest) = d.parse() {
+            stores.blobs.delete(&digest).await?;
+        }
         if (i + 1) % 100 == 0 || i + 1 == total {
             eprintln!("gc: {}/{total} unreferenced blobs deleted", i + 1);
         }
@@ -178,8 +177,10 @@ pub async fn gc(config: &Config, max_bytes: Option<u64>, uploads_older_than: i64
         stores.meta.list_blobs().await?.into_iter().map(|(d, _)| d).collect();
     let mut orphans = 0;
     for d in stores.blobs.list().await? {
-        if !known.contains(&d) {
-            stores.blobs.delete(&d).await?;
+        if !known.contains(&d)
+            && let Ok(digest) = d.parse()
+        {
+            stores.blobs.delete(&digest).await?;
             orphans += 1;
         }
     }

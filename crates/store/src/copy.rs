@@ -271,7 +271,10 @@ pub async fn copy_blobs(
     mut progress: impl FnMut(usize, u64),
 ) -> Result<(u64, u64, u64)> {
     let (mut copied, mut present, mut bytes) = (0, 0, 0);
-    for (i, (digest, size)) in recorded.iter().enumerate() {
+    for (i, (recorded, size)) in recorded.iter().enumerate() {
+        let digest = &recorded
+            .parse()
+            .map_err(|_| Error::Invalid(format!("a blob is recorded under {recorded:?}, no digest")))?;
         match to.stat(digest).await? {
             Some(s) if s == *size => present += 1,
             Some(s) => return Err(Error::Conflict(format!("{digest} has {s} bytes at the destination, not {size}"))),

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use oci::Digest;
 use portcullis_core::error::{Error, Result};
 use portcullis_core::metrics::BackendStats;
 use portcullis_core::ports::{BlobStore, ByteStream, GrowingReader};
@@ -46,9 +47,8 @@ impl FsBlobs {
     }
 
     /// Path of a blob; the digest was validated by the caller (`oci::Digest`).
-    fn blob_path(&self, digest: &str) -> Result<PathBuf> {
-        let d: oci::Digest = digest.parse().map_err(|_| Error::Invalid(format!("invalid digest {digest}")))?;
-        Ok(self.root.join("blobs").join(d.algorithm().as_str()).join(&d.hex()[..2]).join(d.hex()))
+    fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.root.join("blobs").join(d.algorithm().as_str()).join(&d.hex()[..2]).join(d.hex())
     }
 
     fn upload_path(&self, id: &str) -> Result<PathBuf> {
@@ -206,9 +206,9 @@ measured_impl!(BlobStore, FsBlobs, {
         Ok(std::sync::Arc::new(OpenFile(file)) as std::sync::Arc<dyn GrowingReader>)
     }
 
-    async fn upload_commit(&self, id: &str, digest: &str, size: u64) -> Result<()> {
+    async fn upload_commit(&self, id: &str, digest: &Digest, size: u64) -> Result<()> {
         let from = self.upload_path(id)?;
-        let to = self.blob_path(digest)?;
+        let to = self.blob_path(digest);
         blocking(move || {
             if to.exists() {
                 return std::fs::remove_file(&from);
@@ -233,8 +233,8 @@ measured_impl!(BlobStore, FsBlobs, {
         .await
     }
 
-    async fn stat(&self, digest: &str) -> Result<Option<u64>> {
-        let p = self.blob_path(digest)?;
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
+        let p = self.blob_path(digest);
         match tokio::fs::metadata(p).await {
             Ok(m) => Ok(Some(m.len())),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
@@ -242,8 +242,8 @@ measured_impl!(BlobStore, FsBlobs, {
         }
     }
 
-    async fn read(&self, digest: &str, offset: u64, len: u64) -> Result<ByteStream> {
-        let p = self.blob_path(digest)?;
+    async fn read(&self, digest: &Digest, offset: u64, len: u64) -> Result<ByteStream> {
+        let p = self.blob_path(digest);
         // Told apart by the OS error's kind, never its text.
         let file = blocking(move || {
             File::open(p).map(Some).or_else(|e| if e.kind() == ErrorKind::NotFound { Ok(None) } else { Err(e) })
@@ -253,8 +253,8 @@ measured_impl!(BlobStore, FsBlobs, {
         Ok(stream_file(file, offset, len))
     }
 
-    async fn delete(&self, digest: &str) -> Result<()> {
-        let p = self.blob_path(digest)?;
+    async fn delete(&self, digest: &Digest) -> Result<()> {
+        let p = self.blob_path(digest);
         blocking(move || match std::fs::remove_file(p) {
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
             r => r,
@@ -282,13 +282,13 @@ measured_impl!(BlobStore, FsBlobs, {
         .await
     }
 
-    async fn redirect_url(&self, _digest: &str) -> Result<Option<String>> {
+    async fn redirect_url(&self, _digest: &Digest) -> Result<Option<String>> {
         Ok(None)
     }
 
-    async fn quarantine(&self, digest: &str) -> Result<()> {
-        let from = self.blob_path(digest)?;
-        let to = self.root.join("quarantine").join(digest.replace(':', "-"));
+    async fn quarantine(&self, digest: &Digest) -> Result<()> {
+        let from = self.blob_path(digest);
+        let to = self.root.join("quarantine").join(format!("{}-{}", digest.algorithm().as_str(), digest.hex()));
         blocking(move || std::fs::rename(from, to)).await
     }
 

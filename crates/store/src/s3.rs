@@ -18,6 +18,7 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use oci::Digest;
 use portcullis_core::error::{Error, Result};
 use portcullis_core::metrics::BackendStats;
 use portcullis_core::ports::{BlobStore, ByteStream, GrowingReader};
@@ -43,7 +44,7 @@ pub struct S3Config {
 pub struct S3Blobs {
     store: Arc<dyn ObjectStore>,
     /// Uploads committed by this process → their blob, for readers still open on them.
-    committed: Arc<Mutex<HashMap<String, String>>>,
+    committed: Arc<Mutex<HashMap<String, Digest>>>,
     stats: BackendStats,
     /// Signs blob URLs, with their lifetime, when redirects are on.
     signer: Option<(Arc<AmazonS3>, std::time::Duration)>,
@@ -60,9 +61,8 @@ fn upload_name(id: &str) -> Result<&str> {
     Ok(id)
 }
 
-fn blob_key(digest: &str) -> Result<Path> {
-    let d: oci::Digest = digest.parse().map_err(|_| Error::Invalid(format!("invalid digest {digest}")))?;
-    Ok(Path::from(format!("blobs/{}/{}", d.algorithm().as_str(), d.hex())))
+fn blob_key(d: &Digest) -> Path {
+    Path::from(format!("blobs/{}/{}", d.algorithm().as_str(), d.hex()))
 }
 
 fn chunk_prefix(id: &str) -> Result<Path> {
@@ -168,7 +168,7 @@ struct ChunkReader {
     store: Arc<dyn ObjectStore>,
     id: String,
     known: Mutex<Vec<(u64, u64, Path)>>,
-    committed: Arc<Mutex<HashMap<String, String>>>,
+    committed: Arc<Mutex<HashMap<String, Digest>>>,
     rt: tokio::runtime::Handle,
 }
 
@@ -182,7 +182,7 @@ impl GrowingReader for ChunkReader {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
         let committed = self.committed.lock().ok().and_then(|m| m.get(&self.id).cloned());
         if let Some(digest) = committed {
-            let key = blob_key(&digest).map_err(|e| std::io::Error::other(e.to_string()))?;
+            let key = blob_key(&digest);
             let size = wait(&self.rt, self.store.head(&key)).map_err(|e| std::io::Error::other(e.to_string()))?.size;
             if offset >= size {
                 return Ok(0);
@@ -214,11 +214,10 @@ impl GrowingReader for ChunkReader {
 impl S3Blobs {
     /// Writes a whole blob from a stream as one multipart upload, completed only when the
     /// content has `digest` (else aborted: nothing becomes visible). Returns its size.
-    pub async fn put_verified(&self, digest: &str, mut body: ByteStream) -> Result<u64> {
-        let d: oci::Digest = digest.parse().map_err(|_| Error::Invalid(format!("invalid digest {digest}")))?;
-        let mut hasher = oci::digest::Hasher::new(d.algorithm());
+    pub async fn put_verified(&self, digest: &Digest, mut body: ByteStream) -> Result<u64> {
+        let mut hasher = oci::digest::Hasher::new(digest.algorithm());
         let mut w = WriteMultipart::new_with_chunk_size(
-            self.store.put_multipart(&blob_key(digest)?).await.map_err(storage)?,
+            self.store.put_multipart(&blob_key(digest)).await.map_err(storage)?,
             PART,
         );
         let mut n = 0u64;
@@ -236,7 +235,7 @@ impl S3Blobs {
             w.put(b);
         }
         let got = hasher.finish();
-        if got != d {
+        if got != *digest {
             let _ = w.abort().await;
             return Err(Error::Invalid(format!("content of {digest} has digest {got}")));
         }
@@ -295,8 +294,8 @@ measured_impl!(BlobStore, S3Blobs, {
         Ok(Arc::new(reader) as Arc<dyn GrowingReader>)
     }
 
-    async fn upload_commit(&self, id: &str, digest: &str, size: u64) -> Result<()> {
-        let key = blob_key(digest)?;
+    async fn upload_commit(&self, id: &str, digest: &Digest, size: u64) -> Result<()> {
+        let key = blob_key(digest);
         let (parts, stale) = split_at(chunks(self.store.as_ref(), id).await?, size)?;
         if self.stat(digest).await?.is_none() {
             let mut w =
@@ -314,7 +313,7 @@ measured_impl!(BlobStore, S3Blobs, {
             if m.len() > 10_000 {
                 m.clear();
             }
-            m.insert(id.to_owned(), digest.to_owned());
+            m.insert(id.to_owned(), digest.clone());
         }
         for (_, _, k) in parts.into_iter().chain(stale) {
             self.store.delete(&k).await.map_err(storage)?;
@@ -332,25 +331,25 @@ measured_impl!(BlobStore, S3Blobs, {
         Ok(())
     }
 
-    async fn stat(&self, digest: &str) -> Result<Option<u64>> {
-        match self.store.head(&blob_key(digest)?).await {
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
+        match self.store.head(&blob_key(digest)).await {
             Ok(m) => Ok(Some(m.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(storage(e)),
         }
     }
 
-    async fn read(&self, digest: &str, offset: u64, len: u64) -> Result<ByteStream> {
+    async fn read(&self, digest: &Digest, offset: u64, len: u64) -> Result<ByteStream> {
         let opts = GetOptions { range: Some(GetRange::Bounded(offset..offset + len)), ..Default::default() };
-        match self.store.get_opts(&blob_key(digest)?, opts).await {
+        match self.store.get_opts(&blob_key(digest), opts).await {
             Ok(r) => Ok(stream(r)),
             Err(object_store::Error::NotFound { .. }) => Err(Error::NotFound("blob content missing".into())),
             Err(e) => Err(storage(e)),
         }
     }
 
-    async fn delete(&self, digest: &str) -> Result<()> {
-        match self.store.delete(&blob_key(digest)?).await {
+    async fn delete(&self, digest: &Digest) -> Result<()> {
+        match self.store.delete(&blob_key(digest)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(storage(e)),
         }
@@ -388,16 +387,16 @@ measured_impl!(BlobStore, S3Blobs, {
         Ok(latest.into_iter().collect())
     }
 
-    async fn redirect_url(&self, digest: &str) -> Result<Option<String>> {
+    async fn redirect_url(&self, digest: &Digest) -> Result<Option<String>> {
         let Some((signer, ttl)) = &self.signer else { return Ok(None) };
         let url =
-            signer.signed_url(object_store::signer::Method::GET, &blob_key(digest)?, *ttl).await.map_err(storage)?;
+            signer.signed_url(object_store::signer::Method::GET, &blob_key(digest), *ttl).await.map_err(storage)?;
         Ok(Some(url.to_string()))
     }
 
-    async fn quarantine(&self, digest: &str) -> Result<()> {
-        let to = Path::from(format!("quarantine/{}", digest.replace(':', "-")));
-        self.store.copy(&blob_key(digest)?, &to).await.map_err(storage)?;
+    async fn quarantine(&self, digest: &Digest) -> Result<()> {
+        let to = Path::from(format!("quarantine/{}-{}", digest.algorithm().as_str(), digest.hex()));
+        self.store.copy(&blob_key(digest), &to).await.map_err(storage)?;
         self.delete(digest).await
     }
 
@@ -424,7 +423,7 @@ mod tests {
         let store = super::S3Blobs::open(&crate::testsuite::test_bucket()).unwrap();
         // 20 MiB in 3 appends: more than one 8 MiB part
         let data: Vec<u8> = (0..20u32 << 20).map(|i| (i % 253) as u8).collect();
-        let digest = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+        let digest = &"sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb".parse().unwrap();
         store.upload_create("0b-1").await.unwrap();
         for (i, part) in data.chunks(7 << 20).enumerate() {
             store.upload_write("0b-1", (i as u64) * (7 << 20), Bytes::copy_from_slice(part)).await.unwrap();

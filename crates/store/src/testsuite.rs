@@ -106,7 +106,7 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     assert!(s.user_by_name("nobody").await.unwrap().is_none());
 
     // tokens
-    let t = s.create_token(alice.id, "ci", "pat", "hash-1", TokenScope::Read, Some(99), 10).await.unwrap();
+    let t = s.create_token(alice.id, "ci", TokenKind::Pat, "hash-1", TokenScope::Read, Some(99), 10).await.unwrap();
     let (found, owner) = s.token_by_hash("hash-1").await.unwrap().unwrap();
     assert_eq!((found.id, found.scope, owner.id), (t.id, TokenScope::Read, alice.id));
     s.touch_token(t.id, 50).await.unwrap();
@@ -193,8 +193,8 @@ pub async fn meta_suite(s: &dyn MetaStore) {
         rows.iter().map(|r| (r.user_id, r.org_id)).collect::<Vec<_>>(),
         [(bob.id, Some(acme.id)), (dave.id, None)]
     );
-    s.create_token(dave.id, "ci", "pat", "dave-tok", TokenScope::Read, None, 10).await.unwrap();
-    s.create_token(dave.id, "ci2", "pat", "dave-tok2", TokenScope::Read, None, 10).await.unwrap();
+    s.create_token(dave.id, "ci", TokenKind::Pat, "dave-tok", TokenScope::Read, None, 10).await.unwrap();
+    s.create_token(dave.id, "ci2", TokenKind::Pat, "dave-tok2", TokenScope::Read, None, 10).await.unwrap();
     assert_eq!(s.delete_user_tokens(dave.id).await.unwrap(), 2);
     assert!(s.token_by_hash("dave-tok").await.unwrap().is_none() && s.list_tokens(dave.id).await.unwrap().is_empty());
     let grp = s.create_team(acme.id, "scimmed").await.unwrap();
@@ -450,7 +450,7 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     assert!(s.set_user_disabled(carl.id, true).await.unwrap());
     assert!(s.user_by_name("carl").await.unwrap().unwrap().disabled);
     assert!(s.load_directory().await.unwrap().users.iter().any(|u| u.id == carl.id && u.disabled && u.local));
-    s.create_token(carl.id, "t", "pat", "hash-carl", TokenScope::Read, None, 10).await.unwrap();
+    s.create_token(carl.id, "t", TokenKind::Pat, "hash-carl", TokenScope::Read, None, 10).await.unwrap();
     s.create_session("sess-carl", carl.id, "c", 10, 1000).await.unwrap();
     s.add_member(dev.id, carl.id).await.unwrap();
     assert!(s.delete_user(carl.id).await.unwrap());
@@ -499,8 +499,13 @@ async fn collect(mut st: portcullis_core::ports::ByteStream) -> Vec<u8> {
     v
 }
 
+/// A digest from its text.
+fn d(s: &str) -> oci::Digest {
+    s.parse().unwrap()
+}
+
 pub async fn blob_suite(s: &dyn BlobStore) {
-    let digest = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"; // "test"
+    let digest = &d("sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"); // "test"
     s.upload_create("0a-1").await.unwrap();
     s.upload_write("0a-1", 0, Bytes::from_static(b"te")).await.unwrap();
     let mut w = s.upload_writer("0a-1").await.unwrap();
@@ -521,11 +526,11 @@ pub async fn blob_suite(s: &dyn BlobStore) {
     assert_eq!(collect(s.read(digest, 0, 4).await.unwrap()).await, b"test");
     assert_eq!(collect(s.read(digest, 1, 2).await.unwrap()).await, b"es");
     // content that is not there is NotFound on every backend (not a storage failure)
-    let absent = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    let absent = &d("sha256:0000000000000000000000000000000000000000000000000000000000000000");
     assert!(matches!(s.read(absent, 0, 1).await, Err(Error::NotFound(_))), "a missing blob's content");
     // bytes past the recorded size (a write whose metadata update failed) are overwritten or
     // left out of the commit; a write past the end is refused or makes the upload uncommittable
-    let abcd = "sha256:88d4266fd4e6338d13b845fcf289579d209c897823b9217da3e161936f031589";
+    let abcd = &d("sha256:88d4266fd4e6338d13b845fcf289579d209c897823b9217da3e161936f031589");
     s.upload_create("0a-5").await.unwrap();
     s.upload_write("0a-5", 0, Bytes::from_static(b"ab")).await.unwrap();
     s.upload_write("0a-5", 2, Bytes::from_static(b"XXXX")).await.unwrap();
@@ -553,13 +558,13 @@ pub async fn blob_suite(s: &dyn BlobStore) {
     assert_eq!(s.stat(digest).await.unwrap(), Some(4));
     // large content crosses chunk boundaries
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
-    let big_digest = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let big_digest = &d("sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
     s.upload_create("0a-3").await.unwrap();
     s.upload_write("0a-3", 0, Bytes::from(big.clone())).await.unwrap();
     s.upload_commit("0a-3", big_digest, big.len() as u64).await.unwrap();
     assert_eq!(collect(s.read(big_digest, 0, big.len() as u64).await.unwrap()).await, big);
     assert_eq!(collect(s.read(big_digest, 1_000_000, 10).await.unwrap()).await, &big[1_000_000..1_000_010]);
-    assert_eq!(s.list().await.unwrap(), vec![digest.to_owned(), big_digest.to_owned()]);
+    assert_eq!(s.list().await.unwrap(), vec![digest.to_string(), big_digest.to_string()]);
     s.delete(big_digest).await.unwrap();
     assert_eq!(s.stat(big_digest).await.unwrap(), None);
     s.delete(big_digest).await.unwrap();
@@ -570,7 +575,7 @@ pub async fn blob_suite(s: &dyn BlobStore) {
     assert_eq!(s.redirect_url(abcd).await.unwrap(), None);
     s.quarantine(abcd).await.unwrap();
     assert_eq!(s.stat(abcd).await.unwrap(), None);
-    assert!(!s.list().await.unwrap().contains(&abcd.to_owned()));
+    assert!(!s.list().await.unwrap().contains(&abcd.to_string()));
     // cancelled uploads vanish; bad ids are refused
     s.upload_create("0a-4").await.unwrap();
     s.upload_delete("0a-4").await.unwrap();

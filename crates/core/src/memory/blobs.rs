@@ -13,6 +13,7 @@ use crate::clock::system_now;
 use crate::error::{Error, Result};
 use crate::metrics::BackendStats;
 use crate::ports::{BlobStore, ByteStream, GrowingReader, Measured};
+use oci::Digest;
 
 type Buffer = Arc<RwLock<Vec<u8>>>;
 
@@ -141,7 +142,7 @@ impl BlobStore for MemoryBlobs {
         Ok(Arc::new(Reader(self.upload(id)?)))
     }
 
-    async fn upload_commit(&self, id: &str, digest: &str, size: u64) -> Result<()> {
+    async fn upload_commit(&self, id: &str, digest: &Digest, size: u64) -> Result<()> {
         let buf = self.upload(id)?;
         let bytes = {
             let b = buf.read().map_err(|_| poisoned())?;
@@ -151,7 +152,7 @@ impl BlobStore for MemoryBlobs {
             Bytes::copy_from_slice(&b[..size as usize])
         };
         let mut s = self.state.lock().map_err(|_| poisoned())?;
-        s.blobs.entry(digest.into()).or_insert(bytes);
+        s.blobs.entry(digest.to_string()).or_insert(bytes);
         s.uploads.remove(id);
         Ok(())
     }
@@ -162,20 +163,20 @@ impl BlobStore for MemoryBlobs {
         Ok(())
     }
 
-    async fn stat(&self, digest: &str) -> Result<Option<u64>> {
-        Ok(self.state.lock().map_err(|_| poisoned())?.blobs.get(digest).map(|b| b.len() as u64))
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
+        Ok(self.state.lock().map_err(|_| poisoned())?.blobs.get(&digest.to_string()).map(|b| b.len() as u64))
     }
 
-    async fn read(&self, digest: &str, offset: u64, len: u64) -> Result<ByteStream> {
+    async fn read(&self, digest: &Digest, offset: u64, len: u64) -> Result<ByteStream> {
         let s = self.state.lock().map_err(|_| poisoned())?;
-        let b = s.blobs.get(digest).ok_or_else(|| Error::NotFound("blob content missing".into()))?;
+        let b = s.blobs.get(&digest.to_string()).ok_or_else(|| Error::NotFound("blob content missing".into()))?;
         let start = (offset as usize).min(b.len());
         let end = (start + len as usize).min(b.len());
         Ok(one_chunk(b.slice(start..end)))
     }
 
-    async fn delete(&self, digest: &str) -> Result<()> {
-        self.state.lock().map_err(|_| poisoned())?.blobs.remove(digest);
+    async fn delete(&self, digest: &Digest) -> Result<()> {
+        self.state.lock().map_err(|_| poisoned())?.blobs.remove(&digest.to_string());
         Ok(())
     }
 
@@ -187,14 +188,14 @@ impl BlobStore for MemoryBlobs {
         Ok(self.state.lock().map_err(|_| poisoned())?.uploads.iter().map(|(k, (_, t))| (k.clone(), *t)).collect())
     }
 
-    async fn redirect_url(&self, _digest: &str) -> Result<Option<String>> {
+    async fn redirect_url(&self, _digest: &Digest) -> Result<Option<String>> {
         Ok(None)
     }
 
-    async fn quarantine(&self, digest: &str) -> Result<()> {
+    async fn quarantine(&self, digest: &Digest) -> Result<()> {
         let mut s = self.state.lock().map_err(|_| poisoned())?;
-        let b = s.blobs.remove(digest).ok_or_else(|| Error::NotFound(format!("no blob {digest}")))?;
-        s.quarantined.insert(digest.into(), b);
+        let b = s.blobs.remove(&digest.to_string()).ok_or_else(|| Error::NotFound(format!("no blob {digest}")))?;
+        s.quarantined.insert(digest.to_string(), b);
         Ok(())
     }
 

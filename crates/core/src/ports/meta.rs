@@ -31,7 +31,7 @@ pub trait IdentityStore: Send + Sync {
         &self,
         user_id: i64,
         label: &str,
-        kind: &str,
+        kind: TokenKind,
         token_hash: &str,
         scope: TokenScope,
         expires_at: Option<i64>,

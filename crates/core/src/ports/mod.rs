@@ -12,6 +12,7 @@ use futures_util::Stream;
 
 use crate::error::Result;
 use crate::model::*;
+use oci::Digest;
 
 mod meta;
 pub use meta::*;
@@ -116,22 +117,22 @@ pub trait BlobStore: Measured + 'static {
     async fn upload_open(&self, id: &str) -> Result<std::sync::Arc<dyn GrowingReader>>;
     /// Makes the upload's first `size` bytes the blob `digest`, atomically: the blob is visible
     /// only when whole. Fails when the upload holds fewer bytes.
-    async fn upload_commit(&self, id: &str, digest: &str, size: u64) -> Result<()>;
+    async fn upload_commit(&self, id: &str, digest: &Digest, size: u64) -> Result<()>;
     async fn upload_delete(&self, id: &str) -> Result<()>;
     /// Size of a stored blob, if present.
-    async fn stat(&self, digest: &str) -> Result<Option<u64>>;
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>>;
     /// Streams `len` bytes of a blob from `offset`.
-    async fn read(&self, digest: &str, offset: u64, len: u64) -> Result<ByteStream>;
-    async fn delete(&self, digest: &str) -> Result<()>;
+    async fn read(&self, digest: &Digest, offset: u64, len: u64) -> Result<ByteStream>;
+    async fn delete(&self, digest: &Digest) -> Result<()>;
     /// Every stored blob digest, sorted (fsck, gc).
     async fn list(&self) -> Result<Vec<String>>;
     /// Every upload in the store with when it was last written (unix seconds).
     async fn list_uploads(&self) -> Result<Vec<(String, i64)>>;
     /// A short-lived URL from which a client may fetch the blob directly (a presigned S3 URL),
     /// when the store is set to hand those out. Callers decide access first.
-    async fn redirect_url(&self, digest: &str) -> Result<Option<String>>;
+    async fn redirect_url(&self, digest: &Digest) -> Result<Option<String>>;
     /// Moves a blob aside so that it is no longer served (fsck).
-    async fn quarantine(&self, digest: &str) -> Result<()>;
+    async fn quarantine(&self, digest: &Digest) -> Result<()>;
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> Result<()>;
 }

@@ -30,7 +30,10 @@ pub async fn evict(
                 continue;
             }
             meta.forget_blob(&d).await?;
-            blobs.delete(&d).await?;
+            // A recorded name that is no digest names nothing in the blob store.
+            if let Ok(digest) = d.parse::<oci::Digest>() {
+                blobs.delete(&digest).await?;
+            }
             evicted += 1;
             progressed = true;
             total = total.saturating_sub(size);

@@ -175,7 +175,7 @@ impl Proxy {
     pub(super) async fn read_blob(&self, source: BlobSource, digest: &Digest, range: ByteRange) -> Result<ByteStream> {
         match source {
             BlobSource::Following { fill: Following(watch), .. } => Ok(follow(watch, range.start, range.end + 1)),
-            _ => self.shared.blobs.read(&digest.to_string(), range.start, range.len()).await,
+            _ => self.shared.blobs.read(digest, range.start, range.len()).await,
         }
     }
 }
@@ -349,7 +349,7 @@ async fn fill(s: &Shared, up: &UpstreamRepo, digest: &Digest, id: &str, tx: &Arc
     }
     // Verified: followers may have the last byte now, while the blob is made durable.
     let _ = tx.send(Fill::Done { size, reader });
-    s.blobs.upload_commit(id, &digest.to_string(), size).await?;
+    s.blobs.upload_commit(id, digest, size).await?;
     s.meta.put_cached_blob(&digest.to_string(), size, s.clock.now()).await?;
     Ok(size)
 }

@@ -165,7 +165,7 @@ impl Registry {
 
     async fn commit(&self, name: &RepoName, id: &str, digest: &Digest, size: u64) -> Result<()> {
         let d = digest.to_string();
-        self.blobs.upload_commit(id, &d, size).await?;
+        self.blobs.upload_commit(id, digest, size).await?;
         self.meta.put_blob(&d, size, self.clock.now()).await?;
         let repo = self.ensure_repo(name).await?;
         self.meta.link_blob(repo, &d).await
@@ -246,7 +246,7 @@ impl Content for Registry {
     }
 
     async fn read(&self, _source: BlobSource, digest: &Digest, range: ByteRange) -> Result<ByteStream> {
-        self.blobs.read(&digest.to_string(), range.start, range.len()).await
+        self.blobs.read(digest, range.start, range.len()).await
     }
 
     /// Tags after `page.last`, at most `page.n`.

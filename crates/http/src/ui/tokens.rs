@@ -35,7 +35,7 @@ async fn tokens_page(st: &crate::AppState, c: &Console, secret: String, registry
         .list_tokens(&c.who)
         .await?
         .into_iter()
-        .filter(|t| t.kind == "pat")
+        .filter(|t| t.kind == portcullis_core::model::TokenKind::Pat)
         .map(|t| TokenView {
             id: t.id,
             label: t.label,

@@ -1,6 +1,6 @@
 //! Users, access tokens and sign-in failures (`IdentityStore`).
 
-use portcullis_core::model::{AccessToken, AccountSource, LoginFailures, TokenScope, User};
+use portcullis_core::model::{AccessToken, AccountSource, LoginFailures, TokenKind, TokenScope, User};
 
 /// A row of `users`.
 #[derive(sqlx::FromRow)]
@@ -42,7 +42,8 @@ pub(crate) struct TokenRow {
     id: i64,
     user_id: i64,
     label: String,
-    kind: String,
+    #[sqlx(try_from = "String")]
+    kind: TokenKind,
     scope: String,
     created_at: i64,
     expires_at: Option<i64>,
@@ -189,7 +190,7 @@ macro_rules! identity_sql {
                 &self,
                 user_id: i64,
                 label: &str,
-                kind: &str,
+                kind: TokenKind,
                 token_hash: &str,
                 scope: TokenScope,
                 expires_at: Option<i64>,
@@ -202,7 +203,7 @@ macro_rules! identity_sql {
                 ))
                 .bind(user_id)
                 .bind(label)
-                .bind(kind)
+                .bind(kind.as_str())
                 .bind(token_hash)
                 .bind(scope.as_str())
                 .bind(now)
