@@ -124,7 +124,7 @@ fn no_content() -> ApiResult {
 }
 
 async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], crate::OPENAPI).into_response()
+    ([(header::CONTENT_TYPE, "application/json")], crate::openapi::DOCUMENT.as_str()).into_response()
 }
 
 async fn me(u: ApiUser) -> ApiResult {

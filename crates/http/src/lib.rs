@@ -14,6 +14,7 @@ use axum::Router;
 mod api;
 mod auth;
 mod error;
+mod openapi;
 mod ops;
 mod scim;
 mod state;
@@ -35,6 +36,3 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::middleware::from_fn(ops::request_id_and_log))
         .with_state(state)
 }
-
-/// The OpenAPI document of `/api/v1`.
-pub const OPENAPI: &str = include_str!("openapi.json");

@@ -310,8 +310,7 @@ enum SignaturesCommand {
     Add {
         /// The organization.
         org: String,
-        /// A category (organization, official, verified_publisher, sponsored_oss, community,
-        /// other_registry), a repository pattern (docker.io/library/*) or *.
+        #[arg(help = images_help())]
         images: String,
         /// A PEM public key file (cosign.pub), ECDSA P-256 or Ed25519; repeat for more.
         #[arg(long = "key", required = true, value_name = "FILE")]
@@ -482,6 +481,12 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The help of a signature rule's images: the categories from the policy's table.
+fn images_help() -> String {
+    let keys: Vec<&str> = policy::Category::ALL.iter().map(|c| c.key).collect();
+    format!("A category ({}), a repository pattern (docker.io/library/*) or *", keys.join(", "))
 }
 
 async fn org_command(api: &cli_api::Api, command: OrgCommand) -> anyhow::Result<()> {
