@@ -157,9 +157,9 @@ impl Iam {
             .hub_badges()
             .await
             .ok()
-            .and_then(|rows| rows.into_iter().find(|(n, _, until)| n == ns && *until > now));
+            .and_then(|rows| rows.into_iter().find(|r| r.namespace == ns && r.expires_at > now));
         let outcome = match stored {
-            Some((_, badge, until)) => Ok((badge, until)),
+            Some(r) => Ok((r.badge, r.expires_at)),
             None => {
                 Metrics::inc(&metrics.badge_lookups);
                 match lookup.badge(ns).await {

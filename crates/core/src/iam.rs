@@ -14,7 +14,7 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::identity::Identity;
 use crate::metrics::Metrics;
-use crate::model::AccountSource;
+use crate::model::{AccountSource, HubBadgeRow, OrgSettingsRow, TeamSettingsRow};
 use crate::orgs::Orgs;
 use crate::ports::MetaStore;
 
@@ -234,7 +234,7 @@ impl Iam {
     /// Reloads settings and exceptions of every org.
     pub async fn refresh(&self) -> Result<()> {
         let mut snap = policy::Snapshot { catalog: self.catalog.clone(), ..Default::default() };
-        for (org, json) in self.meta.all_org_settings().await? {
+        for OrgSettingsRow { org, settings: json } in self.meta.all_org_settings().await? {
             let settings = serde_json::from_str::<Settings>(&json).unwrap_or_else(|e| {
                 // Fail closed: unreadable settings restrict everything but the org's own images.
                 tracing::error!(org, error = %e, "unreadable Image Access Management settings; restricting");
@@ -252,7 +252,7 @@ impl Iam {
         }
         // Badges Docker Hub gave (still fresh), then the administrator's overrides, which win.
         let now = self.clock.now();
-        for (ns, badge, until) in self.meta.hub_badges().await? {
+        for HubBadgeRow { namespace: ns, badge, expires_at: until } in self.meta.hub_badges().await? {
             if until <= now {
                 continue;
             }
@@ -273,7 +273,7 @@ impl Iam {
         for row in self.meta.all_exceptions().await? {
             snap.orgs.entry(row.org).or_default().exceptions.push(row.exception);
         }
-        for (org, team, json) in self.meta.all_team_settings().await? {
+        for TeamSettingsRow { org, team, settings: json } in self.meta.all_team_settings().await? {
             // An unreadable team rule widens nothing (fail closed).
             match serde_json::from_str::<policy::TeamSettings>(&json) {
                 Ok(t) => {

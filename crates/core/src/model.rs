@@ -438,3 +438,29 @@ pub struct PolicyVersion {
     #[serde(skip)]
     pub state: String,
 }
+
+/// An org's stored settings document.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct OrgSettingsRow {
+    pub org: String,
+    /// The settings as JSON (`policy::Settings`).
+    pub settings: String,
+}
+
+/// A team's stored rule.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TeamSettingsRow {
+    pub org: String,
+    pub team: String,
+    /// The rule as JSON (`policy::TeamCategories`).
+    pub settings: String,
+}
+
+/// A Docker Hub namespace's badge as looked up, until it is asked again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubBadgeRow {
+    pub namespace: String,
+    /// `verified_publisher`, `open_source`, or none (community).
+    pub badge: Option<String>,
+    pub expires_at: i64,
+}

@@ -42,7 +42,7 @@ fn scim_binding(ext: &ExternalIdentity) -> String {
 /// moment behind an owner's withdrawal).
 pub(crate) async fn delegations(meta: &dyn MetaStore) -> Result<HashMap<String, Delegation>> {
     let mut out = HashMap::new();
-    for (org, json) in meta.all_org_settings().await? {
+    for crate::model::OrgSettingsRow { org, settings: json } in meta.all_org_settings().await? {
         // Unreadable settings delegate nothing (fail closed).
         let d = serde_json::from_str::<policy::Settings>(&json).map(|s| s.directory).unwrap_or_default();
         out.insert(org, d);

@@ -210,7 +210,7 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     let platform = s.create_team(acme.id, "platform").await.unwrap();
     s.put_team_settings(platform.id, Some(r#"{"x":1}"#), 10).await.unwrap();
     s.put_team_settings(platform.id, Some(r#"{"x":2}"#), 11).await.unwrap();
-    let rule = ("acme".to_owned(), "platform".to_owned(), r#"{"x":2}"#.to_owned());
+    let rule = TeamSettingsRow { org: "acme".into(), team: "platform".into(), settings: r#"{"x":2}"#.into() };
     assert_eq!(s.all_team_settings().await.unwrap(), [rule]);
     s.put_team_settings(platform.id, None, 12).await.unwrap();
     assert!(s.all_team_settings().await.unwrap().is_empty());
@@ -229,6 +229,7 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     s.put_hub_badge("someone", None, 50).await.unwrap();
     s.put_hub_badge("acmesoft", Some("open_source"), 200).await.unwrap();
     let badges = s.hub_badges().await.unwrap();
+    let badges: Vec<_> = badges.into_iter().map(|r| (r.namespace, r.badge, r.expires_at)).collect();
     assert_eq!(badges, [("acmesoft".into(), Some("open_source".into()), 200), ("someone".into(), None, 50)]);
 
     // repositories
@@ -312,7 +313,8 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     // Image Access Management settings and exceptions
     s.put_org_settings(acme.id, r#"{"a":1}"#, 10).await.unwrap();
     s.put_org_settings(acme.id, r#"{"a":2}"#, 11).await.unwrap();
-    assert_eq!(s.all_org_settings().await.unwrap(), vec![("acme".to_string(), r#"{"a":2}"#.to_string())]);
+    let settings = OrgSettingsRow { org: "acme".into(), settings: r#"{"a":2}"#.into() };
+    assert_eq!(s.all_org_settings().await.unwrap(), vec![settings]);
     let e = policy::Exception {
         id: 0,
         pattern: "docker.io/x/*".into(),

@@ -165,7 +165,7 @@ pub trait CacheStore: Send + Sync {
 #[async_trait]
 pub trait PolicyStore: Send + Sync {
     /// Settings JSON of every org that has some, by org name.
-    async fn all_org_settings(&self) -> Result<Vec<(String, String)>>;
+    async fn all_org_settings(&self) -> Result<Vec<OrgSettingsRow>>;
     async fn put_org_settings(&self, org_id: i64, settings_json: &str, now: i64) -> Result<()>;
     async fn all_exceptions(&self) -> Result<Vec<ExceptionRow>>;
     /// Stores an exception (its `id` is ignored) and returns the new id.
@@ -173,7 +173,7 @@ pub trait PolicyStore: Send + Sync {
     async fn delete_exception(&self, org_id: i64, id: i64) -> Result<bool>;
     /// Publisher overrides: (namespace, badge or "none").
     /// Every team rule: (org name, team name, settings JSON).
-    async fn all_team_settings(&self) -> Result<Vec<(String, String, String)>>;
+    async fn all_team_settings(&self) -> Result<Vec<TeamSettingsRow>>;
     /// Sets a team's rule; `None` removes it.
     async fn put_team_settings(&self, team_id: i64, settings_json: Option<&str>, now: i64) -> Result<()>;
     /// Appends the next version of an org's policy (numbered from 1); its number.
@@ -188,7 +188,7 @@ pub trait PolicyStore: Send + Sync {
     /// An org's policy versions, newest first.
     async fn policy_versions(&self, org_id: i64) -> Result<Vec<PolicyVersion>>;
     /// Docker Hub badges looked up: (namespace, badge or none, expires at).
-    async fn hub_badges(&self) -> Result<Vec<(String, Option<String>, i64)>>;
+    async fn hub_badges(&self) -> Result<Vec<HubBadgeRow>>;
     async fn put_hub_badge(&self, namespace: &str, badge: Option<&str>, expires_at: i64) -> Result<()>;
     async fn publisher_overrides(&self) -> Result<Vec<(String, String)>>;
     async fn set_publisher_override(&self, namespace: &str, badge: Option<&str>, by: &str, now: i64) -> Result<bool>;

@@ -72,11 +72,13 @@ pub(crate) fn request(r: RequestRow) -> ExceptionRequest {
 macro_rules! policy_sql {
     ($store:ident, $db:ty) => {
         measured_impl!(portcullis_core::ports::PolicyStore, $store, {
-            async fn all_org_settings(&self) -> Result<Vec<(String, String)>> {
-                sqlx::query_as("SELECT o.name, s.settings FROM org_settings s JOIN orgs o ON o.id = s.org_id ORDER BY o.name")
-                    .fetch_all(&self.read)
-                    .await
-                    .map_err(db)
+            async fn all_org_settings(&self) -> Result<Vec<OrgSettingsRow>> {
+                let rows: Vec<(String, String)> =
+                    sqlx::query_as("SELECT o.name, s.settings FROM org_settings s JOIN orgs o ON o.id = s.org_id ORDER BY o.name")
+                        .fetch_all(&self.read)
+                        .await
+                        .map_err(db)?;
+                Ok(rows.into_iter().map(|(org, settings)| OrgSettingsRow { org, settings }).collect())
             }
 
             async fn put_org_settings(&self, org_id: i64, settings_json: &str, now: i64) -> Result<()> {
@@ -133,14 +135,15 @@ macro_rules! policy_sql {
                 Ok(r.rows_affected() > 0)
             }
 
-            async fn all_team_settings(&self) -> Result<Vec<(String, String, String)>> {
-                sqlx::query_as(
+            async fn all_team_settings(&self) -> Result<Vec<TeamSettingsRow>> {
+                let rows: Vec<(String, String, String)> = sqlx::query_as(
                     "SELECT o.name, t.name, s.settings FROM team_settings s JOIN teams t ON t.id = s.team_id \
                      JOIN orgs o ON o.id = t.org_id ORDER BY o.name, t.name",
                 )
                 .fetch_all(&self.read)
                 .await
-                .map_err(db)
+                .map_err(db)?;
+                Ok(rows.into_iter().map(|(org, team, settings)| TeamSettingsRow { org, team, settings }).collect())
             }
 
             async fn put_team_settings(&self, team_id: i64, settings_json: Option<&str>, now: i64) -> Result<()> {
@@ -208,11 +211,13 @@ macro_rules! policy_sql {
                     .collect())
             }
 
-            async fn hub_badges(&self) -> Result<Vec<(String, Option<String>, i64)>> {
-                sqlx::query_as("SELECT namespace, badge, expires_at FROM hub_badges ORDER BY namespace")
-                    .fetch_all(&self.read)
-                    .await
-                    .map_err(db)
+            async fn hub_badges(&self) -> Result<Vec<HubBadgeRow>> {
+                let rows: Vec<(String, Option<String>, i64)> =
+                    sqlx::query_as("SELECT namespace, badge, expires_at FROM hub_badges ORDER BY namespace")
+                        .fetch_all(&self.read)
+                        .await
+                        .map_err(db)?;
+                Ok(rows.into_iter().map(|(namespace, badge, expires_at)| HubBadgeRow { namespace, badge, expires_at }).collect())
             }
 
             async fn put_hub_badge(&self, namespace: &str, badge: Option<&str>, expires_at: i64) -> Result<()> {

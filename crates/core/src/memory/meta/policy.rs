@@ -4,17 +4,29 @@ use super::*;
 
 #[async_trait]
 impl PolicyStore for MemoryMeta {
-    async fn all_org_settings(&self) -> Result<Vec<(String, String)>> {
+    async fn all_org_settings(&self) -> Result<Vec<OrgSettingsRow>> {
         self.with(|s| {
-            let mut v: Vec<(String, String)> =
-                s.settings.iter().filter_map(|(o, j)| s.orgs.get(o).map(|org| (org.name.clone(), j.clone()))).collect();
+            let mut v: Vec<OrgSettingsRow> = s
+                .settings
+                .iter()
+                .filter_map(|(o, j)| {
+                    s.orgs.get(o).map(|org| OrgSettingsRow { org: org.name.clone(), settings: j.clone() })
+                })
+                .collect();
             v.sort();
             Ok(v)
         })
     }
 
-    async fn hub_badges(&self) -> Result<Vec<(String, Option<String>, i64)>> {
-        self.with(|s| Ok(s.hub_badges.iter().map(|(n, (b, e))| (n.clone(), b.clone(), *e)).collect()))
+    async fn hub_badges(&self) -> Result<Vec<HubBadgeRow>> {
+        self.with(|s| {
+            let row = |(n, (b, e)): (&String, &(Option<String>, i64))| HubBadgeRow {
+                namespace: n.clone(),
+                badge: b.clone(),
+                expires_at: *e,
+            };
+            Ok(s.hub_badges.iter().map(row).collect())
+        })
     }
 
     async fn put_hub_badge(&self, namespace: &str, badge: Option<&str>, expires_at: i64) -> Result<()> {
@@ -24,14 +36,15 @@ impl PolicyStore for MemoryMeta {
         })
     }
 
-    async fn all_team_settings(&self) -> Result<Vec<(String, String, String)>> {
+    async fn all_team_settings(&self) -> Result<Vec<TeamSettingsRow>> {
         self.with(|s| {
-            let mut v: Vec<(String, String, String)> = s
+            let mut v: Vec<TeamSettingsRow> = s
                 .team_settings
                 .iter()
                 .filter_map(|(t, j)| {
                     let team = s.teams.get(t)?;
-                    Some((s.orgs.get(&team.org_id)?.name.clone(), team.name.clone(), j.clone()))
+                    let org = s.orgs.get(&team.org_id)?.name.clone();
+                    Some(TeamSettingsRow { org, team: team.name.clone(), settings: j.clone() })
                 })
                 .collect();
             v.sort();
