@@ -355,7 +355,7 @@ impl Iam {
         let mut hits: std::collections::BTreeMap<(String, String), (u64, String)> = Default::default();
         let mut already_denied = 0;
         for p in &pulls {
-            if p.decision.as_deref() == Some("denied") {
+            if p.decision == Some(crate::model::AuditDecision::Denied) {
                 already_denied += 1;
                 continue;
             }

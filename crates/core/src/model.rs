@@ -330,12 +330,43 @@ pub struct AuditEntry {
     pub digest: Option<String>,
     pub category: Option<String>,
     pub rule: Option<String>,
-    /// `allowed`, `denied`, `would_deny` for pulls.
-    pub decision: Option<String>,
+    /// What was decided, for pulls.
+    pub decision: Option<AuditDecision>,
     pub client: Option<String>,
     pub user_agent: Option<String>,
     /// JSON with details (settings before/after, ...).
     pub detail: Option<String>,
+}
+
+/// What a pull's audit entry says was decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditDecision {
+    Allowed,
+    Denied,
+    /// Served in a dry run that the settings would deny.
+    WouldDeny,
+}
+
+impl AuditDecision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditDecision::Allowed => "allowed",
+            AuditDecision::Denied => "denied",
+            AuditDecision::WouldDeny => "would_deny",
+        }
+    }
+}
+
+impl TryFrom<String> for AuditDecision {
+    type Error = UnknownValue;
+
+    fn try_from(s: String) -> Result<AuditDecision, UnknownValue> {
+        [AuditDecision::Allowed, AuditDecision::Denied, AuditDecision::WouldDeny]
+            .into_iter()
+            .find(|d| d.as_str() == s)
+            .ok_or(UnknownValue("audit decision", s))
+    }
 }
 
 /// Filters of an audit query; results are newest first, `before` is the paging cursor (an id).

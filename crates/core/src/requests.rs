@@ -59,7 +59,7 @@ impl Iam {
                 let q = AuditQuery {
                     actor: Some(who.username.clone()),
                     image: Some(canonical.clone()),
-                    decision: Some("denied".into()),
+                    decision: Some(crate::model::AuditDecision::Denied.as_str().into()),
                     limit: Some(1),
                     ..Default::default()
                 };

@@ -347,7 +347,7 @@ pub async fn meta_suite(s: &dyn MetaStore) {
         actor: "bob".into(),
         action: "pull".into(),
         image: Some("docker.io/someone/app".into()),
-        decision: Some(decision.into()),
+        decision: Some(AuditDecision::try_from(decision.to_owned()).unwrap()),
         ..Default::default()
     };
     s.append_audit(&[pull(100, "acme", "allowed"), pull(200, "acme", "denied"), pull(300, "other", "denied")])

@@ -38,7 +38,7 @@ use crate::content::Contents;
 use crate::error::Error;
 use crate::iam::Iam;
 use crate::identity::Identity;
-use crate::model::AuditEntry;
+use crate::model::{AuditDecision, AuditEntry};
 use crate::orgs::Orgs;
 use crate::tokens::{Claims, TokenIssuer};
 
@@ -658,7 +658,7 @@ impl Gate {
             action: "pull".into(),
             image: Some(image.canonical()),
             digest: image.digest.clone(),
-            decision: Some(audit_decision(d.effect).into()),
+            decision: Some(audit_decision(d.effect)),
             client: Some(client.to_owned()),
             user_agent: Some(agent.chars().take(200).collect()),
             ..Default::default()
@@ -701,10 +701,10 @@ fn effect_str(e: Effect) -> &'static str {
 }
 
 /// The decision as the audit log names it.
-pub fn audit_decision(e: Effect) -> &'static str {
+pub fn audit_decision(e: Effect) -> AuditDecision {
     match e {
-        Effect::Allow => "allowed",
-        Effect::Deny => "denied",
-        Effect::WouldDeny => "would_deny",
+        Effect::Allow => AuditDecision::Allowed,
+        Effect::Deny => AuditDecision::Denied,
+        Effect::WouldDeny => AuditDecision::WouldDeny,
     }
 }

@@ -438,7 +438,7 @@ async fn served_manifests_and_denials_are_audited_check_is_not() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let seen: Vec<(String, String)> =
-        pulls.iter().map(|p| (p.image.clone().unwrap(), p.decision.clone().unwrap())).rev().collect();
+        pulls.iter().map(|p| (p.image.clone().unwrap(), p.decision.unwrap().as_str().to_owned())).rev().collect();
     assert_eq!(
         seen,
         [

@@ -182,7 +182,7 @@ pub async fn log(
             image: e.image.unwrap_or_default(),
             short: e.digest.as_deref().map(format::short_digest).unwrap_or_default(),
             digest: e.digest.unwrap_or_default(),
-            decision: e.decision.unwrap_or_default(),
+            decision: e.decision.map(|d| d.as_str().to_owned()).unwrap_or_default(),
             category: e.category.unwrap_or_default(),
             rule: e.rule.unwrap_or_default(),
             details: details(&e.action, e.detail.as_deref()),

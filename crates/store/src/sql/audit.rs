@@ -1,7 +1,7 @@
 //! The audit log (`AuditStore`): appended in batches, queried with filters and a cursor,
 //! pruned past its retention, and counted by day for the activity chart.
 
-use portcullis_core::model::{ActivityRow, AuditEntry};
+use portcullis_core::model::{ActivityRow, AuditDecision, AuditEntry, UnknownValue};
 
 /// A row of `audit_log`.
 #[derive(sqlx::FromRow)]
@@ -21,8 +21,9 @@ pub(crate) struct AuditRow {
     detail: Option<String>,
 }
 
-pub(crate) fn audit_entry(r: AuditRow) -> AuditEntry {
-    AuditEntry {
+/// An entry from its row; a decision none of ours is a database error.
+pub(crate) fn audit_entry(r: AuditRow) -> Result<AuditEntry, UnknownValue> {
+    Ok(AuditEntry {
         id: r.id,
         at: r.at,
         org: r.org,
@@ -32,11 +33,11 @@ pub(crate) fn audit_entry(r: AuditRow) -> AuditEntry {
         digest: r.digest,
         category: r.category,
         rule: r.rule,
-        decision: r.decision,
+        decision: r.decision.map(AuditDecision::try_from).transpose()?,
         client: r.client,
         user_agent: r.user_agent,
         detail: r.detail,
-    }
+    })
 }
 
 /// Pulls of one category with one decision on one day.
@@ -75,7 +76,7 @@ macro_rules! audit_sql {
                             .push_bind(&e.digest)
                             .push_bind(&e.category)
                             .push_bind(&e.rule)
-                            .push_bind(&e.decision)
+                            .push_bind(e.decision.map(AuditDecision::as_str))
                             .push_bind(&e.client)
                             .push_bind(&e.user_agent)
                             .push_bind(&e.detail);
@@ -106,7 +107,7 @@ macro_rules! audit_sql {
                 .fetch_all(&self.read)
                 .await
                 .map_err(db)?;
-                Ok(rows.into_iter().map(audit_entry).collect())
+                rows.into_iter().map(|r| audit_entry(r).map_err(|e| Error::Db(portcullis_core::error::Cause::from_error("", e)))).collect()
             }
 
             async fn prune_audit(&self, before: i64) -> Result<u64> {

@@ -22,7 +22,11 @@ impl AuditStore for MemoryMeta {
                 .rev()
                 .filter(|e| org.is_none() || e.org.as_deref() == org)
                 .filter(|e| q.actor.as_ref().is_none_or(|a| a == &e.actor))
-                .filter(|e| eq(&q.image, &e.image) && eq(&q.decision, &e.decision) && eq(&q.category, &e.category))
+                .filter(|e| {
+                    eq(&q.image, &e.image)
+                        && q.decision.as_deref().is_none_or(|d| e.decision.is_some_and(|x| x.as_str() == d))
+                        && eq(&q.category, &e.category)
+                })
                 .filter(|e| q.action.as_ref().is_none_or(|a| a == &e.action))
                 .filter(|e| q.since.is_none_or(|t| e.at >= t) && q.until.is_none_or(|t| e.at <= t))
                 .filter(|e| q.before.is_none_or(|b| e.id < b))
@@ -47,9 +51,9 @@ impl AuditStore for MemoryMeta {
                 if e.org.as_deref() != Some(org) || e.at < since || e.action != "pull" {
                     continue;
                 }
-                let Some(decision) = &e.decision else { continue };
+                let Some(decision) = e.decision.map(|d| d.as_str().to_owned()) else { continue };
                 let category = e.category.clone().unwrap_or_else(|| "unknown".into());
-                *counts.entry((e.at / 86_400, category, decision.clone())).or_default() += 1;
+                *counts.entry((e.at / 86_400, category, decision)).or_default() += 1;
             }
             Ok(counts
                 .into_iter()
