@@ -114,16 +114,16 @@ impl Services {
             settings.proxy,
         ));
         let contents = Arc::new(Contents::new(registry.clone(), proxy.clone(), blobs.clone()));
-        let gate = Gate::new(
-            identity.clone(),
-            iam.clone(),
-            orgs.clone(),
-            contents.clone(),
-            audit.clone(),
-            tokens.clone(),
-            clock.clone(),
-            settings.gate,
-        );
+        let gate = Gate {
+            identity: identity.clone(),
+            iam: iam.clone(),
+            orgs: orgs.clone(),
+            contents: contents.clone(),
+            audit: audit.clone(),
+            tokens: tokens.clone(),
+            clock: clock.clone(),
+            config: settings.gate,
+        };
         let replica = Arc::new(Replica::new(meta.clone(), identity.clone(), iam.clone(), tokens.clone(), generation));
         let sso = Arc::new(crate::sso::Sso::new(meta.clone(), identity.clone(), audit.clone()));
         if let Some(directory) = password_directory {

@@ -239,16 +239,16 @@ fn token_grants(claims: Option<&Claims>, name: &RepoName, action: Action) -> boo
     claims.is_none_or(|c| c.grants(name.as_str(), action.as_str()))
 }
 
-/// The gate.
+/// The gate, built once by `Services::start` on the services it asks.
 pub struct Gate {
-    identity: Arc<Identity>,
-    iam: Arc<Iam>,
-    orgs: Arc<Orgs>,
-    contents: Arc<Contents>,
-    audit: Arc<Audit>,
-    tokens: Arc<TokenIssuer>,
-    clock: Arc<dyn Clock>,
-    config: GateConfig,
+    pub(crate) identity: Arc<Identity>,
+    pub(crate) iam: Arc<Iam>,
+    pub(crate) orgs: Arc<Orgs>,
+    pub(crate) contents: Arc<Contents>,
+    pub(crate) audit: Arc<Audit>,
+    pub(crate) tokens: Arc<TokenIssuer>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) config: GateConfig,
 }
 
 /// What one run of the gate gathers besides its answer (the trace `check` shows).
@@ -270,20 +270,6 @@ impl Run {
 }
 
 impl Gate {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        identity: Arc<Identity>,
-        iam: Arc<Iam>,
-        orgs: Arc<Orgs>,
-        contents: Arc<Contents>,
-        audit: Arc<Audit>,
-        tokens: Arc<TokenIssuer>,
-        clock: Arc<dyn Clock>,
-        config: GateConfig,
-    ) -> Gate {
-        Gate { identity, iam, orgs, contents, audit, tokens, clock, config }
-    }
-
     /// Who presents `bearer` (a registry token), for requests to `ep`. No token: `Nobody`.
     pub fn caller(&self, bearer: Option<&str>, ep: &Endpoint) -> Result<Caller, Denial> {
         let Some(token) = bearer else { return Ok(Caller::Nobody) };
