@@ -263,7 +263,7 @@ impl Iam {
             };
             self.hub.remember(&ns, until);
         }
-        for (ns, badge) in self.meta.publisher_overrides().await? {
+        for crate::model::PublisherOverrideRow { namespace: ns, badge } in self.meta.publisher_overrides().await? {
             match badge.as_str() {
                 "verified_publisher" => snap.catalog.badges.insert(ns, Badge::VerifiedPublisher),
                 "open_source" => snap.catalog.badges.insert(ns, Badge::OpenSource),

@@ -495,3 +495,40 @@ pub struct HubBadgeRow {
     pub badge: Option<String>,
     pub expires_at: i64,
 }
+
+/// Where a cached tag points and when that was last confirmed upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagEntry {
+    pub digest: String,
+    pub checked_at: i64,
+}
+
+/// A recorded blob and its size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobRow {
+    pub digest: String,
+    pub size: u64,
+}
+
+/// A token signing key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKeyRow {
+    pub kid: String,
+    /// The Ed25519 key pair, PKCS#8.
+    pub pkcs8: Vec<u8>,
+}
+
+/// An administrator's badge for a Docker Hub namespace (`none`: community).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublisherOverrideRow {
+    pub namespace: String,
+    pub badge: String,
+}
+
+/// A team's SCIM attributes (as a SCIM group).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScimGroupRow {
+    pub team_id: i64,
+    /// The attributes as JSON.
+    pub attrs: String,
+}

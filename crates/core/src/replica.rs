@@ -43,7 +43,7 @@ impl Replica {
         if now == self.generation.load(Ordering::Acquire) {
             return Ok(());
         }
-        let keys: Vec<Vec<u8>> = self.store.signing_keys().await?.into_iter().map(|(_, k)| k).collect();
+        let keys: Vec<Vec<u8>> = self.store.signing_keys().await?.into_iter().map(|k| k.pkcs8).collect();
         self.identity.refresh_directory().await?;
         self.iam.refresh().await?;
         self.tokens.set_keys(&keys)?;

@@ -47,7 +47,7 @@ pub async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
 pub async fn signing_keys(meta: &dyn MetaStore, data_dir: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
     let keys = meta.signing_keys().await?;
     if !keys.is_empty() {
-        return Ok(keys.into_iter().map(|(_, k)| k).collect());
+        return Ok(keys.into_iter().map(|k| k.pkcs8).collect());
     }
     let key = match std::fs::read(data_dir.join("keys/token-signing-ed25519.pk8")) {
         Ok(k) => k,
@@ -55,7 +55,7 @@ pub async fn signing_keys(meta: &dyn MetaStore, data_dir: &Path) -> anyhow::Resu
     };
     meta.add_signing_key(&portcullis_core::tokens::key_id(&key)?, &key, portcullis_core::clock::system_now()).await?;
     // Replicas starting together may each have added one: all agree on the newest.
-    Ok(meta.signing_keys().await?.into_iter().map(|(_, k)| k).collect())
+    Ok(meta.signing_keys().await?.into_iter().map(|k| k.pkcs8).collect())
 }
 
 /// Changes the log level of a running server.

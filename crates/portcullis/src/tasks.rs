@@ -34,7 +34,7 @@ pub async fn fsck(config: &Config, quarantine: bool) -> anyhow::Result<()> {
     let recorded = stores.meta.list_blobs().await?;
     let total = recorded.len();
     let (mut bad, mut missing) = (0usize, 0usize);
-    for (i, (digest, size)) in recorded.iter().enumerate() {
+    for (i, portcullis_core::model::BlobRow { digest, size }) in recorded.iter().enumerate() {
         let d: oci::Digest = digest.parse().map_err(|_| anyhow::anyhow!("invalid digest {digest} in the database"))?;
         let result = scan(stores.blobs.as_ref(), &d).await;
         let problem = match result {
@@ -59,7 +59,7 @@ pub async fn fsck(config: &Config, quarantine: bool) -> anyhow::Result<()> {
         }
     }
     let on_disk = stores.blobs.list().await?;
-    let unrecorded = on_disk.iter().filter(|d| !recorded.iter().any(|(r, _)| r == *d)).count();
+    let unrecorded = on_disk.iter().filter(|d| !recorded.iter().any(|r| r.digest == **d)).count();
     println!("fsck: {total} blobs checked, {bad} bad ({missing} missing), {unrecorded} stored but unreferenced");
     if bad > 0 && !quarantine {
         bail!("{bad} bad blobs; run `portcullis fsck --quarantine` to stop serving them");
@@ -174,7 +174,7 @@ pub async fn gc(config: &Config, max_bytes: Option<u64>, uploads_older_than: i64
         }
     }
     let known: std::collections::HashSet<String> =
-        stores.meta.list_blobs().await?.into_iter().map(|(d, _)| d).collect();
+        stores.meta.list_blobs().await?.into_iter().map(|b| b.digest).collect();
     let mut orphans = 0;
     for d in stores.blobs.list().await? {
         if !known.contains(&d)

@@ -262,16 +262,16 @@ pub async fn copy_metadata(
     Ok(out)
 }
 
-/// Copies the recorded blobs (digest, size) that `to` lacks, each verified against its digest
+/// Copies the recorded blobs that `to` lacks, each verified against its digest
 /// before it becomes visible. Returns (copied, already present, bytes copied).
 pub async fn copy_blobs(
-    recorded: &[(String, u64)],
+    recorded: &[portcullis_core::model::BlobRow],
     from: &dyn BlobStore,
     to: &crate::S3Blobs,
     mut progress: impl FnMut(usize, u64),
 ) -> Result<(u64, u64, u64)> {
     let (mut copied, mut present, mut bytes) = (0, 0, 0);
-    for (i, (recorded, size)) in recorded.iter().enumerate() {
+    for (i, portcullis_core::model::BlobRow { digest: recorded, size }) in recorded.iter().enumerate() {
         let digest = &recorded
             .parse()
             .map_err(|_| Error::Invalid(format!("a blob is recorded under {recorded:?}, no digest")))?;

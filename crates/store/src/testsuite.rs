@@ -200,7 +200,10 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     let grp = s.create_team(acme.id, "scimmed").await.unwrap();
     s.put_scim_group(grp.id, r#"{"externalId":"g1"}"#, 14).await.unwrap();
     s.put_scim_group(grp.id, r#"{"externalId":"g2"}"#, 15).await.unwrap();
-    assert_eq!(s.scim_groups().await.unwrap(), [(grp.id, r#"{"externalId":"g2"}"#.to_owned())]);
+    assert_eq!(
+        s.scim_groups().await.unwrap(),
+        [ScimGroupRow { team_id: grp.id, attrs: r#"{"externalId":"g2"}"#.into() }]
+    );
     s.delete_team(grp.id).await.unwrap();
     s.delete_user(dave.id).await.unwrap();
     assert!(s.scim_groups().await.unwrap().is_empty());
@@ -271,18 +274,19 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     // pull-through cache bookkeeping
     assert!(s.blob_referenced(r.id, D1).await.unwrap(), "the manifest references D1");
     assert!(!s.blob_referenced(r.id, D2).await.unwrap());
-    let (digest, checked) = s.tag_entry(r.id, "latest").await.unwrap().unwrap();
-    assert_eq!((digest.as_str(), checked), (D2, 10));
+    let TagEntry { digest, checked_at } = s.tag_entry(r.id, "latest").await.unwrap().unwrap();
+    assert_eq!((digest.as_str(), checked_at), (D2, 10));
     s.touch_tag(r.id, "latest", 99).await.unwrap();
-    assert_eq!(s.tag_entry(r.id, "latest").await.unwrap().unwrap().1, 99);
+    assert_eq!(s.tag_entry(r.id, "latest").await.unwrap().unwrap().checked_at, 99);
     let c1 = "sha256:4444444444444444444444444444444444444444444444444444444444444444";
     let c2 = "sha256:5555555555555555555555555555555555555555555555555555555555555555";
     s.put_cached_blob(c1, 100, 20).await.unwrap();
     s.put_cached_blob(c2, 50, 10).await.unwrap();
     assert_eq!(s.cached_bytes().await.unwrap(), 150);
-    assert_eq!(s.cached_lru(10).await.unwrap(), vec![(c2.to_string(), 50), (c1.to_string(), 100)]);
+    let lru: Vec<(String, u64)> = s.cached_lru(10).await.unwrap().into_iter().map(|b| (b.digest, b.size)).collect();
+    assert_eq!(lru, vec![(c2.to_string(), 50), (c1.to_string(), 100)]);
     s.touch_blob(c2, 500).await.unwrap();
-    assert_eq!(s.cached_lru(1).await.unwrap()[0].0, c1, "touched blobs move to the back");
+    assert_eq!(s.cached_lru(1).await.unwrap()[0].digest, c1, "touched blobs move to the back");
     s.put_blob(c1, 100, 30).await.unwrap();
     assert_eq!(s.cached_bytes().await.unwrap(), 50, "a pushed blob is no longer evictable");
     assert!(s.unreferenced_blobs().await.unwrap().contains(&c2.to_string()));
@@ -295,7 +299,7 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     assert!(s.delete_manifest(r.id, D2).await.unwrap());
     assert!(s.manifest_by_tag(r.id, "latest").await.unwrap().is_none(), "tags go with their manifest");
     assert!(s.unlink_blob(r.id, D1).await.unwrap());
-    assert_eq!(s.list_blobs().await.unwrap(), vec![(D1.to_string(), 3)]);
+    assert_eq!(s.list_blobs().await.unwrap(), vec![BlobRow { digest: D1.into(), size: 3 }]);
     s.forget_blob(D1).await.unwrap();
     assert!(s.blob_size(D1).await.unwrap().is_none());
 
@@ -336,7 +340,8 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     // publisher overrides
     assert!(s.set_publisher_override("someone", Some("verified_publisher"), "admin", 1).await.unwrap());
     assert!(s.set_publisher_override("someone", Some("none"), "admin", 2).await.unwrap());
-    assert_eq!(s.publisher_overrides().await.unwrap(), vec![("someone".to_string(), "none".to_string())]);
+    let none = PublisherOverrideRow { namespace: "someone".into(), badge: "none".into() };
+    assert_eq!(s.publisher_overrides().await.unwrap(), vec![none]);
     assert!(s.set_publisher_override("someone", None, "admin", 3).await.unwrap());
     assert!(!s.set_publisher_override("someone", None, "admin", 3).await.unwrap());
 
@@ -478,7 +483,7 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     s.add_signing_key("k1", b"one", 10).await.unwrap();
     s.add_signing_key("k2", b"two", 20).await.unwrap();
     s.add_signing_key("k1", b"other", 30).await.unwrap();
-    let keys = s.signing_keys().await.unwrap();
+    let keys: Vec<(String, Vec<u8>)> = s.signing_keys().await.unwrap().into_iter().map(|k| (k.kid, k.pkcs8)).collect();
     assert_eq!(keys, vec![("k2".to_string(), b"two".to_vec()), ("k1".to_string(), b"one".to_vec())]);
     let g1 = s.generation().await.unwrap();
     assert!(g1 > g0);

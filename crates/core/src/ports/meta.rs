@@ -103,7 +103,7 @@ pub trait ContentStore: Send + Sync {
     async fn linked_blob(&self, repo_id: i64, digest: &str) -> Result<Option<u64>>;
     async fn unlink_blob(&self, repo_id: i64, digest: &str) -> Result<bool>;
     /// All blob digests with their sizes (for fsck).
-    async fn list_blobs(&self) -> Result<Vec<(String, u64)>>;
+    async fn list_blobs(&self) -> Result<Vec<BlobRow>>;
     /// Forgets a blob and all its links (fsck quarantine, eviction).
     async fn forget_blob(&self, digest: &str) -> Result<()>;
     /// Blobs no repository links and no manifest references.
@@ -148,7 +148,7 @@ pub trait UploadStore: Send + Sync {
 #[async_trait]
 pub trait CacheStore: Send + Sync {
     /// The digest a tag points to and when it was last confirmed.
-    async fn tag_entry(&self, repo_id: i64, tag: &str) -> Result<Option<(String, i64)>>;
+    async fn tag_entry(&self, repo_id: i64, tag: &str) -> Result<Option<TagEntry>>;
     async fn touch_tag(&self, repo_id: i64, tag: &str, now: i64) -> Result<()>;
     /// True when a manifest of the repository references the blob.
     async fn blob_referenced(&self, repo_id: i64, digest: &str) -> Result<bool>;
@@ -158,7 +158,7 @@ pub trait CacheStore: Send + Sync {
     /// Total bytes of evictable cached blobs.
     async fn cached_bytes(&self) -> Result<u64>;
     /// Evictable cached blobs, least recently used first.
-    async fn cached_lru(&self, limit: usize) -> Result<Vec<(String, u64)>>;
+    async fn cached_lru(&self, limit: usize) -> Result<Vec<BlobRow>>;
 }
 
 /// Image Access Management: org settings, exceptions, exception requests, publisher overrides.
@@ -190,7 +190,7 @@ pub trait PolicyStore: Send + Sync {
     /// Docker Hub badges looked up: (namespace, badge or none, expires at).
     async fn hub_badges(&self) -> Result<Vec<HubBadgeRow>>;
     async fn put_hub_badge(&self, namespace: &str, badge: Option<&str>, expires_at: i64) -> Result<()>;
-    async fn publisher_overrides(&self) -> Result<Vec<(String, String)>>;
+    async fn publisher_overrides(&self) -> Result<Vec<PublisherOverrideRow>>;
     async fn set_publisher_override(&self, namespace: &str, badge: Option<&str>, by: &str, now: i64) -> Result<bool>;
     /// Stores a request (its `id`, `org` and decision fields are ignored); returns the new id.
     async fn create_exception_request(&self, org_id: i64, r: &ExceptionRequest) -> Result<i64>;
@@ -241,7 +241,7 @@ pub trait ClusterStore: Send + Sync {
     /// settings, exceptions, publishers and signing keys (replicas poll it to reload).
     async fn generation(&self) -> Result<i64>;
     /// Token signing keys (kid, PKCS#8), newest first.
-    async fn signing_keys(&self) -> Result<Vec<(String, Vec<u8>)>>;
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRow>>;
     /// Adds a signing key (a key with the same kid is kept as it is).
     async fn add_signing_key(&self, kid: &str, pkcs8: &[u8], now: i64) -> Result<()>;
     /// Cheap reachability check for `/readyz`.
@@ -280,7 +280,7 @@ pub trait ScimStore: Send + Sync {
     /// Sets a user's SCIM attributes (and the org that provisions it).
     async fn put_scim_user(&self, user_id: i64, org_id: Option<i64>, attrs: &str, now: i64) -> Result<()>;
     /// Every team's SCIM attributes: (team id, attributes).
-    async fn scim_groups(&self) -> Result<Vec<(i64, String)>>;
+    async fn scim_groups(&self) -> Result<Vec<ScimGroupRow>>;
     async fn put_scim_group(&self, team_id: i64, attrs: &str, now: i64) -> Result<()>;
     /// Deletes every access token of a user (deprovisioning); how many there were.
     async fn delete_user_tokens(&self, user_id: i64) -> Result<u64>;

@@ -25,7 +25,7 @@ pub async fn evict(
     while total > max_bytes {
         let victims = meta.cached_lru(64).await?;
         let mut progressed = false;
-        for (d, size) in victims {
+        for crate::model::BlobRow { digest: d, size } in victims {
             if busy(&d) {
                 continue;
             }

@@ -11,7 +11,7 @@ use super::Proxy;
 use crate::content::ServedManifest;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::model::ManifestRow;
+use crate::model::{ManifestRow, TagEntry};
 
 impl Proxy {
     /// A manifest by tag or digest (marked stale when served while the upstream fails).
@@ -32,8 +32,8 @@ impl Proxy {
             Reference::Tag(t) => {
                 let now = s.clock.now();
                 let cached = s.meta.tag_entry(repo, t.as_str()).await?;
-                if let Some((digest, checked)) = &cached
-                    && now - checked < s.config.tag_ttl_secs
+                if let Some(TagEntry { digest, checked_at }) = &cached
+                    && now - checked_at < s.config.tag_ttl_secs
                     && let Some(row) = s.meta.manifest(repo, digest).await?
                 {
                     Metrics::inc(&s.metrics.manifest_hits);
@@ -41,7 +41,7 @@ impl Proxy {
                 }
                 Metrics::inc(&s.metrics.manifest_misses);
                 let fresh = match &cached {
-                    Some((digest, _)) => match s.upstream.manifest_digest(up, t.as_str()).await {
+                    Some(TagEntry { digest, .. }) => match s.upstream.manifest_digest(up, t.as_str()).await {
                         Ok(Some(d)) if &d == digest => {
                             s.meta.touch_tag(repo, t.as_str(), now).await?;
                             s.meta
@@ -59,7 +59,7 @@ impl Proxy {
                 };
                 match (fresh, cached) {
                     (Ok(m), _) => Ok(m),
-                    (Err(e @ (Error::Unavailable(_) | Error::Throttled { .. })), Some((digest, _))) => {
+                    (Err(e @ (Error::Unavailable(_) | Error::Throttled { .. })), Some(TagEntry { digest, .. })) => {
                         match s.meta.manifest(repo, &digest).await? {
                             Some(row) => {
                                 tracing::warn!(image = %up.canonical(), error = %e, "upstream failing; serving the cached tag");
@@ -87,15 +87,15 @@ impl Proxy {
             Some(repo) => s.meta.tag_entry(repo, tag.as_str()).await?,
             None => None,
         };
-        if let Some((digest, checked)) = &cached
-            && s.clock.now() - checked < s.config.tag_ttl_secs
+        if let Some(TagEntry { digest, checked_at }) = &cached
+            && s.clock.now() - checked_at < s.config.tag_ttl_secs
         {
             return Ok(digest.parse().ok());
         }
         match s.upstream.manifest_digest(up, tag.as_str()).await {
             Ok(d) => Ok(d.and_then(|d| d.parse().ok())),
             Err(e @ (Error::Unavailable(_) | Error::Throttled { .. })) => match cached {
-                Some((digest, _)) => Ok(digest.parse().ok()),
+                Some(TagEntry { digest, .. }) => Ok(digest.parse().ok()),
                 None => Err(e),
             },
             Err(e) => Err(e),

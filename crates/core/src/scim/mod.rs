@@ -264,7 +264,7 @@ impl Scim {
             .scim_groups()
             .await?
             .into_iter()
-            .map(|(id, a)| (id, serde_json::from_str(&a).unwrap_or_else(|_| json!({}))))
+            .map(|g| (g.team_id, serde_json::from_str(&g.attrs).unwrap_or_else(|_| json!({}))))
             .collect();
         Ok(World { users, user_attrs, teams, group_attrs, members: dir.members })
     }

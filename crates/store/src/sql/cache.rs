@@ -4,13 +4,14 @@
 macro_rules! cache_sql {
     ($store:ident, $db:ty) => {
         measured_impl!(portcullis_core::ports::CacheStore, $store, {
-            async fn tag_entry(&self, repo_id: i64, tag: &str) -> Result<Option<(String, i64)>> {
-                sqlx::query_as("SELECT digest, updated_at FROM tags WHERE repo_id = $1 AND name = $2")
+            async fn tag_entry(&self, repo_id: i64, tag: &str) -> Result<Option<TagEntry>> {
+                let r: Option<(String, i64)> = sqlx::query_as("SELECT digest, updated_at FROM tags WHERE repo_id = $1 AND name = $2")
                     .bind(repo_id)
                     .bind(tag)
                     .fetch_optional(&self.read)
                     .await
-                    .map_err(db)
+                    .map_err(db)?;
+                Ok(r.map(|(digest, checked_at)| TagEntry { digest, checked_at }))
             }
 
             async fn touch_tag(&self, repo_id: i64, tag: &str, now: i64) -> Result<()> {
@@ -67,14 +68,14 @@ macro_rules! cache_sql {
                 Ok(n as u64)
             }
 
-            async fn cached_lru(&self, limit: usize) -> Result<Vec<(String, u64)>> {
+            async fn cached_lru(&self, limit: usize) -> Result<Vec<BlobRow>> {
                 let r: Vec<(String, i64)> =
                     sqlx::query_as("SELECT digest, size FROM blobs WHERE cached = 1 ORDER BY COALESCE(last_used_at, 0), digest LIMIT $1")
                         .bind(limit as i64)
                         .fetch_all(&self.read)
                         .await
                         .map_err(db)?;
-                Ok(r.into_iter().map(|(d, s)| (d, s as u64)).collect())
+                Ok(r.into_iter().map(|(digest, size)| BlobRow { digest, size: size as u64 }).collect())
             }
         });
     };

@@ -38,11 +38,12 @@ macro_rules! cluster_sql {
                 Ok(v)
             }
 
-            async fn signing_keys(&self) -> Result<Vec<(String, Vec<u8>)>> {
-                sqlx::query_as("SELECT kid, pkcs8 FROM signing_keys ORDER BY created_at DESC, kid DESC")
+            async fn signing_keys(&self) -> Result<Vec<SigningKeyRow>> {
+                let r: Vec<(String, Vec<u8>)> = sqlx::query_as("SELECT kid, pkcs8 FROM signing_keys ORDER BY created_at DESC, kid DESC")
                     .fetch_all(&self.read)
                     .await
-                    .map_err(db)
+                    .map_err(db)?;
+                Ok(r.into_iter().map(|(kid, pkcs8)| SigningKeyRow { kid, pkcs8 }).collect())
             }
 
             async fn add_signing_key(&self, kid: &str, pkcs8: &[u8], now: i64) -> Result<()> {

@@ -192,10 +192,10 @@ macro_rules! content_sql {
                 Ok(r.rows_affected() > 0)
             }
 
-            async fn list_blobs(&self) -> Result<Vec<(String, u64)>> {
+            async fn list_blobs(&self) -> Result<Vec<BlobRow>> {
                 let r: Vec<(String, i64)> =
                     sqlx::query_as("SELECT digest, size FROM blobs ORDER BY digest").fetch_all(&self.read).await.map_err(db)?;
-                Ok(r.into_iter().map(|(d, s)| (d, s as u64)).collect())
+                Ok(r.into_iter().map(|(digest, size)| BlobRow { digest, size: size as u64 }).collect())
             }
 
             async fn forget_blob(&self, digest: &str) -> Result<()> {

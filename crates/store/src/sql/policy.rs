@@ -234,11 +234,12 @@ macro_rules! policy_sql {
                 Ok(())
             }
 
-            async fn publisher_overrides(&self) -> Result<Vec<(String, String)>> {
-                sqlx::query_as("SELECT namespace, badge FROM publisher_overrides ORDER BY namespace")
+            async fn publisher_overrides(&self) -> Result<Vec<PublisherOverrideRow>> {
+                let r: Vec<(String, String)> = sqlx::query_as("SELECT namespace, badge FROM publisher_overrides ORDER BY namespace")
                     .fetch_all(&self.read)
                     .await
-                    .map_err(db)
+                    .map_err(db)?;
+                Ok(r.into_iter().map(|(namespace, badge)| PublisherOverrideRow { namespace, badge }).collect())
             }
 
             async fn set_publisher_override(&self, namespace: &str, badge: Option<&str>, by: &str, now: i64) -> Result<bool> {

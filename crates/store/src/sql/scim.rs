@@ -166,11 +166,12 @@ macro_rules! scim_sql {
                 Ok(())
             }
 
-            async fn scim_groups(&self) -> Result<Vec<(i64, String)>> {
-                sqlx::query_as("SELECT team_id, attrs FROM scim_groups ORDER BY team_id")
+            async fn scim_groups(&self) -> Result<Vec<ScimGroupRow>> {
+                let r: Vec<(i64, String)> = sqlx::query_as("SELECT team_id, attrs FROM scim_groups ORDER BY team_id")
                     .fetch_all(&self.read)
                     .await
-                    .map_err(db)
+                    .map_err(db)?;
+                Ok(r.into_iter().map(|(team_id, attrs)| ScimGroupRow { team_id, attrs }).collect())
             }
 
             async fn put_scim_group(&self, team_id: i64, attrs: &str, now: i64) -> Result<()> {

@@ -4,8 +4,11 @@ use super::*;
 
 #[async_trait]
 impl CacheStore for MemoryMeta {
-    async fn tag_entry(&self, repo_id: i64, tag: &str) -> Result<Option<(String, i64)>> {
-        self.with(|s| Ok(s.tags.get(&(repo_id, tag.to_owned())).cloned()))
+    async fn tag_entry(&self, repo_id: i64, tag: &str) -> Result<Option<TagEntry>> {
+        self.with(|s| {
+            let e = s.tags.get(&(repo_id, tag.to_owned())).cloned();
+            Ok(e.map(|(digest, checked_at)| TagEntry { digest, checked_at }))
+        })
     }
 
     async fn touch_tag(&self, repo_id: i64, tag: &str, now: i64) -> Result<()> {
@@ -45,7 +48,7 @@ impl CacheStore for MemoryMeta {
         self.with(|s| Ok(s.blobs.values().filter(|b| b.cached).map(|b| b.size).sum()))
     }
 
-    async fn cached_lru(&self, limit: usize) -> Result<Vec<(String, u64)>> {
+    async fn cached_lru(&self, limit: usize) -> Result<Vec<BlobRow>> {
         self.with(|s| {
             let mut v: Vec<(i64, String, u64)> = s
                 .blobs
@@ -54,7 +57,7 @@ impl CacheStore for MemoryMeta {
                 .map(|(d, b)| (b.last_used_at.unwrap_or(0), d.clone(), b.size))
                 .collect();
             v.sort();
-            Ok(v.into_iter().take(limit).map(|(_, d, size)| (d, size)).collect())
+            Ok(v.into_iter().take(limit).map(|(_, digest, size)| BlobRow { digest, size }).collect())
         })
     }
 }

@@ -27,11 +27,11 @@ impl ClusterStore for MemoryMeta {
         self.with(|s| Ok(s.generation))
     }
 
-    async fn signing_keys(&self) -> Result<Vec<(String, Vec<u8>)>> {
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRow>> {
         self.with(|s| {
             let mut v = s.keys.clone();
             v.sort_by(|a, b| (b.2, &b.0).cmp(&(a.2, &a.0)));
-            Ok(v.into_iter().map(|(k, p, _)| (k, p)).collect())
+            Ok(v.into_iter().map(|(kid, pkcs8, _)| SigningKeyRow { kid, pkcs8 }).collect())
         })
     }
 

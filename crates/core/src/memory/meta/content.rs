@@ -83,8 +83,8 @@ impl ContentStore for MemoryMeta {
         self.with(|s| Ok(s.links.remove(&(repo_id, digest.to_owned()))))
     }
 
-    async fn list_blobs(&self) -> Result<Vec<(String, u64)>> {
-        self.with(|s| Ok(s.blobs.iter().map(|(d, b)| (d.clone(), b.size)).collect()))
+    async fn list_blobs(&self) -> Result<Vec<BlobRow>> {
+        self.with(|s| Ok(s.blobs.iter().map(|(d, b)| BlobRow { digest: d.clone(), size: b.size }).collect()))
     }
 
     async fn forget_blob(&self, digest: &str) -> Result<()> {

@@ -135,8 +135,11 @@ impl PolicyStore for MemoryMeta {
         })
     }
 
-    async fn publisher_overrides(&self) -> Result<Vec<(String, String)>> {
-        self.with(|s| Ok(s.publishers.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
+    async fn publisher_overrides(&self) -> Result<Vec<PublisherOverrideRow>> {
+        self.with(|s| {
+            let row = |(k, v): (&String, &String)| PublisherOverrideRow { namespace: k.clone(), badge: v.clone() };
+            Ok(s.publishers.iter().map(row).collect())
+        })
     }
 
     async fn set_publisher_override(&self, namespace: &str, badge: Option<&str>, _by: &str, _now: i64) -> Result<bool> {

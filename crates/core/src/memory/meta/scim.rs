@@ -101,8 +101,8 @@ impl ScimStore for MemoryMeta {
         })
     }
 
-    async fn scim_groups(&self) -> Result<Vec<(i64, String)>> {
-        self.with(|s| Ok(s.scim_groups.iter().map(|(id, a)| (*id, a.clone())).collect()))
+    async fn scim_groups(&self) -> Result<Vec<ScimGroupRow>> {
+        self.with(|s| Ok(s.scim_groups.iter().map(|(id, a)| ScimGroupRow { team_id: *id, attrs: a.clone() }).collect()))
     }
 
     async fn put_scim_group(&self, team_id: i64, attrs: &str, _now: i64) -> Result<()> {
