@@ -378,7 +378,16 @@ enum AdminCommand {
 }
 
 fn main() -> std::process::ExitCode {
+    // A command whose output is piped into `head` ends quietly when the reader goes, as Unix tools
+    // do (Rust ignores SIGPIPE, so `println!` would panic on the closed pipe). The server keeps it
+    // ignored: a client closing its connection must never end the process.
+    // SAFETY: `signal` only sets this process's disposition, before any other thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Serve { .. }) {
+        // SAFETY: as above.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    }
     let (listen, data_dir) = match &cli.command {
         Command::Serve { listen, data } => (listen.clone(), data.data_dir.clone()),
         Command::Fsck { data, .. }

@@ -97,6 +97,27 @@ async fn login_once_then_api_commands_with_flags() {
     assert!(!ok && out.contains("--data-dir"), "{out}");
 }
 
+/// Output into a pipe whose reader is gone (`portcullis config check | head -0`) ends the command
+/// quietly, as Unix tools do: no panic about a broken pipe.
+#[test]
+fn a_closed_pipe_ends_a_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .env_clear()
+        .args(["config", "check", "--data-dir"])
+        .arg(dir.path())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked") && stderr.is_empty(), "{stderr}");
+    assert_eq!(out.status.signal(), Some(13), "ended by SIGPIPE like cat or ls: {:?}", out.status);
+}
+
 #[tokio::test]
 async fn config_check_explains_and_serve_takes_host_names() {
     let dir = tempfile::tempdir().unwrap();
