@@ -70,7 +70,7 @@ impl TryFrom<String> for TokenKind {
     type Error = UnknownValue;
 
     fn try_from(s: String) -> Result<TokenKind, UnknownValue> {
-        [TokenKind::Pat, TokenKind::Refresh].into_iter().find(|k| k.as_str() == s).ok_or(UnknownValue("token kind", s))
+        one_of(&[TokenKind::Pat, TokenKind::Refresh], TokenKind::as_str, "token kind", s)
     }
 }
 
@@ -264,14 +264,21 @@ impl std::fmt::Display for UnknownValue {
 
 impl std::error::Error for UnknownValue {}
 
+/// The value of `all` whose stored name is `s` (the `TryFrom<String>` of the closed sets).
+fn one_of<T: Copy>(all: &[T], name: fn(T) -> &'static str, what: &'static str, s: String) -> Result<T, UnknownValue> {
+    all.iter().copied().find(|v| name(*v) == s).ok_or(UnknownValue(what, s))
+}
+
 impl TryFrom<String> for AccountSource {
     type Error = UnknownValue;
 
     fn try_from(s: String) -> Result<AccountSource, UnknownValue> {
-        [AccountSource::Local, AccountSource::Oidc, AccountSource::Ldap, AccountSource::Scim]
-            .into_iter()
-            .find(|a| a.as_str() == s)
-            .ok_or(UnknownValue("account source", s))
+        one_of(
+            &[AccountSource::Local, AccountSource::Oidc, AccountSource::Ldap, AccountSource::Scim],
+            AccountSource::as_str,
+            "account source",
+            s,
+        )
     }
 }
 
@@ -362,10 +369,12 @@ impl TryFrom<String> for AuditDecision {
     type Error = UnknownValue;
 
     fn try_from(s: String) -> Result<AuditDecision, UnknownValue> {
-        [AuditDecision::Allowed, AuditDecision::Denied, AuditDecision::WouldDeny]
-            .into_iter()
-            .find(|d| d.as_str() == s)
-            .ok_or(UnknownValue("audit decision", s))
+        one_of(
+            &[AuditDecision::Allowed, AuditDecision::Denied, AuditDecision::WouldDeny],
+            AuditDecision::as_str,
+            "audit decision",
+            s,
+        )
     }
 }
 

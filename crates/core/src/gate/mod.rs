@@ -296,9 +296,9 @@ impl Gate {
     }
 
     /// Writes the audit entries of a served manifest pull (`digest`: what was served).
-    pub(crate) async fn served(&self, grant: &Grant, digest: Option<&str>) {
+    pub(crate) async fn served(&self, grant: &Grant, digest: Option<String>) {
         let Some(r) = &grant.record else { return };
-        let image = Image { digest: digest.map(str::to_owned).or(r.image.digest.clone()), ..r.image.clone() };
+        let image = Image { digest: digest.or(r.image.digest.clone()), ..r.image.clone() };
         for e in self.pull_entries(&r.memberships, &grant.subject, &image, &r.decision, &r.client, &r.agent) {
             self.audit.record(e).await;
         }

@@ -24,7 +24,7 @@ impl Gate {
             (None, Some(d)) => content.manifest(source, &Reference::Digest(d.clone())).await?,
             (None, None) => content.manifest(source, reference).await?,
         };
-        self.served(grant, Some(&m.digest.to_string())).await;
+        self.served(grant, Some(m.digest.to_string())).await;
         Ok(m)
     }
 

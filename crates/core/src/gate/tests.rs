@@ -425,7 +425,7 @@ async fn served_manifests_and_denials_are_audited_check_is_not() {
     e.s.iam.set_settings(&e.alice, "acme", &whole(restricted(false))).await.unwrap();
     assert_eq!(out(&e, &user(&e.bob), get_manifest("someone/app", "1")).await, Out::Policy("category".into()));
     let (_, g) = ask(&e, &user(&e.bob), get_manifest("alpine", "1")).await;
-    e.s.gate.served(&g.unwrap(), Some("sha256:aa")).await;
+    e.s.gate.served(&g.unwrap(), Some("sha256:aa".into())).await;
     let c = e.s.gate.check(&e.alice, "acme", "bob", "someone/app:1").await.unwrap();
     assert_eq!((c.effect, c.decided_by, c.category.as_deref()), ("deny", "policy", Some("community")));
     let q = crate::model::AuditQuery { action: Some("pull".into()), ..Default::default() };
