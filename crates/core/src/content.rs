@@ -192,6 +192,7 @@ pub(crate) async fn parents_in(
 ) -> Result<Vec<Digest>> {
     let mut out = Vec::new();
     for tag in meta.list_tags(repo_id, None, Some(limit)).await? {
+        let Ok(tag) = tag.parse::<oci::name::Tag>() else { continue };
         let Some(row) = meta.manifest_by_tag(repo_id, &tag).await? else { continue };
         let Ok(m) = oci::Manifest::parse(&row.content, Some(&row.media_type)) else { continue };
         if m.manifests.iter().any(|c| &c.digest == child)

@@ -508,14 +508,14 @@ pub struct HubBadgeRow {
 /// Where a cached tag points and when that was last confirmed upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TagEntry {
-    pub digest: String,
+    pub digest: oci::digest::Digest,
     pub checked_at: i64,
 }
 
 /// A recorded blob and its size.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobRow {
-    pub digest: String,
+    pub digest: oci::digest::Digest,
     pub size: u64,
 }
 

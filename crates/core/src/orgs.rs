@@ -285,7 +285,8 @@ impl Orgs {
         let r = self.meta.repo(repo).await?.ok_or_else(none)?;
         let mut out = Vec::new();
         for tag in self.meta.list_tags(r.id, None, Some(1000)).await? {
-            let Some(m) = self.meta.manifest_by_tag(r.id, &tag).await? else { continue };
+            let Ok(parsed_tag) = tag.parse::<oci::name::Tag>() else { continue };
+            let Some(m) = self.meta.manifest_by_tag(r.id, &parsed_tag).await? else { continue };
             let parsed = oci::manifest::Manifest::parse(&m.content, Some(&m.media_type)).ok();
             let (size, platforms) = match &parsed {
                 Some(p) if p.kind == oci::manifest::ManifestKind::Index => (None, p.manifests.len()),

@@ -34,11 +34,10 @@ pub async fn fsck(config: &Config, quarantine: bool) -> anyhow::Result<()> {
     let recorded = stores.meta.list_blobs().await?;
     let total = recorded.len();
     let (mut bad, mut missing) = (0usize, 0usize);
-    for (i, portcullis_core::model::BlobRow { digest, size }) in recorded.iter().enumerate() {
-        let d: oci::Digest = digest.parse().map_err(|_| anyhow::anyhow!("invalid digest {digest} in the database"))?;
-        let result = scan(stores.blobs.as_ref(), &d).await;
+    for (i, portcullis_core::model::BlobRow { digest: d, size }) in recorded.iter().enumerate() {
+        let result = scan(stores.blobs.as_ref(), d).await;
         let problem = match result {
-            Ok((n, got)) if n == *size && got == d => None,
+            Ok((n, got)) if n == *size && &got == d => None,
             Ok((n, got)) => Some(format!("content is {n} bytes with digest {got}")),
             Err(_) => {
                 missing += 1;
@@ -47,10 +46,10 @@ pub async fn fsck(config: &Config, quarantine: bool) -> anyhow::Result<()> {
         };
         if let Some(p) = problem {
             bad += 1;
-            println!("BAD {digest}: {p}");
+            println!("BAD {d}: {p}");
             if quarantine {
-                let _ = stores.blobs.quarantine(&d).await;
-                stores.meta.forget_blob(digest).await?;
+                let _ = stores.blobs.quarantine(d).await;
+                stores.meta.forget_blob(d).await?;
                 println!("    quarantined and forgotten");
             }
         }
@@ -59,7 +58,8 @@ pub async fn fsck(config: &Config, quarantine: bool) -> anyhow::Result<()> {
         }
     }
     let on_disk = stores.blobs.list().await?;
-    let unrecorded = on_disk.iter().filter(|d| !recorded.iter().any(|r| r.digest == **d)).count();
+    let known: std::collections::HashSet<String> = recorded.iter().map(|r| r.digest.to_string()).collect();
+    let unrecorded = on_disk.iter().filter(|d| !known.contains(*d)).count();
     println!("fsck: {total} blobs checked, {bad} bad ({missing} missing), {unrecorded} stored but unreferenced");
     if bad > 0 && !quarantine {
         bail!("{bad} bad blobs; run `portcullis fsck --quarantine` to stop serving them");
@@ -165,16 +165,13 @@ pub async fn gc(config: &Config, max_bytes: Option<u64>, uploads_older_than: i64
     let total = unreferenced.len();
     for (i, d) in unreferenced.iter().enumerate() {
         stores.meta.forget_blob(d).await?;
-        // A recorded name that is no digest names nothing in the blob store.
-        if let Ok(digest) = d.parse() {
-            stores.blobs.delete(&digest).await?;
-        }
+        stores.blobs.delete(d).await?;
         if (i + 1) % 100 == 0 || i + 1 == total {
             eprintln!("gc: {}/{total} unreferenced blobs deleted", i + 1);
         }
     }
     let known: std::collections::HashSet<String> =
-        stores.meta.list_blobs().await?.into_iter().map(|b| b.digest).collect();
+        stores.meta.list_blobs().await?.into_iter().map(|b| b.digest.to_string()).collect();
     let mut orphans = 0;
     for d in stores.blobs.list().await? {
         if !known.contains(&d)

@@ -271,10 +271,7 @@ pub async fn copy_blobs(
     mut progress: impl FnMut(usize, u64),
 ) -> Result<(u64, u64, u64)> {
     let (mut copied, mut present, mut bytes) = (0, 0, 0);
-    for (i, portcullis_core::model::BlobRow { digest: recorded, size }) in recorded.iter().enumerate() {
-        let digest = &recorded
-            .parse()
-            .map_err(|_| Error::Invalid(format!("a blob is recorded under {recorded:?}, no digest")))?;
+    for (i, portcullis_core::model::BlobRow { digest, size }) in recorded.iter().enumerate() {
         match to.stat(digest).await? {
             Some(s) if s == *size => present += 1,
             Some(s) => return Err(Error::Conflict(format!("{digest} has {s} bytes at the destination, not {size}"))),

@@ -81,6 +81,14 @@ pub fn test_bucket() -> crate::S3Config {
 const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
 const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
 
+fn dg(s: &str) -> oci::Digest {
+    s.parse().unwrap()
+}
+
+fn tg(s: &str) -> oci::name::Tag {
+    s.parse().unwrap()
+}
+
 fn row(digest: &str, subject: Option<&str>) -> ManifestRow {
     ManifestRow {
         digest: digest.into(),
@@ -249,59 +257,61 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     assert!(dir.permissions.contains(&(dev.id, "app".into(), Permission::Admin)));
 
     // blobs and links
-    s.put_blob(D1, 3, 10).await.unwrap();
-    s.put_blob(D1, 3, 10).await.unwrap();
-    assert_eq!(s.blob_size(D1).await.unwrap(), Some(3));
-    assert_eq!(s.linked_blob(r.id, D1).await.unwrap(), None, "a blob is reachable only through a link");
-    s.link_blob(r.id, D1).await.unwrap();
-    assert_eq!(s.linked_blob(r.id, D1).await.unwrap(), Some(3));
+    let (d1, d2) = (&dg(D1), &dg(D2));
+    s.put_blob(d1, 3, 10).await.unwrap();
+    s.put_blob(d1, 3, 10).await.unwrap();
+    assert_eq!(s.blob_size(d1).await.unwrap(), Some(3));
+    assert_eq!(s.linked_blob(r.id, d1).await.unwrap(), None, "a blob is reachable only through a link");
+    s.link_blob(r.id, d1).await.unwrap();
+    assert_eq!(s.linked_blob(r.id, d1).await.unwrap(), Some(3));
 
     // manifests, tags, referrers
-    s.put_manifest(r.id, &row(D2, None), &[D1.into()], Some("v1"), 10).await.unwrap();
-    s.put_manifest(r.id, &row(D2, None), &[D1.into()], Some("latest"), 10).await.unwrap();
+    s.put_manifest(r.id, &row(D2, None), &[d1.clone()], Some(&tg("v1")), 10).await.unwrap();
+    s.put_manifest(r.id, &row(D2, None), &[d1.clone()], Some(&tg("latest")), 10).await.unwrap();
     let referrer = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
     s.put_manifest(r.id, &row(referrer, Some(D2)), &[], None, 10).await.unwrap();
-    assert_eq!(s.manifest(r.id, D2).await.unwrap().unwrap(), row(D2, None));
-    assert_eq!(s.manifest_by_tag(r.id, "v1").await.unwrap().unwrap().digest, D2);
-    assert_eq!(s.tag_digest(r.id, "latest").await.unwrap().as_deref(), Some(D2));
+    assert_eq!(s.manifest(r.id, d2).await.unwrap().unwrap(), row(D2, None));
+    assert_eq!(s.manifest_by_tag(r.id, &tg("v1")).await.unwrap().unwrap().digest, D2);
+    assert_eq!(s.tag_digest(r.id, &tg("latest")).await.unwrap().as_ref(), Some(d2));
     assert_eq!(s.list_tags(r.id, None, None).await.unwrap(), vec!["latest", "v1"]);
     assert_eq!(s.list_tags(r.id, Some("latest"), Some(5)).await.unwrap(), vec!["v1"]);
     assert_eq!(s.list_tags(r.id, None, Some(1)).await.unwrap(), vec!["latest"]);
-    assert_eq!(s.manifests_present(r.id, &[D2.into(), D1.into()]).await.unwrap(), vec![D2.to_string()]);
-    let refs = s.referrers(r.id, D2).await.unwrap();
+    assert_eq!(s.manifests_present(r.id, &[d2.clone(), d1.clone()]).await.unwrap(), vec![d2.clone()]);
+    let refs = s.referrers(r.id, d2).await.unwrap();
     assert_eq!(refs.len(), 1);
     assert_eq!(refs[0].digest, referrer);
     // pull-through cache bookkeeping
-    assert!(s.blob_referenced(r.id, D1).await.unwrap(), "the manifest references D1");
-    assert!(!s.blob_referenced(r.id, D2).await.unwrap());
-    let TagEntry { digest, checked_at } = s.tag_entry(r.id, "latest").await.unwrap().unwrap();
-    assert_eq!((digest.as_str(), checked_at), (D2, 10));
-    s.touch_tag(r.id, "latest", 99).await.unwrap();
-    assert_eq!(s.tag_entry(r.id, "latest").await.unwrap().unwrap().checked_at, 99);
+    assert!(s.blob_referenced(r.id, d1).await.unwrap(), "the manifest references D1");
+    assert!(!s.blob_referenced(r.id, d2).await.unwrap());
+    let TagEntry { digest, checked_at } = s.tag_entry(r.id, &tg("latest")).await.unwrap().unwrap();
+    assert_eq!((&digest, checked_at), (d2, 10));
+    s.touch_tag(r.id, &tg("latest"), 99).await.unwrap();
+    assert_eq!(s.tag_entry(r.id, &tg("latest")).await.unwrap().unwrap().checked_at, 99);
     let c1 = "sha256:4444444444444444444444444444444444444444444444444444444444444444";
     let c2 = "sha256:5555555555555555555555555555555555555555555555555555555555555555";
-    s.put_cached_blob(c1, 100, 20).await.unwrap();
-    s.put_cached_blob(c2, 50, 10).await.unwrap();
+    s.put_cached_blob(&dg(c1), 100, 20).await.unwrap();
+    s.put_cached_blob(&dg(c2), 50, 10).await.unwrap();
     assert_eq!(s.cached_bytes().await.unwrap(), 150);
-    let lru: Vec<(String, u64)> = s.cached_lru(10).await.unwrap().into_iter().map(|b| (b.digest, b.size)).collect();
+    let lru: Vec<(String, u64)> =
+        s.cached_lru(10).await.unwrap().into_iter().map(|b| (b.digest.to_string(), b.size)).collect();
     assert_eq!(lru, vec![(c2.to_string(), 50), (c1.to_string(), 100)]);
-    s.touch_blob(c2, 500).await.unwrap();
-    assert_eq!(s.cached_lru(1).await.unwrap()[0].digest, c1, "touched blobs move to the back");
-    s.put_blob(c1, 100, 30).await.unwrap();
+    s.touch_blob(&dg(c2), 500).await.unwrap();
+    assert_eq!(s.cached_lru(1).await.unwrap()[0].digest, dg(c1), "touched blobs move to the back");
+    s.put_blob(&dg(c1), 100, 30).await.unwrap();
     assert_eq!(s.cached_bytes().await.unwrap(), 50, "a pushed blob is no longer evictable");
-    assert!(s.unreferenced_blobs().await.unwrap().contains(&c2.to_string()));
-    assert!(!s.unreferenced_blobs().await.unwrap().contains(&D1.to_string()));
-    s.forget_blob(c1).await.unwrap();
-    s.forget_blob(c2).await.unwrap();
+    assert!(s.unreferenced_blobs().await.unwrap().contains(&dg(c2)));
+    assert!(!s.unreferenced_blobs().await.unwrap().contains(d1));
+    s.forget_blob(&dg(c1)).await.unwrap();
+    s.forget_blob(&dg(c2)).await.unwrap();
 
-    assert!(s.delete_tag(r.id, "v1").await.unwrap());
-    assert!(!s.delete_tag(r.id, "v1").await.unwrap());
-    assert!(s.delete_manifest(r.id, D2).await.unwrap());
-    assert!(s.manifest_by_tag(r.id, "latest").await.unwrap().is_none(), "tags go with their manifest");
-    assert!(s.unlink_blob(r.id, D1).await.unwrap());
-    assert_eq!(s.list_blobs().await.unwrap(), vec![BlobRow { digest: D1.into(), size: 3 }]);
-    s.forget_blob(D1).await.unwrap();
-    assert!(s.blob_size(D1).await.unwrap().is_none());
+    assert!(s.delete_tag(r.id, &tg("v1")).await.unwrap());
+    assert!(!s.delete_tag(r.id, &tg("v1")).await.unwrap());
+    assert!(s.delete_manifest(r.id, d2).await.unwrap());
+    assert!(s.manifest_by_tag(r.id, &tg("latest")).await.unwrap().is_none(), "tags go with their manifest");
+    assert!(s.unlink_blob(r.id, d1).await.unwrap());
+    assert_eq!(s.list_blobs().await.unwrap(), vec![BlobRow { digest: d1.clone(), size: 3 }]);
+    s.forget_blob(d1).await.unwrap();
+    assert!(s.blob_size(d1).await.unwrap().is_none());
 
     // uploads
     s.create_upload("u-1", "acme/app", 10).await.unwrap();

@@ -7,6 +7,8 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::model::*;
+use oci::digest::Digest;
+use oci::name::Tag;
 use policy::Provider;
 
 /// Users, access tokens and sign-in failures.
@@ -96,40 +98,40 @@ pub trait ContentStore: Send + Sync {
     /// Deletes a repository with its tags, manifests and blob links.
     async fn delete_repo(&self, name: &str) -> Result<bool>;
     /// Records a committed blob of `size` bytes (idempotent; a pushed blob is not evictable).
-    async fn put_blob(&self, digest: &str, size: u64, now: i64) -> Result<()>;
-    async fn blob_size(&self, digest: &str) -> Result<Option<u64>>;
-    async fn link_blob(&self, repo_id: i64, digest: &str) -> Result<()>;
+    async fn put_blob(&self, digest: &Digest, size: u64, now: i64) -> Result<()>;
+    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>>;
+    async fn link_blob(&self, repo_id: i64, digest: &Digest) -> Result<()>;
     /// The size of a blob when it is linked to the repository.
-    async fn linked_blob(&self, repo_id: i64, digest: &str) -> Result<Option<u64>>;
-    async fn unlink_blob(&self, repo_id: i64, digest: &str) -> Result<bool>;
+    async fn linked_blob(&self, repo_id: i64, digest: &Digest) -> Result<Option<u64>>;
+    async fn unlink_blob(&self, repo_id: i64, digest: &Digest) -> Result<bool>;
     /// All blob digests with their sizes (for fsck).
     async fn list_blobs(&self) -> Result<Vec<BlobRow>>;
     /// Forgets a blob and all its links (fsck quarantine, eviction).
-    async fn forget_blob(&self, digest: &str) -> Result<()>;
+    async fn forget_blob(&self, digest: &Digest) -> Result<()>;
     /// Blobs no repository links and no manifest references.
-    async fn unreferenced_blobs(&self) -> Result<Vec<String>>;
+    async fn unreferenced_blobs(&self) -> Result<Vec<Digest>>;
     /// Stores a manifest, its references (blobs and child manifests) and optionally a tag,
     /// in one transaction.
     async fn put_manifest(
         &self,
         repo_id: i64,
         m: &ManifestRow,
-        blob_refs: &[String],
-        tag: Option<&str>,
+        blob_refs: &[Digest],
+        tag: Option<&Tag>,
         now: i64,
     ) -> Result<()>;
-    async fn manifest(&self, repo_id: i64, digest: &str) -> Result<Option<ManifestRow>>;
-    async fn tag_digest(&self, repo_id: i64, tag: &str) -> Result<Option<String>>;
+    async fn manifest(&self, repo_id: i64, digest: &Digest) -> Result<Option<ManifestRow>>;
+    async fn tag_digest(&self, repo_id: i64, tag: &Tag) -> Result<Option<Digest>>;
     /// The manifest a tag points to, in one query.
-    async fn manifest_by_tag(&self, repo_id: i64, tag: &str) -> Result<Option<ManifestRow>>;
+    async fn manifest_by_tag(&self, repo_id: i64, tag: &Tag) -> Result<Option<ManifestRow>>;
     /// Which of `digests` are manifests of the repository.
-    async fn manifests_present(&self, repo_id: i64, digests: &[String]) -> Result<Vec<String>>;
+    async fn manifests_present(&self, repo_id: i64, digests: &[Digest]) -> Result<Vec<Digest>>;
     /// Deletes a manifest and the tags pointing to it.
-    async fn delete_manifest(&self, repo_id: i64, digest: &str) -> Result<bool>;
-    async fn delete_tag(&self, repo_id: i64, tag: &str) -> Result<bool>;
+    async fn delete_manifest(&self, repo_id: i64, digest: &Digest) -> Result<bool>;
+    async fn delete_tag(&self, repo_id: i64, tag: &Tag) -> Result<bool>;
     /// Tags in lexical order after `last`, at most `n`.
     async fn list_tags(&self, repo_id: i64, last: Option<&str>, n: Option<usize>) -> Result<Vec<String>>;
-    async fn referrers(&self, repo_id: i64, subject: &str) -> Result<Vec<Referrer>>;
+    async fn referrers(&self, repo_id: i64, subject: &Digest) -> Result<Vec<Referrer>>;
 }
 
 /// Unfinished blob uploads: their size and running hash.
@@ -148,13 +150,13 @@ pub trait UploadStore: Send + Sync {
 #[async_trait]
 pub trait CacheStore: Send + Sync {
     /// The digest a tag points to and when it was last confirmed.
-    async fn tag_entry(&self, repo_id: i64, tag: &str) -> Result<Option<TagEntry>>;
-    async fn touch_tag(&self, repo_id: i64, tag: &str, now: i64) -> Result<()>;
+    async fn tag_entry(&self, repo_id: i64, tag: &Tag) -> Result<Option<TagEntry>>;
+    async fn touch_tag(&self, repo_id: i64, tag: &Tag, now: i64) -> Result<()>;
     /// True when a manifest of the repository references the blob.
-    async fn blob_referenced(&self, repo_id: i64, digest: &str) -> Result<bool>;
+    async fn blob_referenced(&self, repo_id: i64, digest: &Digest) -> Result<bool>;
     /// Records a blob fetched from an upstream (evictable), or refreshes its last use.
-    async fn put_cached_blob(&self, digest: &str, size: u64, now: i64) -> Result<()>;
-    async fn touch_blob(&self, digest: &str, now: i64) -> Result<()>;
+    async fn put_cached_blob(&self, digest: &Digest, size: u64, now: i64) -> Result<()>;
+    async fn touch_blob(&self, digest: &Digest, now: i64) -> Result<()>;
     /// Total bytes of evictable cached blobs.
     async fn cached_bytes(&self) -> Result<u64>;
     /// Evictable cached blobs, least recently used first.

@@ -4,9 +4,10 @@
 use super::Shared;
 use crate::error::Result;
 use crate::ports::{BlobStore, MetaStore};
+use oci::Digest;
 
 pub(super) async fn enforce_budget(s: &Shared) -> Result<()> {
-    let busy = |d: &str| s.fills.lock().map(|f| f.contains_key(d)).unwrap_or(true);
+    let busy = |d: &Digest| s.fills.lock().map(|f| f.contains_key(d)).unwrap_or(true);
     let n = evict(s.meta.as_ref(), s.blobs.as_ref(), s.config.cache_max_bytes, busy).await?;
     s.metrics.evictions.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
     Ok(())
@@ -18,7 +19,7 @@ pub async fn evict(
     meta: &dyn MetaStore,
     blobs: &dyn BlobStore,
     max_bytes: u64,
-    busy: impl Fn(&str) -> bool,
+    busy: impl Fn(&Digest) -> bool,
 ) -> Result<u64> {
     let mut evicted = 0;
     let mut total = meta.cached_bytes().await?;
@@ -30,10 +31,7 @@ pub async fn evict(
                 continue;
             }
             meta.forget_blob(&d).await?;
-            // A recorded name that is no digest names nothing in the blob store.
-            if let Ok(digest) = d.parse::<oci::Digest>() {
-                blobs.delete(&digest).await?;
-            }
+            blobs.delete(&d).await?;
             evicted += 1;
             progressed = true;
             total = total.saturating_sub(size);

@@ -81,7 +81,7 @@ pub(super) enum Fill {
 pub struct Following(watch::Receiver<Fill>);
 
 /// The fills in flight on this replica, by digest.
-pub(super) type Fills = std::sync::Mutex<std::collections::HashMap<String, watch::Receiver<Fill>>>;
+pub(super) type Fills = std::sync::Mutex<std::collections::HashMap<Digest, watch::Receiver<Fill>>>;
 
 /// How long a fill lease lasts without renewal (a replica that dies mid-fill is replaced after
 /// this long); the filling replica renews it every third of that.
@@ -120,8 +120,8 @@ impl Proxy {
     pub(super) async fn cached_blob(&self, up: &UpstreamRepo, digest: &Digest) -> Result<BlobSource> {
         let s = &self.shared;
         let repo = self.repo_id(up).await?;
-        let d = digest.to_string();
-        if !s.meta.blob_referenced(repo, &d).await? {
+        let d = digest;
+        if !s.meta.blob_referenced(repo, d).await? {
             return Err(Error::Registry(
                 ErrorCode::BlobUnknown,
                 format!(
@@ -130,14 +130,14 @@ impl Proxy {
                 ),
             ));
         }
-        if let Some(size) = s.meta.blob_size(&d).await? {
+        if let Some(size) = s.meta.blob_size(d).await? {
             Metrics::inc(&s.metrics.blob_hits);
-            s.meta.touch_blob(&d, s.clock.now()).await?;
+            s.meta.touch_blob(d, s.clock.now()).await?;
             return Ok(BlobSource::Stored { size });
         }
         let mut watch = {
             let mut fills = s.fills.lock().map_err(|_| Error::storage("fill table poisoned"))?;
-            match fills.get(&d) {
+            match fills.get(d) {
                 Some(w) => {
                     Metrics::inc(&s.metrics.singleflight_waits);
                     w.clone()
@@ -163,7 +163,7 @@ impl Proxy {
             }
             if watch.changed().await.is_err() {
                 // The fill ended between two looks: it is cached now, or it failed.
-                return match s.meta.blob_size(&d).await? {
+                return match s.meta.blob_size(d).await? {
                     Some(size) => Ok(BlobSource::Stored { size }),
                     None => Err(Error::Unavailable(format!("fetching {d} from {} failed", up.registry))),
                 };
@@ -246,7 +246,7 @@ fn follow(watch: watch::Receiver<Fill>, start: u64, end: u64) -> ByteStream {
 
 /// Waits until this process holds the fill lease of blob `d` — `None` — or another replica has
 /// stored the blob — its size.
-async fn lease_or_cached(s: &Shared, d: &str) -> Result<Option<u64>> {
+async fn lease_or_cached(s: &Shared, d: &Digest) -> Result<Option<u64>> {
     let lease = format!("fill:{d}");
     loop {
         if let Some(size) = s.meta.blob_size(d).await? {
@@ -266,9 +266,9 @@ async fn lease_or_cached(s: &Shared, d: &str) -> Result<Option<u64>> {
 
 async fn run_fill(s: Arc<Shared>, up: UpstreamRepo, digest: Digest, tx: watch::Sender<Fill>) {
     let tx = Arc::new(tx);
-    let d = digest.to_string();
+    let d = &digest;
     // One fill among replicas: wait for another replica's, or take the lease and keep it.
-    let elsewhere = match lease_or_cached(&s, &d).await {
+    let elsewhere = match lease_or_cached(&s, d).await {
         Ok(None) => None,
         Ok(Some(size)) => Some(Fill::Cached { size }),
         Err(e) => Some(Fill::Failed(FillError::from_error(&e))),
@@ -276,7 +276,7 @@ async fn run_fill(s: Arc<Shared>, up: UpstreamRepo, digest: Digest, tx: watch::S
     if let Some(state) = elsewhere {
         let _ = tx.send(state);
         if let Ok(mut fills) = s.fills.lock() {
-            fills.remove(&d);
+            fills.remove(d);
         }
         return;
     }
@@ -301,7 +301,7 @@ async fn run_fill(s: Arc<Shared>, up: UpstreamRepo, digest: Digest, tx: watch::S
         let _ = tx.send(Fill::Failed(FillError::from_error(&e)));
     }
     if let Ok(mut fills) = s.fills.lock() {
-        fills.remove(&d);
+        fills.remove(d);
     }
     drop(tx);
     if s.config.cache_max_bytes > 0
@@ -350,7 +350,7 @@ async fn fill(s: &Shared, up: &UpstreamRepo, digest: &Digest, id: &str, tx: &Arc
     // Verified: followers may have the last byte now, while the blob is made durable.
     let _ = tx.send(Fill::Done { size, reader });
     s.blobs.upload_commit(id, digest, size).await?;
-    s.meta.put_cached_blob(&digest.to_string(), size, s.clock.now()).await?;
+    s.meta.put_cached_blob(digest, size, s.clock.now()).await?;
     Ok(size)
 }
 

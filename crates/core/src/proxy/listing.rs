@@ -66,7 +66,7 @@ impl Proxy {
             Err(e) if failing(&e) => {
                 tracing::warn!(image = %up.canonical(), error = %e, "upstream failing; serving the cached referrers");
                 Metrics::inc(&s.metrics.stale_served);
-                Ok(Referrers { list: keep(s.meta.referrers(repo, &digest.to_string()).await?), stale: true })
+                Ok(Referrers { list: keep(s.meta.referrers(repo, digest).await?), stale: true })
             }
             Err(e) => Err(e),
         }

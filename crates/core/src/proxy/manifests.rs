@@ -21,7 +21,7 @@ impl Proxy {
         let fresh = |row: ManifestRow| ServedManifest::from_row(row, false);
         match reference {
             Reference::Digest(d) => {
-                if let Some(row) = s.meta.manifest(repo, &d.to_string()).await? {
+                if let Some(row) = s.meta.manifest(repo, d).await? {
                     Metrics::inc(&s.metrics.manifest_hits);
                     return fresh(row);
                 }
@@ -31,7 +31,7 @@ impl Proxy {
             }
             Reference::Tag(t) => {
                 let now = s.clock.now();
-                let cached = s.meta.tag_entry(repo, t.as_str()).await?;
+                let cached = s.meta.tag_entry(repo, t).await?;
                 if let Some(TagEntry { digest, checked_at }) = &cached
                     && now - checked_at < s.config.tag_ttl_secs
                     && let Some(row) = s.meta.manifest(repo, digest).await?
@@ -42,20 +42,18 @@ impl Proxy {
                 Metrics::inc(&s.metrics.manifest_misses);
                 let fresh = match &cached {
                     Some(TagEntry { digest, .. }) => match s.upstream.manifest_digest(up, t.as_str()).await {
-                        Ok(Some(d)) if &d == digest => {
-                            s.meta.touch_tag(repo, t.as_str(), now).await?;
+                        Ok(Some(d)) if d.parse::<Digest>().as_ref() == Ok(digest) => {
+                            s.meta.touch_tag(repo, t, now).await?;
                             s.meta
                                 .manifest(repo, digest)
                                 .await?
                                 .ok_or_else(|| Error::Unavailable("cached manifest vanished".into()))
                                 .and_then(fresh)
                         }
-                        Ok(_) => {
-                            self.fetch_manifest(up, repo, t.as_str(), None, Some(t.as_str())).await.and_then(fresh)
-                        }
+                        Ok(_) => self.fetch_manifest(up, repo, t.as_str(), None, Some(t)).await.and_then(fresh),
                         Err(e) => Err(e),
                     },
-                    None => self.fetch_manifest(up, repo, t.as_str(), None, Some(t.as_str())).await.and_then(fresh),
+                    None => self.fetch_manifest(up, repo, t.as_str(), None, Some(t)).await.and_then(fresh),
                 };
                 match (fresh, cached) {
                     (Ok(m), _) => Ok(m),
@@ -84,18 +82,18 @@ impl Proxy {
             return Err(super::unsupported_registry(&up.registry));
         }
         let cached = match self.existing_repo(up).await? {
-            Some(repo) => s.meta.tag_entry(repo, tag.as_str()).await?,
+            Some(repo) => s.meta.tag_entry(repo, tag).await?,
             None => None,
         };
         if let Some(TagEntry { digest, checked_at }) = &cached
             && s.clock.now() - checked_at < s.config.tag_ttl_secs
         {
-            return Ok(digest.parse().ok());
+            return Ok(Some(digest.clone()));
         }
         match s.upstream.manifest_digest(up, tag.as_str()).await {
             Ok(d) => Ok(d.and_then(|d| d.parse().ok())),
             Err(e @ (Error::Unavailable(_) | Error::Throttled { .. })) => match cached {
-                Some(TagEntry { digest, .. }) => Ok(digest.parse().ok()),
+                Some(TagEntry { digest, .. }) => Ok(Some(digest)),
                 None => Err(e),
             },
             Err(e) => Err(e),
@@ -109,7 +107,7 @@ impl Proxy {
         repo: i64,
         reference: &str,
         want: Option<&Digest>,
-        tag: Option<&str>,
+        tag: Option<&Tag>,
     ) -> Result<ManifestRow> {
         let s = &self.shared;
         let fetched =
@@ -145,7 +143,7 @@ impl Proxy {
             subject: m.subject.as_ref().map(|d| d.digest.to_string()),
             annotations: None,
         };
-        let refs: Vec<String> = m.blob_references().map(|d| d.digest.to_string()).collect();
+        let refs: Vec<Digest> = m.blob_references().map(|d| d.digest.clone()).collect();
         s.meta.put_manifest(repo, &row, &refs, tag, s.clock.now()).await?;
         Ok(row)
     }

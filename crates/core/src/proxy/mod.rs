@@ -155,11 +155,6 @@ impl Content for Proxy {
 
     async fn stored_manifest(&self, repo: &Source, digest: &Digest) -> Result<Option<ServedManifest>> {
         let Some(id) = self.existing_repo(upstream(repo)?).await? else { return Ok(None) };
-        self.shared
-            .meta
-            .manifest(id, &digest.to_string())
-            .await?
-            .map(|row| ServedManifest::from_row(row, false))
-            .transpose()
+        self.shared.meta.manifest(id, digest).await?.map(|row| ServedManifest::from_row(row, false)).transpose()
     }
 }

@@ -87,8 +87,8 @@ impl Registry {
         }
         let generation = self.manifests.generation();
         let row = match reference {
-            Reference::Digest(d) => self.meta.manifest(repo, &d.to_string()).await?,
-            Reference::Tag(t) => self.meta.manifest_by_tag(repo, t.as_str()).await?,
+            Reference::Digest(d) => self.meta.manifest(repo, d).await?,
+            Reference::Tag(t) => self.meta.manifest_by_tag(repo, t).await?,
         };
         let Some(row) = row else { return Ok(None) };
         let m = ServedManifest::from_row(row, false)?;
@@ -164,11 +164,10 @@ impl Registry {
     }
 
     async fn commit(&self, name: &RepoName, id: &str, digest: &Digest, size: u64) -> Result<()> {
-        let d = digest.to_string();
         self.blobs.upload_commit(id, digest, size).await?;
-        self.meta.put_blob(&d, size, self.clock.now()).await?;
+        self.meta.put_blob(digest, size, self.clock.now()).await?;
         let repo = self.ensure_repo(name).await?;
-        self.meta.link_blob(repo, &d).await
+        self.meta.link_blob(repo, digest).await
     }
 
     /// Drops the in-memory state of uploads no request is using (finished on another replica,
@@ -241,7 +240,7 @@ impl Content for Registry {
     async fn blob(&self, repo: &Source, digest: &Digest) -> Result<BlobSource> {
         let name = hosted(repo)?;
         let repo = self.repo_id(name).await?.ok_or_else(|| blob_unknown(digest))?;
-        let size = self.meta.linked_blob(repo, &digest.to_string()).await?.ok_or_else(|| blob_unknown(digest))?;
+        let size = self.meta.linked_blob(repo, digest).await?.ok_or_else(|| blob_unknown(digest))?;
         Ok(BlobSource::Stored { size })
     }
 
@@ -260,14 +259,14 @@ impl Content for Registry {
     async fn referrers(&self, repo: &Source, digest: &Digest, artifact_type: Option<&str>) -> Result<Referrers> {
         let name = hosted(repo)?;
         let Some(repo) = self.repo_id(name).await? else { return Ok(Referrers { list: vec![], stale: false }) };
-        let all = self.meta.referrers(repo, &digest.to_string()).await?;
+        let all = self.meta.referrers(repo, digest).await?;
         Ok(Referrers { list: of_artifact_type(all, artifact_type), stale: false })
     }
 
     async fn resolve_tag(&self, repo: &Source, tag: &Tag) -> Result<Option<Digest>> {
         let name = hosted(repo)?;
         let Some(repo) = self.repo_id(name).await? else { return Ok(None) };
-        Ok(self.meta.tag_digest(repo, tag.as_str()).await?.and_then(|d| d.parse().ok()))
+        self.meta.tag_digest(repo, tag).await
     }
 
     async fn stored_parents(&self, repo: &Source, digest: &Digest, limit: usize) -> Result<Vec<Digest>> {
@@ -309,7 +308,7 @@ impl Content for Registry {
         let m = Manifest::parse(&body, content_type).map_err(|e| Error::registry(ErrorCode::ManifestInvalid, e))?;
         // References are checked before anything is created: a rejected push stores nothing.
         let existing = self.repo_id(name).await?;
-        let blob_refs: Vec<String> = m.blob_references().map(|d| d.digest.to_string()).collect();
+        let blob_refs: Vec<Digest> = m.blob_references().map(|d| d.digest.clone()).collect();
         for b in &blob_refs {
             let linked = match existing {
                 Some(repo) => self.meta.linked_blob(repo, b).await?.is_some(),
@@ -320,7 +319,7 @@ impl Content for Registry {
             }
         }
         if m.kind == ManifestKind::Index && !m.manifests.is_empty() {
-            let wanted: Vec<String> = m.manifests.iter().map(|d| d.digest.to_string()).collect();
+            let wanted: Vec<Digest> = m.manifests.iter().map(|d| d.digest.clone()).collect();
             let present = match existing {
                 Some(repo) => self.meta.manifests_present(repo, &wanted).await?,
                 None => vec![],
@@ -345,7 +344,7 @@ impl Content for Registry {
             annotations: m.annotations.as_ref().map(|a| serde_json::Value::Object(a.clone()).to_string()),
         };
         let tag = match reference {
-            Reference::Tag(t) => Some(t.as_str()),
+            Reference::Tag(t) => Some(t),
             Reference::Digest(_) => None,
         };
         // Invalidated whatever the answer: a write that failed may still have committed.
@@ -359,8 +358,8 @@ impl Content for Registry {
         let name = hosted(repo)?;
         let repo = self.repo_id(name).await?.ok_or_else(|| name_unknown(name))?;
         let found = match reference {
-            Reference::Digest(d) => self.meta.delete_manifest(repo, &d.to_string()).await,
-            Reference::Tag(t) => self.meta.delete_tag(repo, t.as_str()).await,
+            Reference::Digest(d) => self.meta.delete_manifest(repo, d).await,
+            Reference::Tag(t) => self.meta.delete_tag(repo, t).await,
         };
         self.manifests.invalidate();
         if found? {
@@ -373,7 +372,7 @@ impl Content for Registry {
     async fn delete_blob(&self, repo: &Source, digest: &Digest) -> Result<()> {
         let name = hosted(repo)?;
         let repo = self.repo_id(name).await?.ok_or_else(|| blob_unknown(digest))?;
-        if self.meta.unlink_blob(repo, &digest.to_string()).await? { Ok(()) } else { Err(blob_unknown(digest)) }
+        if self.meta.unlink_blob(repo, digest).await? { Ok(()) } else { Err(blob_unknown(digest)) }
     }
 
     /// POST `/blobs/uploads/`: mount, monolithic upload (`digest` + body) or a new session.
@@ -387,10 +386,10 @@ impl Content for Registry {
         let name = hosted(repo)?;
         if let Some(Mount { digest: d, from: Some(from) }) = mount
             && let Some(src) = self.repo_id(from).await?
-            && self.meta.linked_blob(src, &d.to_string()).await?.is_some()
+            && self.meta.linked_blob(src, d).await?.is_some()
         {
             let repo = self.ensure_repo(name).await?;
-            self.meta.link_blob(repo, &d.to_string()).await?;
+            self.meta.link_blob(repo, d).await?;
             return Ok(UploadStart::Created(d.clone()));
         }
         let id = uuid::Uuid::new_v4().to_string();

@@ -4,20 +4,20 @@
 macro_rules! cache_sql {
     ($store:ident, $db:ty) => {
         measured_impl!(portcullis_core::ports::CacheStore, $store, {
-            async fn tag_entry(&self, repo_id: i64, tag: &str) -> Result<Option<TagEntry>> {
+            async fn tag_entry(&self, repo_id: i64, tag: &Tag) -> Result<Option<TagEntry>> {
                 let r: Option<(String, i64)> = sqlx::query_as("SELECT digest, updated_at FROM tags WHERE repo_id = $1 AND name = $2")
                     .bind(repo_id)
-                    .bind(tag)
+                    .bind(tag.as_str())
                     .fetch_optional(&self.read)
                     .await
                     .map_err(db)?;
-                Ok(r.map(|(digest, checked_at)| TagEntry { digest, checked_at }))
+                r.map(|(digest, checked_at)| Ok(TagEntry { digest: stored_digest(digest)?, checked_at })).transpose()
             }
 
-            async fn touch_tag(&self, repo_id: i64, tag: &str, now: i64) -> Result<()> {
+            async fn touch_tag(&self, repo_id: i64, tag: &Tag, now: i64) -> Result<()> {
                 sqlx::query("UPDATE tags SET updated_at = $3 WHERE repo_id = $1 AND name = $2")
                     .bind(repo_id)
-                    .bind(tag)
+                    .bind(tag.as_str())
                     .bind(now)
                     .execute(&self.write)
                     .await
@@ -25,9 +25,9 @@ macro_rules! cache_sql {
                 Ok(())
             }
 
-            async fn blob_referenced(&self, repo_id: i64, digest: &str) -> Result<bool> {
+            async fn blob_referenced(&self, repo_id: i64, digest: &Digest) -> Result<bool> {
                 let r = sqlx::query("SELECT 1 FROM manifest_blobs WHERE blob_digest = $1 AND repo_id = $2 LIMIT 1")
-                    .bind(digest)
+                    .bind(digest.to_string())
                     .bind(repo_id)
                     .fetch_optional(&self.read)
                     .await
@@ -35,12 +35,12 @@ macro_rules! cache_sql {
                 Ok(r.is_some())
             }
 
-            async fn put_cached_blob(&self, digest: &str, size: u64, now: i64) -> Result<()> {
+            async fn put_cached_blob(&self, digest: &Digest, size: u64, now: i64) -> Result<()> {
                 sqlx::query(
                     "INSERT INTO blobs (digest, size, created_at, cached, last_used_at) VALUES ($1, $2, $3, 1, $3) \
                      ON CONFLICT (digest) DO UPDATE SET last_used_at = excluded.last_used_at",
                 )
-                .bind(digest)
+                .bind(digest.to_string())
                 .bind(size as i64)
                 .bind(now)
                 .execute(&self.write)
@@ -49,10 +49,10 @@ macro_rules! cache_sql {
                 Ok(())
             }
 
-            async fn touch_blob(&self, digest: &str, now: i64) -> Result<()> {
+            async fn touch_blob(&self, digest: &Digest, now: i64) -> Result<()> {
                 // At most one write a minute per blob: LRU order needs no finer clock.
                 sqlx::query("UPDATE blobs SET last_used_at = $2 WHERE digest = $1 AND cached = 1 AND (last_used_at IS NULL OR last_used_at < $2 - 60)")
-                    .bind(digest)
+                    .bind(digest.to_string())
                     .bind(now)
                     .execute(&self.write)
                     .await
@@ -75,7 +75,7 @@ macro_rules! cache_sql {
                         .fetch_all(&self.read)
                         .await
                         .map_err(db)?;
-                Ok(r.into_iter().map(|(digest, size)| BlobRow { digest, size: size as u64 }).collect())
+                r.into_iter().map(|(digest, size)| Ok(BlobRow { digest: stored_digest(digest)?, size: size as u64 })).collect()
             }
         });
     };

@@ -140,9 +140,9 @@ macro_rules! content_sql {
                 Ok(true)
             }
 
-            async fn put_blob(&self, digest: &str, size: u64, now: i64) -> Result<()> {
+            async fn put_blob(&self, digest: &Digest, size: u64, now: i64) -> Result<()> {
                 sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO UPDATE SET cached = 0")
-                    .bind(digest)
+                    .bind(digest.to_string())
                     .bind(size as i64)
                     .bind(now)
                     .execute(&self.write)
@@ -151,41 +151,41 @@ macro_rules! content_sql {
                 Ok(())
             }
 
-            async fn blob_size(&self, digest: &str) -> Result<Option<u64>> {
+            async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
                 let r: Option<(i64,)> = sqlx::query_as("SELECT size FROM blobs WHERE digest = $1")
-                    .bind(digest)
+                    .bind(digest.to_string())
                     .fetch_optional(&self.read)
                     .await
                     .map_err(db)?;
                 Ok(r.map(|(s,)| s as u64))
             }
 
-            async fn link_blob(&self, repo_id: i64, digest: &str) -> Result<()> {
+            async fn link_blob(&self, repo_id: i64, digest: &Digest) -> Result<()> {
                 sqlx::query("INSERT INTO repo_blobs (repo_id, digest) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                     .bind(repo_id)
-                    .bind(digest)
+                    .bind(digest.to_string())
                     .execute(&self.write)
                     .await
                     .map_err(db)?;
                 Ok(())
             }
 
-            async fn linked_blob(&self, repo_id: i64, digest: &str) -> Result<Option<u64>> {
+            async fn linked_blob(&self, repo_id: i64, digest: &Digest) -> Result<Option<u64>> {
                 let r: Option<(i64,)> = sqlx::query_as(
                     "SELECT b.size FROM repo_blobs l JOIN blobs b ON b.digest = l.digest WHERE l.repo_id = $1 AND l.digest = $2",
                 )
                 .bind(repo_id)
-                .bind(digest)
+                .bind(digest.to_string())
                 .fetch_optional(&self.read)
                 .await
                 .map_err(db)?;
                 Ok(r.map(|(s,)| s as u64))
             }
 
-            async fn unlink_blob(&self, repo_id: i64, digest: &str) -> Result<bool> {
+            async fn unlink_blob(&self, repo_id: i64, digest: &Digest) -> Result<bool> {
                 let r = sqlx::query("DELETE FROM repo_blobs WHERE repo_id = $1 AND digest = $2")
                     .bind(repo_id)
-                    .bind(digest)
+                    .bind(digest.to_string())
                     .execute(&self.write)
                     .await
                     .map_err(db)?;
@@ -195,11 +195,11 @@ macro_rules! content_sql {
             async fn list_blobs(&self) -> Result<Vec<BlobRow>> {
                 let r: Vec<(String, i64)> =
                     sqlx::query_as("SELECT digest, size FROM blobs ORDER BY digest").fetch_all(&self.read).await.map_err(db)?;
-                Ok(r.into_iter().map(|(digest, size)| BlobRow { digest, size: size as u64 }).collect())
+                r.into_iter().map(|(digest, size)| Ok(BlobRow { digest: stored_digest(digest)?, size: size as u64 })).collect()
             }
 
-            async fn forget_blob(&self, digest: &str) -> Result<()> {
-                sqlx::query("DELETE FROM blobs WHERE digest = $1").bind(digest).execute(&self.write).await.map_err(db)?;
+            async fn forget_blob(&self, digest: &Digest) -> Result<()> {
+                sqlx::query("DELETE FROM blobs WHERE digest = $1").bind(digest.to_string()).execute(&self.write).await.map_err(db)?;
                 Ok(())
             }
 
@@ -207,8 +207,8 @@ macro_rules! content_sql {
                 &self,
                 repo_id: i64,
                 m: &ManifestRow,
-                blob_refs: &[String],
-                tag: Option<&str>,
+                blob_refs: &[Digest],
+                tag: Option<&Tag>,
                 now: i64,
             ) -> Result<()> {
                 let mut tx = self.write.begin().await.map_err(db)?;
@@ -232,7 +232,7 @@ macro_rules! content_sql {
                     sqlx::query("INSERT INTO manifest_blobs (repo_id, manifest_digest, blob_digest) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
                         .bind(repo_id)
                         .bind(&m.digest)
-                        .bind(b)
+                        .bind(b.to_string())
                         .execute(&mut *tx)
                         .await
                         .map_err(db)?;
@@ -243,7 +243,7 @@ macro_rules! content_sql {
                          ON CONFLICT (repo_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at",
                     )
                     .bind(repo_id)
-                    .bind(t)
+                    .bind(t.as_str())
                     .bind(&m.digest)
                     .bind(now)
                     .execute(&mut *tx)
@@ -253,47 +253,47 @@ macro_rules! content_sql {
                 tx.commit().await.map_err(db)
             }
 
-            async fn manifest(&self, repo_id: i64, digest: &str) -> Result<Option<ManifestRow>> {
+            async fn manifest(&self, repo_id: i64, digest: &Digest) -> Result<Option<ManifestRow>> {
                 let r: Option<StoredManifest> =
                     sqlx::query_as(concat!("SELECT ", manifest_cols!(), " FROM manifests WHERE repo_id = $1 AND digest = $2"))
                         .bind(repo_id)
-                        .bind(digest)
+                        .bind(digest.to_string())
                         .fetch_optional(&self.read)
                         .await
                         .map_err(db)?;
                 Ok(r.map(manifest))
             }
 
-            async fn tag_digest(&self, repo_id: i64, tag: &str) -> Result<Option<String>> {
+            async fn tag_digest(&self, repo_id: i64, tag: &Tag) -> Result<Option<Digest>> {
                 let r: Option<(String,)> = sqlx::query_as("SELECT digest FROM tags WHERE repo_id = $1 AND name = $2")
                     .bind(repo_id)
-                    .bind(tag)
+                    .bind(tag.as_str())
                     .fetch_optional(&self.read)
                     .await
                     .map_err(db)?;
-                Ok(r.map(|(d,)| d))
+                r.map(|(d,)| stored_digest(d)).transpose()
             }
 
-            async fn manifest_by_tag(&self, repo_id: i64, tag: &str) -> Result<Option<ManifestRow>> {
+            async fn manifest_by_tag(&self, repo_id: i64, tag: &Tag) -> Result<Option<ManifestRow>> {
                 let r: Option<StoredManifest> = sqlx::query_as(
                     "SELECT m.digest, m.media_type, m.content, m.artifact_type, m.subject, m.annotations FROM tags t \
                      JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest WHERE t.repo_id = $1 AND t.name = $2",
                 )
                 .bind(repo_id)
-                .bind(tag)
+                .bind(tag.as_str())
                 .fetch_optional(&self.read)
                 .await
                 .map_err(db)?;
                 Ok(r.map(manifest))
             }
 
-            async fn manifests_present(&self, repo_id: i64, digests: &[String]) -> Result<Vec<String>> {
+            async fn manifests_present(&self, repo_id: i64, digests: &[Digest]) -> Result<Vec<Digest>> {
                 let mut out = Vec::new();
                 let mut c = self.read.acquire().await.map_err(db)?;
                 for d in digests {
                     let r = sqlx::query("SELECT 1 FROM manifests WHERE repo_id = $1 AND digest = $2")
                         .bind(repo_id)
-                        .bind(d)
+                        .bind(d.to_string())
                         .fetch_optional(&mut *c)
                         .await
                         .map_err(db)?;
@@ -304,23 +304,23 @@ macro_rules! content_sql {
                 Ok(out)
             }
 
-            async fn delete_manifest(&self, repo_id: i64, digest: &str) -> Result<bool> {
+            async fn delete_manifest(&self, repo_id: i64, digest: &Digest) -> Result<bool> {
                 let mut tx = self.write.begin().await.map_err(db)?;
                 sqlx::query("DELETE FROM tags WHERE repo_id = $1 AND digest = $2")
                     .bind(repo_id)
-                    .bind(digest)
+                    .bind(digest.to_string())
                     .execute(&mut *tx)
                     .await
                     .map_err(db)?;
                 sqlx::query("DELETE FROM manifest_blobs WHERE repo_id = $1 AND manifest_digest = $2")
                     .bind(repo_id)
-                    .bind(digest)
+                    .bind(digest.to_string())
                     .execute(&mut *tx)
                     .await
                     .map_err(db)?;
                 let r = sqlx::query("DELETE FROM manifests WHERE repo_id = $1 AND digest = $2")
                     .bind(repo_id)
-                    .bind(digest)
+                    .bind(digest.to_string())
                     .execute(&mut *tx)
                     .await
                     .map_err(db)?;
@@ -328,10 +328,10 @@ macro_rules! content_sql {
                 Ok(r.rows_affected() > 0)
             }
 
-            async fn delete_tag(&self, repo_id: i64, tag: &str) -> Result<bool> {
+            async fn delete_tag(&self, repo_id: i64, tag: &Tag) -> Result<bool> {
                 let r = sqlx::query("DELETE FROM tags WHERE repo_id = $1 AND name = $2")
                     .bind(repo_id)
-                    .bind(tag)
+                    .bind(tag.as_str())
                     .execute(&self.write)
                     .await
                     .map_err(db)?;
@@ -351,19 +351,19 @@ macro_rules! content_sql {
                 Ok(r.into_iter().map(|(t,)| t).collect())
             }
 
-            async fn referrers(&self, repo_id: i64, subject: &str) -> Result<Vec<Referrer>> {
+            async fn referrers(&self, repo_id: i64, subject: &Digest) -> Result<Vec<Referrer>> {
                 let r: Vec<ReferrerRow> = sqlx::query_as(
                     "SELECT digest, media_type, size, artifact_type, annotations FROM manifests WHERE repo_id = $1 AND subject = $2 ORDER BY digest",
                 )
                 .bind(repo_id)
-                .bind(subject)
+                .bind(subject.to_string())
                 .fetch_all(&self.read)
                 .await
                 .map_err(db)?;
                 Ok(r.into_iter().map(referrer).collect())
             }
 
-            async fn unreferenced_blobs(&self) -> Result<Vec<String>> {
+            async fn unreferenced_blobs(&self) -> Result<Vec<Digest>> {
                 let r: Vec<(String,)> = sqlx::query_as(
                     "SELECT b.digest FROM blobs b WHERE NOT EXISTS (SELECT 1 FROM repo_blobs l WHERE l.digest = b.digest) \
                      AND NOT EXISTS (SELECT 1 FROM manifest_blobs m WHERE m.blob_digest = b.digest) ORDER BY b.digest",
@@ -371,7 +371,7 @@ macro_rules! content_sql {
                 .fetch_all(&self.read)
                 .await
                 .map_err(db)?;
-                Ok(r.into_iter().map(|(d,)| d).collect())
+                r.into_iter().map(|(d,)| stored_digest(d)).collect()
             }
         });
     };

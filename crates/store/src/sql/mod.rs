@@ -6,7 +6,7 @@
 //! placeholders, `ON CONFLICT`, `RETURNING` and `CAST`, which both engines read alike; each
 //! schema (`migrations/{sqlite,postgres}`) makes the same columns decode to the same types.
 
-use portcullis_core::error::Error;
+use portcullis_core::error::{Error, Result};
 
 #[macro_use]
 mod audit;
@@ -37,6 +37,17 @@ pub(crate) use policy::*;
 pub(crate) use scim::*;
 pub(crate) use sessions::*;
 pub(crate) use uploads::*;
+
+pub(crate) use oci::digest::Digest;
+pub(crate) use oci::name::Tag;
+
+/// A digest read back from the database; one that does not parse was written by something
+/// else and is a database error, not a digest to serve.
+pub(crate) fn stored_digest(s: String) -> Result<Digest> {
+    s.parse().map_err(|_| {
+        Error::Db(portcullis_core::error::Cause::from_error("", portcullis_core::model::UnknownValue("digest", s)))
+    })
+}
 
 /// A database error as a domain error: unique violations are conflicts, the rest backend
 /// failures.

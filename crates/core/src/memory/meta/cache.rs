@@ -4,14 +4,16 @@ use super::*;
 
 #[async_trait]
 impl CacheStore for MemoryMeta {
-    async fn tag_entry(&self, repo_id: i64, tag: &str) -> Result<Option<TagEntry>> {
+    async fn tag_entry(&self, repo_id: i64, tag: &Tag) -> Result<Option<TagEntry>> {
+        let tag = tag.as_str();
         self.with(|s| {
             let e = s.tags.get(&(repo_id, tag.to_owned())).cloned();
-            Ok(e.map(|(digest, checked_at)| TagEntry { digest, checked_at }))
+            e.map(|(digest, checked_at)| Ok(TagEntry { digest: stored(&digest)?, checked_at })).transpose()
         })
     }
 
-    async fn touch_tag(&self, repo_id: i64, tag: &str, now: i64) -> Result<()> {
+    async fn touch_tag(&self, repo_id: i64, tag: &Tag, now: i64) -> Result<()> {
+        let tag = tag.as_str();
         self.with(|s| {
             if let Some(e) = s.tags.get_mut(&(repo_id, tag.to_owned())) {
                 e.1 = now;
@@ -20,11 +22,15 @@ impl CacheStore for MemoryMeta {
         })
     }
 
-    async fn blob_referenced(&self, repo_id: i64, digest: &str) -> Result<bool> {
+    async fn blob_referenced(&self, repo_id: i64, digest: &Digest) -> Result<bool> {
+        let digest = digest.to_string();
+        let digest = digest.as_str();
         self.with(|s| Ok(s.references.iter().any(|(r, _, b)| *r == repo_id && b == digest)))
     }
 
-    async fn put_cached_blob(&self, digest: &str, size: u64, now: i64) -> Result<()> {
+    async fn put_cached_blob(&self, digest: &Digest, size: u64, now: i64) -> Result<()> {
+        let digest = digest.to_string();
+        let digest = digest.as_str();
         self.with(|s| {
             let b = s.blobs.entry(digest.into()).or_insert(BlobRecord { size, cached: true, last_used_at: None });
             b.last_used_at = Some(now);
@@ -32,7 +38,9 @@ impl CacheStore for MemoryMeta {
         })
     }
 
-    async fn touch_blob(&self, digest: &str, now: i64) -> Result<()> {
+    async fn touch_blob(&self, digest: &Digest, now: i64) -> Result<()> {
+        let digest = digest.to_string();
+        let digest = digest.as_str();
         self.with(|s| {
             if let Some(b) = s.blobs.get_mut(digest)
                 && b.cached
@@ -57,7 +65,7 @@ impl CacheStore for MemoryMeta {
                 .map(|(d, b)| (b.last_used_at.unwrap_or(0), d.clone(), b.size))
                 .collect();
             v.sort();
-            Ok(v.into_iter().take(limit).map(|(_, digest, size)| BlobRow { digest, size }).collect())
+            v.into_iter().take(limit).map(|(_, digest, size)| Ok(BlobRow { digest: stored(&digest)?, size })).collect()
         })
     }
 }

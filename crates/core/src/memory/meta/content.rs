@@ -51,7 +51,9 @@ impl ContentStore for MemoryMeta {
         })
     }
 
-    async fn put_blob(&self, digest: &str, size: u64, _now: i64) -> Result<()> {
+    async fn put_blob(&self, digest: &Digest, size: u64, _now: i64) -> Result<()> {
+        let digest = digest.to_string();
+        let digest = digest.as_str();
         self.with(|s| {
             let b = s.blobs.entry(digest.into()).or_insert(BlobRecord { size, cached: false, last_used_at: None });
             b.cached = false;
@@ -59,11 +61,15 @@ impl ContentStore for MemoryMeta {
         })
     }
 
-    async fn blob_size(&self, digest: &str) -> Result<Option<u64>> {
+    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
+        let digest = digest.to_string();
+        let digest = digest.as_str();
         self.with(|s| Ok(s.blobs.get(digest).map(|b| b.size)))
     }
 
-    async fn link_blob(&self, repo_id: i64, digest: &str) -> Result<()> {
+    async fn link_blob(&self, repo_id: i64, digest: &Digest) -> Result<()> {
+        let digest = digest.to_string();
+        let digest = digest.as_str();
         self.with(|s| {
             if !s.blobs.contains_key(digest) {
                 return Err(Error::db(format!("link to unknown blob {digest}")));
@@ -73,21 +79,27 @@ impl ContentStore for MemoryMeta {
         })
     }
 
-    async fn linked_blob(&self, repo_id: i64, digest: &str) -> Result<Option<u64>> {
+    async fn linked_blob(&self, repo_id: i64, digest: &Digest) -> Result<Option<u64>> {
+        let digest = digest.to_string();
+        let digest = digest.as_str();
         self.with(|s| {
             Ok(s.links.contains(&(repo_id, digest.to_owned())).then(|| s.blobs.get(digest).map(|b| b.size)).flatten())
         })
     }
 
-    async fn unlink_blob(&self, repo_id: i64, digest: &str) -> Result<bool> {
+    async fn unlink_blob(&self, repo_id: i64, digest: &Digest) -> Result<bool> {
+        let digest = digest.to_string();
+        let digest = digest.as_str();
         self.with(|s| Ok(s.links.remove(&(repo_id, digest.to_owned()))))
     }
 
     async fn list_blobs(&self) -> Result<Vec<BlobRow>> {
-        self.with(|s| Ok(s.blobs.iter().map(|(d, b)| BlobRow { digest: d.clone(), size: b.size }).collect()))
+        self.with(|s| s.blobs.iter().map(|(d, b)| Ok(BlobRow { digest: stored(d)?, size: b.size })).collect())
     }
 
-    async fn forget_blob(&self, digest: &str) -> Result<()> {
+    async fn forget_blob(&self, digest: &Digest) -> Result<()> {
+        let digest = digest.to_string();
+        let digest = digest.as_str();
         self.with(|s| {
             s.blobs.remove(digest);
             s.links.retain(|(_, d)| d != digest);
@@ -95,13 +107,13 @@ impl ContentStore for MemoryMeta {
         })
     }
 
-    async fn unreferenced_blobs(&self) -> Result<Vec<String>> {
+    async fn unreferenced_blobs(&self) -> Result<Vec<Digest>> {
         self.with(|s| {
-            Ok(s.blobs
+            s.blobs
                 .keys()
                 .filter(|d| !s.links.iter().any(|(_, l)| l == *d) && !s.references.iter().any(|(_, _, b)| b == *d))
-                .cloned()
-                .collect())
+                .map(|d| stored(d))
+                .collect()
         })
     }
 
@@ -109,31 +121,35 @@ impl ContentStore for MemoryMeta {
         &self,
         repo_id: i64,
         m: &ManifestRow,
-        blob_refs: &[String],
-        tag: Option<&str>,
+        blob_refs: &[Digest],
+        tag: Option<&Tag>,
         now: i64,
     ) -> Result<()> {
         self.with(|s| {
             s.manifests.entry((repo_id, m.digest.clone())).or_insert_with(|| m.clone());
             for b in blob_refs {
-                s.references.insert((repo_id, m.digest.clone(), b.clone()));
+                s.references.insert((repo_id, m.digest.clone(), b.to_string()));
             }
             if let Some(t) = tag {
-                s.tags.insert((repo_id, t.to_owned()), (m.digest.clone(), now));
+                s.tags.insert((repo_id, t.as_str().to_owned()), (m.digest.clone(), now));
             }
             Ok(())
         })
     }
 
-    async fn manifest(&self, repo_id: i64, digest: &str) -> Result<Option<ManifestRow>> {
+    async fn manifest(&self, repo_id: i64, digest: &Digest) -> Result<Option<ManifestRow>> {
+        let digest = digest.to_string();
+        let digest = digest.as_str();
         self.with(|s| Ok(s.manifests.get(&(repo_id, digest.to_owned())).cloned()))
     }
 
-    async fn tag_digest(&self, repo_id: i64, tag: &str) -> Result<Option<String>> {
-        self.with(|s| Ok(s.tags.get(&(repo_id, tag.to_owned())).map(|(d, _)| d.clone())))
+    async fn tag_digest(&self, repo_id: i64, tag: &Tag) -> Result<Option<Digest>> {
+        let tag = tag.as_str();
+        self.with(|s| s.tags.get(&(repo_id, tag.to_owned())).map(|(d, _)| stored(d)).transpose())
     }
 
-    async fn manifest_by_tag(&self, repo_id: i64, tag: &str) -> Result<Option<ManifestRow>> {
+    async fn manifest_by_tag(&self, repo_id: i64, tag: &Tag) -> Result<Option<ManifestRow>> {
+        let tag = tag.as_str();
         self.with(|s| {
             Ok(s.tags
                 .get(&(repo_id, tag.to_owned()))
@@ -142,13 +158,15 @@ impl ContentStore for MemoryMeta {
         })
     }
 
-    async fn manifests_present(&self, repo_id: i64, digests: &[String]) -> Result<Vec<String>> {
+    async fn manifests_present(&self, repo_id: i64, digests: &[Digest]) -> Result<Vec<Digest>> {
         self.with(|s| {
-            Ok(digests.iter().filter(|d| s.manifests.contains_key(&(repo_id, (*d).clone()))).cloned().collect())
+            Ok(digests.iter().filter(|d| s.manifests.contains_key(&(repo_id, d.to_string()))).cloned().collect())
         })
     }
 
-    async fn delete_manifest(&self, repo_id: i64, digest: &str) -> Result<bool> {
+    async fn delete_manifest(&self, repo_id: i64, digest: &Digest) -> Result<bool> {
+        let digest = digest.to_string();
+        let digest = digest.as_str();
         self.with(|s| {
             s.tags.retain(|(r, _), (d, _)| !(*r == repo_id && d == digest));
             s.references.retain(|(r, m, _)| !(*r == repo_id && m == digest));
@@ -156,7 +174,8 @@ impl ContentStore for MemoryMeta {
         })
     }
 
-    async fn delete_tag(&self, repo_id: i64, tag: &str) -> Result<bool> {
+    async fn delete_tag(&self, repo_id: i64, tag: &Tag) -> Result<bool> {
+        let tag = tag.as_str();
         self.with(|s| Ok(s.tags.remove(&(repo_id, tag.to_owned())).is_some()))
     }
 
@@ -171,7 +190,9 @@ impl ContentStore for MemoryMeta {
         })
     }
 
-    async fn referrers(&self, repo_id: i64, subject: &str) -> Result<Vec<Referrer>> {
+    async fn referrers(&self, repo_id: i64, subject: &Digest) -> Result<Vec<Referrer>> {
+        let subject = subject.to_string();
+        let subject = subject.as_str();
         self.with(|s| {
             Ok(s.manifests
                 .iter()

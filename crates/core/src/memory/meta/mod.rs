@@ -8,11 +8,18 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use ::policy::Provider;
+use oci::digest::Digest;
+use oci::name::Tag;
 
 use crate::error::{Error, Result};
 use crate::metrics::BackendStats;
 use crate::model::*;
 use crate::ports::*;
+
+/// A digest kept as text, read back (as the SQL stores parse theirs).
+fn stored(d: &str) -> Result<Digest> {
+    d.parse().map_err(|_| Error::db(format!("stored digest {d:?} does not parse")))
+}
 
 mod audit;
 mod cache;
