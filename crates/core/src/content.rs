@@ -185,7 +185,7 @@ pub trait Content: Send + Sync {
 /// The indexes, among those the first `limit` tags of repository `repo_id` name, that list
 /// `child` (both implementations keep tags and manifests in the metadata store).
 pub(crate) async fn parents_in(
-    meta: &dyn crate::ports::MetaStore,
+    meta: &dyn crate::ports::ContentStore,
     repo_id: i64,
     child: &Digest,
     limit: usize,

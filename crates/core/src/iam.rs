@@ -126,6 +126,8 @@ pub struct NewException {
 
 pub struct Iam {
     pub(crate) audit: Arc<crate::audit::Audit>,
+    /// The whole metadata port: policy administration reads and writes six of its capabilities
+    /// (policy, orgs, identity, content, sessions, audit), so naming each would only add fields.
     pub(crate) meta: Arc<dyn MetaStore>,
     pub(crate) identity: Arc<Identity>,
     pub(crate) orgs: Arc<Orgs>,

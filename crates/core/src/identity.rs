@@ -18,8 +18,8 @@ use crate::authz::{Directory, Principal, Snapshot};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::model::{AccessToken, AccountSource, AuditEntry, LoginFailures, TokenKind, TokenScope, User};
-use crate::ports::MetaStore;
+use crate::model::{AccessToken, AccountSource, AuditEntry, LoginFailures, TokenHolder, TokenKind, TokenScope, User};
+use crate::ports::{IdentityStore, MetaStore, OrgStore, SessionStore};
 use policy::Provider;
 
 /// Prefix of personal access tokens.
@@ -148,7 +148,7 @@ impl LoginThrottle {
     }
 
     /// Whether a password attempt for `user` from `addr` may go ahead, and how fast.
-    pub async fn password(meta: &dyn MetaStore, user: &str, addr: &str, now: i64) -> Result<Pace> {
+    pub async fn password(meta: &dyn IdentityStore, user: &str, addr: &str, now: i64) -> Result<Pace> {
         let (pair, a, u) = (Self::pair(user, addr), format!("a:{addr}"), format!("u:{user}"));
         let rows = meta.login_failures(&[pair.clone(), a.clone(), u.clone()]).await?;
         // Times are whole seconds: a delay of d seconds holds until d full seconds have passed.
@@ -167,7 +167,7 @@ impl LoginThrottle {
         })
     }
 
-    pub async fn password_failed(meta: &dyn MetaStore, user: &str, addr: &str, now: i64) -> Result<()> {
+    pub async fn password_failed(meta: &dyn IdentityStore, user: &str, addr: &str, now: i64) -> Result<()> {
         for key in [Self::pair(user, addr), format!("a:{addr}"), format!("u:{user}")] {
             meta.record_login_failure(&key, now, Self::WINDOW_SECS).await?;
         }
@@ -175,12 +175,12 @@ impl LoginThrottle {
     }
 
     /// A right password clears the delays of that user at that address.
-    pub async fn password_worked(meta: &dyn MetaStore, user: &str, addr: &str) -> Result<()> {
+    pub async fn password_worked(meta: &dyn IdentityStore, user: &str, addr: &str) -> Result<()> {
         meta.clear_login_failures(&Self::pair(user, addr), false).await.map(|_| ())
     }
 
     /// Whether a token may be checked for `addr` (invalid tokens only count against tokens).
-    pub async fn token(meta: &dyn MetaStore, addr: &str, now: i64) -> Result<()> {
+    pub async fn token(meta: &dyn IdentityStore, addr: &str, now: i64) -> Result<()> {
         let key = format!("t:{addr}");
         let rows = meta.login_failures(std::slice::from_ref(&key)).await?;
         match Self::row(&rows, &key, now).filter(|r| r.failures >= Self::MAX_TOKEN_FAILURES_PER_ADDRESS) {
@@ -191,12 +191,12 @@ impl LoginThrottle {
         }
     }
 
-    pub async fn token_failed(meta: &dyn MetaStore, addr: &str, now: i64) -> Result<()> {
+    pub async fn token_failed(meta: &dyn IdentityStore, addr: &str, now: i64) -> Result<()> {
         meta.record_login_failure(&format!("t:{addr}"), now, Self::WINDOW_SECS).await
     }
 
     /// Forgets every failure counted against `user` (the administrator lifts a throttle).
-    pub async fn lift(meta: &dyn MetaStore, user: &str) -> Result<u64> {
+    pub async fn lift(meta: &dyn IdentityStore, user: &str) -> Result<u64> {
         let mut n = 0;
         for p in Self::user_prefixes(user) {
             n += meta.clear_login_failures(&p, true).await?;
@@ -216,7 +216,11 @@ pub enum Bootstrap {
 
 /// The identity service.
 pub struct Identity {
-    meta: Arc<dyn MetaStore>,
+    users: Arc<dyn IdentityStore>,
+    /// The directory's rows, loaded into its snapshot.
+    directory_rows: Arc<dyn OrgStore>,
+    /// Sessions, ended when a user is disabled or changes password.
+    sessions: Arc<dyn SessionStore>,
     clock: Arc<dyn Clock>,
     audit: Arc<Audit>,
     metrics: Arc<Metrics>,
@@ -243,7 +247,9 @@ impl Identity {
         metrics: Arc<Metrics>,
     ) -> Identity {
         Identity {
-            meta,
+            users: meta.clone(),
+            directory_rows: meta.clone(),
+            sessions: meta,
             clock,
             audit,
             metrics,
@@ -282,7 +288,7 @@ impl Identity {
         let key = token_hash(&format!("directory\0{username}\0{password}"));
         let cached = self.verified.lock().ok().and_then(|m| m.get(&key).copied()).is_some_and(|exp| exp > now);
         if cached
-            && let Some(u) = self.meta.user_by_name(username).await?
+            && let Some(u) = self.users.user_by_name(username).await?
             && crate::sso::provider_of(&u) == Some(Provider::Ldap)
             && !u.disabled
         {
@@ -292,14 +298,14 @@ impl Identity {
             Ok(Some(ext)) => {
                 let sso = sso.upgrade().ok_or_else(|| Error::Unavailable("shutting down".into()))?;
                 let user = sso.sign_in(&ext, client).await?;
-                LoginThrottle::password_worked(self.meta.as_ref(), username, client).await?;
+                LoginThrottle::password_worked(self.users.as_ref(), username, client).await?;
                 if let Ok(mut m) = self.verified.lock() {
                     m.insert(key, now + VERIFIED_TTL_SECS);
                 }
                 Ok(Self::principal(&user, None))
             }
             Ok(None) => {
-                LoginThrottle::password_failed(self.meta.as_ref(), username, client, now).await?;
+                LoginThrottle::password_failed(self.users.as_ref(), username, client, now).await?;
                 Err(self.failed("ldap", username, client, "the directory refused the name or password").await)
             }
             Err(e) => {
@@ -373,7 +379,7 @@ impl Identity {
 
     /// Reloads the authorization snapshot; call after any write to users, orgs, teams or repos.
     pub async fn refresh_directory(&self) -> Result<()> {
-        let rows = self.meta.load_directory().await?;
+        let rows = self.directory_rows.load_directory().await?;
         self.directory.replace(Snapshot::build(rows));
         Ok(())
     }
@@ -396,7 +402,7 @@ impl Identity {
             return Ok(p);
         }
         let now = self.clock.now();
-        match LoginThrottle::password(self.meta.as_ref(), username, client, now).await {
+        match LoginThrottle::password(self.users.as_ref(), username, client, now).await {
             Ok(Pace::Now) => {}
             Ok(Pace::Slow(d)) => tokio::time::sleep(d).await,
             Err(e) => {
@@ -408,7 +414,7 @@ impl Identity {
         // The directory checks the passwords of the names it holds: its own accounts, SCIM
         // accounts not bound to another provider, and names no account has yet.
         if self.password_directory.get().is_some()
-            && self.meta.user_by_name(username).await?.is_none_or(|u| {
+            && self.users.user_by_name(username).await?.is_none_or(|u| {
                 crate::sso::provider_of(&u) == Some(Provider::Ldap)
                     || u.source == AccountSource::Scim && u.external_id.is_none()
             })
@@ -417,12 +423,12 @@ impl Identity {
         }
         match self.check_password(username, secret, now).await {
             Ok((p, user)) => {
-                LoginThrottle::password_worked(self.meta.as_ref(), username, client).await?;
+                LoginThrottle::password_worked(self.users.as_ref(), username, client).await?;
                 self.sso_allowed(&user, client, "password").await?;
                 Ok(p)
             }
             Err(e @ Error::Unauthenticated(_)) => {
-                LoginThrottle::password_failed(self.meta.as_ref(), username, client, now).await?;
+                LoginThrottle::password_failed(self.users.as_ref(), username, client, now).await?;
                 Err(self.failed("password", username, client, &e.to_string()).await)
             }
             Err(e) => Err(e),
@@ -432,7 +438,7 @@ impl Identity {
     /// Signs in with a bare token (API `Bearer <token>`, OAuth2 refresh grant).
     pub async fn authenticate_token(&self, secret: &str, client: &str) -> Result<Principal> {
         let now = self.clock.now();
-        if let Err(e) = LoginThrottle::token(self.meta.as_ref(), client, now).await {
+        if let Err(e) = LoginThrottle::token(self.users.as_ref(), client, now).await {
             Metrics::inc(&self.metrics.signin_throttled);
             self.audit_auth("auth.throttled", "", client, "token", &e.to_string()).await;
             return Err(e);
@@ -443,7 +449,7 @@ impl Identity {
                 Ok(p)
             }
             Err(e @ Error::Unauthenticated(_)) => {
-                LoginThrottle::token_failed(self.meta.as_ref(), client, now).await?;
+                LoginThrottle::token_failed(self.users.as_ref(), client, now).await?;
                 Err(self.failed("token", "", client, &e.to_string()).await)
             }
             Err(e) => Err(e),
@@ -498,7 +504,7 @@ impl Identity {
 
     async fn check_password(&self, username: &str, password: &str, now: i64) -> Result<(Principal, User)> {
         let bad = || Error::Unauthenticated("invalid username or password".into());
-        let Some(user) = self.meta.user_by_name(username).await? else {
+        let Some(user) = self.users.user_by_name(username).await? else {
             // Spend comparable time so that unknown names are not told apart by timing.
             let _slot = self.argon_slots.acquire().await;
             let _ = tokio::task::spawn_blocking(|| verify_password("x", dummy_hash())).await;
@@ -531,7 +537,7 @@ impl Identity {
 
     async fn check_token(&self, secret: &str, now: i64) -> Result<(Principal, User)> {
         let bad = || Error::Unauthenticated("invalid or expired token".into());
-        let Some((token, user)) = self.meta.token_by_hash(&token_hash(secret)).await? else {
+        let Some(TokenHolder { token, user }) = self.users.token_by_hash(&token_hash(secret)).await? else {
             return Err(bad());
         };
         if token.expires_at.is_some_and(|e| e <= now) || user.disabled {
@@ -550,7 +556,7 @@ impl Identity {
             })
             .unwrap_or(false);
         if due {
-            self.meta.touch_token(token.id, now).await?;
+            self.users.touch_token(token.id, now).await?;
         }
         Ok((Self::principal(&user, Some(token.scope)), user))
     }
@@ -569,7 +575,7 @@ impl Identity {
         check_account_name(username)?;
         check_password_strength(password)?;
         let hash = hash_password(password)?;
-        let u = self.meta.create_user(username, &hash, is_admin, self.clock.now()).await?;
+        let u = self.users.create_user(username, &hash, is_admin, self.clock.now()).await?;
         self.refresh_directory().await?;
         Ok(u)
     }
@@ -593,10 +599,10 @@ impl Identity {
     pub async fn reset_password(&self, username: &str, password: &str) -> Result<()> {
         check_password_strength(password)?;
         let user =
-            self.meta.user_by_name(username).await?.ok_or_else(|| Error::NotFound(format!("no user {username}")))?;
-        self.meta.set_password(user.id, &hash_password(password)?).await?;
+            self.users.user_by_name(username).await?.ok_or_else(|| Error::NotFound(format!("no user {username}")))?;
+        self.users.set_password(user.id, &hash_password(password)?).await?;
         // A new password signs the user out of every console session.
-        self.meta.delete_user_sessions(user.id).await
+        self.sessions.delete_user_sessions(user.id).await
     }
 
     /// Creates an access token; the secret is returned once and only its hash is kept.
@@ -623,7 +629,7 @@ impl Identity {
             TokenKind::Pat => PAT_PREFIX,
         };
         let secret = new_secret(prefix);
-        let t = self.meta.create_token(user.id, label, kind, &token_hash(&secret), scope, expires_at, now).await?;
+        let t = self.users.create_token(user.id, label, kind, &token_hash(&secret), scope, expires_at, now).await?;
         Ok((t, secret))
     }
 
@@ -643,12 +649,12 @@ impl Identity {
     }
 
     pub async fn list_tokens(&self, user: &Principal) -> Result<Vec<AccessToken>> {
-        self.meta.list_tokens(user.id).await
+        self.users.list_tokens(user.id).await
     }
 
     /// Revokes one of `user`'s tokens (audited).
     pub async fn delete_token(&self, user: &Principal, id: i64) -> Result<()> {
-        if !self.meta.delete_token(user.id, id).await? {
+        if !self.users.delete_token(user.id, id).await? {
             return Err(Error::NotFound(format!("no token {id}")));
         }
         self.audit.change(user, None, "token.delete", serde_json::json!({ "id": id })).await;
@@ -656,7 +662,7 @@ impl Identity {
     }
 
     async fn user(&self, username: &str) -> Result<User> {
-        self.meta.user_by_name(username).await?.ok_or_else(|| Error::NotFound(format!("no user {username}")))
+        self.users.user_by_name(username).await?.ok_or_else(|| Error::NotFound(format!("no user {username}")))
     }
 
     /// Disables (or enables again) an account: a disabled user cannot sign in, their console
@@ -667,9 +673,9 @@ impl Identity {
             return Err(Error::Conflict("you cannot disable your own account".into()));
         }
         let user = self.user(username).await?;
-        self.meta.set_user_disabled(user.id, disabled).await?;
+        self.users.set_user_disabled(user.id, disabled).await?;
         if disabled {
-            self.meta.delete_user_sessions(user.id).await?;
+            self.sessions.delete_user_sessions(user.id).await?;
         }
         self.refresh_directory().await?;
         let action = if disabled { "user.disable" } else { "user.enable" };
@@ -690,7 +696,7 @@ impl Identity {
                 "{username} is the last owner of {org}; make someone else an owner first"
             )));
         }
-        self.meta.delete_user(user.id).await?;
+        self.users.delete_user(user.id).await?;
         self.refresh_directory().await?;
         self.audit.change(who, None, "user.delete", serde_json::json!({ "username": username })).await;
         Ok(())
@@ -700,7 +706,7 @@ impl Identity {
     pub async fn lift_throttle(&self, who: &Principal, username: &str) -> Result<u64> {
         admin_only(who, "lift sign-in throttles")?;
         self.user(username).await?;
-        let n = LoginThrottle::lift(self.meta.as_ref(), username).await?;
+        let n = LoginThrottle::lift(self.users.as_ref(), username).await?;
         self.audit
             .change(who, None, "user.throttle.lift", serde_json::json!({ "username": username, "cleared": n }))
             .await;
@@ -710,13 +716,13 @@ impl Identity {
     /// Every user (instance administrator only).
     pub async fn list_users(&self, who: &Principal) -> Result<Vec<User>> {
         admin_only(who, "list users")?;
-        self.meta.list_users().await
+        self.users.list_users().await
     }
 
     /// Creates the instance administrator `admin` when there are no users yet, with `password`
     /// or a generated one.
     pub async fn bootstrap_admin(&self, password: Option<&str>) -> Result<Bootstrap> {
-        if self.meta.count_users().await? > 0 {
+        if self.users.count_users().await? > 0 {
             return Ok(Bootstrap::HadUsers);
         }
         let generated = password.is_none().then(|| new_secret("")[..24].to_owned());

@@ -335,8 +335,8 @@ pub struct AuditEntry {
     pub action: String,
     pub image: Option<String>,
     pub digest: Option<String>,
-    pub category: Option<String>,
-    pub rule: Option<String>,
+    pub category: Option<policy::CategoryName>,
+    pub rule: Option<policy::Rule>,
     /// What was decided, for pulls.
     pub decision: Option<AuditDecision>,
     pub client: Option<String>,
@@ -510,6 +510,27 @@ pub struct HubBadgeRow {
 pub struct TagEntry {
     pub digest: oci::digest::Digest,
     pub checked_at: i64,
+}
+
+/// A team's permission on one repository path inside its organization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoPermission {
+    pub repo: String,
+    pub permission: Permission,
+}
+
+/// An access token with the user it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenHolder {
+    pub token: AccessToken,
+    pub user: User,
+}
+
+/// An unfinished upload in the blob store and when it was last written (unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredUpload {
+    pub id: String,
+    pub written_at: i64,
 }
 
 /// A recorded blob and its size.

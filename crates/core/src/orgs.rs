@@ -11,8 +11,8 @@ use crate::authz::Principal;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::identity::{Identity, check_account_name};
-use crate::model::{OWNERS_TEAM, Org, Permission, Repo, Team, User, Visibility};
-use crate::ports::MetaStore;
+use crate::model::{OWNERS_TEAM, Org, Permission, Repo, RepoPermission, Team, User, Visibility};
+use crate::ports::{ContentStore, IdentityStore, MetaStore, OrgStore};
 
 /// A member of an organization and the teams they are in.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -36,7 +36,11 @@ pub struct TagInfo {
 }
 
 pub struct Orgs {
-    meta: Arc<dyn MetaStore>,
+    store: Arc<dyn OrgStore>,
+    /// Users, looked up by name when added to a team.
+    users: Arc<dyn IdentityStore>,
+    /// An org's repositories (listing, visibility, deletion).
+    content: Arc<dyn ContentStore>,
     identity: Arc<Identity>,
     audit: Arc<crate::audit::Audit>,
     admins_only_create: bool,
@@ -57,7 +61,17 @@ impl Orgs {
         admins_only_create: bool,
         manifests: Arc<crate::registry::ManifestCache>,
     ) -> Orgs {
-        Orgs { meta, clock: identity.clock().clone(), identity, audit, admins_only_create, manifests }
+        let clock = identity.clock().clone();
+        Orgs {
+            store: meta.clone(),
+            users: meta.clone(),
+            content: meta,
+            clock,
+            identity,
+            audit,
+            admins_only_create,
+            manifests,
+        }
     }
 
     async fn changed(&self, who: &Principal, org: &str, action: &str, detail: serde_json::Value) {
@@ -66,7 +80,7 @@ impl Orgs {
 
     /// The org, when `who` may see it (a member or the administrator); else `NotFound`.
     pub async fn visible(&self, who: &Principal, name: &str) -> Result<Org> {
-        let org = self.meta.org_by_name(name).await?.ok_or_else(|| not_found(name))?;
+        let org = self.store.org_by_name(name).await?.ok_or_else(|| not_found(name))?;
         let snap = self.identity.directory().snapshot();
         if who.is_admin || snap.is_member(name, who.id) { Ok(org) } else { Err(not_found(name)) }
     }
@@ -96,7 +110,7 @@ impl Orgs {
             return Err(Error::Denied("only the instance administrator may create organizations here".into()));
         }
         check_account_name(name)?;
-        let org = self.meta.create_org(name, who.id, self.clock.now()).await?;
+        let org = self.store.create_org(name, who.id, self.clock.now()).await?;
         self.identity.refresh_directory().await?;
         self.changed(who, name, "org.create", serde_json::json!({ "name": name })).await;
         Ok(org)
@@ -106,7 +120,7 @@ impl Orgs {
     pub async fn list(&self, who: &Principal) -> Result<Vec<Org>> {
         let snap = self.identity.directory().snapshot();
         Ok(self
-            .meta
+            .store
             .list_orgs()
             .await?
             .into_iter()
@@ -117,8 +131,8 @@ impl Orgs {
     pub async fn members(&self, who: &Principal, org: &str) -> Result<Vec<Member>> {
         let o = self.visible(who, org).await?;
         let mut out: Vec<Member> = Vec::new();
-        for team in self.meta.list_teams(o.id).await? {
-            for u in self.meta.team_members(team.id).await? {
+        for team in self.store.list_teams(o.id).await? {
+            for u in self.store.team_members(team.id).await? {
                 match out.iter_mut().find(|m| m.username == u.username) {
                     Some(m) => m.teams.push(team.name.clone()),
                     None => out.push(Member {
@@ -140,19 +154,19 @@ impl Orgs {
 
     pub async fn teams(&self, who: &Principal, org: &str) -> Result<Vec<Team>> {
         let o = self.visible(who, org).await?;
-        self.meta.list_teams(o.id).await
+        self.store.list_teams(o.id).await
     }
 
     pub async fn create_team(&self, who: &Principal, org: &str, team: &str) -> Result<Team> {
         let o = self.owned(who, org).await?;
         check_account_name(team).map_err(|_| Error::Invalid(format!("invalid team name {team:?}")))?;
-        let t = self.meta.create_team(o.id, team).await?;
+        let t = self.store.create_team(o.id, team).await?;
         self.changed(who, org, "team.create", serde_json::json!({ "team": team })).await;
         Ok(t)
     }
 
     async fn team_of(&self, org: &Org, team: &str) -> Result<Team> {
-        self.meta.team(org.id, team).await?.ok_or_else(|| Error::NotFound(format!("no team {team} in {}", org.name)))
+        self.store.team(org.id, team).await?.ok_or_else(|| Error::NotFound(format!("no team {team} in {}", org.name)))
     }
 
     pub async fn delete_team(&self, who: &Principal, org: &str, team: &str) -> Result<()> {
@@ -161,7 +175,7 @@ impl Orgs {
             return Err(Error::Conflict("the owners team cannot be deleted".into()));
         }
         let t = self.team_of(&o, team).await?;
-        self.meta.delete_team(t.id).await?;
+        self.store.delete_team(t.id).await?;
         self.identity.refresh_directory().await?;
         self.changed(who, org, "team.delete", serde_json::json!({ "team": team })).await;
         Ok(())
@@ -170,11 +184,11 @@ impl Orgs {
     pub async fn team_members(&self, who: &Principal, org: &str, team: &str) -> Result<Vec<User>> {
         let o = self.visible(who, org).await?;
         let t = self.team_of(&o, team).await?;
-        self.meta.team_members(t.id).await
+        self.store.team_members(t.id).await
     }
 
     async fn user(&self, username: &str) -> Result<User> {
-        self.meta.user_by_name(username).await?.ok_or_else(|| Error::NotFound(format!("no user {username}")))
+        self.users.user_by_name(username).await?.ok_or_else(|| Error::NotFound(format!("no user {username}")))
     }
 
     /// Refuses a hand edit of a directory-managed team's members.
@@ -193,7 +207,7 @@ impl Orgs {
     pub async fn set_directory_managed(&self, who: &Principal, org: &str, team: &str, managed: bool) -> Result<Team> {
         let o = self.owned(who, org).await?;
         let mut t = self.team_of(&o, team).await?;
-        self.meta.set_directory_managed(t.id, managed).await?;
+        self.store.set_directory_managed(t.id, managed).await?;
         t.directory_managed = managed;
         let detail = serde_json::json!({ "team": team, "directory_managed": managed });
         self.changed(who, org, "team.directory_managed", detail).await;
@@ -206,7 +220,7 @@ impl Orgs {
         let t = self.team_of(&o, team).await?;
         Self::hand_edit(&t, org)?;
         let u = self.user(username).await?;
-        let added = self.meta.add_member(t.id, u.id).await?;
+        let added = self.store.add_member(t.id, u.id).await?;
         self.identity.refresh_directory().await?;
         if added {
             self.changed(who, org, "member.add", serde_json::json!({ "team": team, "username": username })).await;
@@ -219,7 +233,7 @@ impl Orgs {
         let t = self.team_of(&o, team).await?;
         Self::hand_edit(&t, org)?;
         let u = self.user(username).await?;
-        if !self.meta.remove_member(t.id, u.id).await? {
+        if !self.store.remove_member(t.id, u.id).await? {
             return Err(Error::NotFound(format!("{username} is not in {org}/{team}")));
         }
         self.identity.refresh_directory().await?;
@@ -241,17 +255,17 @@ impl Orgs {
             .parse::<RepoName>()
             .map_err(|_| Error::Invalid(format!("invalid repository name {repo_path:?}")))?;
         let t = self.team_of(&o, team).await?;
-        self.meta.set_permission(t.id, repo_path, p).await?;
+        self.store.set_permission(t.id, repo_path, p).await?;
         self.identity.refresh_directory().await?;
         let detail = serde_json::json!({ "team": team, "repository": repo_path, "permission": p });
         self.changed(who, org, "permission.set", detail).await;
         Ok(())
     }
 
-    pub async fn team_permissions(&self, who: &Principal, org: &str, team: &str) -> Result<Vec<(String, Permission)>> {
+    pub async fn team_permissions(&self, who: &Principal, org: &str, team: &str) -> Result<Vec<RepoPermission>> {
         let o = self.visible(who, org).await?;
         let t = self.team_of(&o, team).await?;
-        self.meta.team_permissions(t.id).await
+        self.store.team_permissions(t.id).await
     }
 
     /// Repositories `who` may pull, optionally only those of one namespace.
@@ -259,7 +273,7 @@ impl Orgs {
         let snap = self.identity.directory().snapshot();
         let subject = crate::authz::Subject::User(who.clone());
         Ok(self
-            .meta
+            .content
             .list_repos()
             .await?
             .into_iter()
@@ -282,11 +296,11 @@ impl Orgs {
         if !snap.permitted(&crate::authz::Subject::User(who.clone()), &name).pull {
             return Err(none());
         }
-        let r = self.meta.repo(repo).await?.ok_or_else(none)?;
+        let r = self.content.repo(repo).await?.ok_or_else(none)?;
         let mut out = Vec::new();
-        for tag in self.meta.list_tags(r.id, None, Some(1000)).await? {
+        for tag in self.content.list_tags(r.id, None, Some(1000)).await? {
             let Ok(parsed_tag) = tag.parse::<oci::name::Tag>() else { continue };
-            let Some(m) = self.meta.manifest_by_tag(r.id, &parsed_tag).await? else { continue };
+            let Some(m) = self.content.manifest_by_tag(r.id, &parsed_tag).await? else { continue };
             let parsed = oci::manifest::Manifest::parse(&m.content, Some(&m.media_type)).ok();
             let (size, platforms) = match &parsed {
                 Some(p) if p.kind == oci::manifest::ManifestKind::Index => (None, p.manifests.len()),
@@ -313,13 +327,13 @@ impl Orgs {
 
     pub async fn set_visibility(&self, who: &Principal, repo: &str, v: Visibility) -> Result<()> {
         self.admin_of_repo(who, repo).await?;
-        self.meta.set_visibility(repo, v).await?;
+        self.content.set_visibility(repo, v).await?;
         self.identity.refresh_directory().await
     }
 
     pub async fn delete_repository(&self, who: &Principal, repo: &str) -> Result<()> {
         self.admin_of_repo(who, repo).await?;
-        let deleted = self.meta.delete_repo(repo).await;
+        let deleted = self.content.delete_repo(repo).await;
         // Its id may be given to the next repository created: nothing of it is served again.
         self.manifests.invalidate();
         deleted?;

@@ -104,7 +104,7 @@ impl Services {
         iam.refresh().await?;
         let tokens =
             Arc::new(TokenIssuer::new(signing_keys, "portcullis", &settings.token_service, settings.token_ttl_secs)?);
-        let registry = Arc::new(Registry::new(meta.clone(), blobs.clone(), identity.clone(), manifests));
+        let registry = Arc::new(Registry::new(meta.clone(), meta.clone(), blobs.clone(), identity.clone(), manifests));
         let proxy = Arc::new(Proxy::new(
             meta.clone(),
             blobs.clone(),

@@ -64,6 +64,8 @@ pub fn provider_of(user: &User) -> Option<Provider> {
 }
 
 pub struct Sso {
+    /// The whole metadata port: a directory sign-in writes users, teams and memberships, and
+    /// reads delegations, policy and SCIM ownership (five capabilities).
     meta: Arc<dyn MetaStore>,
     identity: Arc<Identity>,
     audit: Arc<Audit>,

@@ -331,7 +331,7 @@ async fn team_permissions(State(st): St, u: ApiUser, Path((org, team)): Path<(St
         .team_permissions(&u.0, &org, &team)
         .await?
         .into_iter()
-        .map(|(repo, p)| json!({ "repository": repo, "permission": p }))
+        .map(|p| json!({ "repository": p.repo, "permission": p.permission }))
         .collect();
     ok(json!(perms))
 }

@@ -42,6 +42,8 @@ pub enum Rule {
 }
 
 impl Rule {
+    pub const ALL: [Rule; 5] = [Rule::Allowed, Rule::Owner, Rule::Category, Rule::RegistryAccess, Rule::Signature];
+
     pub fn key(self) -> &'static str {
         match self {
             Rule::Allowed => "allowed",
@@ -50,6 +52,14 @@ impl Rule {
             Rule::RegistryAccess => "registry_access",
             Rule::Signature => "signature",
         }
+    }
+}
+
+impl std::str::FromStr for Rule {
+    type Err = UnknownKey;
+
+    fn from_str(s: &str) -> Result<Rule, UnknownKey> {
+        Rule::ALL.into_iter().find(|r| r.key() == s).ok_or_else(|| UnknownKey(s.to_owned()))
     }
 }
 

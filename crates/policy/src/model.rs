@@ -144,6 +144,39 @@ impl Category {
     }
 }
 
+impl Serialize for CategoryName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.key)
+    }
+}
+
+/// A key that names none of a closed set's values (a category, a rule).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownKey(pub String);
+
+impl std::fmt::Display for UnknownKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unknown key {:?}", self.0)
+    }
+}
+
+impl std::error::Error for UnknownKey {}
+
+impl std::str::FromStr for CategoryName {
+    type Err = UnknownKey;
+
+    fn from_str(s: &str) -> Result<CategoryName, UnknownKey> {
+        Category::name_of(s).ok_or_else(|| UnknownKey(s.to_owned()))
+    }
+}
+
+impl Category {
+    /// The category's row of [`Category::ALL`].
+    pub fn name(&self) -> CategoryName {
+        Category::name_of(self.key()).unwrap_or(Category::ALL[4])
+    }
+}
+
 impl Serialize for Category {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.key())

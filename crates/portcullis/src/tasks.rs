@@ -158,7 +158,14 @@ pub async fn gc(config: &Config, max_bytes: Option<u64>, uploads_older_than: i64
     println!("gc: {purged} abandoned uploads purged");
     let budget = max_bytes.unwrap_or(config.proxy.cache_max_bytes);
     if budget > 0 {
-        let n = portcullis_core::proxy::evict(stores.meta.as_ref(), stores.blobs.as_ref(), budget, |_| false).await?;
+        let n = portcullis_core::proxy::evict(
+            stores.meta.as_ref(),
+            stores.meta.as_ref(),
+            stores.blobs.as_ref(),
+            budget,
+            |_| false,
+        )
+        .await?;
         println!("gc: evicted {n} cached blobs to fit {budget} bytes");
     }
     let unreferenced = stores.meta.unreferenced_blobs().await?;

@@ -16,6 +16,7 @@ use bytes::{Bytes, BytesMut};
 use oci::Digest;
 use portcullis_core::error::{Error, Result};
 use portcullis_core::metrics::BackendStats;
+use portcullis_core::model::StoredUpload;
 use portcullis_core::ports::{BlobStore, ByteStream, GrowingReader};
 
 const READ_CHUNK: usize = 256 * 1024;
@@ -267,16 +268,16 @@ measured_impl!(BlobStore, FsBlobs, {
         blocking(move || FsBlobs::list_digests(&root)).await
     }
 
-    async fn list_uploads(&self) -> Result<Vec<(String, i64)>> {
+    async fn list_uploads(&self) -> Result<Vec<StoredUpload>> {
         let dir = self.root.join("uploads");
         blocking(move || {
             let mut out = Vec::new();
             for e in std::fs::read_dir(dir)?.flatten() {
                 let modified = e.metadata()?.modified()?;
                 let secs = modified.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-                out.push((e.file_name().to_string_lossy().into_owned(), secs));
+                out.push(StoredUpload { id: e.file_name().to_string_lossy().into_owned(), written_at: secs });
             }
-            out.sort();
+            out.sort_by(|a, b| a.id.cmp(&b.id));
             Ok(out)
         })
         .await

@@ -21,6 +21,7 @@ use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload
 use oci::Digest;
 use portcullis_core::error::{Error, Result};
 use portcullis_core::metrics::BackendStats;
+use portcullis_core::model::StoredUpload;
 use portcullis_core::ports::{BlobStore, ByteStream, GrowingReader};
 
 /// Parts of a blob's multipart upload (S3 wants at least 5 MiB per part but the last).
@@ -375,7 +376,7 @@ measured_impl!(BlobStore, S3Blobs, {
         Ok(out)
     }
 
-    async fn list_uploads(&self) -> Result<Vec<(String, i64)>> {
+    async fn list_uploads(&self) -> Result<Vec<StoredUpload>> {
         let mut latest: std::collections::BTreeMap<String, i64> = Default::default();
         let mut objects = self.store.list(Some(&Path::from("uploads")));
         while let Some(m) = objects.try_next().await.map_err(storage)? {
@@ -384,7 +385,7 @@ measured_impl!(BlobStore, S3Blobs, {
                 *t = (*t).max(m.last_modified.timestamp());
             }
         }
-        Ok(latest.into_iter().collect())
+        Ok(latest.into_iter().map(|(id, written_at)| StoredUpload { id, written_at }).collect())
     }
 
     async fn redirect_url(&self, digest: &Digest) -> Result<Option<String>> {

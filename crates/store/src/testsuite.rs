@@ -115,7 +115,7 @@ pub async fn meta_suite(s: &dyn MetaStore) {
 
     // tokens
     let t = s.create_token(alice.id, "ci", TokenKind::Pat, "hash-1", TokenScope::Read, Some(99), 10).await.unwrap();
-    let (found, owner) = s.token_by_hash("hash-1").await.unwrap().unwrap();
+    let TokenHolder { token: found, user: owner } = s.token_by_hash("hash-1").await.unwrap().unwrap();
     assert_eq!((found.id, found.scope, owner.id), (t.id, TokenScope::Read, alice.id));
     s.touch_token(t.id, 50).await.unwrap();
     assert_eq!(s.list_tokens(alice.id).await.unwrap()[0].last_used_at, Some(50));
@@ -144,7 +144,10 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     s.set_permission(dev.id, "app", Some(Permission::Admin)).await.unwrap();
     s.set_permission(dev.id, "other", Some(Permission::Read)).await.unwrap();
     s.set_permission(dev.id, "other", None).await.unwrap();
-    assert_eq!(s.team_permissions(dev.id).await.unwrap(), vec![("app".to_string(), Permission::Admin)]);
+    assert_eq!(
+        s.team_permissions(dev.id).await.unwrap(),
+        vec![RepoPermission { repo: "app".into(), permission: Permission::Admin }]
+    );
     assert_eq!(s.list_teams(acme.id).await.unwrap().len(), 2);
     // deleting a team takes its members and permissions with it
     let tmp = s.create_team(acme.id, "tmp").await.unwrap();
@@ -266,8 +269,8 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     assert_eq!(s.linked_blob(r.id, d1).await.unwrap(), Some(3));
 
     // manifests, tags, referrers
-    s.put_manifest(r.id, &row(D2, None), &[d1.clone()], Some(&tg("v1")), 10).await.unwrap();
-    s.put_manifest(r.id, &row(D2, None), &[d1.clone()], Some(&tg("latest")), 10).await.unwrap();
+    s.put_manifest(r.id, &row(D2, None), std::slice::from_ref(d1), Some(&tg("v1")), 10).await.unwrap();
+    s.put_manifest(r.id, &row(D2, None), std::slice::from_ref(d1), Some(&tg("latest")), 10).await.unwrap();
     let referrer = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
     s.put_manifest(r.id, &row(referrer, Some(D2)), &[], None, 10).await.unwrap();
     assert_eq!(s.manifest(r.id, d2).await.unwrap().unwrap(), row(D2, None));
@@ -381,10 +384,13 @@ pub async fn meta_suite(s: &dyn MetaStore) {
         .unwrap();
     assert_eq!(page[0].at, 100, "cursor paging");
     let mut categorized = pull(86_400 + 5, "acme", "denied");
-    categorized.category = Some("community".into());
+    categorized.category = "community".parse().ok();
+    categorized.rule = Some(policy::Rule::Category);
     s.append_audit(&[categorized.clone(), categorized]).await.unwrap();
     let by_category = AuditQuery { category: Some("community".into()), ..Default::default() };
-    assert_eq!(s.query_audit(Some("acme"), &by_category).await.unwrap().len(), 2);
+    let found = s.query_audit(Some("acme"), &by_category).await.unwrap();
+    assert_eq!(found.len(), 2);
+    assert_eq!((found[0].category.map(|c| c.key), found[0].rule), (Some("community"), Some(policy::Rule::Category)));
     let activity = s.audit_activity("acme", 150).await.unwrap();
     assert_eq!(
         activity,
@@ -564,10 +570,10 @@ pub async fn blob_suite(s: &dyn BlobStore) {
     s.upload_create("0a-6").await.unwrap();
     s.upload_write("0a-6", 0, Bytes::from_static(b"x")).await.unwrap();
     let listed = s.list_uploads().await.unwrap();
-    let t = listed.iter().find(|(id, _)| id == "0a-6").map(|(_, t)| *t).expect("listed");
+    let t = listed.iter().find(|u| u.id == "0a-6").map(|u| u.written_at).expect("listed");
     assert!((t - portcullis_core::clock::system_now()).abs() < 300, "written just now: {t}");
     s.upload_delete("0a-6").await.unwrap();
-    assert!(!s.list_uploads().await.unwrap().iter().any(|(id, _)| id == "0a-6"));
+    assert!(!s.list_uploads().await.unwrap().iter().any(|u| u.id == "0a-6"));
     // committing the same content again is harmless
     s.upload_create("0a-2").await.unwrap();
     s.upload_write("0a-2", 0, Bytes::from_static(b"test")).await.unwrap();

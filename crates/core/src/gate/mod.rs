@@ -652,13 +652,13 @@ impl Gate {
         if let Some(org) = &d.org {
             return vec![AuditEntry {
                 org: Some(org.clone()),
-                category: d.category.as_ref().map(|c| c.key().to_owned()),
-                rule: Some(d.rule.key().to_owned()),
+                category: d.category.as_ref().map(|c| c.name()),
+                rule: Some(d.rule),
                 ..base
             }];
         }
         if memberships.is_empty() {
-            return vec![AuditEntry { rule: Some(d.rule.key().to_owned()), ..base }];
+            return vec![AuditEntry { rule: Some(d.rule), ..base }];
         }
         let policy = self.iam.snapshot();
         memberships
@@ -669,8 +669,8 @@ impl Gate {
                 let rule = if m.owner && settings.restricted_images.enabled { Rule::Owner } else { Rule::Allowed };
                 AuditEntry {
                     org: Some(m.org.clone()),
-                    category: Some(category.key().to_owned()),
-                    rule: Some(rule.key().to_owned()),
+                    category: Some(category.name()),
+                    rule: Some(rule),
                     ..base.clone()
                 }
             })

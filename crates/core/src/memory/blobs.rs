@@ -12,6 +12,7 @@ use bytes::Bytes;
 use crate::clock::system_now;
 use crate::error::{Error, Result};
 use crate::metrics::BackendStats;
+use crate::model::StoredUpload;
 use crate::ports::{BlobStore, ByteStream, GrowingReader, Measured};
 use oci::Digest;
 
@@ -184,8 +185,15 @@ impl BlobStore for MemoryBlobs {
         Ok(self.state.lock().map_err(|_| poisoned())?.blobs.keys().cloned().collect())
     }
 
-    async fn list_uploads(&self) -> Result<Vec<(String, i64)>> {
-        Ok(self.state.lock().map_err(|_| poisoned())?.uploads.iter().map(|(k, (_, t))| (k.clone(), *t)).collect())
+    async fn list_uploads(&self) -> Result<Vec<StoredUpload>> {
+        Ok(self
+            .state
+            .lock()
+            .map_err(|_| poisoned())?
+            .uploads
+            .iter()
+            .map(|(k, (_, t))| StoredUpload { id: k.clone(), written_at: *t })
+            .collect())
     }
 
     async fn redirect_url(&self, _digest: &Digest) -> Result<Option<String>> {

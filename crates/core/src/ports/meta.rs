@@ -40,7 +40,7 @@ pub trait IdentityStore: Send + Sync {
         now: i64,
     ) -> Result<AccessToken>;
     /// The token with this hash and its owner.
-    async fn token_by_hash(&self, token_hash: &str) -> Result<Option<(AccessToken, User)>>;
+    async fn token_by_hash(&self, token_hash: &str) -> Result<Option<TokenHolder>>;
     async fn list_tokens(&self, user_id: i64) -> Result<Vec<AccessToken>>;
     /// Deletes a user's token; false when there was none.
     async fn delete_token(&self, user_id: i64, token_id: i64) -> Result<bool>;
@@ -82,7 +82,7 @@ pub trait OrgStore: Send + Sync {
     async fn directory_memberships(&self, user_id: i64) -> Result<Vec<i64>>;
     async fn team_members(&self, team_id: i64) -> Result<Vec<User>>;
     async fn set_permission(&self, team_id: i64, repo_path: &str, permission: Option<Permission>) -> Result<()>;
-    async fn team_permissions(&self, team_id: i64) -> Result<Vec<(String, Permission)>>;
+    async fn team_permissions(&self, team_id: i64) -> Result<Vec<RepoPermission>>;
     /// Everything authorization needs, for the in-memory directory.
     async fn load_directory(&self) -> Result<DirectoryRows>;
 }

@@ -127,7 +127,7 @@ pub trait BlobStore: Measured + 'static {
     /// Every stored blob digest, sorted (fsck, gc).
     async fn list(&self) -> Result<Vec<String>>;
     /// Every upload in the store with when it was last written (unix seconds).
-    async fn list_uploads(&self) -> Result<Vec<(String, i64)>>;
+    async fn list_uploads(&self) -> Result<Vec<crate::model::StoredUpload>>;
     /// A short-lived URL from which a client may fetch the blob directly (a presigned S3 URL),
     /// when the store is set to hand those out. Callers decide access first.
     async fn redirect_url(&self, digest: &Digest) -> Result<Option<String>>;

@@ -3,12 +3,12 @@
 
 use super::Shared;
 use crate::error::Result;
-use crate::ports::{BlobStore, MetaStore};
+use crate::ports::{BlobStore, CacheStore, ContentStore};
 use oci::Digest;
 
 pub(super) async fn enforce_budget(s: &Shared) -> Result<()> {
     let busy = |d: &Digest| s.fills.lock().map(|f| f.contains_key(d)).unwrap_or(true);
-    let n = evict(s.meta.as_ref(), s.blobs.as_ref(), s.config.cache_max_bytes, busy).await?;
+    let n = evict(s.cache.as_ref(), s.content.as_ref(), s.blobs.as_ref(), s.config.cache_max_bytes, busy).await?;
     s.metrics.evictions.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
     Ok(())
 }
@@ -16,21 +16,22 @@ pub(super) async fn enforce_budget(s: &Shared) -> Result<()> {
 /// Evicts least recently used cached blobs (skipping `busy` ones) until the cache holds at
 /// most `max_bytes`. Returns how many were evicted. Used after fills and by `portcullis gc`.
 pub async fn evict(
-    meta: &dyn MetaStore,
+    cache: &dyn CacheStore,
+    content: &dyn ContentStore,
     blobs: &dyn BlobStore,
     max_bytes: u64,
     busy: impl Fn(&Digest) -> bool,
 ) -> Result<u64> {
     let mut evicted = 0;
-    let mut total = meta.cached_bytes().await?;
+    let mut total = cache.cached_bytes().await?;
     while total > max_bytes {
-        let victims = meta.cached_lru(64).await?;
+        let victims = cache.cached_lru(64).await?;
         let mut progressed = false;
         for crate::model::BlobRow { digest: d, size } in victims {
             if busy(&d) {
                 continue;
             }
-            meta.forget_blob(&d).await?;
+            content.forget_blob(&d).await?;
             blobs.delete(&d).await?;
             evicted += 1;
             progressed = true;

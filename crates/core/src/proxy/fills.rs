@@ -121,7 +121,7 @@ impl Proxy {
         let s = &self.shared;
         let repo = self.repo_id(up).await?;
         let d = digest;
-        if !s.meta.blob_referenced(repo, d).await? {
+        if !s.cache.blob_referenced(repo, d).await? {
             return Err(Error::Registry(
                 ErrorCode::BlobUnknown,
                 format!(
@@ -130,9 +130,9 @@ impl Proxy {
                 ),
             ));
         }
-        if let Some(size) = s.meta.blob_size(d).await? {
+        if let Some(size) = s.content.blob_size(d).await? {
             Metrics::inc(&s.metrics.blob_hits);
-            s.meta.touch_blob(d, s.clock.now()).await?;
+            s.cache.touch_blob(d, s.clock.now()).await?;
             return Ok(BlobSource::Stored { size });
         }
         let mut watch = {
@@ -163,7 +163,7 @@ impl Proxy {
             }
             if watch.changed().await.is_err() {
                 // The fill ended between two looks: it is cached now, or it failed.
-                return match s.meta.blob_size(d).await? {
+                return match s.content.blob_size(d).await? {
                     Some(size) => Ok(BlobSource::Stored { size }),
                     None => Err(Error::Unavailable(format!("fetching {d} from {} failed", up.registry))),
                 };
@@ -249,13 +249,13 @@ fn follow(watch: watch::Receiver<Fill>, start: u64, end: u64) -> ByteStream {
 async fn lease_or_cached(s: &Shared, d: &Digest) -> Result<Option<u64>> {
     let lease = format!("fill:{d}");
     loop {
-        if let Some(size) = s.meta.blob_size(d).await? {
+        if let Some(size) = s.content.blob_size(d).await? {
             return Ok(Some(size));
         }
-        if s.meta.acquire_lease(&lease, &s.holder, s.clock.now(), LEASE_TTL_SECS).await? {
+        if s.cluster.acquire_lease(&lease, &s.holder, s.clock.now(), LEASE_TTL_SECS).await? {
             // It may have been stored just before the other replica let go.
-            if let Some(size) = s.meta.blob_size(d).await? {
-                s.meta.release_lease(&lease, &s.holder).await?;
+            if let Some(size) = s.content.blob_size(d).await? {
+                s.cluster.release_lease(&lease, &s.holder).await?;
                 return Ok(Some(size));
             }
             return Ok(None);
@@ -286,14 +286,14 @@ async fn run_fill(s: Arc<Shared>, up: UpstreamRepo, digest: Digest, tx: watch::S
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(std::time::Duration::from_secs((LEASE_TTL_SECS / 3) as u64)).await;
-                let _ = s.meta.acquire_lease(&lease, &s.holder, s.clock.now(), LEASE_TTL_SECS).await;
+                let _ = s.cluster.acquire_lease(&lease, &s.holder, s.clock.now(), LEASE_TTL_SECS).await;
             }
         })
     };
     let id = uuid::Uuid::new_v4().to_string();
     let result = fill(&s, &up, &digest, &id, &tx).await;
     renew.abort();
-    let _ = s.meta.release_lease(&lease, &s.holder).await;
+    let _ = s.cluster.release_lease(&lease, &s.holder).await;
     if let Err(e) = result {
         Metrics::inc(&s.metrics.upstream_errors);
         tracing::warn!(image = %up.canonical(), digest = %d, error = %e, "blob fill failed; nothing cached");
@@ -350,7 +350,7 @@ async fn fill(s: &Shared, up: &UpstreamRepo, digest: &Digest, id: &str, tx: &Arc
     // Verified: followers may have the last byte now, while the blob is made durable.
     let _ = tx.send(Fill::Done { size, reader });
     s.blobs.upload_commit(id, digest, size).await?;
-    s.meta.put_cached_blob(digest, size, s.clock.now()).await?;
+    s.cache.put_cached_blob(digest, size, s.clock.now()).await?;
     Ok(size)
 }
 

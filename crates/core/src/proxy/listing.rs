@@ -28,7 +28,7 @@ impl Proxy {
         match s.upstream.tags(up, page.n, page.last.as_deref()).await {
             Ok((tags, more)) => Ok(TagPage { tags, more, stale: false }),
             Err(e) if failing(&e) => {
-                let (tags, more) = tag_page(s.meta.as_ref(), repo, page).await?;
+                let (tags, more) = tag_page(s.content.as_ref(), repo, page).await?;
                 if tags.is_empty() && page.last.is_none() {
                     return Err(e);
                 }
@@ -66,7 +66,7 @@ impl Proxy {
             Err(e) if failing(&e) => {
                 tracing::warn!(image = %up.canonical(), error = %e, "upstream failing; serving the cached referrers");
                 Metrics::inc(&s.metrics.stale_served);
-                Ok(Referrers { list: keep(s.meta.referrers(repo, digest).await?), stale: true })
+                Ok(Referrers { list: keep(s.content.referrers(repo, digest).await?), stale: true })
             }
             Err(e) => Err(e),
         }

@@ -21,7 +21,7 @@ impl Proxy {
         let fresh = |row: ManifestRow| ServedManifest::from_row(row, false);
         match reference {
             Reference::Digest(d) => {
-                if let Some(row) = s.meta.manifest(repo, d).await? {
+                if let Some(row) = s.content.manifest(repo, d).await? {
                     Metrics::inc(&s.metrics.manifest_hits);
                     return fresh(row);
                 }
@@ -31,10 +31,10 @@ impl Proxy {
             }
             Reference::Tag(t) => {
                 let now = s.clock.now();
-                let cached = s.meta.tag_entry(repo, t).await?;
+                let cached = s.cache.tag_entry(repo, t).await?;
                 if let Some(TagEntry { digest, checked_at }) = &cached
                     && now - checked_at < s.config.tag_ttl_secs
-                    && let Some(row) = s.meta.manifest(repo, digest).await?
+                    && let Some(row) = s.content.manifest(repo, digest).await?
                 {
                     Metrics::inc(&s.metrics.manifest_hits);
                     return fresh(row);
@@ -43,8 +43,8 @@ impl Proxy {
                 let fresh = match &cached {
                     Some(TagEntry { digest, .. }) => match s.upstream.manifest_digest(up, t.as_str()).await {
                         Ok(Some(d)) if d.parse::<Digest>().as_ref() == Ok(digest) => {
-                            s.meta.touch_tag(repo, t, now).await?;
-                            s.meta
+                            s.cache.touch_tag(repo, t, now).await?;
+                            s.content
                                 .manifest(repo, digest)
                                 .await?
                                 .ok_or_else(|| Error::Unavailable("cached manifest vanished".into()))
@@ -58,7 +58,7 @@ impl Proxy {
                 match (fresh, cached) {
                     (Ok(m), _) => Ok(m),
                     (Err(e @ (Error::Unavailable(_) | Error::Throttled { .. })), Some(TagEntry { digest, .. })) => {
-                        match s.meta.manifest(repo, &digest).await? {
+                        match s.content.manifest(repo, &digest).await? {
                             Some(row) => {
                                 tracing::warn!(image = %up.canonical(), error = %e, "upstream failing; serving the cached tag");
                                 Metrics::inc(&s.metrics.stale_served);
@@ -82,7 +82,7 @@ impl Proxy {
             return Err(super::unsupported_registry(&up.registry));
         }
         let cached = match self.existing_repo(up).await? {
-            Some(repo) => s.meta.tag_entry(repo, tag).await?,
+            Some(repo) => s.cache.tag_entry(repo, tag).await?,
             None => None,
         };
         if let Some(TagEntry { digest, checked_at }) = &cached
@@ -144,7 +144,7 @@ impl Proxy {
             annotations: None,
         };
         let refs: Vec<Digest> = m.blob_references().map(|d| d.digest.clone()).collect();
-        s.meta.put_manifest(repo, &row, &refs, tag, s.clock.now()).await?;
+        s.content.put_manifest(repo, &row, &refs, tag, s.clock.now()).await?;
         Ok(row)
     }
 }

@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::identity::Identity;
 use crate::metrics::Metrics;
 use crate::model::Visibility;
-use crate::ports::{BlobStore, ByteStream, MetaStore, UpstreamRegistry};
+use crate::ports::{BlobStore, ByteStream, CacheStore, ClusterStore, ContentStore, MetaStore, UpstreamRegistry};
 
 mod evict;
 mod fills;
@@ -46,7 +46,10 @@ pub struct ProxyConfig {
 }
 
 struct Shared {
-    meta: Arc<dyn MetaStore>,
+    content: Arc<dyn ContentStore>,
+    cache: Arc<dyn CacheStore>,
+    /// Fill leases among replicas.
+    cluster: Arc<dyn ClusterStore>,
     blobs: Arc<dyn BlobStore>,
     upstream: Arc<dyn UpstreamRegistry>,
     metrics: Arc<Metrics>,
@@ -70,6 +73,8 @@ fn unsupported_registry(registry: &str) -> Error {
 }
 
 impl Proxy {
+    /// `meta`: the metadata store, of which the cache uses its content, cache bookkeeping and
+    /// lease capabilities.
     pub fn new(
         meta: Arc<dyn MetaStore>,
         blobs: Arc<dyn BlobStore>,
@@ -81,7 +86,9 @@ impl Proxy {
         let holder = uuid::Uuid::new_v4().to_string();
         Proxy {
             shared: Arc::new(Shared {
-                meta,
+                content: meta.clone(),
+                cache: meta.clone(),
+                cluster: meta,
                 blobs,
                 upstream,
                 metrics,
@@ -104,7 +111,7 @@ impl Proxy {
         if let Some((id, _)) = self.identity.directory().snapshot().repo(&name) {
             return Ok(Some(id));
         }
-        Ok(self.shared.meta.repo(&name).await?.map(|r| r.id))
+        Ok(self.shared.content.repo(&name).await?.map(|r| r.id))
     }
 
     /// The cached repository's id, created on first use.
@@ -116,7 +123,7 @@ impl Proxy {
         if let Some((id, _)) = self.identity.directory().snapshot().repo(&name) {
             return Ok(id);
         }
-        let r = self.shared.meta.ensure_repo(&name, Visibility::Private, self.shared.clock.now()).await?;
+        let r = self.shared.content.ensure_repo(&name, Visibility::Private, self.shared.clock.now()).await?;
         self.identity.refresh_directory().await?;
         Ok(r.id)
     }
@@ -150,11 +157,11 @@ impl Content for Proxy {
 
     async fn stored_parents(&self, repo: &Source, digest: &Digest, limit: usize) -> Result<Vec<Digest>> {
         let Some(id) = self.existing_repo(upstream(repo)?).await? else { return Ok(vec![]) };
-        crate::content::parents_in(self.shared.meta.as_ref(), id, digest, limit).await
+        crate::content::parents_in(self.shared.content.as_ref(), id, digest, limit).await
     }
 
     async fn stored_manifest(&self, repo: &Source, digest: &Digest) -> Result<Option<ServedManifest>> {
         let Some(id) = self.existing_repo(upstream(repo)?).await? else { return Ok(None) };
-        self.shared.meta.manifest(id, digest).await?.map(|row| ServedManifest::from_row(row, false)).transpose()
+        self.shared.content.manifest(id, digest).await?.map(|row| ServedManifest::from_row(row, false)).transpose()
     }
 }

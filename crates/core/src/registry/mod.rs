@@ -28,7 +28,7 @@ use crate::content::{BlobSource, Content, PushedManifest, Referrers, ServedManif
 use crate::error::{Error, Result};
 use crate::identity::Identity;
 use crate::model::{ManifestRow, Referrer, Visibility};
-use crate::ports::{BlobStore, ByteStream, MetaStore};
+use crate::ports::{BlobStore, ByteStream, ContentStore, UploadStore};
 
 mod cache;
 pub use cache::ManifestCache;
@@ -44,7 +44,8 @@ struct UploadState {
 type SharedUpload = Arc<tokio::sync::Mutex<Option<UploadState>>>;
 
 pub struct Registry {
-    meta: Arc<dyn MetaStore>,
+    content: Arc<dyn ContentStore>,
+    upload_rows: Arc<dyn UploadStore>,
     blobs: Arc<dyn BlobStore>,
     identity: Arc<Identity>,
     uploads: Mutex<HashMap<String, SharedUpload>>,
@@ -72,12 +73,14 @@ impl Registry {
     /// `manifests`: the manifests kept in memory, shared with whatever else writes hosted
     /// repositories (deleting one).
     pub fn new(
-        meta: Arc<dyn MetaStore>,
+        content: Arc<dyn ContentStore>,
+        upload_rows: Arc<dyn UploadStore>,
         blobs: Arc<dyn BlobStore>,
         identity: Arc<Identity>,
         manifests: Arc<ManifestCache>,
     ) -> Registry {
-        Registry { meta, blobs, clock: identity.clock().clone(), identity, uploads: Mutex::default(), manifests }
+        let clock = identity.clock().clone();
+        Registry { content, upload_rows, blobs, clock, identity, uploads: Mutex::default(), manifests }
     }
 
     /// The manifest `reference` names in `repo`: from memory, or read and remembered.
@@ -87,8 +90,8 @@ impl Registry {
         }
         let generation = self.manifests.generation();
         let row = match reference {
-            Reference::Digest(d) => self.meta.manifest(repo, d).await?,
-            Reference::Tag(t) => self.meta.manifest_by_tag(repo, t).await?,
+            Reference::Digest(d) => self.content.manifest(repo, d).await?,
+            Reference::Tag(t) => self.content.manifest_by_tag(repo, t).await?,
         };
         let Some(row) = row else { return Ok(None) };
         let m = ServedManifest::from_row(row, false)?;
@@ -102,7 +105,7 @@ impl Registry {
         if let Some(r) = self.identity.directory().snapshot().repo(name.as_str()) {
             return Ok(Some(r.0));
         }
-        Ok(self.meta.repo(name.as_str()).await?.map(|r| r.id))
+        Ok(self.content.repo(name.as_str()).await?.map(|r| r.id))
     }
 
     async fn ensure_repo(&self, name: &RepoName) -> Result<i64> {
@@ -114,7 +117,7 @@ impl Registry {
             Some(Namespace::User(_)) => Visibility::Public,
             _ => Visibility::Private,
         };
-        let repo = self.meta.ensure_repo(name.as_str(), vis, self.clock.now()).await?;
+        let repo = self.content.ensure_repo(name.as_str(), vis, self.clock.now()).await?;
         self.identity.refresh_directory().await?;
         Ok(repo.id)
     }
@@ -122,7 +125,7 @@ impl Registry {
     /// The upload's shared hash state, locked. State that does not match the size recorded in
     /// the database (another replica appended meanwhile) is replaced by the state saved there.
     async fn session(&self, name: &RepoName, id: &str) -> Result<tokio::sync::OwnedMutexGuard<Option<UploadState>>> {
-        let up = self.meta.upload(id).await?.ok_or_else(upload_unknown)?;
+        let up = self.upload_rows.upload(id).await?.ok_or_else(upload_unknown)?;
         if up.repo != name.as_str() {
             return Err(upload_unknown());
         }
@@ -165,9 +168,9 @@ impl Registry {
 
     async fn commit(&self, name: &RepoName, id: &str, digest: &Digest, size: u64) -> Result<()> {
         self.blobs.upload_commit(id, digest, size).await?;
-        self.meta.put_blob(digest, size, self.clock.now()).await?;
+        self.content.put_blob(digest, size, self.clock.now()).await?;
         let repo = self.ensure_repo(name).await?;
-        self.meta.link_blob(repo, digest).await
+        self.content.link_blob(repo, digest).await
     }
 
     /// Drops the in-memory state of uploads no request is using (finished on another replica,
@@ -184,7 +187,7 @@ impl Registry {
             m.remove(id);
         }
         let _ = self.blobs.upload_delete(id).await;
-        let _ = self.meta.delete_upload(id).await;
+        let _ = self.upload_rows.delete_upload(id).await;
     }
 
     /// Streams a request body into an upload, hashing and writing in parallel in ~1 MiB steps.
@@ -220,7 +223,7 @@ impl Registry {
         let written = self.blobs.upload_write(id, state.size, data).await;
         let hashed = hashing.await.map_err(|e| Error::storage_from("", e))?;
         written?;
-        self.meta.set_upload_progress(id, state.size + len, &hashed.save()).await?;
+        self.upload_rows.set_upload_progress(id, state.size + len, &hashed.save()).await?;
         state.hasher = hashed;
         state.size += len;
         Ok(())
@@ -240,7 +243,7 @@ impl Content for Registry {
     async fn blob(&self, repo: &Source, digest: &Digest) -> Result<BlobSource> {
         let name = hosted(repo)?;
         let repo = self.repo_id(name).await?.ok_or_else(|| blob_unknown(digest))?;
-        let size = self.meta.linked_blob(repo, digest).await?.ok_or_else(|| blob_unknown(digest))?;
+        let size = self.content.linked_blob(repo, digest).await?.ok_or_else(|| blob_unknown(digest))?;
         Ok(BlobSource::Stored { size })
     }
 
@@ -252,26 +255,26 @@ impl Content for Registry {
     async fn tags(&self, repo: &Source, page: &Page) -> Result<TagPage> {
         let name = hosted(repo)?;
         let repo = self.repo_id(name).await?.ok_or_else(|| name_unknown(name))?;
-        let (tags, more) = tag_page(self.meta.as_ref(), repo, page).await?;
+        let (tags, more) = tag_page(self.content.as_ref(), repo, page).await?;
         Ok(TagPage { tags, more, stale: false })
     }
 
     async fn referrers(&self, repo: &Source, digest: &Digest, artifact_type: Option<&str>) -> Result<Referrers> {
         let name = hosted(repo)?;
         let Some(repo) = self.repo_id(name).await? else { return Ok(Referrers { list: vec![], stale: false }) };
-        let all = self.meta.referrers(repo, digest).await?;
+        let all = self.content.referrers(repo, digest).await?;
         Ok(Referrers { list: of_artifact_type(all, artifact_type), stale: false })
     }
 
     async fn resolve_tag(&self, repo: &Source, tag: &Tag) -> Result<Option<Digest>> {
         let name = hosted(repo)?;
         let Some(repo) = self.repo_id(name).await? else { return Ok(None) };
-        self.meta.tag_digest(repo, tag).await
+        self.content.tag_digest(repo, tag).await
     }
 
     async fn stored_parents(&self, repo: &Source, digest: &Digest, limit: usize) -> Result<Vec<Digest>> {
         let Some(repo) = self.repo_id(hosted(repo)?).await? else { return Ok(vec![]) };
-        crate::content::parents_in(self.meta.as_ref(), repo, digest, limit).await
+        crate::content::parents_in(self.content.as_ref(), repo, digest, limit).await
     }
 
     async fn stored_manifest(&self, repo: &Source, digest: &Digest) -> Result<Option<ServedManifest>> {
@@ -311,7 +314,7 @@ impl Content for Registry {
         let blob_refs: Vec<Digest> = m.blob_references().map(|d| d.digest.clone()).collect();
         for b in &blob_refs {
             let linked = match existing {
-                Some(repo) => self.meta.linked_blob(repo, b).await?.is_some(),
+                Some(repo) => self.content.linked_blob(repo, b).await?.is_some(),
                 None => false,
             };
             if !linked {
@@ -321,7 +324,7 @@ impl Content for Registry {
         if m.kind == ManifestKind::Index && !m.manifests.is_empty() {
             let wanted: Vec<Digest> = m.manifests.iter().map(|d| d.digest.clone()).collect();
             let present = match existing {
-                Some(repo) => self.meta.manifests_present(repo, &wanted).await?,
+                Some(repo) => self.content.manifests_present(repo, &wanted).await?,
                 None => vec![],
             };
             if let Some(missing) = wanted.iter().find(|w| !present.contains(w)) {
@@ -348,7 +351,7 @@ impl Content for Registry {
             Reference::Digest(_) => None,
         };
         // Invalidated whatever the answer: a write that failed may still have committed.
-        let put = self.meta.put_manifest(repo, &row, &blob_refs, tag, self.clock.now()).await;
+        let put = self.content.put_manifest(repo, &row, &blob_refs, tag, self.clock.now()).await;
         self.manifests.invalidate();
         put?;
         Ok(PushedManifest { digest, subject: m.subject.map(|s| s.digest) })
@@ -358,8 +361,8 @@ impl Content for Registry {
         let name = hosted(repo)?;
         let repo = self.repo_id(name).await?.ok_or_else(|| name_unknown(name))?;
         let found = match reference {
-            Reference::Digest(d) => self.meta.delete_manifest(repo, d).await,
-            Reference::Tag(t) => self.meta.delete_tag(repo, t).await,
+            Reference::Digest(d) => self.content.delete_manifest(repo, d).await,
+            Reference::Tag(t) => self.content.delete_tag(repo, t).await,
         };
         self.manifests.invalidate();
         if found? {
@@ -372,7 +375,7 @@ impl Content for Registry {
     async fn delete_blob(&self, repo: &Source, digest: &Digest) -> Result<()> {
         let name = hosted(repo)?;
         let repo = self.repo_id(name).await?.ok_or_else(|| blob_unknown(digest))?;
-        if self.meta.unlink_blob(repo, digest).await? { Ok(()) } else { Err(blob_unknown(digest)) }
+        if self.content.unlink_blob(repo, digest).await? { Ok(()) } else { Err(blob_unknown(digest)) }
     }
 
     /// POST `/blobs/uploads/`: mount, monolithic upload (`digest` + body) or a new session.
@@ -386,14 +389,14 @@ impl Content for Registry {
         let name = hosted(repo)?;
         if let Some(Mount { digest: d, from: Some(from) }) = mount
             && let Some(src) = self.repo_id(from).await?
-            && self.meta.linked_blob(src, d).await?.is_some()
+            && self.content.linked_blob(src, d).await?.is_some()
         {
             let repo = self.ensure_repo(name).await?;
-            self.meta.link_blob(repo, d).await?;
+            self.content.link_blob(repo, d).await?;
             return Ok(UploadStart::Created(d.clone()));
         }
         let id = uuid::Uuid::new_v4().to_string();
-        self.meta.create_upload(&id, name.as_str(), self.clock.now()).await?;
+        self.upload_rows.create_upload(&id, name.as_str(), self.clock.now()).await?;
         self.blobs.upload_create(&id).await?;
         let algo = digest.map(|d| d.algorithm()).unwrap_or(Algorithm::Sha256);
         let shared: SharedUpload =
@@ -481,7 +484,7 @@ impl Content for Registry {
 
 /// A page of a repository's stored tags: after `page.last`, at most `page.n`, and whether more
 /// follow (hosted repositories, and cached ones while their upstream fails).
-pub(crate) async fn tag_page(meta: &dyn MetaStore, repo: i64, page: &Page) -> Result<(Vec<String>, bool)> {
+pub(crate) async fn tag_page(meta: &dyn ContentStore, repo: i64, page: &Page) -> Result<(Vec<String>, bool)> {
     let mut tags = meta.list_tags(repo, page.last.as_deref(), page.n.map(|n| n + 1)).await?;
     let more = page.n.is_some_and(|n| tags.len() > n);
     tags.truncate(page.n.unwrap_or(usize::MAX));

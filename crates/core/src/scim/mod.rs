@@ -131,6 +131,8 @@ struct World {
 }
 
 pub struct Scim {
+    /// The whole metadata port: provisioning writes users, teams, memberships, sessions and its
+    /// own SCIM records (four capabilities) in one pass.
     meta: Arc<dyn MetaStore>,
     identity: Arc<Identity>,
     audit: Arc<Audit>,

@@ -183,8 +183,8 @@ pub async fn log(
             short: e.digest.as_deref().map(format::short_digest).unwrap_or_default(),
             digest: e.digest.unwrap_or_default(),
             decision: e.decision.map(|d| d.as_str().to_owned()).unwrap_or_default(),
-            category: e.category.unwrap_or_default(),
-            rule: e.rule.unwrap_or_default(),
+            category: e.category.map(|c| c.key).unwrap_or_default().to_owned(),
+            rule: e.rule.map(|r| r.key()).unwrap_or_default().to_owned(),
             details: details(&e.action, e.detail.as_deref()),
             action: e.action,
         })

@@ -128,7 +128,7 @@ pub async fn members(
             .team_permissions(&c.who, &org, &t.name)
             .await?
             .into_iter()
-            .map(|(repo, p)| (repo, p.as_str()))
+            .map(|p| (p.repo, p.permission.as_str()))
             .collect();
         teams.push(TeamView { removable: t.name != OWNERS_TEAM, name: t.name, members, permissions, directory });
     }

@@ -21,7 +21,7 @@ pub(crate) struct AuditRow {
     detail: Option<String>,
 }
 
-/// An entry from its row; a decision none of ours is a database error.
+/// An entry from its row; a decision, category or rule none of ours is a database error.
 pub(crate) fn audit_entry(r: AuditRow) -> Result<AuditEntry, UnknownValue> {
     Ok(AuditEntry {
         id: r.id,
@@ -31,8 +31,8 @@ pub(crate) fn audit_entry(r: AuditRow) -> Result<AuditEntry, UnknownValue> {
         action: r.action,
         image: r.image,
         digest: r.digest,
-        category: r.category,
-        rule: r.rule,
+        category: r.category.map(|c| c.parse().map_err(|_| UnknownValue("category", c))).transpose()?,
+        rule: r.rule.map(|k| k.parse().map_err(|_| UnknownValue("rule", k))).transpose()?,
         decision: r.decision.map(AuditDecision::try_from).transpose()?,
         client: r.client,
         user_agent: r.user_agent,
@@ -74,8 +74,8 @@ macro_rules! audit_sql {
                             .push_bind(&e.action)
                             .push_bind(&e.image)
                             .push_bind(&e.digest)
-                            .push_bind(&e.category)
-                            .push_bind(&e.rule)
+                            .push_bind(e.category.map(|c| c.key))
+                            .push_bind(e.rule.map(|r| r.key()))
                             .push_bind(e.decision.map(AuditDecision::as_str))
                             .push_bind(&e.client)
                             .push_bind(&e.user_agent)

@@ -214,7 +214,7 @@ macro_rules! identity_sql {
                 Ok(token(r))
             }
 
-            async fn token_by_hash(&self, token_hash: &str) -> Result<Option<(AccessToken, User)>> {
+            async fn token_by_hash(&self, token_hash: &str) -> Result<Option<TokenHolder>> {
                 let r: Option<TokenRow> =
                     sqlx::query_as(concat!("SELECT ", token_cols!(), " FROM access_tokens WHERE token_hash = $1"))
                         .bind(token_hash)
@@ -227,7 +227,7 @@ macro_rules! identity_sql {
                     .fetch_optional(&self.read)
                     .await
                     .map_err(db)?;
-                Ok(u.map(|u| (t, user(u))))
+                Ok(u.map(|u| TokenHolder { token: t, user: user(u) }))
             }
 
             async fn list_tokens(&self, user_id: i64) -> Result<Vec<AccessToken>> {

@@ -242,7 +242,7 @@ macro_rules! orgs_sql {
                 Ok(())
             }
 
-            async fn team_permissions(&self, team_id: i64) -> Result<Vec<(String, Permission)>> {
+            async fn team_permissions(&self, team_id: i64) -> Result<Vec<RepoPermission>> {
                 let r: Vec<GrantRow> = sqlx::query_as(
                     "SELECT team_id, repo_path, permission FROM team_permissions WHERE team_id = $1 ORDER BY repo_path",
                 )
@@ -250,7 +250,7 @@ macro_rules! orgs_sql {
                 .fetch_all(&self.read)
                 .await
                 .map_err(db)?;
-                Ok(r.into_iter().filter_map(GrantRow::parsed).map(|(_, r, p)| (r, p)).collect())
+                Ok(r.into_iter().filter_map(GrantRow::parsed).map(|(_, repo, permission)| RepoPermission { repo, permission }).collect())
             }
 
             async fn load_directory(&self) -> Result<DirectoryRows> {

@@ -25,7 +25,7 @@ impl AuditStore for MemoryMeta {
                 .filter(|e| {
                     eq(&q.image, &e.image)
                         && q.decision.as_deref().is_none_or(|d| e.decision.is_some_and(|x| x.as_str() == d))
-                        && eq(&q.category, &e.category)
+                        && q.category.as_deref().is_none_or(|c| e.category.is_some_and(|x| x.key == c))
                 })
                 .filter(|e| q.action.as_ref().is_none_or(|a| a == &e.action))
                 .filter(|e| q.since.is_none_or(|t| e.at >= t) && q.until.is_none_or(|t| e.at <= t))
@@ -52,7 +52,7 @@ impl AuditStore for MemoryMeta {
                     continue;
                 }
                 let Some(decision) = e.decision.map(|d| d.as_str().to_owned()) else { continue };
-                let category = e.category.clone().unwrap_or_else(|| "unknown".into());
+                let category = e.category.map_or("unknown", |c| c.key).to_owned();
                 *counts.entry((e.at / 86_400, category, decision)).or_default() += 1;
             }
             Ok(counts

@@ -136,12 +136,12 @@ impl IdentityStore for MemoryMeta {
         })
     }
 
-    async fn token_by_hash(&self, token_hash: &str) -> Result<Option<(AccessToken, User)>> {
+    async fn token_by_hash(&self, token_hash: &str) -> Result<Option<TokenHolder>> {
         self.with(|s| {
             Ok(s.tokens
                 .values()
                 .find(|(_, h)| h == token_hash)
-                .and_then(|(t, _)| Some((t.clone(), s.user(t.user_id)?))))
+                .and_then(|(t, _)| Some(TokenHolder { token: t.clone(), user: s.user(t.user_id)? })))
         })
     }
 

@@ -150,9 +150,13 @@ impl OrgStore for MemoryMeta {
         })
     }
 
-    async fn team_permissions(&self, team_id: i64) -> Result<Vec<(String, Permission)>> {
+    async fn team_permissions(&self, team_id: i64) -> Result<Vec<RepoPermission>> {
         self.with(|s| {
-            Ok(s.permissions.iter().filter(|((t, _), _)| *t == team_id).map(|((_, r), p)| (r.clone(), *p)).collect())
+            Ok(s.permissions
+                .iter()
+                .filter(|((t, _), _)| *t == team_id)
+                .map(|((_, r), p)| RepoPermission { repo: r.clone(), permission: *p })
+                .collect())
         })
     }
 
