@@ -9,6 +9,9 @@
 #   OUTPUT.tar a docker-archive: `docker load -i` or `podman load -i` (default portcullis-image.tar)
 #   BUILDAH_ARGS  extra global buildah flags (the tests pass a private --root and --runroot)
 #   IMAGE_TAG     default localhost/portcullis:<version>
+#   IMAGE_SOURCE  the project's repository address (https://...) for the
+#                 org.opencontainers.image.source label; default the workspace's `repository`
+#                 in Cargo.toml; without either the label is left out (never a local path)
 set -euo pipefail
 BIN=${1:-${CARGO_TARGET_DIR:-target}/release/portcullis}
 OUT=${2:-portcullis-image.tar}
@@ -18,7 +21,12 @@ read -r -a BA <<<"${BUILDAH_ARGS:-}"
 ver=$("$BIN" --version)                       # portcullis 0.1.0 (commit abc123)
 VERSION=$(awk '{print $2}' <<<"$ver")
 REVISION=$(sed -n 's/.*commit \([0-9a-f]*\).*/\1/p' <<<"$ver")
-SOURCE=$(git -C "$(dirname "$0")" config --get remote.origin.url 2>/dev/null || echo "portcullis")
+SOURCE=${IMAGE_SOURCE:-$(sed -n 's/^repository *= *"\(.*\)"/\1/p' "$(dirname "$0")/../Cargo.toml" | head -n1)}
+case "$SOURCE" in
+  ""|https://*) ;;
+  *) echo "image.sh: IMAGE_SOURCE must be an https:// address, not $SOURCE" >&2; exit 2 ;;
+esac
+SOURCE_LABEL=(); [ -n "$SOURCE" ] && SOURCE_LABEL=(--label "org.opencontainers.image.source=$SOURCE")
 TAG=${IMAGE_TAG:-localhost/portcullis:$VERSION}
 UID_=10001
 
@@ -53,7 +61,7 @@ buildah "${BA[@]}" config \
   --label org.opencontainers.image.description="Container registry gateway with Image Access Management" \
   --label org.opencontainers.image.version="$VERSION" \
   --label org.opencontainers.image.revision="$REVISION" \
-  --label org.opencontainers.image.source="$SOURCE" \
+  "${SOURCE_LABEL[@]}" \
   --label org.opencontainers.image.licenses=Apache-2.0 \
   "$ctr"
 buildah "${BA[@]}" commit -q --format docker "$ctr" "$TAG" >/dev/null

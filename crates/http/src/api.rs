@@ -188,6 +188,10 @@ async fn set_password(State(st): St, u: ApiUser, Path(name): Path<String>, b: Js
 #[serde(deny_unknown_fields)]
 struct NewToken {
     label: String,
+    /// `read` or `read-write` (the answer's word too).
+    #[serde(default)]
+    scope: Option<String>,
+    /// The earlier one-element list form of `scope`, still read.
     #[serde(default)]
     scopes: Vec<String>,
     #[serde(default)]
@@ -196,11 +200,15 @@ struct NewToken {
 
 async fn create_token(State(st): St, u: ApiUser, b: JsonBody) -> ApiResult {
     let n: NewToken = b.object()?;
-    let scope = match n.scopes.as_slice() {
-        [] => TokenScope::ReadWrite,
-        [s] => TokenScope::parse(s)
+    let named = match (n.scope.as_deref(), n.scopes.as_slice()) {
+        (s, []) => s,
+        (None, [s]) => Some(s.as_str()),
+        _ => return Err(ApiError(Error::Invalid("give one scope: \"scope\": \"read\" or \"read-write\"".into()))),
+    };
+    let scope = match named {
+        None => TokenScope::ReadWrite,
+        Some(s) => TokenScope::parse(s)
             .ok_or_else(|| ApiError(Error::Invalid(format!("unknown scope {s:?}; use read or read-write"))))?,
-        _ => return Err(ApiError(Error::Invalid("give exactly one scope: read or read-write".into()))),
     };
     let (t, secret) = st.identity.create_pat(&u.0, &n.label, scope, n.expires_at).await?;
     let mut v = json!(t);

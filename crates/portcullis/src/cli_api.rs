@@ -18,7 +18,10 @@ impl Api {
     pub fn new(config: &Config) -> anyhow::Result<Api> {
         let c = &config.client;
         let Some(password) = c.password.as_ref().map(|p| p.0.clone()) else {
-            bail!("set the client password or access token: PORTCULLIS_CLIENT__PASSWORD or [client] password");
+            bail!(
+                "not signed in: run `portcullis login --server URL --username NAME` first (or set \
+                 PORTCULLIS_CLIENT__PASSWORD, or [client] password)"
+            );
         };
         Ok(Api { http: reqwest::Client::new(), base: config.client_server(), user: c.username.clone(), password })
     }

@@ -516,6 +516,31 @@ pub struct Log {
     pub level: String,
 }
 
+/// The levels a `log.level` directive may name.
+const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+impl Log {
+    /// A level (`info`) or directives (`warn,access=info`) whose every level is one of
+    /// [`LOG_LEVELS`]: a typo such as `verbose` would otherwise be read as a target name and
+    /// the server would log nothing.
+    pub fn check_level(&self) -> anyhow::Result<()> {
+        let bad = |d: &str| {
+            anyhow::anyhow!(
+                "log.level: {d:?} is not a level; use one of {} (or directives such as \"warn,access=info\")",
+                LOG_LEVELS.join(", ")
+            )
+        };
+        for d in self.level.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+            let level = d.rsplit_once('=').map_or(d, |(_, l)| l).trim();
+            if !LOG_LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+                return Err(bad(d));
+            }
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.level).map_err(|e| anyhow::anyhow!("log.level: {e}"))?;
+        Ok(())
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -614,6 +639,7 @@ impl Config {
 
     fn validate(&self) -> anyhow::Result<()> {
         self.listen_addr()?;
+        self.log.check_level()?;
         if let Some(o) = &self.auth.oidc {
             o.settings(self.public_url.as_deref())?;
         }
@@ -772,15 +798,14 @@ fn explain(errors: figment::Error) -> String {
                     near.unwrap_or_else(|| format!("; known keys here: {}", expected.join(", "))),
                 )
             }
-            figment::error::Kind::InvalidType(actual, expected) => {
-                (format!("expected {expected}, found {actual}, for"), String::new())
-            }
-            figment::error::Kind::InvalidValue(actual, expected) => {
-                (format!("expected {expected}, found {actual}, for"), String::new())
+            figment::error::Kind::InvalidType(actual, expected)
+            | figment::error::Kind::InvalidValue(actual, expected) => {
+                (format!("expected {}, found {}, for", wanted(&path, expected), found(actual)), String::new())
             }
             other => (other.to_string(), String::new()),
         };
         let key = path.join(".");
+        let key = if key.is_empty() { String::new() } else { format!(" `{key}`") };
         let place = match &e.metadata {
             Some(m) => match &m.source {
                 Some(figment::Source::File(f)) => match line_of(f, &path) {
@@ -794,9 +819,39 @@ fn explain(errors: figment::Error) -> String {
             },
             None => String::new(),
         };
-        lines.push(format!("invalid configuration: {what} `{key}`{place}{suggestion}"));
+        lines.push(format!("invalid configuration: {what}{key}{place}{suggestion}"));
     }
     lines.join("\n")
+}
+
+/// What a key takes, in people's words: the listen address's form, seconds, or the type
+/// without serde's names (`i64` is "a whole number").
+fn wanted(path: &[String], expected: &str) -> String {
+    let key = path.last().map(String::as_str).unwrap_or_default();
+    if path.len() == 1 && key == "listen" {
+        return "HOST:PORT, such as \"0.0.0.0:5000\" (a string)".into();
+    }
+    let number = ["i8", "i16", "i32", "i64", "u8", "u16", "u32", "u64", "usize", "isize"];
+    let plain = match expected {
+        e if number.contains(&e) || e.starts_with("a number") => "a whole number".to_owned(),
+        "a string" | "a borrowed string" | "a character" => "a string".to_owned(),
+        "a boolean" => "true or false".to_owned(),
+        e => e.to_owned(),
+    };
+    if key.ends_with("_secs") { format!("{plain} of seconds, such as 300") } else { plain }
+}
+
+/// A value found, named as people wrote it (`string "five minutes"` is the text "five minutes").
+fn found(actual: &figment::error::Actual) -> String {
+    use figment::error::Actual;
+    match actual {
+        Actual::Str(s) => format!("the text {s:?}"),
+        Actual::Unsigned(n) => format!("the number {n}"),
+        Actual::Signed(n) => format!("the number {n}"),
+        Actual::Float(n) => format!("the number {n}"),
+        Actual::Bool(b) => format!("{b}"),
+        other => other.to_string(),
+    }
 }
 
 /// The line of a TOML file that sets `path` (`["auth", "token_ttl"]`: `token_ttl = …` under `[auth]`).
@@ -809,6 +864,10 @@ fn line_of(file: &Path, path: &[String]) -> Option<usize> {
         let l = line.trim();
         if let Some(h) = l.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
             current = h.trim_matches(['[', ']']).trim().to_owned();
+            // an unknown section is its header line
+            if current == path.join(".") {
+                return Some(i + 1);
+            }
             continue;
         }
         let set = l.split('=').next().map(str::trim);
@@ -845,6 +904,50 @@ mod tests {
         assert_eq!(db.url().unwrap().as_deref(), Some("s3cret"));
         let c = Config { admin_password_file: Some(spaced), ..Config::default() };
         assert_eq!(c.admin_password().unwrap().as_deref(), Some(" s3cret \n"));
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own large error type
+    fn errors_in_peoples_words() {
+        figment::Jail::expect_with(|jail| {
+            let load = |f: &str| Config::load(Some(Path::new(f)), &Flags::default()).unwrap_err().to_string();
+            jail.create_file("t.toml", "[auth]\ntoken_ttl_secs = \"five minutes\"\n")?;
+            let err = load("t.toml");
+            assert!(
+                err.contains("expected a whole number of seconds, such as 300, found the text \"five minutes\"")
+                    && err.contains("`auth.token_ttl_secs` (in ")
+                    && err.contains("t.toml, line 2)"),
+                "{err}"
+            );
+            jail.create_file("s.toml", "[auth\n")?;
+            let err = load("s.toml");
+            assert!(!err.contains("``"), "no empty key after a syntax error: {err}");
+            jail.create_file("u.toml", "listen = \"127.0.0.1:1\"\n[autth]\nx = 1\n")?;
+            let err = load("u.toml");
+            assert!(err.contains("unknown key `autth`") && err.contains("line 2"), "{err}");
+            jail.create_file("ok.toml", "")?;
+            jail.set_env("PORTCULLIS_LISTEN", "5000");
+            let err = load("ok.toml");
+            assert!(
+                err.contains("expected HOST:PORT, such as \"0.0.0.0:5000\"") && err.contains("found the number 5000"),
+                "{err}"
+            );
+            assert!(err.contains("PORTCULLIS_LISTEN"), "{err}");
+            jail.set_env("PORTCULLIS_LISTEN", "127.0.0.1:1");
+            for (level, ok) in
+                [("verbose", false), ("info", true), ("warn,access=info", true), ("warn,access=loud", false)]
+            {
+                jail.set_env("PORTCULLIS_LOG__LEVEL", level);
+                match (Config::load(Some(Path::new("ok.toml")), &Flags::default()), ok) {
+                    (Ok(_), true) => {}
+                    (Err(e), false) => {
+                        assert!(e.to_string().contains("is not a level; use one of trace, debug, info"), "{e}")
+                    }
+                    (r, _) => panic!("{level}: {:?}", r.err()),
+                }
+            }
+            Ok(())
+        });
     }
 
     #[test]

@@ -26,16 +26,22 @@ struct Cli {
     /// TOML configuration file (settings also come from PORTCULLIS_* variables).
     #[arg(long, global = true, value_name = "FILE", env = "PORTCULLIS_CONFIG")]
     config: Option<PathBuf>,
-    /// The server that API commands (org, check, publishers, login) talk to; default: the one
-    /// `portcullis login` saved, else this configuration's own listen address.
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the commands that talk to a running server (login, org, check, publishers) send
+/// their requests, and as whom: flags of those commands only.
+#[derive(Args, Clone, Default)]
+struct Client {
+    /// The server to talk to; default: the one `portcullis login` saved, else this
+    /// configuration's own listen address.
     #[arg(long, global = true, value_name = "URL")]
     server: Option<String>,
-    /// The user API commands sign in as (password or access token from `portcullis login` or
+    /// The user to sign in as (password or access token from `portcullis login` or
     /// PORTCULLIS_CLIENT__PASSWORD).
     #[arg(long, global = true, value_name = "NAME")]
     username: Option<String>,
-    #[command(subcommand)]
-    command: Command,
 }
 
 /// Where the database and blobs live.
@@ -172,6 +178,8 @@ enum Command {
         /// Read the password or token from standard input without prompting.
         #[arg(long)]
         password_stdin: bool,
+        #[command(flatten)]
+        client: Client,
     },
     /// Forget the credentials `login` saved.
     Logout,
@@ -179,6 +187,8 @@ enum Command {
     Org {
         #[command(subcommand)]
         command: OrgCommand,
+        #[command(flatten)]
+        client: Client,
     },
     /// Can USER pull IMAGE? Asks the server's gate, as a pull would: one line with the answer,
     /// then each step (exit status 1 when denied).
@@ -192,11 +202,15 @@ enum Command {
         /// Print the whole answer as JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        client: Client,
     },
     /// The publisher catalog of a running server.
     Publishers {
         #[command(subcommand)]
         command: PublishersCommand,
+        #[command(flatten)]
+        client: Client,
     },
     /// Administration that works offline on the data directory.
     Admin {
@@ -398,7 +412,14 @@ fn main() -> std::process::ExitCode {
         | Command::Config { command: ConfigCommand::Check { data } } => (None, data.data_dir.clone()),
         _ => (None, None),
     };
-    let flags = Flags::new(listen, data_dir, cli.server.clone(), cli.username.clone());
+    let client = match &cli.command {
+        Command::Login { client, .. }
+        | Command::Org { client, .. }
+        | Command::Check { client, .. }
+        | Command::Publishers { client, .. } => client.clone(),
+        _ => Client::default(),
+    };
+    let flags = Flags::new(listen, data_dir, client.server, client.username);
     let config_file = cli.config.clone();
     let config = match Config::load(cli.config.as_deref(), &flags) {
         Ok(c) => c,
@@ -442,14 +463,14 @@ fn main() -> std::process::ExitCode {
                 doctor::run(&doctor::Options { gateway, registries, root, home, probe, direct, json }).await
             }
             Command::Health { url } => health::check(&config, url).await,
-            Command::Login { password_stdin } => login::login(&config, password_stdin).await,
+            Command::Login { password_stdin, .. } => login::login(&config, password_stdin).await,
             Command::Logout => login::logout(),
             Command::Admin { command: AdminCommand::ResetPassword { username }, .. } => {
                 tasks::reset_password(&config, &username).await
             }
             Command::Admin { command: AdminCommand::RotateKey, .. } => tasks::rotate_key(&config).await,
-            Command::Org { command } => org_command(&cli_api::Api::new(&config)?, command).await,
-            Command::Check { org, user, image, json } => {
+            Command::Org { command, .. } => org_command(&cli_api::Api::new(&config)?, command).await,
+            Command::Check { org, user, image, json, .. } => {
                 let path =
                     format!("/api/v1/orgs/{org}/check?user={}&image={}", cli_api::enc(&user), cli_api::enc(&image));
                 let v = cli_api::Api::new(&config)?.quiet("GET", &path, None).await?;
@@ -463,7 +484,7 @@ fn main() -> std::process::ExitCode {
                 }
                 Ok(())
             }
-            Command::Publishers { command } => {
+            Command::Publishers { command, .. } => {
                 let api = cli_api::Api::new(&config)?;
                 match command {
                     PublishersCommand::List => api.call("GET", "/api/v1/publishers", None).await,

@@ -93,6 +93,21 @@ fn unavailable(registry: &str, what: impl std::fmt::Display) -> Error {
     Error::Unavailable(format!("upstream registry {registry} is unavailable: {what}"))
 }
 
+/// Why a request never got an answer, in the words an administrator searches for: "timed out",
+/// or the innermost cause ("Connection refused (os error 111)", "invalid peer certificate:
+/// UnknownIssuer", a DNS failure), not reqwest's "error sending request for url".
+fn cause(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "timed out".to_owned();
+    }
+    let mut inner: &dyn std::error::Error = e;
+    while let Some(next) = inner.source() {
+        inner = next;
+    }
+    let what = if e.is_connect() { "cannot connect" } else { "request failed" };
+    format!("{what}: {inner}")
+}
+
 /// Parses `Bearer realm="...",service="...",scope="..."` into its parameters.
 fn challenge_params(h: &str) -> (String, HashMap<String, String>) {
     let (scheme, rest) = h.trim().split_once(' ').unwrap_or((h.trim(), ""));
@@ -185,7 +200,7 @@ impl Client {
         let resp = tokio::time::timeout(self.settings.header_timeout, rb.send())
             .await
             .map_err(|_| unavailable(&u.config.registry, "token endpoint timed out"))?
-            .map_err(|e| unavailable(&u.config.registry, format!("token endpoint: {e}")))?;
+            .map_err(|e| unavailable(&u.config.registry, format!("token endpoint: {}", cause(&e))))?;
         if !resp.status().is_success() {
             return Err(Error::Denied(format!(
                 "upstream registry {} refused a token for {scope} ({})",
@@ -245,7 +260,7 @@ impl Client {
                     tokio::time::sleep(Duration::from_millis(100 << (2 * attempt))).await;
                     continue;
                 }
-                Ok(Err(e)) => return Err(unavailable(&u.config.registry, e)),
+                Ok(Err(e)) => return Err(unavailable(&u.config.registry, cause(&e))),
                 Err(_) if attempt < self.settings.retries => {
                     attempt += 1;
                     continue;

@@ -549,7 +549,7 @@ impl Gate {
             && decision.category == Some(policy::Category::Community)
         {
             decision.message.push_str(&format!(
-                " (Docker Hub could not be asked for the badge of {}; it is asked again shortly)",
+                " (Docker Hub's badge for {} is not known yet; asked again shortly)",
                 pc.image.namespace()
             ));
         }

@@ -40,7 +40,7 @@ async fn users_tokens_and_rate_limits() {
     assert_eq!(s.api("GET", "/api/v1/me", ("alice", "wrong-password"), None).await.0, 401);
 
     // access tokens: shown once, usable as password and as Bearer, read-only scope, revocable
-    let (st, t) = s.api("POST", "/api/v1/access-tokens", alice, Some(json!({"label": "ci", "scopes": ["read"]}))).await;
+    let (st, t) = s.api("POST", "/api/v1/access-tokens", alice, Some(json!({"label": "ci", "scope": "read"}))).await;
     assert_eq!(st, 201, "{t}");
     let secret = t["token"].as_str().unwrap().to_owned();
     assert!(secret.starts_with("pcl_"));
@@ -59,6 +59,8 @@ async fn users_tokens_and_rate_limits() {
         .api("POST", "/api/v1/access-tokens", ("alice", &secret), Some(json!({"label": "x", "scopes": ["read-write"]})))
         .await;
     assert_eq!(t2["scope"], "read");
+    let both = json!({"label": "y", "scope": "read", "scopes": ["read"]});
+    assert_eq!(s.api("POST", "/api/v1/access-tokens", alice, Some(both)).await.0, 400, "one word, once");
     assert_eq!(
         s.api("PUT", "/api/v1/users/alice/password", ("alice", &secret), Some(json!({"password": "new-password-9"})))
             .await

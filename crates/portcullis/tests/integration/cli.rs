@@ -34,14 +34,14 @@ async fn login_once_then_api_commands_with_flags() {
     let home = tempfile::tempdir().unwrap();
     // a wrong password saves nothing
     let mut c = cli(home.path());
-    c.args(["--server", &s.url(""), "--username", "alice", "login", "--password-stdin"]);
+    c.args(["login", "--server", &s.url(""), "--username", "alice", "--password-stdin"]);
     let (ok, out) = with_stdin(c, "wrong-password\n");
     assert!(!ok && out.contains("401"), "{out}");
     let saved = home.path().join("config/portcullis/login.toml");
     assert!(!saved.exists());
     // the right one is checked and saved, for the user alone
     let mut c = cli(home.path());
-    c.args(["--server", &s.url(""), "--username", "alice", "login", "--password-stdin"]);
+    c.args(["login", "--server", &s.url(""), "--username", "alice", "--password-stdin"]);
     let (ok, out) = with_stdin(c, &format!("{}\n", pw("alice")));
     assert!(ok && out.contains("Signed in to") && out.contains("as alice"), "{out}");
     assert_eq!(std::fs::metadata(&saved).unwrap().permissions().mode() & 0o777, 0o600);
@@ -50,13 +50,13 @@ async fn login_once_then_api_commands_with_flags() {
     assert!(ok && out.contains("restricted_images"), "{out}");
     // --username picks another account for one command (its password: the environment)
     let (ok, out) = run(cli(home.path()).env("PORTCULLIS_CLIENT__PASSWORD", pw("bob")).args([
-        "--username",
-        "bob",
         "org",
         "settings",
         "set",
         "acme",
         r#"{"restricted_images":{"enabled":true}}"#,
+        "--username",
+        "bob",
     ]));
     assert!(!ok && out.contains("403") && out.contains("only owners of acme"), "bob is not an owner: {out}");
     // check: one line first, the deciding step, and the exit status
@@ -90,8 +90,17 @@ async fn login_once_then_api_commands_with_flags() {
     // logout forgets
     let (ok, out) = run(cli(home.path()).arg("logout"));
     assert!(ok && !saved.exists(), "{out}");
-    let (ok, out) = run(cli(home.path()).args(["--server", &s.url(""), "org", "settings", "get", "acme"]));
-    assert!(!ok && out.contains("PORTCULLIS_CLIENT__PASSWORD"), "{out}");
+    let (ok, out) = run(cli(home.path()).args(["org", "--server", &s.url(""), "settings", "get", "acme"]));
+    assert!(!ok && out.contains("portcullis login") && out.contains("PORTCULLIS_CLIENT__PASSWORD"), "{out}");
+    // the client flags belong to the commands that talk to a server, and show in their help only
+    for local in ["serve", "fsck", "backup", "doctor"] {
+        let (ok, help) = run(cli(home.path()).args([local, "--help"]));
+        assert!(ok && !help.contains("--server") && !help.contains("--username"), "{local}: {help}");
+    }
+    for remote in [&["login"][..], &["org", "settings"], &["check"], &["publishers", "list"]] {
+        let (ok, help) = run(cli(home.path()).args(remote).arg("--help"));
+        assert!(ok && help.contains("--server") && help.contains("--username"), "{remote:?}: {help}");
+    }
     // the data directory is a flag of the commands that use it, not of the API ones
     let (ok, out) = run(cli(home.path()).args(["org", "settings", "get", "acme", "--data-dir", "/tmp/x"]));
     assert!(!ok && out.contains("--data-dir"), "{out}");

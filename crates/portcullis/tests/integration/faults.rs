@@ -333,3 +333,16 @@ async fn bad_http_gets_4xx_and_the_server_keeps_serving() {
         assert_eq!(s.get_bytes(&blob, &t).await, content, "after {what}");
     }
 }
+
+/// An upstream nobody answers for: the client's error names the cause, not only "503".
+#[tokio::test]
+async fn an_unreachable_upstream_is_named_with_its_cause() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let s = gateway(tempfile::tempdir().unwrap(), &closed, "1").await;
+    s.create_user("alice").await;
+    let work = tempfile::tempdir().unwrap();
+    let creds = format!("alice:{}", pw("alice"));
+    let (ok, out) = crate::support::skopeo_pull(&s.addr(), &creds, "library/alpine:3", &work.path().join("p"));
+    let said = out.to_lowercase();
+    assert!(!ok && said.contains("upstream registry") && said.contains("connection refused"), "{out}");
+}

@@ -435,9 +435,12 @@ async fn the_command_line_adds_lists_and_removes_rules_from_key_files() {
     let keys = Keys::new();
     let cli = |args: &[&str]| {
         let mut c = crate::support::portcullis(work.path());
-        c.env("PORTCULLIS_CLIENT__PASSWORD", &alice_pw)
-            .args(["--server", &s.url(""), "--username", "alice"])
-            .args(args);
+        c.env("PORTCULLIS_CLIENT__PASSWORD", &alice_pw).args(args).args([
+            "--server",
+            &s.url(""),
+            "--username",
+            "alice",
+        ]);
         run(&mut c)
     };
     let key = keys.public("a").display().to_string();
