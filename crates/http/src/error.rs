@@ -22,24 +22,25 @@ pub struct V2Error {
     pub wire: WireError,
     pub challenge: Option<Challenge>,
     pub retry_after: Option<u64>,
-    /// What must survive in the status line when the message is longer than it: the link
-    /// where the member requests an exception.
-    pub keep: Option<String>,
+    /// How many bytes at the end of the message must survive in the status line when the
+    /// message is longer than it (the link where the member requests an exception); 0: none.
+    pub keep_tail: usize,
 }
 
 /// The most a status line carries: ctr and Kubernetes events show this much of a denial.
 const STATUS_LINE_MAX: usize = 300;
 
-/// The reason phrase of a denial: printable ASCII, at most [`STATUS_LINE_MAX`] characters, and
-/// when `keep` (the request link) ends the message, the message is shortened before it, never
-/// the link.
-fn reason_phrase(message: &str, keep: Option<&str>) -> String {
+/// The reason phrase of a denial: printable ASCII, at most [`STATUS_LINE_MAX`] characters; the
+/// last `keep_tail` bytes of the message (the request link) are kept and what comes before
+/// them is shortened.
+fn reason_phrase(message: &str, keep_tail: usize) -> String {
     let printable = |s: &str| s.chars().filter(|c| c.is_ascii_graphic() || *c == ' ').collect::<String>();
     let all = printable(message);
     if all.len() <= STATUS_LINE_MAX {
         return all;
     }
-    match keep.map(printable).filter(|k| k.len() + 10 < STATUS_LINE_MAX && all.ends_with(k.as_str())) {
+    let tail = message.len().checked_sub(keep_tail).and_then(|at| message.get(at..)).filter(|_| keep_tail > 0);
+    match tail.map(printable).filter(|k| k.len() + 10 < STATUS_LINE_MAX && all.ends_with(k.as_str())) {
         Some(k) => {
             let head: String =
                 all[..all.len() - k.len()].trim_end().chars().take(STATUS_LINE_MAX - k.len() - 5).collect();
@@ -51,7 +52,7 @@ fn reason_phrase(message: &str, keep: Option<&str>) -> String {
 
 impl V2Error {
     pub fn new(code: ErrorCode, msg: impl Into<String>) -> V2Error {
-        V2Error { wire: WireError::new(code, msg), challenge: None, retry_after: None, keep: None }
+        V2Error { wire: WireError::new(code, msg), challenge: None, retry_after: None, keep_tail: 0 }
     }
 
     pub fn with_challenge(mut self, c: Challenge) -> V2Error {
@@ -81,7 +82,7 @@ impl V2Error {
                             crate::ui::query_escape(&image.canonical())
                         );
                         let e = V2Error::new(ErrorCode::Denied, format!("{} {link}", decision.message));
-                        V2Error { keep: Some(link), ..e }
+                        V2Error { keep_tail: link.len(), ..e }
                     }
                     _ => V2Error::new(ErrorCode::Denied, decision.message),
                 }
@@ -95,7 +96,7 @@ impl V2Error {
 
 impl From<WireError> for V2Error {
     fn from(wire: WireError) -> Self {
-        V2Error { wire, challenge: None, retry_after: None, keep: None }
+        V2Error { wire, challenge: None, retry_after: None, keep_tail: 0 }
     }
 }
 
@@ -120,7 +121,7 @@ impl From<Error> for V2Error {
             Error::Throttled { retry_after, .. } => retry_after,
             _ => None,
         };
-        V2Error { wire: WireError::new(code, msg), challenge: None, retry_after, keep: None }
+        V2Error { wire: WireError::new(code, msg), challenge: None, retry_after, keep_tail: 0 }
     }
 }
 
@@ -134,7 +135,7 @@ impl IntoResponse for V2Error {
         // Some clients (containerd, hence Kubernetes events) show only the status line of a
         // failed pull: carry the reason of a denial there too (HTTP/1 reason phrase).
         if self.wire.code == ErrorCode::Denied {
-            let phrase = reason_phrase(&self.wire.message, self.keep.as_deref());
+            let phrase = reason_phrase(&self.wire.message, self.keep_tail);
             if let Ok(p) = hyper::ext::ReasonPhrase::try_from(phrase.into_bytes()) {
                 r.extensions_mut().insert(p);
             }
@@ -265,13 +266,13 @@ mod tests {
     fn the_request_link_survives_a_long_denial_in_the_status_line() {
         let link = "Request one at https://gw.example.com/orgs/acme/requests?image=docker.io%2Fsomeone%2Fapp";
         let short = format!("Image Access Management: community image is not allowed. {link}");
-        assert_eq!(reason_phrase(&short, Some(link)), short, "short enough: unchanged");
+        assert_eq!(reason_phrase(&short, link.len()), short, "short enough: unchanged");
         let long = format!("Image Access Management: {} is not allowed. {link}", "x".repeat(400));
-        let phrase = reason_phrase(&long, Some(link));
+        let phrase = reason_phrase(&long, link.len());
         assert!(phrase.len() <= STATUS_LINE_MAX && phrase.ends_with(link), "{phrase}");
         assert!(phrase.starts_with("Image Access Management: xxx") && phrase.contains("... Request"), "{phrase}");
         // without a link to keep, the status line is the first 300 printable characters
-        let plain = reason_phrase(&format!("caf\u{e9} {}", "y".repeat(400)), None);
+        let plain = reason_phrase(&format!("caf\u{e9} {}", "y".repeat(400)), 0);
         assert!(plain.len() == STATUS_LINE_MAX && plain.starts_with("caf y"), "{plain}");
     }
 }
