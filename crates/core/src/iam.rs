@@ -557,12 +557,19 @@ impl Iam {
 
     pub async fn delete_exception(&self, who: &Principal, org: &str, id: i64) -> Result<()> {
         let o = self.orgs.owned(who, org).await?;
+        // What the exception was, for the audit entry and the policy history (the snapshot
+        // holds every org's exceptions).
+        let gone = self.snapshot().orgs.get(org).and_then(|p| p.exceptions.iter().find(|e| e.id == id).cloned());
         if !self.meta.delete_exception(o.id, id).await? {
             return Err(Error::NotFound(format!("no exception {id} in {org}")));
         }
         self.refresh().await?;
-        self.record_change(who, org, "exception.delete", serde_json::json!({ "id": id })).await;
-        self.record_version(who, o.id, org, &format!("exception {id} deleted")).await?;
+        let (detail, summary) = match &gone {
+            Some(e) => (serde_json::json!(e), format!("exception {id} deleted: {}", e.pattern)),
+            None => (serde_json::json!({ "id": id }), format!("exception {id} deleted")),
+        };
+        self.record_change(who, org, "exception.delete", detail).await;
+        self.record_version(who, o.id, org, &summary).await?;
         Ok(())
     }
 }

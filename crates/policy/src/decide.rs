@@ -22,6 +22,8 @@ pub struct Decision {
     pub rule: Rule,
     pub category: Option<Category>,
     pub message: String,
+    /// The exception that allowed what the org's settings would refuse (rule `exception`).
+    pub exception: Option<i64>,
 }
 
 /// The rule a decision names (the audit's `rule`, the check's `rule`): one vocabulary for every
@@ -39,10 +41,13 @@ pub enum Rule {
     RegistryAccess,
     /// A signature requirement is not met.
     Signature,
+    /// An owner's exception allows what the org's settings refuse (`Decision::exception`).
+    Exception,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 5] = [Rule::Allowed, Rule::Owner, Rule::Category, Rule::RegistryAccess, Rule::Signature];
+    pub const ALL: [Rule; 6] =
+        [Rule::Allowed, Rule::Owner, Rule::Category, Rule::RegistryAccess, Rule::Signature, Rule::Exception];
 
     pub fn key(self) -> &'static str {
         match self {
@@ -51,6 +56,7 @@ impl Rule {
             Rule::Category => "category",
             Rule::RegistryAccess => "registry_access",
             Rule::Signature => "signature",
+            Rule::Exception => "exception",
         }
     }
 }
@@ -120,7 +126,7 @@ fn team_allowing<'a>(p: &OrgPolicy, teams: &'a [String], c: &Category) -> Option
     teams.iter().find(|t| p.teams.get(t.as_str()).is_some_and(|ts| flags_allow(&ts.restricted_images, c)))
 }
 
-/// Why one org refuses the image, if it does.
+/// Why one org refuses the image, if it does (its exceptions considered).
 fn refusal(
     m: &Membership,
     p: &OrgPolicy,
@@ -128,15 +134,18 @@ fn refusal(
     catalog: &Catalog,
     now: i64,
 ) -> Option<(Rule, Category, String)> {
+    restriction(m, p, image, catalog)
+        .filter(|_| p.exception_for(&image.canonical(), image.digest.as_deref(), &m.teams, now).is_none())
+}
+
+/// Why one org's settings refuse the image, exceptions aside.
+fn restriction(m: &Membership, p: &OrgPolicy, image: &Image, catalog: &Catalog) -> Option<(Rule, Category, String)> {
     let s = &p.settings;
     let category = categorize(&m.org, s, image, catalog);
-    let name = image.canonical();
-    let excepted = || p.exception_for(&name, image.digest.as_deref(), &m.teams, now).is_some();
     let registry = image.registry.as_deref();
     if s.registry_access.enabled
         && let Some(host) = registry
         && !s.registry_access.allowed_registries.iter().any(|a| a == host)
-        && !excepted()
     {
         let msg = format!(
             "Registry Access Management: registry {host} is not allowed for members of {}. Ask an owner of {} to allow it or to add an exception for {}.",
@@ -150,7 +159,6 @@ fn refusal(
         && !m.owner
         && !allowed_by_category(&s.restricted_images, &category)
         && team_allowing(p, &m.teams, &category).is_none()
-        && !excepted()
     {
         let msg = format!(
             "Image Access Management: {} {} is not allowed for members of {}. Ask an owner of {} for an exception.",
@@ -217,22 +225,43 @@ pub fn explain(memberships: &[Membership], image: &Image, snap: &Snapshot, now: 
 /// Decides whether the subject (its memberships) may pull `image`.
 pub fn decide(memberships: &[Membership], image: &Image, snap: &Snapshot, now: i64) -> Decision {
     let mut would: Option<Decision> = None;
+    let mut excepted: Option<Decision> = None;
+    let name = image.canonical();
     for m in memberships {
         let Some(p) = snap.orgs.get(&m.org) else { continue };
         // Owners bypass their own org's image restrictions; Registry Access Management binds all.
-        let Some((rule, category, message)) = refusal(m, p, image, &snap.catalog, now) else { continue };
-        let d = Decision { effect: Effect::Deny, org: Some(m.org.clone()), rule, category: Some(category), message };
+        let Some((rule, category, message)) = restriction(m, p, image, &snap.catalog) else { continue };
+        if let Some(e) = p.exception_for(&name, image.digest.as_deref(), &m.teams, now) {
+            excepted.get_or_insert(Decision {
+                effect: Effect::Allow,
+                org: Some(m.org.clone()),
+                rule: Rule::Exception,
+                category: Some(category),
+                message: format!("{name} is allowed by exception {} of {} ({})", e.id, m.org, e.reason),
+                exception: Some(e.id),
+            });
+            continue;
+        }
+        let d = Decision {
+            effect: Effect::Deny,
+            org: Some(m.org.clone()),
+            rule,
+            category: Some(category),
+            message,
+            exception: None,
+        };
         if p.settings.restricted_images.mode == Mode::Enforce {
             return d;
         }
         would.get_or_insert(Decision { effect: Effect::WouldDeny, ..d });
     }
-    would.unwrap_or(Decision {
+    would.or(excepted).unwrap_or(Decision {
         effect: Effect::Allow,
         org: None,
         rule: Rule::Allowed,
         category: None,
-        message: format!("{} is allowed", image.canonical()),
+        message: format!("{name} is allowed"),
+        exception: None,
     })
 }
 
@@ -350,7 +379,13 @@ mod tests {
         assert_eq!(decide(&member(false), &hub("someone/app"), &snap(dry, vec![]), 0).effect, Effect::WouldDeny);
         // exceptions: pattern, team, expiry, digest
         let mut e = exception("docker.io/someone/*");
-        assert_eq!(decide(&member(false), &hub("someone/app"), &snap(on(), vec![e.clone()]), 0).effect, Effect::Allow);
+        let d = decide(&member(false), &hub("someone/app"), &snap(on(), vec![e.clone()]), 0);
+        assert_eq!(
+            (d.effect, d.rule, d.exception, d.org.as_deref()),
+            (Effect::Allow, Rule::Exception, Some(e.id), Some("acme"))
+        );
+        assert_eq!(d.category, Some(Category::Community), "the category the exception waived");
+        assert!(d.message.contains(&format!("allowed by exception {} of acme", e.id)), "{}", d.message);
         assert_eq!(
             decide(&member(false), &hub("someoneelse/app"), &snap(on(), vec![e.clone()]), 0).effect,
             Effect::Deny

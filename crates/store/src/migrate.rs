@@ -85,6 +85,7 @@ pub const SQLITE: &[(i64, &str, &str)] = &[
     (13, "scim", include_str!("../../../migrations/sqlite/0013_scim.sql")),
     (14, "team_rules_and_history", include_str!("../../../migrations/sqlite/0014_team_rules_and_history.sql")),
     (15, "delegation", include_str!("../../../migrations/sqlite/0015_delegation.sql")),
+    (16, "exception_ids", include_str!("../../../migrations/sqlite/0016_exception_ids.sql")),
 ];
 
 /// The PostgreSQL migrations: the same versions, in PostgreSQL's dialect.
@@ -104,4 +105,5 @@ pub const POSTGRES: &[(i64, &str, &str)] = &[
     (13, "scim", include_str!("../../../migrations/postgres/0013_scim.sql")),
     (14, "team_rules_and_history", include_str!("../../../migrations/postgres/0014_team_rules_and_history.sql")),
     (15, "delegation", include_str!("../../../migrations/postgres/0015_delegation.sql")),
+    (16, "exception_ids", include_str!("../../../migrations/postgres/0016_exception_ids.sql")),
 ];

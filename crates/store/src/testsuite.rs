@@ -346,9 +346,12 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     let all = s.all_exceptions().await.unwrap();
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].org, "acme");
-    assert_eq!(all[0].exception, policy::Exception { id, ..e });
+    assert_eq!(all[0].exception, policy::Exception { id, ..e.clone() });
     assert!(!s.delete_exception(acme.id + 1, id).await.unwrap(), "only through its org");
     assert!(s.delete_exception(acme.id, id).await.unwrap());
+    let again = s.create_exception(acme.id, &e).await.unwrap();
+    assert!(again > id, "an id is never given again after a delete: {again} after {id}");
+    assert!(s.delete_exception(acme.id, again).await.unwrap());
 
     // publisher overrides
     assert!(s.set_publisher_override("someone", Some("verified_publisher"), "admin", 1).await.unwrap());

@@ -599,12 +599,13 @@ impl Gate {
             run.decision = Some(decision.clone());
             run.digest = digest.clone();
         }
-        let PullCheck { memberships, image, ep, .. } = pc;
+        let PullCheck { memberships, image, ep, source, .. } = pc;
         let image = Image { digest: digest.as_ref().map(|d| d.to_string()).or(image.digest), ..image };
         if decision.effect == Effect::Deny {
             tracing::info!(user = subject.name(), image = %image.canonical(), org = ?decision.org, rule = %decision.rule, "pull denied");
             if matches!(ep, Endpoint::Manifest { .. }) && run.trace.is_none() {
-                for e in self.pull_entries(&memberships, subject, &image, &decision, client, agent) {
+                let audited = self.denied_digest(source, ep, &decision, &image).await;
+                for e in self.pull_entries(&memberships, subject, &audited, &decision, client, agent) {
                     self.audit.record(e).await;
                 }
             }
@@ -628,6 +629,22 @@ impl Gate {
         policy::decide(&memberships, &image, &self.iam.snapshot(), self.clock.now()).effect != Effect::Deny
     }
 
+    /// The image of a denied tag pull with the digest the tag names now (a cached or hosted tag,
+    /// else a HEAD upstream; nothing is fetched or stored, and it waits 2 s at most), so that an
+    /// owner approving the member's request may pin the exception to exactly what was refused.
+    /// Only for denials an exception can waive.
+    async fn denied_digest(&self, source: &Source, ep: &Endpoint, decision: &Decision, image: &Image) -> Image {
+        let Endpoint::Manifest { reference: Reference::Tag(tag), .. } = ep else { return image.clone() };
+        if image.digest.is_some() || !decision.exceptable() {
+            return image.clone();
+        }
+        let asked = self.contents.of(source).resolve_tag(source, tag);
+        match tokio::time::timeout(std::time::Duration::from_secs(2), asked).await {
+            Ok(Ok(Some(d))) => Image { digest: Some(d.to_string()), ..image.clone() },
+            _ => image.clone(),
+        }
+    }
+
     /// Audit entries for a manifest pull: the deciding org for denials, else one per org the
     /// subject belongs to (so each org's owners see their members' pulls), else one without org.
     fn pull_entries(
@@ -649,7 +666,9 @@ impl Gate {
             user_agent: Some(agent.chars().take(200).collect()),
             ..Default::default()
         };
-        if let Some(org) = &d.org {
+        if let Some(org) = &d.org
+            && d.exception.is_none()
+        {
             return vec![AuditEntry {
                 org: Some(org.clone()),
                 category: d.category.as_ref().map(|c| c.name()),
@@ -664,6 +683,18 @@ impl Gate {
         memberships
             .iter()
             .map(|m| {
+                if let (Some(id), Some(org)) = (d.exception, &d.org)
+                    && org == &m.org
+                {
+                    // allowed by this org's exception: the entry names it
+                    return AuditEntry {
+                        org: Some(org.clone()),
+                        category: d.category.as_ref().map(|c| c.name()),
+                        rule: Some(Rule::Exception),
+                        detail: Some(serde_json::json!({ "exception": id }).to_string()),
+                        ..base.clone()
+                    };
+                }
                 let settings = policy.orgs.get(&m.org).map(|p| p.settings.clone()).unwrap_or_default();
                 let category = policy::categorize(&m.org, &settings, image, &policy.catalog);
                 let rule = if m.owner && settings.restricted_images.enabled { Rule::Owner } else { Rule::Allowed };

@@ -223,6 +223,7 @@ impl Gate {
             rule: policy::Rule::Signature,
             category: Some(policy::categorize(req.org, settings, image, &snap.catalog)),
             message,
+            exception: None,
         };
         let slot = if dry { &mut unmet.dry_run } else { &mut unmet.enforced };
         slot.get_or_insert(decision);

@@ -159,6 +159,34 @@ async fn restrictions_bind_members_on_every_request() {
     );
     assert!(denied.as_array().unwrap().iter().any(|e| e["user_agent"].as_str().unwrap_or("").contains("skopeo")));
     assert!(denied.as_array().unwrap().iter().all(|e| e["client"] == "127.0.0.1"), "the client address is recorded");
+    assert!(
+        denied.as_array().unwrap().iter().all(|e| e["digest"].as_str().is_some_and(|d| d.starts_with("sha256:"))),
+        "a denied tag pull records the digest the tag named, for a pinned exception: {denied}"
+    );
+    let (_, excepted) = s
+        .api("GET", "/api/v1/orgs/acme/audit?decision=allowed&actor=bob&image=docker.io/someone/app", alice, None)
+        .await;
+    let named = |e: &Value| -> Option<i64> {
+        let detail: Value = serde_json::from_str(e["detail"].as_str()?).ok()?;
+        detail["exception"].as_i64()
+    };
+    let by_exception: Vec<&Value> = excepted.as_array().unwrap().iter().filter(|e| e["rule"] == "exception").collect();
+    assert!(by_exception.iter().any(|e| named(e) == Some(id)), "a pull an exception allowed names it: {excepted}");
+    assert!(by_exception.iter().all(|e| e["category"] == "community" && named(e).is_some()), "{excepted}");
+    let (_, deleted) = s.api("GET", "/api/v1/orgs/acme/audit?action=exception.delete", alice, None).await;
+    let detail: Value = serde_json::from_str(deleted[0]["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (detail["id"].as_i64(), detail["pattern"].as_str()),
+        (Some(id), Some("docker.io/someone/*")),
+        "{deleted}"
+    );
+    let add = || {
+        s.api("POST", "/api/v1/orgs/acme/exceptions", alice, Some(json!({"pattern": "docker.io/z/*", "reason": "n"})))
+    };
+    let last = add().await.1["id"].as_i64().unwrap();
+    assert_eq!(s.api("DELETE", &format!("/api/v1/orgs/acme/exceptions/{last}"), alice, None).await.0, 204);
+    let next = add().await.1["id"].as_i64().unwrap();
+    assert!(next > last, "an id is never given again, even the last one deleted: {next} after {last}");
     let (_, allowed) = s.api("GET", "/api/v1/orgs/acme/audit?decision=allowed&actor=bob&limit=500", alice, None).await;
     let official = allowed
         .as_array()
