@@ -124,6 +124,9 @@ pub trait Content: Send + Sync {
     /// The digest `tag` names now, asked without fetching or storing a manifest (a fresh cached
     /// tag, or a HEAD upstream); `None` when there is no such tag.
     async fn resolve_tag(&self, repo: &Source, tag: &Tag) -> Result<Option<Digest>>;
+    /// The digest `tag` named when last seen here (a hosted tag, or a cached one however old);
+    /// never asks an upstream.
+    async fn known_tag(&self, repo: &Source, tag: &Tag) -> Result<Option<Digest>>;
     /// A manifest already stored under `digest` (never fetched).
     async fn stored_manifest(&self, repo: &Source, digest: &Digest) -> Result<Option<ServedManifest>>;
     /// Stored indexes of the repository, among those its first `limit` stored tags name, that

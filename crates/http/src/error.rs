@@ -132,9 +132,10 @@ impl IntoResponse for V2Error {
             tracing::warn!(code = self.wire.code.as_str(), message = %self.wire.message, "request failed");
         }
         let mut r = (status, [(header::CONTENT_TYPE, "application/json")], self.wire.to_json()).into_response();
-        // Some clients (containerd, hence Kubernetes events) show only the status line of a
-        // failed pull: carry the reason of a denial there too (HTTP/1 reason phrase).
-        if self.wire.code == ErrorCode::Denied {
+        // Some clients (containerd, hence Kubernetes events; skopeo and podman for a manifest)
+        // show only the status line of a failed pull: carry the reason of a denial or of an
+        // unavailable upstream there too (HTTP/1 reason phrase).
+        if matches!(self.wire.code, ErrorCode::Denied | ErrorCode::Unavailable) {
             let phrase = reason_phrase(&self.wire.message, self.keep_tail);
             if let Ok(p) = hyper::ext::ReasonPhrase::try_from(phrase.into_bytes()) {
                 r.extensions_mut().insert(p);

@@ -63,7 +63,11 @@ pub fn generate(o: &Options, out: &Path) -> anyhow::Result<()> {
         ));
     }
     write(out, "podman/registries.conf", &conf)?;
-    let mut k3s = String::from("# k3s / rke2: /etc/rancher/k3s/registries.yaml (then restart k3s)\nmirrors:\n");
+    let mut k3s = String::from(
+        "# k3s / rke2: /etc/rancher/k3s/registries.yaml (then restart k3s). A mirror is only a first try:\n\
+         # with k3s/config.yaml (disable-default-registry-endpoint) a refused pull does not go to the registry.\n\
+         mirrors:\n",
+    );
     for r in &registries {
         k3s.push_str(&format!("  \"{r}\":\n    endpoint:\n      - \"{gw}\"\n"));
     }
@@ -73,6 +77,14 @@ pub fn generate(o: &Options, out: &Path) -> anyhow::Result<()> {
         if insecure { "    tls:\n      insecure_skip_verify: true\n" } else { "" }
     ));
     write(out, "k3s/registries.yaml", &k3s)?;
+    write(
+        out,
+        "k3s/config.yaml",
+        "# k3s / rke2: merge into /etc/rancher/k3s/config.yaml (rke2: /etc/rancher/rke2/), restart.\n\
+         # Without it containerd tries each registry itself after its mirrors, so the gateway's refusals\n\
+         # are not final (k3s and RKE2 releases since January 2024).\n\
+         disable-default-registry-endpoint: true\n",
+    )?;
     let daemon = serde_json::json!({ "registry-mirrors": [gw] });
     write(out, "docker/daemon.json", &format!("{}\n", serde_json::to_string_pretty(&daemon)?))?;
     write(out, "README.md", &readme(gw, host, &registries))?;
@@ -162,7 +174,11 @@ fn readme(gw: &str, host: &str, registries: &[String]) -> String {
          Credentials: `podman login {host}` (or `skopeo login`, `buildah login`; CRI-O: the auth file).\n\n\
          ## k3s, RKE2\n\
          Copy `k3s/registries.yaml` to `/etc/rancher/k3s/registries.yaml` (RKE2: `/etc/rancher/rke2/`), put\n\
-         the node's account in its `configs:` `auth:` section (a user and an access token), restart k3s.\n\n\
+         the node's account in its `configs:` `auth:` section (a user and an access token), and merge\n\
+         `k3s/config.yaml` into `/etc/rancher/k3s/config.yaml`; restart k3s. A `registries.yaml` mirror alone\n\
+         does not enforce: containerd falls back to the registry itself (docker.io, …) when the gateway\n\
+         refuses a pull, unless k3s runs with `disable-default-registry-endpoint: true` (the\n\
+         `--disable-default-registry-endpoint` flag; k3s and RKE2 releases since January 2024).\n\n\
          ## Docker Engine (dockerd)\n\
          `docker/daemon.json` (merge into `/etc/docker/daemon.json`, restart dockerd) makes the gateway a\n\
          registry mirror — for Docker Hub only. dockerd sends no credentials to mirrors, so the gateway must\n\

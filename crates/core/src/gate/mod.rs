@@ -629,18 +629,17 @@ impl Gate {
         policy::decide(&memberships, &image, &self.iam.snapshot(), self.clock.now()).effect != Effect::Deny
     }
 
-    /// The image of a denied tag pull with the digest the tag names now (a cached or hosted tag,
-    /// else a HEAD upstream; nothing is fetched or stored, and it waits 2 s at most), so that an
-    /// owner approving the member's request may pin the exception to exactly what was refused.
-    /// Only for denials an exception can waive.
+    /// The image of a denied tag pull with the digest the tag named when last seen here (a
+    /// hosted tag or a cached one: a denial never asks an upstream), so that an owner approving
+    /// the member's request may pin the exception to exactly what was refused. Only for denials
+    /// an exception can waive.
     async fn denied_digest(&self, source: &Source, ep: &Endpoint, decision: &Decision, image: &Image) -> Image {
         let Endpoint::Manifest { reference: Reference::Tag(tag), .. } = ep else { return image.clone() };
         if image.digest.is_some() || !decision.exceptable() {
             return image.clone();
         }
-        let asked = self.contents.of(source).resolve_tag(source, tag);
-        match tokio::time::timeout(std::time::Duration::from_secs(2), asked).await {
-            Ok(Ok(Some(d))) => Image { digest: Some(d.to_string()), ..image.clone() },
+        match self.contents.of(source).known_tag(source, tag).await {
+            Ok(Some(d)) => Image { digest: Some(d.to_string()), ..image.clone() },
             _ => image.clone(),
         }
     }

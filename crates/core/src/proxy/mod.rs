@@ -155,6 +155,11 @@ impl Content for Proxy {
         self.tag_digest(upstream(repo)?, tag).await
     }
 
+    async fn known_tag(&self, repo: &Source, tag: &Tag) -> Result<Option<Digest>> {
+        let Some(id) = self.existing_repo(upstream(repo)?).await? else { return Ok(None) };
+        Ok(self.shared.cache.tag_entry(id, tag).await?.map(|e| e.digest))
+    }
+
     async fn stored_parents(&self, repo: &Source, digest: &Digest, limit: usize) -> Result<Vec<Digest>> {
         let Some(id) = self.existing_repo(upstream(repo)?).await? else { return Ok(vec![]) };
         crate::content::parents_in(self.shared.content.as_ref(), id, digest, limit).await

@@ -266,6 +266,10 @@ impl Content for Registry {
         Ok(Referrers { list: of_artifact_type(all, artifact_type), stale: false })
     }
 
+    async fn known_tag(&self, repo: &Source, tag: &Tag) -> Result<Option<Digest>> {
+        self.resolve_tag(repo, tag).await
+    }
+
     async fn resolve_tag(&self, repo: &Source, tag: &Tag) -> Result<Option<Digest>> {
         let name = hosted(repo)?;
         let Some(repo) = self.repo_id(name).await? else { return Ok(None) };

@@ -16,31 +16,36 @@ pub struct Context<'a> {
 
 impl Context<'_> {
     /// `path` (absolute, as on a node) under the root.
-    fn at(&self, path: &str) -> PathBuf {
+    pub(super) fn at(&self, path: &str) -> PathBuf {
         self.root.join(path.trim_start_matches('/'))
     }
 
     /// Whether a URL or host names the gateway (any scheme, any path below it).
-    fn is_gateway(&self, url: &str) -> bool {
+    pub(super) fn is_gateway(&self, url: &str) -> bool {
         let h = url.trim().trim_start_matches("https://").trim_start_matches("http://");
         h.split('/').next() == Some(self.gateway)
     }
 }
 
-fn shown(p: &Path, root: &Path) -> String {
+pub(super) fn shown(p: &Path, root: &Path) -> String {
     match p.strip_prefix(root) {
         Ok(rel) => format!("/{}", rel.display()),
         Err(_) => p.display().to_string(),
     }
 }
 
-fn finding(kind: &'static str, file: String, detail: String, fix: String) -> Finding {
+pub(super) fn finding(kind: &'static str, file: String, detail: String, fix: String) -> Finding {
     Finding { kind, file, detail, fix }
 }
 
 /// Reads and parses a file that exists; a file that cannot be read or parsed is itself a finding
 /// (what it does cannot be checked).
-fn parse<T>(path: &Path, ctx: &Context, r: &mut Report, f: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+pub(super) fn parse<T>(
+    path: &Path,
+    ctx: &Context,
+    r: &mut Report,
+    f: impl FnOnce(&str) -> Result<T, String>,
+) -> Option<T> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,

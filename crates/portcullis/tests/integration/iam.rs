@@ -159,10 +159,9 @@ async fn restrictions_bind_members_on_every_request() {
     );
     assert!(denied.as_array().unwrap().iter().any(|e| e["user_agent"].as_str().unwrap_or("").contains("skopeo")));
     assert!(denied.as_array().unwrap().iter().all(|e| e["client"] == "127.0.0.1"), "the client address is recorded");
-    assert!(
-        denied.as_array().unwrap().iter().all(|e| e["digest"].as_str().is_some_and(|d| d.starts_with("sha256:"))),
-        "a denied tag pull records the digest the tag named, for a pinned exception: {denied}"
-    );
+    // the last denial came after the tag was cached here: it records the digest the tag named,
+    // for an exception pinned to it (the first, of a tag never seen here, asked nothing upstream)
+    assert!(denied[0]["digest"].as_str().is_some_and(|d| d.starts_with("sha256:")), "{denied}");
     let (_, excepted) = s
         .api("GET", "/api/v1/orgs/acme/audit?decision=allowed&actor=bob&image=docker.io/someone/app", alice, None)
         .await;
