@@ -23,6 +23,7 @@ mod ldap;
 mod ops;
 mod postgres;
 mod proxy;
+mod readme;
 mod replicas;
 mod scim;
 mod signatures;
