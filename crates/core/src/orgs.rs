@@ -105,6 +105,11 @@ impl Orgs {
         })
     }
 
+    /// Whether `who` may create organizations here (`auth.org_creation`).
+    pub fn may_create(&self, who: &Principal) -> bool {
+        !self.admins_only_create || who.is_admin
+    }
+
     pub async fn create(&self, who: &Principal, name: &str) -> Result<Org> {
         if self.admins_only_create && !who.is_admin {
             return Err(Error::Denied("only the instance administrator may create organizations here".into()));

@@ -45,7 +45,7 @@ pub fn routes(st: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/logout", post(session::logout))
         .route("/auth/oidc/login", get(sso::login))
         .route("/auth/oidc/callback", get(sso::callback))
-        .route("/orgs", get(org::list))
+        .route("/orgs", get(org::list).post(org::create))
         .route("/orgs/{org}", get(org::overview))
         .route("/orgs/{org}/members", get(org::members))
         .route("/orgs/{org}/teams", post(org::create_team))
@@ -196,6 +196,7 @@ fn notice(key: &str) -> &'static str {
         "exception-added" => "Exception added.",
         "exception-deleted" => "Exception deleted.",
         "team-created" => "Team created.",
+        "org-created" => "Organization created; you are its owner.",
         "directory-saved" => "Saved what the identity provider's groups may manage.",
         "team-rule-saved" => "Team rule saved. It applies to the next pull.",
         "signature-rule-added" => "Signature rule added. It applies to the next pull.",

@@ -21,6 +21,8 @@ pub struct OrgRow {
 struct OrgsPage {
     l: Layout,
     orgs: Vec<OrgRow>,
+    /// Whether the form to create an organization is shown (`auth.org_creation`).
+    may_create: bool,
 }
 
 pub async fn list(axum::extract::State(st): St, c: Console) -> UiResult {
@@ -39,7 +41,13 @@ pub async fn list(axum::extract::State(st): St, c: Console) -> UiResult {
     }
     // The administrator sees every organization, not only theirs.
     let title = if c.who.is_admin { "All organizations" } else { "My organizations" };
-    ok(&OrgsPage { l: Layout::new(&c, title, "orgs"), orgs })
+    ok(&OrgsPage { l: Layout::new(&c, title, "orgs"), orgs, may_create: st.orgs.may_create(&c.who) })
+}
+
+/// Creates an organization; its creator is its first owner, as on Docker Hub.
+pub async fn create(axum::extract::State(st): St, p: Posted<NameForm>) -> UiResult {
+    let org = st.orgs.create(&p.c.who, p.form.name.trim()).await?;
+    done(&format!("/orgs/{}", org.name), "org-created")
 }
 
 #[derive(Template)]

@@ -48,7 +48,7 @@ impl Driver {
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
-            "--window-size=1280,1000",
+            "--window-size=1400,1000",
             &format!("--user-data-dir={}", self.profile.path().display()),
         ];
         let caps =
@@ -228,21 +228,30 @@ async fn owner_restricts_member_requests_owner_approves() {
     assert!(ok, "{out}");
     tokio::time::sleep(Duration::from_millis(400)).await;
 
-    // the exception is on the permissions page; the owner's other main pages, for the README
+    // the exception is on the permissions page; every page of the owner's, at 1400x1000, for
+    // the README and for a person to look at
     b.goto(&s.url("/orgs/acme/permissions")).await.unwrap();
     assert!(text(&b, "main table").await.contains("requested by bob: our CI base image"));
-    for (name, path) in [
-        ("overview", "/orgs/acme"),
-        ("members", "/orgs/acme/members"),
-        ("audit", "/orgs/acme/audit"),
-        ("activity", "/orgs/acme/activity"),
-        ("tokens", "/tokens"),
+    for (name, path, heading) in [
+        ("orgs", "/orgs", "My organizations"),
+        ("overview", "/orgs/acme", "acme"),
+        ("permissions", "/orgs/acme/permissions", "permissions"),
+        ("members", "/orgs/acme/members", "Members"),
+        ("repositories", "/orgs/acme/repositories", "Repositories"),
+        ("requests", "/orgs/acme/requests", "Exception requests"),
+        ("audit", "/orgs/acme/audit", "Audit"),
+        ("activity", "/orgs/acme/activity", "Activity"),
+        ("history", "/orgs/acme/history", "history"),
+        ("provisioning", "/orgs/acme/provisioning", "Provisioning"),
+        ("tokens", "/tokens", "token"),
     ] {
         b.goto(&s.url(path)).await.unwrap();
+        let h1 = text(&b, "main h1").await;
+        assert!(h1.contains(heading), "{name}: the page says what it is: {h1}");
         shot(&b, name).await;
     }
     assert!(text(&b, "main").await.contains("Create a token"));
-    // the audit log at 1280 px: the page's whole width, no sideways scrolling, times on one line
+    // the audit log at 1400 px: the page's whole width, no sideways scrolling, times on one line
     b.goto(&s.url("/orgs/acme/audit")).await.unwrap();
     let layout = b
         .execute(
@@ -254,8 +263,8 @@ async fn owner_restricts_member_requests_owner_approves() {
         )
         .await
         .unwrap();
-    assert_eq!(layout["viewport"], 1280, "{layout}");
-    assert!(layout["scroll"].as_f64().unwrap() <= 1280.0, "no sideways scrolling: {layout}");
+    assert_eq!(layout["viewport"], 1400, "{layout}");
+    assert!(layout["scroll"].as_f64().unwrap() <= 1400.0, "no sideways scrolling: {layout}");
     assert!(layout["main"].as_f64().unwrap() > 1200.0, "the log uses the page's width: {layout}");
     let times = layout["times"].as_array().unwrap();
     assert!(!times.is_empty() && times.iter().all(|n| n == 1), "each time on one line: {layout}");

@@ -233,6 +233,10 @@ async fn every_page_for_owner_member_and_non_member() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let request = [("image", "docker.io/someone/app"), ("reason", "our CI base image")];
     assert_eq!(bob.post("/orgs/acme/requests", &request).await.1, "/orgs/acme/requests?done=requested");
+    // owners are never bound by their org's restrictions: they are not offered a request form
+    let form = "<legend>Request an exception</legend>";
+    assert!(!alice.get("/orgs/acme/requests").await.1.contains(form), "owners decide requests, not make them");
+    assert!(bob.get("/orgs/acme/requests").await.1.contains(form), "members ask");
     let (st, _, created) = alice.post("/tokens", &[("label", "laptop"), ("scope", "read"), ("days", "")]).await;
     assert_eq!(st, 200);
     assert!(created.contains("<output id=\"new-token\"><code>pcl_"), "the secret, shown once");
@@ -470,4 +474,29 @@ async fn policy_history_restores_through_the_preview() {
 async fn restricted_official(s: &Server) -> bool {
     let (_, v) = s.admin("GET", "/api/v1/orgs/acme/settings", None).await;
     !v["restricted_images"]["allow_official_images"].as_bool().unwrap()
+}
+
+/// Anyone the settings allow creates an organization from the console and owns it; a name that
+/// is taken or invalid is refused with the reason.
+#[tokio::test]
+async fn an_organization_is_created_from_the_console() {
+    let s = Server::start().await;
+    s.create_user("dora").await;
+    let dora = Web::sign_in(&s, "dora", &pw("dora")).await;
+    let (st, html) = dora.get("/orgs").await;
+    assert!(st == 200 && html.contains("Create an organization"), "{html}");
+    let (st, loc, _) = dora.post("/orgs", &[("name", "newco")]).await;
+    assert_eq!((st, loc.as_str()), (303, "/orgs/newco?done=org-created"));
+    let (st, html) = dora.get("/orgs/newco/members").await;
+    assert!(st == 200 && html.contains("dora"), "{html}");
+    let (_, html) = dora.get("/orgs").await;
+    assert!(html.contains("href=\"/orgs/newco\"") && html.contains("owner"), "{html}");
+    let (st, _, body) = dora.post("/orgs", &[("name", "newco")]).await;
+    assert!(st == 409 && body.contains("the name newco is taken"), "{st} {body}");
+    let (st, _, body) = dora.post("/orgs", &[("name", "Bad Name")]).await;
+    assert!(st == 400 && body.contains("invalid name"), "{st} {body}");
+    // without a session (and its CSRF token) nothing is created
+    let r = client().post(s.url("/orgs")).form(&[("name", "x1")]).send().await.unwrap();
+    assert_ne!(r.status(), 200);
+    assert_eq!(dora.get("/orgs/x1").await.0, 404, "not created");
 }
