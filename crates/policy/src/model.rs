@@ -54,14 +54,7 @@ impl Category {
     }
 
     pub fn key(&self) -> &'static str {
-        match self {
-            Category::Organization(_) => "organization",
-            Category::Official => "official",
-            Category::VerifiedPublisher => "verified_publisher",
-            Category::SponsoredOss => "sponsored_oss",
-            Category::Community => "community",
-            Category::OtherRegistry(_) => "other_registry",
-        }
+        self.name().key
     }
 }
 
@@ -173,7 +166,14 @@ impl std::str::FromStr for CategoryName {
 impl Category {
     /// The category's row of [`Category::ALL`].
     pub fn name(&self) -> CategoryName {
-        Category::name_of(self.key()).unwrap_or(Category::ALL[4])
+        Category::ALL[match self {
+            Category::Organization(_) => 0,
+            Category::Official => 1,
+            Category::VerifiedPublisher => 2,
+            Category::SponsoredOss => 3,
+            Category::Community => 4,
+            Category::OtherRegistry(_) => 5,
+        }]
     }
 }
 

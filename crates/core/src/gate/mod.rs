@@ -604,8 +604,16 @@ impl Gate {
         if decision.effect == Effect::Deny {
             tracing::info!(user = subject.name(), image = %image.canonical(), org = ?decision.org, rule = %decision.rule, "pull denied");
             if matches!(ep, Endpoint::Manifest { .. }) && run.trace.is_none() {
-                let audited = self.denied_digest(source, ep, &decision, &image).await;
-                for e in self.pull_entries(&memberships, subject, &audited, &decision, client, agent) {
+                let known = self.known_digest(source, ep, &decision, &image).await;
+                let audited = known.map(|d| Image { digest: Some(d.to_string()), ..image.clone() });
+                for e in self.pull_entries(
+                    &memberships,
+                    subject,
+                    audited.as_ref().unwrap_or(&image),
+                    &decision,
+                    client,
+                    agent,
+                ) {
                     self.audit.record(e).await;
                 }
             }
@@ -629,19 +637,16 @@ impl Gate {
         policy::decide(&memberships, &image, &self.iam.snapshot(), self.clock.now()).effect != Effect::Deny
     }
 
-    /// The image of a denied tag pull with the digest the tag named when last seen here (a
-    /// hosted tag or a cached one: a denial never asks an upstream), so that an owner approving
-    /// the member's request may pin the exception to exactly what was refused. Only for denials
-    /// an exception can waive.
-    async fn denied_digest(&self, source: &Source, ep: &Endpoint, decision: &Decision, image: &Image) -> Image {
-        let Endpoint::Manifest { reference: Reference::Tag(tag), .. } = ep else { return image.clone() };
+    /// For a denied tag pull, the digest the tag named when last seen here (a hosted tag or a
+    /// cached one: a denial never asks an upstream), so that an owner approving the member's
+    /// request may pin the exception to exactly what was refused. Only for denials an exception
+    /// can waive, and only when the image has no digest yet.
+    async fn known_digest(&self, source: &Source, ep: &Endpoint, decision: &Decision, image: &Image) -> Option<Digest> {
+        let Endpoint::Manifest { reference: Reference::Tag(tag), .. } = ep else { return None };
         if image.digest.is_some() || !decision.exceptable() {
-            return image.clone();
+            return None;
         }
-        match self.contents.of(source).known_tag(source, tag).await {
-            Ok(Some(d)) => Image { digest: Some(d.to_string()), ..image.clone() },
-            _ => image.clone(),
-        }
+        self.contents.of(source).known_tag(source, tag).await.ok().flatten()
     }
 
     /// Audit entries for a manifest pull: the deciding org for denials, else one per org the
