@@ -40,7 +40,7 @@ pub struct Preview {
     pub pulls_considered: usize,
     /// Of those, pulls that were denied when they happened (not counted below).
     pub already_denied: usize,
-    /// Served pulls the change would deny, by image and user.
+    /// Served pulls the change would deny that the settings in force allow, by image and user.
     pub would_deny: Vec<ImpactRow>,
     /// The settings the change leads to.
     pub proposed: Settings,
@@ -329,9 +329,10 @@ impl Iam {
     }
 
     /// Which recent pulls (from the audit log of `org`) the proposed change would deny, by
-    /// image and user, for the owner deciding whether to save it. Pulls that were denied already
-    /// are counted apart: only pulls that were served (allowed, or allowed in a dry run) can be
-    /// newly denied.
+    /// image and user, for the owner deciding whether to save it: pulls that were served
+    /// (allowed, or allowed in a dry run) and that the settings in force still allow, so a
+    /// change is shown what it denies itself, not what an earlier change denies already. Pulls
+    /// that were denied are counted apart.
     pub async fn preview(&self, who: &Principal, org: &str, changes: &serde_json::Value) -> Result<Preview> {
         self.orgs.owned(who, org).await?;
         let proposed = self.changed_settings(org, changes)?;
@@ -351,7 +352,8 @@ impl Iam {
             ..Default::default()
         };
         let pulls = self.meta.query_audit(Some(org), &q).await?;
-        let mut snap = (*self.snapshot()).clone();
+        let current = self.snapshot();
+        let mut snap = (*current).clone();
         snap.orgs.insert(org.to_owned(), policy);
         let dir = self.identity.directory().snapshot();
         let mut hits: std::collections::BTreeMap<(String, String), (u64, String)> = Default::default();
@@ -367,13 +369,16 @@ impl Iam {
                 i
             })?;
             let memberships = dir.memberships(uid);
-            let d = policy::decide(&memberships, &img, &snap, self.clock.now());
-            let message = if d.effect != policy::Effect::Allow && d.org.as_deref() == Some(org) {
-                Some(d.message)
-            } else {
-                self.unverified(&memberships, &img, &snap, org)
+            let refusal = |snap: &policy::Snapshot| {
+                let d = policy::decide(&memberships, &img, snap, self.clock.now());
+                if d.effect != policy::Effect::Allow && d.org.as_deref() == Some(org) {
+                    Some(d.message)
+                } else {
+                    self.unverified(&memberships, &img, snap, org)
+                }
             };
-            if let Some(message) = message {
+            // The change's impact: what it would deny that the settings in force allow.
+            if let Some(message) = refusal(&snap).filter(|_| refusal(&current).is_none()) {
                 let e = hits.entry((img.canonical(), p.actor.clone())).or_insert((0, message));
                 e.0 += 1;
             }

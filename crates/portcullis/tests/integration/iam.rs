@@ -254,7 +254,13 @@ async fn check_explains_and_preview_lists_the_pulls_a_change_would_deny() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (_, p) = s.api("POST", "/api/v1/orgs/acme/settings/preview", alice, Some(proposed.clone())).await;
     assert_eq!(p["already_denied"], 1, "{p}");
-    assert_eq!(p["would_deny"][0]["pulls"], 1, "still only the one served pull: {p}");
+    assert_eq!(p["would_deny"], json!([]), "the change is in force already: it denies nothing more: {p}");
+    // a change is shown what it denies itself: allowing community images again and taking the
+    // official ones away denies the official pull, not the community one
+    let swap = json!({"restricted_images": {"enabled": true, "allow_community": true, "allow_official_images": false}});
+    let (_, p) = s.api("POST", "/api/v1/orgs/acme/settings/preview", alice, Some(swap)).await;
+    assert_eq!(p["would_deny"].as_array().map(|r| r.len()), Some(1), "{p}");
+    assert_eq!(p["would_deny"][0]["image"], "docker.io/library/tiny", "{p}");
     let (st, c) = s.api("GET", "/api/v1/orgs/acme/check?user=bob&image=someone/app:1", alice, None).await;
     assert_eq!(st, 200, "{c}");
     assert_eq!((c["image"].as_str(), c["effect"].as_str()), (Some("docker.io/someone/app"), Some("deny")));
