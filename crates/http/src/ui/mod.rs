@@ -194,6 +194,7 @@ fn notice(key: &str) -> &'static str {
     match key {
         "saved" => "Settings saved. They apply to the next pull.",
         "exception-added" => "Exception added.",
+        "allowlist-added" => "Added to the repository allowlist.",
         "exception-deleted" => "Exception deleted.",
         "team-created" => "Team created.",
         "org-created" => "Organization created; you are its owner.",

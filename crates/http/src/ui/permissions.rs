@@ -1,8 +1,10 @@
-//! The *Org permissions* page: Image Access Management (on/off, each category, enforce or dry
-//! run), Registry Access Management and its allowlist, the exceptions, and the signature
-//! requirements (edited in `signatures.rs`). Owners edit; members
-//! see the same page read-only. Saving a setting that would have denied recent pulls first
-//! shows those pulls (the impact preview) and saves only when the owner confirms.
+//! The *Org permissions* page: the current settings summarized at the top (one card per
+//! section, linking to it), then a section each for Image Access Management (on/off, each
+//! category, enforce or dry run), team rules, Registry Access Management, namespaces and
+//! repositories, the allowlist, the signature requirements (edited in `signatures.rs`) and the
+//! exceptions. Each section saves on its own and changes nothing else. Owners edit; members see
+//! the same page read-only. Saving a setting that would have denied recent pulls first shows
+//! those pulls in its section (the impact preview) and saves only when the owner confirms.
 
 use askama::Template;
 use axum::extract::{Path, Query};
@@ -99,16 +101,18 @@ pub struct Impact {
     pub(super) confirm: String,
     /// A signature rule being added, which its own "Add anyway" confirms.
     pub(super) rule: Option<super::signatures::RuleForm>,
+    /// The page section whose change this previews ([`Section::anchor`] or `signature-rules`).
+    pub(super) section: &'static str,
 }
 
 impl Impact {
-    pub(super) fn of(preview: portcullis_core::iam::Preview, confirm: String) -> Impact {
+    pub(super) fn of(preview: portcullis_core::iam::Preview, confirm: String, section: &'static str) -> Impact {
         let rows = preview
             .would_deny
             .into_iter()
             .map(|r| ImpactRow { image: r.image, user: r.user, pulls: r.pulls })
             .collect();
-        Impact { considered: preview.pulls_considered as u64, rows, confirm, rule: None }
+        Impact { considered: preview.pulls_considered as u64, rows, confirm, rule: None, section }
     }
 }
 
@@ -123,10 +127,137 @@ fn adds(t: &policy::TeamCategories) -> String {
     t.allowed_labels().join(", ")
 }
 
+/// One card of the summary at the top of the page: a section's state in a word and a line.
+pub struct Card {
+    /// The section's id on the page.
+    anchor: &'static str,
+    title: &'static str,
+    state: String,
+    /// The badge class of `state` (`on`, `off`, `warn`), or empty for plain text.
+    badge: &'static str,
+    detail: String,
+}
+
+fn count(n: usize, one: &str, many: &str) -> String {
+    match n {
+        0 => "None".into(),
+        1 => format!("1 {one}"),
+        n => format!("{n} {many}"),
+    }
+}
+
+/// The summary of the saved settings (never of a change being previewed).
+fn summary(
+    s: &Settings,
+    team_rules: &[TeamRuleView],
+    allowlist: &[ExceptionView],
+    exceptions: &[ExceptionView],
+) -> Vec<Card> {
+    let r = &s.restricted_images;
+    let (state, badge) = match (r.enabled, r.mode) {
+        (false, _) => ("Off", "off"),
+        (true, Mode::Enforce) => ("On", "on"),
+        (true, Mode::DryRun) => ("Dry run", "warn"),
+    };
+    let mut kinds = vec!["Organization images"];
+    kinds.extend(r.flags().allowed_labels());
+    let iam = if r.enabled {
+        format!("Members may pull: {}.", kinds.join(", "))
+    } else {
+        "Members may pull any image.".into()
+    };
+    let ra = &s.registry_access;
+    let registries = match (ra.enabled, ra.allowed_registries.is_empty()) {
+        (false, _) => "Any registry.".into(),
+        (true, true) => "Only images hosted here.".into(),
+        (true, false) => format!("Only {} and images hosted here.", ra.allowed_registries.join(", ")),
+    };
+    let hub = match s.docker_hub_namespaces.as_slice() {
+        [] => "No Docker Hub namespace".to_owned(),
+        n => format!("Docker Hub: {}", n.join(", ")),
+    };
+    let namespaces = format!(
+        "{hub}; personal namespaces {}; public repositories {}.",
+        if s.restrict_personal_namespaces { "closed" } else { "open" },
+        if s.disable_public_repositories { "disabled" } else { "allowed" },
+    );
+    let rules = &s.signatures.rules;
+    let dry = rules.iter().filter(|r| r.mode == Mode::DryRun).count();
+    let signatures = match (rules.len(), dry) {
+        (0, _) => "Images need no signature.".into(),
+        (_, 0) => "Enforced.".into(),
+        (n, d) if n == d => "In dry run.".into(),
+        (_, d) => format!("{d} in dry run."),
+    };
+    let teams = match team_rules {
+        [] => "Every team as the organization.".into(),
+        t => t.iter().map(|t| t.team.as_str()).collect::<Vec<_>>().join(", "),
+    };
+    let allowed = match allowlist {
+        [] => "No repository beyond the kinds allowed.".into(),
+        a => a.iter().map(|e| e.pattern.as_str()).collect::<Vec<_>>().join(", "),
+    };
+    let soonest = exceptions.iter().filter(|e| e.expires != "never").map(|e| e.expires.as_str()).min();
+    let excepted = match (exceptions.len(), soonest) {
+        (0, _) => "No image is excepted.".into(),
+        (_, Some(d)) => format!("The first expires {d}."),
+        (_, None) => "None expires.".into(),
+    };
+    let on_off = |on: bool| if on { ("On", "on") } else { ("Off", "off") };
+    vec![
+        Card { anchor: "image-access", title: "Image Access Management", state: state.into(), badge, detail: iam },
+        Card {
+            anchor: "registry-access",
+            title: "Registry Access Management",
+            state: on_off(ra.enabled).0.into(),
+            badge: on_off(ra.enabled).1,
+            detail: registries,
+        },
+        Card {
+            anchor: "namespaces",
+            title: "Namespaces and repositories",
+            state: if s.restrict_personal_namespaces || s.disable_public_repositories { "Restricted" } else { "Open" }
+                .into(),
+            badge: "",
+            detail: namespaces,
+        },
+        Card {
+            anchor: "signature-rules",
+            title: "Signature requirements",
+            state: count(rules.len(), "rule", "rules"),
+            badge: "",
+            detail: signatures,
+        },
+        Card {
+            anchor: "team-rules",
+            title: "Team rules",
+            state: count(team_rules.len(), "team", "teams"),
+            badge: "",
+            detail: teams,
+        },
+        Card {
+            anchor: "allowlist",
+            title: "Repository allowlist",
+            state: count(allowlist.len(), "repository", "repositories"),
+            badge: "",
+            detail: allowed,
+        },
+        Card {
+            anchor: "exceptions",
+            title: "Exceptions",
+            state: count(exceptions.len(), "exception", "exceptions"),
+            badge: "",
+            detail: excepted,
+        },
+    ]
+}
+
 #[derive(Template)]
 #[template(path = "permissions.html")]
 pub(super) struct PermissionsPage {
     l: Layout,
+    summary: Vec<Card>,
+    /// The settings the forms show: the saved ones, or a previewed change.
     s: SettingsView,
     /// Exceptions for everyone, with no end and no pinned digest: Docker's repository allowlist.
     allowlist: Vec<ExceptionView>,
@@ -138,13 +269,15 @@ pub(super) struct PermissionsPage {
     impact: Option<Impact>,
 }
 
+/// The page, its forms showing `shown` (a change being previewed, with its impact) or the
+/// saved settings.
 pub(super) async fn page_of(
     st: &crate::AppState,
     c: &Console,
     org: &str,
-    settings: &Settings,
-    impact: Option<Impact>,
+    shown: Option<(&Settings, Impact)>,
 ) -> Result<PermissionsPage, Error> {
+    let saved = st.iam.settings(&c.who, org).await?;
     let (allowlist, exceptions): (Vec<ExceptionView>, Vec<ExceptionView>) = st
         .iam
         .exceptions(&c.who, org)
@@ -163,15 +296,20 @@ pub(super) async fn page_of(
         })
         .partition(|e| e.team.is_empty() && e.digest.is_empty() && e.expires == "never");
     let teams = st.orgs.teams(&c.who, org).await?.into_iter().map(|t| t.name).collect();
-    let team_rules = st
+    let team_rules: Vec<TeamRuleView> = st
         .iam
         .team_rules(&c.who, org)
         .await?
         .into_iter()
         .map(|(team, t)| TeamRuleView { team, adds: adds(&t.restricted_images) })
         .collect();
+    let (settings, impact) = match shown {
+        Some((s, i)) => (s, Some(i)),
+        None => (&saved, None),
+    };
     Ok(PermissionsPage {
-        l: Layout::org(c, st, org, "Org permissions", "permissions"),
+        l: Layout { wide: true, ..Layout::org(c, st, org, "Org permissions", "permissions") },
+        summary: summary(&saved, &team_rules, &allowlist, &exceptions),
         s: settings.into(),
         allowlist,
         exceptions,
@@ -188,14 +326,60 @@ pub async fn page(
     Path(org): Path<String>,
     Query(q): Query<Done>,
 ) -> UiResult {
-    let settings = st.iam.settings(&c.who, &org).await?;
-    let mut p = page_of(&st, &c, &org, &settings, None).await?;
+    let mut p = page_of(&st, &c, &org, None).await?;
     p.l = p.l.with_notice(q.done.as_deref());
     ok(&p)
 }
 
+/// The sections of the settings that save on their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Section {
+    ImageAccess,
+    RegistryAccess,
+    Namespaces,
+}
+
+impl Section {
+    fn parse(s: &str) -> Result<Section, Error> {
+        Ok(match s {
+            "image-access" => Section::ImageAccess,
+            "registry-access" => Section::RegistryAccess,
+            "namespaces" => Section::Namespaces,
+            s => {
+                return Err(Error::Invalid(format!(
+                    "unknown section {s:?}; use image-access, registry-access or namespaces"
+                )));
+            }
+        })
+    }
+
+    /// The section's id on the page.
+    fn anchor(self) -> &'static str {
+        match self {
+            Section::ImageAccess => "image-access",
+            Section::RegistryAccess => "registry-access",
+            Section::Namespaces => "namespaces",
+        }
+    }
+
+    /// The settings change `s` makes to this section, and to nothing else.
+    fn changes(self, s: &Settings) -> serde_json::Value {
+        match self {
+            Section::ImageAccess => serde_json::json!({ "restricted_images": s.restricted_images }),
+            Section::RegistryAccess => serde_json::json!({ "registry_access": s.registry_access }),
+            Section::Namespaces => serde_json::json!({
+                "docker_hub_namespaces": s.docker_hub_namespaces,
+                "restrict_personal_namespaces": s.restrict_personal_namespaces,
+                "disable_public_repositories": s.disable_public_repositories,
+            }),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 pub struct SettingsForm {
+    /// The section saved ([`Section::parse`]); the fields of the others are not sent.
+    section: String,
     enabled: Option<String>,
     mode: Option<String>,
     registry_access: Option<String>,
@@ -240,24 +424,15 @@ impl SettingsForm {
 
 pub async fn save(axum::extract::State(st): St, Path(org): Path<String>, p: Posted<SettingsForm>) -> UiResult {
     let (c, f) = (p.c, p.form);
-    // The page shows these sections: a save changes them and nothing else.
-    let shown = f.settings()?;
-    let changes = serde_json::json!({
-        "restricted_images": shown.restricted_images,
-        "registry_access": shown.registry_access,
-        "docker_hub_namespaces": shown.docker_hub_namespaces,
-        "restrict_personal_namespaces": shown.restrict_personal_namespaces,
-        "disable_public_repositories": shown.disable_public_repositories,
-    });
-    let json = changes.to_string();
+    let section = Section::parse(&f.section)?;
+    let changes = section.changes(&f.settings()?);
     let preview = st.iam.preview(&c.who, &org, &changes).await?;
     let proposed = preview.proposed.clone();
-    let impact = Impact::of(preview, json);
+    let impact = Impact::of(preview, changes.to_string(), section.anchor());
     let wants_preview = f.intent.as_deref() == Some("preview");
     let unconfirmed = !impact.rows.is_empty() && f.confirmed.as_deref() != Some(impact.confirm.as_str());
     if wants_preview || unconfirmed {
-        let page = page_of(&st, &c, &org, &proposed, Some(impact)).await?;
-        return ok(&page);
+        return ok(&page_of(&st, &c, &org, Some((&proposed, impact))).await?);
     }
     st.iam.set_settings(&c.who, &org, &changes).await?;
     done(&format!("/orgs/{org}/permissions"), "saved")
@@ -301,8 +476,9 @@ pub async fn add_exception(
         expires_at,
         reason: f.reason,
     };
+    let allowlist = n.digest.is_none() && n.team.is_none() && n.expires_at.is_none();
     st.iam.add_exception(&p.c.who, &org, n).await?;
-    done(&format!("/orgs/{org}/permissions"), "exception-added")
+    done(&format!("/orgs/{org}/permissions"), if allowlist { "allowlist-added" } else { "exception-added" })
 }
 
 pub async fn delete_exception(

@@ -69,10 +69,10 @@ pub async fn add(axum::extract::State(st): St, Path(org): Path<String>, p: Poste
     let changes = serde_json::json!({ "signatures": { "rules": rules } });
     let preview = st.iam.preview(&c.who, &org, &changes).await?;
     let proposed = preview.proposed.clone();
-    let mut impact = Impact::of(preview, changes.to_string());
+    let mut impact = Impact::of(preview, changes.to_string(), "signature-rules");
     if !impact.rows.is_empty() && f.confirmed.as_deref() != Some(impact.confirm.as_str()) {
         impact.rule = Some(f);
-        return ok(&page_of(&st, &c, &org, &proposed, Some(impact)).await?);
+        return ok(&page_of(&st, &c, &org, Some((&proposed, impact))).await?);
     }
     st.iam.set_settings(&c.who, &org, &changes).await?;
     done(&format!("/orgs/{org}/permissions"), "signature-rule-added")

@@ -77,8 +77,13 @@ fn shots() -> PathBuf {
     dir
 }
 
+/// A screenshot of the whole page: the window grows to the page's height, then back to 1000.
 async fn shot(b: &Client, name: &str) {
+    let height = b.execute("return document.documentElement.scrollHeight", vec![]).await.unwrap();
+    let height = height.as_u64().unwrap() as u32;
+    b.set_window_size(1400, (height + 150).max(1000)).await.unwrap();
     let png = b.screenshot().await.unwrap();
+    b.set_window_size(1400, 1000).await.unwrap();
     assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
     std::fs::write(shots().join(format!("{name}.png")), png).unwrap();
 }
@@ -173,6 +178,51 @@ async fn owner_restricts_member_requests_owner_approves() {
     assert!(b.find(Locator::Css("#allow_official")).await.unwrap().is_selected().await.unwrap());
     assert!(!b.find(Locator::Css("#allow_community")).await.unwrap().is_selected().await.unwrap());
     shot(&b, "permissions-owner").await;
+    // the page at a glance: a card per section with its state, each leading to its section;
+    // the sections side by side across the window's width
+    let layout = b
+        .execute(
+            "const cards = [...document.querySelectorAll('ul.summary a')].map(a => { \
+               const target = document.querySelector(a.getAttribute('href')); \
+               return [a.querySelector('.title').textContent, a.querySelector('.state').textContent.trim(), \
+                       target ? target.querySelector('h2').textContent : null]; }); \
+             const box = id => document.getElementById(id).getBoundingClientRect(); \
+             return { cards, main: document.querySelector('main').getBoundingClientRect().width, \
+                      left: box('image-access').left, right: box('registry-access').left, \
+                      top: [box('image-access').top, box('registry-access').top], \
+                      scroll: document.documentElement.scrollWidth };",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let cards: Vec<(String, String, String)> = serde_json::from_value(layout["cards"].clone()).unwrap();
+    let titles: Vec<&str> = cards.iter().map(|c| c.0.as_str()).collect();
+    assert_eq!(
+        titles,
+        [
+            "Image Access Management",
+            "Registry Access Management",
+            "Namespaces and repositories",
+            "Signature requirements",
+            "Team rules",
+            "Repository allowlist",
+            "Exceptions"
+        ]
+    );
+    assert!(cards.iter().all(|(title, _, section)| title == section), "each card leads to its section: {cards:?}");
+    assert_eq!((cards[0].1.as_str(), cards[1].1.as_str()), ("On", "Off"), "{cards:?}");
+    assert!(layout["main"].as_f64().unwrap() >= 1300.0, "the page uses the width: {layout}");
+    assert!(layout["right"].as_f64().unwrap() > layout["left"].as_f64().unwrap() + 500.0, "side by side: {layout}");
+    assert_eq!(layout["top"][0], layout["top"][1], "{layout}");
+    assert!(layout["scroll"].as_f64().unwrap() <= 1400.0, "no sideways scrolling: {layout}");
+    // a preview opens at its own section, where the owner pressed it
+    click(&b, "#allow_verified").await;
+    submit(&b, "#image-access button[value=preview]").await;
+    assert_eq!(b.current_url().await.unwrap().fragment(), Some("image-access"));
+    assert!(text(&b, "#image-access .impact").await.contains("Impact preview: not saved yet"));
+    assert!(b.find_all(Locator::Css("#registry-access .impact")).await.unwrap().is_empty());
+    b.goto(&s.url("/orgs/acme/permissions")).await.unwrap();
+    assert!(b.find(Locator::Css("#allow_verified")).await.unwrap().is_selected().await.unwrap(), "not saved");
 
     // the member's pull of a community image is denied, and the message says where to ask
     let (ok, out) = skopeo_pull(&gw, &bob_creds, "someone/app:1", &e.work.path().join("p1"));

@@ -73,7 +73,13 @@ async fn sign_in_sessions_and_guarded_forms() {
     let alice = Web::sign_in(&s, "alice", &pw("alice")).await;
     let bob = Web::sign_in(&s, "bob", &pw("bob")).await;
     let carol = Web::sign_in(&s, "carol", &pw("carol")).await;
-    let on = [("enabled", "on"), ("allow_official", "on"), ("mode", "enforce"), ("intent", "save")];
+    let on = [
+        ("section", "image-access"),
+        ("enabled", "on"),
+        ("allow_official", "on"),
+        ("mode", "enforce"),
+        ("intent", "save"),
+    ];
     // no token, a wrong token, a foreign origin: refused, nothing changes
     let (st, _, body) = alice.post_raw("/orgs/acme/permissions", &on, &[]).await;
     assert_eq!(st, 403);
@@ -97,7 +103,7 @@ async fn sign_in_sessions_and_guarded_forms() {
     let (st, page) = bob.get("/orgs/acme/permissions").await;
     assert_eq!(st, 200);
     assert!(page.contains("Only owners of acme can change these settings"));
-    assert!(page.contains("<fieldset disabled>") && !page.contains("value=\"save\""));
+    assert!(page.contains("<fieldset class=\"bare\" disabled>") && !page.contains("value=\"save\""));
     let (st, _, body) = bob.post("/orgs/acme/permissions", &on).await;
     assert_eq!(st, 403);
     assert!(body.contains("only owners of acme"), "{body}");
@@ -203,6 +209,7 @@ async fn every_page_for_owner_member_and_non_member() {
     let bob = Web::sign_in(s, "bob", &pw("bob")).await;
     let carol = Web::sign_in(s, "carol", &pw("carol")).await;
     let on = [
+        ("section", "image-access"),
         ("enabled", "on"),
         ("allow_official", "on"),
         ("allow_verified", "on"),
@@ -223,9 +230,9 @@ async fn every_page_for_owner_member_and_non_member() {
     assert_eq!(alice.post("/orgs/acme/team-rules", &[("team", "dev")]).await.0, 303, "nothing checked: removed");
     // for everyone, with no expiry and no digest: the repository allowlist
     let allow = [("pattern", "docker.io/someone/lib"), ("reason", "everyone's base image")];
-    assert_eq!(alice.post("/orgs/acme/exceptions", &allow).await.0, 303);
+    assert_eq!(alice.post("/orgs/acme/exceptions", &allow).await.1, "/orgs/acme/permissions?done=allowlist-added");
     let (_, page) = alice.get("/orgs/acme/permissions").await;
-    let allowlist = page.split("<h2 id=\"allowlist\">").nth(1).unwrap().split("<h2 id=\"exceptions\">").next().unwrap();
+    let allowlist = page.split("<h2 id=\"allowlist-title\">").nth(1).unwrap().split("</section>").next().unwrap();
     assert!(
         allowlist.contains("docker.io/someone/lib") && !allowlist.contains("docker.io/someone/tool"),
         "{allowlist}"
@@ -286,7 +293,7 @@ async fn every_page_for_owner_member_and_non_member() {
     assert_eq!(alice.post(&revoke, &[]).await.1, "/orgs/acme/provisioning?done=scim-token-revoked");
     assert_eq!(scim_users().await, 401);
     // the impact preview: taking Docker Official Images away would have denied bob's pull
-    let stricter = [("enabled", "on"), ("mode", "enforce"), ("intent", "save")];
+    let stricter = [("section", "image-access"), ("enabled", "on"), ("mode", "enforce"), ("intent", "save")];
     let (st, _, html) = alice.post("/orgs/acme/permissions", &stricter).await;
     assert_eq!(st, 200, "not saved: shown first");
     assert!(html.contains("Impact preview: not saved yet") && html.contains("docker.io/library/tiny"));
@@ -301,6 +308,45 @@ async fn every_page_for_owner_member_and_non_member() {
     assert_eq!(alice.post("/orgs/acme/permissions", &confirmed).await.1, "/orgs/acme/permissions?done=saved");
     let (_, v) = s.admin("GET", "/api/v1/orgs/acme/settings", None).await;
     assert_eq!(v["restricted_images"]["allow_official_images"], false);
+    // the preview is shown in the section it is about, and the page opens there
+    let image_access = html.split("id=\"image-access\"").nth(1).unwrap().split("</section>").next().unwrap();
+    assert!(image_access.contains("Impact preview: not saved yet"), "{image_access}");
+    assert!(html.contains("action=\"/orgs/acme/permissions#image-access\""));
+    // the summary at the top says what is saved, card by card, each linking to its section
+    let (_, page) = alice.get("/orgs/acme/permissions").await;
+    let summary = page.split("<ul class=\"summary\">").nth(1).unwrap().split("</ul>").next().unwrap();
+    for (anchor, says) in [
+        ("image-access", "Members may pull: Organization images."),
+        ("registry-access", "Any registry."),
+        ("team-rules", "Every team as the organization."),
+        ("allowlist", "docker.io/someone/lib"),
+        ("exceptions", "None expires."),
+        ("signature-rules", "Images need no signature."),
+    ] {
+        let card = summary.split(&format!("<a href=\"#{anchor}\">")).nth(1).unwrap().split("</a>").next().unwrap();
+        assert!(card.contains(says), "{anchor}: {card}");
+        assert!(page.contains(&format!("<section class=\"panel\" id=\"{anchor}\"")), "{anchor} has its section");
+    }
+    // each section saves on its own: Registry Access Management leaves the kinds of images alone
+    let registries =
+        [("section", "registry-access"), ("registry_access", "on"), ("registries", "docker.io"), ("intent", "save")];
+    let (st, loc, body) = alice.post("/orgs/acme/permissions", &registries).await;
+    assert_eq!((st, loc.as_str()), (303, "/orgs/acme/permissions?done=saved"), "{body}");
+    let (_, v) = s.admin("GET", "/api/v1/orgs/acme/settings", None).await;
+    assert_eq!(v["registry_access"]["allowed_registries"], json!(["docker.io"]));
+    assert_eq!(
+        (v["restricted_images"]["enabled"].clone(), v["docker_hub_namespaces"].clone()),
+        (json!(true), json!([]))
+    );
+    let (_, page) = alice.get("/orgs/acme/permissions").await;
+    assert!(page.contains("Only docker.io and images hosted here."));
+    // a section that does not exist, or none, changes nothing
+    let (st, _, body) = alice.post("/orgs/acme/permissions", &[("section", "everything"), ("intent", "save")]).await;
+    assert_eq!(st, 400);
+    assert!(body.contains("unknown section &#34;everything&#34;"), "{body}");
+    assert_eq!(alice.post("/orgs/acme/permissions", &[("intent", "save")]).await.0, 400);
+    let (_, after) = s.admin("GET", "/api/v1/orgs/acme/settings", None).await;
+    assert_eq!(after, v);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -312,7 +358,13 @@ async fn requests_pinned_to_the_denied_digest_or_declined() {
     let alice = Web::sign_in(s, "alice", &pw("alice")).await;
     let bob = Web::sign_in(s, "bob", &pw("bob")).await;
     let carol = Web::sign_in(s, "carol", &pw("carol")).await;
-    assert_eq!(alice.post("/orgs/acme/permissions", &[("enabled", "on"), ("intent", "save")]).await.0, 303);
+    assert_eq!(
+        alice
+            .post("/orgs/acme/permissions", &[("section", "image-access"), ("enabled", "on"), ("intent", "save")])
+            .await
+            .0,
+        303
+    );
     // a pull by digest is denied; the request remembers that digest
     let bob_creds = format!("bob:{}", pw("bob"));
     let by_digest = format!("someone/app@{}", e.layout.tiny);

@@ -392,8 +392,7 @@ async fn owners_add_and_remove_rules_in_the_console_through_the_impact_preview()
 
     // Members see the rule, read-only; they cannot add or remove one.
     let (_, page) = bob.get("/orgs/acme/permissions").await;
-    let section =
-        page.split("<h2 id=\"signature-rules\">").nth(1).unwrap().split("<h2 id=\"team-rules\">").next().unwrap();
+    let section = page.split("<h2 id=\"signature-rules-title\">").nth(1).unwrap().split("</section>").next().unwrap();
     assert!(section.contains("<td><code>organization</code></td>") && section.contains("SHA256:"), "{section}");
     assert!(!section.contains("Require a signature") && !section.contains("signature-rules/1/delete"), "{section}");
     assert_eq!(bob.post("/orgs/acme/signature-rules", &form).await.0, 403);
