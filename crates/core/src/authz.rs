@@ -169,6 +169,12 @@ impl Snapshot {
         self.users.get(name).filter(|u| !u.disabled).map(|u| (u.id, u.is_admin))
     }
 
+    /// Whether `name` is a workload's account that no workload rule makes a member of any team
+    /// now: what it presents is refused, as it would be refused a token.
+    pub fn is_idle_workload(&self, name: &str) -> bool {
+        self.users.get(name).is_some_and(|u| u.workload && self.teams_of.get(&u.id).is_none_or(|t| t.is_empty()))
+    }
+
     /// Whether `name` is a local account (a password here), not one of an identity provider.
     pub fn is_local(&self, name: &str) -> bool {
         self.users.get(name).is_some_and(|u| u.local)

@@ -135,6 +135,8 @@ pub struct Iam {
     snapshot: RwLock<Arc<policy::Snapshot>>,
     pub(crate) clock: Arc<dyn Clock>,
     sso_available: bool,
+    /// The trusted workload token issuers' names.
+    workload_issuers: Vec<String>,
     /// Docker Hub badge lookups (`badges.rs`).
     pub(crate) hub: crate::badges::HubBadges,
     /// Signatures verified at pulls (`signatures`): the gate's memory, and the preview's.
@@ -184,6 +186,8 @@ pub struct IamOptions {
     pub sso_available: bool,
     /// Docker Hub badge lookups (`badges.rs`): who is asked, how, and where it is counted.
     pub badge_lookup: Option<(Arc<dyn crate::ports::BadgeLookup>, crate::badges::HubLookupConfig, Arc<Metrics>)>,
+    /// The names of the trusted workload token issuers, which workload rules refer to.
+    pub workload_issuers: Vec<String>,
 }
 
 impl Iam {
@@ -203,6 +207,7 @@ impl Iam {
             catalog: options.catalog,
             snapshot: RwLock::default(),
             sso_available: options.sso_available,
+            workload_issuers: options.workload_issuers,
             hub: crate::badges::HubBadges::new(options.badge_lookup),
             signatures: Default::default(),
         }
@@ -449,7 +454,29 @@ impl Iam {
     /// The org's current settings with `changes` applied (see [`merge_settings`]), checked.
     fn changed_settings(&self, org: &str, changes: &serde_json::Value) -> Result<Settings> {
         let current = self.snapshot().orgs.get(org).map(|p| p.settings.clone()).unwrap_or_default();
-        checked(merge_settings(&current, changes)?)
+        let s = checked(merge_settings(&current, changes)?)?;
+        let rules = &s.workloads.rules;
+        if rules.len() > crate::workloads::MAX_WORKLOAD_RULES {
+            return Err(Error::Invalid(format!("at most {} workload rules", crate::workloads::MAX_WORKLOAD_RULES)));
+        }
+        for (i, r) in rules.iter().enumerate() {
+            r.check().map_err(|e| Error::Invalid(format!("workload rule {}: {e}", i + 1)))?;
+            // A rule saved before its issuer left the configuration does not block other changes.
+            if !self.workload_issuers.contains(&r.issuer) && !current.workloads.rules.contains(r) {
+                return Err(Error::Invalid(format!(
+                    "workload rule {}: no issuer named {:?} is trusted here ({}); the administrator lists them in \
+                     auth.workload_issuers",
+                    i + 1,
+                    r.issuer,
+                    if self.workload_issuers.is_empty() {
+                        "none is".to_owned()
+                    } else {
+                        self.workload_issuers.join(", ")
+                    }
+                )));
+            }
+        }
+        Ok(s)
     }
 
     /// Changes the org's settings (owners only): the sections and fields `changes` names, the
@@ -457,6 +484,13 @@ impl Iam {
     pub async fn set_settings(&self, who: &Principal, org: &str, changes: &serde_json::Value) -> Result<Settings> {
         let o = self.orgs.owned(who, org).await?;
         let s = self.changed_settings(org, changes)?;
+        for (i, r) in s.workloads.rules.iter().enumerate() {
+            for t in &r.teams {
+                if self.meta.team(o.id, t).await?.is_none() {
+                    return Err(Error::Invalid(format!("workload rule {}: {org} has no team {t:?}", i + 1)));
+                }
+            }
+        }
         let s = self.store_settings(who, &o, s).await?;
         self.record_version(who, o.id, org, "settings changed").await?;
         Ok(s)
@@ -490,6 +524,9 @@ impl Iam {
         if s.directory != before.directory {
             let sso = crate::sso::Sso::new(self.meta.clone(), self.identity.clone(), self.audit.clone());
             sso.withdraw(o, &s.directory).await?;
+        }
+        if s.workloads != before.workloads {
+            crate::workloads::withdraw(self.meta.as_ref(), &self.identity, o).await?;
         }
         if s.sso_enforced && !before.sso_enforced {
             // Console sessions of local members end now (registry tokens and access tokens are

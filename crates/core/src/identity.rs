@@ -73,9 +73,22 @@ pub fn check_password_strength(p: &str) -> Result<()> {
     Ok(())
 }
 
-/// Names no user or organization may take: Docker Hub's official namespace and our routes.
-pub const RESERVED_NAMES: &[&str] =
-    &["library", "v2", "api", "token", "healthz", "readyz", "metrics", "static", "login", "logout", "localhost"];
+/// Names no user or organization may take: Docker Hub's official namespace, our routes, and the
+/// user name registry clients sign in with a workload token under.
+pub const RESERVED_NAMES: &[&str] = &[
+    "library",
+    "v2",
+    "api",
+    "token",
+    "healthz",
+    "readyz",
+    "metrics",
+    "static",
+    "login",
+    "logout",
+    "localhost",
+    crate::workloads::WORKLOAD_USER,
+];
 
 /// Checks a user or organization name: a single lower-case path component of 2 to 64
 /// characters without `.` (a dotted first component would be read as a registry host).

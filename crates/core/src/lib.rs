@@ -33,5 +33,6 @@ pub mod signatures;
 pub mod sso;
 pub mod team_rules;
 pub mod tokens;
+pub mod workloads;
 
 pub use error::{Error, Result};

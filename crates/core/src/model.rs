@@ -213,6 +213,8 @@ pub enum AccountSource {
     Ldap,
     /// Provisioned by an identity provider through SCIM (bound to a sign-in subject later).
     Scim,
+    /// A workload (a service account, a CI job) made at its first workload-token sign-in.
+    Workload,
 }
 
 impl AccountSource {
@@ -222,6 +224,7 @@ impl AccountSource {
             AccountSource::Oidc => "oidc",
             AccountSource::Ldap => "ldap",
             AccountSource::Scim => "scim",
+            AccountSource::Workload => "workload",
         }
     }
 
@@ -232,6 +235,7 @@ impl AccountSource {
             AccountSource::Oidc => "OIDC sign-in",
             AccountSource::Ldap => "LDAP sign-in",
             AccountSource::Scim => "SCIM sign-in",
+            AccountSource::Workload => "workload identity token",
         }
     }
 }
@@ -274,7 +278,13 @@ impl TryFrom<String> for AccountSource {
 
     fn try_from(s: String) -> Result<AccountSource, UnknownValue> {
         one_of(
-            &[AccountSource::Local, AccountSource::Oidc, AccountSource::Ldap, AccountSource::Scim],
+            &[
+                AccountSource::Local,
+                AccountSource::Oidc,
+                AccountSource::Ldap,
+                AccountSource::Scim,
+                AccountSource::Workload,
+            ],
             AccountSource::as_str,
             "account source",
             s,
@@ -291,12 +301,15 @@ pub struct DirectoryUser {
     pub disabled: bool,
     /// A local account (a password here), which single sign-on enforcement refuses.
     pub local: bool,
+    /// A workload's account (`workloads.rs`): its teams are its org's workload rules'.
+    pub workload: bool,
 }
 
 impl DirectoryUser {
     /// From a row of (id, username, is_admin, disabled, source).
     pub fn from_row((id, username, is_admin, disabled, source): (i64, String, bool, bool, String)) -> DirectoryUser {
-        DirectoryUser { id, username, is_admin, disabled, local: source == AccountSource::Local.as_str() }
+        let (local, workload) = (source == AccountSource::Local.as_str(), source == AccountSource::Workload.as_str());
+        DirectoryUser { id, username, is_admin, disabled, local, workload }
     }
 }
 

@@ -14,7 +14,7 @@ use crate::iam::{Iam, IamOptions};
 use crate::identity::Identity;
 use crate::metrics::Metrics;
 use crate::orgs::Orgs;
-use crate::ports::{BadgeLookup, BlobStore, MetaStore, PasswordDirectory, UpstreamRegistry};
+use crate::ports::{BadgeLookup, BlobStore, MetaStore, PasswordDirectory, UpstreamRegistry, WorkloadVerifier};
 use crate::proxy::{Proxy, ProxyConfig};
 use crate::registry::{ManifestCache, Registry};
 use crate::replica::Replica;
@@ -31,6 +31,8 @@ pub struct Ports {
     pub badge_lookup: Option<(Arc<dyn BadgeLookup>, HubLookupConfig)>,
     /// The directory that checks the passwords of the names it holds (`[auth.ldap]`).
     pub password_directory: Option<Arc<dyn PasswordDirectory>>,
+    /// The trusted workload token issuers (`[[auth.workload_issuers]]`).
+    pub workload_verifier: Option<Arc<dyn WorkloadVerifier>>,
 }
 
 /// How the services are configured.
@@ -70,6 +72,7 @@ pub struct Services {
     pub sessions: Sessions,
     pub sso: Arc<crate::sso::Sso>,
     pub scim: Arc<crate::scim::Scim>,
+    pub workloads: Arc<crate::workloads::Workloads>,
     pub tokens: Arc<TokenIssuer>,
     pub gate: Gate,
     pub replica: Arc<Replica>,
@@ -79,7 +82,7 @@ impl Services {
     /// Builds every service and loads what they keep in memory. `signing_keys` are the token
     /// keys, newest (the signing one) first.
     pub async fn start(ports: Ports, settings: Settings, signing_keys: &[Vec<u8>]) -> Result<Services> {
-        let Ports { meta, blobs, upstream, clock, badge_lookup, password_directory } = ports;
+        let Ports { meta, blobs, upstream, clock, badge_lookup, password_directory, workload_verifier } = ports;
         // Read before the first loads: a change made meanwhile is loaded again by `catch_up`.
         let generation = meta.generation().await?;
         let metrics = Arc::new(Metrics::default());
@@ -99,6 +102,7 @@ impl Services {
             catalog: settings.catalog,
             sso_available: settings.sso_available,
             badge_lookup: badge_lookup.map(|(lookup, cfg)| (lookup, cfg, metrics.clone())),
+            workload_issuers: workload_verifier.as_ref().map(|v| v.issuers()).unwrap_or_default(),
         };
         let iam = Arc::new(Iam::new(meta.clone(), identity.clone(), orgs.clone(), audit.clone(), options));
         iam.refresh().await?;
@@ -133,6 +137,14 @@ impl Services {
             sessions: Sessions::new(meta.clone(), identity.clone()),
             sso,
             scim: Arc::new(crate::scim::Scim::new(meta.clone(), identity.clone(), audit.clone())),
+            workloads: Arc::new(crate::workloads::Workloads::new(
+                workload_verifier,
+                meta.clone(),
+                identity.clone(),
+                iam.clone(),
+                audit.clone(),
+                clock.clone(),
+            )),
             meta,
             blobs,
             clock,

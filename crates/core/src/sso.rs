@@ -59,7 +59,7 @@ pub fn provider_of(user: &User) -> Option<Provider> {
         AccountSource::Scim => {
             user.external_id.as_deref().and_then(|b| b.split_once(':')).and_then(|(p, _)| Provider::from_key(p))
         }
-        AccountSource::Local => None,
+        AccountSource::Local | AccountSource::Workload => None,
     }
 }
 
@@ -102,7 +102,7 @@ impl Sso {
     /// Signs in the provider's user: finds or makes the account, refuses a disabled one, and
     /// brings its team memberships in line with `groups`.
     pub async fn sign_in(&self, ext: &ExternalIdentity, client: &str) -> Result<User> {
-        let user = match self.meta.external_user(ext.source, &ext.external_id).await? {
+        let user = match self.meta.external_user(ext.source.into(), &ext.external_id).await? {
             Some(u) => u,
             // The directory provisioned this person through SCIM: bound to one subject.
             None if let Some(u) =
@@ -165,17 +165,20 @@ impl Sso {
                 ext.username
             ))
         })?;
-        let user =
-            match self.meta.create_external_user(&ext.username, ext.source, &ext.external_id, self.clock.now()).await {
-                Err(Error::Conflict(_)) => {
-                    return Err(Error::Conflict(format!(
-                        "the name {} is taken here by an account that is not linked to this identity provider; an \
+        let user = match self
+            .meta
+            .create_external_user(&ext.username, ext.source.into(), &ext.external_id, self.clock.now())
+            .await
+        {
+            Err(Error::Conflict(_)) => {
+                return Err(Error::Conflict(format!(
+                    "the name {} is taken here by an account that is not linked to this identity provider; an \
                      administrator can rename or delete it",
-                        ext.username
-                    )));
-                }
-                r => r?,
-            };
+                    ext.username
+                )));
+            }
+            r => r?,
+        };
         let actor = Principal { id: 0, username: DIRECTORY_ACTOR.into(), is_admin: false, scope: None };
         let detail = serde_json::json!({ "username": user.username, "source": ext.source });
         self.audit.change(&actor, None, "user.create", detail).await;
@@ -269,7 +272,9 @@ impl Sso {
         let mut changed = false;
         for team in self.meta.list_teams(org.id).await? {
             for user in self.meta.team_members(team.id).await? {
-                if provider_of(&user).is_some_and(|p| delegation.allows(p, &team.name))
+                // A workload's memberships are its org's workload rules', not a provider's.
+                if user.source == AccountSource::Workload
+                    || provider_of(&user).is_some_and(|p| delegation.allows(p, &team.name))
                     || !self.meta.directory_memberships(user.id).await?.contains(&team.id)
                 {
                     continue;

@@ -1,6 +1,8 @@
 //! Docker token authentication: `GET /token` (Basic or anonymous, repeated `scope`,
 //! `offline_token`) and `POST /token` (OAuth2 `password` and `refresh_token` grants, as
 //! containerd uses). Granted actions are those requested that the caller is permitted now.
+//! A workload signs in with its identity token as the password of the user `workload`
+//! (`core::workloads`); it gets no refresh token, which would outlive the token it showed.
 
 use std::sync::Arc;
 
@@ -17,6 +19,7 @@ use portcullis_core::Error;
 use portcullis_core::authz::{Principal, Subject};
 use portcullis_core::model::TokenScope;
 use portcullis_core::tokens::{ResourceAccess, parse_scope};
+use portcullis_core::workloads::WORKLOAD_USER;
 
 use crate::AppState;
 use crate::auth::{Credentials, client_addr, credentials};
@@ -151,9 +154,12 @@ async fn get_token(State(st): St, parts: Parts) -> Result<Response, TokenError> 
     let q = query_pairs(parts.uri.query().unwrap_or(""));
     let scopes: Vec<String> = q.iter().filter(|(k, _)| k == "scope").map(|(_, v)| v.clone()).collect();
     let offline = q.iter().any(|(k, v)| k == "offline_token" && v == "true");
-    let principal = match credentials(&parts.headers)? {
-        Credentials::Basic(u, p) => Some(st.identity.authenticate(&u, &p, &client_addr(&st, &parts)).await?),
-        Credentials::Bearer(_) | Credentials::None => None,
+    let (principal, offline) = match credentials(&parts.headers)? {
+        Credentials::Basic(u, p) if u == WORKLOAD_USER => {
+            (Some(st.workloads.sign_in(&p, &client_addr(&st, &parts)).await?), false)
+        }
+        Credentials::Basic(u, p) => (Some(st.identity.authenticate(&u, &p, &client_addr(&st, &parts)).await?), offline),
+        Credentials::Bearer(_) | Credentials::None => (None, offline),
     };
     Ok(axum::Json(issue(&st, principal.as_ref(), &scopes, offline).await?).into_response())
 }
@@ -162,7 +168,12 @@ async fn post_token(State(st): St, parts: Parts, body: Bytes) -> Result<Response
     let form = query_pairs(std::str::from_utf8(&body).map_err(|_| Error::Invalid("form body is not UTF-8".into()))?);
     let get = |k: &str| form.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
     let client = client_addr(&st, &parts);
+    let mut offline = get("access_type") == Some("offline");
     let principal = match get("grant_type") {
+        Some("password") if get("username") == Some(WORKLOAD_USER) => {
+            offline = false;
+            st.workloads.sign_in(get("password").unwrap_or(""), &client).await?
+        }
         Some("password") => {
             let (u, p) = (get("username").unwrap_or(""), get("password").unwrap_or(""));
             st.identity.authenticate(u, p, &client).await?
@@ -171,7 +182,6 @@ async fn post_token(State(st): St, parts: Parts, body: Bytes) -> Result<Response
         other => return Err(Error::Invalid(format!("unsupported grant_type {other:?}")).into()),
     };
     let scopes: Vec<String> = form.iter().filter(|(k, _)| k == "scope").map(|(_, v)| v.clone()).collect();
-    let offline = get("access_type") == Some("offline");
     let mut out = issue(&st, Some(&principal), &scopes, offline).await?;
     if let Some(o) = out.as_object_mut() {
         o.remove("token");

@@ -8,16 +8,19 @@
 //! widened by the rules of the subject's teams there, or by an exception; any such org denying
 //! denies (in dry-run mode it would deny: the image is served with a warning). Signature
 //! rules (`signatures`) say which images of those orgs must also carry a signature by given
-//! keys; which rules apply is decided here, the signatures are verified by the gate.
+//! keys; which rules apply is decided here, the signatures are verified by the gate. Workload
+//! rules (`workloads`) say which workload identities are members of which teams.
 
 mod decide;
 mod model;
 mod signatures;
 #[cfg(any(test, feature = "proptest"))]
 pub mod strategies;
+mod workloads;
 
 pub use decide::{Decision, Effect, Rule, TraceStep, categorize, decide, explain};
 pub use model::*;
 pub use signatures::{
     MAX_RULE_KEYS, MAX_SIGNATURE_RULES, RULE_CATEGORIES, Requirement, SignatureRule, Signatures, required,
 };
+pub use workloads::{CLAIMS as WORKLOAD_CLAIMS, WorkloadRule, Workloads, glob};

@@ -296,6 +296,8 @@ pub struct Settings {
     pub signatures: crate::signatures::Signatures,
     /// What the organization delegates to the identity provider's groups (off by default).
     pub directory: Delegation,
+    /// Which workload identities (service accounts, CI jobs) are members of which teams.
+    pub workloads: crate::workloads::Workloads,
 }
 
 /// An identity provider whose groups an organization may trust.

@@ -117,6 +117,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
         clock: Arc::new(SystemClock),
         badge_lookup,
         password_directory,
+        workload_verifier: config.auth.workload_verifier()?,
     };
     let keys = signing_keys(ports.meta.as_ref(), &config.data_dir).await?;
     let settings = portcullis_core::services::Settings {

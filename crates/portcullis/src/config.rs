@@ -3,6 +3,7 @@
 //! keys are errors. Secrets print as `***`. Built once in `main` and passed down.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use figment::Figment;
@@ -337,6 +338,74 @@ pub struct Auth {
     pub oidc: Option<Oidc>,
     /// Password sign-in (console, `docker login`, `/token`) checked by an LDAP directory.
     pub ldap: Option<Ldap>,
+    /// Issuers of workload identity tokens (Kubernetes service accounts, CI jobs) trusted here.
+    pub workload_issuers: Vec<WorkloadIssuer>,
+}
+
+/// `[[auth.workload_issuers]]`: a Kubernetes cluster's service-account issuer, GitHub Actions',
+/// GitLab CI's. Organizations' workload rules map its tokens' claims to their teams.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadIssuer {
+    /// The name rules and account names use (`k8s` makes `k8s:system:serviceaccount:ci:builder`).
+    pub name: String,
+    /// The exact `iss` of its tokens; discovery is at `<issuer>/.well-known/openid-configuration`.
+    pub issuer: String,
+    /// The audience its tokens must name (default: `auth.service`).
+    pub audience: Option<String>,
+    /// Its JWKS as a file (a cluster's `/openid/v1/jwks`), instead of discovery.
+    pub jwks_file: Option<PathBuf>,
+    /// RS256 and/or ES256.
+    #[serde(default = "workload_algorithms")]
+    pub algorithms: Vec<String>,
+    /// The longest token lifetime accepted, in seconds.
+    #[serde(default = "workload_max_lifetime")]
+    pub max_token_lifetime_secs: i64,
+    /// The longest wait for the issuer.
+    #[serde(default = "oidc_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn workload_algorithms() -> Vec<String> {
+    vec!["RS256".into(), "ES256".into()]
+}
+fn workload_max_lifetime() -> i64 {
+    86_400
+}
+
+impl Auth {
+    /// The trusted workload issuers, or none configured.
+    pub fn workload_verifier(&self) -> anyhow::Result<Option<Arc<dyn portcullis_core::ports::WorkloadVerifier>>> {
+        if self.workload_issuers.is_empty() {
+            return Ok(None);
+        }
+        let mut list = Vec::new();
+        for w in &self.workload_issuers {
+            if self.workload_issuers.iter().filter(|o| o.name == w.name).count() > 1 {
+                bail!("auth.workload_issuers: the name {:?} is used twice", w.name);
+            }
+            let algorithms = w
+                .algorithms
+                .iter()
+                .map(|a| idp::workload::algorithm(a))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| anyhow::anyhow!("auth.workload_issuers {}: {e}", w.name))?;
+            if w.max_token_lifetime_secs <= 0 {
+                bail!("auth.workload_issuers {}: max_token_lifetime_secs must be positive", w.name);
+            }
+            list.push(idp::workload::IssuerSettings {
+                name: w.name.clone(),
+                issuer: w.issuer.clone(),
+                audience: w.audience.clone().unwrap_or_else(|| self.service.clone()),
+                jwks_file: w.jwks_file.clone(),
+                algorithms,
+                max_lifetime_secs: w.max_token_lifetime_secs,
+                timeout: std::time::Duration::from_secs(w.timeout_secs.clamp(1, 120)),
+            });
+        }
+        let issuers = idp::workload::Issuers::new(list).map_err(|e| anyhow::anyhow!("auth.workload_issuers: {e}"))?;
+        Ok(Some(Arc::new(issuers)))
+    }
 }
 
 /// `[auth.ldap]`: the LDAP or Active Directory server that checks passwords.
@@ -574,6 +643,7 @@ impl Default for Auth {
             allowed_orgs: Vec::new(),
             oidc: None,
             ldap: None,
+            workload_issuers: Vec::new(),
         }
     }
 }

@@ -3,7 +3,6 @@
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use policy::Provider;
 use portcullis_core::error::Error;
 use portcullis_core::model::*;
 use portcullis_core::ports::{BlobStore, MetaStore};
@@ -160,17 +159,17 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     assert_eq!(s.list_teams(acme.id).await.unwrap().len(), 2);
 
     // accounts of an identity provider and the memberships the directory granted
-    let carol = s.create_external_user("carol", Provider::Oidc, "https://idp|c1", 10).await.unwrap();
+    let carol = s.create_external_user("carol", AccountSource::Oidc, "https://idp|c1", 10).await.unwrap();
     assert_eq!((carol.source, carol.password_hash.as_str()), (AccountSource::Oidc, "!"));
     assert_eq!(s.user_by_name("alice").await.unwrap().unwrap().source, AccountSource::Local);
-    assert_eq!(s.external_user(Provider::Oidc, "https://idp|c1").await.unwrap().map(|u| u.id), Some(carol.id));
-    assert!(s.external_user(Provider::Ldap, "https://idp|c1").await.unwrap().is_none(), "per source");
+    assert_eq!(s.external_user(AccountSource::Oidc, "https://idp|c1").await.unwrap().map(|u| u.id), Some(carol.id));
+    assert!(s.external_user(AccountSource::Ldap, "https://idp|c1").await.unwrap().is_none(), "per source");
     assert!(matches!(
-        s.create_external_user("carol2", Provider::Oidc, "https://idp|c1", 10).await,
+        s.create_external_user("carol2", AccountSource::Oidc, "https://idp|c1", 10).await,
         Err(Error::Conflict(_))
     ));
     assert!(matches!(
-        s.create_external_user("alice", Provider::Oidc, "https://idp|a", 10).await,
+        s.create_external_user("alice", AccountSource::Oidc, "https://idp|a", 10).await,
         Err(Error::Conflict(_))
     ));
     assert!(s.add_directory_member(dev.id, carol.id).await.unwrap());

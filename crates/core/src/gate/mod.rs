@@ -281,6 +281,10 @@ impl Gate {
         let snap = self.identity.directory().snapshot();
         let (id, is_admin) =
             snap.user(&claims.sub).ok_or_else(|| invalid("the token's account no longer exists".into()))?;
+        // Issued to a workload before the rules that made it a member were withdrawn: ends now.
+        if snap.is_idle_workload(&claims.sub) {
+            return Err(invalid(format!("{} matches no workload rule any more", claims.sub)));
+        }
         // Issued before an org of a local account turned single sign-on enforcement on: ends now.
         if self.identity.sso_enforced_anywhere() {
             self.identity.sso_refusal(id, is_admin, snap.is_local(&claims.sub)).map_err(|e| invalid(e.to_string()))?;

@@ -66,6 +66,7 @@ async fn env(config: GateConfig) -> Env {
         clock: Arc::new(ManualClock::at(T0)),
         badge_lookup: None,
         password_directory: None,
+        workload_verifier: None,
     };
     let settings = ServiceSettings {
         gate: config,

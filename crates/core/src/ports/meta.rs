@@ -9,7 +9,6 @@ use crate::error::Result;
 use crate::model::*;
 use oci::digest::Digest;
 use oci::name::Tag;
-use policy::Provider;
 
 /// Users, access tokens and sign-in failures.
 #[async_trait]
@@ -17,11 +16,16 @@ pub trait IdentityStore: Send + Sync {
     /// Creates a user; `Conflict` when the name is taken by a user or an organization.
     async fn create_user(&self, username: &str, password_hash: &str, is_admin: bool, now: i64) -> Result<User>;
     async fn user_by_name(&self, username: &str) -> Result<Option<User>>;
-    /// Creates an account of an identity provider (`source`), known by its stable id there; it
-    /// has no password here.
-    async fn create_external_user(&self, username: &str, source: Provider, external_id: &str, now: i64)
-    -> Result<User>;
-    async fn external_user(&self, source: Provider, external_id: &str) -> Result<Option<User>>;
+    /// Creates an account of an identity provider or a workload issuer (`source`), known by its
+    /// stable id there; it has no password here.
+    async fn create_external_user(
+        &self,
+        username: &str,
+        source: AccountSource,
+        external_id: &str,
+        now: i64,
+    ) -> Result<User>;
+    async fn external_user(&self, source: AccountSource, external_id: &str) -> Result<Option<User>>;
     /// Binds an account that has no external id yet to `external_id`; false when it had one
     /// (or is gone), so that of two first sign-ins only one binds.
     async fn bind_external_id(&self, user_id: i64, external_id: &str) -> Result<bool>;

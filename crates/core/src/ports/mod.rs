@@ -1,6 +1,6 @@
 //! The ports services need: metadata (`MetaStore`, split by capability in `meta.rs`), content
 //! (`BlobStore`), other registries (`UpstreamRegistry`), a directory that checks passwords
-//! (`PasswordDirectory`, LDAP), Docker Hub's badges (`BadgeLookup`) and time (`Clock`). Adapters live in
+//! (`PasswordDirectory`, LDAP), workload token issuers (`WorkloadVerifier`), Docker Hub's badges (`BadgeLookup`) and time (`Clock`). Adapters live in
 //! `portcullis-store` and `portcullis-upstream`; every store adapter passes the same test suite
 //! there, and so does the in-memory store of `memory.rs`.
 
@@ -23,6 +23,31 @@ pub trait PasswordDirectory: Send + Sync {
     /// Who `username` is when `password` is theirs; `None` when it is not (or no such user).
     /// `Error::Unavailable` when the directory cannot be asked.
     async fn verify(&self, username: &str, password: &str) -> Result<Option<ExternalIdentity>>;
+}
+
+/// The workload identity issuers the administrator trusts (`idp::workload`): verifies a token's
+/// signature with the issuer's published keys, its issuer, audience, times and lifetime.
+#[async_trait]
+pub trait WorkloadVerifier: Send + Sync {
+    /// Who the token says the workload is; `Error::Unauthenticated` with the reason when it is
+    /// refused, `Error::Unavailable` when the issuer's keys cannot be had and none is known.
+    async fn verify(&self, token: &str, now: i64) -> Result<WorkloadIdentity>;
+    /// The trusted issuers' names, which workload rules refer to.
+    fn issuers(&self) -> Vec<String>;
+}
+
+/// A verified workload identity token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadIdentity {
+    /// The issuer's name here (`[[auth.workload_issuers]] name`).
+    pub issuer: String,
+    /// The token's `sub`.
+    pub subject: String,
+    /// The claims rules may test ([`policy::WORKLOAD_CLAIMS`]), flattened to strings: a
+    /// Kubernetes token's `kubernetes.io` claim gives `namespace`, `serviceaccount`, `pod`, `node`.
+    pub claims: std::collections::BTreeMap<String, String>,
+    /// `exp`.
+    pub expires_at: i64,
 }
 
 /// Docker Hub's badge of a namespace (`upstream::hub`): `Ok(None)` when it has none (community);

@@ -34,3 +34,4 @@ mod upgrade;
 mod upstreams;
 mod v2;
 mod web;
+mod workloads;

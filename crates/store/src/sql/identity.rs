@@ -108,7 +108,7 @@ macro_rules! identity_sql {
             async fn create_external_user(
                 &self,
                 username: &str,
-                source: policy::Provider,
+                source: AccountSource,
                 external_id: &str,
                 now: i64,
             ) -> Result<User> {
@@ -124,7 +124,7 @@ macro_rules! identity_sql {
                 ))
                 .bind(username)
                 .bind(now)
-                .bind(source.key())
+                .bind(source.as_str())
                 .bind(external_id)
                 .fetch_one(&mut *tx)
                 .await
@@ -143,10 +143,10 @@ macro_rules! identity_sql {
                 Ok(r.rows_affected() == 1)
             }
 
-            async fn external_user(&self, source: policy::Provider, external_id: &str) -> Result<Option<User>> {
+            async fn external_user(&self, source: AccountSource, external_id: &str) -> Result<Option<User>> {
                 let r: Option<UserRow> =
                     sqlx::query_as(concat!("SELECT ", user_cols!(), " FROM users WHERE source = $1 AND external_id = $2"))
-                        .bind(source.key())
+                        .bind(source.as_str())
                         .bind(external_id)
                         .fetch_optional(&self.write)
                         .await

@@ -29,11 +29,10 @@ impl IdentityStore for MemoryMeta {
     async fn create_external_user(
         &self,
         username: &str,
-        source: Provider,
+        source: AccountSource,
         external_id: &str,
         now: i64,
     ) -> Result<User> {
-        let source = AccountSource::from(source);
         self.with(|s| {
             if s.name_taken(username) {
                 return Err(Error::Conflict(format!("the name {username} is taken")));
@@ -73,9 +72,9 @@ impl IdentityStore for MemoryMeta {
         })
     }
 
-    async fn external_user(&self, source: Provider, external_id: &str) -> Result<Option<User>> {
+    async fn external_user(&self, source: AccountSource, external_id: &str) -> Result<Option<User>> {
         self.with(|s| {
-            let id = s.external.get(&(AccountSource::from(source), external_id.to_owned()));
+            let id = s.external.get(&(source, external_id.to_owned()));
             Ok(id.and_then(|id| s.users.get(id)).cloned())
         })
     }

@@ -7,7 +7,6 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use ::policy::Provider;
 use oci::digest::Digest;
 use oci::name::Tag;
 

@@ -1,0 +1,309 @@
+//! Workload identity: service-account tokens exactly as a kube-apiserver projects them (RS256,
+//! `kubernetes.io` claim, `aud` list), from a test issuer that serves discovery and JWKS as a
+//! cluster does; org owners' workload rules; skopeo and the OAuth2 form signing in with them;
+//! and the attacker's tokens.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::{KeyPair, KeySize};
+use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
+use base64::Engine;
+use serde_json::{Value, json};
+
+use crate::proxy::setup;
+use crate::support::{pw, skopeo_pull};
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// A Kubernetes service-account issuer: `/.well-known/openid-configuration` and
+/// `/openid/v1/jwks` as kube-apiserver serves them, RS256 keys, and a switch to go down.
+pub struct TestIssuer {
+    pub url: String,
+    key: KeyPair,
+    kid: String,
+    down: Arc<AtomicBool>,
+}
+
+impl TestIssuer {
+    pub async fn start() -> TestIssuer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let key = KeyPair::generate(KeySize::Rsa2048).unwrap();
+        let kid = "kid-1".to_owned();
+        let public = key.public_key();
+        let jwks = json!({"keys": [{
+            "use": "sig", "kty": "RSA", "kid": kid, "alg": "RS256",
+            "n": b64(public.modulus().big_endian_without_leading_zero()),
+            "e": b64(public.exponent().big_endian_without_leading_zero()),
+        }]});
+        let discovery = json!({
+            "issuer": url, "jwks_uri": format!("{url}/openid/v1/jwks"),
+            "response_types_supported": ["id_token"], "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+        });
+        let down = Arc::new(AtomicBool::new(false));
+        let (d1, d2) = (down.clone(), down.clone());
+        let app = axum::Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                axum::routing::get(move || {
+                    let (d, body) = (d1.clone(), discovery.clone());
+                    async move {
+                        if d.load(Ordering::SeqCst) {
+                            Err(axum::http::StatusCode::BAD_GATEWAY)
+                        } else {
+                            Ok(axum::Json(body))
+                        }
+                    }
+                }),
+            )
+            .route(
+                "/openid/v1/jwks",
+                axum::routing::get(move || {
+                    let (d, body) = (d2.clone(), jwks.clone());
+                    async move {
+                        if d.load(Ordering::SeqCst) {
+                            Err(axum::http::StatusCode::BAD_GATEWAY)
+                        } else {
+                            Ok(axum::Json(body))
+                        }
+                    }
+                }),
+            );
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        TestIssuer { url, key, kid, down }
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// `header.claims`, signed with the issuer's key (RS256) whatever the header says.
+    pub fn sign(&self, header: &Value, claims: &Value) -> String {
+        let input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
+        let mut sig = vec![0; self.key.public_modulus_len()];
+        self.key.sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), input.as_bytes(), &mut sig).unwrap();
+        format!("{input}.{}", b64(&sig))
+    }
+
+    pub fn header(&self) -> Value {
+        json!({"alg": "RS256", "kid": self.kid, "typ": "JWT"})
+    }
+
+    /// The claims of a token kube-apiserver projects for a pod's service account.
+    pub fn sa_claims(&self, namespace: &str, sa: &str, audience: &str) -> Value {
+        let t = now();
+        json!({
+            "aud": [audience],
+            "exp": t + 3600,
+            "iat": t,
+            "iss": self.url,
+            "jti": uuid::Uuid::new_v4().to_string(),
+            "kubernetes.io": {
+                "namespace": namespace,
+                "node": {"name": "node-1", "uid": "1f0b3a2c-0000-4000-8000-000000000001"},
+                "pod": {"name": "web-7d9c4", "uid": "1f0b3a2c-0000-4000-8000-000000000002"},
+                "serviceaccount": {"name": sa, "uid": "1f0b3a2c-0000-4000-8000-000000000003"},
+            },
+            "nbf": t,
+            "sub": format!("system:serviceaccount:{namespace}:{sa}"),
+        })
+    }
+
+    pub fn sa_token(&self, namespace: &str, sa: &str) -> String {
+        self.sign(&self.header(), &self.sa_claims(namespace, sa, "portcullis"))
+    }
+}
+
+/// `GET /token` with Basic `workload:<token>`: (status, body).
+async fn token(gw: &str, jwt: &str, scope: &str) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .get(format!("http://{gw}/token?service=portcullis&scope={scope}"))
+        .basic_auth("workload", Some(jwt))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+fn message(body: &Value) -> String {
+    body["errors"][0]["message"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_accounts_pull_as_their_namespace_and_forged_tokens_are_refused() {
+    let issuer = TestIssuer::start().await;
+    // a second trusted issuer that cannot be reached: no key was ever had
+    let issuers = format!(
+        "[{{name=\"k8s\",issuer=\"{}\",max_token_lifetime_secs=7200}},{{name=\"gone\",issuer=\"http://127.0.0.1:9\",timeout_secs=1}}]",
+        issuer.url
+    );
+    let e = setup(&[("PORTCULLIS_AUTH__WORKLOAD_ISSUERS", issuers.as_str())]).await;
+    let s = &e.s;
+    let gw = s.addr();
+    crate::support::acme_with_member_bob(s).await;
+    let ap = pw("alice");
+    let alice = ("alice", ap.as_str());
+    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams", alice, Some(json!({"name": "ci"}))).await.0, 201);
+    let restrict = json!({"restricted_images": {"enabled": true}});
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(restrict)).await.0, 200);
+    let community = json!({"restricted_images": {"allow_community": true}});
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/teams/ci/settings", alice, Some(community)).await.0, 200);
+
+    // rules that would grant too much, name an unknown issuer or team, or come from a member
+    let put = |rule: Value| json!({"workloads": {"rules": [rule]}});
+    for (rule, why) in [
+        (json!({"issuer": "k8s", "claims": {"namespace": "ci-*"}, "teams": ["owners"]}), "never an owner"),
+        (json!({"issuer": "k8s", "claims": {}, "teams": ["ci"]}), "every workload of the issuer"),
+        (json!({"issuer": "k8s", "claims": {"namespace": "*"}, "teams": ["ci"]}), "matches anything"),
+        (
+            json!({"issuer": "elsewhere", "claims": {"namespace": "ci"}, "teams": ["ci"]}),
+            "no issuer named \"elsewhere\"",
+        ),
+        (json!({"issuer": "k8s", "claims": {"namespace": "ci"}, "teams": ["nope"]}), "acme has no team \"nope\""),
+        (json!({"issuer": "k8s", "claims": {"groups": "x"}, "teams": ["ci"]}), "which is none of"),
+    ] {
+        let (st, body) = s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(put(rule))).await;
+        assert_eq!(st, 400, "{body}");
+        assert!(body["message"].as_str().unwrap_or_default().contains(why), "{why}: {body}");
+    }
+    let rule = json!({"issuer": "k8s", "claims": {"namespace": "ci-*", "serviceaccount": "builder"}, "teams": ["ci"]});
+    let bp = pw("bob");
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", ("bob", &bp), Some(put(rule.clone()))).await.0, 403);
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(put(rule))).await.0, 200);
+
+    // a pod's service account in a matching namespace pulls a community image as itself
+    let ci = issuer.sa_token("ci-web", "builder");
+    let (ok, out) = skopeo_pull(&gw, &format!("workload:{ci}"), "someone/app:1", &e.work.path().join("p1"));
+    assert!(ok, "{out}");
+    let entry =
+        crate::support::audit_entry(s, "pull", |e| e["actor"] == "k8s:system:serviceaccount:ci-web:builder").await;
+    assert_eq!(entry["decision"], "allowed", "{entry}");
+    let made = crate::support::audit_entry(s, "user.create", |e| {
+        e["detail"].as_str().is_some_and(|d| d.contains("k8s:system:serviceaccount:ci-web:builder"))
+    })
+    .await;
+    assert!(made["detail"].as_str().unwrap().contains("\"namespace\":\"ci-web\""), "audited with its claims: {made}");
+    // the OAuth2 form, as containerd sends it: no refresh token for a workload
+    let form = [
+        ("grant_type", "password"),
+        ("username", "workload"),
+        ("password", ci.as_str()),
+        ("service", "portcullis"),
+        ("scope", "repository:someone/app:pull"),
+        ("access_type", "offline"),
+        ("client_id", "containerd-client"),
+    ];
+    let r = reqwest::Client::new().post(format!("http://{gw}/token")).form(&form).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["access_token"].is_string() && body.get("refresh_token").is_none(), "{body}");
+    // a workload's token opens no API
+    let r = reqwest::Client::new().get(s.url("/api/v1/orgs")).basic_auth("workload", Some(&ci)).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+
+    // another namespace matches no rule: refused, saying what did not match
+    let other = issuer.sa_token("default", "builder");
+    let (st, body) = token(&gw, &other, "repository:someone/app:pull").await;
+    assert_eq!(st, 401, "{body}");
+    let m = message(&body);
+    assert!(
+        m.contains("issuer k8s") && m.contains("acme's rule 1 wants namespace \"ci-*\", the token has \"default\""),
+        "{m}"
+    );
+    let (ok, out) = skopeo_pull(&gw, &format!("workload:{other}"), "someone/app:1", &e.work.path().join("p2"));
+    assert!(!ok, "{out}");
+
+    // forged, misdirected and stale tokens
+    let t = now();
+    let claims = issuer.sa_claims("ci-web", "builder", "portcullis");
+    let with = |patch: Value| {
+        let mut c = claims.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        c
+    };
+    let mut without_sub = claims.clone();
+    without_sub.as_object_mut().unwrap().remove("sub");
+    let unsigned = format!("{}.{}.", b64(br#"{"alg":"none","typ":"JWT"}"#), b64(claims.to_string().as_bytes()));
+    let hmac = {
+        // HS256 keyed with the issuer's public modulus, the classic algorithm confusion
+        let header = b64(br#"{"alg":"HS256","kid":"kid-1","typ":"JWT"}"#);
+        let input = format!("{header}.{}", b64(claims.to_string().as_bytes()));
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, issuer.url.as_bytes());
+        format!("{input}.{}", b64(aws_lc_rs::hmac::sign(&key, input.as_bytes()).as_ref()))
+    };
+    let tampered = {
+        let good = issuer.sa_token("ci-web", "builder");
+        let parts: Vec<&str> = good.split('.').collect();
+        let evil = with(
+            json!({"kubernetes.io": {"namespace": "ci-web", "serviceaccount": {"name": "builder"}}, "sub": "system:serviceaccount:ci-web:admin"}),
+        );
+        format!("{}.{}.{}", parts[0], b64(evil.to_string().as_bytes()), parts[2])
+    };
+    for (jwt, why) in [
+        (unsigned, "not a workload identity token"),
+        (hmac, "does not sign with HS256"),
+        (tampered, "InvalidSignature"),
+        (issuer.sign(&issuer.header(), &with(json!({"aud": ["someone-else"]}))), "InvalidAudience"),
+        (issuer.sign(&issuer.header(), &with(json!({"exp": t - 600, "iat": t - 4200, "nbf": t - 4200}))), "expired"),
+        (issuer.sign(&issuer.header(), &with(json!({"nbf": t + 600}))), "not valid before"),
+        (
+            issuer.sign(&issuer.header(), &with(json!({"exp": t + 30 * 86_400}))),
+            "longer than workload issuer k8s allows",
+        ),
+        (issuer.sign(&issuer.header(), &with(json!({"iss": "https://evil.example"}))), "not a trusted workload issuer"),
+        (issuer.sign(&json!({"alg": "RS256", "kid": "kid-2"}), &claims), "not one of workload issuer k8s's keys"),
+        (issuer.sign(&issuer.header(), &without_sub), "missing field `sub`"),
+        ("not-a-jwt".to_owned(), "not a workload identity token"),
+    ] {
+        let (st, body) = token(&gw, &jwt, "repository:someone/app:pull").await;
+        assert_eq!(st, 401, "{why}: {body}");
+        assert!(message(&body).contains(why), "{why}: {body}");
+    }
+
+    // the issuer down: keys held are kept; an issuer whose keys were never had is a 503
+    issuer.set_down(true);
+    assert_eq!(token(&gw, &ci, "repository:someone/app:pull").await.0, 200);
+    let gone = issuer.sign(&issuer.header(), &with(json!({"iss": "http://127.0.0.1:9"})));
+    let (st, body) = token(&gw, &gone, "repository:someone/app:pull").await;
+    assert_eq!(st, 503, "{body}");
+    assert!(message(&body).contains("the keys of workload issuer gone cannot be had"), "{body}");
+    issuer.set_down(false);
+
+    // the rule removed: a registry token issued before no longer pulls what the rule allowed
+    let (_, granted) = token(&gw, &ci, "repository:someone/app:pull").await;
+    let bearer = granted["token"].as_str().unwrap().to_owned();
+    let manifest = |bearer: String| {
+        let url = format!("http://{gw}/v2/someone/app/manifests/1");
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(bearer)
+                .header("accept", "application/vnd.oci.image.manifest.v1+json")
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(manifest(bearer.clone()).await, 200);
+    assert_eq!(
+        s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(json!({"workloads": {"rules": []}}))).await.0,
+        200
+    );
+    assert_eq!(manifest(bearer).await, 401, "the membership the rule made is withdrawn at once: sign in again");
+    let (st, body) = token(&gw, &ci, "repository:someone/app:pull").await;
+    assert_eq!(st, 401, "{body}");
+    assert!(message(&body).contains("no organization has a workload rule for this issuer"), "{body}");
+}
