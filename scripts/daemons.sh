@@ -14,17 +14,24 @@ DSOCK=$S/docker/docker.sock
 alive() { [ -f "$S/$1.pid" ] && kill -0 "$(cat "$S/$1.pid")" 2>/dev/null; }
 wait_for() { for _ in $(seq 1 300); do "$@" && return 0; sleep 0.1; done; return 1; }
 start() {
-  mkdir -p "$S/containerd" "$S/docker" "$S/logs"
+  mkdir -p "$S/containerd/certs.d" "$S/docker" "$S/logs"
   if ! alive containerd; then
     cat > "$S/containerd.toml" <<TOML
 version = 2
 root = "$S/containerd/root"
 state = "$S/containerd/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [grpc]
   address = "$CSOCK"
 [ttrpc]
   address = "$CSOCK.ttrpc"
+# The CRI image service (the calls the kubelet makes) for the credential provider's test: registry
+# hosts from $S/containerd/certs.d, layers unpacked without overlayfs.
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "registry.invalid/pause:3.9"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "native"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$S/containerd/certs.d"
 TOML
     containerd --config "$S/containerd.toml" >"$S/logs/containerd.log" 2>&1 &
     echo $! > "$S/containerd.pid"

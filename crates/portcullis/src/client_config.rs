@@ -2,8 +2,11 @@
 //! gateway — Docker Desktop's sign-in enforcement in each of its forms (`registry.json`, the
 //! Windows registry file, the macOS configuration profile and `desktop.plist`), containerd `hosts.toml` per
 //! registry with the gateway as `server` (no fallback), Podman `registries.conf` with the gateway
-//! as `location` (no fallback), k3s `registries.yaml`, and Docker `daemon.json` mirrors (which
-//! fall back to Docker Hub: a cache, not an enforcement point).
+//! as `location` (no fallback), k3s `registries.yaml`, Docker `daemon.json` mirrors (which
+//! fall back to Docker Hub: a cache, not an enforcement point), and for Kubernetes nodes the
+//! kubelet's credential provider (`portcullis credential-provider` with the pod's
+//! service-account token), the RBAC that lets nodes ask for tokens of the gateway's audience,
+//! and the kubelet setting that re-checks credentials for images already on the node.
 
 use std::path::Path;
 
@@ -14,6 +17,8 @@ pub struct Options<'a> {
     pub gateway: &'a str,
     pub orgs: &'a [String],
     pub registries: &'a [String],
+    /// The audience of the service-account tokens the kubelet asks for (`auth.service`).
+    pub audience: &'a str,
 }
 
 fn write(dir: &Path, rel: &str, text: &str) -> anyhow::Result<()> {
@@ -85,10 +90,89 @@ pub fn generate(o: &Options, out: &Path) -> anyhow::Result<()> {
          # are not final (k3s and RKE2 releases since January 2024).\n\
          disable-default-registry-endpoint: true\n",
     )?;
+    kubernetes(o, gw, host, &registries, out)?;
     let daemon = serde_json::json!({ "registry-mirrors": [gw] });
     write(out, "docker/daemon.json", &format!("{}\n", serde_json::to_string_pretty(&daemon)?))?;
     write(out, "README.md", &readme(gw, host, &registries))?;
     Ok(())
+}
+
+/// The kubelet's `CredentialProviderConfig` (`portcullis credential-provider`, given the pod's
+/// service-account token for `audience`), the RBAC that lets nodes request tokens for that
+/// audience (the NodeRestriction admission plugin checks it), and the kubelet setting that makes
+/// a pod's credentials count for images already on the node (KEP-2535).
+fn kubernetes(o: &Options, gw: &str, host: &str, registries: &[String], out: &Path) -> anyhow::Result<()> {
+    let audience = o.audience;
+    if audience.is_empty() || audience.contains(['"', '\\', '\n']) {
+        bail!("--audience {audience:?}: the gateway's token service name (auth.service)");
+    }
+    let mut matches: Vec<String> = vec![host.to_owned(), "*.docker.io".to_owned()];
+    matches.extend(registries.iter().cloned());
+    let mut args = vec!["credential-provider".to_owned(), "--gateway".to_owned(), gw.to_owned()];
+    for r in registries.iter().filter(|r| *r != oci::source::DOCKER_HUB) {
+        args.extend(["--registry".to_owned(), r.clone()]);
+    }
+    let quoted = |v: &[String]| v.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
+    write(
+        out,
+        "kubernetes/credential-provider-config.yaml",
+        &format!(
+            "# The kubelet's --image-credential-provider-config; the binary `portcullis` goes in its\n\
+             # --image-credential-provider-bin-dir. Each pod pulls as its own service account.\n\
+             apiVersion: kubelet.config.k8s.io/v1\n\
+             kind: CredentialProviderConfig\n\
+             providers:\n\
+             \x20 - name: portcullis\n\
+             \x20   apiVersion: credentialprovider.kubelet.k8s.io/v1\n\
+             \x20   matchImages: [{}]\n\
+             \x20   defaultCacheDuration: \"5m\"\n\
+             \x20   args: [{}]\n\
+             \x20   tokenAttributes:\n\
+             \x20     serviceAccountTokenAudience: \"{audience}\"\n\
+             \x20     requireServiceAccount: true\n\
+             \x20     cacheType: Token\n",
+            quoted(&matches),
+            quoted(&args)
+        ),
+    )?;
+    write(
+        out,
+        "kubernetes/kubelet-config.yaml",
+        "# Merge into the kubelet's configuration file: an image already on the node is used by a pod only\n\
+         # after its own credentials are checked at the gateway, so a namespace cannot run what only\n\
+         # another one may pull (KEP-2535).\n\
+         apiVersion: kubelet.config.k8s.io/v1beta1\n\
+         kind: KubeletConfiguration\n\
+         imagePullCredentialsVerificationPolicy: AlwaysVerify\n",
+    )?;
+    write(
+        out,
+        "kubernetes/rbac.yaml",
+        &format!(
+            "# Lets kubelets request service-account tokens for the gateway's audience (kubectl apply -f).\n\
+             apiVersion: rbac.authorization.k8s.io/v1\n\
+             kind: ClusterRole\n\
+             metadata:\n\
+             \x20 name: portcullis-image-pull-audience\n\
+             rules:\n\
+             \x20 - apiGroups: [\"\"]\n\
+             \x20   resources: [\"{audience}\"]\n\
+             \x20   verbs: [\"request-serviceaccounts-token-audience\"]\n\
+             ---\n\
+             apiVersion: rbac.authorization.k8s.io/v1\n\
+             kind: ClusterRoleBinding\n\
+             metadata:\n\
+             \x20 name: portcullis-image-pull-audience\n\
+             roleRef:\n\
+             \x20 apiGroup: rbac.authorization.k8s.io\n\
+             \x20 kind: ClusterRole\n\
+             \x20 name: portcullis-image-pull-audience\n\
+             subjects:\n\
+             \x20 - apiGroup: rbac.authorization.k8s.io\n\
+             \x20   kind: Group\n\
+             \x20   name: system:nodes\n"
+        ),
+    )
 }
 
 /// Docker Desktop's other ways to require sign-in to `orgs`: the Windows registry value
@@ -167,7 +251,17 @@ fn readme(gw: &str, host: &str, registries: &[String]) -> String {
          (containerd 1.x) or `[plugins.\"io.containerd.cri.v1.images\".registry]` (2.x); restart containerd.\n\
          The gateway is each registry's `server`, so there is no way around it. Credentials: `ctr images pull\n\
          --user NAME:TOKEN`; for Kubernetes, an image pull secret for the images' registry (docker.io, …)\n\
-         holding the gateway account, or the kubelet's credential provider.\n\n\
+         holding the gateway account, or better the kubelet's credential provider below.\n\n\
+         ## Kubernetes: each pod pulls as its own service account\n\
+         Copy the `portcullis` binary to the kubelet's `--image-credential-provider-bin-dir` and\n\
+         `kubernetes/credential-provider-config.yaml` to the file its `--image-credential-provider-config`\n\
+         names; merge `kubernetes/kubelet-config.yaml` into the kubelet's configuration; `kubectl apply -f\n\
+         kubernetes/rbac.yaml`; restart the kubelet (Kubernetes 1.34 or later). The kubelet then hands the\n\
+         plugin each pod's service-account token, the plugin signs it in at the gateway, and containerd\n\
+         pulls with it: the gateway decides for the pod's namespace and service account, by the\n\
+         organization's workload rules. The gateway trusts the cluster's issuer through\n\
+         `[[auth.workload_issuers]]` (its `issuer` is the cluster's `--service-account-issuer`; an\n\
+         air-gapped cluster's keys come from `kubectl get --raw /openid/v1/jwks` saved as `jwks_file`).\n\n\
          ## Podman, Buildah, Skopeo, CRI-O\n\
          Copy `podman/registries.conf` to `/etc/containers/registries.conf.d/50-portcullis.conf` (per user:\n\
          `~/.config/containers/registries.conf.d/`). The gateway is each registry's `location`: no fallback.\n\

@@ -6,6 +6,7 @@ mod backup;
 mod cli_api;
 mod client_config;
 mod config;
+mod credential_provider;
 mod doctor;
 mod health;
 mod login;
@@ -135,9 +136,30 @@ enum Command {
         /// Registries to route through the gateway besides Docker Hub; repeat for several.
         #[arg(long = "registry", value_name = "HOST")]
         registries: Vec<String>,
+        /// The audience of the pods' service-account tokens: the gateway's auth.service.
+        #[arg(long, value_name = "NAME", default_value = "portcullis")]
+        audience: String,
         /// Output directory.
         #[arg(long, value_name = "DIR", default_value = "portcullis-client-config")]
         out: PathBuf,
+    },
+    /// The kubelet's image credential provider (credentialprovider.kubelet.k8s.io/v1): reads a
+    /// CredentialProviderRequest with the pod's service account token on standard input, signs
+    /// it in at the gateway and answers with it as the credentials of every registry the node
+    /// sends through the gateway, so the pod pulls as its own service account.
+    CredentialProvider {
+        /// The gateway's URL, e.g. https://gw.example.com.
+        #[arg(long, value_name = "URL")]
+        gateway: String,
+        /// Registries the node sends through the gateway besides Docker Hub; repeat for several.
+        #[arg(long = "registry", value_name = "HOST")]
+        registries: Vec<String>,
+        /// The longest the kubelet may cache the credentials (never beyond the token's life).
+        #[arg(long, value_name = "SECS", default_value_t = 300)]
+        max_cache_secs: i64,
+        /// A CA certificate (PEM) to trust for the gateway, besides the system's.
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
     },
     /// Check this node: report every way an image pull can go around the gateway (containerd,
     /// podman/buildah/skopeo/CRI-O, dockerd, docker credentials), with the fix for each. Exit
@@ -454,10 +476,19 @@ fn main() -> std::process::ExitCode {
             Command::MigrateData { from, to, blobs_to } => {
                 tasks::migrate_data(&config, &from, &to, blobs_to.as_deref()).await
             }
-            Command::ClientConfig { gateway, orgs, registries, out } => client_config::generate(
-                &client_config::Options { gateway: &gateway, orgs: &orgs, registries: &registries },
+            Command::ClientConfig { gateway, orgs, registries, audience, out } => client_config::generate(
+                &client_config::Options {
+                    gateway: &gateway,
+                    orgs: &orgs,
+                    registries: &registries,
+                    audience: &audience,
+                },
                 &out,
             ),
+            Command::CredentialProvider { gateway, registries, max_cache_secs, ca } => {
+                let o = credential_provider::Options { gateway, registries, max_cache_secs, ca };
+                credential_provider::run(&o, std::io::stdin()).await
+            }
             Command::Doctor { gateway, registries, root, home, probe, direct, json } => {
                 let home = home.or_else(|| std::env::var_os("HOME").map(PathBuf::from));
                 doctor::run(&doctor::Options { gateway, registries, root, home, probe, direct, json }).await

@@ -307,3 +307,154 @@ async fn service_accounts_pull_as_their_namespace_and_forged_tokens_are_refused(
     assert_eq!(st, 401, "{body}");
     assert!(message(&body).contains("no organization has a workload rule for this issuer"), "{body}");
 }
+
+/// Protocol buffers, as much as a `PullImageRequest` needs: a length-delimited field.
+fn field(number: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut out = vec![(number << 3) | 2];
+    let mut n = bytes.len();
+    while n >= 0x80 {
+        out.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// containerd's CRI `runtime.v1.ImageService/PullImage` — the call the kubelet makes — as gRPC
+/// over the socket, encoded from the CRI proto's field numbers: `PullImageRequest { ImageSpec
+/// image = 1 { string image = 1 }; AuthConfig auth = 2 { string username = 1; string password =
+/// 2 } }`. The image reference it pulled, or gRPC's error message.
+async fn cri_pull(sock: &str, image: &str, auth: Option<(&str, &str)>) -> Result<String, String> {
+    use http_body_util::BodyExt;
+    let mut msg = field(1, &field(1, image.as_bytes()));
+    if let Some((user, password)) = auth {
+        let a = [field(1, user.as_bytes()), field(2, password.as_bytes())].concat();
+        msg.extend(field(2, &a));
+    }
+    let mut frame = vec![0u8];
+    frame.extend((msg.len() as u32).to_be_bytes());
+    frame.extend(msg);
+    let io = hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(sock).await.unwrap());
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io).await.unwrap();
+    tokio::spawn(conn);
+    let req = axum::http::Request::post("http://localhost/runtime.v1.ImageService/PullImage")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(http_body_util::Full::new(bytes::Bytes::from(frame)))
+        .unwrap();
+    let r = send.send_request(req).await.unwrap();
+    let headers = r.headers().clone();
+    let body = r.into_body().collect().await.unwrap();
+    let trailers = body.trailers().cloned().unwrap_or_default();
+    let get = |k: &str| {
+        trailers.get(k).or(headers.get(k)).map(|v| v.to_str().unwrap_or_default().to_owned()).unwrap_or_default()
+    };
+    if get("grpc-status") != "0" {
+        return Err(format!("grpc-status {}: {}", get("grpc-status"), get("grpc-message")));
+    }
+    // PullImageResponse { string image_ref = 1 }: one field, a one-byte length.
+    let bytes = body.to_bytes();
+    Ok(String::from_utf8_lossy(&bytes[5 + 2..]).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kubelet_chain_pulls_as_the_pods_service_account() {
+    let issuer = TestIssuer::start().await;
+    let issuers = format!("[{{name=\"k8s\",issuer=\"{}\"}}]", issuer.url);
+    let e = setup(&[("PORTCULLIS_AUTH__WORKLOAD_ISSUERS", issuers.as_str())]).await;
+    let s = &e.s;
+    let gw = s.addr();
+    crate::support::acme_with_member_bob(s).await;
+    let ap = pw("alice");
+    let alice = ("alice", ap.as_str());
+    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams", alice, Some(json!({"name": "ci"}))).await.0, 201);
+    let settings = json!({
+        "restricted_images": {"enabled": true},
+        "workloads": {"rules": [{"issuer": "k8s", "claims": {"namespace": "ci-*"}, "teams": ["ci"]}]},
+    });
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(settings)).await.0, 200);
+    let community = json!({"restricted_images": {"allow_community": true}});
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/teams/ci/settings", alice, Some(community)).await.0, 200);
+
+    // the plugin, run with the request exactly as the kubelet writes it
+    let provider = |token: &str| {
+        let request = json!({
+            "kind": "CredentialProviderRequest",
+            "apiVersion": "credentialprovider.kubelet.k8s.io/v1",
+            "image": "docker.io/someone/app:1",
+            "serviceAccountToken": token,
+            "serviceAccountAnnotations": {},
+        });
+        let mut child = crate::support::portcullis(e.work.path())
+            .args(["credential-provider", "--gateway", &format!("http://{gw}"), "--registry", "ghcr.io"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(request.to_string().as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let token = issuer.sa_token("ci-web", "builder");
+    let (ok, stdout, stderr) = provider(&token);
+    assert!(ok, "{stderr}");
+    let response: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(response["apiVersion"], "credentialprovider.kubelet.k8s.io/v1");
+    assert_eq!(response["kind"], "CredentialProviderResponse");
+    assert_eq!(response["cacheKeyType"], "Registry");
+    let cache: i64 = response["cacheDuration"].as_str().unwrap().trim_end_matches('s').parse().unwrap();
+    assert!((1..=300).contains(&cache), "not beyond the token's life nor the maximum: {response}");
+    for key in ["docker.io", "*.docker.io", "ghcr.io", gw.as_str()] {
+        assert_eq!(response["auth"][key], json!({"username": "workload", "password": token}), "{key}: {response}");
+    }
+    // a token the gateway refuses fails in the plugin, with the gateway's reason for the kubelet's log
+    let (ok, _, stderr) = provider(&issuer.sa_token("default", "web"));
+    assert!(!ok);
+    assert!(
+        stderr.contains("the gateway refused the pod's service account token") && stderr.contains("\"ci-*\""),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = provider("");
+    assert!(!ok && stderr.contains("tokenAttributes.serviceAccountTokenAudience"), "{stderr}");
+
+    // containerd's CRI with certs.d sending docker.io to the gateway, given what the plugin returned
+    let state = std::env::var("PCL_STATE").unwrap_or_else(|_| "/tmp/pcl-test".into());
+    let sock = std::env::var("CONTAINERD_SOCK").unwrap_or_else(|_| format!("{state}/containerd/containerd.sock"));
+    let hosts = std::path::Path::new(&state).join("containerd/certs.d/docker.io");
+    std::fs::create_dir_all(&hosts).unwrap();
+    let toml =
+        format!("server = \"http://{gw}\"\n\n[host.\"http://{gw}\"]\n  capabilities = [\"pull\", \"resolve\"]\n");
+    std::fs::write(hosts.join("hosts.toml"), toml).unwrap();
+    let auth = &response["auth"]["docker.io"];
+    let (user, password) = (auth["username"].as_str().unwrap(), auth["password"].as_str().unwrap());
+    // The kubelet hands containerd the plugin's username and password for the image and no server
+    // address (its keyring's entries from a plugin carry none), so containerd offers them to the
+    // mirror: the gateway. (With a server address, containerd 1.6 offers them to that host only.)
+    let pulled = cri_pull(&sock, "docker.io/someone/app:1", Some((user, password))).await;
+    let ctr = |args: &[&str]| {
+        crate::support::run(
+            std::process::Command::new("ctr").args(["--address", &sock, "--namespace", "k8s.io"]).args(args),
+        )
+    };
+    let _ = ctr(&["images", "rm", "docker.io/someone/app:1"]);
+    assert!(pulled.as_deref().is_ok_and(|r| r.starts_with("sha256:")), "{pulled:?}");
+    let entry = crate::support::audit_entry(s, "pull", |e| {
+        e["actor"] == "k8s:system:serviceaccount:ci-web:builder" && e["image"] == "docker.io/someone/app"
+    })
+    .await;
+    assert_eq!(entry["decision"], "allowed", "the audit names the pod's namespace and service account: {entry}");
+    // a pod of another namespace: the plugin gave the kubelet nothing, the pull goes without
+    // credentials and the gateway refuses it
+    let refused = cri_pull(&sock, "docker.io/someone/app:1", None).await;
+    let _ = ctr(&["images", "rm", "docker.io/someone/app:1"]);
+    assert!(refused.as_ref().is_err_and(|m| m.contains("401") || m.contains("nauthorized")), "{refused:?}");
+    std::fs::remove_file(hosts.join("hosts.toml")).unwrap();
+}
