@@ -24,10 +24,12 @@
 #                    a local password and an access token (scripts/bench-ldap.sh)
 #   sig_*            manifest GET of a signed image with a signature rule, cold and verified
 #                    before, next to no rule and to the peer (scripts/bench-signatures.sh)
+#   workload_*       GET /token with a Kubernetes service-account token matched by a workload
+#                    rule, next to an access token, interleaved (scripts/bench-workloads.sh)
 #   scale            (PARTS=scale) authenticated manifest GET (the kit's wrk section) on SQLite, on
 #                    PostgreSQL, and on two PostgreSQL replicas behind nginx, next to the peer with
 #                    token auth; PostgreSQL is the throwaway cluster of scripts/daemons.sh
-#      PARTS ("registry extra proxy policy ldap signatures"; add "scale": which groups to run)
+#      PARTS ("registry extra proxy policy ldap signatures workloads"; add "scale": which groups to run)
 #   BASE_BIN=<path to an earlier build of portcullis>: also runs it (label portcullis-base) in the
 #      registry and Image Access Management parts, interleaved, to compare a change with before it
 set -euo pipefail
@@ -81,7 +83,7 @@ kit() { # label, env..., sections...: the kit's bench.sh, RESULT lines relabelle
   local label=$1; shift
   env "$@" "$KIT/bench.sh" $SECTIONS 2>/dev/null | sed -n "s/^RESULT /RESULT $label /p" | tee -a "$OUT"
 }
-PARTS=${PARTS:-"registry extra proxy policy ldap signatures"}
+PARTS=${PARTS:-"registry extra proxy policy ldap signatures workloads"}
 has() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
 if has registry; then for r in $(seq "$ROUNDS"); do
   SECTIONS="blob wrk skopeo" kit distribution REG=$PEER TARGET_PID=$PEER_PID
@@ -293,6 +295,9 @@ fi
 
 if has ldap; then
 BIN=$BIN PORT=$PORT ADMIN_PW=$ADMIN_PW OUT=$OUT scripts/bench-ldap.sh
+fi
+if has workloads; then
+BIN=$BIN PORT=$PORT ADMIN_PW=$ADMIN_PW OUT=$OUT ROUNDS=$ROUNDS scripts/bench-workloads.sh
 fi
 if has scale; then
 scripts/daemons.sh start >/dev/null; eval "export $(scripts/daemons.sh env)"

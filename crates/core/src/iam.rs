@@ -445,6 +445,11 @@ impl Iam {
         self.refresh().await
     }
 
+    /// The names of the trusted workload token issuers, which workload rules refer to.
+    pub fn workload_issuers(&self) -> &[String] {
+        &self.workload_issuers
+    }
+
     /// The org's settings (any member may read them).
     pub async fn settings(&self, who: &Principal, org: &str) -> Result<Settings> {
         self.orgs.visible(who, org).await?;

@@ -27,6 +27,7 @@ mod session;
 mod signatures;
 mod sso;
 mod tokens;
+mod workloads;
 
 pub use format::query_escape;
 pub use session::{Console, Posted};
@@ -60,6 +61,8 @@ pub fn routes(st: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/orgs/{org}/team-rules", post(permissions::set_team_rule))
         .route("/orgs/{org}/signature-rules", post(signatures::add))
         .route("/orgs/{org}/signature-rules/{n}/delete", post(signatures::delete))
+        .route("/orgs/{org}/workload-rules", post(workloads::add))
+        .route("/orgs/{org}/workload-rules/{n}/delete", post(workloads::delete))
         .route("/orgs/{org}/history", get(history::page))
         .route("/orgs/{org}/history/{n}/restore", post(history::restore))
         .route("/orgs/{org}/exceptions", post(permissions::add_exception))
@@ -202,6 +205,8 @@ fn notice(key: &str) -> &'static str {
         "team-rule-saved" => "Team rule saved. It applies to the next pull.",
         "signature-rule-added" => "Signature rule added. It applies to the next pull.",
         "signature-rule-removed" => "Signature rule removed.",
+        "workload-rule-added" => "Workload rule added. It applies at the workload's next sign-in.",
+        "workload-rule-removed" => "Workload rule removed; the memberships it made have ended.",
         "restored" => "Version restored. It applies to the next pull.",
         "scim-token-revoked" => "SCIM token revoked: the identity provider can no longer use it.",
         "team-deleted" => "Team deleted.",

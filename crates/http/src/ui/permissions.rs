@@ -1,8 +1,8 @@
 //! The *Org permissions* page: the current settings summarized at the top (one card per
 //! section, linking to it), then a section each for Image Access Management (on/off, each
-//! category, enforce or dry run), team rules, Registry Access Management, namespaces and
-//! repositories, the allowlist, the signature requirements (edited in `signatures.rs`) and the
-//! exceptions. Each section saves on its own and changes nothing else. Owners edit; members see
+//! category, enforce or dry run), team rules, workload rules (edited in `workloads.rs`),
+//! Registry Access Management, namespaces and repositories, the allowlist, the signature
+//! requirements (edited in `signatures.rs`) and the exceptions. Each section saves on its own and changes nothing else. Owners edit; members see
 //! the same page read-only. Saving a setting that would have denied recent pulls first shows
 //! those pulls in its section (the impact preview) and saves only when the owner confirms.
 
@@ -236,6 +236,20 @@ fn summary(
             detail: teams,
         },
         Card {
+            anchor: "workload-rules",
+            title: "Workload rules",
+            state: count(s.workloads.rules.len(), "rule", "rules"),
+            badge: "",
+            detail: match s.workloads.rules.as_slice() {
+                [] => "No workload signs in to this organization.".into(),
+                r => {
+                    let mut issuers: Vec<&str> = r.iter().map(|r| r.issuer.as_str()).collect();
+                    issuers.dedup();
+                    format!("Workloads of {} join teams.", issuers.join(", "))
+                }
+            },
+        },
+        Card {
             anchor: "allowlist",
             title: "Repository allowlist",
             state: count(allowlist.len(), "repository", "repositories"),
@@ -266,6 +280,9 @@ pub(super) struct PermissionsPage {
     teams: Vec<String>,
     team_rules: Vec<TeamRuleView>,
     signature_rules: Vec<super::signatures::RuleView>,
+    workload_rules: Vec<super::workloads::RuleView>,
+    /// The trusted workload issuers' names, for the add-a-rule form.
+    issuers: Vec<String>,
     impact: Option<Impact>,
 }
 
@@ -316,6 +333,8 @@ pub(super) async fn page_of(
         teams,
         team_rules,
         signature_rules: super::signatures::views(&settings.signatures),
+        workload_rules: super::workloads::views(&settings.workloads),
+        issuers: st.iam.workload_issuers().to_vec(),
         impact,
     })
 }

@@ -1,11 +1,12 @@
 //! `portcullis doctor`: run on a node, it reads the container clients' configuration
-//! (containerd, containers/registries.conf, dockerd, k3s/RKE2, the user's docker credentials) and reports
+//! (containerd, containers/registries.conf, dockerd, k3s/RKE2, the kubelet, the user's docker credentials) and reports
 //! every way an image pull can go around the gateway, with the fix for each; `--probe` also asks
 //! the gateway and the real registries over the network. Exit status 0 only when no way around
 //! was found. Reading needs no root; nothing is changed.
 
 mod files;
 mod k3s;
+mod kubelet;
 mod probe;
 
 use std::path::PathBuf;
@@ -79,6 +80,7 @@ pub async fn run(o: &Options) -> anyhow::Result<()> {
     files::containers(&ctx, &mut report);
     files::dockerd(&ctx, &mut report);
     k3s::check(&ctx, &mut report);
+    kubelet::check(&ctx, &mut report);
     if let Some(home) = &o.home {
         files::docker_credentials(&ctx, home, &mut report);
     }

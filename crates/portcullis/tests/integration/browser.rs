@@ -205,6 +205,7 @@ async fn owner_restricts_member_requests_owner_approves() {
             "Namespaces and repositories",
             "Signature requirements",
             "Team rules",
+            "Workload rules",
             "Repository allowlist",
             "Exceptions"
         ]

@@ -78,6 +78,8 @@ fn good_node(root: &Path) {
     for f in ["registries.yaml", "config.yaml"] {
         put(root, &format!("/etc/rancher/k3s/{f}"), &std::fs::read_to_string(cfg.join("k3s").join(f)).unwrap());
     }
+    let kubelet = std::fs::read_to_string(cfg.join("kubernetes/kubelet-config.yaml")).unwrap();
+    put(root, "/var/lib/kubelet/config.yaml", &format!("{kubelet}cgroupDriver: systemd\n"));
 }
 
 #[test]
@@ -90,7 +92,7 @@ fn client_config_output_passes() {
     let checked = v["checked"].to_string();
     let read =
         ["config.toml", "docker.io/hosts.toml", "ghcr.io/hosts.toml", "50-portcullis.conf", ".docker/config.json"];
-    for f in read.into_iter().chain(["k3s/registries.yaml", "k3s/config.yaml"]) {
+    for f in read.into_iter().chain(["k3s/registries.yaml", "k3s/config.yaml", "/var/lib/kubelet/config.yaml"]) {
         assert!(checked.contains(f), "{f} read: {checked}");
     }
     // the human report says so too
@@ -171,6 +173,22 @@ fn every_kind_of_bypass_is_found_with_a_fix() {
             "k3s_mirror_not_gateway",
         ),
         ("/etc/rancher/rke2/registries.yaml", "mirrors: {}\n", "k3s_no_gateway_mirror"),
+        (
+            "/var/lib/kubelet/config.yaml",
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n",
+            "kubelet_reuses_pulled_images",
+        ),
+        (
+            "/var/lib/kubelet/config.yaml",
+            "kind: KubeletConfiguration\nimagePullCredentialsVerificationPolicy: NeverVerifyPreloadedImages\n",
+            "kubelet_reuses_pulled_images",
+        ),
+        (
+            "/var/lib/kubelet/config.json",
+            r#"{"auths": {"gw.example.com": {"auth": "eDp5"}}}"#,
+            "kubelet_node_credentials",
+        ),
+        ("/var/lib/kubelet/.dockercfg", r#"{"https://gw.example.com": {"auth": "eDp5"}}"#, "kubelet_node_credentials"),
         ("/etc/rancher/k3s/registries.yaml", "mirrors: [\n", "unreadable"),
         ("/etc/containerd/config.toml", "this is [not toml", "unreadable"),
         ("/etc/docker/daemon.json", "{", "unreadable"),

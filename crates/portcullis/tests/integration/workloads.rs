@@ -306,6 +306,33 @@ async fn service_accounts_pull_as_their_namespace_and_forged_tokens_are_refused(
     let (st, body) = token(&gw, &ci, "repository:someone/app:pull").await;
     assert_eq!(st, 401, "{body}");
     assert!(message(&body).contains("no organization has a workload rule for this issuer"), "{body}");
+
+    // the console: owners add and remove rules through the same checks; members only look
+    let web = crate::web::Web::sign_in(s, "alice", &ap).await;
+    let bob = crate::web::Web::sign_in(s, "bob", &bp).await;
+    let form = [("issuer", "k8s"), ("claims", "namespace = ci-*\nserviceaccount=builder"), ("teams", "ci")];
+    assert_eq!(bob.post("/orgs/acme/workload-rules", &form).await.0, 403);
+    let (st, loc, _) = web.post("/orgs/acme/workload-rules", &form).await;
+    assert_eq!((st, loc.as_str()), (303, "/orgs/acme/permissions?done=workload-rule-added"));
+    let (_, page) = bob.get("/orgs/acme/permissions").await;
+    let section = page.split("id=\"workload-rules-title\"").nth(1).unwrap().split("</section>").next().unwrap();
+    assert!(section.contains("<code>namespace = ci-*</code><br><code>serviceaccount = builder</code>"), "{section}");
+    assert!(!section.contains("Add a workload rule") && !section.contains("/delete"), "members only look: {section}");
+    assert_eq!(token(&gw, &ci, "repository:someone/app:pull").await.0, 200, "the rule applies at the next sign-in");
+    for (bad, why) in [
+        ([("issuer", "k8s"), ("claims", "namespace"), ("teams", "ci")], "write name=pattern"),
+        ([("issuer", "k8s"), ("claims", "namespace=ci"), ("teams", "owners")], "never an owner"),
+    ] {
+        let (st, _, body) = web.post("/orgs/acme/workload-rules", &bad).await;
+        assert_eq!(st, 400, "{body}");
+        assert!(body.contains(why), "{why}: {body}");
+    }
+    assert_eq!(
+        web.post("/orgs/acme/workload-rules/1/delete", &[]).await.1,
+        "/orgs/acme/permissions?done=workload-rule-removed"
+    );
+    assert_eq!(web.post("/orgs/acme/workload-rules/1/delete", &[]).await.0, 404);
+    assert_eq!(token(&gw, &ci, "repository:someone/app:pull").await.0, 401, "removed: its memberships end");
 }
 
 /// Protocol buffers, as much as a `PullImageRequest` needs: a length-delimited field.
