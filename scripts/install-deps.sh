@@ -3,7 +3,7 @@
 # `apt-get update` + `apt-get install` only when a package is missing.
 set -euo pipefail
 PKGS=(skopeo containerd podman buildah docker.io docker-registry umoci wrk apache2-utils jq curl openssl
-      nginx-light busybox-static hyperfine time binutils systemd nodejs slapd python3-cryptography chromium chromium-driver fonts-dejavu-core postgresql)
+      nginx-light busybox-static hyperfine time binutils systemd nodejs slapd python3-cryptography python3-jsonpatch chromium chromium-driver fonts-dejavu-core postgresql)
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 missing=(); for p in "${PKGS[@]}"; do installed "$p" || missing+=("$p"); done
 SUDO=(); [ "$(id -u)" = 0 ] || SUDO=(sudo)

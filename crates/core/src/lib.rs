@@ -5,6 +5,7 @@
 //! handlers call services, services never call handlers, nothing here knows about HTTP, and
 //! every access rule of a registry request lives in `gate`.
 
+pub mod admission;
 pub mod audit;
 pub mod authz;
 pub mod badges;

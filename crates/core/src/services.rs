@@ -54,6 +54,11 @@ pub struct Settings {
     /// Bytes of hosted manifests kept in memory (0: none). Only for a process that is its
     /// database's sole writer: see [`ManifestCache`].
     pub manifest_cache_bytes: u64,
+    /// The workload issuer whose rules name the cluster's service accounts at admission
+    /// (`[admission] issuer`); `None`: admission reviews are not answered.
+    pub admission_issuer: Option<String>,
+    /// The gateway's `host[:port]` as nodes reach it, which admission rewrites images to.
+    pub gateway_host: Option<String>,
 }
 
 /// The services. The stores are theirs: the HTTP layer reaches data only through a service.
@@ -73,6 +78,7 @@ pub struct Services {
     pub sso: Arc<crate::sso::Sso>,
     pub scim: Arc<crate::scim::Scim>,
     pub workloads: Arc<crate::workloads::Workloads>,
+    pub admission: Arc<crate::admission::Admission>,
     pub tokens: Arc<TokenIssuer>,
     pub gate: Gate,
     pub replica: Arc<Replica>,
@@ -137,6 +143,14 @@ impl Services {
             sessions: Sessions::new(meta.clone(), identity.clone()),
             sso,
             scim: Arc::new(crate::scim::Scim::new(meta.clone(), identity.clone(), audit.clone())),
+            admission: Arc::new(crate::admission::Admission::new(
+                iam.clone(),
+                contents.clone(),
+                audit.clone(),
+                clock.clone(),
+                settings.admission_issuer,
+                settings.gateway_host,
+            )),
             workloads: Arc::new(crate::workloads::Workloads::new(
                 workload_verifier,
                 meta.clone(),

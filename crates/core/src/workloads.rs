@@ -74,7 +74,7 @@ impl Workloads {
             Err(e) => return Err(e),
         };
         let username = format!("{}:{}", w.issuer, w.subject);
-        let wanted = match self.teams_for(&w) {
+        let wanted = match rule_teams(&self.iam.snapshot(), &w.issuer, &w.subject, &w.claims) {
             Ok(t) => t,
             Err(reason) => {
                 let detail = serde_json::json!({ "method": "workload", "reason": reason, "claims": w.claims });
@@ -102,40 +102,6 @@ impl Workloads {
         }
         self.sync(&user, &wanted).await?;
         Ok(principal(user.id, username))
-    }
-
-    /// The (org, team) pairs the rules give `w`, or why none does.
-    fn teams_for(&self, w: &WorkloadIdentity) -> std::result::Result<BTreeSet<(String, String)>, String> {
-        let snap = self.iam.snapshot();
-        let mut wanted = BTreeSet::new();
-        let mut misses = Vec::new();
-        let mut orgs: Vec<_> = snap.orgs.iter().collect();
-        orgs.sort_by(|a, b| a.0.cmp(b.0));
-        for (org, policy) in orgs {
-            for (i, r) in policy.settings.workloads.rules.iter().enumerate().filter(|(_, r)| r.issuer == w.issuer) {
-                match r.mismatch(&w.claims) {
-                    None => wanted.extend(r.teams.iter().map(|t| (org.clone(), t.clone()))),
-                    Some((name, pattern, value)) => misses.push(format!(
-                        "{org}'s rule {} wants {name} {pattern:?}, the token has {}",
-                        i + 1,
-                        value.map(|v| format!("{v:?}")).unwrap_or_else(|| "none".into())
-                    )),
-                }
-            }
-        }
-        if !wanted.is_empty() {
-            return Ok(wanted);
-        }
-        let why = if misses.is_empty() {
-            "no organization has a workload rule for this issuer".to_owned()
-        } else {
-            misses.truncate(3);
-            misses.join("; ")
-        };
-        Err(format!(
-            "the workload token of issuer {} (subject {}) matches no workload rule: {why}",
-            w.issuer, w.subject
-        ))
     }
 
     /// The workload's account, made on its first sign-in.
@@ -204,6 +170,42 @@ impl Workloads {
             })
             .await;
     }
+}
+
+/// The (org, team) pairs the orgs' workload rules give a token of `issuer` about `subject` with
+/// `claims`, or why none does (the first three rules that did not match, and what they wanted).
+pub(crate) fn rule_teams(
+    snap: &policy::Snapshot,
+    issuer: &str,
+    subject: &str,
+    claims: &std::collections::BTreeMap<String, String>,
+) -> std::result::Result<BTreeSet<(String, String)>, String> {
+    let mut wanted = BTreeSet::new();
+    let mut misses = Vec::new();
+    let mut orgs: Vec<_> = snap.orgs.iter().collect();
+    orgs.sort_by(|a, b| a.0.cmp(b.0));
+    for (org, policy) in orgs {
+        for (i, r) in policy.settings.workloads.rules.iter().enumerate().filter(|(_, r)| r.issuer == issuer) {
+            match r.mismatch(claims) {
+                None => wanted.extend(r.teams.iter().map(|t| (org.clone(), t.clone()))),
+                Some((name, pattern, value)) => misses.push(format!(
+                    "{org}'s rule {} wants {name} {pattern:?}, the token has {}",
+                    i + 1,
+                    value.map(|v| format!("{v:?}")).unwrap_or_else(|| "none".into())
+                )),
+            }
+        }
+    }
+    if !wanted.is_empty() {
+        return Ok(wanted);
+    }
+    let why = if misses.is_empty() {
+        "no organization has a workload rule for this issuer".to_owned()
+    } else {
+        misses.truncate(3);
+        misses.join("; ")
+    };
+    Err(format!("the workload token of issuer {issuer} (subject {subject}) matches no workload rule: {why}"))
 }
 
 /// After `org`'s workload rules changed: its teams lose the members rules made there, who get

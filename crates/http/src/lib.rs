@@ -1,6 +1,7 @@
 //! HTTP surfaces of portcullis: the OCI distribution API (`/v2`), Docker token auth
-//! (`/token`), the admin REST API (`/api/v1`), SCIM provisioning (`/scim/v2`), the web console
-//! (HTML at `/`) and ops endpoints (`/healthz`, `/readyz`, `/metrics`).
+//! (`/token`), the admin REST API (`/api/v1`), SCIM provisioning (`/scim/v2`), Kubernetes
+//! admission webhooks (`/admission`), the web console (HTML at `/`) and ops endpoints
+//! (`/healthz`, `/readyz`, `/metrics`).
 //!
 //! Handlers are short: extract, call one service, map the result. Access to `/v2` is decided
 //! by the gate in core (`portcullis_core::gate`), from the parsed [`oci::Endpoint`], before
@@ -11,6 +12,7 @@ use std::sync::Arc;
 
 use axum::Router;
 
+mod admission;
 mod api;
 mod auth;
 mod error;
@@ -32,6 +34,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(api::routes())
         .merge(ops::routes())
         .merge(scim::routes())
+        .merge(admission::routes())
         .merge(ui::routes(state.clone()))
         .layer(axum::middleware::from_fn(ops::request_id_and_log))
         .with_state(state)

@@ -17,6 +17,9 @@ pub struct AppState {
     /// The OpenID provider for console sign-in (`[auth.oidc]`), and its name on the button.
     pub oidc: Option<Arc<idp::oidc::Oidc>>,
     pub oidc_name: String,
+    /// The bearer token the Kubernetes API server presents to the admission webhooks
+    /// (`[admission] token_file`).
+    pub admission_token: Option<String>,
 }
 
 impl std::ops::Deref for AppState {

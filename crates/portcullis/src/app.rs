@@ -119,6 +119,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
         password_directory,
         workload_verifier: config.auth.workload_verifier()?,
     };
+    let admission = config.admission.resolved(&config.auth, config.public_url.as_deref())?;
+    let admission_token = admission.token.clone();
     let keys = signing_keys(ports.meta.as_ref(), &config.data_dir).await?;
     let settings = portcullis_core::services::Settings {
         gate: GateConfig { allowed_orgs: config.auth.allowed_orgs.clone(), proxy_anonymous: p.allow_anonymous },
@@ -131,6 +133,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
         sso_available: config.auth.oidc.is_some() || config.auth.ldap.is_some(),
         // SQLite: this process is the database's only writer. PostgreSQL: replicas are not.
         manifest_cache_bytes: if config.database.url()?.is_some() { 0 } else { MANIFEST_CACHE_BYTES },
+        admission_issuer: admission.issuer,
+        gateway_host: admission.gateway,
     };
     let core = Services::start(ports, settings, &keys).await?;
     let oidc = match &config.auth.oidc {
@@ -147,6 +151,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
         trusted_proxies: config.http.trusted_proxies()?,
         oidc,
         oidc_name: config.auth.oidc.as_ref().map(|o| o.name()).unwrap_or_default(),
+        admission_token,
     }))
 }
 

@@ -55,6 +55,50 @@ pub struct Config {
     pub s3: S3,
     /// Where the CLI's API commands (`org`, `check`, `publishers`) connect.
     pub client: ClientSettings,
+    /// Kubernetes admission webhooks (`/admission/validate`, `/admission/mutate`).
+    pub admission: AdmissionSettings,
+}
+
+/// `[admission]`: the cluster whose API server sends admission reviews.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdmissionSettings {
+    /// The workload issuer (`auth.workload_issuers` name) of the cluster's service accounts;
+    /// unset: admission reviews are not answered.
+    pub issuer: Option<String>,
+    /// A file holding the bearer token the API server presents (its admission kubeconfig's).
+    pub token_file: Option<PathBuf>,
+    /// The gateway's `host[:port]` that admitted images are rewritten to (default: public_url's).
+    pub gateway: Option<String>,
+}
+
+impl AdmissionSettings {
+    /// The issuer, the token and the gateway's name; an issuer needs a trusted issuer of that
+    /// name and a token.
+    pub fn resolved(&self, auth: &Auth, public_url: Option<&str>) -> anyhow::Result<AdmissionResolved> {
+        let Some(issuer) = &self.issuer else { return Ok(AdmissionResolved::default()) };
+        if !auth.workload_issuers.iter().any(|w| &w.name == issuer) {
+            bail!("admission.issuer {issuer:?} is none of auth.workload_issuers");
+        }
+        let Some(token) = secret(None, self.token_file.as_deref())?.filter(|t| t.len() >= 16) else {
+            bail!("admission.issuer needs admission.token_file: the API server's bearer token (16 characters or more)");
+        };
+        let gateway = self.gateway.clone().or_else(|| {
+            public_url.map(|u| {
+                let rest = u.trim_start_matches("https://").trim_start_matches("http://");
+                rest.split('/').next().unwrap_or(rest).to_owned()
+            })
+        });
+        Ok(AdmissionResolved { issuer: Some(issuer.clone()), token: Some(token), gateway })
+    }
+}
+
+/// [`AdmissionSettings`], checked.
+#[derive(Debug, Clone, Default)]
+pub struct AdmissionResolved {
+    pub issuer: Option<String>,
+    pub token: Option<String>,
+    pub gateway: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -630,6 +674,7 @@ impl Default for Config {
             database: Database::default(),
             s3: S3::default(),
             client: ClientSettings::default(),
+            admission: AdmissionSettings::default(),
         }
     }
 }

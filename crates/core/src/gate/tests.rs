@@ -78,6 +78,8 @@ async fn env(config: GateConfig) -> Env {
         catalog: policy::Catalog::default(),
         sso_available: false,
         manifest_cache_bytes: 1 << 20,
+        admission_issuer: None,
+        gateway_host: None,
     };
     let s = Services::start(ports, settings, &[generate_signing_key().unwrap()]).await.unwrap();
     s.identity.bootstrap_admin(Some("admin-password")).await.unwrap();

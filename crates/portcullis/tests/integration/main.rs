@@ -2,6 +2,7 @@
 //! loopback port with its own data directory, and talks to it over HTTP or through real
 //! clients (skopeo, ctr, podman, buildah). Test images are made by `images.rs`.
 
+mod admission;
 mod api;
 mod backup;
 mod browser;

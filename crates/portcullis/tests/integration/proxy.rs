@@ -24,8 +24,17 @@ pub async fn setup(extra: &[(&str, &str)]) -> Env {
     setup_with_upstream(None, extra).await
 }
 
+/// `setup` on a port chosen beforehand (for settings that name the server's own address).
+pub async fn setup_at(port: u16, extra: &[(&str, &str)]) -> Env {
+    setup_full(port, None, extra).await
+}
+
 /// `setup`, with one more upstream (an inline TOML table such as `{registry="quay.io",url=...}`).
 pub async fn setup_with_upstream(more: Option<&str>, extra: &[(&str, &str)]) -> Env {
+    setup_full(crate::support::free_port(), more, extra).await
+}
+
+async fn setup_full(port: u16, more: Option<&str>, extra: &[(&str, &str)]) -> Env {
     let work = tempfile::tempdir().unwrap();
     let layout = images::make(&work.path().join("layout"));
     let hub = Registry::start().await;
@@ -48,7 +57,7 @@ pub async fn setup_with_upstream(more: Option<&str>, extra: &[(&str, &str)]) -> 
         ("PORTCULLIS_PROXY__RETRIES", "1"),
     ];
     env.extend_from_slice(extra);
-    let s = Server::launch(tempfile::tempdir().unwrap(), &env, None, "http").await;
+    let s = Server::launch_at(port, tempfile::tempdir().unwrap(), &env, None, "http").await;
     s.create_user("alice").await;
     Env { s, hub, _ghcr: ghcr, fp, layout, work }
 }
