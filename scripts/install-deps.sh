@@ -32,6 +32,14 @@ if [ ! -f "$SCIM_VENV/.scim2-tester-0.5.2" ]; then
   "$SCIM_VENV/bin/pip" install -q 'scim2-tester==0.5.2' 'scim2-client[httpx2]==0.13.2'
   touch "$SCIM_VENV/.scim2-tester-0.5.2"
 fi
+# Kubernetes' schemas for the manifests under deploy/kubernetes: kubernetes-validate, from PyPI.
+KV_VENV=${PCL_KV_VENV:-/var/cache/pcl-kv-venv}
+if [ ! -f "$KV_VENV/.kubernetes-validate-1.37.0" ]; then
+  echo "install-deps: installing kubernetes-validate into $KV_VENV"
+  python3 -m venv "$KV_VENV"
+  "$KV_VENV/bin/pip" install -q 'kubernetes-validate==1.37.0'
+  touch "$KV_VENV/.kubernetes-validate-1.37.0"
+fi
 # A real OpenID provider for the single sign-on tests: oidc-provider, from npm, outside the
 # checkout (idempotent). Version 8 supports the Node.js 18/20 of Debian and NodeSource.
 NPM_DIR=${PCL_NPM_DIR:-/var/cache/portcullis-npm}

@@ -7,7 +7,8 @@
 //! to the digest its tag names now (asked of the hosted registry or the upstream, nothing
 //! fetched or stored), so the runtime pulls through the gateway exactly what was admitted; an
 //! image already named by the gateway with a digest is left as it is. Every review is audited
-//! (`admission`), naming the namespace, the pod and the service account.
+//! once (`admission`: the refused image, or the first; every image's decision in the detail),
+//! naming the namespace, the pod and the service account.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -109,23 +110,43 @@ impl Admission {
             }
         }
         let mut v = Verdict { allowed: true, ..Verdict::default() };
+        // One audit entry per review: the images and what was decided for each.
+        let mut decided = Vec::with_capacity(r.images.len());
+        let mut first: Option<(policy::Image, policy::Decision)> = None;
         for (pointer, name) in &r.images {
             let img = match self.iam.image_of(name) {
                 Ok(i) => i,
-                Err(e) => {
-                    return Ok(self.refuse(r, issuer, format!("{pointer}: {e}")).await);
-                }
+                Err(e) => return Ok(self.refuse(r, issuer, format!("{pointer}: {e}")).await),
             };
             let d = policy::decide(&memberships, &img, &snap, self.clock.now());
-            let decision = match d.effect {
-                policy::Effect::Allow => AuditDecision::Allowed,
-                policy::Effect::WouldDeny => AuditDecision::WouldDeny,
-                policy::Effect::Deny => AuditDecision::Denied,
+            decided.push(serde_json::json!({ "image": name, "rule": d.rule, "effect": d.effect }));
+            let denied = d.effect == policy::Effect::Deny;
+            match d.effect {
+                policy::Effect::Deny => v = Verdict { allowed: false, message: Some(d.message.clone()), ..Verdict::default() },
+                policy::Effect::WouldDeny => v.warnings.push(d.message.clone()),
+                policy::Effect::Allow => {}
+            }
+            if first.is_none() || denied {
+                first = Some((img.clone(), d));
+            }
+            if denied {
+                break;
+            }
+            if mutate && let Some(new) = self.pinned(name, &img).await? {
+                v.rewrites.push((pointer.clone(), new));
+            }
+        }
+        if let Some((img, d)) = first {
+            let decision = match (v.allowed, v.warnings.is_empty()) {
+                (false, _) => AuditDecision::Denied,
+                (true, false) => AuditDecision::WouldDeny,
+                (true, true) => AuditDecision::Allowed,
             };
+            let org = d.org.clone().or_else(|| memberships.first().map(|m| m.org.clone()));
             self.audit
                 .record(AuditEntry {
-                    org: d.org.clone(),
-                    actor: actor.clone(),
+                    org,
+                    actor,
                     action: "admission".into(),
                     image: Some(img.canonical()),
                     digest: img.digest.clone(),
@@ -134,22 +155,16 @@ impl Admission {
                     decision: Some(decision),
                     detail: Some(
                         serde_json::json!({ "namespace": r.namespace, "kind": r.kind, "object": r.object,
-                                            "serviceaccount": r.service_account, "image": name })
+                                            "serviceaccount": r.service_account, "images": decided })
                         .to_string(),
                     ),
                     ..Default::default()
                 })
                 .await;
-            match d.effect {
-                policy::Effect::Deny => {
-                    return Ok(Verdict { allowed: false, message: Some(d.message), ..Verdict::default() });
-                }
-                policy::Effect::WouldDeny => v.warnings.push(d.message),
-                policy::Effect::Allow => {}
-            }
-            if mutate && let Some(new) = self.pinned(name, &img).await? {
-                v.rewrites.push((pointer.clone(), new));
-            }
+        }
+        if !v.allowed {
+            v.rewrites.clear();
+            v.warnings.clear();
         }
         Ok(v)
     }

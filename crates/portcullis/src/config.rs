@@ -830,6 +830,13 @@ impl Config {
                 self.auth.allowed_orgs.join(", ")
             ));
         }
+        if self.auth.workload_verifier()?.is_some() {
+            let names: Vec<&str> = self.auth.workload_issuers.iter().map(|w| w.name.as_str()).collect();
+            out.push_str(&format!("# workload identity tokens trusted from: {}\n", names.join(", ")));
+        }
+        if let Some(issuer) = self.admission.resolved(&self.auth, self.public_url.as_deref())?.issuer {
+            out.push_str(&format!("# Kubernetes admission reviews answered for the service accounts of {issuer}\n"));
+        }
         out.push_str(&format!("# API commands talk to {} as {}\n", self.client_server(), self.client.username));
         Ok(out)
     }

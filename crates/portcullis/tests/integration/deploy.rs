@@ -107,3 +107,44 @@ fn notifies_systemd_and_reloads_the_log_level_on_sighup() {
     assert_eq!(next(&sock), "STOPPING=1");
     assert!(child.wait().unwrap().success());
 }
+
+/// The Kubernetes manifests (`deploy/kubernetes/`) and the RBAC `client-config` writes, checked
+/// against Kubernetes 1.34's schemas by `kubernetes-validate --strict` (which refuses a broken one:
+/// checked too); the webhooks fail closed and never review the gateway's own namespace.
+#[test]
+fn the_kubernetes_manifests_validate_against_the_schemas() {
+    let venv = std::env::var("PCL_KV_VENV").unwrap_or_else(|_| "/var/cache/pcl-kv-venv".into());
+    let validate = |files: &[std::path::PathBuf]| {
+        run(Command::new(format!("{venv}/bin/kubernetes-validate")).args(["--strict", "-k", "1.34.0"]).args(files))
+    };
+    let dir = repo("deploy/kubernetes");
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 3, "{files:?}");
+    let work = tempfile::tempdir().unwrap();
+    let (ok, out) = run(portcullis(work.path()).args([
+        "client-config",
+        "--gateway",
+        "https://gw.example.com",
+        "--out",
+        work.path().join("cc").to_str().unwrap(),
+    ]));
+    assert!(ok, "{out}");
+    files.push(work.path().join("cc/kubernetes/rbac.yaml"));
+    let (ok, out) = validate(&files);
+    assert!(ok && !out.contains("failed"), "{out}");
+    assert_eq!(out.matches("passed for resource").count(), 12, "{out}");
+    let broken = work.path().join("broken.yaml");
+    let deployment =
+        std::fs::read_to_string(dir.join("replicas.yaml")).unwrap().replace("replicas: 3", "replicas: three");
+    std::fs::write(&broken, deployment).unwrap();
+    assert!(!validate(&[broken]).0, "the validator refuses what is wrong");
+    let webhooks = std::fs::read_to_string(dir.join("webhooks.yaml")).unwrap();
+    assert_eq!(webhooks.matches("failurePolicy: Fail").count(), 2);
+    assert_eq!(webhooks.matches("values: [\"portcullis\", \"kube-system\"]").count(), 2);
+    assert!(webhooks.contains("path: /admission/mutate") && webhooks.contains("path: /admission/validate"));
+}

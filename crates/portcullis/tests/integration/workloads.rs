@@ -485,3 +485,89 @@ async fn the_kubelet_chain_pulls_as_the_pods_service_account() {
     assert!(refused.as_ref().is_err_and(|m| m.contains("401") || m.contains("nauthorized")), "{refused:?}");
     std::fs::remove_file(hosts.join("hosts.toml")).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ci_job_signs_in_with_its_oidc_token_and_pushes_only_what_its_rule_allows() {
+    // GitHub Actions' identity token, with GitHub's documented claims, from an issuer named github
+    let issuer = TestIssuer::start().await;
+    let issuers = format!("[{{name=\"github\",issuer=\"{}\"}}]", issuer.url);
+    let e = setup(&[("PORTCULLIS_AUTH__WORKLOAD_ISSUERS", issuers.as_str())]).await;
+    let s = &e.s;
+    let gw = s.addr();
+    s.create_org("acme", "alice").await;
+    let ap = pw("alice");
+    let alice = ("alice", ap.as_str());
+    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams", alice, Some(json!({"name": "release"}))).await.0, 201);
+    let write = json!({"permission": "write"});
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/teams/release/permissions/app", alice, Some(write)).await.0, 200);
+    let rule = json!({"issuer": "github", "claims": {"repository": "acme/app", "ref": "refs/heads/main"}, "teams": ["release"]});
+    assert_eq!(
+        s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(json!({"workloads": {"rules": [rule]}}))).await.0,
+        200
+    );
+    let job = |git_ref: &str| {
+        let t = now();
+        let claims = json!({
+            "jti": uuid::Uuid::new_v4().to_string(), "sub": format!("repo:acme/app:ref:{git_ref}"),
+            "aud": "portcullis", "ref": git_ref, "sha": "d0d1c5a9f6b5e0f6c5b7e3e6f1c0a8b9e7d6c5b4",
+            "repository": "acme/app", "repository_owner": "acme", "repository_owner_id": "1",
+            "run_id": "42", "run_number": "7", "run_attempt": "1", "repository_visibility": "private",
+            "repository_id": "2", "actor_id": "3", "actor": "octocat", "workflow": "release",
+            "head_ref": "", "base_ref": "", "event_name": "push", "ref_type": "branch", "ref_protected": "true",
+            "workflow_ref": format!("acme/app/.github/workflows/release.yml@{git_ref}"),
+            "workflow_sha": "d0d1c5a9f6b5e0f6c5b7e3e6f1c0a8b9e7d6c5b4",
+            "job_workflow_ref": format!("acme/app/.github/workflows/release.yml@{git_ref}"),
+            "runner_environment": "github-hosted", "iss": issuer.url, "nbf": t - 5, "exp": t + 300, "iat": t,
+        });
+        issuer.sign(&issuer.header(), &claims)
+    };
+    let main = job("refs/heads/main");
+    // docker login with it, as a job's `docker/login-action` does
+    let sock = std::env::var("DOCKER_SOCK").unwrap_or_else(|_| "/tmp/pcl-test/docker/docker.sock".into());
+    let cfg = e.work.path().join("docker-config");
+    std::fs::create_dir_all(&cfg).unwrap();
+    let login = |token: &str| {
+        use std::io::Write;
+        let mut child = std::process::Command::new("docker")
+            .env("DOCKER_CONFIG", &cfg)
+            .args(["-H", &format!("unix://{sock}"), "login", "-u", "workload", "--password-stdin", &gw])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(format!("{token}\n").as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
+    };
+    let (ok, out) = login(&main);
+    assert!(ok && out.contains("Login Succeeded"), "{out}");
+    let (ok, out) = login(&job("refs/heads/feature"));
+    assert!(!ok, "another branch matches no rule: {out}");
+    // skopeo pushes and pulls what the rule's team may, and nothing else
+    let creds = format!("workload:{main}");
+    let src = format!("oci:{}:tiny", e.layout.dir.display());
+    let push = |dst: &str| {
+        crate::support::run(std::process::Command::new("skopeo").args([
+            "copy",
+            "-q",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &creds,
+            &src,
+            &format!("docker://{gw}/{dst}"),
+        ]))
+    };
+    let (ok, out) = push("acme/app:1");
+    assert!(ok, "{out}");
+    let (ok, out) = push("acme/other:1");
+    assert!(!ok, "no permission on acme/other: {out}");
+    let (ok, out) = skopeo_pull(&gw, &creds, "acme/app:1", &e.work.path().join("pulled"));
+    assert!(ok, "{out}");
+    let entry =
+        crate::support::audit_entry(s, "pull", |e| e["actor"] == "github:repo:acme/app:ref:refs/heads/main").await;
+    assert_eq!(entry["image"], "acme/app", "{entry}");
+}
