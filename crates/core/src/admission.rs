@@ -122,7 +122,9 @@ impl Admission {
             decided.push(serde_json::json!({ "image": name, "rule": d.rule, "effect": d.effect }));
             let denied = d.effect == policy::Effect::Deny;
             match d.effect {
-                policy::Effect::Deny => v = Verdict { allowed: false, message: Some(d.message.clone()), ..Verdict::default() },
+                policy::Effect::Deny => {
+                    v = Verdict { allowed: false, message: Some(d.message.clone()), ..Verdict::default() }
+                }
                 policy::Effect::WouldDeny => v.warnings.push(d.message.clone()),
                 policy::Effect::Allow => {}
             }

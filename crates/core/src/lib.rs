@@ -27,6 +27,7 @@ pub mod purge;
 pub mod registry;
 pub mod replica;
 pub mod requests;
+pub mod robots;
 pub mod scim;
 pub mod services;
 pub mod sessions;

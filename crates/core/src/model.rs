@@ -215,6 +215,8 @@ pub enum AccountSource {
     Scim,
     /// A workload (a service account, a CI job) made at its first workload-token sign-in.
     Workload,
+    /// An organization's robot (`robots.rs`), signing in with its access token.
+    Robot,
 }
 
 impl AccountSource {
@@ -225,6 +227,7 @@ impl AccountSource {
             AccountSource::Ldap => "ldap",
             AccountSource::Scim => "scim",
             AccountSource::Workload => "workload",
+            AccountSource::Robot => "robot",
         }
     }
 
@@ -236,6 +239,7 @@ impl AccountSource {
             AccountSource::Ldap => "LDAP sign-in",
             AccountSource::Scim => "SCIM sign-in",
             AccountSource::Workload => "workload identity token",
+            AccountSource::Robot => "robot token",
         }
     }
 }
@@ -284,6 +288,7 @@ impl TryFrom<String> for AccountSource {
                 AccountSource::Ldap,
                 AccountSource::Scim,
                 AccountSource::Workload,
+                AccountSource::Robot,
             ],
             AccountSource::as_str,
             "account source",

@@ -11,7 +11,7 @@ use crate::authz::Principal;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::identity::{Identity, check_account_name};
-use crate::model::{OWNERS_TEAM, Org, Permission, Repo, RepoPermission, Team, User, Visibility};
+use crate::model::{AccountSource, OWNERS_TEAM, Org, Permission, Repo, RepoPermission, Team, User, Visibility};
 use crate::ports::{ContentStore, IdentityStore, MetaStore, OrgStore};
 
 /// A member of an organization and the teams they are in.
@@ -225,6 +225,12 @@ impl Orgs {
         let t = self.team_of(&o, team).await?;
         Self::hand_edit(&t, org)?;
         let u = self.user(username).await?;
+        if matches!(u.source, AccountSource::Robot | AccountSource::Workload) && team == OWNERS_TEAM {
+            return Err(Error::Invalid(format!("{username} is a {} account: never an owner", u.source)));
+        }
+        if u.source == AccountSource::Robot && crate::robots::org_of(username) != Some(org) {
+            return Err(Error::Invalid(format!("{username} is a robot of another organization")));
+        }
         let added = self.store.add_member(t.id, u.id).await?;
         self.identity.refresh_directory().await?;
         if added {

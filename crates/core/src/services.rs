@@ -79,6 +79,7 @@ pub struct Services {
     pub scim: Arc<crate::scim::Scim>,
     pub workloads: Arc<crate::workloads::Workloads>,
     pub admission: Arc<crate::admission::Admission>,
+    pub robots: Arc<crate::robots::Robots>,
     pub tokens: Arc<TokenIssuer>,
     pub gate: Gate,
     pub replica: Arc<Replica>,
@@ -143,6 +144,13 @@ impl Services {
             sessions: Sessions::new(meta.clone(), identity.clone()),
             sso,
             scim: Arc::new(crate::scim::Scim::new(meta.clone(), identity.clone(), audit.clone())),
+            robots: Arc::new(crate::robots::Robots::new(
+                meta.clone(),
+                identity.clone(),
+                orgs.clone(),
+                audit.clone(),
+                clock.clone(),
+            )),
             admission: Arc::new(crate::admission::Admission::new(
                 iam.clone(),
                 contents.clone(),

@@ -59,7 +59,7 @@ pub fn provider_of(user: &User) -> Option<Provider> {
         AccountSource::Scim => {
             user.external_id.as_deref().and_then(|b| b.split_once(':')).and_then(|(p, _)| Provider::from_key(p))
         }
-        AccountSource::Local | AccountSource::Workload => None,
+        AccountSource::Local | AccountSource::Workload | AccountSource::Robot => None,
     }
 }
 

@@ -50,6 +50,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/orgs/{org}/policy/diff", get(policy_diff))
         .route("/api/v1/orgs/{org}/policy/versions/{id}/restore", axum::routing::post(restore_version))
         .route("/api/v1/orgs/{org}/exceptions", get(list_exceptions).post(add_exception))
+        .route("/api/v1/orgs/{org}/robots", get(list_robots).post(create_robot))
+        .route("/api/v1/orgs/{org}/robots/{name}", delete(delete_robot))
         .route("/api/v1/orgs/{org}/exceptions/{id}", delete(delete_exception))
         .route("/api/v1/orgs/{org}/exception-requests", get(list_requests).post(create_request))
         .route("/api/v1/orgs/{org}/exception-requests/{id}/approve", axum::routing::post(approve_request))
@@ -577,4 +579,37 @@ async fn delete_publisher(State(st): St, u: ApiUser, Path(ns): Path<String>) -> 
 
 async fn audit_all(State(st): St, u: ApiUser, Query(q): Query<portcullis_core::model::AuditQuery>) -> ApiResult {
     ok(json!(st.audit.query_all(&u.0, &q).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRobot {
+    name: String,
+    teams: Vec<String>,
+    /// `read` (pull) or `read-write` (pull and push where its teams may).
+    #[serde(default = "read_scope")]
+    scope: TokenScope,
+    /// Required: a robot's token always expires.
+    expires_in_days: i64,
+}
+
+fn read_scope() -> TokenScope {
+    TokenScope::Read
+}
+
+async fn list_robots(State(st): St, u: ApiUser, Path(org): Path<String>) -> ApiResult {
+    ok(json!(st.robots.list(&u.0, &org).await?))
+}
+
+async fn create_robot(State(st): St, u: ApiUser, Path(org): Path<String>, b: JsonBody) -> ApiResult {
+    let n: NewRobot = b.object()?;
+    let (robot, token) = st.robots.create(&u.0, &org, &n.name, &n.teams, n.scope, n.expires_in_days).await?;
+    let mut v = json!(robot);
+    v["token"] = token.into();
+    created(v)
+}
+
+async fn delete_robot(State(st): St, u: ApiUser, Path((org, name)): Path<(String, String)>) -> ApiResult {
+    st.robots.delete(&u.0, &org, &name).await?;
+    no_content()
 }

@@ -99,13 +99,20 @@ impl FromRequestParts<Arc<AppState>> for ApiUser {
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
         let client = client_addr(state, parts);
         state.catch_up().await?;
-        match credentials(&parts.headers)? {
-            Credentials::Basic(u, p) => Ok(ApiUser(state.identity.authenticate(&u, &p, &client).await?)),
-            Credentials::Bearer(t) => Ok(ApiUser(state.identity.authenticate_token(&t, &client).await?)),
+        let who = match credentials(&parts.headers)? {
+            Credentials::Basic(u, p) => state.identity.authenticate(&u, &p, &client).await?,
+            Credentials::Bearer(t) => state.identity.authenticate_token(&t, &client).await?,
             Credentials::None => {
-                Err(ApiError(Error::Unauthenticated("sign in with Basic credentials or a Bearer access token".into())))
+                return Err(ApiError(Error::Unauthenticated(
+                    "sign in with Basic credentials or a Bearer access token".into(),
+                )));
             }
+        };
+        // A robot's token is for registry clients (`/token`), not for the API.
+        if portcullis_core::robots::org_of(&who.username).is_some() {
+            return Err(ApiError(Error::Denied("a robot's token opens no API: it is for registry clients".into())));
         }
+        Ok(ApiUser(who))
     }
 }
 

@@ -26,6 +26,7 @@ mod postgres;
 mod proxy;
 mod readme;
 mod replicas;
+mod robots;
 mod scim;
 mod signatures;
 mod sso;
