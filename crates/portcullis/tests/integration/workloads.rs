@@ -50,34 +50,23 @@ impl TestIssuer {
             "id_token_signing_alg_values_supported": ["RS256"],
         });
         let down = Arc::new(AtomicBool::new(false));
-        let (d1, d2) = (down.clone(), down.clone());
+        // A document, or 502 while the issuer is down.
+        let serve = |body: Value| {
+            let down = down.clone();
+            axum::routing::get(move || {
+                let (down, body) = (down.clone(), body.clone());
+                async move {
+                    if down.load(Ordering::SeqCst) {
+                        Err(axum::http::StatusCode::BAD_GATEWAY)
+                    } else {
+                        Ok(axum::Json(body))
+                    }
+                }
+            })
+        };
         let app = axum::Router::new()
-            .route(
-                "/.well-known/openid-configuration",
-                axum::routing::get(move || {
-                    let (d, body) = (d1.clone(), discovery.clone());
-                    async move {
-                        if d.load(Ordering::SeqCst) {
-                            Err(axum::http::StatusCode::BAD_GATEWAY)
-                        } else {
-                            Ok(axum::Json(body))
-                        }
-                    }
-                }),
-            )
-            .route(
-                "/openid/v1/jwks",
-                axum::routing::get(move || {
-                    let (d, body) = (d2.clone(), jwks.clone());
-                    async move {
-                        if d.load(Ordering::SeqCst) {
-                            Err(axum::http::StatusCode::BAD_GATEWAY)
-                        } else {
-                            Ok(axum::Json(body))
-                        }
-                    }
-                }),
-            );
+            .route("/.well-known/openid-configuration", serve(discovery))
+            .route("/openid/v1/jwks", serve(jwks));
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         TestIssuer { url, key, kid, down }
     }
@@ -123,6 +112,22 @@ impl TestIssuer {
     }
 }
 
+/// A gateway trusting `issuers` (an inline TOML array), with acme restricting what its members
+/// pull (alice owns it, bob is in dev) and its team ci, which may also pull community images.
+async fn acme_with_ci(issuers: &str) -> crate::proxy::Env {
+    let e = setup(&[("PORTCULLIS_AUTH__WORKLOAD_ISSUERS", issuers)]).await;
+    let s = &e.s;
+    crate::support::acme_with_member_bob(s).await;
+    let ap = pw("alice");
+    let alice = ("alice", ap.as_str());
+    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams", alice, Some(json!({"name": "ci"}))).await.0, 201);
+    let restrict = json!({"restricted_images": {"enabled": true}});
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(restrict)).await.0, 200);
+    let community = json!({"restricted_images": {"allow_community": true}});
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/teams/ci/settings", alice, Some(community)).await.0, 200);
+    e
+}
+
 /// `GET /token` with Basic `workload:<token>`: (status, body).
 async fn token(gw: &str, jwt: &str, scope: &str) -> (u16, Value) {
     let r = reqwest::Client::new()
@@ -146,17 +151,11 @@ async fn service_accounts_pull_as_their_namespace_and_forged_tokens_are_refused(
         "[{{name=\"k8s\",issuer=\"{}\",max_token_lifetime_secs=7200}},{{name=\"gone\",issuer=\"http://127.0.0.1:9\",timeout_secs=1}}]",
         issuer.url
     );
-    let e = setup(&[("PORTCULLIS_AUTH__WORKLOAD_ISSUERS", issuers.as_str())]).await;
+    let e = acme_with_ci(&issuers).await;
     let s = &e.s;
     let gw = s.addr();
-    crate::support::acme_with_member_bob(s).await;
     let ap = pw("alice");
     let alice = ("alice", ap.as_str());
-    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams", alice, Some(json!({"name": "ci"}))).await.0, 201);
-    let restrict = json!({"restricted_images": {"enabled": true}});
-    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(restrict)).await.0, 200);
-    let community = json!({"restricted_images": {"allow_community": true}});
-    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/teams/ci/settings", alice, Some(community)).await.0, 200);
 
     // rules that would grant too much, name an unknown issuer or team, or come from a member
     let put = |rule: Value| json!({"workloads": {"rules": [rule]}});
@@ -390,20 +389,13 @@ async fn cri_pull(sock: &str, image: &str, auth: Option<(&str, &str)>) -> Result
 async fn the_kubelet_chain_pulls_as_the_pods_service_account() {
     let issuer = TestIssuer::start().await;
     let issuers = format!("[{{name=\"k8s\",issuer=\"{}\"}}]", issuer.url);
-    let e = setup(&[("PORTCULLIS_AUTH__WORKLOAD_ISSUERS", issuers.as_str())]).await;
+    let e = acme_with_ci(&issuers).await;
     let s = &e.s;
     let gw = s.addr();
-    crate::support::acme_with_member_bob(s).await;
     let ap = pw("alice");
-    let alice = ("alice", ap.as_str());
-    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams", alice, Some(json!({"name": "ci"}))).await.0, 201);
-    let settings = json!({
-        "restricted_images": {"enabled": true},
-        "workloads": {"rules": [{"issuer": "k8s", "claims": {"namespace": "ci-*"}, "teams": ["ci"]}]},
-    });
-    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(settings)).await.0, 200);
-    let community = json!({"restricted_images": {"allow_community": true}});
-    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/teams/ci/settings", alice, Some(community)).await.0, 200);
+    let settings =
+        json!({"workloads": {"rules": [{"issuer": "k8s", "claims": {"namespace": "ci-*"}, "teams": ["ci"]}]}});
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", ("alice", &ap), Some(settings)).await.0, 200);
 
     // the plugin, run with the request exactly as the kubelet writes it
     let provider = |token: &str| {
