@@ -23,6 +23,7 @@ mod org;
 mod permissions;
 mod provisioning;
 mod requests;
+mod robots;
 mod session;
 mod signatures;
 mod sso;
@@ -61,6 +62,8 @@ pub fn routes(st: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/orgs/{org}/team-rules", post(permissions::set_team_rule))
         .route("/orgs/{org}/signature-rules", post(signatures::add))
         .route("/orgs/{org}/signature-rules/{n}/delete", post(signatures::delete))
+        .route("/orgs/{org}/robots", post(robots::create))
+        .route("/orgs/{org}/robots/{name}/delete", post(robots::delete))
         .route("/orgs/{org}/workload-rules", post(workloads::add))
         .route("/orgs/{org}/workload-rules/{n}/delete", post(workloads::delete))
         .route("/orgs/{org}/history", get(history::page))
@@ -205,6 +208,7 @@ fn notice(key: &str) -> &'static str {
         "team-rule-saved" => "Team rule saved. It applies to the next pull.",
         "signature-rule-added" => "Signature rule added. It applies to the next pull.",
         "signature-rule-removed" => "Signature rule removed.",
+        "robot-deleted" => "Robot deleted; its token no longer works.",
         "workload-rule-added" => "Workload rule added. It applies at the workload's next sign-in.",
         "workload-rule-removed" => "Workload rule removed; the memberships it made have ended.",
         "restored" => "Version restored. It applies to the next pull.",

@@ -106,11 +106,15 @@ pub struct DirectoryView {
 
 #[derive(Template)]
 #[template(path = "members.html")]
-struct MembersPage {
-    l: Layout,
+pub(super) struct MembersPage {
+    pub(super) l: Layout,
     members: Vec<Member>,
     teams: Vec<TeamView>,
     directory: DirectoryView,
+    /// The org's robots (owners see them).
+    robots: Vec<super::robots::RobotView>,
+    /// A robot just made: its name and its token, shown this once.
+    pub(super) created: Option<(String, String)>,
 }
 
 pub async fn members(
@@ -119,6 +123,14 @@ pub async fn members(
     Path(org): Path<String>,
     Query(q): Query<Done>,
 ) -> UiResult {
+    let mut page = members_page(&st, &c, &org).await?;
+    page.l = page.l.with_notice(q.done.as_deref());
+    ok(&page)
+}
+
+/// The members page of `org` as `c` sees it.
+pub(super) async fn members_page(st: &crate::AppState, c: &Console, org: &str) -> Result<MembersPage, Error> {
+    let org = org.to_owned();
     let members = st.orgs.members(&c.who, &org).await?;
     let delegation = st.iam.settings(&c.who, &org).await?.directory;
     let mut teams = Vec::new();
@@ -146,8 +158,9 @@ pub async fn members(
         ldap: has(policy::Provider::Ldap),
         owners: delegation.owners,
     };
-    let l = Layout::org(&c, &st, &org, "Members and teams", "members").with_notice(q.done.as_deref());
-    ok(&MembersPage { l, members, teams, directory })
+    let l = Layout::org(c, st, &org, "Members and teams", "members");
+    let robots = if l.owner { super::robots::views(&st.robots.list(&c.who, &org).await?) } else { Vec::new() };
+    Ok(MembersPage { l, members, teams, directory, robots, created: None })
 }
 
 #[derive(Deserialize)]

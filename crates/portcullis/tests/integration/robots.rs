@@ -106,3 +106,33 @@ async fn owners_make_robots_that_pull_and_push_as_their_teams_allow() {
     let entry = crate::support::audit_entry(s, "robot.delete", |e| e["actor"] == "alice").await;
     assert!(entry["detail"].as_str().unwrap().contains("robot$acme+ci"), "{entry}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_make_and_delete_robots_in_the_console() {
+    let e = crate::proxy::setup(&[]).await;
+    let s = &e.s;
+    acme_with_member_bob(s).await;
+    let alice = crate::web::Web::sign_in(s, "alice", &pw("alice")).await;
+    let bob = crate::web::Web::sign_in(s, "bob", &pw("bob")).await;
+    let form = [("name", "ci"), ("teams", "dev"), ("scope", "read"), ("days", "30")];
+    assert_eq!(bob.post("/orgs/acme/robots", &form).await.0, 403);
+    assert!(!bob.get("/orgs/acme/members").await.1.contains("Make a robot"), "members do not manage robots");
+    let (st, _, page) = alice.post("/orgs/acme/robots", &form).await;
+    assert_eq!(st, 200, "{page}");
+    let token = page.split("<output id=\"new-token\"><code>").nth(1).unwrap().split('<').next().unwrap().to_owned();
+    assert!(page.contains("<td><code>robot$acme+ci</code></td><td>dev</td><td>pull</td>"), "{page}");
+    // the token works, and is never shown again
+    let (ok, out) =
+        skopeo_pull(&s.addr(), &format!("robot$acme+ci:{token}"), "library/tiny:1", &e.work.path().join("p"));
+    assert!(ok, "{out}");
+    assert!(!alice.get("/orgs/acme/members").await.1.contains(&token));
+    let (st, _, page) = alice
+        .post("/orgs/acme/robots", &[("name", "boss"), ("teams", "owners"), ("scope", "read"), ("days", "30")])
+        .await;
+    assert_eq!(st, 400);
+    assert!(page.contains("never an owner"), "{page}");
+    let (st, loc, _) = alice.post("/orgs/acme/robots/ci/delete", &[]).await;
+    assert_eq!((st, loc.as_str()), (303, "/orgs/acme/members?done=robot-deleted"));
+    let (ok, _) = skopeo_pull(&s.addr(), &format!("robot$acme+ci:{token}"), "library/tiny:1", &e.work.path().join("q"));
+    assert!(!ok, "deleted");
+}
