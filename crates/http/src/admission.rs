@@ -92,8 +92,11 @@ async fn answer(State(st): St, headers: HeaderMap, body: Bytes, mutate: bool) ->
             .into_response()
     };
     let deny = |message: String| json!({ "allowed": false, "status": { "code": 403, "message": message } });
-    if !matches!(req["operation"].as_str(), Some("CREATE" | "UPDATE")) {
-        return respond(json!({ "allowed": true }));
+    match req["operation"].as_str() {
+        Some("CREATE" | "UPDATE") => {}
+        // Nothing new runs: nothing to decide.
+        Some("DELETE" | "CONNECT") => return respond(json!({ "allowed": true })),
+        other => return refused(StatusCode::BAD_REQUEST, format!("unknown operation {other:?}")),
     }
     let kind = req["kind"]["kind"].as_str().unwrap_or_default().to_owned();
     let Some(base) = pod_spec(&kind) else {

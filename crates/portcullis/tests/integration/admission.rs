@@ -1,5 +1,6 @@
-//! Kubernetes admission: `AdmissionReview` bodies as the API server sends them (the documented
-//! `admission.k8s.io/v1` request with a Pod, a Deployment and others), the same policy as at
+//! Kubernetes admission: `AdmissionReview` bodies as the API server sends them (Kubernetes' own
+//! round-trip fixtures in `k8s/`, and the documented `admission.k8s.io/v1` request with a Pod,
+//! a Deployment and others), the same policy as at
 //! pull for the pod's service account, the JSONPatch applied by an independent implementation
 //! (Python's `jsonpatch`), and skopeo pulling the rewritten, pinned references.
 
@@ -217,6 +218,54 @@ async fn pods_are_decided_at_admission_as_at_pull_and_pinned_to_what_was_decided
     assert_eq!(st, 200);
     let m = v["response"]["status"]["message"].as_str().unwrap_or_default();
     assert!(v["response"]["allowed"] == false && m.contains("at most 256"), "{v}");
+    // Kubernetes' own fixtures (k8s/README.md): the v1 review with a Pod that sets every field
+    let fixture = |name: &str| -> Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/k8s").join(name);
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    };
+    let mut full = fixture("core.v1.Pod.json");
+    full["metadata"]["namespace"] = "ci-web".into();
+    full["spec"]["serviceAccountName"] = "builder".into();
+    for (field, image) in [
+        ("initContainers", "library/tiny:1"),
+        ("containers", "someone/app:1"),
+        ("ephemeralContainers", "library/tiny:1"),
+    ] {
+        for c in full["spec"][field].as_array_mut().unwrap() {
+            c["image"] = image.into();
+        }
+    }
+    let mut r = fixture("admission.k8s.io.v1.AdmissionReview.json");
+    r["request"]["kind"] = json!({"group": "", "version": "v1", "kind": "Pod"});
+    r["request"]["operation"] = "CREATE".into();
+    r["request"]["namespace"] = "ci-web".into();
+    r["request"]["object"] = full.clone();
+    let (st, v) = send(&gw, "/admission/mutate", Some(TOKEN), &r).await;
+    assert_eq!(
+        (st, v["response"]["uid"].as_str(), v["response"]["allowed"].as_bool()),
+        (200, Some("uidValue"), Some(true)),
+        "{v}"
+    );
+    let admitted = patched(&full, &v["response"]);
+    for field in ["initContainers", "containers", "ephemeralContainers"] {
+        let image = admitted["spec"][field][0]["image"].as_str().unwrap();
+        assert!(image.starts_with(&format!("{gw}/")) && image.contains("@sha256:"), "{field}: {image}");
+    }
+    // as the fixture is (placeholders: no operation the API server sends), of a custom kind, and
+    // the v1beta1 one
+    let raw = fixture("admission.k8s.io.v1.AdmissionReview.json");
+    assert_eq!(send(&gw, "/admission/validate", Some(TOKEN), &raw).await.0, 400);
+    let mut gone = raw.clone();
+    gone["request"]["operation"] = "DELETE".into();
+    assert_eq!(send(&gw, "/admission/validate", Some(TOKEN), &gone).await.1["response"]["allowed"], true);
+    let mut custom = raw;
+    custom["request"]["operation"] = "CREATE".into();
+    let (st, v) = send(&gw, "/admission/validate", Some(TOKEN), &custom).await;
+    assert_eq!((st, v["response"]["allowed"].as_bool()), (200, Some(false)), "{v}");
+    assert!(v["response"]["status"]["message"].as_str().unwrap().contains("\"kindValue\" is none of them"), "{v}");
+    let (st, _) =
+        send(&gw, "/admission/validate", Some(TOKEN), &fixture("admission.k8s.io.v1beta1.AdmissionReview.json")).await;
+    assert_eq!(st, 400);
     let bad = review("uid-8", "Pod", "ci-web", pod("bad", Some("builder"), &["UPPER/Case:1"]));
     let (st, v) = send(&gw, "/admission/mutate", Some(TOKEN), &bad).await;
     assert_eq!((st, v["response"]["allowed"].as_bool()), (200, Some(false)), "{v}");
