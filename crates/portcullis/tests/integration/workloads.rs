@@ -563,3 +563,86 @@ async fn a_ci_job_signs_in_with_its_oidc_token_and_pushes_only_what_its_rule_all
         crate::support::audit_entry(s, "pull", |e| e["actor"] == "github:repo:acme/app:ref:refs/heads/main").await;
     assert_eq!(entry["image"], "acme/app", "{entry}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_from_a_real_openid_provider_signs_a_ci_job_in() {
+    // npm oidc-provider as the CI platform's issuer: discovery, JWKS, an RS256 JWT access token
+    let modules = std::env::var("PCL_NPM_MODULES").unwrap_or_else(|_| "/var/cache/portcullis-npm/node_modules".into());
+    let port = crate::support::free_port();
+    let claims = json!({
+        "repository": "acme/app", "repository_owner": "acme", "ref": "refs/heads/main", "ref_type": "branch",
+        "workflow_ref": "acme/app/.github/workflows/release.yml@refs/heads/main", "event_name": "push",
+    });
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc/ci-issuer.mjs");
+    let _issuer = Killed(
+        std::process::Command::new("node")
+            .arg(script)
+            .arg(port.to_string())
+            .env("OIDC_PROVIDER_MODULES", &modules)
+            .env("JOB_CLAIMS", claims.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("node (Debian nodejs)"),
+    );
+    let issuer = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let mut jwt = String::new();
+    for _ in 0..200 {
+        let r = http
+            .post(format!("{issuer}/token"))
+            .basic_auth("ci-job", Some("ci-job-secret-0123456789"))
+            .form(&[("grant_type", "client_credentials"), ("scope", "pull")])
+            .send()
+            .await;
+        if let Ok(r) = r {
+            let v: Value = r.json().await.unwrap_or_default();
+            jwt = v["access_token"].as_str().unwrap_or_default().to_owned();
+            assert!(!jwt.is_empty(), "{v}");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(jwt.split('.').count(), 3, "a JWT access token: {jwt}");
+    let issuers = format!("[{{name=\"ci\",issuer=\"{issuer}\"}}]");
+    let e = setup(&[("PORTCULLIS_AUTH__WORKLOAD_ISSUERS", issuers.as_str())]).await;
+    let s = &e.s;
+    s.create_org("acme", "alice").await;
+    let ap = pw("alice");
+    let alice = ("alice", ap.as_str());
+    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams", alice, Some(json!({"name": "release"}))).await.0, 201);
+    let write = json!({"permission": "write"});
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/teams/release/permissions/app", alice, Some(write)).await.0, 200);
+    let rule =
+        json!({"issuer": "ci", "claims": {"repository": "acme/app", "ref": "refs/heads/main"}, "teams": ["release"]});
+    assert_eq!(
+        s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(json!({"workloads": {"rules": [rule]}}))).await.0,
+        200
+    );
+    let src = format!("oci:{}:tiny", e.layout.dir.display());
+    let (ok, out) = crate::support::run(std::process::Command::new("skopeo").args([
+        "copy",
+        "-q",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &format!("workload:{jwt}"),
+        &src,
+        &format!("docker://{}/acme/app:1", s.addr()),
+    ]));
+    assert!(ok, "{out}");
+    let entry = crate::support::audit_entry(s, "user.create", |e| {
+        e["detail"].as_str().is_some_and(|d| d.contains("ci:ci-job"))
+    })
+    .await;
+    assert!(entry["detail"].as_str().unwrap().contains("\"repository\":\"acme/app\""), "{entry}");
+}
+
+/// A child process ended when the test ends, whatever happened.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
