@@ -6,7 +6,9 @@
 //! denials come back as warnings. Each allowed image is rewritten to the gateway's name pinned
 //! to the digest its tag names now (asked of the hosted registry or the upstream, nothing
 //! fetched or stored), so the runtime pulls through the gateway exactly what was admitted; an
-//! image already named by the gateway with a digest is left as it is. Every review is audited
+//! image already named by the gateway with a digest is left as it is. A signature rule that
+//! covers an image whose digest has not verified at a pull yet comes back as a warning (the pull
+//! checks it, against the signature's bytes; admission fetches nothing). Every review is audited
 //! once (`admission`: the refused image, or the first; every image's decision in the detail),
 //! naming the namespace, the pod and the service account.
 
@@ -113,6 +115,7 @@ impl Admission {
         // One audit entry per review: the images and what was decided for each.
         let mut decided = Vec::with_capacity(r.images.len());
         let mut first: Option<(policy::Image, policy::Decision)> = None;
+        let mut would_deny = false;
         for (pointer, name) in &r.images {
             let img = match self.iam.image_of(name) {
                 Ok(i) => i,
@@ -125,7 +128,10 @@ impl Admission {
                 policy::Effect::Deny => {
                     v = Verdict { allowed: false, message: Some(d.message.clone()), ..Verdict::default() }
                 }
-                policy::Effect::WouldDeny => v.warnings.push(d.message.clone()),
+                policy::Effect::WouldDeny => {
+                    would_deny = true;
+                    v.warnings.push(d.message.clone());
+                }
                 policy::Effect::Allow => {}
             }
             if first.is_none() || denied {
@@ -134,15 +140,25 @@ impl Admission {
             if denied {
                 break;
             }
-            if mutate && let Some(new) = self.pinned(name, &img).await? {
+            let pinned = if mutate { self.pinned(name, &img).await? } else { None };
+            // Signature rules are checked at the pull, against the signature's bytes; here a
+            // digest not verified at a pull yet is said, so the refusal does not come unannounced.
+            let digest = pinned.as_deref().and_then(|p| p.split_once('@')).map(|(_, d)| d.to_owned());
+            let signed = policy::Image { digest: digest.or(img.digest.clone()), ..img.clone() };
+            for m in &memberships {
+                if let Some(why) = self.iam.unverified(&memberships, &signed, &snap, &m.org) {
+                    v.warnings.push(format!("{name}: {why}; the pull checks it"));
+                }
+            }
+            if let Some(new) = pinned {
                 v.rewrites.push((pointer.clone(), new));
             }
         }
         if let Some((img, d)) = first {
-            let decision = match (v.allowed, v.warnings.is_empty()) {
+            let decision = match (v.allowed, would_deny) {
                 (false, _) => AuditDecision::Denied,
-                (true, false) => AuditDecision::WouldDeny,
-                (true, true) => AuditDecision::Allowed,
+                (true, true) => AuditDecision::WouldDeny,
+                (true, false) => AuditDecision::Allowed,
             };
             let org = d.org.clone().or_else(|| memberships.first().map(|m| m.org.clone()));
             self.audit

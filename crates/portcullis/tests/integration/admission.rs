@@ -193,6 +193,27 @@ async fn pods_are_decided_at_admission_as_at_pull_and_pinned_to_what_was_decided
     assert!(image.starts_with(&format!("{gw}/library/tiny@sha256:")), "{admitted}");
     assert_eq!(admitted["spec"]["replicas"], 2, "nothing else changes");
 
+    // a signature rule over community images: admission fetches no signature, so a digest not
+    // verified at a pull yet is admitted with a warning that says the pull checks it
+    let key = e.work.path().join("cosign");
+    let (ok, out) = run(Command::new("sh").arg("-c").arg(format!(
+        "openssl ecparam -name prime256v1 -genkey -noout -out {0}.key && openssl ec -in {0}.key -pubout -out {0}.pub",
+        key.display()
+    )));
+    assert!(ok, "{out}");
+    let pem = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let rules = json!({"signatures": {"rules": [{"images": "community", "keys": [pem]}]}});
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(rules)).await.0, 200);
+    let (_, v) = send(&gw, "/admission/mutate", Some(TOKEN), &review("uid-9", "Pod", "ci-web", web.clone())).await;
+    assert_eq!(v["response"]["allowed"], true, "{v}");
+    let warnings = v["response"]["warnings"].to_string();
+    assert!(
+        warnings.contains("someone/app:1: Signature requirement") && warnings.contains("the pull checks it"),
+        "{v}"
+    );
+    let no_rules = json!({"signatures": {"rules": []}});
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(no_rules)).await.0, 200);
+
     // bad input: a clear refusal, bounded work, never a 5xx or an allow
     let (st, _) = send(&gw, "/admission/mutate", Some(TOKEN), &json!("not a review")).await;
     assert_eq!(st, 400);
