@@ -16,11 +16,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::audit::Audit;
-use crate::clock::Clock;
+use crate::authz::Subject;
 use crate::content::Contents;
 use crate::error::{Error, Result};
+use crate::gate::{Ask, Caller, Denial};
 use crate::iam::Iam;
 use crate::model::{AuditDecision, AuditEntry};
+use crate::ports::WorkloadIdentity;
+use oci::{Endpoint, Method};
 
 /// The most images one review decides (a pod of 1 000 containers is refused, not decided slowly).
 pub const MAX_IMAGES: usize = 256;
@@ -50,9 +53,11 @@ pub struct Verdict {
 
 pub struct Admission {
     iam: Arc<Iam>,
+    /// The gate that decides pulls: admission asks it on the pod's service account's behalf.
+    gate: crate::gate::Gate,
+    workloads: Arc<crate::workloads::Workloads>,
     contents: Arc<Contents>,
     audit: Arc<Audit>,
-    clock: Arc<dyn Clock>,
     /// The workload issuer whose rules name this cluster's service accounts.
     issuer: Option<String>,
     /// The gateway's `host[:port]` as the cluster's nodes reach it (`public_url`), for rewrites.
@@ -60,15 +65,17 @@ pub struct Admission {
 }
 
 impl Admission {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         iam: Arc<Iam>,
+        gate: crate::gate::Gate,
+        workloads: Arc<crate::workloads::Workloads>,
         contents: Arc<Contents>,
         audit: Arc<Audit>,
-        clock: Arc<dyn Clock>,
         issuer: Option<String>,
         gateway: Option<String>,
     ) -> Admission {
-        Admission { iam, contents, audit, clock, issuer, gateway }
+        Admission { iam, gate, workloads, contents, audit, issuer, gateway }
     }
 
     /// Whether admission reviews are answered here (an issuer is configured).
@@ -90,7 +97,6 @@ impl Admission {
                 .await);
         }
         let subject = format!("system:serviceaccount:{}:{}", r.namespace, r.service_account);
-        let actor = format!("{issuer}:{subject}");
         let claims: BTreeMap<String, String> = [
             ("sub", subject.clone()),
             ("namespace", r.namespace.clone()),
@@ -99,58 +105,62 @@ impl Admission {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
-        let snap = self.iam.snapshot();
-        let teams = match crate::workloads::rule_teams(&snap, issuer, &subject, &claims) {
-            Ok(t) => t,
-            Err(why) => return Ok(self.refuse(r, issuer, why).await),
+        // The pod's service account as a workload, as at its pulls: its account and the teams the
+        // rules give it (the API server vouches for the namespace and the service account).
+        let w = WorkloadIdentity { issuer: issuer.clone(), subject, claims, expires_at: 0 };
+        let who = match self.workloads.admit(&w, "admission").await {
+            Ok(p) => p,
+            Err(Error::Unauthenticated(why)) => return Ok(self.refuse(r, issuer, why).await),
+            Err(e) => return Err(e),
         };
-        let mut memberships: Vec<policy::Membership> = Vec::new();
-        for (org, team) in teams {
-            match memberships.iter_mut().find(|m| m.org == org) {
-                Some(m) => m.teams.push(team),
-                None => memberships.push(policy::Membership { org, owner: false, teams: vec![team] }),
-            }
-        }
+        let caller = Caller::OnBehalf(Subject::User(who.clone()));
         let mut v = Verdict { allowed: true, ..Verdict::default() };
+        let mut would_deny = false;
         // One audit entry per review: the images and what was decided for each.
         let mut decided = Vec::with_capacity(r.images.len());
-        let mut first: Option<(policy::Image, policy::Decision)> = None;
-        let mut would_deny = false;
+        let mut first: Option<(policy::Image, Option<policy::Decision>)> = None;
         for (pointer, name) in &r.images {
-            let img = match self.iam.image_of(name) {
+            let img = match self.iam.image_of(self.served_name(name)) {
                 Ok(i) => i,
                 Err(e) => return Ok(self.refuse(r, issuer, format!("{pointer}: {e}")).await),
             };
-            let d = policy::decide(&memberships, &img, &snap, self.clock.now());
-            decided.push(serde_json::json!({ "image": name, "rule": d.rule, "effect": d.effect }));
-            let denied = d.effect == policy::Effect::Deny;
-            match d.effect {
-                policy::Effect::Deny => {
-                    v = Verdict { allowed: false, message: Some(d.message.clone()), ..Verdict::default() }
-                }
-                policy::Effect::WouldDeny => {
+            let (repo, reference) = match crate::gate::parse_image(self.served_name(name)) {
+                Ok(x) => x,
+                Err(e) => return Ok(self.refuse(r, issuer, format!("{pointer}: {e}")).await),
+            };
+            // The same gate as a pull of this image by the pod's service account: Image Access
+            // Management, Registry Access Management, exceptions and signature rules.
+            let endpoint = Endpoint::Manifest { method: Method::Get, name: repo, reference };
+            let ask = Ask { endpoint, ns: None, host: None, client: "admission", agent: "admission" };
+            let (effect, decision, resolved) = match self.gate.decide(&caller, ask).await {
+                Ok(g) if g.would_deny.is_some() => {
                     would_deny = true;
-                    v.warnings.push(d.message.clone());
+                    v.warnings.push(g.would_deny.clone().unwrap_or_default());
+                    ("would_deny", None, g.digest)
                 }
-                policy::Effect::Allow => {}
+                Ok(g) => ("allow", None, g.digest),
+                Err(Denial::Unavailable(m)) => return Err(Error::Unavailable(m)),
+                Err(d) => {
+                    let decision = match &d {
+                        Denial::Policy(p) => Some(p.decision.clone()),
+                        _ => None,
+                    };
+                    v = Verdict {
+                        allowed: false,
+                        message: Some(crate::gate::denial_message(&d)),
+                        ..Verdict::default()
+                    };
+                    ("deny", decision, None)
+                }
+            };
+            decided.push(serde_json::json!({ "image": name, "effect": effect }));
+            if first.is_none() || !v.allowed {
+                first = Some((img.clone(), decision));
             }
-            if first.is_none() || denied {
-                first = Some((img.clone(), d));
-            }
-            if denied {
+            if !v.allowed {
                 break;
             }
-            let pinned = if mutate { self.pinned(name, &img).await? } else { None };
-            // Signature rules are checked at the pull, against the signature's bytes; here a
-            // digest not verified at a pull yet is said, so the refusal does not come unannounced.
-            let digest = pinned.as_deref().and_then(|p| p.split_once('@')).map(|(_, d)| d.to_owned());
-            let signed = policy::Image { digest: digest.or(img.digest.clone()), ..img.clone() };
-            for m in &memberships {
-                if let Some(why) = self.iam.unverified(&memberships, &signed, &snap, &m.org) {
-                    v.warnings.push(format!("{name}: {why}; the pull checks it"));
-                }
-            }
-            if let Some(new) = pinned {
+            if mutate && let Some(new) = self.pinned(name, &img, resolved).await? {
                 v.rewrites.push((pointer.clone(), new));
             }
         }
@@ -160,16 +170,19 @@ impl Admission {
                 (true, true) => AuditDecision::WouldDeny,
                 (true, false) => AuditDecision::Allowed,
             };
-            let org = d.org.clone().or_else(|| memberships.first().map(|m| m.org.clone()));
+            let org = d.as_ref().and_then(|d| d.org.clone()).or_else(|| {
+                let dir = self.iam.identity.directory().snapshot();
+                dir.memberships(who.id).first().map(|m| m.org.clone())
+            });
             self.audit
                 .record(AuditEntry {
                     org,
-                    actor,
+                    actor: who.username.clone(),
                     action: "admission".into(),
                     image: Some(img.canonical()),
                     digest: img.digest.clone(),
-                    category: d.category.as_ref().map(|c| c.name()),
-                    rule: Some(d.rule),
+                    category: d.as_ref().and_then(|d| d.category.as_ref().map(|c| c.name())),
+                    rule: d.as_ref().map(|d| d.rule),
                     decision: Some(decision),
                     detail: Some(
                         serde_json::json!({ "namespace": r.namespace, "kind": r.kind, "object": r.object,
@@ -187,9 +200,17 @@ impl Admission {
         Ok(v)
     }
 
+    /// `name` as a client of the gateway asks for it: without the gateway's own host.
+    fn served_name<'a>(&self, name: &'a str) -> &'a str {
+        match &self.gateway {
+            Some(gw) => name.strip_prefix(gw.as_str()).and_then(|n| n.strip_prefix('/')).unwrap_or(name),
+            None => name,
+        }
+    }
+
     /// `name` as the gateway serves it, pinned to the digest its tag names now; `None` when it
     /// is so already, or when no gateway name is configured.
-    async fn pinned(&self, name: &str, img: &policy::Image) -> Result<Option<String>> {
+    async fn pinned(&self, name: &str, img: &policy::Image, resolved: Option<oci::Digest>) -> Result<Option<String>> {
         let Some(gw) = &self.gateway else { return Ok(None) };
         if name.starts_with(&format!("{gw}/")) && name.contains("@sha256:") {
             return Ok(None);
@@ -199,8 +220,8 @@ impl Admission {
             Some(r) if r == oci::source::DOCKER_HUB => img.path.clone(),
             Some(r) => format!("{r}/{}", img.path),
         };
-        let digest = match &img.digest {
-            Some(d) => d.clone(),
+        let digest = match img.digest.clone().or(resolved.map(|d| d.to_string())) {
+            Some(d) => d,
             None => {
                 let tag = match name.rsplit_once(':') {
                     Some((_, t)) if !t.contains('/') => t,

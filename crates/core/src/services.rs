@@ -137,6 +137,14 @@ impl Services {
         };
         let replica = Arc::new(Replica::new(meta.clone(), identity.clone(), iam.clone(), tokens.clone(), generation));
         let sso = Arc::new(crate::sso::Sso::new(meta.clone(), identity.clone(), audit.clone()));
+        let workloads = Arc::new(crate::workloads::Workloads::new(
+            workload_verifier,
+            meta.clone(),
+            identity.clone(),
+            iam.clone(),
+            audit.clone(),
+            clock.clone(),
+        ));
         if let Some(directory) = password_directory {
             identity.set_password_directory(directory, &sso);
         }
@@ -153,20 +161,14 @@ impl Services {
             )),
             admission: Arc::new(crate::admission::Admission::new(
                 iam.clone(),
+                gate.clone(),
+                workloads.clone(),
                 contents.clone(),
                 audit.clone(),
-                clock.clone(),
                 settings.admission_issuer,
                 settings.gateway_host,
             )),
-            workloads: Arc::new(crate::workloads::Workloads::new(
-                workload_verifier,
-                meta.clone(),
-                identity.clone(),
-                iam.clone(),
-                audit.clone(),
-                clock.clone(),
-            )),
+            workloads,
             meta,
             blobs,
             clock,

@@ -73,6 +73,13 @@ impl Workloads {
             }
             Err(e) => return Err(e),
         };
+        self.admit(&w, client).await
+    }
+
+    /// The account of a verified workload identity (a token's, or a pod's service account the
+    /// Kubernetes API server names at admission), a member of exactly the teams the rules give
+    /// it; refused, with what did not match, when no rule does.
+    pub async fn admit(&self, w: &WorkloadIdentity, client: &str) -> Result<Principal> {
         let username = format!("{}:{}", w.issuer, w.subject);
         let wanted = match rule_teams(&self.iam.snapshot(), &w.issuer, &w.subject, &w.claims) {
             Ok(t) => t,

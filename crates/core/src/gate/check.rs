@@ -57,7 +57,7 @@ pub struct Check {
 }
 
 /// `name[:tag][@digest]` (tag `latest` when neither is given).
-fn parse_image(s: &str) -> Result<(RepoName, Reference)> {
+pub(crate) fn parse_image(s: &str) -> Result<(RepoName, Reference)> {
     let bad = || Error::Invalid(format!("invalid image {s:?}: use name[:tag] or name@digest"));
     let (rest, digest) = match s.trim().split_once('@') {
         Some((n, d)) => (n, Some(d.parse::<oci::Digest>().map_err(|_| bad())?)),
@@ -147,7 +147,7 @@ impl Gate {
 }
 
 /// What a denial says, for `check`.
-fn denial_message(d: &Denial) -> String {
+pub(crate) fn denial_message(d: &Denial) -> String {
     match d {
         Denial::SignIn { message, .. } | Denial::Forbidden(message) => message.clone(),
         Denial::Unsupported(m) | Denial::Unavailable(m) => m.clone(),

@@ -50,6 +50,7 @@ mod signed;
 mod tests;
 
 pub use check::{Check, Step};
+pub(crate) use check::{denial_message, parse_image};
 
 /// How the gate is configured.
 #[derive(Debug, Clone, Default)]
@@ -240,6 +241,7 @@ fn token_grants(claims: Option<&Claims>, name: &RepoName, action: Action) -> boo
 }
 
 /// The gate, built once by `Services::start` on the services it asks.
+#[derive(Clone)]
 pub struct Gate {
     pub(crate) identity: Arc<Identity>,
     pub(crate) iam: Arc<Iam>,

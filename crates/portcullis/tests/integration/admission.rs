@@ -193,8 +193,8 @@ async fn pods_are_decided_at_admission_as_at_pull_and_pinned_to_what_was_decided
     assert!(image.starts_with(&format!("{gw}/library/tiny@sha256:")), "{admitted}");
     assert_eq!(admitted["spec"]["replicas"], 2, "nothing else changes");
 
-    // a signature rule over community images: admission fetches no signature, so a digest not
-    // verified at a pull yet is admitted with a warning that says the pull checks it
+    // a signature rule over community images: the unsigned image is refused at creation, with
+    // the words a pull of it gets
     let key = e.work.path().join("cosign");
     let (ok, out) = run(Command::new("sh").arg("-c").arg(format!(
         "openssl ecparam -name prime256v1 -genkey -noout -out {0}.key && openssl ec -in {0}.key -pubout -out {0}.pub",
@@ -205,12 +205,11 @@ async fn pods_are_decided_at_admission_as_at_pull_and_pinned_to_what_was_decided
     let rules = json!({"signatures": {"rules": [{"images": "community", "keys": [pem]}]}});
     assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(rules)).await.0, 200);
     let (_, v) = send(&gw, "/admission/mutate", Some(TOKEN), &review("uid-9", "Pod", "ci-web", web.clone())).await;
-    assert_eq!(v["response"]["allowed"], true, "{v}");
-    let warnings = v["response"]["warnings"].to_string();
-    assert!(
-        warnings.contains("someone/app:1: Signature requirement") && warnings.contains("the pull checks it"),
-        "{v}"
-    );
+    assert_eq!(v["response"]["allowed"], false, "{v}");
+    let message = v["response"]["status"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("Signature requirement") && message.contains("it has no signature"), "{message}");
+    let (ok, out) = skopeo_pull(&gw, &sa, "someone/app:1", &e.work.path().join("unsigned"));
+    assert!(!ok && out.contains(&message), "the same words at pull: {out}\nvs {message}");
     let no_rules = json!({"signatures": {"rules": []}});
     assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(no_rules)).await.0, 200);
 
