@@ -101,7 +101,7 @@ impl Workloads {
                 return Ok(principal(id, username));
             }
         }
-        let user = self.account(&w, &username).await?;
+        let user = self.account(w, &username).await?;
         if user.disabled {
             let reason = format!("the workload account {username} is disabled; ask an administrator");
             self.refused(&username, client, serde_json::json!({ "method": "workload", "reason": reason })).await;

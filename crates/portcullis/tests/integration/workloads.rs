@@ -393,8 +393,10 @@ async fn the_kubelet_chain_pulls_as_the_pods_service_account() {
     let s = &e.s;
     let gw = s.addr();
     let ap = pw("alice");
-    let settings =
-        json!({"workloads": {"rules": [{"issuer": "k8s", "claims": {"namespace": "ci-*"}, "teams": ["ci"]}]}});
+    let settings = json!({"workloads": {"rules": [
+        {"issuer": "k8s", "claims": {"namespace": "ci-*"}, "teams": ["ci"]},
+        {"issuer": "k8s", "claims": {"namespace": "dev-*"}, "teams": ["dev"]},
+    ]}});
     assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", ("alice", &ap), Some(settings)).await.0, 200);
 
     // the plugin, run with the request exactly as the kubelet writes it
@@ -470,8 +472,19 @@ async fn the_kubelet_chain_pulls_as_the_pods_service_account() {
     })
     .await;
     assert_eq!(entry["decision"], "allowed", "the audit names the pod's namespace and service account: {entry}");
-    // a pod of another namespace: the plugin gave the kubelet nothing, the pull goes without
-    // credentials and the gateway refuses it
+    // a pod of a namespace whose team may not pull community images: signed in, refused
+    let (ok, stdout, stderr) = provider(&issuer.sa_token("dev-x", "default"));
+    assert!(ok, "{stderr}");
+    let response: Value = serde_json::from_str(&stdout).unwrap();
+    let dev = response["auth"]["docker.io"]["password"].as_str().unwrap().to_owned();
+    let refused = cri_pull(&sock, "docker.io/someone/app:1", Some(("workload", &dev))).await;
+    let _ = ctr(&["images", "rm", "docker.io/someone/app:1"]);
+    assert!(refused.as_ref().is_err_and(|m| m.contains("403")), "{refused:?}");
+    let entry =
+        crate::support::audit_entry(s, "pull", |e| e["actor"] == "k8s:system:serviceaccount:dev-x:default").await;
+    assert_eq!(entry["decision"], "denied", "{entry}");
+    // a pod of a namespace no rule names: the plugin gave the kubelet nothing, the pull goes
+    // without credentials and the gateway refuses it
     let refused = cri_pull(&sock, "docker.io/someone/app:1", None).await;
     let _ = ctr(&["images", "rm", "docker.io/someone/app:1"]);
     assert!(refused.as_ref().is_err_and(|m| m.contains("401") || m.contains("nauthorized")), "{refused:?}");
