@@ -60,6 +60,7 @@ say workload_vs_pat "$(awk -v a="$(median <w.txt)" -v b="$(median <p.txt)" 'BEGI
 # --- admission of a 3-container pod, next to a /v2/ ping
 I=${PEER_STATE:-/tmp/portcullis-peer}/images/oci
 skopeo copy -q --dest-tls-verify=false --dest-creds "admin:$ADMIN_PW" "oci:$I:tiny" "docker://$GW/acme/app:1"
+api PUT /api/v1/orgs/acme/teams/ci/permissions/app '{"permission":"read"}' >/dev/null
 cat >review.json <<JSON
 {"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"bench","kind":{"group":"","version":"v1","kind":"Pod"},
 "resource":{"group":"","version":"v1","resource":"pods"},"namespace":"ci-web","operation":"CREATE","userInfo":{"username":"bench"},
