@@ -19,10 +19,11 @@ use crate::audit::Audit;
 use crate::authz::Subject;
 use crate::content::Contents;
 use crate::error::{Error, Result};
-use crate::gate::{Ask, Caller, Denial};
+use crate::gate::{Ask, Caller, Denial, Grant};
 use crate::iam::Iam;
 use crate::model::{AuditDecision, AuditEntry};
 use crate::ports::WorkloadIdentity;
+use oci::source::Source;
 use oci::{Endpoint, Method};
 
 /// The most images one review decides (a pod of 1 000 containers is refused, not decided slowly).
@@ -120,29 +121,31 @@ impl Admission {
         let mut decided = Vec::with_capacity(r.images.len());
         let mut first: Option<(policy::Image, Option<policy::Decision>)> = None;
         for (pointer, name) in &r.images {
-            let img = match self.iam.image_of(self.served_name(name)) {
-                Ok(i) => i,
-                Err(e) => return Ok(self.refuse(r, issuer, format!("{pointer}: {e}")).await),
-            };
             let (repo, reference) = match crate::gate::parse_image(self.served_name(name)) {
                 Ok(x) => x,
                 Err(e) => return Ok(self.refuse(r, issuer, format!("{pointer}: {e}")).await),
             };
+            let digest = match &reference {
+                oci::Reference::Digest(d) => Some(d.to_string()),
+                oci::Reference::Tag(_) => None,
+            };
+            let named = policy::Image { registry: None, path: repo.to_string(), digest: digest.clone() };
             // The same gate as a pull of this image by the pod's service account: Image Access
-            // Management, Registry Access Management, exceptions and signature rules.
-            let endpoint = Endpoint::Manifest { method: Method::Get, name: repo, reference };
+            // Management, Registry Access Management, exceptions and signature rules. What it
+            // resolved (the repository's source, a tag's digest) is used, not worked out again.
+            let endpoint = Endpoint::Manifest { method: Method::Get, name: repo, reference: reference.clone() };
             let ask = Ask { endpoint, ns: None, host: None, client: "admission", agent: "admission" };
-            let (effect, decision, resolved) = match self.gate.decide(&caller, ask).await {
+            let (effect, decision, granted) = match self.gate.decide(&caller, ask).await {
                 Ok(g) if g.would_deny.is_some() => {
                     would_deny = true;
                     v.warnings.push(g.would_deny.clone().unwrap_or_default());
-                    ("would_deny", None, g.digest)
+                    ("would_deny", None, Some(g))
                 }
-                Ok(g) => ("allow", None, g.digest),
+                Ok(g) => ("allow", None, Some(g)),
                 Err(Denial::Unavailable(m)) => return Err(Error::Unavailable(m)),
                 Err(d) => {
                     let decision = match &d {
-                        Denial::Policy(p) => Some(p.decision.clone()),
+                        Denial::Policy(p) => Some((p.decision.clone(), p.image.clone())),
                         _ => None,
                     };
                     v = Verdict {
@@ -153,6 +156,13 @@ impl Admission {
                     ("deny", decision, None)
                 }
             };
+            let (decision, img) = match (decision, &granted) {
+                (Some((d, img)), _) => (Some(d), img),
+                (None, Some(g)) => {
+                    (None, g.source.as_ref().map(|s| crate::gate::image_of_source(s, digest)).unwrap_or(named))
+                }
+                (None, None) => (None, named),
+            };
             decided.push(serde_json::json!({ "image": name, "effect": effect }));
             if first.is_none() || !v.allowed {
                 first = Some((img.clone(), decision));
@@ -160,7 +170,10 @@ impl Admission {
             if !v.allowed {
                 break;
             }
-            if mutate && let Some(new) = self.pinned(name, &img, resolved).await? {
+            if mutate
+                && let Some(g) = &granted
+                && let Some(new) = self.pinned(name, g, &reference).await?
+            {
                 v.rewrites.push((pointer.clone(), new));
             }
         }
@@ -210,35 +223,22 @@ impl Admission {
 
     /// `name` as the gateway serves it, pinned to the digest its tag names now; `None` when it
     /// is so already, or when no gateway name is configured.
-    async fn pinned(&self, name: &str, img: &policy::Image, resolved: Option<oci::Digest>) -> Result<Option<String>> {
-        let Some(gw) = &self.gateway else { return Ok(None) };
+    async fn pinned(&self, name: &str, g: &Grant, reference: &oci::Reference) -> Result<Option<String>> {
+        let (Some(gw), Some(source)) = (&self.gateway, &g.source) else { return Ok(None) };
         if name.starts_with(&format!("{gw}/")) && name.contains("@sha256:") {
             return Ok(None);
         }
-        let path = match &img.registry {
-            None => img.path.clone(),
-            Some(r) if r == oci::source::DOCKER_HUB => img.path.clone(),
-            Some(r) => format!("{r}/{}", img.path),
+        let path = match source {
+            Source::Hosted(n) => n.to_string(),
+            Source::Upstream(u) if u.registry == oci::source::DOCKER_HUB => u.path.to_string(),
+            Source::Upstream(u) => format!("{}/{}", u.registry, u.path),
         };
-        let digest = match img.digest.clone().or(resolved.map(|d| d.to_string())) {
-            Some(d) => d,
-            None => {
-                let tag = match name.rsplit_once(':') {
-                    Some((_, t)) if !t.contains('/') => t,
-                    _ => "latest",
-                };
-                let tag: oci::name::Tag =
-                    tag.parse().map_err(|_| Error::Invalid(format!("invalid tag in {name:?}")))?;
-                let repo: oci::RepoName =
-                    path.parse().map_err(|_| Error::Invalid(format!("invalid image name {name:?}")))?;
-                let source =
-                    oci::source::resolve(&repo, None, None, |n| img.registry.is_none() && n == img.namespace())
-                        .map_err(|e| Error::Invalid(e.message))?;
-                match self.contents.of(&source).resolve_tag(&source, &tag).await? {
-                    Some(d) => d.to_string(),
-                    None => return Err(Error::NotFound(format!("{name}: no such tag"))),
-                }
-            }
+        let digest = match (reference, &g.digest) {
+            (oci::Reference::Digest(d), _) | (_, Some(d)) => d.clone(),
+            (oci::Reference::Tag(tag), None) => match self.contents.of(source).resolve_tag(source, tag).await? {
+                Some(d) => d,
+                None => return Err(Error::NotFound(format!("{name}: no such tag"))),
+            },
         };
         Ok(Some(format!("{gw}/{path}@{digest}")))
     }

@@ -397,7 +397,7 @@ impl Iam {
 
     /// Why a signature rule of `org` would refuse a pull of `img`, unless its digest verified
     /// for the rule at a pull since this process started (the preview fetches nothing).
-    pub(crate) fn unverified(
+    fn unverified(
         &self,
         memberships: &[policy::Membership],
         img: &Image,

@@ -220,7 +220,7 @@ fn pull_image(ep: &Endpoint, source: Option<&Source>) -> Option<Image> {
     Some(image_of_source(source?, digest))
 }
 
-fn image_of_source(source: &Source, digest: Option<String>) -> Image {
+pub(crate) fn image_of_source(source: &Source, digest: Option<String>) -> Image {
     match source {
         Source::Hosted(n) => Image { registry: None, path: n.to_string(), digest },
         Source::Upstream(u) => Image { registry: Some(u.registry.clone()), path: u.path.to_string(), digest },
