@@ -59,13 +59,16 @@ say workload_vs_pat "$(awk -v a="$(median <w.txt)" -v b="$(median <p.txt)" 'BEGI
 
 # --- admission of a 3-container pod, next to a /v2/ ping
 I=${PEER_STATE:-/tmp/portcullis-peer}/images/oci
-skopeo copy -q --dest-tls-verify=false --dest-creds "admin:$ADMIN_PW" "oci:$I:tiny" "docker://$GW/acme/app:1"
-api PUT /api/v1/orgs/acme/teams/ci/permissions/app '{"permission":"read"}' >/dev/null
+# three different images (a review decides a repeated image once)
+for repo in app sidecar init; do
+  skopeo copy -q --dest-tls-verify=false --dest-creds "admin:$ADMIN_PW" "oci:$I:tiny" "docker://$GW/acme/$repo:1"
+  api PUT "/api/v1/orgs/acme/teams/ci/permissions/$repo" '{"permission":"read"}' >/dev/null
+done
 cat >review.json <<JSON
 {"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"bench","kind":{"group":"","version":"v1","kind":"Pod"},
 "resource":{"group":"","version":"v1","resource":"pods"},"namespace":"ci-web","operation":"CREATE","userInfo":{"username":"bench"},
 "object":{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web"},"spec":{"serviceAccountName":"builder","containers":[
-{"name":"a","image":"$GW/acme/app:1"},{"name":"b","image":"$GW/acme/app:1"},{"name":"c","image":"$GW/acme/app:1"}]}}}}
+{"name":"a","image":"$GW/acme/app:1"},{"name":"b","image":"$GW/acme/sidecar:1"},{"name":"c","image":"$GW/acme/init:1"}]}}}}
 JSON
 curl -sf -H "Authorization: Bearer $ADM_TOKEN" -H 'content-type: application/json' --data @review.json "http://$GW/admission/validate" | jq -e '.response.allowed' >/dev/null \
   || { echo "bench-workloads: the review was not allowed" >&2; exit 1; }

@@ -120,7 +120,16 @@ impl Admission {
         // One audit entry per review: the images and what was decided for each.
         let mut decided = Vec::with_capacity(r.images.len());
         let mut first: Option<(policy::Image, Option<policy::Decision>)> = None;
+        // An image named twice (an init container running the app's image) is decided once.
+        let mut seen: Vec<(&str, &'static str, Option<String>)> = Vec::new();
         for (pointer, name) in &r.images {
+            if let Some((_, effect, pinned)) = seen.iter().find(|(n, ..)| n == name) {
+                decided.push(serde_json::json!({ "image": name, "effect": effect }));
+                if let Some(new) = pinned {
+                    v.rewrites.push((pointer.clone(), new.clone()));
+                }
+                continue;
+            }
             let (repo, reference) = match crate::gate::parse_image(self.served_name(name)) {
                 Ok(x) => x,
                 Err(e) => return Ok(self.refuse(r, issuer, format!("{pointer}: {e}")).await),
@@ -170,12 +179,15 @@ impl Admission {
             if !v.allowed {
                 break;
             }
+            let mut pinned = None;
             if mutate
                 && let Some(g) = &granted
                 && let Some(new) = self.pinned(name, g, &reference).await?
             {
-                v.rewrites.push((pointer.clone(), new));
+                v.rewrites.push((pointer.clone(), new.clone()));
+                pinned = Some(new);
             }
+            seen.push((name, effect, pinned));
         }
         if let Some((img, d)) = first {
             let decision = match (v.allowed, would_deny) {

@@ -286,6 +286,9 @@ async fn pods_are_decided_at_admission_as_at_pull_and_pinned_to_what_was_decided
     let (st, _) =
         send(&gw, "/admission/validate", Some(TOKEN), &fixture("admission.k8s.io.v1beta1.AdmissionReview.json")).await;
     assert_eq!(st, 400);
+    let malformed = json!({"metadata": {"name": "m"}, "spec": {"containers": "not a list"}});
+    let (st, v) = send(&gw, "/admission/mutate", Some(TOKEN), &review("uid-10", "Pod", "ci-web", malformed)).await;
+    assert!(st == 400 && v["error"].as_str().unwrap().contains("request.object is not a Pod"), "{st} {v}");
     let bad = review("uid-8", "Pod", "ci-web", pod("bad", Some("builder"), &["UPPER/Case:1"]));
     let (st, v) = send(&gw, "/admission/mutate", Some(TOKEN), &bad).await;
     assert_eq!((st, v["response"]["allowed"].as_bool()), (200, Some(false)), "{v}");
