@@ -175,6 +175,12 @@ impl Snapshot {
         self.users.get(name).is_some_and(|u| u.workload && self.teams_of.get(&u.id).is_none_or(|t| t.is_empty()))
     }
 
+    /// The ids of the workload accounts of issuer `issuer` (`<issuer>:<subject>`).
+    pub fn workloads_of(&self, issuer: &str) -> Vec<i64> {
+        let prefix = format!("{issuer}:");
+        self.users.values().filter(|u| u.workload && u.username.starts_with(&prefix)).map(|u| u.id).collect()
+    }
+
     /// Whether `name` is a local account (a password here), not one of an identity provider.
     pub fn is_local(&self, name: &str) -> bool {
         self.users.get(name).is_some_and(|u| u.local)

@@ -135,8 +135,8 @@ pub struct Iam {
     snapshot: RwLock<Arc<policy::Snapshot>>,
     pub(crate) clock: Arc<dyn Clock>,
     sso_available: bool,
-    /// The trusted workload token issuers' names.
-    workload_issuers: Vec<String>,
+    /// The trusted workload token issuers (those added at run time reloaded with the policy).
+    pub(crate) workload_verifier: Option<Arc<dyn crate::ports::WorkloadVerifier>>,
     /// Docker Hub badge lookups (`badges.rs`).
     pub(crate) hub: crate::badges::HubBadges,
     /// Signatures verified at pulls (`signatures`): the gate's memory, and the preview's.
@@ -186,8 +186,8 @@ pub struct IamOptions {
     pub sso_available: bool,
     /// Docker Hub badge lookups (`badges.rs`): who is asked, how, and where it is counted.
     pub badge_lookup: Option<(Arc<dyn crate::ports::BadgeLookup>, crate::badges::HubLookupConfig, Arc<Metrics>)>,
-    /// The names of the trusted workload token issuers, which workload rules refer to.
-    pub workload_issuers: Vec<String>,
+    /// The trusted workload token issuers, which workload rules refer to.
+    pub workload_verifier: Option<Arc<dyn crate::ports::WorkloadVerifier>>,
 }
 
 impl Iam {
@@ -207,7 +207,7 @@ impl Iam {
             catalog: options.catalog,
             snapshot: RwLock::default(),
             sso_available: options.sso_available,
-            workload_issuers: options.workload_issuers,
+            workload_verifier: options.workload_verifier,
             hub: crate::badges::HubBadges::new(options.badge_lookup),
             signatures: Default::default(),
         }
@@ -256,6 +256,19 @@ impl Iam {
                 }
             });
             snap.orgs.entry(org).or_default().settings = settings;
+        }
+        // The workload issuers added at run time (a document that no longer reads is skipped).
+        if let Some(v) = &self.workload_verifier {
+            let docs = self.meta.workload_issuers().await?;
+            let added = docs
+                .iter()
+                .filter_map(|d| {
+                    serde_json::from_str(d)
+                        .inspect_err(|e| tracing::error!(error = %e, "an added workload issuer does not read"))
+                        .ok()
+                })
+                .collect();
+            v.set_added(added);
         }
         // Badges Docker Hub gave (still fresh), then the administrator's overrides, which win.
         let now = self.clock.now();
@@ -446,8 +459,8 @@ impl Iam {
     }
 
     /// The names of the trusted workload token issuers, which workload rules refer to.
-    pub fn workload_issuers(&self) -> &[String] {
-        &self.workload_issuers
+    pub fn workload_issuers(&self) -> Vec<String> {
+        self.workload_verifier.as_ref().map(|v| v.issuers()).unwrap_or_default()
     }
 
     /// The org's settings (any member may read them).
@@ -461,23 +474,20 @@ impl Iam {
         let current = self.snapshot().orgs.get(org).map(|p| p.settings.clone()).unwrap_or_default();
         let s = checked(merge_settings(&current, changes)?)?;
         let rules = &s.workloads.rules;
+        let issuers = self.workload_issuers();
         if rules.len() > crate::workloads::MAX_WORKLOAD_RULES {
             return Err(Error::Invalid(format!("at most {} workload rules", crate::workloads::MAX_WORKLOAD_RULES)));
         }
         for (i, r) in rules.iter().enumerate() {
             r.check().map_err(|e| Error::Invalid(format!("workload rule {}: {e}", i + 1)))?;
             // A rule saved before its issuer left the configuration does not block other changes.
-            if !self.workload_issuers.contains(&r.issuer) && !current.workloads.rules.contains(r) {
+            if !issuers.contains(&r.issuer) && !current.workloads.rules.contains(r) {
                 return Err(Error::Invalid(format!(
                     "workload rule {}: no issuer named {:?} is trusted here ({}); the administrator lists them in \
-                     auth.workload_issuers",
+                     auth.workload_issuers or adds them at /api/v1/workload-issuers",
                     i + 1,
                     r.issuer,
-                    if self.workload_issuers.is_empty() {
-                        "none is".to_owned()
-                    } else {
-                        self.workload_issuers.join(", ")
-                    }
+                    if issuers.is_empty() { "none is".to_owned() } else { issuers.join(", ") }
                 )));
             }
         }

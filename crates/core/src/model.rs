@@ -573,6 +573,43 @@ pub struct PublisherOverrideRow {
     pub badge: String,
 }
 
+/// A trusted workload token issuer as the API takes and shows it (`idp::workload` verifies its
+/// tokens): those of `[[auth.workload_issuers]]` and those the administrator added at run time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadIssuer {
+    /// Its name here: workload rules and account names use it (`k8s:system:serviceaccount:…`).
+    pub name: String,
+    /// The exact `iss` of its tokens; discovery is at `<issuer>/.well-known/openid-configuration`.
+    pub issuer: String,
+    /// The `aud` its tokens must name (default: the gateway's service name).
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// `RS256` and/or `ES256` (default: both).
+    #[serde(default)]
+    pub algorithms: Vec<String>,
+    /// The longest token lifetime accepted, in seconds (default: a day).
+    #[serde(default)]
+    pub max_token_lifetime_secs: Option<i64>,
+    /// Its keys as a JWKS document (a cluster's `/openid/v1/jwks`, for an issuer the gateway
+    /// cannot reach); none: discovery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<serde_json::Value>,
+}
+
+/// A trusted issuer as listed: its settings, where they come from and the keys held now.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorkloadIssuerView {
+    #[serde(flatten)]
+    pub issuer: WorkloadIssuer,
+    /// `config` (`[[auth.workload_issuers]]`, changed there) or `api` (added at run time).
+    pub source: &'static str,
+    /// Where its keys come from: `discovery`, `file` or `inline`.
+    pub keys_from: &'static str,
+    /// How many keys are held now.
+    pub keys_held: usize,
+}
+
 /// A team's SCIM attributes (as a SCIM group).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScimGroupRow {

@@ -109,7 +109,7 @@ impl Services {
             catalog: settings.catalog,
             sso_available: settings.sso_available,
             badge_lookup: badge_lookup.map(|(lookup, cfg)| (lookup, cfg, metrics.clone())),
-            workload_issuers: workload_verifier.as_ref().map(|v| v.issuers()).unwrap_or_default(),
+            workload_verifier: workload_verifier.clone(),
         };
         let iam = Arc::new(Iam::new(meta.clone(), identity.clone(), orgs.clone(), audit.clone(), options));
         iam.refresh().await?;

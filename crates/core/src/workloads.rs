@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::iam::Iam;
 use crate::identity::{Identity, LoginThrottle};
-use crate::model::{AccountSource, AuditEntry, TokenScope, User};
+use crate::model::{AccountSource, AuditEntry, TokenScope, User, WorkloadIssuer, WorkloadIssuerView};
 use crate::ports::{MetaStore, WorkloadIdentity, WorkloadVerifier};
 
 /// The user name registry clients send with a workload token as the password.
@@ -54,12 +54,68 @@ impl Workloads {
         Workloads { verifier, meta, identity, iam, audit, clock }
     }
 
+    /// Every trusted workload issuer (anyone signed in may list them: workload rules name them).
+    pub fn issuers(&self) -> Vec<WorkloadIssuerView> {
+        self.verifier.as_ref().map(|v| v.list()).unwrap_or_default()
+    }
+
+    /// Trusts one more issuer (the instance administrator only); every replica loads it.
+    pub async fn add_issuer(&self, who: &Principal, issuer: WorkloadIssuer) -> Result<WorkloadIssuerView> {
+        let v = self.administered(who)?;
+        let i = v.check(issuer)?;
+        let doc = serde_json::to_string(&i).map_err(|e| Error::Invalid(e.to_string()))?;
+        self.meta.create_workload_issuer(&i.name, &i.issuer, &doc, &who.username, self.clock.now()).await?;
+        let detail = serde_json::json!({ "name": i.name, "issuer": i.issuer, "audience": i.audience,
+                                         "algorithms": i.algorithms, "keys": if i.jwks.is_some() { "inline" } else { "discovery" } });
+        self.audit.change(who, None, "workload_issuer.add", detail).await;
+        self.iam.refresh().await?;
+        self.issuers()
+            .into_iter()
+            .find(|l| l.issuer.name == i.name)
+            .ok_or_else(|| Error::Invalid(format!("workload issuer {} cannot be used", i.name)))
+    }
+
+    /// Stops trusting an issuer added at run time (the instance administrator only): its tokens
+    /// are refused, and its workloads lose the memberships rules gave them at once, so registry
+    /// tokens issued to them end too.
+    pub async fn remove_issuer(&self, who: &Principal, name: &str) -> Result<()> {
+        let v = self.administered(who)?;
+        if v.list().iter().any(|l| l.issuer.name == name && l.source == "config") {
+            return Err(Error::Conflict(format!(
+                "workload issuer {name} is configured (auth.workload_issuers): remove it from the configuration"
+            )));
+        }
+        if !self.meta.delete_workload_issuer(name).await? {
+            return Err(Error::NotFound(format!("no workload issuer {name} was added")));
+        }
+        self.audit.change(who, None, "workload_issuer.remove", serde_json::json!({ "name": name })).await;
+        self.iam.refresh().await?;
+        let mut changed = false;
+        for id in self.identity.directory().snapshot().workloads_of(name) {
+            for team in self.meta.directory_memberships(id).await? {
+                changed |= self.meta.remove_member(team, id).await?;
+            }
+        }
+        if changed {
+            self.identity.refresh_directory().await?;
+        }
+        Ok(())
+    }
+
+    fn administered(&self, who: &Principal) -> Result<&Arc<dyn WorkloadVerifier>> {
+        if !who.is_admin {
+            return Err(Error::Denied(
+                "only the instance administrator may change the trusted workload issuers".into(),
+            ));
+        }
+        self.verifier.as_ref().ok_or_else(|| Error::Invalid("workload identity is not available here".into()))
+    }
+
     /// Signs a workload in with its identity token, from `client`.
     pub async fn sign_in(&self, token: &str, client: &str) -> Result<Principal> {
         let Some(verifier) = &self.verifier else {
             return Err(Error::Unauthenticated(
-                "workload identity tokens are not accepted here: no issuer is configured (auth.workload_issuers)"
-                    .into(),
+                "workload identity tokens are not accepted here: no issuer is trusted (auth.workload_issuers)".into(),
             ));
         };
         let now = self.clock.now();

@@ -60,6 +60,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/audit", get(audit_all))
         .route("/api/v1/orgs/{org}/check", get(check))
         .route("/api/v1/orgs/{org}/settings/preview", axum::routing::post(preview))
+        .route("/api/v1/workload-issuers", get(list_workload_issuers).post(add_workload_issuer))
+        .route("/api/v1/workload-issuers/{name}", delete(remove_workload_issuer))
         .route("/api/v1/publishers", get(publishers))
         .route("/api/v1/publishers/{namespace}", put(set_publisher).delete(delete_publisher))
         .route("/api/v1/repositories", get(repositories))
@@ -607,6 +609,20 @@ async fn create_robot(State(st): St, u: ApiUser, Path(org): Path<String>, b: Jso
     let mut v = json!(robot);
     v["token"] = token.into();
     created(v)
+}
+
+async fn list_workload_issuers(State(st): St, _u: ApiUser) -> ApiResult {
+    ok(json!(st.workloads.issuers()))
+}
+
+async fn add_workload_issuer(State(st): St, u: ApiUser, b: JsonBody) -> ApiResult {
+    let issuer = b.object()?;
+    created(json!(st.workloads.add_issuer(&u.0, issuer).await?))
+}
+
+async fn remove_workload_issuer(State(st): St, u: ApiUser, Path(name): Path<String>) -> ApiResult {
+    st.workloads.remove_issuer(&u.0, &name).await?;
+    no_content()
 }
 
 async fn delete_robot(State(st): St, u: ApiUser, Path((org, name)): Path<(String, String)>) -> ApiResult {

@@ -117,7 +117,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
         clock: Arc::new(SystemClock),
         badge_lookup,
         password_directory,
-        workload_verifier: config.auth.workload_verifier()?,
+        workload_verifier: Some(config.auth.workload_verifier()?),
     };
     let admission = config.admission.resolved(&config.auth, config.public_url.as_deref())?;
     let admission_token = admission.token.clone();

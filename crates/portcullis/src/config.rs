@@ -418,11 +418,9 @@ fn workload_max_lifetime() -> i64 {
 }
 
 impl Auth {
-    /// The trusted workload issuers, or none configured.
-    pub fn workload_verifier(&self) -> anyhow::Result<Option<Arc<dyn portcullis_core::ports::WorkloadVerifier>>> {
-        if self.workload_issuers.is_empty() {
-            return Ok(None);
-        }
+    /// The trusted workload issuers: the configured ones (those added at run time are loaded
+    /// from the database).
+    pub fn workload_verifier(&self) -> anyhow::Result<Arc<dyn portcullis_core::ports::WorkloadVerifier>> {
         let mut list = Vec::new();
         for w in &self.workload_issuers {
             if self.workload_issuers.iter().filter(|o| o.name == w.name).count() > 1 {
@@ -441,14 +439,19 @@ impl Auth {
                 name: w.name.clone(),
                 issuer: w.issuer.clone(),
                 audience: w.audience.clone().unwrap_or_else(|| self.service.clone()),
-                jwks_file: w.jwks_file.clone(),
+                keys: w
+                    .jwks_file
+                    .clone()
+                    .map(idp::workload::KeySource::File)
+                    .unwrap_or(idp::workload::KeySource::Discovery),
                 algorithms,
                 max_lifetime_secs: w.max_token_lifetime_secs,
                 timeout: std::time::Duration::from_secs(w.timeout_secs.clamp(1, 120)),
             });
         }
-        let issuers = idp::workload::Issuers::new(list).map_err(|e| anyhow::anyhow!("auth.workload_issuers: {e}"))?;
-        Ok(Some(Arc::new(issuers)))
+        let issuers = idp::workload::Issuers::new(list, &self.service)
+            .map_err(|e| anyhow::anyhow!("auth.workload_issuers: {e}"))?;
+        Ok(Arc::new(issuers))
     }
 }
 
@@ -830,7 +833,8 @@ impl Config {
                 self.auth.allowed_orgs.join(", ")
             ));
         }
-        if self.auth.workload_verifier()?.is_some() {
+        self.auth.workload_verifier()?;
+        if !self.auth.workload_issuers.is_empty() {
             let names: Vec<&str> = self.auth.workload_issuers.iter().map(|w| w.name.as_str()).collect();
             out.push_str(&format!("# workload identity tokens trusted from: {}\n", names.join(", ")));
         }

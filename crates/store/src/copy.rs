@@ -127,6 +127,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
     ("scim_groups", &[("team_id", I), ("attrs", T), ("updated_at", I)]),
     ("team_settings", &[("team_id", I), ("settings", T), ("updated_at", I)]),
     ("hub_badges", &[("namespace", T), ("badge", T), ("expires_at", I)]),
+    ("workload_issuers", &[("name", T), ("issuer", T), ("document", T), ("created_by", T), ("created_at", I)]),
     (
         "policy_versions",
         &[("org_id", I), ("version", I), ("author", T), ("created_at", I), ("summary", T), ("state", T)],

@@ -86,6 +86,7 @@ pub const SQLITE: &[(i64, &str, &str)] = &[
     (14, "team_rules_and_history", include_str!("../../../migrations/sqlite/0014_team_rules_and_history.sql")),
     (15, "delegation", include_str!("../../../migrations/sqlite/0015_delegation.sql")),
     (16, "exception_ids", include_str!("../../../migrations/sqlite/0016_exception_ids.sql")),
+    (17, "workload_issuers", include_str!("../../../migrations/sqlite/0017_workload_issuers.sql")),
 ];
 
 /// The PostgreSQL migrations: the same versions, in PostgreSQL's dialect.
@@ -106,4 +107,5 @@ pub const POSTGRES: &[(i64, &str, &str)] = &[
     (14, "team_rules_and_history", include_str!("../../../migrations/postgres/0014_team_rules_and_history.sql")),
     (15, "delegation", include_str!("../../../migrations/postgres/0015_delegation.sql")),
     (16, "exception_ids", include_str!("../../../migrations/postgres/0016_exception_ids.sql")),
+    (17, "workload_issuers", include_str!("../../../migrations/postgres/0017_workload_issuers.sql")),
 ];

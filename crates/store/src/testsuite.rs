@@ -360,6 +360,23 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     assert!(s.set_publisher_override("someone", None, "admin", 3).await.unwrap());
     assert!(!s.set_publisher_override("someone", None, "admin", 3).await.unwrap());
 
+    // workload issuers added at run time: unique by name and by iss, each change moves the
+    // generation (replicas reload them)
+    let g0 = s.generation().await.unwrap();
+    s.create_workload_issuer("k8s", "https://k8s.example", "{\"name\":\"k8s\"}", "admin", 1).await.unwrap();
+    s.create_workload_issuer("gha", "https://gha.example", "{\"name\":\"gha\"}", "admin", 2).await.unwrap();
+    assert!(s.generation().await.unwrap() > g0);
+    for (name, iss) in [("k8s", "https://other.example"), ("other", "https://k8s.example")] {
+        let e = s.create_workload_issuer(name, iss, "{}", "admin", 3).await.unwrap_err();
+        assert!(matches!(e, Error::Conflict(_)), "{name} {iss}: {e}");
+    }
+    assert_eq!(s.workload_issuers().await.unwrap(), vec!["{\"name\":\"k8s\"}", "{\"name\":\"gha\"}"]);
+    let g1 = s.generation().await.unwrap();
+    assert!(s.delete_workload_issuer("k8s").await.unwrap());
+    assert!(!s.delete_workload_issuer("k8s").await.unwrap());
+    assert!(s.generation().await.unwrap() > g1);
+    assert!(s.delete_workload_issuer("gha").await.unwrap());
+
     // audit
     let pull = |at: i64, org: &str, decision: &str| AuditEntry {
         at,

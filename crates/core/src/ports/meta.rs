@@ -198,6 +198,11 @@ pub trait PolicyStore: Send + Sync {
     async fn put_hub_badge(&self, namespace: &str, badge: Option<&str>, expires_at: i64) -> Result<()>;
     async fn publisher_overrides(&self) -> Result<Vec<PublisherOverrideRow>>;
     async fn set_publisher_override(&self, namespace: &str, badge: Option<&str>, by: &str, now: i64) -> Result<bool>;
+    /// The workload issuers added at run time, as JSON documents ([`WorkloadIssuer`]), oldest first.
+    async fn workload_issuers(&self) -> Result<Vec<String>>;
+    /// Stores one; `Error::Conflict` when its name or `iss` is stored already.
+    async fn create_workload_issuer(&self, name: &str, issuer: &str, json: &str, by: &str, now: i64) -> Result<()>;
+    async fn delete_workload_issuer(&self, name: &str) -> Result<bool>;
     /// Stores a request (its `id`, `org` and decision fields are ignored); returns the new id.
     async fn create_exception_request(&self, org_id: i64, r: &ExceptionRequest) -> Result<i64>;
     /// Requests of an org, newest first.

@@ -34,6 +34,15 @@ pub trait WorkloadVerifier: Send + Sync {
     async fn verify(&self, token: &str, now: i64) -> Result<WorkloadIdentity>;
     /// The trusted issuers' names, which workload rules refer to.
     fn issuers(&self) -> Vec<String>;
+    /// Every trusted issuer: the configured ones, then those added at run time.
+    fn list(&self) -> Vec<WorkloadIssuerView>;
+    /// An issuer to be added, checked (a name and `iss` not trusted yet, allowed algorithms, a
+    /// JWKS of usable keys) and with its defaults filled in; `Error::Invalid` or
+    /// `Error::Conflict` with the reason.
+    fn check(&self, issuer: WorkloadIssuer) -> Result<WorkloadIssuer>;
+    /// Makes `added` the issuers added at run time (as stored); the keys held of an issuer that
+    /// did not change are kept.
+    fn set_added(&self, added: Vec<WorkloadIssuer>);
 }
 
 /// A verified workload identity token.

@@ -23,6 +23,15 @@ pub fn size(bytes: u64) -> String {
     if u == 0 { format!("{bytes} B") } else { format!("{v:.1} {}", UNITS[u]) }
 }
 
+/// `24 h`, `90 min`, `45 s`: the largest unit that divides the seconds.
+pub fn duration(secs: i64) -> String {
+    match secs {
+        s if s > 0 && s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s > 0 && s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
 pub use oci::endpoint::percent_encode as query_escape;
 
 #[cfg(test)]
@@ -36,5 +45,6 @@ mod tests {
         assert_eq!(size(3 * 1024 * 1024), "3.0 MiB");
         assert_eq!(short_digest("sha256:0123456789abcdef"), "sha256:0123456789ab");
         assert_eq!(query_escape("docker.io/a b&c"), "docker.io/a%20b%26c");
+        assert_eq!((duration(86_400), duration(5_400), duration(45)), ("24 h".into(), "90 min".into(), "45 s".into()));
     }
 }

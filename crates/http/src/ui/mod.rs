@@ -81,6 +81,8 @@ pub fn routes(st: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/tokens/{id}/revoke", post(tokens::revoke))
         .route("/admin", get(tokens::admin).post(tokens::create_user))
         .route("/admin/users/{name}/{action}", post(tokens::user_action))
+        .route("/admin/workload-issuers", post(workloads::add_issuer))
+        .route("/admin/workload-issuers/{name}/delete", post(workloads::remove_issuer))
         .layer(axum::middleware::from_fn_with_state(st, error_pages))
         .layer(axum::middleware::map_response(security_headers))
 }
@@ -222,6 +224,8 @@ fn notice(key: &str) -> &'static str {
         "declined" => "Request declined.",
         "revoked" => "Token revoked.",
         "user-created" => "User created.",
+        "issuer-added" => "Workload issuer added: org owners may now write workload rules for it.",
+        "issuer-removed" => "Workload issuer removed: its tokens are refused and its workloads lost their memberships.",
         "user-disabled" => "User disabled: they cannot sign in, their sessions ended and their tokens are refused.",
         "user-enabled" => "User enabled again.",
         "user-deleted" => "User deleted.",

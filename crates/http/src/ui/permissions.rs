@@ -334,7 +334,7 @@ pub(super) async fn page_of(
         team_rules,
         signature_rules: super::signatures::views(&settings.signatures),
         workload_rules: super::workloads::views(&settings.workloads),
-        issuers: st.iam.workload_issuers().to_vec(),
+        issuers: st.iam.workload_issuers(),
         impact,
     })
 }

@@ -103,6 +103,7 @@ struct AdminPage {
     l: Layout,
     users: Vec<UserView>,
     publishers: usize,
+    issuers: Vec<super::workloads::IssuerView>,
 }
 
 pub async fn admin(axum::extract::State(st): St, c: Console, Query(q): Query<Done>) -> UiResult {
@@ -122,7 +123,8 @@ pub async fn admin(axum::extract::State(st): St, c: Console, Query(q): Query<Don
         })
         .collect();
     let l = Layout::new(&c, "Administration", "admin").with_notice(q.done.as_deref());
-    ok(&AdminPage { l, users, publishers: st.iam.publishers().len() })
+    let issuers = super::workloads::issuer_views(st.workloads.issuers());
+    ok(&AdminPage { l, users, publishers: st.iam.publishers().len(), issuers })
 }
 
 #[derive(Deserialize)]

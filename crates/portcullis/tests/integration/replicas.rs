@@ -135,6 +135,29 @@ async fn two_replicas_behind_a_balancer_agree() {
     let (ok, out) = skopeo_pull(&b.addr(), &bob_creds, "someone/app:1", &work.path().join("p3"));
     assert!(!ok && out.contains("community image docker.io/someone/app is not allowed"), "{out}");
 
+    // a workload issuer the administrator trusts through one replica signs workloads in at the
+    // other, and stops there within a second when removed
+    let issuer = crate::workloads::TestIssuer::start().await;
+    let admin = ("admin", ADMIN_PW);
+    let cluster = json!({"name": "cluster", "issuer": issuer.url, "jwks": issuer.jwks});
+    assert_eq!(a.api("POST", "/api/v1/workload-issuers", admin, Some(cluster)).await.0, 201);
+    let rule =
+        json!({"workloads": {"rules": [{"issuer": "cluster", "claims": {"namespace": "ci-*"}, "teams": ["dev"]}]}});
+    assert_eq!(b.api("PUT", "/api/v1/orgs/acme/settings", ("alice", &ap), Some(rule)).await.0, 200);
+    let jwt = issuer.sa_token("ci-web", "builder");
+    let sign_in = |s: &Server| {
+        let url = s.url("/token?service=portcullis&scope=repository:acme/app:pull");
+        let jwt = jwt.clone();
+        async move {
+            let r = reqwest::Client::new().get(url).basic_auth("workload", Some(jwt)).send().await.unwrap();
+            r.status().as_u16()
+        }
+    };
+    assert_eq!(sign_in(&b).await, 200);
+    assert_eq!(b.api("DELETE", "/api/v1/workload-issuers/cluster", admin, None).await.0, 204);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(sign_in(&a).await, 401);
+
     // a chunked upload split across the replicas completes
     let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let digest = sha256(&data);

@@ -27,6 +27,8 @@ fn now() -> i64 {
 /// `/openid/v1/jwks` as kube-apiserver serves them, RS256 keys, and a switch to go down.
 pub struct TestIssuer {
     pub url: String,
+    /// Its keys as `/openid/v1/jwks` serves them.
+    pub jwks: Value,
     key: KeyPair,
     kid: String,
     down: Arc<AtomicBool>,
@@ -66,9 +68,9 @@ impl TestIssuer {
         };
         let app = axum::Router::new()
             .route("/.well-known/openid-configuration", serve(discovery))
-            .route("/openid/v1/jwks", serve(jwks));
+            .route("/openid/v1/jwks", serve(jwks.clone()));
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        TestIssuer { url, key, kid, down }
+        TestIssuer { url, jwks, key, kid, down }
     }
 
     pub fn set_down(&self, down: bool) {
@@ -658,4 +660,135 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_administrator_trusts_an_issuer_at_run_time_and_no_one_else_can() {
+    let configured = TestIssuer::start().await;
+    let added = TestIssuer::start().await;
+    let e = acme_with_ci(&format!("[{{name=\"k8s\",issuer=\"{}\"}}]", configured.url)).await;
+    let s = &e.s;
+    let gw = s.addr();
+    let (ap, bp) = (pw("alice"), pw("bob"));
+    let (alice, bob, admin) = (("alice", ap.as_str()), ("bob", bp.as_str()), ("admin", crate::support::ADMIN_PW));
+    let issuers = "/api/v1/workload-issuers";
+    let b = json!({"name": "cluster-b", "issuer": added.url, "jwks": added.jwks});
+
+    // an owner can neither trust an issuer nor write a rule for one not trusted
+    assert_eq!(s.api("POST", issuers, alice, Some(b.clone())).await.0, 403);
+    let rule =
+        json!({"workloads": {"rules": [{"issuer": "cluster-b", "claims": {"namespace": "ci-*"}, "teams": ["ci"]}]}});
+    let (st, v) = s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(rule.clone())).await;
+    assert!(
+        st == 400
+            && v["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("no issuer named \"cluster-b\" is trusted here (k8s)"),
+        "{st} {v}"
+    );
+
+    // what an administrator cannot trust either: each refused with its reason
+    let with = |extra: Value| {
+        let mut v = json!({"name": "x", "issuer": added.url});
+        v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        v
+    };
+    for (bad, status, why) in [
+        (with(json!({"name": "a:b"})), 400, "a name of 1 to 64"),
+        (with(json!({"issuer": "not a url"})), 400, "not an http(s) URL"),
+        (with(json!({"algorithms": ["HS256"]})), 400, "\"HS256\" is not accepted"),
+        (with(json!({"algorithms": ["none"]})), 400, "\"none\" is not accepted"),
+        (with(json!({"jwks": {"keys": []}})), 400, "the JWKS has no key"),
+        (with(json!({"jwks": {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}})), 400, "not an RSA or EC public key"),
+        (with(json!({"jwks": "garbage"})), 400, "not a JWKS"),
+        (with(json!({"max_token_lifetime_secs": 0})), 400, "max_token_lifetime_secs must be"),
+        (with(json!({"surprise": true})), 400, "unknown field"),
+        (with(json!({"name": "k8s"})), 409, "trusted already"),
+        (with(json!({"issuer": configured.url})), 409, "trusted already"),
+    ] {
+        let (st, v) = s.api("POST", issuers, admin, Some(bad.clone())).await;
+        assert!(st == status && v["message"].as_str().unwrap_or_default().contains(why), "{bad}: {st} {v}");
+    }
+
+    // trusted with its JWKS (the cluster cannot be reached: its keys are the ones given)
+    added.set_down(true);
+    let (st, v) = s.api("POST", issuers, admin, Some(b.clone())).await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(
+        (v["source"].as_str(), v["keys_from"].as_str(), v["keys_held"].as_u64()),
+        (Some("api"), Some("inline"), Some(1))
+    );
+    assert_eq!((v["audience"].as_str(), v["max_token_lifetime_secs"].as_i64()), (Some("portcullis"), Some(86_400)));
+    assert_eq!(s.api("POST", issuers, admin, Some(b.clone())).await.0, 409, "once");
+    // anyone signed in sees them (rules name them); the configured one says where it comes from
+    let (st, list) = s.api("GET", issuers, bob, None).await;
+    assert_eq!(st, 200);
+    let names: Vec<(&str, &str)> =
+        list.as_array().unwrap().iter().map(|i| (i["name"].as_str().unwrap(), i["source"].as_str().unwrap())).collect();
+    assert_eq!(names, [("k8s", "config"), ("cluster-b", "api")]);
+    assert_eq!(s.api("GET", issuers, ("bob", "wrong"), None).await.0, 401);
+
+    // the owner's rule for it now holds, and its service accounts pull as themselves
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(rule)).await.0, 200);
+    let jwt = added.sa_token("ci-web", "builder");
+    let (st, granted) = token(&gw, &jwt, "repository:someone/app:pull").await;
+    assert_eq!(st, 200, "{granted}");
+    let (ok, out) = skopeo_pull(&gw, &format!("workload:{jwt}"), "someone/app:1", &e.work.path().join("b"));
+    assert!(ok, "{out}");
+    let bearer = granted["token"].as_str().unwrap().to_owned();
+    let manifest = || async {
+        reqwest::Client::new()
+            .get(format!("http://{gw}/v2/someone/app/manifests/1"))
+            .bearer_auth(&bearer)
+            .header("accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(manifest().await, 200);
+
+    // removing: not by an owner, not a configured one, not one never added
+    assert_eq!(s.api("DELETE", &format!("{issuers}/cluster-b"), alice, None).await.0, 403);
+    let (st, v) = s.api("DELETE", &format!("{issuers}/k8s"), admin, None).await;
+    assert!(
+        st == 409 && v["message"].as_str().unwrap_or_default().contains("remove it from the configuration"),
+        "{st} {v}"
+    );
+    assert_eq!(s.api("DELETE", &format!("{issuers}/nobody"), admin, None).await.0, 404);
+    // removed: its tokens are refused, and a registry token issued before ends at once
+    assert_eq!(s.api("DELETE", &format!("{issuers}/cluster-b"), admin, None).await.0, 204);
+    let (st, body) = token(&gw, &jwt, "repository:someone/app:pull").await;
+    assert!(st == 401 && message(&body).contains("is not a trusted workload issuer here"), "{st} {body}");
+    assert_eq!(manifest().await, 401, "its workloads lost the memberships the rules gave them");
+    for action in ["workload_issuer.add", "workload_issuer.remove"] {
+        let entry = crate::support::audit_entry(s, action, |e| e["actor"] == "admin").await;
+        assert!(entry["detail"].as_str().unwrap().contains("cluster-b"), "{entry}");
+    }
+
+    // the console: the administrator adds and removes one; others have no such page
+    let web = crate::web::Web::sign_in(s, "admin", crate::support::ADMIN_PW).await;
+    let jwks = added.jwks.to_string();
+    let form = [
+        ("name", "cluster-c"),
+        ("issuer", added.url.as_str()),
+        ("audience", ""),
+        ("rs256", "on"),
+        ("max_lifetime_hours", "2"),
+        ("jwks", jwks.as_str()),
+    ];
+    let owner = crate::web::Web::sign_in(s, "alice", &ap).await;
+    assert_eq!(owner.post("/admin/workload-issuers", &form).await.0, 403);
+    let (st, loc, _) = web.post("/admin/workload-issuers", &form).await;
+    assert_eq!((st, loc.as_str()), (303, "/admin?done=issuer-added"));
+    let (_, page) = web.get("/admin").await;
+    assert!(page.contains("cluster-c") && page.contains("inline (1 held)") && page.contains("2 h"), "{page}");
+    assert!(page.contains("Remove cluster-c") && !page.contains("Remove k8s"), "{page}");
+    let (_, list) = s.api("GET", issuers, bob, None).await;
+    assert_eq!(list[1]["algorithms"], json!(["RS256"]));
+    let (st, loc, _) = web.post("/admin/workload-issuers/cluster-c/delete", &[]).await;
+    assert_eq!((st, loc.as_str()), (303, "/admin?done=issuer-removed"));
+    assert!(!web.get("/admin").await.1.contains("cluster-c"));
 }

@@ -260,6 +260,37 @@ macro_rules! policy_sql {
                 Ok(r.rows_affected() > 0)
             }
 
+            async fn workload_issuers(&self) -> Result<Vec<String>> {
+                let r: Vec<(String,)> = sqlx::query_as("SELECT document FROM workload_issuers ORDER BY created_at, name")
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(db)?;
+                Ok(r.into_iter().map(|(d,)| d).collect())
+            }
+
+            async fn create_workload_issuer(&self, name: &str, issuer: &str, json: &str, by: &str, now: i64) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO workload_issuers (name, issuer, document, created_by, created_at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(name)
+                .bind(issuer)
+                .bind(json)
+                .bind(by)
+                .bind(now)
+                .execute(&self.write)
+                .await
+                .map_err(|e| match db(e) {
+                    Error::Conflict(_) => Error::Conflict(format!("a workload issuer named {name} or with iss {issuer} is stored")),
+                    e => e,
+                })?;
+                Ok(())
+            }
+
+            async fn delete_workload_issuer(&self, name: &str) -> Result<bool> {
+                let r = sqlx::query("DELETE FROM workload_issuers WHERE name = $1").bind(name).execute(&self.write).await.map_err(db)?;
+                Ok(r.rows_affected() > 0)
+            }
+
             async fn create_exception_request(&self, org_id: i64, r: &ExceptionRequest) -> Result<i64> {
                 let (id,): (i64,) = sqlx::query_as(
                     "INSERT INTO exception_requests (org_id, requester, image, digest, reason, status, created_at, denial) \

@@ -68,6 +68,8 @@ struct State {
     /// id → (org id, exception)
     exceptions: BTreeMap<i64, (i64, ::policy::Exception)>,
     publishers: BTreeMap<String, String>,
+    /// Workload issuers added at run time: (name, iss, JSON), oldest first.
+    workload_issuers: Vec<(String, String, String)>,
     audit: Vec<AuditEntry>,
     /// secret hash → (user id, csrf, expires at)
     sessions: HashMap<String, (i64, String, i64)>,

@@ -158,6 +158,33 @@ impl PolicyStore for MemoryMeta {
         })
     }
 
+    async fn workload_issuers(&self) -> Result<Vec<String>> {
+        self.with(|s| Ok(s.workload_issuers.iter().map(|(_, _, j)| j.clone()).collect()))
+    }
+
+    async fn create_workload_issuer(&self, name: &str, issuer: &str, json: &str, _by: &str, _now: i64) -> Result<()> {
+        self.with(|s| {
+            if s.workload_issuers.iter().any(|(n, i, _)| n == name || i == issuer) {
+                return Err(Error::Conflict(format!("a workload issuer named {name} or with iss {issuer} is stored")));
+            }
+            s.workload_issuers.push((name.into(), issuer.into(), json.into()));
+            s.changed();
+            Ok(())
+        })
+    }
+
+    async fn delete_workload_issuer(&self, name: &str) -> Result<bool> {
+        self.with(|s| {
+            let before = s.workload_issuers.len();
+            s.workload_issuers.retain(|(n, ..)| n != name);
+            let changed = s.workload_issuers.len() != before;
+            if changed {
+                s.changed();
+            }
+            Ok(changed)
+        })
+    }
+
     async fn create_exception_request(&self, org_id: i64, r: &ExceptionRequest) -> Result<i64> {
         self.with(|s| {
             let id = s.id();
