@@ -20,13 +20,35 @@ fn failing(e: &Error) -> bool {
     matches!(e, Error::Unavailable(_) | Error::Throttled { .. })
 }
 
+/// The page `page` asks for out of what the upstream answered: an upstream that ignores `n`
+/// or `last` (some do, and distribution's own proxy mode) answers more, or from the start, so
+/// the page is cut here, in the lexical order the distribution spec pages in. An upstream that
+/// honoured them answers a page this leaves as it is.
+fn paged(mut tags: Vec<String>, more: bool, page: &Page) -> (Vec<String>, bool) {
+    tags.sort_unstable();
+    tags.dedup();
+    if let Some(last) = &page.last {
+        tags.retain(|t| t > last);
+    }
+    match page.n {
+        Some(n) if tags.len() > n => {
+            tags.truncate(n);
+            (tags, true)
+        }
+        _ => (tags, more),
+    }
+}
+
 impl Proxy {
     /// A page of the repository's tags, from the upstream; the cached ones when it is failing.
     pub(super) async fn upstream_tags(&self, up: &UpstreamRepo, page: &Page) -> Result<TagPage> {
         let s = &self.shared;
         let repo = self.repo_id(up).await?;
         match s.upstream.tags(up, page.n, page.last.as_deref()).await {
-            Ok((tags, more)) => Ok(TagPage { tags, more, stale: false }),
+            Ok((tags, more)) => {
+                let (tags, more) = paged(tags, more, page);
+                Ok(TagPage { tags, more, stale: false })
+            }
             Err(e) if failing(&e) => {
                 let (tags, more) = tag_page(s.content.as_ref(), repo, page).await?;
                 if tags.is_empty() && page.last.is_none() {
@@ -70,5 +92,22 @@ impl Proxy {
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upstream_that_ignores_paging_is_paged_here() {
+        let all = || ["d", "b", "a", "c"].map(String::from).to_vec();
+        let page = |n: Option<usize>, last: Option<&str>| Page { n, last: last.map(String::from) };
+        assert_eq!(paged(all(), false, &page(Some(2), None)), (vec!["a".into(), "b".into()], true));
+        assert_eq!(paged(all(), false, &page(Some(2), Some("b"))), (vec!["c".into(), "d".into()], false));
+        assert_eq!(paged(all(), false, &page(None, Some("c"))), (vec!["d".into()], false));
+        assert_eq!(paged(all(), false, &page(Some(0), None)), (vec![], true));
+        // an upstream that paged itself: its page and its `more` stand
+        assert_eq!(paged(vec!["c".into()], true, &page(Some(1), Some("b"))), (vec!["c".into()], true));
     }
 }

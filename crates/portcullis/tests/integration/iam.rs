@@ -593,6 +593,32 @@ async fn namespace_access_control_and_no_public_repositories() {
     let work2 = tempfile::tempdir().unwrap();
     assert!(skopeo_pull(&s.addr(), &bob_creds, "bob/tool:1", &work2.path().join("p")).0, "pulls stay");
 
+    // an org restricting community images: bob's personal repositories are community images to
+    // it (pulling them is denied, with the reason), yet a push there does not fail on the upload
+    // protocol's existence checks (HEAD of the blobs)
+    let restrict = json!({"restricted_images": {"enabled": true}, "restrict_personal_namespaces": false});
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(restrict)).await.0, 200);
+    let (ok, out) = push(&bob_creds, "bob/tool:3");
+    assert!(ok, "{out}");
+    let (ok, out) = skopeo_pull(&s.addr(), &bob_creds, "bob/tool:3", &work2.path().join("p3"));
+    assert!(!ok && out.contains("Image Access Management: community image bob/tool is not allowed"), "{out}");
+    let t = s.token(Some(bob), &["repository:bob/tool:pull"]).await;
+    let r = s.req("GET", "/v2/bob/tool/manifests/3", Some(&t)).await.send().await.unwrap();
+    let manifest = r.headers().get("docker-content-digest").map(|d| d.to_str().unwrap().to_owned());
+    assert_eq!((r.status().as_u16(), manifest), (403, None), "no content, nor the tag's digest");
+    // the check is passed to those who may push, with a token that grants it: a pull-only
+    // token of bob's gets the policy's refusal
+    let ta = s.token(Some(("admin", crate::support::ADMIN_PW)), &["repository:bob/tool:pull"]).await;
+    let m: Value =
+        s.req("GET", "/v2/bob/tool/manifests/3", Some(&ta)).await.send().await.unwrap().json().await.unwrap();
+    let layer = format!("/v2/bob/tool/blobs/{}", m["layers"][0]["digest"].as_str().unwrap());
+    let r = s.req("HEAD", &layer, Some(&t)).await.send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let tp = s.token(Some(bob), &["repository:bob/tool:pull,push"]).await;
+    assert_eq!(s.req("HEAD", &layer, Some(&tp)).await.send().await.unwrap().status(), 200);
+    let off = json!({"restricted_images": {"enabled": false}});
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(off)).await.0, 200);
+
     // public repositories: acme/app made public, then the setting is refused until it is private
     let public = json!({"visibility": "public"});
     assert_eq!(s.api("PATCH", "/api/v1/repositories/acme/app", alice, Some(public.clone())).await.0, 200);

@@ -550,6 +550,23 @@ async fn tags_lists_and_referrers_through_the_cache() {
     assert!(r.headers().get("link").is_none());
     assert_eq!(r.json::<Value>().await.unwrap()["tags"], json!(["3"]));
 
+    // an upstream that ignores n and last (it answers every tag): paged here all the same
+    for tag in ["library/tiny:2", "library/tiny:3"] {
+        e.hub.push(&e.layout.dir, "tiny", tag);
+    }
+    e.fp.set(crate::upstreams::Fault::IgnoresPaging);
+    let tt = e.s.token(Some(("alice", &ap)), &["repository:library/tiny:pull"]).await;
+    let r = e.s.req("GET", "/v2/library/tiny/tags/list?n=2", Some(&tt)).await.send().await.unwrap();
+    assert_eq!(r.headers()["link"], "</v2/library/tiny/tags/list?n=2&last=2>; rel=\"next\"");
+    assert_eq!(r.json::<Value>().await.unwrap()["tags"], json!(["1", "2"]));
+    let r = e.s.req("GET", "/v2/library/tiny/tags/list?n=2&last=2", Some(&tt)).await.send().await.unwrap();
+    assert!(r.headers().get("link").is_none());
+    assert_eq!(r.json::<Value>().await.unwrap()["tags"], json!(["3"]));
+    let r = e.s.req("GET", "/v2/library/tiny/tags/list?last=1", Some(&tt)).await.send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["tags"], json!(["2", "3"]));
+    assert!(e.fp.count("GET", "/v2/library/tiny/tags/list?n=2&last=2") >= 1, "the gateway asked with n and last");
+    e.fp.set(crate::upstreams::Fault::None);
+
     // referrers come from the upstream, filtered by artifact type
     let path = format!("/v2/quay.io/vendor/tool/referrers/{}", subject.0);
     let v: Value = e.s.req("GET", &path, Some(&t)).await.send().await.unwrap().json().await.unwrap();

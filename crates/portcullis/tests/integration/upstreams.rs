@@ -129,6 +129,8 @@ pub enum Fault {
     Status(u16),
     /// Adds a byte to manifest bodies, keeping the upstream's `Docker-Content-Digest`.
     LyingManifest,
+    /// Drops the query of tags lists (`n`, `last`), as an upstream that does not page does.
+    IgnoresPaging,
 }
 
 #[derive(Clone)]
@@ -197,7 +199,11 @@ async fn forward(State(st): State<ProxyState>, req: Request) -> Response {
         }
         return b.body(Body::from("injected fault")).unwrap();
     }
-    let mut up = st.http.request(method.clone(), format!("http://{}{pq}", st.target));
+    let forwarded = match pq.split_once('?') {
+        Some((path, _)) if fault == Fault::IgnoresPaging && path.ends_with("/tags/list") => path,
+        _ => pq.as_str(),
+    };
+    let mut up = st.http.request(method.clone(), format!("http://{}{forwarded}", st.target));
     for h in ["accept", "authorization", "content-type"] {
         if let Some(v) = req.headers().get(h) {
             up = up.header(h, v.clone());
@@ -256,6 +262,8 @@ async fn forward(State(st): State<ProxyState>, req: Request) -> Response {
             let never = futures_util::stream::pending::<Result<Bytes, std::io::Error>>();
             b.body(Body::from_stream(first.chain(never))).unwrap()
         }
-        Fault::None | Fault::Status(_) | Fault::LyingManifest => b.body(Body::from(bytes)).unwrap(),
+        Fault::None | Fault::Status(_) | Fault::LyingManifest | Fault::IgnoresPaging => {
+            b.body(Body::from(bytes)).unwrap()
+        }
     }
 }
