@@ -124,6 +124,7 @@ impl Services {
             metrics.clone(),
             settings.proxy,
         ));
+        proxy.reclaim_leases().await?;
         let contents = Arc::new(Contents::new(registry.clone(), proxy.clone(), blobs.clone()));
         let gate = Gate {
             identity: identity.clone(),

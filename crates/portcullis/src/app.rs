@@ -81,8 +81,24 @@ fn init_logging(config: &Config) -> LogLevel {
 /// Hosted manifests kept in memory on SQLite: thousands of typical manifests (a few KiB each).
 const MANIFEST_CACHE_BYTES: u64 = 32 << 20;
 
-/// Builds the application state from a configuration.
-pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
+/// The data directory's lasting node name (`node-id`, made on first use), which only the
+/// process holding the directory's lock may use.
+fn node_id(_lock: &DataDirLock, dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    std::fs::write(&path, &id).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(id)
+}
+
+/// Builds the application state from a configuration; `lock` is the data directory's, held by
+/// this process when the configuration uses the directory.
+pub async fn build(config: &Config, lock: Option<&DataDirLock>) -> anyhow::Result<Arc<AppState>> {
     let stores = open_stores(config).await?;
     let p = &config.proxy;
     let settings = upstream::Settings {
@@ -124,7 +140,11 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
     let keys = signing_keys(ports.meta.as_ref(), &config.data_dir).await?;
     let settings = portcullis_core::services::Settings {
         gate: GateConfig { allowed_orgs: config.auth.allowed_orgs.clone(), proxy_anonymous: p.allow_anonymous },
-        proxy: portcullis_core::proxy::ProxyConfig { tag_ttl_secs: p.tag_ttl_secs, cache_max_bytes: p.cache_max_bytes },
+        proxy: portcullis_core::proxy::ProxyConfig {
+            tag_ttl_secs: p.tag_ttl_secs,
+            cache_max_bytes: p.cache_max_bytes,
+            node: lock.map(|l| node_id(l, &config.data_dir)).transpose()?,
+        },
         audit_retention_days: config.audit.retention_days,
         admins_only_create_orgs: config.auth.org_creation == crate::config::OrgCreation::Admins,
         token_service: config.auth.service.clone(),
@@ -276,8 +296,8 @@ pub type Reload = Box<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
 pub async fn serve(config: Config, reload: Reload) -> anyhow::Result<()> {
     let log_level = init_logging(&config);
     crate::serve::raise_open_files_limit();
-    let _lock = if uses_data_dir(&config)? { Some(lock_data_dir(&config.data_dir)?) } else { None };
-    let state = build(&config).await?;
+    let lock = if uses_data_dir(&config)? { Some(lock_data_dir(&config.data_dir)?) } else { None };
+    let state = build(&config, lock.as_ref()).await?;
     // Everything that can fail before serving, before the first administrator is created.
     let addr = config.listen_addr()?;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;

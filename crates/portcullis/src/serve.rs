@@ -4,7 +4,10 @@
 //! client is cut off, and so is a kept-alive connection waiting for its next request), idle
 //! connections closed after `idle_timeout` (gracefully: a request in flight finishes), and a
 //! graceful drain on shutdown. The TLS certificate can be replaced while serving
-//! ([`TlsFiles::reload`], on SIGHUP).
+//! ([`TlsFiles::reload`], on SIGHUP). A request with both `Content-Length` and
+//! `Transfer-Encoding` is refused (`framing`).
+
+mod framing;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -174,6 +177,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) -> anyhow::Result<()> {
+    let app = app.layer(axum::middleware::from_fn(framing::refuse_marked));
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
@@ -236,7 +240,7 @@ async fn connection(
     ));
     macro_rules! serve_io {
         ($io:expr) => {{
-            let io = Tracked { inner: $io, last: last.clone(), epoch };
+            let io = framing::Framing::new(Tracked { inner: $io, last: last.clone(), epoch });
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
             tokio::pin!(conn);
             let mut tick = tokio::time::interval(Duration::from_secs(1).min(limits.idle_timeout));

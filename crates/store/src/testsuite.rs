@@ -512,6 +512,18 @@ pub async fn meta_suite(s: &dyn MetaStore) {
     assert!(!s.acquire_lease("fill:x", "a", 151, 30).await.unwrap(), "a cannot release b's lease");
     s.release_lease("fill:x", "b").await.unwrap();
     assert!(s.acquire_lease("fill:x", "a", 152, 30).await.unwrap());
+    s.release_lease("fill:x", "a").await.unwrap();
+    // a restarted process drops what its node's dead process held, and nothing of other nodes
+    // (nor of a node whose name merely starts the same)
+    for (lease, holder) in [("fill:1", "n1/dead"), ("fill:2", "n1/dead"), ("fill:3", "n2/alive"), ("fill:4", "n10/x")] {
+        assert!(s.acquire_lease(lease, holder, 200, 30).await.unwrap());
+    }
+    assert!(s.acquire_lease("fill:5", "n1/new", 200, 30).await.unwrap());
+    assert_eq!(s.release_node_leases("n1", "n1/new").await.unwrap(), 2);
+    assert!(s.acquire_lease("fill:1", "n1/new", 201, 30).await.unwrap(), "taken over at once");
+    for (lease, other) in [("fill:3", "n1/new"), ("fill:4", "n1/new"), ("fill:5", "n2/alive")] {
+        assert!(!s.acquire_lease(lease, other, 201, 30).await.unwrap(), "{lease} stays");
+    }
 
     // replicas: keys newest first; every change to what replicas cache moves the generation
     let g0 = s.generation().await.unwrap();

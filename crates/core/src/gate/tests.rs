@@ -70,7 +70,7 @@ async fn env(config: GateConfig) -> Env {
     };
     let settings = ServiceSettings {
         gate: config,
-        proxy: crate::proxy::ProxyConfig { tag_ttl_secs: 60, cache_max_bytes: 0 },
+        proxy: crate::proxy::ProxyConfig { tag_ttl_secs: 60, cache_max_bytes: 0, node: None },
         audit_retention_days: 0,
         admins_only_create_orgs: false,
         token_service: "portcullis".into(),

@@ -248,6 +248,10 @@ pub trait ClusterStore: Send + Sync {
     /// holder's lease is unexpired.
     async fn acquire_lease(&self, name: &str, holder: &str, now: i64, ttl: i64) -> Result<bool>;
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+    /// Drops the leases held by `node`'s processes (holders `<node>/…`) other than `holder`:
+    /// they are of a process of this node that died (the caller knows no other is alive). How
+    /// many went.
+    async fn release_node_leases(&self, node: &str, holder: &str) -> Result<u64>;
     /// A number that grows with every change to users, orgs, teams, permissions, repositories,
     /// settings, exceptions, publishers and signing keys (replicas poll it to reload).
     async fn generation(&self) -> Result<i64>;

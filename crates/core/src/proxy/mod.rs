@@ -43,6 +43,10 @@ pub struct ProxyConfig {
     pub tag_ttl_secs: i64,
     /// Budget for cached upstream blobs; 0 = unlimited.
     pub cache_max_bytes: u64,
+    /// This node's lasting name, when no other live process can have it (the data directory's,
+    /// held under its lock): fill leases are held as `<node>/<process>`, and a restarted
+    /// process drops those its dead predecessor held instead of waiting them out.
+    pub node: Option<String>,
 }
 
 struct Shared {
@@ -83,7 +87,11 @@ impl Proxy {
         metrics: Arc<Metrics>,
         config: ProxyConfig,
     ) -> Proxy {
-        let holder = uuid::Uuid::new_v4().to_string();
+        let process = uuid::Uuid::new_v4().to_string();
+        let holder = match &config.node {
+            Some(node) => format!("{node}/{process}"),
+            None => process,
+        };
         Proxy {
             shared: Arc::new(Shared {
                 content: meta.clone(),
@@ -99,6 +107,22 @@ impl Proxy {
             }),
             identity,
         }
+    }
+
+    /// At start: drops the fill leases an earlier process of this node held (it died without
+    /// releasing them: a `kill -9`, a crash), so the fills it had begun start again at once;
+    /// other nodes' leases stay.
+    pub async fn reclaim_leases(&self) -> Result<()> {
+        let s = &self.shared;
+        let Some(node) = &s.config.node else { return Ok(()) };
+        let n = s.cluster.release_node_leases(node, &s.holder).await?;
+        if n > 0 {
+            tracing::warn!(
+                leases = n,
+                "dropped the fill leases of this node's previous process, which stopped without releasing them"
+            );
+        }
+        Ok(())
     }
 
     pub fn knows(&self, registry: &str) -> bool {

@@ -332,6 +332,43 @@ async fn bad_http_gets_4xx_and_the_server_keeps_serving() {
         // still serving, and what is stored is intact
         assert_eq!(s.get_bytes(&blob, &t).await, content, "after {what}");
     }
+
+    // request smuggling: both framings in one head, in either order, is a 400 that closes the
+    // connection; the request hidden after the chunked body's end is never answered (a proxy
+    // framing by the length would have sent it as part of the first)
+    let hidden = format!("GET {blob} HTTP/1.1\r\nHost: {host}\r\n{auth}\r\n");
+    let body = format!("0\r\n\r\n{hidden}");
+    for (first, second) in [("Content-Length", "Transfer-Encoding"), ("Transfer-Encoding", "Content-Length")] {
+        let value = |h: &str| if h == "Content-Length" { body.len().to_string() } else { "chunked".to_owned() };
+        let request = format!(
+            "POST /v2/alice/app/blobs/uploads/ HTTP/1.1\r\nHost: {host}\r\n{auth}{first}: {}\r\n{second}: {}\r\n\r\n{body}",
+            value(first),
+            value(second)
+        );
+        let mut c = TcpStream::connect(s.addr()).await.unwrap();
+        c.write_all(request.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut out)).await;
+        let answer = String::from_utf8_lossy(&out);
+        assert_eq!(status(&answer), 400, "{first} first: {answer}");
+        assert!(answer.contains("both Content-Length and Transfer-Encoding"), "{answer}");
+        assert!(answer.to_lowercase().contains("connection: close"), "{answer}");
+        assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "the hidden request is not answered: {answer}");
+    }
+    // one framing at a time, on one kept-alive connection, is served as before
+    let put = format!("PUT /v2/x HTTP/1.1\r\nHost: {host}\r\nContent-Length: 3\r\n\r\nabc");
+    let patch =
+        format!("PATCH /v2/x HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+    let mut c = TcpStream::connect(s.addr()).await.unwrap();
+    c.write_all(format!("{put}{patch}{hidden}").as_bytes()).await.unwrap();
+    let mut out = vec![0u8; 1 << 16];
+    let mut got = String::new();
+    while got.matches("HTTP/1.1 ").count() < 3 {
+        let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut out)).await.unwrap().unwrap();
+        assert!(n > 0, "{got}");
+        got.push_str(&String::from_utf8_lossy(&out[..n]));
+    }
+    assert!(!got.contains(" 400 ") && got.contains("HTTP/1.1 200 OK"), "{got}");
 }
 
 /// An upstream nobody answers for: the client's error names the cause, not only "503".

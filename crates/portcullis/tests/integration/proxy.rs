@@ -611,3 +611,33 @@ async fn tags_lists_and_referrers_through_the_cache() {
     assert!(r.headers().contains_key("warning"));
     assert_eq!(r.json::<Value>().await.unwrap()["manifests"][0]["digest"], sd.as_str());
 }
+
+/// A node killed mid-fill and started again on its data directory drops the fill lease its
+/// dead process held instead of waiting it out, and fills the blob at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_drops_the_fill_leases_of_its_dead_process() {
+    let Env { s, hub, fp, work, .. } = setup(&[]).await;
+    let layer = random_bytes(4 << 20, 11);
+    let digest = upstream_image(&hub, "someone/big", "1", &layer).await;
+    let ap = pw("alice");
+    let t = s.token(Some(("alice", &ap)), &["repository:someone/big:pull"]).await;
+    let m = s.req("GET", "/v2/someone/big/manifests/1", Some(&t)).await.send().await.unwrap();
+    assert_eq!(m.status(), 200);
+    fp.set(Fault::Stall);
+    let pending = tokio::spawn(s.req("GET", &format!("/v2/someone/big/blobs/{digest}"), Some(&t)).await.send());
+    eventually("the fill has begun", || fp.count("GET", &digest) >= 1).await;
+    let dir = s.kill();
+    pending.abort();
+    fp.set(Fault::None);
+    let ups = format!("[{{registry=\"docker.io\",url=\"http://{}\"}}]", fp.addr());
+    let log = work.path().join("restarted.log");
+    let env = [("PORTCULLIS_ADMIN_PASSWORD", ADMIN_PW), ("PORTCULLIS_UPSTREAMS", ups.as_str())];
+    let s = Server::launch(dir, &env, Some(&log), "http").await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("dropped the fill leases of this node's previous process") && text.contains("leases=1"),
+        "{text}"
+    );
+    let t = s.token(Some(("alice", &ap)), &["repository:someone/big:pull"]).await;
+    assert_eq!(s.get_bytes(&format!("/v2/someone/big/blobs/{digest}"), &t).await, layer);
+}

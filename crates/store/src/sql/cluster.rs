@@ -30,6 +30,18 @@ macro_rules! cluster_sql {
                 Ok(())
             }
 
+            async fn release_node_leases(&self, node: &str, holder: &str) -> Result<u64> {
+                let prefix = format!("{node}/");
+                let r = sqlx::query("DELETE FROM leases WHERE substr(holder, 1, $1) = $2 AND holder <> $3")
+                    .bind(prefix.chars().count() as i64)
+                    .bind(&prefix)
+                    .bind(holder)
+                    .execute(&self.write)
+                    .await
+                    .map_err(db)?;
+                Ok(r.rows_affected())
+            }
+
             async fn generation(&self) -> Result<i64> {
                 let (v,): (i64,) = sqlx::query_as("SELECT value FROM generation WHERE id = 1")
                     .fetch_one(&self.read)

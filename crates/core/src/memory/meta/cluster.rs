@@ -23,6 +23,15 @@ impl ClusterStore for MemoryMeta {
         })
     }
 
+    async fn release_node_leases(&self, node: &str, holder: &str) -> Result<u64> {
+        let prefix = format!("{node}/");
+        self.with(|s| {
+            let before = s.leases.len();
+            s.leases.retain(|_, (h, _)| !h.starts_with(&prefix) || h == holder);
+            Ok((before - s.leases.len()) as u64)
+        })
+    }
+
     async fn generation(&self) -> Result<i64> {
         self.with(|s| Ok(s.generation))
     }
