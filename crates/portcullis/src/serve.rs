@@ -177,7 +177,6 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) -> anyhow::Result<()> {
-    let app = app.layer(axum::middleware::from_fn(framing::refuse_marked));
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
@@ -231,13 +230,13 @@ async fn connection(
 ) {
     let epoch = Instant::now();
     let last = Arc::new(AtomicU64::new(0));
-    let svc = hyper_util::service::TowerToHyperService::new(tower::ServiceExt::map_request(
+    let svc = hyper_util::service::TowerToHyperService::new(framing::RefuseMarked(tower::ServiceExt::map_request(
         app,
         move |mut req: axum::extract::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
             req
         },
-    ));
+    )));
     macro_rules! serve_io {
         ($io:expr) => {{
             let io = framing::Framing::new(Tracked { inner: $io, last: last.clone(), epoch });

@@ -6,7 +6,7 @@
 //! application sees it, so [`Framing`] reads each request head before hyper does — following
 //! bodies by their length or their chunks so that it knows where the next head starts — and
 //! renames the `Content-Length` of such a head to [`MARKER`] (same length, so nothing moves);
-//! [`refuse_marked`] answers those requests. HTTP/2 connections, oversized heads and framing
+//! [`RefuseMarked`] answers those requests. HTTP/2 connections, oversized heads and framing
 //! hyper itself refuses are passed through untouched. Bodies are counted, not copied.
 
 use std::pin::Pin;
@@ -65,39 +65,39 @@ impl<S> Framing<S> {
         Framing { inner, state: State::Head, held: Vec::new(), ready: Vec::new(), ready_at: 0, started: false }
     }
 
-    /// Moves what `held` holds into `ready` as far as the framing is known.
-    fn classify(&mut self) {
-        loop {
-            if self.held.is_empty() {
-                return;
-            }
-            if self.state == State::Head {
-                if !self.started {
-                    if self.held.len() < 3 && b"PRI".starts_with(&self.held) {
-                        return;
-                    }
-                    self.started = true;
-                    if self.held.starts_with(b"PRI") {
-                        self.state = State::Through;
-                        continue;
-                    }
-                }
-                match head_end(&self.held) {
-                    Some(end) => {
-                        self.state = inspect(&mut self.held[..end]);
-                        self.ready.extend(self.held.drain(..end));
-                    }
-                    None if self.held.len() > MAX_HEAD => self.state = State::Through,
-                    None => return,
-                }
+    /// How many of `bytes` (read from the connection after what was classified before) can go
+    /// to hyper now: whole heads (marked if they must be), and body bytes; an incomplete head at
+    /// the end stays unclassified.
+    fn scan(&mut self, bytes: &mut [u8]) -> usize {
+        let mut at = 0;
+        while at < bytes.len() {
+            if self.state != State::Head {
+                at += self.consume(&bytes[at..]);
                 continue;
             }
-            let held = std::mem::take(&mut self.held);
-            let n = self.consume(&held);
-            self.ready.extend_from_slice(&held[..n]);
-            self.held = held;
-            self.held.drain(..n);
+            let rest = &mut bytes[at..];
+            if !self.started {
+                if rest.len() < 3 && b"PRI".starts_with(rest) {
+                    return at;
+                }
+                self.started = true;
+                if rest.starts_with(b"PRI") {
+                    self.state = State::Through;
+                    continue;
+                }
+            }
+            match head_end(rest) {
+                Some(end) => {
+                    self.state = inspect(&mut rest[..end]);
+                    at += end;
+                }
+                // Not an HTTP/1 head (a TLS handshake on the plain port, binary): hyper answers
+                // it at once; a head too long for hyper is refused by it.
+                None if rest.len() > MAX_HEAD || !plausible(rest) => self.state = State::Through,
+                None => return at,
+            }
         }
+        at
     }
 
     /// How many of `bytes` (after a head) belong to the current message; the state moves on.
@@ -174,6 +174,14 @@ fn head_end(buf: &[u8]) -> Option<usize> {
     None
 }
 
+/// Whether `bytes` can begin a request head: a method's letter first (after empty lines), and
+/// no control character but tab and line ends.
+fn plausible(bytes: &[u8]) -> bool {
+    let first = bytes.iter().find(|b| !matches!(b, b'\r' | b'\n'));
+    first.is_none_or(|b| b.is_ascii_alphabetic())
+        && bytes.iter().all(|&b| (b >= 0x20 && b != 0x7f) || matches!(b, b'\t' | b'\r' | b'\n'))
+}
+
 /// Reads a head's framing headers; marks the head when it has both; the state its body puts
 /// the connection in.
 fn inspect(head: &mut [u8]) -> State {
@@ -237,23 +245,16 @@ impl<S: AsyncRead + Unpin> AsyncRead for Framing<S> {
                 }
                 return Poll::Ready(Ok(()));
             }
-            if !this.held.is_empty() {
-                let before = this.held.len();
-                this.classify();
-                if !this.ready.is_empty() || this.held.len() < before {
-                    continue;
-                }
-            }
-            if this.state != State::Head && this.held.is_empty() {
-                // A body or an unwatched connection: read into hyper's buffer, keep what
-                // follows the body's end for the next head.
+            if this.held.is_empty() {
+                // Read straight into hyper's buffer and look at the bytes there; an incomplete
+                // head at the end is taken back until the rest of it comes.
                 let before = buf.filled().len();
                 let r = Pin::new(&mut this.inner).poll_read(cx, buf);
                 if let Poll::Ready(Ok(())) = r {
-                    let new = buf.filled()[before..].to_vec();
-                    let n = this.consume(&new);
-                    if n < new.len() {
-                        this.held.extend_from_slice(&new[n..]);
+                    let after = buf.filled().len();
+                    let n = this.scan(&mut buf.filled_mut()[before..]);
+                    if before + n < after {
+                        this.held.extend_from_slice(&buf.filled()[before + n..]);
                         buf.set_filled(before + n);
                         if n == 0 {
                             continue;
@@ -262,15 +263,22 @@ impl<S: AsyncRead + Unpin> AsyncRead for Framing<S> {
                 }
                 return r;
             }
-            let mut chunk = [0u8; 8192];
-            let mut tmp = ReadBuf::new(&mut chunk);
+            let mut held = std::mem::take(&mut this.held);
+            let n = this.scan(&mut held);
+            if n > 0 {
+                this.ready.extend_from_slice(&held[..n]);
+                held.drain(..n);
+                this.held = held;
+                continue;
+            }
+            this.held = held;
+            // More of a head is needed.
+            let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+            let mut tmp = ReadBuf::uninit(&mut chunk);
             match Pin::new(&mut this.inner).poll_read(cx, &mut tmp) {
                 Poll::Ready(Ok(())) if tmp.filled().is_empty() => {
                     // The end of the stream: what was held goes as it is (an incomplete head).
                     this.state = State::Through;
-                    if this.held.is_empty() {
-                        return Poll::Ready(Ok(()));
-                    }
                     this.ready.append(&mut this.held);
                 }
                 Poll::Ready(Ok(())) => this.held.extend_from_slice(tmp.filled()),
@@ -306,17 +314,38 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Framing<S> {
     }
 }
 
-/// Answers a request [`Framing`] marked: 400, in the registry's error format, and the
-/// connection closed.
-pub async fn refuse_marked(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    if !req.headers().contains_key(MARKER) {
-        return next.run(req).await;
-    }
+/// The service that answers a request [`Framing`] marked: 400, in the registry's error
+/// format, and the connection closed; every other request goes to the application.
+#[derive(Clone)]
+pub struct RefuseMarked<S>(pub S);
+
+fn refusal() -> Response {
     let body = serde_json::json!({ "errors": [{ "code": "UNSUPPORTED", "message":
         "a request with both Content-Length and Transfer-Encoding is refused: send one of them" }] });
     let mut r = (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
     r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     r
+}
+
+impl<S, B> tower::Service<axum::http::Request<B>> for RefuseMarked<S>
+where
+    S: tower::Service<axum::http::Request<B>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = futures_util::future::Either<std::future::Ready<Result<Response, S::Error>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
+        if req.headers().contains_key(MARKER) {
+            futures_util::future::Either::Left(std::future::ready(Ok(refusal())))
+        } else {
+            futures_util::future::Either::Right(self.0.call(req))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -377,5 +406,20 @@ mod tests {
         assert_eq!(through(h2, 1).await, h2, "HTTP/2 is not watched");
         let big = [b"POST /b HTTP/1.1\r\nContent-Length: 70000\r\n\r\n".as_slice(), &[b'x'; 70_000]].concat();
         assert_eq!(through(&big, 4096).await, big);
+    }
+
+    #[tokio::test]
+    async fn what_cannot_be_a_head_is_handed_on_at_once() {
+        // a TLS ClientHello on the plain port (a client trying HTTPS first), and a head with a
+        // control character: hyper must see them now to refuse them, not when a line ends
+        for first in [b"\x16\x03\x01\x02\x00\x01".as_slice(), b"GET /\x01"] {
+            let (mut client, server) = tokio::io::duplex(64);
+            use tokio::io::AsyncWriteExt;
+            client.write_all(first).await.unwrap();
+            let mut got = vec![0u8; 64];
+            let mut f = Framing::new(server);
+            let n = tokio::time::timeout(std::time::Duration::from_secs(5), f.read(&mut got)).await.unwrap().unwrap();
+            assert_eq!(&got[..n], first);
+        }
     }
 }
