@@ -239,7 +239,7 @@ async fn connection(
     )));
     macro_rules! serve_io {
         ($io:expr) => {{
-            let io = framing::Framing::new(Tracked { inner: $io, last: last.clone(), epoch });
+            let io = framing::Framing::new(Tracked { inner: $io, last: last.clone(), epoch }, limits.header_timeout);
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
             tokio::pin!(conn);
             let mut tick = tokio::time::interval(Duration::from_secs(1).min(limits.idle_timeout));

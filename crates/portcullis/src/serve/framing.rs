@@ -9,8 +9,10 @@
 //! [`RefuseMarked`] answers those requests. HTTP/2 connections, oversized heads and framing
 //! hyper itself refuses are passed through untouched. Bodies are counted, not copied.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -58,11 +60,26 @@ pub struct Framing<S> {
     ready_at: usize,
     /// Whether the connection's first bytes were looked at (the HTTP/2 preface).
     started: bool,
+    /// How long an incomplete head is waited for (hyper's own limit does not run while the
+    /// head is held here, nor before it knows the protocol).
+    timeout: Duration,
+    /// When the head being gathered must be complete.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<S> Framing<S> {
-    pub fn new(inner: S) -> Framing<S> {
-        Framing { inner, state: State::Head, held: Vec::new(), ready: Vec::new(), ready_at: 0, started: false }
+    /// Watches `inner`; an incomplete head is waited for `timeout` (the header timeout).
+    pub fn new(inner: S, timeout: Duration) -> Framing<S> {
+        Framing {
+            inner,
+            state: State::Head,
+            held: Vec::new(),
+            ready: Vec::new(),
+            ready_at: 0,
+            started: false,
+            timeout,
+            deadline: None,
+        }
     }
 
     /// How many of `bytes` (read from the connection after what was classified before) can go
@@ -269,6 +286,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Framing<S> {
                 this.ready.extend_from_slice(&held[..n]);
                 held.drain(..n);
                 this.held = held;
+                this.deadline = None;
                 continue;
             }
             this.held = held;
@@ -282,7 +300,17 @@ impl<S: AsyncRead + Unpin> AsyncRead for Framing<S> {
                     this.ready.append(&mut this.held);
                 }
                 Poll::Ready(Ok(())) => this.held.extend_from_slice(tmp.filled()),
-                other => return other,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    let timeout = this.timeout;
+                    let deadline = this.deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                    if deadline.as_mut().poll(cx).is_ready() {
+                        let e =
+                            std::io::Error::new(std::io::ErrorKind::TimedOut, "the request head did not come in time");
+                        return Poll::Ready(Err(e));
+                    }
+                    return Poll::Pending;
+                }
             }
         }
     }
@@ -365,7 +393,7 @@ mod tests {
             }
         });
         let mut out = Vec::new();
-        Framing::new(server).read_to_end(&mut out).await.unwrap();
+        Framing::new(server, Duration::from_secs(30)).read_to_end(&mut out).await.unwrap();
         feed.await.unwrap();
         out
     }
@@ -417,7 +445,7 @@ mod tests {
             use tokio::io::AsyncWriteExt;
             client.write_all(first).await.unwrap();
             let mut got = vec![0u8; 64];
-            let mut f = Framing::new(server);
+            let mut f = Framing::new(server, Duration::from_secs(30));
             let n = tokio::time::timeout(std::time::Duration::from_secs(5), f.read(&mut got)).await.unwrap().unwrap();
             assert_eq!(&got[..n], first);
         }

@@ -33,7 +33,7 @@ macro_rules! cluster_sql {
             async fn release_node_leases(&self, node: &str, holder: &str) -> Result<u64> {
                 let prefix = format!("{node}/");
                 let r = sqlx::query("DELETE FROM leases WHERE substr(holder, 1, $1) = $2 AND holder <> $3")
-                    .bind(prefix.chars().count() as i64)
+                    .bind(prefix.chars().count() as i32)
                     .bind(&prefix)
                     .bind(holder)
                     .execute(&self.write)
