@@ -141,6 +141,19 @@ async fn token(gw: &str, jwt: &str, scope: &str) -> (u16, Value) {
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
+/// The status of `GET /v2/someone/app/manifests/1` with a registry token.
+async fn app_manifest(gw: &str, bearer: String) -> u16 {
+    reqwest::Client::new()
+        .get(format!("http://{gw}/v2/someone/app/manifests/1"))
+        .bearer_auth(bearer)
+        .header("accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 fn message(body: &Value) -> String {
     body["errors"][0]["message"].as_str().unwrap_or_default().to_owned()
 }
@@ -284,20 +297,7 @@ async fn service_accounts_pull_as_their_namespace_and_forged_tokens_are_refused(
     // the rule removed: a registry token issued before no longer pulls what the rule allowed
     let (_, granted) = token(&gw, &ci, "repository:someone/app:pull").await;
     let bearer = granted["token"].as_str().unwrap().to_owned();
-    let manifest = |bearer: String| {
-        let url = format!("http://{gw}/v2/someone/app/manifests/1");
-        async move {
-            reqwest::Client::new()
-                .get(url)
-                .bearer_auth(bearer)
-                .header("accept", "application/vnd.oci.image.manifest.v1+json")
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
-    };
+    let manifest = |bearer: String| app_manifest(&gw, bearer);
     assert_eq!(manifest(bearer.clone()).await, 200);
     assert_eq!(
         s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(json!({"workloads": {"rules": []}}))).await.0,
@@ -737,17 +737,7 @@ async fn the_administrator_trusts_an_issuer_at_run_time_and_no_one_else_can() {
     let (ok, out) = skopeo_pull(&gw, &format!("workload:{jwt}"), "someone/app:1", &e.work.path().join("b"));
     assert!(ok, "{out}");
     let bearer = granted["token"].as_str().unwrap().to_owned();
-    let manifest = || async {
-        reqwest::Client::new()
-            .get(format!("http://{gw}/v2/someone/app/manifests/1"))
-            .bearer_auth(&bearer)
-            .header("accept", "application/vnd.oci.image.manifest.v1+json")
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    };
+    let manifest = || app_manifest(&gw, bearer.clone());
     assert_eq!(manifest().await, 200);
 
     // removing: not by an owner, not a configured one, not one never added
