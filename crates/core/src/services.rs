@@ -188,8 +188,21 @@ impl Services {
     }
 
     /// Whether the database and the blob store answer, for `/readyz`.
+    /// Why the database cannot be reached now (its health check), if it cannot.
+    pub fn database_unreachable(&self) -> Option<String> {
+        self.meta.unreachable()
+    }
+
+    /// Whether the database and the blob store answer; the database within a second (a
+    /// database that does not answer at all is its health check's to notice).
     pub async fn readiness(&self) -> (Result<()>, Result<()>) {
-        tokio::join!(self.meta.ping(), self.blobs.ping())
+        let meta = async {
+            match tokio::time::timeout(std::time::Duration::from_secs(1), self.meta.ping()).await {
+                Ok(r) => r,
+                Err(_) => Err(crate::Error::Unavailable("the database did not answer within a second".into())),
+            }
+        };
+        tokio::join!(meta, self.blobs.ping())
     }
 
     /// Latency and failures of each storage backend by operation (Prometheus text).

@@ -36,6 +36,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(scim::routes())
         .merge(admission::routes())
         .merge(ui::routes(state.clone()))
-        .layer(axum::middleware::from_fn(ops::request_id_and_log))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), ops::request_id_and_log))
         .with_state(state)
 }

@@ -1,7 +1,8 @@
 //! Operations endpoints (`/healthz`, `/readyz`, `/metrics`) and the request middleware that gives every
 //! request an id (`x-request-id`, kept when the client sent a sane one) that every log line of
-//! the request carries, fills `Host` from the HTTP/2 `:authority`, and logs one line per
-//! request without headers or credentials.
+//! the request carries, fills `Host` from the HTTP/2 `:authority`, refuses at once what needs
+//! the database while it cannot be reached, and logs one line per request without headers or
+//! credentials.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,6 +27,7 @@ pub fn routes() -> Router<Arc<AppState>> {
 /// is said (for the operator: readiness is not public information worth hiding).
 async fn readyz(State(st): State<Arc<AppState>>) -> Response {
     let (meta, blobs) = st.readiness().await;
+    // (`ping` says at once what the database's health check found.)
     let problems: Vec<String> =
         [&meta, &blobs].into_iter().filter_map(|r| r.as_ref().err().map(|e| e.to_string())).collect();
     let body = serde_json::json!({ "database": meta.is_ok(), "blob_store": blobs.is_ok(), "problems": problems });
@@ -41,7 +43,26 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
-pub async fn request_id_and_log(mut req: Request, next: Next) -> Response {
+/// While the database cannot be reached, a request that needs it is refused at once with the
+/// reason (503, in its surface's error format) instead of waiting for a connection; health,
+/// readiness and metrics still answer.
+fn database_down(st: &AppState, path: &str) -> Option<Response> {
+    if matches!(path, "/healthz" | "/readyz" | "/metrics") {
+        return None;
+    }
+    let e = portcullis_core::Error::Unavailable(st.database_unreachable()?);
+    Some(if path.starts_with("/v2") || path == "/token" {
+        crate::error::V2Error::from(e).into_response()
+    } else if path.starts_with("/scim/") {
+        crate::error::ScimError::from(e).into_response()
+    } else if path.starts_with("/api/") || path.starts_with("/admission/") {
+        crate::error::ApiError(e).into_response()
+    } else {
+        crate::ui::UiError::from(e).into_response()
+    })
+}
+
+pub async fn request_id_and_log(State(st): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let id = req
         .headers()
         .get("x-request-id")
@@ -62,7 +83,10 @@ pub async fn request_id_and_log(mut req: Request, next: Next) -> Response {
     let start = Instant::now();
     // Every line logged while handling the request carries its id.
     let span = tracing::info_span!("request", request_id = %id);
-    let mut resp = tracing::Instrument::instrument(next.run(req), span).await;
+    let mut resp = match database_down(&st, &path) {
+        Some(refused) => refused,
+        None => tracing::Instrument::instrument(next.run(req), span).await,
+    };
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }

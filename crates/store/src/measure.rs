@@ -4,10 +4,12 @@
 //! repeating each port's methods.
 
 /// `measured_impl!(Port, Adapter, { async fn op(&self, ...) -> Result<T> { ... } ... })`
-/// emits `#[async_trait] impl Port for Adapter` with each method measured in `self.stats`.
+/// emits `#[async_trait] impl Port for Adapter` with each method measured in `self.stats`;
+/// plain `fn`s after them (no IO) are emitted as they are.
 macro_rules! measured_impl {
     ($port:path, $store:ty, {
         $( $(#[$attr:meta])* async fn $op:ident (&$self:ident $(, $arg:ident : $ty:ty)* $(,)?) -> $ret:ty $body:block )*
+        $( fn $plain:ident (&$pself:ident) -> $pret:ty $pbody:block )*
     }) => {
         #[async_trait::async_trait]
         impl $port for $store {
@@ -20,6 +22,9 @@ macro_rules! measured_impl {
                     $self.stats.observe(stringify!($op), started.elapsed(), failed);
                     result
                 }
+            )*
+            $(
+                fn $plain(&$pself) -> $pret $pbody
             )*
         }
     };

@@ -1,9 +1,13 @@
 //! PostgreSQL metadata store, for several replicas sharing one database. One pool serves reads
 //! and writes (PostgreSQL has no single-writer limit); the queries are the shared ones of
 //! `sql.rs`; migrations (`migrations/postgres`, same numbering as SQLite) run under an advisory
-//! lock so that replicas starting together apply each one once.
+//! lock so that replicas starting together apply each one once. A health check on a
+//! connection of its own asks the server four times a second; while it fails, the store says
+//! why (`ClusterStore::unreachable`) so that requests are refused at once rather than each
+//! waiting out the pool, and it clears by itself when the server answers again.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_core::error::{Error, Result};
@@ -15,7 +19,20 @@ use sqlx::{Postgres, Transaction};
 use crate::migrate::POSTGRES_DIALECT;
 use crate::sql::*;
 
+/// How often the health check asks, and how long it waits for an answer.
+const HEALTH_EVERY: Duration = Duration::from_millis(250);
+const HEALTH_WAIT: Duration = Duration::from_millis(700);
+
+/// What the health check last found: why the server cannot be reached, or nothing.
+#[derive(Default)]
+struct Health {
+    /// Whether `why` holds a reason (read on every request: no lock then).
+    down: std::sync::atomic::AtomicBool,
+    why: std::sync::RwLock<Option<String>>,
+}
+
 pub struct PgMeta {
+    health: Arc<Health>,
     pub(crate) write: PgPool,
     pub(crate) read: PgPool,
     stats: BackendStats,
@@ -29,12 +46,59 @@ impl PgMeta {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await
             .map_err(db)?;
-        let store = PgMeta { write: pool.clone(), read: pool, stats: BackendStats::new("database", "postgres") };
+        let health = Arc::new(Health::default());
+        tokio::spawn(watch(opts, Arc::downgrade(&health)));
+        let store =
+            PgMeta { health, write: pool.clone(), read: pool, stats: BackendStats::new("database", "postgres") };
         migrate!(store.write, POSTGRES_DIALECT).await?;
         Ok(store)
+    }
+
+    fn unreachable_now(&self) -> Option<String> {
+        if !self.health.down.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
+        self.health.why.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+}
+
+/// The health check: `SELECT 1` on its own connection (a busy pool is not an outage), made
+/// again when it broke; ends when the store is dropped.
+async fn watch(opts: PgConnectOptions, health: std::sync::Weak<Health>) {
+    use sqlx::Connection;
+    let mut conn: Option<sqlx::PgConnection> = None;
+    loop {
+        tokio::time::sleep(HEALTH_EVERY).await;
+        let Some(health) = health.upgrade() else { return };
+        let asked = tokio::time::timeout(HEALTH_WAIT, async {
+            if conn.is_none() {
+                conn = Some(sqlx::PgConnection::connect_with(&opts).await?);
+            }
+            match conn.as_mut() {
+                Some(c) => sqlx::query("SELECT 1").execute(c).await.map(|_| ()),
+                None => Ok(()),
+            }
+        })
+        .await;
+        let found = match asked {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("the database cannot be reached: {e}")),
+            Err(_) => Some(format!("the database did not answer within {} ms", HEALTH_WAIT.as_millis())),
+        };
+        if found.is_some() {
+            conn = None;
+        }
+        let mut why = health.why.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match (&*why, &found) {
+            (None, Some(w)) => tracing::error!("{w}; requests that need it are refused until it answers"),
+            (Some(_), None) => tracing::warn!("the database answers again"),
+            _ => {}
+        }
+        health.down.store(found.is_some(), std::sync::atomic::Ordering::Release);
+        *why = found;
     }
 }
 

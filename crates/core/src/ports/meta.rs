@@ -261,6 +261,10 @@ pub trait ClusterStore: Send + Sync {
     async fn add_signing_key(&self, kid: &str, pkcs8: &[u8], now: i64) -> Result<()>;
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> Result<()>;
+    /// Why the database cannot be reached, when its health check (a connection of its own, a
+    /// few times a second) says so now; `None` when it can (an embedded database always can).
+    /// Requests that need it are refused at once meanwhile, instead of each waiting for it.
+    fn unreachable(&self) -> Option<String>;
 }
 
 /// SCIM provisioning: the tokens identity providers present and the SCIM attributes of the

@@ -168,3 +168,149 @@ async fn blob_gets_redirect_to_presigned_bucket_urls_after_the_decision() {
     let r = no_follow.get(s.url(&path)).send().await.unwrap();
     assert_eq!(r.status(), 401);
 }
+
+/// A TCP forwarder to PostgreSQL that can be cut, as by a network partition: while cut, bytes
+/// stop flowing on its connections and new ones are accepted but never answered; when it is
+/// mended, the frozen connections are closed (as a restarted server's are) and new ones flow.
+struct Cut {
+    port: u16,
+    cut: tokio::sync::watch::Sender<bool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Cut {
+    async fn start(target: String) -> Cut {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (cut, watch) = tokio::sync::watch::channel(false);
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let cs = conns.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let (target, mut watch) = (target.clone(), watch.clone());
+                let h = tokio::spawn(async move {
+                    let frozen = |w: &tokio::sync::watch::Receiver<bool>| *w.borrow();
+                    if frozen(&watch) {
+                        return std::future::pending().await;
+                    }
+                    let Ok(mut out) = tokio::net::TcpStream::connect(target).await else { return };
+                    let (mut a, mut b) = ([0u8; 16384], [0u8; 16384]);
+                    loop {
+                        tokio::select! {
+                            n = inbound.read(&mut a) => match n {
+                                Ok(n) if n > 0 && out.write_all(&a[..n]).await.is_ok() => {}
+                                _ => return,
+                            },
+                            n = out.read(&mut b) => match n {
+                                Ok(n) if n > 0 && inbound.write_all(&b[..n]).await.is_ok() => {}
+                                _ => return,
+                            },
+                            _ = watch.changed() => if frozen(&watch) {
+                                return std::future::pending().await;
+                            },
+                        }
+                    }
+                });
+                cs.lock().unwrap().push(h.abort_handle());
+            }
+        });
+        Cut { port, cut, conns, task }
+    }
+
+    fn set(&self, cut: bool) {
+        if !cut {
+            self.conns.lock().unwrap().drain(..).for_each(|h| h.abort());
+        }
+        let _ = self.cut.send(cut);
+    }
+
+    /// `url` with its host's port replaced by this forwarder's.
+    fn url(&self, url: &str) -> String {
+        let (head, rest) = url.split_once('@').unwrap();
+        let (host_port, path) = rest.split_once('/').unwrap();
+        let host = host_port.rsplit_once(':').map_or(host_port, |(h, _)| h);
+        format!("{head}@{host}:{}/{path}", self.port)
+    }
+}
+
+impl Drop for Cut {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.conns.lock().unwrap().drain(..).for_each(|h| h.abort());
+    }
+}
+
+/// `url`'s `host:port`.
+fn authority(url: &str) -> String {
+    let rest = url.split_once('@').unwrap().1;
+    rest.split_once('/').unwrap().0.to_owned()
+}
+
+/// PostgreSQL goes away while the gateway runs: within a second `/readyz` says so, and requests
+/// that need the database are refused at once with the reason (not after the pool's 10 s);
+/// when it is back, everything works again with no manual step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_is_said_at_once_and_recovered_from_by_itself() {
+    let db = store::testsuite::TestDatabase::create().await;
+    let bucket = store::testsuite::test_bucket();
+    let cut = Cut::start(authority(&db.url)).await;
+    let url = cut.url(&db.url);
+    let mut env = crate::support::scale_env(&db, &bucket);
+    env.retain(|(k, _)| *k != "PORTCULLIS_DATABASE__URL");
+    env.extend([("PORTCULLIS_DATABASE__URL", url.as_str()), ("PORTCULLIS_ADMIN_PASSWORD", ADMIN_PW)]);
+    let s = Server::launch(tempfile::tempdir().unwrap(), &env, None, "http").await;
+    s.create_user("alice").await;
+    s.create_org("acme", "alice").await;
+    let work = tempfile::tempdir().unwrap();
+    let layout = crate::images::make(&work.path().join("layout"));
+    let (gw, creds) = (s.addr(), format!("alice:{}", pw("alice")));
+    assert!(crate::support::skopeo_push(&layout.dir, "tiny", &gw, &creds, "acme/app:1").0);
+    let ready = || async { s.http.get(s.url("/readyz")).send().await.unwrap() };
+    assert_eq!(ready().await.status(), 200);
+
+    cut.set(true);
+    let started = std::time::Instant::now();
+    loop {
+        let r = ready().await;
+        let status = r.status();
+        let body: serde_json::Value = r.json().await.unwrap();
+        // the health check's finding (before it, the pool's own failure may show)
+        if status == 503 && body["problems"][0].as_str().unwrap_or_default().contains("the database") {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "/readyz did not notice: {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // (about a second: a check every 250 ms that waits 700 ms; generous for a loaded machine)
+    let noticed = started.elapsed();
+    assert!(noticed < std::time::Duration::from_secs(3), "noticed after {noticed:?}");
+    eprintln!("the outage was noticed after {noticed:?}");
+    // refused at once, each surface in its own format, with the reason
+    let asked = std::time::Instant::now();
+    let (st, v) = s.api("GET", "/api/v1/orgs/acme", ("alice", &pw("alice")), None).await;
+    assert!(st == 503 && v["message"].as_str().unwrap().contains("the database"), "{st} {v}");
+    let r = s.http.get(s.url("/token?service=portcullis")).basic_auth("alice", Some(pw("alice"))).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.text().await.unwrap().contains("UNAVAILABLE"));
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(3),
+        "took {:?} (the pool would wait 10 s)",
+        asked.elapsed()
+    );
+    let (ok, out) = crate::support::skopeo_push(&layout.dir, "tiny", &gw, &creds, "acme/app:2");
+    assert!(!ok && out.contains("503"), "{out}");
+    assert_eq!(s.http.get(s.url("/healthz")).send().await.unwrap().status(), 200, "the process is alive");
+
+    // back: ready again, and pushes and pulls work with no manual step
+    cut.set(false);
+    let started = std::time::Instant::now();
+    while ready().await.status() != 200 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "/readyz did not recover");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (ok, out) = crate::support::skopeo_push(&layout.dir, "tiny", &gw, &creds, "acme/app:2");
+    assert!(ok, "{out}");
+    assert!(crate::support::skopeo_pull(&gw, &creds, "acme/app:1", &work.path().join("p")).0);
+}

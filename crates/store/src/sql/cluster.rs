@@ -70,8 +70,15 @@ macro_rules! cluster_sql {
             }
 
             async fn ping(&self) -> Result<()> {
+                if let Some(why) = self.unreachable() {
+                    return Err(Error::Unavailable(why));
+                }
                 sqlx::query("SELECT 1").execute(&self.read).await.map_err(db)?;
                 Ok(())
+            }
+
+            fn unreachable(&self) -> Option<String> {
+                self.unreachable_now()
             }
         });
     };

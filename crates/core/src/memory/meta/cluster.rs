@@ -32,6 +32,10 @@ impl ClusterStore for MemoryMeta {
         })
     }
 
+    fn unreachable(&self) -> Option<String> {
+        None
+    }
+
     async fn generation(&self) -> Result<i64> {
         self.with(|s| Ok(s.generation))
     }
