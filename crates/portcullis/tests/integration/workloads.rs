@@ -130,6 +130,21 @@ async fn acme_with_ci(issuers: &str) -> crate::proxy::Env {
     e
 }
 
+/// Org acme (alice owns it) whose team release may write acme/app, and a rule of issuer
+/// `issuer` that makes the jobs of acme/app's main branch members of it.
+async fn acme_release_for_main(s: &crate::support::Server, issuer: &str) {
+    s.create_org("acme", "alice").await;
+    let ap = pw("alice");
+    let alice = ("alice", ap.as_str());
+    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams", alice, Some(json!({"name": "release"}))).await.0, 201);
+    let write = json!({"permission": "write"});
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/teams/release/permissions/app", alice, Some(write)).await.0, 200);
+    let rule =
+        json!({"issuer": issuer, "claims": {"repository": "acme/app", "ref": "refs/heads/main"}, "teams": ["release"]});
+    let rules = json!({"workloads": {"rules": [rule]}});
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(rules)).await.0, 200);
+}
+
 /// `GET /token` with Basic `workload:<token>`: (status, body).
 async fn token(gw: &str, jwt: &str, scope: &str) -> (u16, Value) {
     let r = reqwest::Client::new()
@@ -501,17 +516,7 @@ async fn a_ci_job_signs_in_with_its_oidc_token_and_pushes_only_what_its_rule_all
     let e = setup(&[("PORTCULLIS_AUTH__WORKLOAD_ISSUERS", issuers.as_str())]).await;
     let s = &e.s;
     let gw = s.addr();
-    s.create_org("acme", "alice").await;
-    let ap = pw("alice");
-    let alice = ("alice", ap.as_str());
-    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams", alice, Some(json!({"name": "release"}))).await.0, 201);
-    let write = json!({"permission": "write"});
-    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/teams/release/permissions/app", alice, Some(write)).await.0, 200);
-    let rule = json!({"issuer": "github", "claims": {"repository": "acme/app", "ref": "refs/heads/main"}, "teams": ["release"]});
-    assert_eq!(
-        s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(json!({"workloads": {"rules": [rule]}}))).await.0,
-        200
-    );
+    acme_release_for_main(s, "github").await;
     let job = |git_ref: &str| {
         let t = now();
         let claims = json!({
@@ -622,18 +627,7 @@ async fn a_token_from_a_real_openid_provider_signs_a_ci_job_in() {
     let issuers = format!("[{{name=\"ci\",issuer=\"{issuer}\"}}]");
     let e = setup(&[("PORTCULLIS_AUTH__WORKLOAD_ISSUERS", issuers.as_str())]).await;
     let s = &e.s;
-    s.create_org("acme", "alice").await;
-    let ap = pw("alice");
-    let alice = ("alice", ap.as_str());
-    assert_eq!(s.api("POST", "/api/v1/orgs/acme/teams", alice, Some(json!({"name": "release"}))).await.0, 201);
-    let write = json!({"permission": "write"});
-    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/teams/release/permissions/app", alice, Some(write)).await.0, 200);
-    let rule =
-        json!({"issuer": "ci", "claims": {"repository": "acme/app", "ref": "refs/heads/main"}, "teams": ["release"]});
-    assert_eq!(
-        s.api("PUT", "/api/v1/orgs/acme/settings", alice, Some(json!({"workloads": {"rules": [rule]}}))).await.0,
-        200
-    );
+    acme_release_for_main(s, "ci").await;
     let src = format!("oci:{}:tiny", e.layout.dir.display());
     let (ok, out) = crate::support::run(std::process::Command::new("skopeo").args([
         "copy",
