@@ -18,6 +18,14 @@ pub struct Server {
 }
 
 pub fn free_port() -> u16 {
+    // Below the kernel's ephemeral range (32768–60999 on Linux): an outgoing connection of
+    // another test cannot take the port between now and the moment the server binds it.
+    for _ in 0..100 {
+        let port = rand::random_range(20_000..32_000);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
