@@ -1,6 +1,9 @@
 //! The audit log: entries go through a bounded channel to one background writer that appends
 //! them in batches (a pull never waits for the single SQLite writer, and a burst of pulls is one
-//! transaction), and prunes entries past the retention once an hour.
+//! transaction), and prunes entries past the retention once an hour. While the database cannot
+//! be reached, the writer holds what it could not write (and what arrives meanwhile, up to
+//! [`HELD`] entries) and tries again every second, so pulls served through an outage are
+//! audited once it ends.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +17,10 @@ use crate::model::{ActivityRow, AuditEntry, AuditQuery};
 use crate::ports::AuditStore;
 
 const BATCH: usize = 512;
+/// Entries held in memory while the database cannot be reached; later ones are lost (logged).
+pub const HELD: usize = 200_000;
+/// Tries of a batch the database refuses for another reason than being unreachable.
+const TRIES: u32 = 3;
 
 pub struct Audit {
     tx: mpsc::Sender<AuditEntry>,
@@ -92,10 +99,7 @@ async fn writer(
                 _ = &mut deadline => break,
             }
         }
-        if let Err(e) = store.append_audit(&batch).await {
-            tracing::error!(error = %e, lost = batch.len(), "cannot write audit entries");
-        }
-        batch.clear();
+        write(store.as_ref(), &mut batch, &mut rx).await;
         let t = clock.now();
         if retention_days > 0 && t >= next_prune {
             next_prune = t + 3600;
@@ -104,4 +108,47 @@ async fn writer(
             }
         }
     }
+}
+
+/// Appends `batch` (emptied), holding it and what arrives meanwhile while the database cannot
+/// be reached.
+async fn write(store: &dyn AuditStore, batch: &mut Vec<AuditEntry>, rx: &mut mpsc::Receiver<AuditEntry>) {
+    let (mut failures, mut lost) = (0u32, 0u64);
+    loop {
+        let e = match store.append_audit(batch).await {
+            Ok(()) => {
+                if failures > 0 {
+                    tracing::warn!(
+                        written = batch.len(),
+                        lost,
+                        "audit entries held through a database failure were written"
+                    );
+                }
+                break;
+            }
+            Err(e) => e,
+        };
+        let unreachable = matches!(e, crate::Error::Unavailable(_));
+        failures += 1;
+        if !unreachable && failures >= TRIES {
+            tracing::error!(error = %e, lost = batch.len(), "cannot write audit entries");
+            break;
+        }
+        if failures == 1 {
+            tracing::error!(error = %e, held = batch.len(), "cannot write audit entries; holding them to try again");
+        }
+        let pause = tokio::time::sleep(Duration::from_secs(1));
+        tokio::pin!(pause);
+        loop {
+            tokio::select! {
+                e = rx.recv() => match e {
+                    Some(e) if batch.len() < HELD => batch.push(e),
+                    Some(_) => lost += 1,
+                    None => break,
+                },
+                _ = &mut pause => break,
+            }
+        }
+    }
+    batch.clear();
 }

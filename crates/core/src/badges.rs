@@ -247,7 +247,7 @@ mod tests {
             identity.clone(),
             audit.clone(),
             false,
-            Arc::new(crate::registry::ManifestCache::new(0)),
+            Arc::new(crate::registry::HostedCache::new(0)),
         ));
         let cfg = HubLookupConfig { wait_ms, ..Default::default() };
         let options = IamOptions { badge_lookup: Some((hub, cfg, metrics)), ..IamOptions::default() };

@@ -20,6 +20,7 @@ pub struct Metrics {
     pub badge_lookups: AtomicU64,
     pub badge_hits: AtomicU64,
     pub badge_failures: AtomicU64,
+    pub outage_requests: AtomicU64,
     /// Registry API requests by endpoint and status class.
     pub requests: RequestStats,
 }
@@ -31,7 +32,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &AtomicU64); 14] = [
+        let rows: [(&str, &str, &AtomicU64); 15] = [
             (
                 "portcullis_proxy_cache_hits_total{kind=\"manifest\"}",
                 "Pull-through requests served from the cache",
@@ -85,6 +86,11 @@ impl Metrics {
                 "portcullis_hub_badge_failures_total",
                 "Badge lookups that failed (the namespace stays community until asked again)",
                 &self.badge_failures,
+            ),
+            (
+                "portcullis_database_outage_requests_total",
+                "Registry reads let through on the last snapshot while the database was unreachable",
+                &self.outage_requests,
             ),
         ];
         let mut out = String::new();

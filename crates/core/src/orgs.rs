@@ -45,7 +45,7 @@ pub struct Orgs {
     audit: Arc<crate::audit::Audit>,
     admins_only_create: bool,
     clock: Arc<dyn Clock>,
-    manifests: Arc<crate::registry::ManifestCache>,
+    manifests: Arc<crate::registry::HostedCache>,
 }
 
 fn not_found(org: &str) -> Error {
@@ -59,7 +59,7 @@ impl Orgs {
         identity: Arc<Identity>,
         audit: Arc<crate::audit::Audit>,
         admins_only_create: bool,
-        manifests: Arc<crate::registry::ManifestCache>,
+        manifests: Arc<crate::registry::HostedCache>,
     ) -> Orgs {
         let clock = identity.clock().clone();
         Orgs {

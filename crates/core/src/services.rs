@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::orgs::Orgs;
 use crate::ports::{BadgeLookup, BlobStore, MetaStore, PasswordDirectory, UpstreamRegistry, WorkloadVerifier};
 use crate::proxy::{Proxy, ProxyConfig};
-use crate::registry::{ManifestCache, Registry};
+use crate::registry::{HostedCache, Registry};
 use crate::replica::Replica;
 use crate::sessions::Sessions;
 use crate::tokens::TokenIssuer;
@@ -51,8 +51,8 @@ pub struct Settings {
     pub catalog: policy::Catalog,
     /// Whether an identity provider is configured (an org may then enforce single sign-on).
     pub sso_available: bool,
-    /// Bytes of hosted manifests kept in memory (0: none). Only for a process that is its
-    /// database's sole writer: see [`ManifestCache`].
+    /// Bytes of hosted manifests (and as many of blob links) kept in memory (0: none); see
+    /// [`HostedCache`].
     pub manifest_cache_bytes: u64,
     /// The workload issuer whose rules name the cluster's service accounts at admission
     /// (`[admission] issuer`); `None`: admission reviews are not answered.
@@ -97,7 +97,7 @@ impl Services {
         let identity =
             Arc::new(Identity::new(meta.clone(), Directory::default(), clock.clone(), audit.clone(), metrics.clone()));
         identity.refresh_directory().await?;
-        let manifests = Arc::new(ManifestCache::new(settings.manifest_cache_bytes));
+        let manifests = Arc::new(HostedCache::new(settings.manifest_cache_bytes));
         let orgs = Arc::new(Orgs::new(
             meta.clone(),
             identity.clone(),
@@ -115,7 +115,8 @@ impl Services {
         iam.refresh().await?;
         let tokens =
             Arc::new(TokenIssuer::new(signing_keys, "portcullis", &settings.token_service, settings.token_ttl_secs)?);
-        let registry = Arc::new(Registry::new(meta.clone(), meta.clone(), blobs.clone(), identity.clone(), manifests));
+        let registry =
+            Arc::new(Registry::new(meta.clone(), meta.clone(), blobs.clone(), identity.clone(), manifests.clone()));
         let proxy = Arc::new(Proxy::new(
             meta.clone(),
             blobs.clone(),
@@ -136,7 +137,14 @@ impl Services {
             clock: clock.clone(),
             config: settings.gate,
         };
-        let replica = Arc::new(Replica::new(meta.clone(), identity.clone(), iam.clone(), tokens.clone(), generation));
+        let replica = Arc::new(Replica::new(
+            meta.clone(),
+            identity.clone(),
+            iam.clone(),
+            tokens.clone(),
+            manifests.clone(),
+            generation,
+        ));
         let sso = Arc::new(crate::sso::Sso::new(meta.clone(), identity.clone(), audit.clone()));
         let workloads = Arc::new(crate::workloads::Workloads::new(
             workload_verifier,
@@ -189,8 +197,14 @@ impl Services {
 
     /// Whether the database and the blob store answer, for `/readyz`.
     /// Why the database cannot be reached now (its health check), if it cannot.
-    pub fn database_unreachable(&self) -> Option<String> {
+    pub fn database_unreachable(&self) -> Option<crate::ports::Outage> {
         self.meta.unreachable()
+    }
+
+    /// Waits until the other replicas took in what this one committed (see
+    /// [`crate::ports::ClusterStore::settle`]); at once on an embedded database.
+    pub async fn settle(&self) -> Result<()> {
+        self.meta.settle().await
     }
 
     /// Whether the database and the blob store answer; the database within a second (a

@@ -1,15 +1,16 @@
 //! Operations endpoints (`/healthz`, `/readyz`, `/metrics`) and the request middleware that gives every
 //! request an id (`x-request-id`, kept when the client sent a sane one) that every log line of
 //! the request carries, fills `Host` from the HTTP/2 `:authority`, refuses at once what needs
-//! the database while it cannot be reached, and logs one line per request without headers or
-//! credentials.
+//! the database while it cannot be reached (registry reads go on for a while on the last
+//! snapshot, marked in the log and metrics), holds a write's answer until the other replicas
+//! took it in, and logs one line per request without headers or credentials.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -44,14 +45,31 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Response {
 }
 
 /// While the database cannot be reached, a request that needs it is refused at once with the
-/// reason (503, in its surface's error format) instead of waiting for a connection; health,
-/// readiness and metrics still answer.
-fn database_down(st: &AppState, path: &str) -> Option<Response> {
+/// reason (503, in its surface's format) instead of waiting for a connection; health,
+/// readiness and metrics still answer. Registry reads and `/token` go on for
+/// `database.outage_grace_secs` (decided on the last snapshot, served from what is held in
+/// memory and storage; what needs the database is refused at once by the store): `Ok(true)`.
+fn database_down(st: &AppState, method: &Method, path: &str) -> Result<bool, Box<Response>> {
     if matches!(path, "/healthz" | "/readyz" | "/metrics") {
-        return None;
+        return Ok(false);
     }
-    let e = portcullis_core::Error::Unavailable(st.database_unreachable()?);
-    Some(if path.starts_with("/v2") || path == "/token" {
+    let Some(outage) = st.database_unreachable() else { return Ok(false) };
+    let read = matches!(*method, Method::GET | Method::HEAD) && (path.starts_with("/v2") || path == "/token");
+    let age = outage.since.elapsed();
+    let why = if !read {
+        outage.why
+    } else if age <= st.outage_grace {
+        return Ok(true);
+    } else {
+        format!(
+            "{} for {} s, longer than the {} s pulls are decided on this replica's last policy",
+            outage.why,
+            age.as_secs(),
+            st.outage_grace.as_secs()
+        )
+    };
+    let e = portcullis_core::Error::Unavailable(why);
+    Err(Box::new(if path.starts_with("/v2") || path == "/token" {
         crate::error::V2Error::from(e).into_response()
     } else if path.starts_with("/scim/") {
         crate::error::ScimError::from(e).into_response()
@@ -59,7 +77,19 @@ fn database_down(st: &AppState, path: &str) -> Option<Response> {
         crate::error::ApiError(e).into_response()
     } else {
         crate::ui::UiError::from(e).into_response()
-    })
+    }))
+}
+
+/// Whether a successful request changed what replicas keep in memory, so that its client must
+/// not be answered before every replica took the change in (`ClusterStore::settle`): writes
+/// other than the steps of a blob upload and sign-ins.
+fn settles(method: &Method, path: &str, status: StatusCode) -> bool {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+        || !(status.is_success() || status.is_redirection())
+    {
+        return false;
+    }
+    !(path == "/token" || path.starts_with("/v2") && (*method == Method::POST || *method == Method::PATCH))
 }
 
 pub async fn request_id_and_log(State(st): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
@@ -83,13 +113,29 @@ pub async fn request_id_and_log(State(st): State<Arc<AppState>>, mut req: Reques
     let start = Instant::now();
     // Every line logged while handling the request carries its id.
     let span = tracing::info_span!("request", request_id = %id);
-    let mut resp = match database_down(&st, &path) {
-        Some(refused) => refused,
-        None => tracing::Instrument::instrument(next.run(req), span).await,
+    let (mut resp, outage) = match database_down(&st, &method, &path) {
+        Err(refused) => (*refused, false),
+        Ok(outage) => {
+            if outage {
+                portcullis_core::metrics::Metrics::inc(&st.metrics.outage_requests);
+            }
+            let resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+            if settles(&method, &path, resp.status())
+                && let Err(e) = tracing::Instrument::instrument(st.settle(), span).await
+            {
+                tracing::warn!(request_id = %id, error = %e, "cannot make sure the other replicas took in a change");
+            }
+            (resp, outage)
+        }
     };
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }
-    tracing::info!(target: "access", request_id = %id, %method, path, status = resp.status().as_u16(), micros = start.elapsed().as_micros() as u64);
+    let micros = start.elapsed().as_micros() as u64;
+    if outage {
+        tracing::info!(target: "access", request_id = %id, %method, path, status = resp.status().as_u16(), micros, database_outage = true);
+    } else {
+        tracing::info!(target: "access", request_id = %id, %method, path, status = resp.status().as_u16(), micros);
+    }
     resp
 }

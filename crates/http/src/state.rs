@@ -20,6 +20,9 @@ pub struct AppState {
     /// The bearer token the Kubernetes API server presents to the admission webhooks
     /// (`[admission] token_file`).
     pub admission_token: Option<String>,
+    /// How long pulls are decided on the last snapshot while the database cannot be reached
+    /// (`database.outage_grace_secs`).
+    pub outage_grace: std::time::Duration,
 }
 
 impl std::ops::Deref for AppState {

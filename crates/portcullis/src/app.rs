@@ -78,7 +78,8 @@ fn init_logging(config: &Config) -> LogLevel {
     handle
 }
 
-/// Hosted manifests kept in memory on SQLite: thousands of typical manifests (a few KiB each).
+/// Hosted manifests kept in memory: thousands of typical manifests (a few KiB each), and as many
+/// bytes of blob links.
 const MANIFEST_CACHE_BYTES: u64 = 32 << 20;
 
 /// The data directory's lasting node name (`node-id`, made on first use), which only the
@@ -151,8 +152,7 @@ pub async fn build(config: &Config, lock: Option<&DataDirLock>) -> anyhow::Resul
         token_ttl_secs: config.auth.token_ttl_secs,
         catalog: portcullis_core::iam::builtin_catalog(),
         sso_available: config.auth.oidc.is_some() || config.auth.ldap.is_some(),
-        // SQLite: this process is the database's only writer. PostgreSQL: replicas are not.
-        manifest_cache_bytes: if config.database.url()?.is_some() { 0 } else { MANIFEST_CACHE_BYTES },
+        manifest_cache_bytes: MANIFEST_CACHE_BYTES,
         admission_issuer: admission.issuer,
         gateway_host: admission.gateway,
     };
@@ -172,6 +172,7 @@ pub async fn build(config: &Config, lock: Option<&DataDirLock>) -> anyhow::Resul
         oidc,
         oidc_name: config.auth.oidc.as_ref().map(|o| o.name()).unwrap_or_default(),
         admission_token,
+        outage_grace: std::time::Duration::from_secs(config.database.outage_grace_secs),
     }))
 }
 

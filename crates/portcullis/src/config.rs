@@ -206,11 +206,14 @@ pub struct Database {
     pub url_file: Option<PathBuf>,
     /// Connections in the PostgreSQL pool.
     pub max_connections: u32,
+    /// While PostgreSQL cannot be reached, pulls of what this replica holds are still decided
+    /// on its last policy and directory for this long (then refused: 0 refuses them at once).
+    pub outage_grace_secs: u64,
 }
 
 impl Default for Database {
     fn default() -> Self {
-        Database { url: None, url_file: None, max_connections: 16 }
+        Database { url: None, url_file: None, max_connections: 16, outage_grace_secs: 600 }
     }
 }
 

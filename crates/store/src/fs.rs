@@ -172,6 +172,8 @@ impl portcullis_core::ports::Measured for FsBlobs {
     }
 }
 
+impl crate::measure::Guarded for FsBlobs {}
+
 measured_impl!(BlobStore, FsBlobs, {
     async fn upload_create(&self, id: &str) -> Result<()> {
         let p = self.upload_path(id)?;

@@ -10,6 +10,7 @@ mod measure;
 mod sql;
 #[macro_use]
 pub mod migrate;
+mod announce;
 pub mod backup;
 pub mod copy;
 pub mod fs;

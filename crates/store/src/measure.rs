@@ -17,7 +17,7 @@ macro_rules! measured_impl {
                 $(#[$attr])*
                 async fn $op(&$self $(, $arg: $ty)*) -> $ret {
                     let started = std::time::Instant::now();
-                    let result: $ret = async { $body }.await;
+                    let result: $ret = $crate::measure::Guarded::guarded($self, async { $body }).await;
                     let failed = result.as_ref().is_err_and(|e| e.is_internal());
                     $self.stats.observe(stringify!($op), started.elapsed(), failed);
                     result
@@ -28,4 +28,15 @@ macro_rules! measured_impl {
             )*
         }
     };
+}
+
+/// How an adapter runs each operation: as it is, unless its backend can be found unreachable
+/// (PostgreSQL), when it refuses at once rather than waiting.
+pub(crate) trait Guarded {
+    fn guarded<T: Send>(
+        &self,
+        op: impl Future<Output = portcullis_core::error::Result<T>> + Send,
+    ) -> impl Future<Output = portcullis_core::error::Result<T>> + Send {
+        op
+    }
 }

@@ -108,4 +108,5 @@ pub const POSTGRES: &[(i64, &str, &str)] = &[
     (15, "delegation", include_str!("../../../migrations/postgres/0015_delegation.sql")),
     (16, "exception_ids", include_str!("../../../migrations/postgres/0016_exception_ids.sql")),
     (17, "workload_issuers", include_str!("../../../migrations/postgres/0017_workload_issuers.sql")),
+    (18, "change_announcements", include_str!("../../../migrations/postgres/0018_change_announcements.sql")),
 ];

@@ -251,6 +251,8 @@ impl portcullis_core::ports::Measured for S3Blobs {
     }
 }
 
+impl crate::measure::Guarded for S3Blobs {}
+
 measured_impl!(BlobStore, S3Blobs, {
     async fn upload_create(&self, id: &str) -> Result<()> {
         // An upload without chunks is empty; a stale one with this id is cleared.

@@ -22,8 +22,21 @@ pub struct SqliteMeta {
 
 impl SqliteMeta {
     /// The embedded database is always there.
-    fn unreachable_now(&self) -> Option<String> {
+    fn unreachable_now(&self) -> Option<portcullis_core::ports::Outage> {
         None
+    }
+
+    /// This process is the database's only writer: nobody else to tell of changes.
+    fn take_changes(&self) -> Option<tokio::sync::mpsc::Receiver<portcullis_core::ports::Change>> {
+        None
+    }
+
+    async fn settle_writes(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn answer_settle(&self, _token: &str) -> Result<()> {
+        Ok(())
     }
 
     /// Opens (creating if needed) the database file and applies pending migrations.
@@ -49,6 +62,8 @@ impl SqliteMeta {
         Ok(store)
     }
 }
+
+impl crate::measure::Guarded for SqliteMeta {}
 
 meta_store!(SqliteMeta, Sqlite);
 

@@ -261,10 +261,54 @@ pub trait ClusterStore: Send + Sync {
     async fn add_signing_key(&self, kid: &str, pkcs8: &[u8], now: i64) -> Result<()>;
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> Result<()>;
-    /// Why the database cannot be reached, when its health check (a connection of its own, a
-    /// few times a second) says so now; `None` when it can (an embedded database always can).
-    /// Requests that need it are refused at once meanwhile, instead of each waiting for it.
-    fn unreachable(&self) -> Option<String>;
+    /// Why and since when the database cannot be reached, when its health check (a connection
+    /// of its own, a few times a second) says so now; `None` when it can (an embedded database
+    /// always can). Requests that need it are refused at once meanwhile, instead of each waiting
+    /// for it.
+    fn unreachable(&self) -> Option<Outage>;
+    /// What replicas sharing the database commit, announced as it commits; `None` when this
+    /// process is the database's only writer (SQLite, the memory store) and updates its own
+    /// memory. Taken once, by [`crate::replica::Replica::follow`].
+    fn changes(&self) -> Option<tokio::sync::mpsc::Receiver<Change>> {
+        None
+    }
+    /// Returns once every replica that follows the database's announcements has taken in what
+    /// this one committed before the call; bounded: a replica that does not answer within a
+    /// second is logged and not waited for again until it answers.
+    async fn settle(&self) -> Result<()> {
+        Ok(())
+    }
+    /// Answers a [`Change::Settle`]: this replica took in everything announced before it.
+    async fn settled(&self, _token: &str) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The database cannot be reached.
+#[derive(Debug, Clone)]
+pub struct Outage {
+    /// What the health check found.
+    pub why: String,
+    /// When it first found it.
+    pub since: std::time::Instant,
+}
+
+/// An announcement from the database shared by replicas (see [`ClusterStore::changes`]), in
+/// commit order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Hosted manifests, tags or blob links changed: what is kept of them in memory goes.
+    Content,
+    /// What the generation follows changed (directory, policy, keys): reload them.
+    Directory,
+    /// A replica waits for this one to have taken in everything announced before: answer with
+    /// [`ClusterStore::settled`] once it has.
+    Settle(String),
+    /// Announcements may have been missed (the connection that receives them broke); until
+    /// [`Change::Resumed`], nothing committed elsewhere is learnt.
+    Lost,
+    /// Announcements are received again: drop and reload everything kept in memory.
+    Resumed,
 }
 
 /// SCIM provisioning: the tokens identity providers present and the SCIM attributes of the

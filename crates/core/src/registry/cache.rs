@@ -1,14 +1,14 @@
-//! Hosted manifests kept in memory, so a pull of a hot image does not wait on the database.
+//! Hosted manifests and blob links kept in memory, so a pull of a hot image does not wait on
+//! the database.
 //!
-//! Entries are keyed by repository id and reference (tag or digest) and stamped with the
-//! generation they were read at. Every write to hosted manifests, tags or repositories in this
-//! process raises the generation once it has committed; an entry of an older generation is never
-//! served. A reader takes the generation *before* it reads the database, so a value read
-//! before a write commits carries the old generation and is ignored even if it is stored after.
-//!
-//! Only for a process that is the sole writer of its database (SQLite, the embedded default):
-//! PostgreSQL replicas write behind each other's backs, so there the cache is off and every
-//! pull reads the database, as replicas must see each other's pushes at once.
+//! Entries are keyed by repository id and reference (tag or digest), or repository id and blob
+//! digest, and stamped with the generation they were read at. Every committed write to hosted
+//! manifests, tags, blob links or repositories raises the generation — in this process once it
+//! has committed; on PostgreSQL also when another replica's commit is announced
+//! (`replica.rs`), before that replica answers its client — and an entry of an older
+//! generation is never served. A reader takes the generation *before* it reads the database, so
+//! a value read before a write commits carries the old generation and is ignored even if it is
+//! stored after. Only what exists is kept (a new manifest or link cannot make an entry wrong).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -25,15 +25,19 @@ struct Entry {
 
 /// Bytes an entry costs besides its content and strings (key, bookkeeping), for the budget.
 const ENTRY_OVERHEAD: usize = 256;
+/// Bytes a blob link costs; links get a budget as many bytes as manifests.
+const LINK_COST: u64 = 160;
 
-pub struct ManifestCache {
+pub struct HostedCache {
     entries: Option<Cache<(i64, Reference), Entry>>,
+    /// Sizes of the blobs linked to repositories.
+    links: Option<Cache<(i64, oci::Digest), (u64, u64)>>,
     generation: AtomicU64,
 }
 
-impl ManifestCache {
+impl HostedCache {
     /// A cache of at most `max_bytes` of manifests (0: off).
-    pub fn new(max_bytes: u64) -> ManifestCache {
+    pub fn new(max_bytes: u64) -> HostedCache {
         let entries = (max_bytes > 0).then(|| {
             Cache::builder()
                 .max_capacity(max_bytes)
@@ -43,10 +47,11 @@ impl ManifestCache {
                 })
                 .build()
         });
-        ManifestCache { entries, generation: AtomicU64::new(0) }
+        let links = (max_bytes > 0).then(|| Cache::new((max_bytes / LINK_COST).max(1)));
+        HostedCache { entries, links, generation: AtomicU64::new(0) }
     }
 
-    /// The generation to pass to [`ManifestCache::insert`]: read it before the database.
+    /// The generation to pass to [`HostedCache::insert`]: read it before the database.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
@@ -58,7 +63,7 @@ impl ManifestCache {
         (e.generation == self.generation()).then_some(e.manifest)
     }
 
-    /// Remembers what the database said at `generation` (see [`ManifestCache::generation`]).
+    /// Remembers what the database said at `generation` (see [`HostedCache::generation`]).
     pub fn insert(&self, generation: u64, repo: i64, reference: &Reference, manifest: &ServedManifest) {
         if let Some(entries) = &self.entries
             && generation == self.generation()
@@ -67,11 +72,29 @@ impl ManifestCache {
         }
     }
 
+    /// The size of blob `digest` linked to repository `repo`, if it is here and current.
+    pub fn link(&self, repo: i64, digest: &oci::Digest) -> Option<u64> {
+        let (generation, size) = self.links.as_ref()?.get(&(repo, digest.clone()))?;
+        (generation == self.generation()).then_some(size)
+    }
+
+    /// Remembers that the database said blob `digest` of `size` is linked to `repo` at `generation`.
+    pub fn insert_link(&self, generation: u64, repo: i64, digest: &oci::Digest, size: u64) {
+        if let Some(links) = &self.links
+            && generation == self.generation()
+        {
+            links.insert((repo, digest.clone()), (generation, size));
+        }
+    }
+
     /// After a write to hosted content has committed: nothing read before it is served again.
     pub fn invalidate(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         if let Some(entries) = &self.entries {
             entries.invalidate_all();
+        }
+        if let Some(links) = &self.links {
+            links.invalidate_all();
         }
     }
 }
@@ -101,7 +124,7 @@ mod tests {
 
     #[test]
     fn serves_what_was_read_until_a_write() {
-        let c = ManifestCache::new(1 << 20);
+        let c = HostedCache::new(1 << 20);
         let g = c.generation();
         c.insert(g, 1, &tag("1"), &manifest('a'));
         assert_eq!(c.get(1, &tag("1")).unwrap().digest, digest('a'));
@@ -113,7 +136,7 @@ mod tests {
 
     #[test]
     fn a_read_that_raced_a_write_is_never_served() {
-        let c = ManifestCache::new(1 << 20);
+        let c = HostedCache::new(1 << 20);
         let before = c.generation();
         // The write commits and invalidates while the reader still holds the old value.
         c.invalidate();
@@ -126,8 +149,23 @@ mod tests {
 
     #[test]
     fn off_keeps_nothing() {
-        let c = ManifestCache::new(0);
+        let c = HostedCache::new(0);
         c.insert(c.generation(), 1, &tag("1"), &manifest('a'));
+        c.insert_link(c.generation(), 1, &digest('b'), 5);
         assert!(c.get(1, &tag("1")).is_none());
+        assert!(c.link(1, &digest('b')).is_none());
+    }
+
+    #[test]
+    fn links_are_kept_until_a_write_and_never_from_before_it() {
+        let c = HostedCache::new(1 << 20);
+        let before = c.generation();
+        c.insert_link(before, 1, &digest('b'), 5);
+        assert_eq!(c.link(1, &digest('b')), Some(5));
+        assert_eq!(c.link(2, &digest('b')), None, "another repository");
+        c.invalidate();
+        assert_eq!(c.link(1, &digest('b')), None);
+        c.insert_link(before, 1, &digest('b'), 5);
+        assert_eq!(c.link(1, &digest('b')), None, "read before the write");
     }
 }

@@ -31,7 +31,7 @@ use crate::model::{ManifestRow, Referrer, Visibility};
 use crate::ports::{BlobStore, ByteStream, ContentStore, UploadStore};
 
 mod cache;
-pub use cache::ManifestCache;
+pub use cache::HostedCache;
 
 /// Bytes gathered before one write + hash step (under 2 MiB a write: see `proxy::fills::FILL_CHUNK`).
 const WRITE_CHUNK: usize = 1 << 20;
@@ -50,7 +50,7 @@ pub struct Registry {
     identity: Arc<Identity>,
     uploads: Mutex<HashMap<String, SharedUpload>>,
     clock: Arc<dyn Clock>,
-    manifests: Arc<ManifestCache>,
+    manifests: Arc<HostedCache>,
 }
 
 fn blob_unknown(d: &Digest) -> Error {
@@ -77,7 +77,7 @@ impl Registry {
         upload_rows: Arc<dyn UploadStore>,
         blobs: Arc<dyn BlobStore>,
         identity: Arc<Identity>,
-        manifests: Arc<ManifestCache>,
+        manifests: Arc<HostedCache>,
     ) -> Registry {
         let clock = identity.clock().clone();
         Registry { content, upload_rows, blobs, clock, identity, uploads: Mutex::default(), manifests }
@@ -243,7 +243,12 @@ impl Content for Registry {
     async fn blob(&self, repo: &Source, digest: &Digest) -> Result<BlobSource> {
         let name = hosted(repo)?;
         let repo = self.repo_id(name).await?.ok_or_else(|| blob_unknown(digest))?;
+        if let Some(size) = self.manifests.link(repo, digest) {
+            return Ok(BlobSource::Stored { size });
+        }
+        let generation = self.manifests.generation();
         let size = self.content.linked_blob(repo, digest).await?.ok_or_else(|| blob_unknown(digest))?;
+        self.manifests.insert_link(generation, repo, digest, size);
         Ok(BlobSource::Stored { size })
     }
 
@@ -379,7 +384,9 @@ impl Content for Registry {
     async fn delete_blob(&self, repo: &Source, digest: &Digest) -> Result<()> {
         let name = hosted(repo)?;
         let repo = self.repo_id(name).await?.ok_or_else(|| blob_unknown(digest))?;
-        if self.content.unlink_blob(repo, digest).await? { Ok(()) } else { Err(blob_unknown(digest)) }
+        let unlinked = self.content.unlink_blob(repo, digest).await;
+        self.manifests.invalidate();
+        if unlinked? { Ok(()) } else { Err(blob_unknown(digest)) }
     }
 
     /// POST `/blobs/uploads/`: mount, monolithic upload (`digest` + body) or a new session.

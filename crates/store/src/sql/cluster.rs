@@ -1,5 +1,6 @@
 //! What replicas share (`ClusterStore`): leases, the generation they follow (raised by
-//! triggers), token signing keys, and the reachability check.
+//! triggers), token signing keys, the reachability check, and the announcements of changes
+//! (the adapter's own: PostgreSQL's `announce.rs`, none on SQLite).
 
 macro_rules! cluster_sql {
     ($store:ident, $db:ty) => {
@@ -69,16 +70,25 @@ macro_rules! cluster_sql {
                 Ok(())
             }
 
+            async fn settle(&self) -> Result<()> {
+                self.settle_writes().await
+            }
+
+            async fn settled(&self, token: &str) -> Result<()> {
+                self.answer_settle(token).await
+            }
+
             async fn ping(&self) -> Result<()> {
-                if let Some(why) = self.unreachable() {
-                    return Err(Error::Unavailable(why));
-                }
                 sqlx::query("SELECT 1").execute(&self.read).await.map_err(db)?;
                 Ok(())
             }
 
-            fn unreachable(&self) -> Option<String> {
+            fn unreachable(&self) -> Option<portcullis_core::ports::Outage> {
                 self.unreachable_now()
+            }
+
+            fn changes(&self) -> Option<tokio::sync::mpsc::Receiver<portcullis_core::ports::Change>> {
+                self.take_changes()
             }
         });
     };

@@ -32,7 +32,7 @@ impl ClusterStore for MemoryMeta {
         })
     }
 
-    fn unreachable(&self) -> Option<String> {
+    fn unreachable(&self) -> Option<Outage> {
         None
     }
 
