@@ -248,9 +248,12 @@ fn authority(url: &str) -> String {
     rest.split_once('/').unwrap().0.to_owned()
 }
 
-/// PostgreSQL goes away while the gateway runs: within a second `/readyz` says so, and requests
-/// that need the database are refused at once with the reason (not after the pool's 10 s);
-/// when it is back, everything works again with no manual step.
+/// PostgreSQL goes away while the gateway runs: within a second `/readyz` says so; pulls of
+/// what the replica holds go on, decided on its last snapshot (a pull it denied stays denied),
+/// audited once the database is back, and refused when the outage outlasts
+/// `database.outage_grace_secs`; requests that need the database are refused at once with the
+/// reason (not after the pool's 10 s); when it is back, everything works again with no manual
+/// step.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_is_said_at_once_and_recovered_from_by_itself() {
     let db = store::testsuite::TestDatabase::create().await;
@@ -259,14 +262,37 @@ async fn a_database_outage_is_said_at_once_and_recovered_from_by_itself() {
     let url = cut.url(&db.url);
     let mut env = crate::support::scale_env(&db, &bucket);
     env.retain(|(k, _)| *k != "PORTCULLIS_DATABASE__URL");
-    env.extend([("PORTCULLIS_DATABASE__URL", url.as_str()), ("PORTCULLIS_ADMIN_PASSWORD", ADMIN_PW)]);
+    env.extend([
+        ("PORTCULLIS_DATABASE__URL", url.as_str()),
+        ("PORTCULLIS_ADMIN_PASSWORD", ADMIN_PW),
+        ("PORTCULLIS_DATABASE__OUTAGE_GRACE_SECS", "4"),
+    ]);
     let s = Server::launch(tempfile::tempdir().unwrap(), &env, None, "http").await;
     s.create_user("alice").await;
-    s.create_org("acme", "alice").await;
+    crate::support::acme_with_member_bob(&s).await;
     let work = tempfile::tempdir().unwrap();
     let layout = crate::images::make(&work.path().join("layout"));
     let (gw, creds) = (s.addr(), format!("alice:{}", pw("alice")));
     assert!(crate::support::skopeo_push(&layout.dir, "tiny", &gw, &creds, "acme/app:1").0);
+    // bob's own repository is a community image, which acme restricts
+    assert!(crate::support::skopeo_push(&layout.dir, "tiny", &gw, &format!("bob:{}", pw("bob")), "bob/tool:1").0);
+    let on = serde_json::json!({"restricted_images": {"enabled": true}});
+    assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", ("alice", &pw("alice")), Some(on)).await.0, 200);
+    // pulled before the outage (so held), with tokens taken before it
+    assert!(crate::support::skopeo_pull(&gw, &creds, "acme/app:1", &work.path().join("p0")).0);
+    let t = s.token(Some(("alice", &pw("alice"))), &["repository:acme/app:pull"]).await;
+    let tb = s.token(Some(("bob", &pw("bob"))), &["repository:bob/tool:pull"]).await;
+    let server = &s;
+    let get = move |path: String, token: String| async move {
+        server.req("GET", &path, Some(&token)).await.send().await.unwrap()
+    };
+    let manifest = get("/v2/acme/app/manifests/1".into(), t.clone()).await;
+    assert_eq!(manifest.status(), 200);
+    let digest = manifest.headers()["docker-content-digest"].to_str().unwrap().to_owned();
+    let body: serde_json::Value = manifest.json().await.unwrap();
+    let layer = body["layers"][0]["digest"].as_str().unwrap().to_owned();
+    let layer_bytes = s.get_bytes(&format!("/v2/acme/app/blobs/{layer}"), &t).await;
+    assert_eq!(get("/v2/bob/tool/manifests/1".into(), tb.clone()).await.status(), 403);
     let ready = || async { s.http.get(s.url("/readyz")).send().await.unwrap() };
     assert_eq!(ready().await.status(), 200);
 
@@ -287,8 +313,19 @@ async fn a_database_outage_is_said_at_once_and_recovered_from_by_itself() {
     let noticed = started.elapsed();
     assert!(noticed < std::time::Duration::from_secs(3), "noticed after {noticed:?}");
     eprintln!("the outage was noticed after {noticed:?}");
-    // refused at once, each surface in its own format, with the reason
     let asked = std::time::Instant::now();
+    // what the replica holds is still pulled, decided on its last snapshot
+    let r = get("/v2/acme/app/manifests/1".into(), t.clone()).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["docker-content-digest"], digest.as_str());
+    assert_eq!(s.get_bytes(&format!("/v2/acme/app/blobs/{layer}"), &t).await, layer_bytes);
+    let r = get("/v2/bob/tool/manifests/1".into(), tb.clone()).await;
+    assert_eq!(r.status(), 403, "the last snapshot's denial stands");
+    // what it does not hold is refused at once, with the reason
+    let r = get(format!("/v2/acme/app/manifests/sha256:{}", "0".repeat(64)), t.clone()).await;
+    assert_eq!(r.status(), 503);
+    assert!(r.text().await.unwrap().contains("the database"));
+    // writes and sign-ins that need the database: refused at once, each surface in its own format
     let (st, v) = s.api("GET", "/api/v1/orgs/acme", ("alice", &pw("alice")), None).await;
     assert!(st == 503 && v["message"].as_str().unwrap().contains("the database"), "{st} {v}");
     let r = s.http.get(s.url("/token?service=portcullis")).basic_auth("alice", Some(pw("alice"))).send().await.unwrap();
@@ -302,6 +339,15 @@ async fn a_database_outage_is_said_at_once_and_recovered_from_by_itself() {
     let (ok, out) = crate::support::skopeo_push(&layout.dir, "tiny", &gw, &creds, "acme/app:2");
     assert!(!ok && out.contains("503"), "{out}");
     assert_eq!(s.http.get(s.url("/healthz")).send().await.unwrap().status(), 200, "the process is alive");
+    let metrics = s.http.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let served = metrics.lines().find_map(|l| l.strip_prefix("portcullis_database_outage_requests_total ")).unwrap();
+    assert!(served.parse::<u64>().unwrap() >= 3, "{served}");
+    // past the grace, the last snapshot is no longer trusted
+    let past = std::time::Duration::from_millis(4_500) + noticed;
+    tokio::time::sleep(past.saturating_sub(started.elapsed())).await;
+    let r = get("/v2/acme/app/manifests/1".into(), t.clone()).await;
+    assert_eq!(r.status(), 503);
+    assert!(r.text().await.unwrap().contains("longer than the 4 s"));
 
     // back: ready again, and pushes and pulls work with no manual step
     cut.set(false);
@@ -313,4 +359,15 @@ async fn a_database_outage_is_said_at_once_and_recovered_from_by_itself() {
     let (ok, out) = crate::support::skopeo_push(&layout.dir, "tiny", &gw, &creds, "acme/app:2");
     assert!(ok, "{out}");
     assert!(crate::support::skopeo_pull(&gw, &creds, "acme/app:1", &work.path().join("p")).0);
+    // the pulls decided through the outage were held and audited once it ended: bob's denial
+    // before it and the one during it
+    let denials = || async {
+        let (_, log) = s.admin("GET", "/api/v1/audit?action=pull", None).await;
+        log.as_array().unwrap().iter().filter(|e| e["actor"] == "bob" && e["decision"] == "denied").count()
+    };
+    let started = std::time::Instant::now();
+    while denials().await < 2 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "the outage's denial was not audited");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
