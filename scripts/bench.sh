@@ -29,7 +29,11 @@
 #   scale            (PARTS=scale) authenticated manifest GET (the kit's wrk section) on SQLite, on
 #                    PostgreSQL, and on two PostgreSQL replicas behind nginx, next to the peer with
 #                    token auth; PostgreSQL is the throwaway cluster of scripts/daemons.sh
-#      PARTS ("registry extra proxy policy ldap signatures workloads"; add "scale": which groups to run)
+#                    (scale_*_over_*: ratios of the medians; issue 29's target on PostgreSQL: >= 0.8)
+#   storm            (PARTS=storm) 32 clients pulling one cold 3-layer image at once through two
+#                    replicas on PostgreSQL + S3 and through distribution's proxy: upstream bytes
+#                    over the image's, MB/s and the slowest client, cold and warm (scripts/bench-storm.sh)
+#      PARTS ("registry extra proxy policy ldap signatures workloads"; add "scale", "storm": which groups to run)
 #   BASE_BIN=<path to an earlier build of portcullis>: also runs it (label portcullis-base) in the
 #      registry and Image Access Management parts, interleaved, to compare a change with before it
 set -euo pipefail
@@ -332,8 +336,17 @@ for r in $(seq "$ROUNDS"); do
   SECTIONS="wrk" kit scale-portcullis-postgres REG=$P1 TARGET_PID=$R1 CREDS="admin:$ADMIN_PW" SMALL_REPO=acme/alpine-test
   SECTIONS="wrk" kit scale-portcullis-postgres-2-replicas REG=$LB CREDS="admin:$ADMIN_PW" SMALL_REPO=acme/alpine-test
 done
+rps() { grep "^RESULT $1 wrk_rps.$2 " "$OUT" | awk '{print $4}' | median; } # label, request: median
+for q in manifest_GET_tag manifest_GET_digest; do
+  say portcullis "scale_postgres_over_sqlite.$q" "$(ratio "$(rps scale-portcullis-postgres $q)" "$(rps scale-portcullis-sqlite $q)")"
+  say portcullis "scale_2_replicas_over_sqlite.$q" "$(ratio "$(rps scale-portcullis-postgres-2-replicas $q)" "$(rps scale-portcullis-sqlite $q)")"
+  say portcullis "scale_postgres_over_distribution.$q" "$(ratio "$(rps scale-portcullis-postgres $q)" "$(rps scale-distribution-token $q)")"
+done
 nginx -p "$PEER_STATE/lb" -c "$PEER_STATE/lb/nginx.conf" -s stop || true
 kill "$R1" "$R2" 2>/dev/null || true; sleep 1
 psql -q "$PCL_TEST_POSTGRES_URL" -c "DROP DATABASE $DB WITH (FORCE)" || true
+fi
+if has storm; then
+BIN=$BIN PORT=$PORT ADMIN_PW=$ADMIN_PW OUT=$OUT ROUNDS=$ROUNDS PEER=$PEER scripts/bench-storm.sh
 fi
 echo "bench: results in $OUT"
