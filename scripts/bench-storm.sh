@@ -9,6 +9,8 @@
 #   storm_upstream_over_image.cold   blob bytes fetched upstream / the image's blob bytes (target 1)
 #   storm_MBps.cold / .warm          all clients' bytes / the storm's wall time
 #   storm_slowest_s.cold / .warm     the slowest client's time
+# and the floor of the replicas' side: the same clients reading the same blobs straight from the
+# bucket (moto, a Python stand-in for S3, which bounds what replicas on it can serve on one machine).
 # Every client's bytes must match the digests (a mismatch fails the run).
 # Env: BIN, PORT, ADMIN_PW, OUT, ROUNDS, CLIENTS, LAYER_MIB, PEER (the peer registry, 127.0.0.1:5000).
 set -euo pipefail
@@ -107,6 +109,13 @@ ACC='application/vnd.oci.image.manifest.v1+json'
 client() { # registry, image, creds (or ""): pulls as a client does; prints seconds taken, or fails
   local reg=$1 img=$2 creds=$3 t0 auth=() m d
   t0=$(date +%s.%N)
+  if [ "$reg" = bucket ]; then # the floor: the blobs straight from the bucket
+    for d in $(jq -r '.config.digest, .layers[].digest' <"$STATE/manifest-$img.json"); do
+      [ "sha256:$(curl -sf "$PCL_TEST_S3_ENDPOINT/$BUCKET/blobs/sha256/${d#sha256:}" | sha256sum | cut -d' ' -f1)" = "$d" ] || return 1
+    done
+    awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN{print a - b}'
+    return 0
+  fi
   if [ -n "$creds" ]; then
     auth=(-H "Authorization: Bearer $(curl -sf -u "$creds" "http://$reg/token?service=portcullis&scope=repository:library/$img:pull" | jq -r .token)")
   fi
@@ -137,4 +146,6 @@ for r in $(seq "$ROUNDS"); do
     say "$side" storm_upstream_over_image.cold "$(awk -v u="$(( $(upstream_bytes $LOG) - before ))" -v b="$BYTES" 'BEGIN{printf "%.2f", u/b}')"
     storm "$side" "$REG" "$IMG" "$CREDS" warm "$BYTES"
   done
+  curl -sf -H "Accept: $ACC" "http://$PEER/v2/library/$IMG/manifests/1" >"$STATE/manifest-$IMG.json"
+  storm s3-direct bucket "$IMG" "" warm "$BYTES"
 done
