@@ -18,9 +18,12 @@ BEGIN
     RETURN NULL;
 END
 $$;
--- (A new row cannot make what a replica holds wrong, except a tag, which a push moves.)
-CREATE TRIGGER manifests_content AFTER UPDATE OR DELETE ON manifests FOR EACH STATEMENT EXECUTE FUNCTION announce_content();
-CREATE TRIGGER tags_content AFTER INSERT OR UPDATE OR DELETE ON tags FOR EACH STATEMENT EXECUTE FUNCTION announce_content();
-CREATE TRIGGER repo_blobs_content AFTER UPDATE OR DELETE ON repo_blobs FOR EACH STATEMENT EXECUTE FUNCTION announce_content();
-CREATE TRIGGER blobs_content AFTER UPDATE OR DELETE ON blobs FOR EACH STATEMENT EXECUTE FUNCTION announce_content();
-CREATE TRIGGER repositories_content AFTER UPDATE OR DELETE ON repositories FOR EACH STATEMENT EXECUTE FUNCTION announce_content();
+-- Only changes that can make what a replica holds wrong, row by row (a statement trigger would
+-- fire for an upsert that changed nothing): a new row cannot, nor can the pull-through cache's
+-- bookkeeping of when a tag was checked or a blob used; a tag moved by an upsert can.
+CREATE TRIGGER manifests_content AFTER DELETE ON manifests FOR EACH ROW EXECUTE FUNCTION announce_content();
+CREATE TRIGGER tags_moved AFTER UPDATE OF digest ON tags FOR EACH ROW WHEN (OLD.digest IS DISTINCT FROM NEW.digest) EXECUTE FUNCTION announce_content();
+CREATE TRIGGER tags_content AFTER DELETE ON tags FOR EACH ROW EXECUTE FUNCTION announce_content();
+CREATE TRIGGER repo_blobs_content AFTER DELETE ON repo_blobs FOR EACH ROW EXECUTE FUNCTION announce_content();
+CREATE TRIGGER blobs_content AFTER DELETE ON blobs FOR EACH ROW EXECUTE FUNCTION announce_content();
+CREATE TRIGGER repositories_content AFTER DELETE ON repositories FOR EACH ROW EXECUTE FUNCTION announce_content();

@@ -240,6 +240,8 @@ pub struct Identity {
     directory: Directory,
     verified: Mutex<HashMap<String, i64>>,
     touched: Mutex<HashMap<i64, i64>>,
+    /// Sign-ins that worked lately, for a database outage.
+    remembered: crate::remembered::Remembered,
     argon_slots: Semaphore,
     /// Orgs whose members must sign in through the identity provider (`sso_enforced`).
     sso_orgs: std::sync::RwLock<Arc<std::collections::HashSet<String>>>,
@@ -269,6 +271,7 @@ impl Identity {
             directory,
             verified: Mutex::default(),
             touched: Mutex::default(),
+            remembered: Default::default(),
             argon_slots: Semaphore::new(2),
             sso_orgs: Default::default(),
             sso_any: Default::default(),
@@ -394,6 +397,7 @@ impl Identity {
     pub async fn refresh_directory(&self) -> Result<()> {
         let rows = self.directory_rows.load_directory().await?;
         self.directory.replace(Snapshot::build(rows));
+        self.remembered.forget_all();
         Ok(())
     }
 
@@ -402,11 +406,31 @@ impl Identity {
     }
 
     /// Signs in with a username and a password or access token. `client` is the caller's
-    /// address, for throttling. Failures and throttling are audited and counted.
+    /// address, for throttling. Failures and throttling are audited and counted. While the
+    /// database cannot be reached, a sign-in that worked lately works again with the same
+    /// secret (see [`crate::remembered`]).
     pub async fn authenticate(&self, username: &str, secret: &str, client: &str) -> Result<Principal> {
         // Account names are lower case: `Alice` is `alice` (as on Docker Hub), for the password,
         // the directory and the throttle alike.
         let username = &username.to_ascii_lowercase();
+        let now = self.clock.now();
+        match self.authenticate_online(username, secret, client).await {
+            Ok(p) => {
+                self.remembered.remember(username, secret, &p, now);
+                Ok(p)
+            }
+            Err(Error::Unavailable(why)) => match self.remembered.recall(username, secret, now) {
+                Some(p) => {
+                    tracing::info!(user = %p.username, "signed in as lately, while the database cannot be reached");
+                    Ok(p)
+                }
+                None => Err(Error::Unavailable(why)),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn authenticate_online(&self, username: &str, secret: &str, client: &str) -> Result<Principal> {
         if secret.starts_with(PAT_PREFIX) {
             let p = self.authenticate_token(secret, client).await?;
             if p.username != *username {

@@ -25,6 +25,7 @@ pub mod ports;
 pub mod proxy;
 pub mod purge;
 pub mod registry;
+pub mod remembered;
 pub mod replica;
 pub mod requests;
 pub mod robots;

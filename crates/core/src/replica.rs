@@ -59,8 +59,10 @@ impl Replica {
     /// Makes sure the directory, the policy and the token keys are current before acting:
     /// nothing to do while the database's announcements are followed (every writer waits for
     /// them to be taken in), a reload if the database changed since they were loaded otherwise.
+    /// While the database cannot be reached there is nothing to load: the last snapshot is
+    /// used (for as long as `http::ops` lets requests through).
     pub async fn catch_up(&self) -> Result<()> {
-        if self.in_step.load(Ordering::Acquire) {
+        if self.in_step.load(Ordering::Acquire) || self.store.unreachable().is_some() {
             return Ok(());
         }
         self.reload().await

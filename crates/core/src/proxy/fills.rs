@@ -121,7 +121,14 @@ impl Proxy {
         let s = &self.shared;
         let repo = self.repo_id(up).await?;
         let d = digest;
-        if !s.cache.blob_referenced(repo, d).await? {
+        let referenced = s.cache.blob_referenced(repo, d).await;
+        if super::held::unreachable(&referenced)
+            && let Some(size) = s.held.blob(repo, d)
+        {
+            Metrics::inc(&s.metrics.blob_hits);
+            return Ok(BlobSource::Stored { size });
+        }
+        if !referenced? {
             return Err(Error::Registry(
                 ErrorCode::BlobUnknown,
                 format!(
@@ -133,6 +140,7 @@ impl Proxy {
         if let Some(size) = s.content.blob_size(d).await? {
             Metrics::inc(&s.metrics.blob_hits);
             s.cache.touch_blob(d, s.clock.now()).await?;
+            s.held.blob_served(repo, d, size);
             return Ok(BlobSource::Stored { size });
         }
         let mut watch = {

@@ -7,7 +7,7 @@ use oci::manifest::MAX_MANIFEST_BYTES;
 use oci::source::UpstreamRepo;
 use oci::{Digest, Manifest, Reference, Tag};
 
-use super::Proxy;
+use super::{Proxy, held};
 use crate::content::ServedManifest;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -21,17 +21,37 @@ impl Proxy {
         let fresh = |row: ManifestRow| ServedManifest::from_row(row, false);
         match reference {
             Reference::Digest(d) => {
-                if let Some(row) = s.content.manifest(repo, d).await? {
+                let found = s.content.manifest(repo, d).await;
+                if held::unreachable(&found)
+                    && let Some(m) = s.held.manifest(repo, d)
+                {
                     Metrics::inc(&s.metrics.manifest_hits);
-                    return fresh(row);
+                    return Ok(m);
                 }
-                Metrics::inc(&s.metrics.manifest_misses);
-                let row = self.fetch_manifest(up, repo, &d.to_string(), Some(d), None).await?;
-                fresh(row)
+                let m = match found? {
+                    Some(row) => {
+                        Metrics::inc(&s.metrics.manifest_hits);
+                        fresh(row)?
+                    }
+                    None => {
+                        Metrics::inc(&s.metrics.manifest_misses);
+                        fresh(self.fetch_manifest(up, repo, &d.to_string(), Some(d), None).await?)?
+                    }
+                };
+                s.held.manifest_served(repo, None, &m);
+                Ok(m)
             }
             Reference::Tag(t) => {
                 let now = s.clock.now();
-                let cached = s.cache.tag_entry(repo, t).await?;
+                let cached = s.cache.tag_entry(repo, t).await;
+                if held::unreachable(&cached)
+                    && let Some(m) = s.held.tagged(repo, t)
+                {
+                    tracing::warn!(image = %up.canonical(), "database unreachable; serving the tag as last served");
+                    Metrics::inc(&s.metrics.stale_served);
+                    return Ok(m);
+                }
+                let cached = cached?;
                 if let Some(TagEntry { digest, checked_at }) = &cached
                     && now - checked_at < s.config.tag_ttl_secs
                     && let Some(row) = s.content.manifest(repo, digest).await?
@@ -55,7 +75,7 @@ impl Proxy {
                     },
                     None => self.fetch_manifest(up, repo, t.as_str(), None, Some(t)).await.and_then(fresh),
                 };
-                match (fresh, cached) {
+                let served = match (fresh, cached) {
                     (Ok(m), _) => Ok(m),
                     (Err(e @ (Error::Unavailable(_) | Error::Throttled { .. })), Some(TagEntry { digest, .. })) => {
                         match s.content.manifest(repo, &digest).await? {
@@ -68,7 +88,11 @@ impl Proxy {
                         }
                     }
                     (Err(e), _) => Err(e),
+                };
+                if let Ok(m) = &served {
+                    s.held.manifest_served(repo, Some(t), m);
                 }
+                served
             }
         }
     }
@@ -82,7 +106,15 @@ impl Proxy {
             return Err(super::unsupported_registry(&up.registry));
         }
         let cached = match self.existing_repo(up).await? {
-            Some(repo) => s.cache.tag_entry(repo, tag).await?,
+            Some(repo) => {
+                let entry = s.cache.tag_entry(repo, tag).await;
+                if held::unreachable(&entry)
+                    && let Some(d) = s.held.tag(repo, tag)
+                {
+                    return Ok(Some(d));
+                }
+                entry?
+            }
             None => None,
         };
         if let Some(TagEntry { digest, checked_at }) = &cached

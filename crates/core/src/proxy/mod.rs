@@ -10,6 +10,7 @@
 //!   client follows it; the last byte is released only once the digest has been verified, so a
 //!   lying or truncated upstream ends every transfer as failed and leaves nothing cached.
 //! - `evict.rs`: the cache's size budget, least recently used first.
+//! - `held.rs`: what was served lately, to serve again while the database cannot be reached.
 //!
 //! Tags lists and referrers (`listing.rs`) are asked of the upstream each time.
 
@@ -31,6 +32,7 @@ use crate::ports::{BlobStore, ByteStream, CacheStore, ClusterStore, ContentStore
 
 mod evict;
 mod fills;
+mod held;
 mod listing;
 mod manifests;
 
@@ -59,6 +61,8 @@ struct Shared {
     metrics: Arc<Metrics>,
     config: ProxyConfig,
     fills: fills::Fills,
+    /// What was served lately, for a database outage.
+    held: held::Held,
     /// This process, as the holder of fill leases.
     holder: String,
     clock: Arc<dyn Clock>,
@@ -102,6 +106,7 @@ impl Proxy {
                 metrics,
                 config,
                 fills: Mutex::default(),
+                held: held::Held::default(),
                 holder,
                 clock: identity.clock().clone(),
             }),

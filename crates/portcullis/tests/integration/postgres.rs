@@ -260,26 +260,35 @@ async fn a_database_outage_is_said_at_once_and_recovered_from_by_itself() {
     let bucket = store::testsuite::test_bucket();
     let cut = Cut::start(authority(&db.url)).await;
     let url = cut.url(&db.url);
+    let work = tempfile::tempdir().unwrap();
+    let layout = crate::images::make(&work.path().join("layout"));
+    let hub = crate::upstreams::Registry::start().await;
+    hub.push(&layout.dir, "tiny", "library/tiny:1");
+    let ups = format!("[{{registry=\"docker.io\",url=\"http://{}\"}}]", hub.addr());
     let mut env = crate::support::scale_env(&db, &bucket);
     env.retain(|(k, _)| *k != "PORTCULLIS_DATABASE__URL");
     env.extend([
         ("PORTCULLIS_DATABASE__URL", url.as_str()),
         ("PORTCULLIS_ADMIN_PASSWORD", ADMIN_PW),
-        ("PORTCULLIS_DATABASE__OUTAGE_GRACE_SECS", "4"),
+        ("PORTCULLIS_DATABASE__OUTAGE_GRACE_SECS", "6"),
+        ("PORTCULLIS_UPSTREAMS", ups.as_str()),
     ]);
     let s = Server::launch(tempfile::tempdir().unwrap(), &env, None, "http").await;
     s.create_user("alice").await;
     crate::support::acme_with_member_bob(&s).await;
-    let work = tempfile::tempdir().unwrap();
-    let layout = crate::images::make(&work.path().join("layout"));
     let (gw, creds) = (s.addr(), format!("alice:{}", pw("alice")));
     assert!(crate::support::skopeo_push(&layout.dir, "tiny", &gw, &creds, "acme/app:1").0);
     // bob's own repository is a community image, which acme restricts
     assert!(crate::support::skopeo_push(&layout.dir, "tiny", &gw, &format!("bob:{}", pw("bob")), "bob/tool:1").0);
     let on = serde_json::json!({"restricted_images": {"enabled": true}});
     assert_eq!(s.api("PUT", "/api/v1/orgs/acme/settings", ("alice", &pw("alice")), Some(on)).await.0, 200);
-    // pulled before the outage (so held), with tokens taken before it
+    // pulled before the outage (so held), with tokens taken before it; the cached image twice
+    // (the first pull fills the cache, the second is served from it)
     assert!(crate::support::skopeo_pull(&gw, &creds, "acme/app:1", &work.path().join("p0")).0);
+    for i in 0..2 {
+        let (ok, out) = crate::support::skopeo_pull(&gw, &creds, "library/tiny:1", &work.path().join(format!("h{i}")));
+        assert!(ok, "{out}");
+    }
     let t = s.token(Some(("alice", &pw("alice"))), &["repository:acme/app:pull"]).await;
     let tb = s.token(Some(("bob", &pw("bob"))), &["repository:bob/tool:pull"]).await;
     let server = &s;
@@ -313,7 +322,6 @@ async fn a_database_outage_is_said_at_once_and_recovered_from_by_itself() {
     let noticed = started.elapsed();
     assert!(noticed < std::time::Duration::from_secs(3), "noticed after {noticed:?}");
     eprintln!("the outage was noticed after {noticed:?}");
-    let asked = std::time::Instant::now();
     // what the replica holds is still pulled, decided on its last snapshot
     let r = get("/v2/acme/app/manifests/1".into(), t.clone()).await;
     assert_eq!(r.status(), 200);
@@ -321,14 +329,24 @@ async fn a_database_outage_is_said_at_once_and_recovered_from_by_itself() {
     assert_eq!(s.get_bytes(&format!("/v2/acme/app/blobs/{layer}"), &t).await, layer_bytes);
     let r = get("/v2/bob/tool/manifests/1".into(), tb.clone()).await;
     assert_eq!(r.status(), 403, "the last snapshot's denial stands");
+    // real clients, which sign in for every pull: a sign-in that worked lately works again, and
+    // the hosted and the cached image are pulled whole
+    for (image, dst) in [("acme/app:1", "o1"), ("library/tiny:1", "o2")] {
+        let (ok, out) = crate::support::skopeo_pull(&gw, &creds, image, &work.path().join(dst));
+        assert!(ok, "{image} through the outage: {out}");
+    }
+    let (ok, out) =
+        crate::support::skopeo_pull(&gw, &format!("alice:{}", "wrong"), "acme/app:1", &work.path().join("o3"));
+    assert!(!ok && out.contains("503"), "an unknown secret is not signed in: {out}");
     // what it does not hold is refused at once, with the reason
+    let asked = std::time::Instant::now();
     let r = get(format!("/v2/acme/app/manifests/sha256:{}", "0".repeat(64)), t.clone()).await;
     assert_eq!(r.status(), 503);
     assert!(r.text().await.unwrap().contains("the database"));
     // writes and sign-ins that need the database: refused at once, each surface in its own format
     let (st, v) = s.api("GET", "/api/v1/orgs/acme", ("alice", &pw("alice")), None).await;
     assert!(st == 503 && v["message"].as_str().unwrap().contains("the database"), "{st} {v}");
-    let r = s.http.get(s.url("/token?service=portcullis")).basic_auth("alice", Some(pw("alice"))).send().await.unwrap();
+    let r = s.http.get(s.url("/token?service=portcullis")).basic_auth("bob", Some(pw("alice"))).send().await.unwrap();
     assert_eq!(r.status(), 503);
     assert!(r.text().await.unwrap().contains("UNAVAILABLE"));
     assert!(
@@ -343,11 +361,11 @@ async fn a_database_outage_is_said_at_once_and_recovered_from_by_itself() {
     let served = metrics.lines().find_map(|l| l.strip_prefix("portcullis_database_outage_requests_total ")).unwrap();
     assert!(served.parse::<u64>().unwrap() >= 3, "{served}");
     // past the grace, the last snapshot is no longer trusted
-    let past = std::time::Duration::from_millis(4_500) + noticed;
+    let past = std::time::Duration::from_millis(6_500) + noticed;
     tokio::time::sleep(past.saturating_sub(started.elapsed())).await;
     let r = get("/v2/acme/app/manifests/1".into(), t.clone()).await;
     assert_eq!(r.status(), 503);
-    assert!(r.text().await.unwrap().contains("longer than the 4 s"));
+    assert!(r.text().await.unwrap().contains("longer than the 6 s"));
 
     // back: ready again, and pushes and pulls work with no manual step
     cut.set(false);
