@@ -419,7 +419,7 @@ impl Identity {
                 self.remembered.remember(username, secret, &p, now);
                 Ok(p)
             }
-            Err(Error::Unavailable(why)) => match self.remembered.recall(username, secret, now) {
+            Err(Error::Unavailable(why)) => match self.remembered.recall(username, secret, client, now) {
                 Some(p) => {
                     tracing::info!(user = %p.username, "signed in as lately, while the database cannot be reached");
                     Ok(p)
