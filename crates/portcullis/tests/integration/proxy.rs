@@ -641,3 +641,89 @@ async fn a_restarted_node_drops_the_fill_leases_of_its_dead_process() {
     let t = s.token(Some(("alice", &ap)), &["repository:someone/big:pull"]).await;
     assert_eq!(s.get_bytes(&format!("/v2/someone/big/blobs/{digest}"), &t).await, layer);
 }
+
+/// The OCI conformance suite's read-only profile (distribution-spec's `conformance/run.go` with
+/// push off and `OCI_RO_DATA_*` naming preloaded tags, manifests and blobs), transcribed check by
+/// check — its program needs Go 1.24 and Debian has 1.19 — against a repository of the
+/// pull-through cache whose upstream ignores `n` and `last` (where the suite failed): ping, the
+/// tag list and its `last` (and `n`) parameters, HEAD and GET of every tag, manifest and blob
+/// with their digests, and missing manifests by digest and by tag. (Its referrers checks are off
+/// here, as `OCI_API_REFERRER=false`: the stand-in upstream, distribution 2.8, has no referrers
+/// API; referrers through the cache are tested above with an upstream that has.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_conformance_read_only_profile_passes_through_the_cache() {
+    const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
+                          application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+    let e = setup(&[]).await;
+    for tag in ["library/tiny:2", "library/tiny:3"] {
+        e.hub.push(&e.layout.dir, "tiny", tag);
+    }
+    e.fp.set(Fault::IgnoresPaging);
+    let t = e.s.token(Some(("alice", &pw("alice"))), &["repository:library/tiny:pull"]).await;
+    let (s, t) = (&e.s, t.as_str());
+    let send = move |method: &'static str, path: String| async move {
+        s.req(method, &path, Some(t)).await.header("accept", ACCEPT).send().await.unwrap()
+    };
+    // ping
+    assert_eq!(send("GET", "/v2/".into()).await.status(), 200);
+    // the tag list, then with `last` set to the middle tag (and `n`)
+    let r = send("GET", "/v2/library/tiny/tags/list".into()).await;
+    assert_eq!(r.status(), 200);
+    let list: Value = r.json().await.unwrap();
+    assert_eq!(list["name"], "library/tiny");
+    let mut tags: Vec<String> = serde_json::from_value(list["tags"].clone()).unwrap();
+    for want in ["1", "2", "3"] {
+        assert!(tags.iter().any(|t| t == want), "missing tag {want} from {tags:?}");
+    }
+    tags.sort();
+    let end = tags.len() / 2;
+    let r = send("GET", format!("/v2/library/tiny/tags/list?last={}", tags[end - 1])).await;
+    assert_eq!(r.status(), 200);
+    let partial: Vec<String> = serde_json::from_value(r.json::<Value>().await.unwrap()["tags"].clone()).unwrap();
+    for t in &tags[..end] {
+        assert!(!partial.contains(t), "tag {t} returned when last set to {}", tags[end - 1]);
+    }
+    for t in &tags[end..] {
+        assert!(partial.contains(t), "tag {t} missing when last set to {}", tags[end - 1]);
+    }
+    let r = send("GET", "/v2/library/tiny/tags/list?n=1".into()).await;
+    assert_eq!(r.json::<Value>().await.unwrap()["tags"], json!([tags[0]]));
+    // every tag, manifest and blob: HEAD, then GET with the content matching its digest
+    let mut manifests = std::collections::BTreeSet::new();
+    let mut blobs = std::collections::BTreeSet::new();
+    for tag in ["1", "2", "3"] {
+        let head = send("HEAD", format!("/v2/library/tiny/manifests/{tag}")).await;
+        assert_eq!(head.status(), 200, "HEAD of tag {tag}");
+        let digest = head.headers()["docker-content-digest"].to_str().unwrap().to_owned();
+        let r = send("GET", format!("/v2/library/tiny/manifests/{tag}")).await;
+        assert_eq!(r.status(), 200, "GET of tag {tag}");
+        assert_eq!(r.headers()["docker-content-digest"], digest.as_str());
+        let body = r.bytes().await.unwrap();
+        assert_eq!(sha256(&body), digest, "tag {tag}'s content");
+        let m: Value = serde_json::from_slice(&body).unwrap();
+        for d in std::iter::once(&m["config"]).chain(m["layers"].as_array().unwrap()) {
+            blobs.insert((d["digest"].as_str().unwrap().to_owned(), d["size"].as_u64().unwrap()));
+        }
+        manifests.insert(digest);
+    }
+    for d in &manifests {
+        assert_eq!(send("HEAD", format!("/v2/library/tiny/manifests/{d}")).await.status(), 200, "HEAD {d}");
+        let r = send("GET", format!("/v2/library/tiny/manifests/{d}")).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(&sha256(&r.bytes().await.unwrap()), d);
+    }
+    for (d, size) in &blobs {
+        let head = send("HEAD", format!("/v2/library/tiny/blobs/{d}")).await;
+        assert_eq!(head.status(), 200, "HEAD {d}");
+        assert_eq!(head.headers()["content-length"], size.to_string().as_str());
+        let r = send("GET", format!("/v2/library/tiny/blobs/{d}")).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(&sha256(&r.bytes().await.unwrap()), d);
+    }
+    // missing manifests, by digest and by tag
+    for reference in [sha256(b"no such manifest"), "no-such-tag".to_owned()] {
+        let r = send("GET", format!("/v2/library/tiny/manifests/{reference}")).await;
+        assert_eq!(r.status(), 404, "{reference}");
+        assert_eq!(r.json::<Value>().await.unwrap()["errors"][0]["code"], "MANIFEST_UNKNOWN", "{reference}");
+    }
+}
