@@ -43,7 +43,7 @@ http { log_format bytes '\$request_method \$uri \$status \$body_bytes_sent';
   server { listen $UP_DIST; access_log $STATE/up/dist.log bytes; location / { proxy_pass http://$PEER; proxy_set_header Host \$http_host; } } }
 NGINX
 nginx -p "$STATE/up" -c "$STATE/up/nginx.conf"
-upstream_bytes() { awk '$2 ~ /\/blobs\// && $3 == 200 {s += $4} END {print s + 0}' "$STATE/up/$1.log"; }
+upstream_bytes() { awk '$2 ~ /\/blobs\// && $3 == 200 {s += $4} END {printf "%.0f\n", s}' "$STATE/up/$1.log"; }
 
 # two replicas on PostgreSQL + S3, behind nginx
 DB=pcl_storm_$$; psql -q "$PCL_TEST_POSTGRES_URL" -c "CREATE DATABASE $DB"

@@ -119,9 +119,9 @@ pub async fn request_id_and_log(State(st): State<Arc<AppState>>, mut req: Reques
             if outage {
                 portcullis_core::metrics::Metrics::inc(&st.metrics.outage_requests);
             }
-            let resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+            let resp = tracing::Instrument::instrument(next.run(req), span).await;
             if settles(&method, &path, resp.status())
-                && let Err(e) = tracing::Instrument::instrument(st.settle(), span).await
+                && let Err(e) = st.settle().await
             {
                 tracing::warn!(request_id = %id, error = %e, "cannot make sure the other replicas took in a change");
             }

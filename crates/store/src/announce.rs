@@ -188,6 +188,8 @@ async fn listen(
                     Ok(_) => break,
                     Err(_) => return,
                 },
+                // (the store is gone)
+                _ = tx.closed() => return,
             };
             let change = match (note.channel(), note.payload()) {
                 ("pcl_changed", "content") => Change::Content,
