@@ -36,12 +36,17 @@ impl Default for Held {
 }
 
 impl Held {
+    /// (A warm pull finds what it served already held: only a lookup then, no insert.)
     pub fn manifest_served(&self, repo: i64, tag: Option<&Tag>, m: &ServedManifest) {
-        if let Some(t) = tag {
+        if let Some(t) = tag
+            && self.tag(repo, t).as_ref() != Some(&m.digest)
+        {
             self.tags.insert((repo, t.clone()), m.digest.clone());
         }
-        let fresh = ServedManifest { stale: false, ..m.clone() };
-        self.manifests.insert((repo, m.digest.clone()), fresh);
+        let key = (repo, m.digest.clone());
+        if !self.manifests.contains_key(&key) {
+            self.manifests.insert(key, ServedManifest { stale: false, ..m.clone() });
+        }
     }
 
     pub fn manifest(&self, repo: i64, digest: &Digest) -> Option<ServedManifest> {
@@ -59,7 +64,10 @@ impl Held {
     }
 
     pub fn blob_served(&self, repo: i64, digest: &Digest, size: u64) {
-        self.blobs.insert((repo, digest.clone()), size);
+        let key = (repo, digest.clone());
+        if !self.blobs.contains_key(&key) {
+            self.blobs.insert(key, size);
+        }
     }
 
     pub fn blob(&self, repo: i64, digest: &Digest) -> Option<u64> {
